@@ -1,0 +1,37 @@
+//! TDS domain: the typed values every other crate speaks in, and the rules that need no I/O.
+//!
+//! Every value that arrives from outside (a form, a CSV row, an MQTT payload, a config file) is
+//! parsed into one of these types with `parse`, which returns a [`ValidationError`] saying what is
+//! wrong with which value. Once a value has a domain type it is known to be valid, so the layers
+//! above never re-check it. This crate must not do I/O or depend on any I/O crate.
+
+pub mod catalog;
+pub mod cnpj;
+pub mod codes;
+pub mod email;
+pub mod error;
+pub mod ids;
+pub mod licence;
+pub mod mac;
+pub mod modbus;
+pub mod role;
+pub mod text;
+pub mod timezone;
+pub mod unit;
+
+pub use catalog::{DeviceMode, DeviceStatus, DeviceType, GatewayStatus, MeasurementKind, Medium};
+pub use cnpj::Cnpj;
+pub use codes::{DeviceCode, GatewayCode};
+pub use email::Email;
+pub use error::ValidationError;
+pub use ids::{
+    AlertId, AlertRuleId, ApiTokenId, CertificateId, DeviceId, GatewayId, JobId, RejectedId,
+    TenantId, UserId,
+};
+pub use licence::{Licence, LicenceState};
+pub use mac::Mac;
+pub use modbus::{ModbusRegister, SlaveId};
+pub use role::Role;
+pub use text::{Description, Name};
+pub use timezone::TimeZone;
+pub use unit::Unit;
