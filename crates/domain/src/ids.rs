@@ -22,6 +22,10 @@ macro_rules! id_type {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { self.0.fmt(f) }
         }
 
+        impl From<i64> for $name {
+            fn from(raw: i64) -> Self { Self(raw) }
+        }
+
         impl FromStr for $name {
             type Err = std::num::ParseIntError;
             fn from_str(s: &str) -> Result<Self, Self::Err> { s.trim().parse().map(Self) }

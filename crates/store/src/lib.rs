@@ -1,1 +1,82 @@
-//! placeholder
+//! TDS persistence. One store per aggregate (tenants, users, memberships, gateways, devices,
+//! readings, rejected messages, audit log, jobs) over one [`Db`], which is SQLite or PostgreSQL
+//! chosen at run time from the URL.
+//!
+//! Tenant isolation lives here: every method on tenant-owned rows takes a [`TenantId`] and every
+//! such query filters by it, so a caller cannot read or change another tenant's rows by passing
+//! a guessed id. Methods that deliberately cross tenants are named `staff_*`.
+//!
+//! [`TenantId`]: tds_domain::TenantId
+
+#[macro_use]
+mod macros;
+
+pub mod audit;
+pub mod db;
+pub mod devices;
+pub mod error;
+pub mod gateways;
+pub mod jobs;
+pub mod memberships;
+pub mod page;
+pub mod readings;
+pub mod rejected;
+pub mod tenants;
+pub mod ts;
+pub mod users;
+
+pub use db::{Db, DbOptions, redact_url};
+pub use error::{RowError, StoreError};
+pub use page::{Page, Paged};
+pub use ts::Ts;
+
+/// Entry point to every store; cheap to clone (the pools are reference-counted).
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+}
+
+impl Store {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Connects and brings the schema up to date.
+    pub async fn open(url: &str, opts: &DbOptions) -> Result<Self, StoreError> {
+        let db = Db::connect(url, opts).await?;
+        db.migrate().await?;
+        Ok(Self { db })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn tenants(&self) -> tenants::TenantStore<'_> {
+        tenants::TenantStore::new(&self.db)
+    }
+    pub fn users(&self) -> users::UserStore<'_> {
+        users::UserStore::new(&self.db)
+    }
+    pub fn memberships(&self) -> memberships::MembershipStore<'_> {
+        memberships::MembershipStore::new(&self.db)
+    }
+    pub fn gateways(&self) -> gateways::GatewayStore<'_> {
+        gateways::GatewayStore::new(&self.db)
+    }
+    pub fn devices(&self) -> devices::DeviceStore<'_> {
+        devices::DeviceStore::new(&self.db)
+    }
+    pub fn readings(&self) -> readings::ReadingStore<'_> {
+        readings::ReadingStore::new(&self.db)
+    }
+    pub fn rejected(&self) -> rejected::RejectedStore<'_> {
+        rejected::RejectedStore::new(&self.db)
+    }
+    pub fn audit(&self) -> audit::AuditStore<'_> {
+        audit::AuditStore::new(&self.db)
+    }
+    pub fn jobs(&self) -> jobs::JobStore<'_> {
+        jobs::JobStore::new(&self.db)
+    }
+}

@@ -1,0 +1,173 @@
+//! The database handle: SQLite (embedded default) or PostgreSQL, chosen once from the URL.
+//!
+//! Stores run the same SQL on either pool through the [`on_db!`] and [`in_tx!`] macros; where the
+//! dialects differ, a store matches on [`Db`] itself. SQLite gets one writer connection (so that
+//! writers queue in the pool instead of failing with `SQLITE_BUSY`) and a pool of read-only
+//! connections, in WAL mode so readers never block the writer.
+
+use crate::StoreError;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone)]
+pub struct SqliteDb {
+    pub(crate) read: SqlitePool,
+    pub(crate) write: SqlitePool,
+    path: PathBuf,
+}
+
+impl SqliteDb {
+    /// The database file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite(SqliteDb),
+    Postgres(PgPool),
+}
+
+/// Tuning that does not belong in the URL.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Connections of the PostgreSQL pool, or SQLite's read-only pool.
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+impl Db {
+    /// Opens the database named by `url` (`sqlite://PATH`, `sqlite:PATH`, `postgres://…`,
+    /// `postgresql://…`). The SQLite file and its directory are created when missing.
+    pub async fn connect(url: &str, opts: &DbOptions) -> Result<Self, StoreError> {
+        let url_error = |reason: String| StoreError::Url {
+            url: redact_url(url),
+            reason,
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url).map_err(|e| url_error(e.to_string()))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(opts.max_connections)
+                .acquire_timeout(opts.connect_timeout)
+                .connect_with(options)
+                .await
+                .map_err(|e| url_error(format!("cannot connect: {e}")))?;
+            Ok(Self::Postgres(pool))
+        } else if url.starts_with("sqlite:") {
+            let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
+                return Err(url_error(
+                    "TDS needs a database file, e.g. sqlite://./data/tds.db (in-memory databases are not supported)"
+                        .into(),
+                ));
+            }
+            let path = PathBuf::from(path);
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    url_error(format!("cannot create directory {}: {e}", dir.display()))
+                })?;
+            }
+            let base = SqliteConnectOptions::new()
+                .filename(&path)
+                .journal_mode(SqliteJournalMode::Wal)
+                // NORMAL in WAL mode: a commit survives a process crash; a power cut may lose
+                // the last transactions but never corrupts the file.
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+                .pragma("temp_store", "memory")
+                .pragma("cache_size", "-65536");
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(60))
+                .connect_with(base.clone().create_if_missing(true))
+                .await
+                .map_err(|e| url_error(format!("cannot open: {e}")))?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(opts.max_connections)
+                .acquire_timeout(opts.connect_timeout)
+                .connect_with(base.read_only(true))
+                .await
+                .map_err(|e| url_error(format!("cannot open: {e}")))?;
+            Ok(Self::Sqlite(SqliteDb { read, write, path }))
+        } else {
+            Err(url_error(
+                "expected sqlite://PATH (embedded) or postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+                    .into(),
+            ))
+        }
+    }
+
+    /// Creates or upgrades the schema. Safe to run on every start and from several instances.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => SQLITE_MIGRATIONS.run(&s.write).await?,
+            Self::Postgres(pg) => POSTGRES_MIGRATIONS.run(pg).await?,
+        }
+        Ok(())
+    }
+
+    /// A round trip to the database, for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_db!(
+            self,
+            read | pool
+                | sqlx::query("SELECT 1")
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected())
+        )?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => {
+                s.read.close().await;
+                s.write.close().await;
+            }
+            Self::Postgres(pg) => pg.close().await,
+        }
+    }
+}

@@ -1,0 +1,535 @@
+//! Devices: meters, sensors and actuators behind a gateway. A gateway may not have more ACTIVE
+//! (status ATIVO, not archived) devices than its maximum, nor a tenant more than its limit.
+//! Deleting a device archives it: it disappears from lists and frees its code, but its readings
+//! stay and remain reportable.
+
+use crate::error::{RowError, stored};
+use crate::tenants::found;
+use crate::{Db, StoreError, Ts};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::AssertSqlSafe;
+use tds_domain::limits::{Amount, ScaleFactor};
+use tds_domain::{
+    Description, DeviceCode, DeviceId, DeviceMode, DeviceStatus, DeviceType, GatewayId, Mac,
+    MeasurementKind, Medium, ModbusRegister, Name, SlaveId, TenantId, Unit, UserId,
+    ValidationError,
+};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Device {
+    pub id: DeviceId,
+    pub tenant_id: TenantId,
+    pub gateway_id: GatewayId,
+    pub code: DeviceCode,
+    pub mac: Option<Mac>,
+    pub name: Name,
+    pub description: String,
+    pub device_type: DeviceType,
+    pub medium: Medium,
+    pub kind: MeasurementKind,
+    pub unit: Unit,
+    pub scale_factor: f64,
+    pub rollover_value: Option<f64>,
+    pub slave_id: Option<SlaveId>,
+    pub register: Option<ModbusRegister>,
+    pub mode: DeviceMode,
+    pub status: DeviceStatus,
+    pub alarm_daily: Option<f64>,
+    pub alarm_monthly: Option<f64>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub archived_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The editable attributes of a device (create and update).
+#[derive(Debug, Clone)]
+pub struct DeviceFields {
+    pub code: DeviceCode,
+    pub mac: Option<Mac>,
+    pub name: Name,
+    pub description: Description,
+    pub device_type: DeviceType,
+    pub medium: Medium,
+    pub kind: MeasurementKind,
+    pub unit: Unit,
+    pub scale_factor: ScaleFactor,
+    pub rollover_value: Option<Amount>,
+    pub slave_id: Option<SlaveId>,
+    pub register: Option<ModbusRegister>,
+    pub mode: DeviceMode,
+    pub status: DeviceStatus,
+    pub alarm_daily: Option<Amount>,
+    pub alarm_monthly: Option<Amount>,
+}
+
+impl DeviceFields {
+    /// The rules that tie fields together: a meter must have its Modbus address.
+    pub fn check(&self) -> Result<(), ValidationError> {
+        if self.device_type == DeviceType::Meter {
+            if self.slave_id.is_none() {
+                return Err(ValidationError::Required {
+                    field: "Modbus slave id",
+                });
+            }
+            if self.register.is_none() {
+                return Err(ValidationError::Required {
+                    field: "Modbus register",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct DeviceRow {
+    id: i64,
+    tenant_id: i64,
+    gateway_id: i64,
+    code: String,
+    mac: Option<String>,
+    name: String,
+    description: String,
+    device_type: String,
+    medium: String,
+    kind: String,
+    unit: String,
+    scale_factor: f64,
+    rollover_value: Option<f64>,
+    slave_id: Option<i64>,
+    register: Option<i64>,
+    mode: String,
+    status: String,
+    alarm_daily: Option<f64>,
+    alarm_monthly: Option<f64>,
+    last_seen_at: Option<Ts>,
+    archived_at: Option<Ts>,
+    created_at: Ts,
+    updated_at: Ts,
+}
+
+impl TryFrom<DeviceRow> for Device {
+    type Error = StoreError;
+    fn try_from(r: DeviceRow) -> Result<Self, StoreError> {
+        let corrupt = |c: &str, e: ValidationError| StoreError::Corrupt(format!("{c}: {e}"));
+        Ok(Device {
+            id: DeviceId::new(r.id),
+            tenant_id: TenantId::new(r.tenant_id),
+            gateway_id: GatewayId::new(r.gateway_id),
+            code: stored("devices.code", &r.code, DeviceCode::parse)?,
+            mac: r
+                .mac
+                .as_deref()
+                .map(|m| stored("devices.mac", m, Mac::parse))
+                .transpose()?,
+            name: stored("devices.name", &r.name, |s| Name::parse("name", s))?,
+            description: r.description,
+            device_type: stored("devices.device_type", &r.device_type, DeviceType::parse)?,
+            medium: stored("devices.medium", &r.medium, Medium::parse)?,
+            kind: stored("devices.kind", &r.kind, MeasurementKind::parse)?,
+            unit: stored("devices.unit", &r.unit, Unit::parse)?,
+            scale_factor: r.scale_factor,
+            rollover_value: r.rollover_value,
+            slave_id: r
+                .slave_id
+                .map(SlaveId::new)
+                .transpose()
+                .map_err(|e| corrupt("devices.slave_id", e))?,
+            register: r
+                .register
+                .map(ModbusRegister::new)
+                .transpose()
+                .map_err(|e| corrupt("devices.register", e))?,
+            mode: stored("devices.mode", &r.mode, DeviceMode::parse)?,
+            status: stored("devices.status", &r.status, DeviceStatus::parse)?,
+            alarm_daily: r.alarm_daily,
+            alarm_monthly: r.alarm_monthly,
+            last_seen_at: r.last_seen_at.map(|t| t.0),
+            archived_at: r.archived_at.map(|t| t.0),
+            created_at: r.created_at.0,
+            updated_at: r.updated_at.0,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, tenant_id, gateway_id, code, mac, name, description, device_type, medium, \
+    kind, unit, scale_factor, rollover_value, slave_id, register, mode, status, alarm_daily, \
+    alarm_monthly, last_seen_at, archived_at, created_at, updated_at";
+
+/// Binds a device's fields as $3..$18.
+macro_rules! bind_fields {
+    ($q:expr, $f:expr) => {
+        $q.bind($f.code.as_str())
+            .bind($f.mac.map(|m| m.to_string()))
+            .bind($f.name.as_str())
+            .bind($f.description.as_str())
+            .bind($f.device_type.as_str())
+            .bind($f.medium.as_str())
+            .bind($f.kind.as_str())
+            .bind($f.unit.as_str())
+            .bind($f.scale_factor.get())
+            .bind($f.rollover_value.map(Amount::get))
+            .bind($f.slave_id.map(i64::from))
+            .bind($f.register.map(i64::from))
+            .bind($f.mode.as_str())
+            .bind($f.status.as_str())
+            .bind($f.alarm_daily.map(Amount::get))
+            .bind($f.alarm_monthly.map(Amount::get))
+    };
+}
+
+/// For a gateway of the tenant: its status, its maximum, its active devices; and the tenant's
+/// active devices and limit. No row when the gateway is not the tenant's.
+const CAPACITY: &str = "SELECT g.status, g.max_devices, \
+    (SELECT count(*) FROM devices d WHERE d.gateway_id = g.id AND d.archived_at IS NULL AND d.status = 'ATIVO' AND d.id <> $3), \
+    (SELECT count(*) FROM devices d WHERE d.tenant_id = $1 AND d.archived_at IS NULL AND d.status = 'ATIVO' AND d.id <> $3), \
+    (SELECT max_devices FROM tenants WHERE id = $1) \
+    FROM gateways g WHERE g.tenant_id = $1 AND g.id = $2";
+
+type Capacity = (String, i64, i64, i64, i64);
+
+/// Whether one more active device fits; `adding` is how many this operation adds to the gateway
+/// and to the tenant beyond the counts.
+fn capacity_problem(cap: &Capacity, adding_gateway: i64, adding_tenant: i64) -> Option<String> {
+    let (status, max, active, tenant_active, tenant_max) = cap;
+    if status == "decommissioned" {
+        return Some("the gateway is decommissioned".into());
+    }
+    if active + adding_gateway > *max {
+        return Some(format!(
+            "the gateway already has {active} active devices, its maximum is {max}"
+        ));
+    }
+    if tenant_active + adding_tenant > *tenant_max {
+        return Some(format!(
+            "the tenant's limit of {tenant_max} active devices is reached"
+        ));
+    }
+    None
+}
+
+fn conflict_message(fields: &DeviceFields, err: StoreError) -> StoreError {
+    match err {
+        StoreError::Conflict(what) if what.contains("mac") => StoreError::Conflict(format!(
+            "device MAC {} is already used in this tenant",
+            fields.mac.map(|m| m.to_string()).unwrap_or_default()
+        )),
+        StoreError::Conflict(what) if what.contains("code") => StoreError::Conflict(format!(
+            "device code {} is already used on this gateway",
+            fields.code
+        )),
+        e => e,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceStore<'a> {
+    db: &'a Db,
+}
+
+impl<'a> DeviceStore<'a> {
+    pub(crate) fn new(db: &'a Db) -> Self {
+        Self { db }
+    }
+
+    /// Adds a device to one of the tenant's gateways, within the gateway's and tenant's capacity.
+    pub async fn create(
+        &self,
+        tenant: TenantId,
+        gateway: GatewayId,
+        fields: &DeviceFields,
+        by: Option<UserId>,
+    ) -> Result<Device, StoreError> {
+        fields.check()?;
+        let mut out = self
+            .import(tenant, &[(gateway, fields.clone())], by)
+            .await
+            .map_err(|e| match e {
+                StoreError::Import(mut rows) if rows.len() == 1 => {
+                    let msg = rows.remove(0).message;
+                    if msg == "gateway not found" {
+                        StoreError::NotFound
+                    } else if msg.contains("maximum")
+                        || msg.contains("limit")
+                        || msg.contains("decommissioned")
+                    {
+                        StoreError::Limit(msg)
+                    } else {
+                        StoreError::Conflict(msg)
+                    }
+                }
+                e => e,
+            })?;
+        out.pop().ok_or(StoreError::NotFound)
+    }
+
+    /// Adds several devices at once, all or none, reporting every row's problems (gateway not the
+    /// tenant's, code or MAC taken or repeated, capacity) with 1-based row numbers.
+    pub async fn import(
+        &self,
+        tenant: TenantId,
+        rows: &[(GatewayId, DeviceFields)],
+        by: Option<UserId>,
+    ) -> Result<Vec<Device>, StoreError> {
+        let now = Ts::now();
+        let insert = format!(
+            "INSERT INTO devices (tenant_id, gateway_id, code, mac, name, description, device_type, \
+             medium, kind, unit, scale_factor, rollover_value, slave_id, register, mode, status, \
+             alarm_daily, alarm_monthly, created_at, updated_at, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19, $20) \
+             RETURNING {COLUMNS}"
+        );
+        in_tx!(self.db, |tx| {
+            let mut errors = Vec::new();
+            let mut tenant_new_active = 0i64;
+            for (i, (gateway, fields)) in rows.iter().enumerate() {
+                let row = i + 1;
+                if let Err(e) = fields.check() {
+                    errors.push(RowError {
+                        row,
+                        message: e.to_string(),
+                    });
+                }
+                let earlier = &rows[..i];
+                if earlier
+                    .iter()
+                    .any(|(g, f)| g == gateway && f.code == fields.code)
+                {
+                    errors.push(RowError {
+                        row,
+                        message: format!(
+                            "device code {} appears twice for one gateway",
+                            fields.code
+                        ),
+                    });
+                }
+                if fields.mac.is_some() && earlier.iter().any(|(_, f)| f.mac == fields.mac) {
+                    errors.push(RowError {
+                        row,
+                        message: "device MAC appears twice in the file".into(),
+                    });
+                }
+                let cap: Option<Capacity> = sqlx::query_as(CAPACITY)
+                    .bind(tenant.get())
+                    .bind(gateway.get())
+                    .bind(0i64)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(cap) = cap else {
+                    errors.push(RowError {
+                        row,
+                        message: "gateway not found".into(),
+                    });
+                    continue;
+                };
+                if fields.status == DeviceStatus::Active {
+                    tenant_new_active += 1;
+                    let gateway_new = earlier
+                        .iter()
+                        .filter(|(g, f)| g == gateway && f.status == DeviceStatus::Active)
+                        .count() as i64
+                        + 1;
+                    if let Some(problem) = capacity_problem(&cap, gateway_new, tenant_new_active) {
+                        errors.push(RowError {
+                            row,
+                            message: problem,
+                        });
+                    }
+                } else if cap.0 == "decommissioned" {
+                    errors.push(RowError {
+                        row,
+                        message: "the gateway is decommissioned".into(),
+                    });
+                }
+                let (code_taken, mac_taken): (i64, i64) = sqlx::query_as(
+                    "SELECT (SELECT count(*) FROM devices WHERE gateway_id = $1 AND code = $2 AND archived_at IS NULL), \
+                            (SELECT count(*) FROM devices WHERE tenant_id = $3 AND mac = $4 AND archived_at IS NULL)",
+                )
+                .bind(gateway.get())
+                .bind(fields.code.as_str())
+                .bind(tenant.get())
+                .bind(fields.mac.map(|m| m.to_string()))
+                .fetch_one(&mut *tx)
+                .await?;
+                if code_taken > 0 {
+                    errors.push(RowError {
+                        row,
+                        message: format!(
+                            "device code {} is already used on this gateway",
+                            fields.code
+                        ),
+                    });
+                }
+                if mac_taken > 0 {
+                    errors.push(RowError {
+                        row,
+                        message: "device MAC is already used in this tenant".into(),
+                    });
+                }
+            }
+            if !errors.is_empty() {
+                return Err(StoreError::Import(errors));
+            }
+            let mut out = Vec::with_capacity(rows.len());
+            for (gateway, fields) in rows {
+                let q = sqlx::query_as(AssertSqlSafe(insert.as_str()))
+                    .bind(tenant.get())
+                    .bind(gateway.get());
+                let row: DeviceRow = bind_fields!(q, fields)
+                    .bind(now)
+                    .bind(by.map(UserId::get))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| conflict_message(fields, e.into()))?;
+                out.push(Device::try_from(row)?);
+            }
+            Ok(out)
+        })
+    }
+
+    pub async fn get(&self, tenant: TenantId, id: DeviceId) -> Result<Device, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM devices WHERE tenant_id = $1 AND id = $2");
+        let row: DeviceRow = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .bind(id.get())
+                    .fetch_one(pool)
+                    .await
+        )?;
+        row.try_into()
+    }
+
+    /// The live (not archived) device with that code on the gateway.
+    pub async fn by_code(
+        &self,
+        tenant: TenantId,
+        gateway: GatewayId,
+        code: &DeviceCode,
+    ) -> Result<Device, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM devices WHERE tenant_id = $1 AND gateway_id = $2 AND code = $3 \
+             AND archived_at IS NULL"
+        );
+        let row: DeviceRow = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .bind(gateway.get())
+                    .bind(code.as_str())
+                    .fetch_one(pool)
+                    .await
+        )?;
+        row.try_into()
+    }
+
+    pub async fn list_for_gateway(
+        &self,
+        tenant: TenantId,
+        gateway: GatewayId,
+        include_archived: bool,
+    ) -> Result<Vec<Device>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM devices WHERE tenant_id = $1 AND gateway_id = $2 \
+             AND ($3 OR archived_at IS NULL) ORDER BY code, id"
+        );
+        let rows: Vec<DeviceRow> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .bind(gateway.get())
+                    .bind(include_archived)
+                    .fetch_all(pool)
+                    .await
+        )?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// Every live device of the tenant (for pickers and imports).
+    pub async fn list(&self, tenant: TenantId) -> Result<Vec<Device>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM devices WHERE tenant_id = $1 AND archived_at IS NULL ORDER BY gateway_id, code"
+        );
+        let rows: Vec<DeviceRow> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .fetch_all(pool)
+                    .await
+        )?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    pub async fn update(
+        &self,
+        tenant: TenantId,
+        id: DeviceId,
+        fields: &DeviceFields,
+    ) -> Result<Device, StoreError> {
+        fields.check()?;
+        let sql = format!(
+            "UPDATE devices SET code = $3, mac = $4, name = $5, description = $6, device_type = $7, \
+             medium = $8, kind = $9, unit = $10, scale_factor = $11, rollover_value = $12, slave_id = $13, \
+             register = $14, mode = $15, status = $16, alarm_daily = $17, alarm_monthly = $18, updated_at = $19 \
+             WHERE tenant_id = $1 AND id = $2 AND archived_at IS NULL RETURNING {COLUMNS}"
+        );
+        let row: DeviceRow = in_tx!(self.db, |tx| {
+            let gateway: Option<i64> = sqlx::query_scalar(
+                "SELECT gateway_id FROM devices WHERE tenant_id = $1 AND id = $2 AND archived_at IS NULL",
+            )
+            .bind(tenant.get())
+            .bind(id.get())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let gateway = gateway.ok_or(StoreError::NotFound)?;
+            if fields.status == DeviceStatus::Active {
+                let cap: Capacity = sqlx::query_as(CAPACITY)
+                    .bind(tenant.get())
+                    .bind(gateway)
+                    .bind(id.get())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if let Some(problem) = capacity_problem(&cap, 1, 1) {
+                    return Err(StoreError::Limit(problem));
+                }
+            }
+            let q = sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(tenant.get())
+                .bind(id.get());
+            let row: DeviceRow = bind_fields!(q, fields)
+                .bind(Ts::now())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| conflict_message(fields, e.into()))?;
+            Ok(row)
+        })?;
+        row.try_into()
+    }
+
+    /// Archives a device: it leaves lists and capacity counts and frees its code; its readings
+    /// stay. Archiving twice is `NotFound`.
+    pub async fn archive(&self, tenant: TenantId, id: DeviceId) -> Result<(), StoreError> {
+        let done = on_db!(
+            self.db,
+            write
+                | pool
+                | sqlx::query(
+                    "UPDATE devices SET archived_at = $3, updated_at = $3 \
+             WHERE tenant_id = $1 AND id = $2 AND archived_at IS NULL"
+                )
+                .bind(tenant.get())
+                .bind(id.get())
+                .bind(Ts::now())
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        )?;
+        found(done)
+    }
+}

@@ -1,0 +1,62 @@
+//! Running one piece of SQL on whichever database is open.
+//!
+//! `on_db!(db, read |pool| expr)` and `on_db!(db, write |pool| expr)` expand `expr` once per
+//! backend with `pool` bound to that backend's pool, so `sqlx::query_as(..).fetch_all(pool)` type-
+//! checks against both. `in_tx!(db, |tx| block)` does the same inside a write transaction that is
+//! committed when the block returns `Ok` and rolled back otherwise.
+
+macro_rules! on_db {
+    ($db:expr, read |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite(s) => {
+                let $pool = &s.read;
+                $body
+            }
+            $crate::db::Db::Postgres(pg) => {
+                let $pool = pg;
+                $body
+            }
+        }
+    };
+    ($db:expr, write |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite(s) => {
+                let $pool = &s.write;
+                $body
+            }
+            $crate::db::Db::Postgres(pg) => {
+                let $pool = pg;
+                $body
+            }
+        }
+    };
+}
+
+macro_rules! in_tx {
+    ($db:expr, |$tx:ident| $body:block) => {
+        match $db {
+            $crate::db::Db::Sqlite(s) => {
+                let mut $tx = s.write.begin().await?;
+                let out: Result<_, $crate::StoreError> = async { $body }.await;
+                match out {
+                    Ok(v) => {
+                        $tx.commit().await?;
+                        Ok(v)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            $crate::db::Db::Postgres(pg) => {
+                let mut $tx = pg.begin().await?;
+                let out: Result<_, $crate::StoreError> = async { $body }.await;
+                match out {
+                    Ok(v) => {
+                        $tx.commit().await?;
+                        Ok(v)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    };
+}

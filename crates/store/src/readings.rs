@@ -1,0 +1,425 @@
+//! Readings: one value per (device, instant), written in bulk and idempotently.
+//!
+//! [`ReadingStore::insert_groups`] is the ingest path: several tenants' readings in one
+//! transaction (the group commit), each group checked against its tenant's devices. A reading whose
+//! (device, time) is already stored is not written again: with the same value it counts as a
+//! duplicate (a gateway resending an unacknowledged batch), with a different value it is returned
+//! as a conflict for the caller to record as a dead letter. The first value stays.
+//!
+//! The SQL differs by backend for speed: PostgreSQL takes a whole group in one statement through
+//! `UNNEST` of arrays; SQLite takes multi-row `INSERT`s of up to [`SQLITE_CHUNK`] rows.
+
+use crate::{Db, StoreError, Ts};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::AssertSqlSafe;
+use std::collections::HashMap;
+use tds_domain::{DeviceId, GatewayId, TenantId};
+
+/// Rows per multi-row INSERT on SQLite: 7 parameters each stays far below SQLite's limit of
+/// 32766 bound parameters, and the statement is prepared once and cached.
+pub const SQLITE_CHUNK: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewReading {
+    pub device_id: DeviceId,
+    pub time: DateTime<Utc>,
+    pub value: f64,
+    pub unit: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reading {
+    pub device_id: DeviceId,
+    pub gateway_id: GatewayId,
+    pub tenant_id: TenantId,
+    pub time: DateTime<Utc>,
+    pub value: f64,
+    pub unit: String,
+    pub ingested_at: DateTime<Utc>,
+}
+
+/// A reading that arrived for an instant already stored with another value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReadingConflict {
+    /// Position of the reading in its group.
+    pub index: usize,
+    pub device_id: DeviceId,
+    pub time: DateTime<Utc>,
+    pub stored_value: f64,
+    pub sent_value: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct InsertReport {
+    pub inserted: u64,
+    /// Same device, time and value as a stored reading: nothing written.
+    pub duplicates: u64,
+    pub conflicts: Vec<ReadingConflict>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ReadingRow {
+    device_id: i64,
+    gateway_id: i64,
+    tenant_id: i64,
+    time: Ts,
+    value: f64,
+    unit: String,
+    ingested_at: Ts,
+}
+
+impl From<ReadingRow> for Reading {
+    fn from(r: ReadingRow) -> Self {
+        Reading {
+            device_id: DeviceId::new(r.device_id),
+            gateway_id: GatewayId::new(r.gateway_id),
+            tenant_id: TenantId::new(r.tenant_id),
+            time: r.time.0,
+            value: r.value,
+            unit: r.unit,
+            ingested_at: r.ingested_at.0,
+        }
+    }
+}
+
+const COLUMNS: &str = "device_id, gateway_id, tenant_id, time, value, unit, ingested_at";
+
+fn sqlite_insert_sql(rows: usize) -> String {
+    let mut sql = String::with_capacity(100 + rows * 40);
+    sql.push_str(
+        "INSERT INTO readings (device_id, time, tenant_id, gateway_id, value, unit, ingested_at) VALUES ",
+    );
+    for i in 0..rows {
+        let p = i * 5;
+        if i > 0 {
+            sql.push(',');
+        }
+        // $1 = tenant, $2 = ingest time; five parameters per row after those.
+        sql.push_str(&format!(
+            "(${},${},$1,${},${},${},$2)",
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7
+        ));
+    }
+    sql.push_str(" ON CONFLICT (device_id, time) DO NOTHING");
+    sql
+}
+
+const PG_INSERT: &str = "INSERT INTO readings (device_id, time, tenant_id, gateway_id, value, unit, ingested_at) \
+    SELECT d, t, $1, g, v, u, $2 FROM UNNEST($3::BIGINT[], $4::TIMESTAMPTZ[], $5::BIGINT[], $6::FLOAT8[], $7::TEXT[]) \
+    AS x(d, t, g, v, u) ON CONFLICT (device_id, time) DO NOTHING";
+
+/// Which of the group's devices are the tenant's, with their gateway.
+const DEVICE_GATEWAYS: &str = "SELECT id, gateway_id FROM devices WHERE tenant_id = $1 AND id = $2";
+
+/// The stored values of one device between two instants, to tell duplicates from conflicts.
+const STORED_VALUES: &str =
+    "SELECT time, value FROM readings WHERE device_id = $1 AND time >= $2 AND time <= $3";
+
+/// Compares a group with what is stored after the insert: a reading whose stored value differs
+/// is a conflict (what was stored first stays).
+fn classify(
+    group: &[NewReading],
+    stored: &HashMap<(i64, i64), f64>,
+    inserted: u64,
+) -> InsertReport {
+    let mut conflicts = Vec::new();
+    for (index, r) in group.iter().enumerate() {
+        let key = (r.device_id.get(), Ts::from(r.time).micros());
+        if let Some(&stored_value) = stored.get(&key) {
+            // Bit-for-bit: the same JSON number always parses to the same f64.
+            if stored_value.to_bits() != r.value.to_bits() {
+                conflicts.push(ReadingConflict {
+                    index,
+                    device_id: r.device_id,
+                    time: r.time,
+                    stored_value,
+                    sent_value: r.value,
+                });
+            }
+        }
+    }
+    let duplicates = group.len() as u64 - inserted - conflicts.len() as u64;
+    InsertReport {
+        inserted,
+        duplicates,
+        conflicts,
+    }
+}
+
+/// Per device, the earliest and latest instants (µs) of a group.
+fn device_spans(group: &[NewReading]) -> HashMap<i64, (i64, i64)> {
+    let mut spans: HashMap<i64, (i64, i64)> = HashMap::new();
+    for r in group {
+        let t = Ts::from(r.time).micros();
+        spans
+            .entry(r.device_id.get())
+            .and_modify(|(lo, hi)| {
+                *lo = (*lo).min(t);
+                *hi = (*hi).max(t);
+            })
+            .or_insert((t, t));
+    }
+    spans
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ReadingStore<'a> {
+    db: &'a Db,
+}
+
+impl<'a> ReadingStore<'a> {
+    pub(crate) fn new(db: &'a Db) -> Self {
+        Self { db }
+    }
+
+    /// Stores one tenant's readings; see [`Self::insert_groups`].
+    pub async fn insert(
+        &self,
+        tenant: TenantId,
+        readings: &[NewReading],
+    ) -> Result<InsertReport, StoreError> {
+        let mut reports = self.insert_groups(&[(tenant, readings)]).await?;
+        Ok(reports.pop().unwrap_or_default())
+    }
+
+    /// Stores groups of readings, each of one tenant, in a single transaction, and reports per
+    /// group what was new, duplicate or conflicting. A group naming a device that is not its
+    /// tenant's fails the whole call with `NotFound` and writes nothing.
+    pub async fn insert_groups(
+        &self,
+        groups: &[(TenantId, &[NewReading])],
+    ) -> Result<Vec<InsertReport>, StoreError> {
+        let ingested_at = Ts::now();
+        in_tx!(self.db, |tx| {
+            let mut reports = Vec::with_capacity(groups.len());
+            for (tenant, group) in groups {
+                if group.is_empty() {
+                    reports.push(InsertReport::default());
+                    continue;
+                }
+                let spans = device_spans(group);
+                let mut gateway_of: HashMap<i64, i64> = HashMap::with_capacity(spans.len());
+                for &device in spans.keys() {
+                    let row: Option<(i64, i64)> = sqlx::query_as(DEVICE_GATEWAYS)
+                        .bind(tenant.get())
+                        .bind(device)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let (id, gateway) = row.ok_or(StoreError::NotFound)?;
+                    gateway_of.insert(id, gateway);
+                }
+                let inserted =
+                    BulkInsert::insert_readings(&mut *tx, *tenant, ingested_at, group, &gateway_of)
+                        .await?;
+                let mut stored = HashMap::new();
+                if inserted < group.len() as u64 {
+                    for (&device, &(lo, hi)) in &spans {
+                        let rows: Vec<(Ts, f64)> = sqlx::query_as(STORED_VALUES)
+                            .bind(device)
+                            .bind(Ts::from_micros(lo))
+                            .bind(Ts::from_micros(hi))
+                            .fetch_all(&mut *tx)
+                            .await?;
+                        stored.extend(rows.into_iter().map(|(t, v)| ((device, t.micros()), v)));
+                    }
+                }
+                reports.push(classify(group, &stored, inserted));
+            }
+            Ok(reports)
+        })
+    }
+
+    /// A device's readings in `[from, to)`, oldest first, at most `limit`.
+    pub async fn for_device(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Reading>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM readings WHERE tenant_id = $1 AND device_id = $2 \
+             AND time >= $3 AND time < $4 ORDER BY time LIMIT $5"
+        );
+        let rows: Vec<ReadingRow> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .bind(device.get())
+                    .bind(Ts::from(from))
+                    .bind(Ts::from(to))
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await
+        )?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// A device's latest readings, newest first.
+    pub async fn latest(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        limit: i64,
+    ) -> Result<Vec<Reading>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM readings WHERE tenant_id = $1 AND device_id = $2 ORDER BY time DESC LIMIT $3"
+        );
+        let rows: Vec<ReadingRow> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .bind(device.get())
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await
+        )?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// The tenant's readings in `[from, to)` (optionally of one gateway), ordered by (time,
+    /// device), after the keyset cursor `after` (the last (time, device) of the previous page).
+    pub async fn for_tenant(
+        &self,
+        tenant: TenantId,
+        gateway: Option<GatewayId>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, DeviceId)>,
+        limit: i64,
+    ) -> Result<Vec<Reading>, StoreError> {
+        // Through the tenant's devices so that each device's primary-key range is used; the
+        // tenant filter on readings themselves keeps readings a device took under a former owner
+        // out.
+        let sql = format!(
+            "SELECT {COLUMNS} FROM readings WHERE tenant_id = $1 \
+             AND device_id IN (SELECT id FROM devices WHERE tenant_id = $1 AND (CAST($2 AS BIGINT) IS NULL OR gateway_id = $2)) \
+             AND time >= $3 AND time < $4 \
+             AND (CAST($5 AS BIGINT) IS NULL OR time > $6 OR (time = $6 AND device_id > $5)) \
+             ORDER BY time, device_id LIMIT $7"
+        );
+        let (after_device, after_time) = match after {
+            Some((t, d)) => (Some(d.get()), Ts::from(t)),
+            None => (None, Ts::from(from)),
+        };
+        let rows: Vec<ReadingRow> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .bind(gateway.map(GatewayId::get))
+                    .bind(Ts::from(from))
+                    .bind(Ts::from(to))
+                    .bind(after_device)
+                    .bind(after_time)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await
+        )?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// How many readings the tenant stored with a reading time at or after `since`.
+    pub async fn count_since(
+        &self,
+        tenant: TenantId,
+        since: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let n: i64 = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_scalar(
+                    "SELECT count(*) FROM readings WHERE tenant_id = $1 \
+             AND device_id IN (SELECT id FROM devices WHERE tenant_id = $1) AND time >= $2"
+                )
+                .bind(tenant.get())
+                .bind(Ts::from(since))
+                .fetch_one(pool)
+                .await
+        )?;
+        Ok(n)
+    }
+}
+
+/// The backend-specific bulk insert, run on the connection of the open transaction; evaluates to
+/// the number of rows written.
+trait BulkInsert {
+    async fn insert_readings(
+        &mut self,
+        tenant: TenantId,
+        at: Ts,
+        group: &[NewReading],
+        gateway_of: &HashMap<i64, i64>,
+    ) -> Result<u64, sqlx::Error>;
+}
+
+impl BulkInsert for sqlx::PgConnection {
+    async fn insert_readings(
+        &mut self,
+        tenant: TenantId,
+        at: Ts,
+        group: &[NewReading],
+        gateway_of: &HashMap<i64, i64>,
+    ) -> Result<u64, sqlx::Error> {
+        let devices: Vec<i64> = group.iter().map(|r| r.device_id.get()).collect();
+        let times: Vec<Ts> = group.iter().map(|r| Ts::from(r.time)).collect();
+        let gateways: Vec<i64> = devices
+            .iter()
+            .map(|d| gateway_of.get(d).copied().unwrap_or_default())
+            .collect();
+        let values: Vec<f64> = group.iter().map(|r| r.value).collect();
+        let units: Vec<&str> = group.iter().map(|r| r.unit.as_str()).collect();
+        Ok(sqlx::query(PG_INSERT)
+            .bind(tenant.get())
+            .bind(at)
+            .bind(devices)
+            .bind(times)
+            .bind(gateways)
+            .bind(values)
+            .bind(units)
+            .execute(&mut *self)
+            .await?
+            .rows_affected())
+    }
+}
+
+impl BulkInsert for sqlx::SqliteConnection {
+    async fn insert_readings(
+        &mut self,
+        tenant: TenantId,
+        at: Ts,
+        group: &[NewReading],
+        gateway_of: &HashMap<i64, i64>,
+    ) -> Result<u64, sqlx::Error> {
+        let mut inserted = 0;
+        for chunk in group.chunks(SQLITE_CHUNK) {
+            let sql = sqlite_insert_sql(chunk.len());
+            let mut q = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(tenant.get())
+                .bind(at);
+            for r in chunk {
+                q = q
+                    .bind(r.device_id.get())
+                    .bind(Ts::from(r.time))
+                    .bind(
+                        gateway_of
+                            .get(&r.device_id.get())
+                            .copied()
+                            .unwrap_or_default(),
+                    )
+                    .bind(r.value)
+                    .bind(r.unit.as_str());
+            }
+            inserted += q.execute(&mut *self).await?.rows_affected();
+        }
+        Ok(inserted)
+    }
+}
