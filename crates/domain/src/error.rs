@@ -58,9 +58,9 @@ impl ValidationError {
     /// Shorthand for range errors of any displayable bound type.
     pub fn out_of_range(
         field: &'static str,
-        value: impl ToString,
-        min: impl ToString,
-        max: impl ToString,
+        value: impl std::fmt::Display,
+        min: impl std::fmt::Display,
+        max: impl std::fmt::Display,
     ) -> Self {
         Self::OutOfRange {
             field,

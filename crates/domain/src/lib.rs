@@ -12,9 +12,11 @@ pub mod email;
 pub mod error;
 pub mod ids;
 pub mod licence;
+pub mod limits;
 pub mod mac;
 pub mod modbus;
 pub mod role;
+pub mod telemetry;
 pub mod text;
 pub mod timezone;
 pub mod unit;
@@ -32,6 +34,10 @@ pub use licence::{Licence, LicenceState};
 pub use mac::Mac;
 pub use modbus::{ModbusRegister, SlaveId};
 pub use role::Role;
+pub use telemetry::{
+    BatchContext, BatchRejection, ReadingInput, ReadingOutcome, ReadingRejection, RejectedReading,
+    TelemetryBatch, TimestampError, Topic, TopicError,
+};
 pub use text::{Description, Name};
 pub use timezone::TimeZone;
 pub use unit::Unit;

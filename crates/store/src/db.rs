@@ -6,6 +6,7 @@
 //! connections, in WAL mode so readers never block the writer.
 
 use crate::StoreError;
+use sqlx::Connection;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -55,6 +56,18 @@ impl Default for DbOptions {
     }
 }
 
+/// Runs a connection attempt with a deadline, flattening both failures into one message.
+async fn tokio_timeout<T>(
+    limit: Duration,
+    attempt: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, attempt).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
+    }
+}
+
 /// The URL with any password replaced, for messages and logs.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -79,6 +92,15 @@ impl Db {
         };
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(|e| url_error(e.to_string()))?;
+            // One direct connection first: a pool only reports "timed out", while this says why
+            // (refused, unknown host, bad password, no such database).
+            let probe = tokio_timeout(
+                opts.connect_timeout,
+                sqlx::PgConnection::connect_with(&options),
+            )
+            .await
+            .map_err(|e| url_error(format!("cannot connect: {e}")))?;
+            probe.close().await.ok();
             let pool = PgPoolOptions::new()
                 .max_connections(opts.max_connections)
                 .acquire_timeout(opts.connect_timeout)
@@ -113,7 +135,7 @@ impl Db {
                 .pragma("cache_size", "-65536");
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
-                .acquire_timeout(Duration::from_secs(60))
+                .acquire_timeout(Duration::from_mins(1))
                 .connect_with(base.clone().create_if_missing(true))
                 .await
                 .map_err(|e| url_error(format!("cannot open: {e}")))?;

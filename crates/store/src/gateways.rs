@@ -418,11 +418,7 @@ impl<'a> GatewayStore<'a> {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|s| {
-                let escaped = s
-                    .to_lowercase()
-                    .replace('\\', "")
-                    .replace('%', "")
-                    .replace('_', "");
+                let escaped = s.to_lowercase().replace(['\\', '%', '_'], "");
                 format!("%{escaped}%")
             });
         let connection = filter.connection.map(|c| match c {

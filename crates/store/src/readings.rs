@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use tds_domain::{DeviceId, GatewayId, TenantId};
 
 /// Rows per multi-row INSERT on SQLite: 7 parameters each stays far below SQLite's limit of
@@ -96,14 +97,15 @@ fn sqlite_insert_sql(rows: usize) -> String {
             sql.push(',');
         }
         // $1 = tenant, $2 = ingest time; five parameters per row after those.
-        sql.push_str(&format!(
+        let _ = write!(
+            sql,
             "(${},${},$1,${},${},${},$2)",
             p + 3,
             p + 4,
             p + 5,
             p + 6,
             p + 7
-        ));
+        );
     }
     sql.push_str(" ON CONFLICT (device_id, time) DO NOTHING");
     sql

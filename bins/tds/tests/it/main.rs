@@ -1,1 +1,12 @@
+//! End-to-end tests of the `tds` binary: the real executable, run as a user would run it, against
+//! SQLite and PostgreSQL.
 
+// Scenarios are plain async fns called by generated #[tokio::test]s, which clippy's
+// allow-*-in-tests settings do not see as tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// A scenario reads best as one story; helpers take results by value to keep call sites short.
+#![allow(clippy::too_many_lines, clippy::needless_pass_by_value)]
+
+mod cli;
+mod serve;
+mod support;

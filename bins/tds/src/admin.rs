@@ -1,0 +1,187 @@
+//! `tds tenant …` and `tds user …`: platform administration from the command line. Every change is
+//! written to the audit log with the actor `cli`.
+
+use crate::cli::{TenantCommand, UserCommand};
+use anyhow::{Context, bail};
+use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+use std::io::BufRead;
+use tds_domain::{Cnpj, Email, Name, Role, TenantId, TimeZone, UserId};
+use tds_store::Store;
+use tds_store::audit::NewAuditEntry;
+use tds_store::tenants::NewTenant;
+use tds_store::users::NewUser;
+
+pub const MIN_PASSWORD_LEN: usize = 10;
+
+pub async fn tenant(store: &Store, command: TenantCommand) -> anyhow::Result<()> {
+    match command {
+        TenantCommand::Create {
+            name,
+            cnpj,
+            timezone,
+        } => {
+            let mut new = NewTenant::named(Name::parse("name", &name)?);
+            new.cnpj = cnpj.as_deref().map(Cnpj::parse).transpose()?;
+            new.timezone = TimeZone::parse(&timezone)?;
+            let t = store
+                .tenants()
+                .staff_create(&new)
+                .await
+                .context("cannot create the tenant")?;
+            audit(
+                store,
+                Some(t.id),
+                None,
+                "tenant.create",
+                "tenant",
+                t.id.to_string(),
+            )
+            .await?;
+            println!(
+                "created tenant {:?} (id {}, time zone {})",
+                t.name.as_str(),
+                t.id,
+                t.timezone
+            );
+            Ok(())
+        }
+        TenantCommand::List => {
+            let tenants = store.tenants().staff_list().await?;
+            println!(
+                "{:<6} {:<32} {:<20} {:<8} {:<20} LICENCE UNTIL",
+                "ID", "NAME", "CNPJ", "ACTIVE", "TIME ZONE"
+            );
+            for t in tenants {
+                let cnpj = t
+                    .cnpj
+                    .as_deref()
+                    .and_then(|c| Cnpj::parse(c).ok())
+                    .map(|c| c.to_string());
+                println!(
+                    "{:<6} {:<32} {:<20} {:<8} {:<20} {}",
+                    t.id,
+                    t.name.as_str(),
+                    cnpj.unwrap_or_else(|| "-".into()),
+                    if t.active { "yes" } else { "no" },
+                    t.timezone,
+                    t.licence_valid_until
+                        .map_or_else(|| "-".into(), |d| d.to_string())
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+pub async fn user(store: &Store, command: UserCommand) -> anyhow::Result<()> {
+    let UserCommand::Create {
+        email,
+        tenant,
+        role,
+        name,
+        staff,
+        language,
+    } = command;
+    let email = Email::parse(&email)?;
+    let role = Role::parse(&role)?;
+    let language = match language.as_str() {
+        "pt-BR" | "pt-br" | "pt" => "pt-BR",
+        "en" | "en-US" | "en-us" => "en",
+        other => bail!("language {other:?} is not available: use pt-BR or en"),
+    };
+    let display = name.unwrap_or_else(|| {
+        email
+            .as_str()
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    });
+    let tenant = store
+        .tenants()
+        .staff_by_name(&tenant)
+        .await
+        .with_context(|| format!("no tenant named {tenant:?}"))?;
+    let password = read_password()?;
+    let hash = hash_password(&password)?;
+    let user = store
+        .users()
+        .create(&NewUser {
+            email,
+            display_name: Name::parse("name", &display)?,
+            password_hash: Some(hash),
+            language: language.into(),
+            is_staff: staff,
+            created_by: None,
+        })
+        .await?;
+    store
+        .memberships()
+        .add(tenant.id, user.id, role, None)
+        .await?;
+    audit(
+        store,
+        Some(tenant.id),
+        Some(user.id),
+        "user.create",
+        "user",
+        user.id.to_string(),
+    )
+    .await?;
+    println!(
+        "created user {} ({role} of {:?}{})",
+        user.email,
+        tenant.name.as_str(),
+        if staff { ", platform staff" } else { "" }
+    );
+    Ok(())
+}
+
+/// Reads the password from the first line of standard input.
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        bail!(
+            "the password (read from standard input) must have at least {MIN_PASSWORD_LEN} characters"
+        );
+    }
+    Ok(password)
+}
+
+/// An argon2id PHC string with a random salt and the crate's recommended parameters.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))
+}
+
+pub(crate) async fn audit(
+    store: &Store,
+    tenant: Option<TenantId>,
+    user: Option<UserId>,
+    action: &str,
+    kind: &str,
+    id: String,
+) -> anyhow::Result<()> {
+    store
+        .audit()
+        .record(&NewAuditEntry {
+            tenant_id: tenant,
+            user_id: user,
+            actor: "cli".into(),
+            action: action.into(),
+            object_kind: kind.into(),
+            object_id: Some(id),
+            detail: "{}".into(),
+            ip: None,
+        })
+        .await?;
+    Ok(())
+}

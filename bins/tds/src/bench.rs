@@ -1,0 +1,158 @@
+//! `tds bench store`: loads readings through the same `ReadingStore::insert` the device endpoint
+//! uses, on the database and with the durability settings of production (SQLite in WAL mode with
+//! `synchronous=NORMAL`; PostgreSQL with its configured `synchronous_commit`, on by default), and
+//! prints rows per second and per-transaction latency.
+
+use crate::cli::BenchCommand;
+use crate::config::Config;
+use anyhow::{Context, bail};
+use chrono::{Duration, TimeZone, Utc};
+use std::time::Instant;
+use tds_domain::limits::MaxDevices;
+use tds_domain::{GatewayCode, Mac, Name};
+use tds_store::readings::NewReading;
+use tds_store::tenants::{NewTenant, TenantLimits};
+use tds_store::{DbOptions, Store};
+
+pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
+    let BenchCommand::Store {
+        database_url,
+        readings,
+        devices,
+        batch,
+    } = command;
+    if devices == 0 || batch == 0 || readings == 0 {
+        bail!("--readings, --devices and --batch must be at least 1");
+    }
+    let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let url = database_url
+        .unwrap_or_else(|| format!("sqlite://{}", tmp.path().join("bench.db").display()));
+    let store = Store::open(
+        &url,
+        &DbOptions {
+            max_connections: config.db_max_connections,
+            ..DbOptions::default()
+        },
+    )
+    .await
+    .with_context(|| format!("cannot use database {}", tds_store::redact_url(&url)))?;
+    let tenant = setup(&store, devices).await?;
+    let device_ids: Vec<_> = store
+        .devices()
+        .list(tenant)
+        .await?
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+
+    println!(
+        "bench store: {readings} readings over {devices} devices, {batch} per transaction, on {} ({})",
+        store.db().backend(),
+        tds_store::redact_url(&url)
+    );
+    let t0 = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .context("start time")?;
+    let mut latencies = Vec::with_capacity(readings / batch + 1);
+    let started = Instant::now();
+    let mut done = 0usize;
+    while done < readings {
+        let n = batch.min(readings - done);
+        let rows: Vec<NewReading> = (done..done + n)
+            .map(|j| NewReading {
+                device_id: device_ids[j % device_ids.len()],
+                time: t0 + Duration::minutes((j / device_ids.len()) as i64),
+                value: (j / device_ids.len()) as f64 * 0.25,
+                unit: "kWh".into(),
+            })
+            .collect();
+        let tx_started = Instant::now();
+        let report = store.readings().insert(tenant, &rows).await?;
+        latencies.push(tx_started.elapsed());
+        if report.inserted != n as u64 {
+            bail!("expected {n} new rows, the store reported {report:?}");
+        }
+        done += n;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "inserted {done} rows in {:.2} s: {:.0} rows/s; per transaction p50 {:.1} ms, p99 {:.1} ms",
+        elapsed.as_secs_f64(),
+        done as f64 / elapsed.as_secs_f64(),
+        pct(0.5).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+    );
+    store.db().close().await;
+    Ok(())
+}
+
+/// A tenant named for this run with `devices` meters spread over gateways of 32.
+async fn setup(store: &Store, devices: usize) -> anyhow::Result<tds_domain::TenantId> {
+    let tag = format!("{:08x}", rand::random::<u32>());
+    let mut new = NewTenant::named(Name::parse("name", &format!("bench-{tag}"))?);
+    new.limits = TenantLimits {
+        max_gateways: 1_000_000,
+        max_devices: 10_000_000,
+        max_users: 10,
+    };
+    let tenant = store.tenants().staff_create(&new).await?;
+    let gateways = devices.div_ceil(32);
+    let mut rows = Vec::with_capacity(gateways);
+    for g in 0..gateways {
+        let n = rand::random::<u32>();
+        let mac = Mac::from_bytes([
+            0x02,
+            (g >> 16) as u8,
+            (g >> 8) as u8,
+            g as u8,
+            (n >> 8) as u8,
+            n as u8,
+        ]);
+        let mut fields = tds_store::gateways::GatewayFields::new(
+            GatewayCode::parse(&format!("B{tag}-{g}"))?,
+            Name::parse("name", &format!("bench gateway {g}"))?,
+        );
+        fields.max_devices = MaxDevices::new(32)?;
+        rows.push((mac, fields));
+    }
+    let created = store.gateways().import(tenant.id, &rows, None).await?;
+    let mut device_rows = Vec::with_capacity(devices);
+    for i in 0..devices {
+        let mut f = meter(i)?;
+        f.code = tds_domain::DeviceCode::parse(&format!("D{:02}", i % 32))?;
+        device_rows.push((created[i / 32].id, f));
+    }
+    store
+        .devices()
+        .import(tenant.id, &device_rows, None)
+        .await?;
+    Ok(tenant.id)
+}
+
+fn meter(i: usize) -> anyhow::Result<tds_store::devices::DeviceFields> {
+    use tds_domain::{
+        Description, DeviceCode, DeviceMode, DeviceStatus, DeviceType, MeasurementKind, Medium,
+        ModbusRegister, Name, SlaveId, Unit, limits,
+    };
+    Ok(tds_store::devices::DeviceFields {
+        code: DeviceCode::parse("D00")?,
+        mac: None,
+        name: Name::parse("name", &format!("bench meter {i}"))?,
+        description: Description::default(),
+        device_type: DeviceType::Meter,
+        medium: Medium::Energy,
+        kind: MeasurementKind::Counter,
+        unit: Unit::parse("kWh")?,
+        scale_factor: limits::ScaleFactor::default(),
+        rollover_value: None,
+        slave_id: Some(SlaveId::new(1)?),
+        register: Some(ModbusRegister::new(1)?),
+        mode: DeviceMode::Auto,
+        status: DeviceStatus::Active,
+        alarm_daily: None,
+        alarm_monthly: None,
+    })
+}

@@ -1,0 +1,186 @@
+//! The configuration: built-in defaults, then a TOML file, then `TDS_*` environment variables.
+//! Unknown keys in the file are errors (a typo must not silently fall back to a default), and every
+//! value is checked here so that `tds serve` fails at start with a message naming the key.
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const EXAMPLE: &str = include_str!("../../../config/tds.example.toml");
+
+/// Keys that may come from `TDS_*` variables; other `TDS_*` variables (such as the test suite's
+/// `TDS_TEST_DATABASE_URL`) are not configuration.
+const ENV_KEYS: &[&str] = &[
+    "data_dir",
+    "database_url",
+    "db_max_connections",
+    "http_addr",
+    "mqtt_addr",
+    "log_level",
+    "log_format",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub db_max_connections: u32,
+    pub http_addr: String,
+    pub mqtt_addr: String,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            db_max_connections: 8,
+            http_addr: "127.0.0.1:8080".into(),
+            mqtt_addr: "0.0.0.0:8883".into(),
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` when given (it must exist), then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                bail!("configuration file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("TDS_").only(ENV_KEYS));
+        let config: Config = figment.extract().map_err(|e| {
+            anyhow::anyhow!(
+                "invalid configuration: {e}. See `tds config example` for every setting."
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.http_socket()?;
+        self.mqtt_addr.parse::<SocketAddr>().with_context(|| {
+            format!(
+                "mqtt_addr {:?} is not an address like 0.0.0.0:8883",
+                self.mqtt_addr
+            )
+        })?;
+        if self.db_max_connections == 0 {
+            bail!("db_max_connections must be at least 1");
+        }
+        let url = self.database_url();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            bail!(
+                "database_url {:?} is not supported: use sqlite://PATH or postgres://USER:PASSWORD@HOST/DB",
+                tds_store::redact_url(&url)
+            );
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log_level).with_context(|| {
+            format!(
+                "log_level {:?} is not a valid filter such as \"info\"",
+                self.log_level
+            )
+        })?;
+        Ok(())
+    }
+
+    pub fn http_socket(&self) -> anyhow::Result<SocketAddr> {
+        self.http_addr.parse().with_context(|| {
+            format!(
+                "http_addr {:?} is not an address like 127.0.0.1:8080",
+                self.http_addr
+            )
+        })
+    }
+
+    /// The database URL in force: the configured one, or the embedded SQLite file in `data_dir`.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("tds.db").display()))
+    }
+
+    pub fn db_options(&self) -> tds_store::DbOptions {
+        tds_store::DbOptions {
+            max_connections: self.db_max_connections,
+            ..Default::default()
+        }
+    }
+
+    /// The configuration as TOML with the database password hidden, for `config check`.
+    pub fn to_redacted_toml(&self) -> anyhow::Result<String> {
+        let mut shown = self.clone();
+        shown.database_url = Some(tds_store::redact_url(&self.database_url()));
+        Ok(toml::to_string(&shown)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_is_valid_and_matches_the_defaults() {
+        let example: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(EXAMPLE))
+            .extract()
+            .unwrap();
+        assert_eq!(example, Config::default());
+        example.validate().unwrap();
+        assert_eq!(example.database_url(), "sqlite://./data/tds.db");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let bad = Config {
+            http_addr: "localhost".into(),
+            ..Config::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("http_addr")
+        );
+        let bad = Config {
+            database_url: Some("mysql://u:secret@h/db".into()),
+            ..Config::default()
+        };
+        let msg = bad.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("database_url") && !msg.contains("secret"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let err = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("htp_addr = \"1.2.3.4:80\""))
+            .extract::<Config>()
+            .unwrap_err();
+        assert!(err.to_string().contains("htp_addr"), "{err}");
+    }
+}

@@ -1,0 +1,66 @@
+//! The TDS server and administration CLI. `main.rs` only parses arguments and calls [`run`];
+//! end-to-end tests call the same functions. This crate wires the library crates together:
+//! configuration, logging, listeners and shutdown live here and nowhere else.
+
+pub mod admin;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod import;
+pub mod logging;
+pub mod serve;
+
+use anyhow::Context;
+use cli::{Cli, Command, ConfigCommand};
+use config::Config;
+use tds_store::Store;
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Config {
+        command: ConfigCommand::Example,
+    } = &cli.command
+    {
+        print!("{}", config::EXAMPLE);
+        return Ok(());
+    }
+    let config = Config::load(cli.config.as_deref())?;
+    logging::init(&config);
+    match cli.command {
+        Command::Config {
+            command: ConfigCommand::Example,
+        } => Ok(()),
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            println!(
+                "# configuration is valid; in force:\n{}",
+                config.to_redacted_toml()?
+            );
+            Ok(())
+        }
+        Command::Serve => serve::serve(&config, serve::shutdown_signal()).await,
+        Command::Migrate => {
+            let store = open_store(&config).await?;
+            println!(
+                "schema of {} is up to date",
+                tds_store::redact_url(&config.database_url())
+            );
+            store.db().close().await;
+            Ok(())
+        }
+        Command::Tenant { command } => admin::tenant(&open_store(&config).await?, command).await,
+        Command::User { command } => admin::user(&open_store(&config).await?, command).await,
+        Command::Gateway { command } => import::gateway(&open_store(&config).await?, command).await,
+        Command::Device { command } => import::device(&open_store(&config).await?, command).await,
+        Command::Bench { command } => bench::run(&config, command).await,
+    }
+}
+
+/// Opens the configured database and brings its schema up to date.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let url = config.database_url();
+    Store::open(&url, &config.db_options())
+        .await
+        .with_context(|| format!("cannot use database {}", tds_store::redact_url(&url)))
+}

@@ -1,0 +1,89 @@
+//! Runs the real `tds` executable in its own working directory with a given database.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub struct Tds {
+    pub dir: tempfile::TempDir,
+    pub database_url: Option<String>,
+}
+
+impl Tds {
+    /// A fresh working directory; `database_url` `None` means no configuration at all.
+    pub fn new(database_url: Option<&str>) -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            database_url: database_url.map(str::to_owned),
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tds"));
+        cmd.current_dir(self.dir.path());
+        // Only what the test chooses: no configuration leaks in from the developer's shell.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("TDS_") {
+                cmd.env_remove(k);
+            }
+        }
+        if let Some(url) = &self.database_url {
+            cmd.env("TDS_DATABASE_URL", url);
+        }
+        cmd.env("TDS_LOG_LEVEL", "warn");
+        cmd
+    }
+
+    /// Runs `tds ARGS` with `stdin` as standard input.
+    pub fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs and asserts success, returning standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args, "");
+        assert!(
+            out.status.success(),
+            "tds {args:?} failed:\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    pub fn file(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
