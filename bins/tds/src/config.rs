@@ -50,7 +50,7 @@ impl Default for Config {
             db_max_connections: 8,
             http_addr: "127.0.0.1:8080".into(),
             mqtt_addr: "0.0.0.0:8883".into(),
-            log_level: "info".into(),
+            log_level: "info,sqlx=warn".into(),
             log_format: LogFormat::Text,
         }
     }

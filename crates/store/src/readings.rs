@@ -14,11 +14,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use tds_domain::{DeviceId, GatewayId, TenantId};
 
-/// Rows per multi-row INSERT on SQLite: 7 parameters each stays far below SQLite's limit of
-/// 32766 bound parameters, and the statement is prepared once and cached.
+/// Rows per multi-row INSERT on SQLite: 7 parameters each stays below SQLite's limit of 32766
+/// bound parameters, and the statement is prepared once and cached.
 pub const SQLITE_CHUNK: usize = 1000;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -86,26 +85,21 @@ impl From<ReadingRow> for Reading {
 
 const COLUMNS: &str = "device_id, gateway_id, tenant_id, time, value, unit, ingested_at";
 
+/// A multi-row INSERT with anonymous `?` parameters, seven per row, bound in order.
+///
+/// Not `$N`: for every numbered parameter sqlx asks SQLite for its name, which SQLite finds by a
+/// linear scan, making a 7000-parameter statement quadratic (measured: 30 k rows/s instead of
+/// 200 k+). Anonymous parameters have no name to look up.
 fn sqlite_insert_sql(rows: usize) -> String {
-    let mut sql = String::with_capacity(100 + rows * 40);
+    let mut sql = String::with_capacity(120 + rows * 16);
     sql.push_str(
         "INSERT INTO readings (device_id, time, tenant_id, gateway_id, value, unit, ingested_at) VALUES ",
     );
     for i in 0..rows {
-        let p = i * 5;
         if i > 0 {
             sql.push(',');
         }
-        // $1 = tenant, $2 = ingest time; five parameters per row after those.
-        let _ = write!(
-            sql,
-            "(${},${},$1,${},${},${},$2)",
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6,
-            p + 7
-        );
+        sql.push_str("(?,?,?,?,?,?,?)");
     }
     sql.push_str(" ON CONFLICT (device_id, time) DO NOTHING");
     sql
@@ -404,21 +398,17 @@ impl BulkInsert for sqlx::SqliteConnection {
         let mut inserted = 0;
         for chunk in group.chunks(SQLITE_CHUNK) {
             let sql = sqlite_insert_sql(chunk.len());
-            let mut q = sqlx::query(AssertSqlSafe(sql.as_str()))
-                .bind(tenant.get())
-                .bind(at);
+            let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
             for r in chunk {
+                let gateway = gateway_of.get(&r.device_id.get()).copied().unwrap_or_default();
                 q = q
                     .bind(r.device_id.get())
                     .bind(Ts::from(r.time))
-                    .bind(
-                        gateway_of
-                            .get(&r.device_id.get())
-                            .copied()
-                            .unwrap_or_default(),
-                    )
+                    .bind(tenant.get())
+                    .bind(gateway)
                     .bind(r.value)
-                    .bind(r.unit.as_str());
+                    .bind(r.unit.as_str())
+                    .bind(at);
             }
             inserted += q.execute(&mut *self).await?.rows_affected();
         }

@@ -150,11 +150,15 @@ CREATE UNIQUE INDEX devices_mac_key ON devices (tenant_id, mac) WHERE archived_a
 CREATE INDEX devices_tenant ON devices (tenant_id);
 
 -- One row per (device, instant); the primary key is what makes ingestion idempotent.
+-- No foreign keys, on purpose: their per-row checks cost 60 % of the ingest rate on PostgreSQL
+-- (measured with `tds bench store`: 70 k vs 180 k rows/s). The store keeps the references
+-- true instead: ReadingStore checks every device against the tenant and takes the gateway from
+-- the device, and devices are archived, never deleted (a purge removes readings first).
 CREATE TABLE readings (
-    device_id   INTEGER NOT NULL REFERENCES devices (id),
+    device_id   INTEGER NOT NULL,
     time        INTEGER NOT NULL,
-    tenant_id   INTEGER NOT NULL REFERENCES tenants (id),
-    gateway_id  INTEGER NOT NULL REFERENCES gateways (id),
+    tenant_id   INTEGER NOT NULL,
+    gateway_id  INTEGER NOT NULL,
     value       REAL NOT NULL,
     unit        TEXT NOT NULL,
     ingested_at INTEGER NOT NULL,
@@ -162,11 +166,12 @@ CREATE TABLE readings (
 ) WITHOUT ROWID;
 
 -- Hourly, daily and monthly aggregates per device, bucketed in the tenant's time zone.
+-- Kept by the store from readings; no foreign keys, like readings.
 CREATE TABLE rollups (
-    device_id    INTEGER NOT NULL REFERENCES devices (id),
+    device_id    INTEGER NOT NULL,
     granularity  TEXT NOT NULL CHECK (granularity IN ('hour', 'day', 'month')),
     bucket_start INTEGER NOT NULL,
-    tenant_id    INTEGER NOT NULL REFERENCES tenants (id),
+    tenant_id    INTEGER NOT NULL,
     consumption  REAL,
     min_value    REAL,
     max_value    REAL,

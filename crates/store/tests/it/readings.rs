@@ -138,6 +138,19 @@ async fn groups_of_several_tenants_commit_together(store: Store) {
         store.readings().latest(a, da.id, 10).await.unwrap().len(),
         1
     );
+    // A device id that does not exist at all is refused the same way.
+    let ghost = [reading(tds_domain::DeviceId::new(987_654), 0, 1.0)];
+    assert!(matches!(store.readings().insert(a, &ghost).await, Err(StoreError::NotFound)));
+}
+
+async fn an_archived_devices_readings_stay_readable(store: Store) {
+    let (t, d1, _) = setup(&store).await;
+    store.readings().insert(t, &[reading(d1.id, 0, 5.0), reading(d1.id, 1, 6.0)]).await.unwrap();
+    store.devices().archive(t, d1.id).await.unwrap();
+    let kept = store.readings().for_device(t, d1.id, t0(), t0() + Duration::hours(1), 10).await.unwrap();
+    assert_eq!(kept.len(), 2);
+    let range = store.readings().for_tenant(t, None, t0(), t0() + Duration::hours(1), None, 10).await.unwrap();
+    assert_eq!(range.len(), 2, "archived devices stay reportable");
 }
 
 async fn tenant_range_queries_page_by_time_and_device(store: Store) {
@@ -206,4 +219,5 @@ conformance!(
     groups_of_several_tenants_commit_together,
     tenant_range_queries_page_by_time_and_device,
     times_round_trip_to_the_microsecond,
+    an_archived_devices_readings_stay_readable,
 );
