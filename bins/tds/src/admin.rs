@@ -15,34 +15,13 @@ pub const MIN_PASSWORD_LEN: usize = 10;
 
 pub async fn tenant(store: &Store, command: TenantCommand) -> anyhow::Result<()> {
     match command {
-        TenantCommand::Create {
-            name,
-            cnpj,
-            timezone,
-        } => {
+        TenantCommand::Create { name, cnpj, timezone } => {
             let mut new = NewTenant::named(Name::parse("name", &name)?);
             new.cnpj = cnpj.as_deref().map(Cnpj::parse).transpose()?;
             new.timezone = TimeZone::parse(&timezone)?;
-            let t = store
-                .tenants()
-                .staff_create(&new)
-                .await
-                .context("cannot create the tenant")?;
-            audit(
-                store,
-                Some(t.id),
-                None,
-                "tenant.create",
-                "tenant",
-                t.id.to_string(),
-            )
-            .await?;
-            println!(
-                "created tenant {:?} (id {}, time zone {})",
-                t.name.as_str(),
-                t.id,
-                t.timezone
-            );
+            let t = store.tenants().staff_create(&new).await.context("cannot create the tenant")?;
+            audit(store, Some(t.id), None, "tenant.create", "tenant", t.id.to_string()).await?;
+            println!("created tenant {:?} (id {}, time zone {})", t.name.as_str(), t.id, t.timezone);
             Ok(())
         }
         TenantCommand::List => {
@@ -52,11 +31,7 @@ pub async fn tenant(store: &Store, command: TenantCommand) -> anyhow::Result<()>
                 "ID", "NAME", "CNPJ", "ACTIVE", "TIME ZONE"
             );
             for t in tenants {
-                let cnpj = t
-                    .cnpj
-                    .as_deref()
-                    .and_then(|c| Cnpj::parse(c).ok())
-                    .map(|c| c.to_string());
+                let cnpj = t.cnpj.as_deref().and_then(|c| Cnpj::parse(c).ok()).map(|c| c.to_string());
                 println!(
                     "{:<6} {:<32} {:<20} {:<8} {:<20} {}",
                     t.id,
@@ -64,8 +39,7 @@ pub async fn tenant(store: &Store, command: TenantCommand) -> anyhow::Result<()>
                     cnpj.unwrap_or_else(|| "-".into()),
                     if t.active { "yes" } else { "no" },
                     t.timezone,
-                    t.licence_valid_until
-                        .map_or_else(|| "-".into(), |d| d.to_string())
+                    t.licence_valid_until.map_or_else(|| "-".into(), |d| d.to_string())
                 );
             }
             Ok(())
@@ -74,14 +48,7 @@ pub async fn tenant(store: &Store, command: TenantCommand) -> anyhow::Result<()>
 }
 
 pub async fn user(store: &Store, command: UserCommand) -> anyhow::Result<()> {
-    let UserCommand::Create {
-        email,
-        tenant,
-        role,
-        name,
-        staff,
-        language,
-    } = command;
+    let UserCommand::Create { email, tenant, role, name, staff, language } = command;
     let email = Email::parse(&email)?;
     let role = Role::parse(&role)?;
     let language = match language.as_str() {
@@ -89,14 +56,7 @@ pub async fn user(store: &Store, command: UserCommand) -> anyhow::Result<()> {
         "en" | "en-US" | "en-us" => "en",
         other => bail!("language {other:?} is not available: use pt-BR or en"),
     };
-    let display = name.unwrap_or_else(|| {
-        email
-            .as_str()
-            .split('@')
-            .next()
-            .unwrap_or_default()
-            .to_owned()
-    });
+    let display = name.unwrap_or_else(|| email.as_str().split('@').next().unwrap_or_default().to_owned());
     let tenant = store
         .tenants()
         .staff_by_name(&tenant)
@@ -115,19 +75,8 @@ pub async fn user(store: &Store, command: UserCommand) -> anyhow::Result<()> {
             created_by: None,
         })
         .await?;
-    store
-        .memberships()
-        .add(tenant.id, user.id, role, None)
-        .await?;
-    audit(
-        store,
-        Some(tenant.id),
-        Some(user.id),
-        "user.create",
-        "user",
-        user.id.to_string(),
-    )
-    .await?;
+    store.memberships().add(tenant.id, user.id, role, None).await?;
+    audit(store, Some(tenant.id), Some(user.id), "user.create", "user", user.id.to_string()).await?;
     println!(
         "created user {} ({role} of {:?}{})",
         user.email,
@@ -140,15 +89,10 @@ pub async fn user(store: &Store, command: UserCommand) -> anyhow::Result<()> {
 /// Reads the password from the first line of standard input.
 fn read_password() -> anyhow::Result<String> {
     let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("cannot read the password from standard input")?;
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
     let password = line.trim_end_matches(['\r', '\n']).to_owned();
     if password.chars().count() < MIN_PASSWORD_LEN {
-        bail!(
-            "the password (read from standard input) must have at least {MIN_PASSWORD_LEN} characters"
-        );
+        bail!("the password (read from standard input) must have at least {MIN_PASSWORD_LEN} characters");
     }
     Ok(password)
 }

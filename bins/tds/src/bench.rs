@@ -15,45 +15,25 @@ use tds_store::tenants::{NewTenant, TenantLimits};
 use tds_store::{DbOptions, Store};
 
 pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Store {
-        database_url,
-        readings,
-        devices,
-        batch,
-    } = command;
+    let BenchCommand::Store { database_url, readings, devices, batch } = command;
     if devices == 0 || batch == 0 || readings == 0 {
         bail!("--readings, --devices and --batch must be at least 1");
     }
     let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let url = database_url
-        .unwrap_or_else(|| format!("sqlite://{}", tmp.path().join("bench.db").display()));
-    let store = Store::open(
-        &url,
-        &DbOptions {
-            max_connections: config.db_max_connections,
-            ..DbOptions::default()
-        },
-    )
-    .await
-    .with_context(|| format!("cannot use database {}", tds_store::redact_url(&url)))?;
+    let url = database_url.unwrap_or_else(|| format!("sqlite://{}", tmp.path().join("bench.db").display()));
+    let store =
+        Store::open(&url, &DbOptions { max_connections: config.db_max_connections, ..DbOptions::default() })
+            .await
+            .with_context(|| format!("cannot use database {}", tds_store::redact_url(&url)))?;
     let tenant = setup(&store, devices).await?;
-    let device_ids: Vec<_> = store
-        .devices()
-        .list(tenant)
-        .await?
-        .into_iter()
-        .map(|d| d.id)
-        .collect();
+    let device_ids: Vec<_> = store.devices().list(tenant).await?.into_iter().map(|d| d.id).collect();
 
     println!(
         "bench store: {readings} readings over {devices} devices, {batch} per transaction, on {} ({})",
         store.db().backend(),
         tds_store::redact_url(&url)
     );
-    let t0 = Utc
-        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
-        .single()
-        .context("start time")?;
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().context("start time")?;
     let mut latencies = Vec::with_capacity(readings / batch + 1);
     let started = Instant::now();
     let mut done = 0usize;
@@ -93,24 +73,13 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
 async fn setup(store: &Store, devices: usize) -> anyhow::Result<tds_domain::TenantId> {
     let tag = format!("{:08x}", rand::random::<u32>());
     let mut new = NewTenant::named(Name::parse("name", &format!("bench-{tag}"))?);
-    new.limits = TenantLimits {
-        max_gateways: 1_000_000,
-        max_devices: 10_000_000,
-        max_users: 10,
-    };
+    new.limits = TenantLimits { max_gateways: 1_000_000, max_devices: 10_000_000, max_users: 10 };
     let tenant = store.tenants().staff_create(&new).await?;
     let gateways = devices.div_ceil(32);
     let mut rows = Vec::with_capacity(gateways);
     for g in 0..gateways {
         let n = rand::random::<u32>();
-        let mac = Mac::from_bytes([
-            0x02,
-            (g >> 16) as u8,
-            (g >> 8) as u8,
-            g as u8,
-            (n >> 8) as u8,
-            n as u8,
-        ]);
+        let mac = Mac::from_bytes([0x02, (g >> 16) as u8, (g >> 8) as u8, g as u8, (n >> 8) as u8, n as u8]);
         let mut fields = tds_store::gateways::GatewayFields::new(
             GatewayCode::parse(&format!("B{tag}-{g}"))?,
             Name::parse("name", &format!("bench gateway {g}"))?,
@@ -125,10 +94,7 @@ async fn setup(store: &Store, devices: usize) -> anyhow::Result<tds_domain::Tena
         f.code = tds_domain::DeviceCode::parse(&format!("D{:02}", i % 32))?;
         device_rows.push((created[i / 32].id, f));
     }
-    store
-        .devices()
-        .import(tenant.id, &device_rows, None)
-        .await?;
+    store.devices().import(tenant.id, &device_rows, None).await?;
     Ok(tenant.id)
 }
 

@@ -4,11 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "tds",
-    version,
-    about = "TDS: remote monitoring of water, energy and gas consumption"
-)]
+#[command(name = "tds", version, about = "TDS: remote monitoring of water, energy and gas consumption")]
 pub struct Cli {
     /// Configuration file (TOML). Settings may also come from TDS_* environment variables.
     #[arg(long, global = true, env = "TDS_CONFIG")]

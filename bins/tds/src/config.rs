@@ -13,15 +13,8 @@ pub const EXAMPLE: &str = include_str!("../../../config/tds.example.toml");
 
 /// Keys that may come from `TDS_*` variables; other `TDS_*` variables (such as the test suite's
 /// `TDS_TEST_DATABASE_URL`) are not configuration.
-const ENV_KEYS: &[&str] = &[
-    "data_dir",
-    "database_url",
-    "db_max_connections",
-    "http_addr",
-    "mqtt_addr",
-    "log_level",
-    "log_format",
-];
+const ENV_KEYS: &[&str] =
+    &["data_dir", "database_url", "db_max_connections", "http_addr", "mqtt_addr", "log_level", "log_format"];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -68,9 +61,7 @@ impl Config {
         }
         figment = figment.merge(Env::prefixed("TDS_").only(ENV_KEYS));
         let config: Config = figment.extract().map_err(|e| {
-            anyhow::anyhow!(
-                "invalid configuration: {e}. See `tds config example` for every setting."
-            )
+            anyhow::anyhow!("invalid configuration: {e}. See `tds config example` for every setting.")
         })?;
         config.validate()?;
         Ok(config)
@@ -78,19 +69,14 @@ impl Config {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         self.http_socket()?;
-        self.mqtt_addr.parse::<SocketAddr>().with_context(|| {
-            format!(
-                "mqtt_addr {:?} is not an address like 0.0.0.0:8883",
-                self.mqtt_addr
-            )
-        })?;
+        self.mqtt_addr
+            .parse::<SocketAddr>()
+            .with_context(|| format!("mqtt_addr {:?} is not an address like 0.0.0.0:8883", self.mqtt_addr))?;
         if self.db_max_connections == 0 {
             bail!("db_max_connections must be at least 1");
         }
         let url = self.database_url();
-        if !(url.starts_with("sqlite:")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
             bail!(
                 "database_url {:?} is not supported: use sqlite://PATH or postgres://USER:PASSWORD@HOST/DB",
@@ -98,21 +84,15 @@ impl Config {
             );
         }
         tracing_subscriber::EnvFilter::try_new(&self.log_level).with_context(|| {
-            format!(
-                "log_level {:?} is not a valid filter such as \"info\"",
-                self.log_level
-            )
+            format!("log_level {:?} is not a valid filter such as \"info\"", self.log_level)
         })?;
         Ok(())
     }
 
     pub fn http_socket(&self) -> anyhow::Result<SocketAddr> {
-        self.http_addr.parse().with_context(|| {
-            format!(
-                "http_addr {:?} is not an address like 127.0.0.1:8080",
-                self.http_addr
-            )
-        })
+        self.http_addr
+            .parse()
+            .with_context(|| format!("http_addr {:?} is not an address like 127.0.0.1:8080", self.http_addr))
     }
 
     /// The database URL in force: the configured one, or the embedded SQLite file in `data_dir`.
@@ -123,10 +103,7 @@ impl Config {
     }
 
     pub fn db_options(&self) -> tds_store::DbOptions {
-        tds_store::DbOptions {
-            max_connections: self.db_max_connections,
-            ..Default::default()
-        }
+        tds_store::DbOptions { max_connections: self.db_max_connections, ..Default::default() }
     }
 
     /// The configuration as TOML with the database password hidden, for `config check`.
@@ -154,25 +131,11 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let bad = Config {
-            http_addr: "localhost".into(),
-            ..Config::default()
-        };
-        assert!(
-            bad.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("http_addr")
-        );
-        let bad = Config {
-            database_url: Some("mysql://u:secret@h/db".into()),
-            ..Config::default()
-        };
+        let bad = Config { http_addr: "localhost".into(), ..Config::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("http_addr"));
+        let bad = Config { database_url: Some("mysql://u:secret@h/db".into()), ..Config::default() };
         let msg = bad.validate().unwrap_err().to_string();
-        assert!(
-            msg.contains("database_url") && !msg.contains("secret"),
-            "{msg}"
-        );
+        assert!(msg.contains("database_url") && !msg.contains("secret"), "{msg}");
     }
 
     #[test]

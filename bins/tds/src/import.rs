@@ -25,15 +25,11 @@ struct CsvRow {
 
 impl CsvRow {
     fn required(&self, i: usize, name: &'static str) -> Result<&str, ValidationError> {
-        self.optional(i)
-            .ok_or(ValidationError::Required { field: name })
+        self.optional(i).ok_or(ValidationError::Required { field: name })
     }
 
     fn optional(&self, i: usize) -> Option<&str> {
-        self.fields
-            .get(i)
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
+        self.fields.get(i).map(String::as_str).filter(|s| !s.is_empty())
     }
 }
 
@@ -52,10 +48,9 @@ fn read_csv(path: &Path, header_first: &str) -> anyhow::Result<Vec<CsvRow>> {
         let line = record.position().map_or(i as u64 + 1, csv::Position::line);
         let fields: Vec<String> = record.iter().map(str::to_owned).collect();
         if i == 0
-            && fields.first().is_some_and(|f| {
-                f.trim_start_matches('\u{feff}')
-                    .eq_ignore_ascii_case(header_first)
-            })
+            && fields
+                .first()
+                .is_some_and(|f| f.trim_start_matches('\u{feff}').eq_ignore_ascii_case(header_first))
         {
             continue;
         }
@@ -84,10 +79,7 @@ fn report<T>(
         }
     }
     if bad > 0 {
-        bail!(
-            "import refused: {bad} of {} rows have errors; nothing was imported",
-            rows.len()
-        );
+        bail!("import refused: {bad} of {} rows have errors; nothing was imported", rows.len());
     }
     Ok(())
 }
@@ -102,10 +94,7 @@ fn store_refusal(rows: &[CsvRow], err: StoreError) -> anyhow::Error {
                     None => println!("ERROR {}", e.message),
                 }
             }
-            anyhow::anyhow!(
-                "import refused: {} problem(s); nothing was imported",
-                errors.len()
-            )
+            anyhow::anyhow!("import refused: {} problem(s); nothing was imported", errors.len())
         }
         e => anyhow::Error::new(e).context("import failed; nothing was imported"),
     }
@@ -137,15 +126,10 @@ pub async fn gateway(store: &Store, command: GatewayCommand) -> anyhow::Result<(
     let tenant = find_tenant(store, &tenant).await?;
     let rows = read_csv(&file, "mac")?;
     let parsed: Vec<_> = rows.iter().map(parse_gateway_row).collect();
-    report(&rows, &parsed, |(mac, f)| {
-        format!("{mac} {} {:?}", f.code, f.name.as_str())
-    })?;
+    report(&rows, &parsed, |(mac, f)| format!("{mac} {} {:?}", f.code, f.name.as_str()))?;
     let gateways: Vec<_> = parsed.into_iter().filter_map(Result::ok).collect();
-    let created = store
-        .gateways()
-        .import(tenant, &gateways, None)
-        .await
-        .map_err(|e| store_refusal(&rows, e))?;
+    let created =
+        store.gateways().import(tenant, &gateways, None).await.map_err(|e| store_refusal(&rows, e))?;
     audit(
         store,
         Some(tenant),
@@ -179,16 +163,8 @@ fn parse_device_row(row: &CsvRow) -> Result<(Mac, DeviceFields), String> {
         unit: Unit::parse(field(6, "unit")?).map_err(err_text)?,
         scale_factor: ScaleFactor::default(),
         rollover_value: None,
-        slave_id: row
-            .optional(7)
-            .map(SlaveId::parse)
-            .transpose()
-            .map_err(err_text)?,
-        register: row
-            .optional(8)
-            .map(ModbusRegister::parse)
-            .transpose()
-            .map_err(err_text)?,
+        slave_id: row.optional(7).map(SlaveId::parse).transpose().map_err(err_text)?,
+        register: row.optional(8).map(ModbusRegister::parse).transpose().map_err(err_text)?,
         mode: DeviceMode::Auto,
         status: DeviceStatus::Active,
         alarm_daily: None,
@@ -207,30 +183,18 @@ pub async fn device(store: &Store, command: DeviceCommand) -> anyhow::Result<()>
         parsed.push(match parse_device_row(row) {
             Ok((mac, fields)) => match store.gateways().by_mac(tenant, mac).await {
                 Ok(g) => Ok((g.id, fields)),
-                Err(StoreError::NotFound) => {
-                    Err(format!("no gateway with MAC {mac} in this tenant"))
-                }
+                Err(StoreError::NotFound) => Err(format!("no gateway with MAC {mac} in this tenant")),
                 Err(e) => return Err(e.into()),
             },
             Err(e) => Err(e),
         });
     }
     report(&rows, &parsed, |(_, f)| {
-        format!(
-            "{} {:?} {} {} {}",
-            f.code,
-            f.name.as_str(),
-            f.medium,
-            f.kind,
-            f.unit
-        )
+        format!("{} {:?} {} {} {}", f.code, f.name.as_str(), f.medium, f.kind, f.unit)
     })?;
     let devices: Vec<_> = parsed.into_iter().filter_map(Result::ok).collect();
-    let created = store
-        .devices()
-        .import(tenant, &devices, None)
-        .await
-        .map_err(|e| store_refusal(&rows, e))?;
+    let created =
+        store.devices().import(tenant, &devices, None).await.map_err(|e| store_refusal(&rows, e))?;
     audit(
         store,
         Some(tenant),

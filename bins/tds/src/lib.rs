@@ -17,35 +17,22 @@ use tds_store::Store;
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Config {
-        command: ConfigCommand::Example,
-    } = &cli.command
-    {
+    if let Command::Config { command: ConfigCommand::Example } = &cli.command {
         print!("{}", config::EXAMPLE);
         return Ok(());
     }
     let config = Config::load(cli.config.as_deref())?;
     logging::init(&config);
     match cli.command {
-        Command::Config {
-            command: ConfigCommand::Example,
-        } => Ok(()),
-        Command::Config {
-            command: ConfigCommand::Check,
-        } => {
-            println!(
-                "# configuration is valid; in force:\n{}",
-                config.to_redacted_toml()?
-            );
+        Command::Config { command: ConfigCommand::Example } => Ok(()),
+        Command::Config { command: ConfigCommand::Check } => {
+            println!("# configuration is valid; in force:\n{}", config.to_redacted_toml()?);
             Ok(())
         }
         Command::Serve => serve::serve(&config, serve::shutdown_signal()).await,
         Command::Migrate => {
             let store = open_store(&config).await?;
-            println!(
-                "schema of {} is up to date",
-                tds_store::redact_url(&config.database_url())
-            );
+            println!("schema of {} is up to date", tds_store::redact_url(&config.database_url()));
             store.db().close().await;
             Ok(())
         }

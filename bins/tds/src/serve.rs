@@ -39,18 +39,11 @@ impl Server {
             format!("cannot listen on http_addr {wanted}: is another server running there?")
         })?;
         let http_addr = listener.local_addr()?;
-        Ok(Self {
-            http_addr,
-            store,
-            listener,
-        })
+        Ok(Self { http_addr, store, listener })
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and closes the database.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(http = %self.http_addr, "TDS is listening on http://{}", self.http_addr);
         let app = router(self.store.clone());
         axum::serve(self.listener, app)
@@ -71,10 +64,7 @@ pub async fn serve(
 }
 
 fn router(store: Store) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(store)
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(store)
 }
 
 /// Liveness: the process answers.
@@ -85,10 +75,7 @@ async fn healthz() -> impl IntoResponse {
 /// Readiness: the database answers too.
 async fn readyz(State(store): State<Store>) -> impl IntoResponse {
     match store.db().ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({ "status": "ready", "database": store.db().backend() })),
-        ),
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready", "database": store.db().backend() }))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (

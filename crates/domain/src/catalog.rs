@@ -162,22 +162,13 @@ mod tests {
     fn aliases_written_by_people_are_accepted() {
         assert_eq!(DeviceType::parse("meter").unwrap(), DeviceType::Meter);
         assert_eq!(Medium::parse("Energia").unwrap(), Medium::Energy);
-        assert_eq!(
-            DeviceStatus::parse("Manutenção").unwrap(),
-            DeviceStatus::Maintenance
-        );
-        assert_eq!(
-            MeasurementKind::parse(" COUNTER ").unwrap(),
-            MeasurementKind::Counter
-        );
+        assert_eq!(DeviceStatus::parse("Manutenção").unwrap(), DeviceStatus::Maintenance);
+        assert_eq!(MeasurementKind::parse(" COUNTER ").unwrap(), MeasurementKind::Counter);
     }
 
     #[test]
     fn unknown_values_list_the_expected_ones() {
         let err = MeasurementKind::parse("total").unwrap_err().to_string();
-        assert!(
-            err.contains("measurement kind") && err.contains("counter interval gauge"),
-            "{err}"
-        );
+        assert!(err.contains("measurement kind") && err.contains("counter interval gauge"), "{err}");
     }
 }

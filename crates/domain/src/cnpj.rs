@@ -17,25 +17,14 @@ const WEIGHTS: [u32; 13] = [6, 5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2];
 fn check_digit(chars: &[u8]) -> u8 {
     // The weights for n characters are the last n of WEIGHTS.
     let weights = &WEIGHTS[WEIGHTS.len() - chars.len()..];
-    let sum: u32 = chars
-        .iter()
-        .zip(weights)
-        .map(|(&c, &w)| u32::from(c - b'0') * w)
-        .sum();
+    let sum: u32 = chars.iter().zip(weights).map(|(&c, &w)| u32::from(c - b'0') * w).sum();
     let rest = sum % 11;
-    if rest < 2 {
-        b'0'
-    } else {
-        b'0' + (11 - rest) as u8
-    }
+    if rest < 2 { b'0' } else { b'0' + (11 - rest) as u8 }
 }
 
 impl Cnpj {
     pub fn parse(input: &str) -> Result<Self, ValidationError> {
-        let err = |reason| ValidationError::Cnpj {
-            value: input.to_owned(),
-            reason,
-        };
+        let err = |reason| ValidationError::Cnpj { value: input.to_owned(), reason };
         let body: Vec<u8> = input
             .trim()
             .bytes()
@@ -45,12 +34,8 @@ impl Cnpj {
         if body.len() != 14 {
             return Err(err("a CNPJ has 14 characters"));
         }
-        if !body[..12].iter().all(u8::is_ascii_alphanumeric)
-            || !body[12..].iter().all(u8::is_ascii_digit)
-        {
-            return Err(err(
-                "only letters and digits, and the last two must be digits",
-            ));
+        if !body[..12].iter().all(u8::is_ascii_alphanumeric) || !body[12..].iter().all(u8::is_ascii_digit) {
+            return Err(err("only letters and digits, and the last two must be digits"));
         }
         if body.iter().all(|&c| c == body[0]) {
             return Err(err("all characters are the same"));
@@ -74,15 +59,7 @@ impl Cnpj {
 impl fmt::Display for Cnpj {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.0;
-        write!(
-            f,
-            "{}.{}.{}/{}-{}",
-            &s[0..2],
-            &s[2..5],
-            &s[5..8],
-            &s[8..12],
-            &s[12..14]
-        )
+        write!(f, "{}.{}.{}/{}-{}", &s[0..2], &s[2..5], &s[5..8], &s[8..12], &s[12..14])
     }
 }
 
@@ -107,22 +84,10 @@ mod tests {
     #[test]
     fn valid_numeric_and_alphanumeric_cnpjs_are_accepted() {
         // Receita Federal's published example of the alphanumeric format.
-        assert_eq!(
-            Cnpj::parse("12.ABC.345/01DE-35").unwrap().as_str(),
-            "12ABC34501DE35"
-        );
-        assert_eq!(
-            Cnpj::parse("11.222.333/0001-81").unwrap().to_string(),
-            "11.222.333/0001-81"
-        );
-        assert_eq!(
-            Cnpj::parse("11222333000181").unwrap().as_str(),
-            "11222333000181"
-        );
-        assert!(
-            Cnpj::parse("12abc34501de35").is_ok(),
-            "letters are matched case-insensitively"
-        );
+        assert_eq!(Cnpj::parse("12.ABC.345/01DE-35").unwrap().as_str(), "12ABC34501DE35");
+        assert_eq!(Cnpj::parse("11.222.333/0001-81").unwrap().to_string(), "11.222.333/0001-81");
+        assert_eq!(Cnpj::parse("11222333000181").unwrap().as_str(), "11222333000181");
+        assert!(Cnpj::parse("12abc34501de35").is_ok(), "letters are matched case-insensitively");
     }
 
     #[test]

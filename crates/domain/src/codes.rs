@@ -12,14 +12,9 @@ fn parse_code(field: &'static str, max: usize, input: &str) -> Result<String, Va
     }
     let ok = s.len() <= max
         && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !ok {
-        return Err(ValidationError::Code {
-            field,
-            value: input.to_owned(),
-            max,
-        });
+        return Err(ValidationError::Code { field, value: input.to_owned(), max });
     }
     Ok(s.to_ascii_uppercase())
 }
@@ -85,20 +80,12 @@ mod tests {
     #[test]
     fn codes_are_trimmed_and_upper_cased() {
         assert_eq!(DeviceCode::parse(" d01 ").unwrap().as_str(), "D01");
-        assert_eq!(
-            GatewayCode::parse("gw-porto_1").unwrap().as_str(),
-            "GW-PORTO_1"
-        );
+        assert_eq!(GatewayCode::parse("gw-porto_1").unwrap().as_str(), "GW-PORTO_1");
     }
 
     #[test]
     fn bad_codes_are_refused_with_the_field_named() {
-        assert_eq!(
-            DeviceCode::parse("  "),
-            Err(ValidationError::Required {
-                field: "device code"
-            })
-        );
+        assert_eq!(DeviceCode::parse("  "), Err(ValidationError::Required { field: "device code" }));
         for bad in ["-D01", "D 01", "D01!", "Ç01", &"X".repeat(33)] {
             let err = DeviceCode::parse(bad).unwrap_err();
             assert!(err.to_string().contains("device code"), "{bad}: {err}");

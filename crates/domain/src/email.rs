@@ -13,18 +13,12 @@ impl Email {
     /// invitation mail, not by a regular expression.
     pub fn parse(input: &str) -> Result<Self, ValidationError> {
         let s = input.trim().to_lowercase();
-        let bad = || ValidationError::Email {
-            value: input.to_owned(),
-        };
+        let bad = || ValidationError::Email { value: input.to_owned() };
         if s.is_empty() {
             return Err(ValidationError::Required { field: "email" });
         }
         if s.len() > 254 {
-            return Err(ValidationError::TooLong {
-                field: "email",
-                len: s.len(),
-                max: 254,
-            });
+            return Err(ValidationError::TooLong { field: "email", len: s.len(), max: 254 });
         }
         let (local, domain) = s.split_once('@').ok_or_else(bad)?;
         let local_ok = !local.is_empty()
@@ -32,9 +26,7 @@ impl Email {
             && !local.starts_with('.')
             && !local.ends_with('.')
             && !local.contains("..")
-            && local
-                .chars()
-                .all(|c| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
+            && local.chars().all(|c| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
         let labels: Vec<&str> = domain.split('.').collect();
         let domain_ok = labels.len() >= 2
             && labels.iter().all(|l| {
@@ -44,11 +36,7 @@ impl Email {
                     && !l.ends_with('-')
                     && l.chars().all(|c| c.is_alphanumeric() || c == '-')
             });
-        if local_ok && domain_ok {
-            Ok(Self(s))
-        } else {
-            Err(bad())
-        }
+        if local_ok && domain_ok { Ok(Self(s)) } else { Err(bad()) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -82,10 +70,7 @@ mod tests {
 
     #[test]
     fn addresses_are_trimmed_and_lower_cased() {
-        assert_eq!(
-            Email::parse(" Ana.Souza@Empresa.com.BR ").unwrap().as_str(),
-            "ana.souza@empresa.com.br"
-        );
+        assert_eq!(Email::parse(" Ana.Souza@Empresa.com.BR ").unwrap().as_str(), "ana.souza@empresa.com.br");
         assert!(Email::parse("joão+tds@água.com.br").is_ok());
     }
 
@@ -104,10 +89,7 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(
-            Email::parse(""),
-            Err(ValidationError::Required { field: "email" })
-        );
+        assert_eq!(Email::parse(""), Err(ValidationError::Required { field: "email" }));
     }
 
     proptest! {

@@ -8,11 +8,7 @@ pub enum ValidationError {
     #[error("{field} is required")]
     Required { field: &'static str },
     #[error("{field} is too long ({len} characters, at most {max})")]
-    TooLong {
-        field: &'static str,
-        len: usize,
-        max: usize,
-    },
+    TooLong { field: &'static str, len: usize, max: usize },
     #[error("{field} contains a control character")]
     ControlCharacter { field: &'static str },
     #[error("invalid MAC address {value:?}: expected six hex pairs such as aa:bb:cc:dd:ee:ff")]
@@ -20,30 +16,17 @@ pub enum ValidationError {
     #[error(
         "invalid {field} {value:?}: use 1 to {max} letters, digits, '-' or '_', starting with a letter or digit"
     )]
-    Code {
-        field: &'static str,
-        value: String,
-        max: usize,
-    },
+    Code { field: &'static str, value: String, max: usize },
     #[error("invalid CNPJ {value:?}: {reason}")]
     Cnpj { value: String, reason: &'static str },
     #[error("invalid email address {value:?}")]
     Email { value: String },
     #[error("unknown {field} {value:?}: expected one of {expected}")]
-    Choice {
-        field: &'static str,
-        value: String,
-        expected: &'static str,
-    },
+    Choice { field: &'static str, value: String, expected: &'static str },
     #[error("invalid unit {value:?}: {reason}")]
     Unit { value: String, reason: &'static str },
     #[error("{field} {value} is out of range ({min}..={max})")]
-    OutOfRange {
-        field: &'static str,
-        value: String,
-        min: String,
-        max: String,
-    },
+    OutOfRange { field: &'static str, value: String, min: String, max: String },
     #[error("{field} {value:?} is not a number")]
     NotANumber { field: &'static str, value: String },
     #[error("unknown time zone {value:?}: use an IANA name such as America/Sao_Paulo")]
@@ -62,11 +45,6 @@ impl ValidationError {
         min: impl std::fmt::Display,
         max: impl std::fmt::Display,
     ) -> Self {
-        Self::OutOfRange {
-            field,
-            value: value.to_string(),
-            min: min.to_string(),
-            max: max.to_string(),
-        }
+        Self::OutOfRange { field, value: value.to_string(), min: min.to_string(), max: max.to_string() }
     }
 }

@@ -27,8 +27,7 @@ pub use codes::{DeviceCode, GatewayCode};
 pub use email::Email;
 pub use error::ValidationError;
 pub use ids::{
-    AlertId, AlertRuleId, ApiTokenId, CertificateId, DeviceId, GatewayId, JobId, RejectedId,
-    TenantId, UserId,
+    AlertId, AlertRuleId, ApiTokenId, CertificateId, DeviceId, GatewayId, JobId, RejectedId, TenantId, UserId,
 };
 pub use licence::{Licence, LicenceState};
 pub use mac::Mac;

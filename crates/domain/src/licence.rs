@@ -39,27 +39,10 @@ mod tests {
     #[test]
     fn licence_is_valid_through_its_last_day() {
         let end = NaiveDate::from_ymd_opt(2026, 12, 31).unwrap();
-        let lic = Licence {
-            active: true,
-            valid_until: Some(end),
-        };
+        let lic = Licence { active: true, valid_until: Some(end) };
         assert_eq!(lic.state_on(end), LicenceState::Valid);
         assert_eq!(lic.state_on(end.succ_opt().unwrap()), LicenceState::Expired);
-        assert_eq!(
-            Licence {
-                active: false,
-                ..lic
-            }
-            .state_on(end),
-            LicenceState::Inactive
-        );
-        assert_eq!(
-            Licence {
-                active: true,
-                valid_until: None
-            }
-            .state_on(end),
-            LicenceState::Valid
-        );
+        assert_eq!(Licence { active: false, ..lic }.state_on(end), LicenceState::Inactive);
+        assert_eq!(Licence { active: true, valid_until: None }.state_on(end), LicenceState::Valid);
     }
 }

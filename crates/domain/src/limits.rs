@@ -10,20 +10,11 @@ fn number(field: &'static str, input: &str) -> Result<f64, ValidationError> {
     s.parse::<f64>()
         .ok()
         .filter(|v| v.is_finite())
-        .ok_or_else(|| ValidationError::NotANumber {
-            field,
-            value: input.to_owned(),
-        })
+        .ok_or_else(|| ValidationError::NotANumber { field, value: input.to_owned() })
 }
 
 fn integer(field: &'static str, input: &str) -> Result<i64, ValidationError> {
-    input
-        .trim()
-        .parse::<i64>()
-        .map_err(|_| ValidationError::NotANumber {
-            field,
-            value: input.to_owned(),
-        })
+    input.trim().parse::<i64>().map_err(|_| ValidationError::NotANumber { field, value: input.to_owned() })
 }
 
 /// How many ACTIVE devices a gateway may have (1..=32, default 8).
@@ -62,9 +53,7 @@ impl ReportInterval {
             .ok()
             .filter(|v| (10..=86_400).contains(v))
             .map(Self)
-            .ok_or_else(|| {
-                ValidationError::out_of_range("reporting interval (s)", seconds, 10, 86_400)
-            })
+            .ok_or_else(|| ValidationError::out_of_range("reporting interval (s)", seconds, 10, 86_400))
     }
     pub fn parse(input: &str) -> Result<Self, ValidationError> {
         Self::new(integer("reporting interval (s)", input)?)
@@ -93,23 +82,12 @@ impl Position {
             return Err(ValidationError::out_of_range("latitude", latitude, -90, 90));
         }
         if !(-180.0..=180.0).contains(&longitude) {
-            return Err(ValidationError::out_of_range(
-                "longitude",
-                longitude,
-                -180,
-                180,
-            ));
+            return Err(ValidationError::out_of_range("longitude", longitude, -180, 180));
         }
-        Ok(Self {
-            latitude,
-            longitude,
-        })
+        Ok(Self { latitude, longitude })
     }
     pub fn parse(latitude: &str, longitude: &str) -> Result<Self, ValidationError> {
-        Self::new(
-            number("latitude", latitude)?,
-            number("longitude", longitude)?,
-        )
+        Self::new(number("latitude", latitude)?, number("longitude", longitude)?)
     }
 }
 
@@ -122,10 +100,7 @@ impl ScaleFactor {
         if v.is_finite() && v != 0.0 {
             Ok(Self(v))
         } else {
-            Err(ValidationError::NotANumber {
-                field: "scale factor",
-                value: v.to_string(),
-            })
+            Err(ValidationError::NotANumber { field: "scale factor", value: v.to_string() })
         }
     }
     pub fn parse(input: &str) -> Result<Self, ValidationError> {
@@ -149,10 +124,7 @@ pub struct Amount(f64);
 impl Amount {
     pub fn new(field: &'static str, v: f64) -> Result<Self, ValidationError> {
         if !v.is_finite() {
-            return Err(ValidationError::NotANumber {
-                field,
-                value: v.to_string(),
-            });
+            return Err(ValidationError::NotANumber { field, value: v.to_string() });
         }
         if v < 0.0 {
             return Err(ValidationError::out_of_range(field, v, 0, "∞"));
@@ -176,26 +148,11 @@ mod tests {
         assert_eq!(MaxDevices::default().get(), 8);
         assert!(MaxDevices::new(0).is_err() && MaxDevices::new(33).is_err());
         assert_eq!(MaxDevices::parse("32").unwrap().get(), 32);
-        assert!(
-            ReportInterval::parse("5")
-                .unwrap_err()
-                .to_string()
-                .contains("reporting interval")
-        );
+        assert!(ReportInterval::parse("5").unwrap_err().to_string().contains("reporting interval"));
         assert!(Position::parse("-23,55", "-46.63").is_ok());
-        assert!(
-            Position::new(91.0, 0.0)
-                .unwrap_err()
-                .to_string()
-                .contains("latitude")
-        );
+        assert!(Position::new(91.0, 0.0).unwrap_err().to_string().contains("latitude"));
         assert!(ScaleFactor::parse("0").is_err());
-        assert!(
-            Amount::parse("daily alarm", "-1")
-                .unwrap_err()
-                .to_string()
-                .contains("daily alarm")
-        );
+        assert!(Amount::parse("daily alarm", "-1").unwrap_err().to_string().contains("daily alarm"));
         assert_eq!(Amount::parse("daily alarm", "1,5").unwrap().get(), 1.5);
     }
 }

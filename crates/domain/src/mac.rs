@@ -14,15 +14,10 @@ impl Mac {
     /// Accepts `aa:bb:cc:dd:ee:ff`, `AA-BB-CC-DD-EE-FF` (any case, `:` or `-` separators, not mixed)
     /// and the bare 12-digit form `aabbccddeeff`, with surrounding blanks ignored.
     pub fn parse(input: &str) -> Result<Self, ValidationError> {
-        let bad = || ValidationError::Mac {
-            value: input.to_owned(),
-        };
+        let bad = || ValidationError::Mac { value: input.to_owned() };
         let s = input.trim();
         let pairs: Vec<&str> = if s.len() == 12 {
-            (0..6)
-                .map(|i| s.get(i * 2..i * 2 + 2))
-                .collect::<Option<_>>()
-                .ok_or_else(bad)?
+            (0..6).map(|i| s.get(i * 2..i * 2 + 2)).collect::<Option<_>>().ok_or_else(bad)?
         } else if s.len() == 17 {
             let sep = if s.contains(':') { ':' } else { '-' };
             s.split(sep).collect()
@@ -93,11 +88,7 @@ mod tests {
             "aabbccddeeff",
             "  AABBCCDDEEFF ",
         ] {
-            assert_eq!(
-                Mac::parse(input).unwrap().to_string(),
-                "aa:bb:cc:dd:ee:ff",
-                "{input}"
-            );
+            assert_eq!(Mac::parse(input).unwrap().to_string(), "aa:bb:cc:dd:ee:ff", "{input}");
         }
     }
 

@@ -22,10 +22,7 @@ impl SlaveId {
         let n = input
             .trim()
             .parse::<i64>()
-            .map_err(|_| ValidationError::NotANumber {
-                field: "Modbus slave id",
-                value: input.to_owned(),
-            })?;
+            .map_err(|_| ValidationError::NotANumber { field: "Modbus slave id", value: input.to_owned() })?;
         Self::new(n)
     }
 
@@ -51,10 +48,7 @@ impl ModbusRegister {
         let n = input
             .trim()
             .parse::<i64>()
-            .map_err(|_| ValidationError::NotANumber {
-                field: "Modbus register",
-                value: input.to_owned(),
-            })?;
+            .map_err(|_| ValidationError::NotANumber { field: "Modbus register", value: input.to_owned() })?;
         Self::new(n)
     }
 
@@ -93,12 +87,7 @@ mod tests {
         assert!(ModbusRegister::new(0).is_err());
         assert_eq!(ModbusRegister::new(65535).unwrap().get(), 65535);
         assert!(ModbusRegister::new(65536).is_err());
-        assert!(
-            SlaveId::parse("x")
-                .unwrap_err()
-                .to_string()
-                .contains("not a number")
-        );
+        assert!(SlaveId::parse("x").unwrap_err().to_string().contains("not a number"));
     }
 
     proptest! {

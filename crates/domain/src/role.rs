@@ -77,11 +77,6 @@ mod tests {
             assert_eq!(Role::parse(role.as_str()).unwrap(), role);
             assert_eq!(Role::parse(&role.as_str().to_uppercase()).unwrap(), role);
         }
-        assert!(
-            Role::parse("owner")
-                .unwrap_err()
-                .to_string()
-                .contains("admin, editor, viewer")
-        );
+        assert!(Role::parse("owner").unwrap_err().to_string().contains("admin, editor, viewer"));
     }
 }

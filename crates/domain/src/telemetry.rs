@@ -99,13 +99,9 @@ impl Topic {
     pub fn parse(topic: &str) -> Result<Self, TopicError> {
         let unknown = || TopicError::Unknown { topic: clip(topic) };
         let mut levels = topic.split('/');
-        let (Some("tds_new"), Some(group), Some(mac), Some(leaf), None) = (
-            levels.next(),
-            levels.next(),
-            levels.next(),
-            levels.next(),
-            levels.next(),
-        ) else {
+        let (Some("tds_new"), Some(group), Some(mac), Some(leaf), None) =
+            (levels.next(), levels.next(), levels.next(), levels.next(), levels.next())
+        else {
             return Err(unknown());
         };
         let make: fn(Mac) -> Self = match (group, leaf) {
@@ -116,10 +112,7 @@ impl Topic {
             ("gateway", "cert_csr") => Self::CertCsr,
             _ => return Err(unknown()),
         };
-        let bad_mac = || TopicError::InvalidMac {
-            topic: clip(topic),
-            segment: clip(mac),
-        };
+        let bad_mac = || TopicError::InvalidMac { topic: clip(topic), segment: clip(mac) };
         // `Mac::parse` forgives blanks around a value typed by a person; a topic must not have any.
         if mac.contains(char::is_whitespace) {
             return Err(bad_mac());
@@ -176,9 +169,7 @@ pub enum TopicError {
         "unknown topic {topic:?}: expected tds_new/gateway/{{mac}}/telemetria, …/status, …/cert_update, …/cert_csr or tds_new/devices/{{mac}}/telemetry"
     )]
     Unknown { topic: String },
-    #[error(
-        "topic {topic:?} names {segment:?}, which is not a MAC address such as aa:bb:cc:dd:ee:ff"
-    )]
+    #[error("topic {topic:?} names {segment:?}, which is not a MAC address such as aa:bb:cc:dd:ee:ff")]
     InvalidMac { topic: String, segment: String },
 }
 
@@ -199,9 +190,7 @@ impl TopicError {
 /// Why a batch or reading `timestamp` was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum TimestampError {
-    #[error(
-        "timestamp {value} is not a string: expected ISO 8601 such as \"2026-02-15T14:30:00Z\""
-    )]
+    #[error("timestamp {value} is not a string: expected ISO 8601 such as \"2026-02-15T14:30:00Z\"")]
     NotAString { value: String },
     #[error(
         "timestamp {value:?} is not ISO 8601: expected for example 2026-02-15T14:30:00Z, 2026-02-15T11:30:00-03:00 or, in the tenant's time zone, 2026-02-15T11:30:00"
@@ -212,14 +201,8 @@ pub enum TimestampError {
         .zone.name()
     )]
     NonExistentLocalTime { value: String, zone: Tz },
-    #[error(
-        "timestamp {value:?} ({time}) is more than 5 minutes ahead of the server clock ({now})"
-    )]
-    InFuture {
-        value: String,
-        time: DateTime<Utc>,
-        now: DateTime<Utc>,
-    },
+    #[error("timestamp {value:?} ({time}) is more than 5 minutes ahead of the server clock ({now})")]
+    InFuture { value: String, time: DateTime<Utc>, now: DateTime<Utc> },
 }
 
 impl TimestampError {
@@ -241,9 +224,7 @@ pub fn parse_timestamp(input: &str, zone: Tz) -> Result<DateTime<Utc>, Timestamp
     let bytes = s.as_bytes();
     // A four-digit year first: keeps chrono's lenient `%Y` away from signed or five-digit years.
     let four_digit_year = bytes.len() >= 19
-        && bytes
-            .get(..4)
-            .is_some_and(|y| y.iter().all(u8::is_ascii_digit))
+        && bytes.get(..4).is_some_and(|y| y.iter().all(u8::is_ascii_digit))
         && bytes.get(4) == Some(&b'-');
     if !four_digit_year {
         return Err(malformed());
@@ -262,10 +243,7 @@ pub fn parse_timestamp(input: &str, zone: Tz) -> Result<DateTime<Utc>, Timestamp
         .ok_or_else(malformed)?;
     match zone.from_local_datetime(&local) {
         LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Ok(t.with_timezone(&Utc)),
-        LocalResult::None => Err(TimestampError::NonExistentLocalTime {
-            value: clip(input),
-            zone,
-        }),
+        LocalResult::None => Err(TimestampError::NonExistentLocalTime { value: clip(input), zone }),
     }
 }
 
@@ -278,11 +256,7 @@ fn timestamp_value(value: &Value, ctx: &BatchContext) -> Result<DateTime<Utc>, T
     // No limit when the clock is so close to chrono's end of time that the sum overflows.
     let latest = ctx.now.checked_add_signed(MAX_FUTURE_SKEW);
     if latest.is_some_and(|latest| time > latest) {
-        return Err(TimestampError::InFuture {
-            value: clip(s),
-            time,
-            now: ctx.now,
-        });
+        return Err(TimestampError::InFuture { value: clip(s), time, now: ctx.now });
     }
     Ok(time)
 }
@@ -307,12 +281,7 @@ pub struct BatchContext {
 impl BatchContext {
     /// A context with the default size limit [`DEFAULT_MAX_MESSAGE_BYTES`].
     pub const fn new(expected_mac: Mac, zone: Tz, now: DateTime<Utc>) -> Self {
-        Self {
-            expected_mac,
-            zone,
-            now,
-            max_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-        }
+        Self { expected_mac, zone, now, max_bytes: DEFAULT_MAX_MESSAGE_BYTES }
     }
 }
 
@@ -351,11 +320,7 @@ pub struct ReadingInput {
 impl ReadingInput {
     /// Turns a reading refused after parsing (by ingest or the store) into a dead-letter entry.
     pub fn reject(self, reason: ReadingRejection) -> RejectedReading {
-        RejectedReading {
-            index: self.index,
-            raw: self.raw,
-            reason,
-        }
+        RejectedReading { index: self.index, raw: self.raw, reason }
     }
 }
 
@@ -384,9 +349,7 @@ pub enum BatchRejection {
         line: usize,
         column: usize,
     },
-    #[error(
-        "payload is a JSON {found}, expected an object with gateway_mac, timestamp and leituras"
-    )]
+    #[error("payload is a JSON {found}, expected an object with gateway_mac, timestamp and leituras")]
     NotAnObject { found: &'static str },
     #[error("gateway_mac is missing")]
     MissingGatewayMac,
@@ -444,18 +407,11 @@ pub enum ReadingRejection {
     #[error("no device with code {code} on this gateway")]
     UnknownDevice { code: DeviceCode },
     #[error("unidade {reading_unit} conflicts with the device's unit {device_unit}")]
-    UnitConflict {
-        device_unit: Unit,
-        reading_unit: Unit,
-    },
+    UnitConflict { device_unit: Unit, reading_unit: Unit },
     #[error(
         "a reading at {time} is already stored with valor {stored}; the resent valor {received} was not stored"
     )]
-    DuplicateConflict {
-        time: DateTime<Utc>,
-        stored: f64,
-        received: f64,
-    },
+    DuplicateConflict { time: DateTime<Utc>, stored: f64, received: f64 },
 }
 
 impl ReadingRejection {
@@ -487,14 +443,10 @@ impl TelemetryBatch {
     /// of `leituras` has its own outcome in [`TelemetryBatch::readings`].
     pub fn parse(payload: &[u8], ctx: &BatchContext) -> Result<Self, BatchRejection> {
         if payload.len() > ctx.max_bytes {
-            return Err(BatchRejection::TooLarge {
-                size: payload.len(),
-                max: ctx.max_bytes,
-            });
+            return Err(BatchRejection::TooLarge { size: payload.len(), max: ctx.max_bytes });
         }
-        let text = std::str::from_utf8(payload).map_err(|e| BatchRejection::NotUtf8 {
-            valid_up_to: e.valid_up_to(),
-        })?;
+        let text = std::str::from_utf8(payload)
+            .map_err(|e| BatchRejection::NotUtf8 { valid_up_to: e.valid_up_to() })?;
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let json: Value = serde_json::from_str(text).map_err(|e| BatchRejection::InvalidJson {
             message: e.to_string(),
@@ -502,9 +454,7 @@ impl TelemetryBatch {
             column: e.column(),
         })?;
         let Value::Object(mut fields) = json else {
-            return Err(BatchRejection::NotAnObject {
-                found: json_type(&json),
-            });
+            return Err(BatchRejection::NotAnObject { found: json_type(&json) });
         };
 
         let gateway_mac = match fields.get("gateway_mac") {
@@ -515,10 +465,7 @@ impl TelemetryBatch {
                 .ok_or_else(|| BatchRejection::InvalidGatewayMac { value: show(value) })?,
         };
         if gateway_mac != ctx.expected_mac {
-            return Err(BatchRejection::GatewayMacMismatch {
-                sent: gateway_mac,
-                expected: ctx.expected_mac,
-            });
+            return Err(BatchRejection::GatewayMacMismatch { sent: gateway_mac, expected: ctx.expected_mac });
         }
 
         let timestamp = match fields.get("timestamp") {
@@ -530,9 +477,7 @@ impl TelemetryBatch {
             None | Some(Value::Null) => return Err(BatchRejection::MissingReadings),
             Some(Value::Array(elements)) => elements,
             Some(other) => {
-                return Err(BatchRejection::ReadingsNotArray {
-                    found: json_type(&other),
-                });
+                return Err(BatchRejection::ReadingsNotArray { found: json_type(&other) });
             }
         };
 
@@ -552,11 +497,7 @@ impl TelemetryBatch {
             })
             .collect();
 
-        Ok(Self {
-            gateway_mac,
-            timestamp,
-            readings,
-        })
+        Ok(Self { gateway_mac, timestamp, readings })
     }
 
     /// The readings that parsed, in the order sent.
@@ -584,9 +525,7 @@ fn reading_fields(
     ctx: &BatchContext,
 ) -> Result<ReadingFields, ReadingRejection> {
     let Value::Object(fields) = raw else {
-        return Err(ReadingRejection::NotAnObject {
-            found: json_type(raw),
-        });
+        return Err(ReadingRejection::NotAnObject { found: json_type(raw) });
     };
     let device_code = match fields.get("dispositivo_codigo") {
         None | Some(Value::Null) => return Err(ReadingRejection::MissingDeviceCode),
@@ -605,28 +544,20 @@ fn reading_fields(
         None | Some(Value::Null) => batch_time,
         Some(value) => timestamp_value(value, ctx).map_err(ReadingRejection::Timestamp)?,
     };
-    Ok(ReadingFields {
-        device_code,
-        value,
-        unit,
-        time,
-    })
+    Ok(ReadingFields { device_code, value, unit, time })
 }
 
 fn device_code(value: &Value) -> Result<DeviceCode, ReadingRejection> {
-    let invalid = |reason: String| ReadingRejection::InvalidDeviceCode {
-        value: show(value),
-        reason,
-    };
+    let invalid = |reason: String| ReadingRejection::InvalidDeviceCode { value: show(value), reason };
     let Value::String(s) = value else {
         return Err(invalid("expected a string such as \"D01\"".to_owned()));
     };
     DeviceCode::parse(s).map_err(|e| {
         invalid(match e {
             ValidationError::Required { .. } => "it is blank".to_owned(),
-            ValidationError::Code { max, .. } => format!(
-                "use 1 to {max} letters, digits, '-' or '_', starting with a letter or digit"
-            ),
+            ValidationError::Code { max, .. } => {
+                format!("use 1 to {max} letters, digits, '-' or '_', starting with a letter or digit")
+            }
             other => other.to_string(),
         })
     })
@@ -634,20 +565,13 @@ fn device_code(value: &Value) -> Result<DeviceCode, ReadingRejection> {
 
 fn reading_value(value: &Value) -> Result<f64, ReadingRejection> {
     const NOT_A_NUMBER: &str = "expected a JSON number or a numeric string such as \"12.5\"";
-    let invalid = |reason| ReadingRejection::InvalidValue {
-        value: show(value),
-        reason,
-    };
+    let invalid = |reason| ReadingRejection::InvalidValue { value: show(value), reason };
     let number = match value {
         Value::Number(n) => n.as_f64().ok_or_else(|| invalid(NOT_A_NUMBER))?,
         Value::String(s) => numeric_string(s).map_err(invalid)?,
         _ => return Err(invalid(NOT_A_NUMBER)),
     };
-    if number.is_finite() {
-        Ok(number)
-    } else {
-        Err(invalid("not a finite number"))
-    }
+    if number.is_finite() { Ok(number) } else { Err(invalid("not a finite number")) }
 }
 
 /// A number sent as a string: blanks around it, optional sign, digits, `.` and an exponent.
@@ -656,13 +580,10 @@ fn numeric_string(s: &str) -> Result<f64, &'static str> {
         "not a number: expected digits with an optional '.' decimal point, as in \"12.5\"";
     let t = s.trim();
     if t.contains(',') {
-        return Err(
-            "decimal commas are not accepted (\"1,234\" is ambiguous); use a point, as in \"12.5\"",
-        );
+        return Err("decimal commas are not accepted (\"1,234\" is ambiguous); use a point, as in \"12.5\"");
     }
-    let numeric_alphabet = t
-        .bytes()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'));
+    let numeric_alphabet =
+        t.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'));
     if !numeric_alphabet || !t.bytes().any(|b| b.is_ascii_digit()) {
         return Err(NOT_NUMERIC);
     }
@@ -670,10 +591,7 @@ fn numeric_string(s: &str) -> Result<f64, &'static str> {
 }
 
 fn reading_unit(value: &Value) -> Result<Unit, ReadingRejection> {
-    let invalid = |reason: String| ReadingRejection::InvalidUnit {
-        value: show(value),
-        reason,
-    };
+    let invalid = |reason: String| ReadingRejection::InvalidUnit { value: show(value), reason };
     let Value::String(s) = value else {
         return Err(invalid("expected a string such as \"kWh\"".to_owned()));
     };
@@ -727,54 +645,20 @@ mod tests {
     fn topics_parse_to_their_kind_and_normalised_mac() {
         let mac = Mac::parse(MAC).unwrap();
         for (name, input, expected) in [
-            (
-                "telemetry",
-                "tds_new/gateway/aa:bb:cc:dd:ee:ff/telemetria",
-                Topic::Telemetry(mac),
-            ),
-            (
-                "alias",
-                "tds_new/devices/aa:bb:cc:dd:ee:ff/telemetry",
-                Topic::TelemetryAlias(mac),
-            ),
-            (
-                "status",
-                "tds_new/gateway/aa:bb:cc:dd:ee:ff/status",
-                Topic::Status(mac),
-            ),
-            (
-                "cert update",
-                "tds_new/gateway/aa:bb:cc:dd:ee:ff/cert_update",
-                Topic::CertUpdate(mac),
-            ),
-            (
-                "cert csr",
-                "tds_new/gateway/aa:bb:cc:dd:ee:ff/cert_csr",
-                Topic::CertCsr(mac),
-            ),
-            (
-                "upper-case mac",
-                "tds_new/gateway/AA:BB:CC:DD:EE:FF/telemetria",
-                Topic::Telemetry(mac),
-            ),
-            (
-                "dashed mac",
-                "tds_new/gateway/AA-BB-CC-DD-EE-FF/telemetria",
-                Topic::Telemetry(mac),
-            ),
-            (
-                "bare mac",
-                "tds_new/gateway/aabbccddeeff/status",
-                Topic::Status(mac),
-            ),
+            ("telemetry", "tds_new/gateway/aa:bb:cc:dd:ee:ff/telemetria", Topic::Telemetry(mac)),
+            ("alias", "tds_new/devices/aa:bb:cc:dd:ee:ff/telemetry", Topic::TelemetryAlias(mac)),
+            ("status", "tds_new/gateway/aa:bb:cc:dd:ee:ff/status", Topic::Status(mac)),
+            ("cert update", "tds_new/gateway/aa:bb:cc:dd:ee:ff/cert_update", Topic::CertUpdate(mac)),
+            ("cert csr", "tds_new/gateway/aa:bb:cc:dd:ee:ff/cert_csr", Topic::CertCsr(mac)),
+            ("upper-case mac", "tds_new/gateway/AA:BB:CC:DD:EE:FF/telemetria", Topic::Telemetry(mac)),
+            ("dashed mac", "tds_new/gateway/AA-BB-CC-DD-EE-FF/telemetria", Topic::Telemetry(mac)),
+            ("bare mac", "tds_new/gateway/aabbccddeeff/status", Topic::Status(mac)),
         ] {
             assert_eq!(Topic::parse(input), Ok(expected), "{name}");
             assert_eq!(expected.mac(), mac, "{name}");
         }
         assert_eq!(
-            Topic::parse("tds_new/gateway/AA-BB-CC-DD-EE-FF/telemetria")
-                .unwrap()
-                .to_string(),
+            Topic::parse("tds_new/gateway/AA-BB-CC-DD-EE-FF/telemetria").unwrap().to_string(),
             "tds_new/gateway/aa:bb:cc:dd:ee:ff/telemetria"
         );
         assert!(Topic::Telemetry(mac).is_telemetry());
@@ -786,64 +670,21 @@ mod tests {
     fn foreign_or_malformed_topics_are_refused_with_a_code() {
         for (name, input, code) in [
             ("empty", "", "unknown_topic"),
-            (
-                "other root",
-                "tds/gateway/aa:bb:cc:dd:ee:ff/telemetria",
-                "unknown_topic",
-            ),
-            (
-                "english leaf on gateway",
-                "tds_new/gateway/aa:bb:cc:dd:ee:ff/telemetry",
-                "unknown_topic",
-            ),
-            (
-                "portuguese leaf on devices",
-                "tds_new/devices/aa:bb:cc:dd:ee:ff/telemetria",
-                "unknown_topic",
-            ),
-            (
-                "upper-case fixed level",
-                "TDS_NEW/gateway/aa:bb:cc:dd:ee:ff/telemetria",
-                "unknown_topic",
-            ),
-            (
-                "extra level",
-                "tds_new/gateway/aa:bb:cc:dd:ee:ff/telemetria/x",
-                "unknown_topic",
-            ),
-            (
-                "trailing slash",
-                "tds_new/gateway/aa:bb:cc:dd:ee:ff/telemetria/",
-                "unknown_topic",
-            ),
-            (
-                "too short",
-                "tds_new/gateway/aa:bb:cc:dd:ee:ff",
-                "unknown_topic",
-            ),
+            ("other root", "tds/gateway/aa:bb:cc:dd:ee:ff/telemetria", "unknown_topic"),
+            ("english leaf on gateway", "tds_new/gateway/aa:bb:cc:dd:ee:ff/telemetry", "unknown_topic"),
+            ("portuguese leaf on devices", "tds_new/devices/aa:bb:cc:dd:ee:ff/telemetria", "unknown_topic"),
+            ("upper-case fixed level", "TDS_NEW/gateway/aa:bb:cc:dd:ee:ff/telemetria", "unknown_topic"),
+            ("extra level", "tds_new/gateway/aa:bb:cc:dd:ee:ff/telemetria/x", "unknown_topic"),
+            ("trailing slash", "tds_new/gateway/aa:bb:cc:dd:ee:ff/telemetria/", "unknown_topic"),
+            ("too short", "tds_new/gateway/aa:bb:cc:dd:ee:ff", "unknown_topic"),
             ("multi-level wildcard", "tds_new/gateway/#", "unknown_topic"),
-            (
-                "single-level wildcard",
-                "tds_new/gateway/+/telemetria",
-                "invalid_topic_mac",
-            ),
-            (
-                "bad mac",
-                "tds_new/gateway/aa:bb:cc:dd:ee/telemetria",
-                "invalid_topic_mac",
-            ),
-            (
-                "blank around mac",
-                "tds_new/gateway/ aa:bb:cc:dd:ee:ff/telemetria",
-                "invalid_topic_mac",
-            ),
+            ("single-level wildcard", "tds_new/gateway/+/telemetria", "invalid_topic_mac"),
+            ("bad mac", "tds_new/gateway/aa:bb:cc:dd:ee/telemetria", "invalid_topic_mac"),
+            ("blank around mac", "tds_new/gateway/ aa:bb:cc:dd:ee:ff/telemetria", "invalid_topic_mac"),
         ] {
             let err = Topic::parse(input).unwrap_err();
             assert_eq!(err.code(), code, "{name}: {err}");
-            assert!(
-                err.to_string().contains(&format!("{:?}", clip(input))),
-                "{name}: {err}"
-            );
+            assert!(err.to_string().contains(&format!("{:?}", clip(input))), "{name}: {err}");
         }
     }
 
@@ -856,12 +697,7 @@ mod tests {
             ("own alias", Topic::TelemetryAlias(own), own, true),
             ("own status", Topic::Status(own), own, true),
             ("own csr", Topic::CertCsr(own), own, true),
-            (
-                "own cert_update is written by TDS",
-                Topic::CertUpdate(own),
-                own,
-                false,
-            ),
+            ("own cert_update is written by TDS", Topic::CertUpdate(own), own, false),
             ("other's telemetry", Topic::Telemetry(other), own, false),
             ("other's alias", Topic::TelemetryAlias(other), own, false),
             ("other's status", Topic::Status(other), own, false),
@@ -875,47 +711,15 @@ mod tests {
     fn a_gateway_may_subscribe_only_to_its_own_cert_update_topic_exactly() {
         let own = Mac::parse(MAC).unwrap();
         for (name, filter, allowed) in [
-            (
-                "own cert_update",
-                "tds_new/gateway/aa:bb:cc:dd:ee:ff/cert_update",
-                true,
-            ),
-            (
-                "upper-case spelling",
-                "tds_new/gateway/AA:BB:CC:DD:EE:FF/cert_update",
-                false,
-            ),
-            (
-                "other's cert_update",
-                "tds_new/gateway/11:22:33:44:55:66/cert_update",
-                false,
-            ),
-            (
-                "own telemetry",
-                "tds_new/gateway/aa:bb:cc:dd:ee:ff/telemetria",
-                false,
-            ),
-            (
-                "own status",
-                "tds_new/gateway/aa:bb:cc:dd:ee:ff/status",
-                false,
-            ),
-            (
-                "single-level wildcard",
-                "tds_new/gateway/+/cert_update",
-                false,
-            ),
-            (
-                "multi-level wildcard",
-                "tds_new/gateway/aa:bb:cc:dd:ee:ff/#",
-                false,
-            ),
+            ("own cert_update", "tds_new/gateway/aa:bb:cc:dd:ee:ff/cert_update", true),
+            ("upper-case spelling", "tds_new/gateway/AA:BB:CC:DD:EE:FF/cert_update", false),
+            ("other's cert_update", "tds_new/gateway/11:22:33:44:55:66/cert_update", false),
+            ("own telemetry", "tds_new/gateway/aa:bb:cc:dd:ee:ff/telemetria", false),
+            ("own status", "tds_new/gateway/aa:bb:cc:dd:ee:ff/status", false),
+            ("single-level wildcard", "tds_new/gateway/+/cert_update", false),
+            ("multi-level wildcard", "tds_new/gateway/aa:bb:cc:dd:ee:ff/#", false),
             ("everything", "#", false),
-            (
-                "shared subscription",
-                "$share/g/tds_new/gateway/aa:bb:cc:dd:ee:ff/cert_update",
-                false,
-            ),
+            ("shared subscription", "$share/g/tds_new/gateway/aa:bb:cc:dd:ee:ff/cert_update", false),
         ] {
             assert_eq!(Topic::may_subscribe(filter, own), allowed, "{name}");
         }
@@ -946,10 +750,7 @@ mod tests {
         assert_eq!(d01.value, 123.45);
         assert_eq!(d01.unit, Some(Unit::parse("kWh").unwrap()));
         assert_eq!(d01.time, utc("2026-02-15T14:30:00Z"));
-        assert_eq!(
-            d01.raw,
-            json!({"dispositivo_codigo": "D01", "valor": 123.45, "unidade": "kWh"})
-        );
+        assert_eq!(d01.raw, json!({"dispositivo_codigo": "D01", "valor": 123.45, "unidade": "kWh"}));
 
         assert_eq!(d02.index, 1);
         assert_eq!(d02.device_code.as_str(), "D02");
@@ -965,49 +766,25 @@ mod tests {
     fn whole_message_problems_refuse_the_batch_with_a_precise_reason() {
         let ok_time = "2026-02-15T14:30:00Z";
         for (name, payload, code, mentions) in [
-            (
-                "not utf-8",
-                b"{\"gateway_mac\": \"\xff\"}".to_vec(),
-                "invalid_utf8",
-                vec!["offset 17"],
-            ),
-            (
-                "empty payload",
-                Vec::new(),
-                "invalid_json",
-                vec!["line 1 column 0"],
-            ),
+            ("not utf-8", b"{\"gateway_mac\": \"\xff\"}".to_vec(), "invalid_utf8", vec!["offset 17"]),
+            ("empty payload", Vec::new(), "invalid_json", vec!["line 1 column 0"]),
             (
                 "broken json",
                 b"{\"gateway_mac\": \n  \"aa\",}".to_vec(),
                 "invalid_json",
                 vec!["line 2 column"],
             ),
-            (
-                "array payload",
-                b"[]".to_vec(),
-                "not_an_object",
-                vec!["array"],
-            ),
-            (
-                "string payload",
-                b"\"online\"".to_vec(),
-                "not_an_object",
-                vec!["string"],
-            ),
+            ("array payload", b"[]".to_vec(), "not_an_object", vec!["array"]),
+            ("string payload", b"\"online\"".to_vec(), "not_an_object", vec!["string"]),
             (
                 "no gateway_mac",
-                json!({"timestamp": ok_time, "leituras": []})
-                    .to_string()
-                    .into_bytes(),
+                json!({"timestamp": ok_time, "leituras": []}).to_string().into_bytes(),
                 "missing_gateway_mac",
                 vec!["gateway_mac"],
             ),
             (
                 "null gateway_mac",
-                json!({"gateway_mac": null, "timestamp": ok_time, "leituras": []})
-                    .to_string()
-                    .into_bytes(),
+                json!({"gateway_mac": null, "timestamp": ok_time, "leituras": []}).to_string().into_bytes(),
                 "missing_gateway_mac",
                 vec!["gateway_mac"],
             ),
@@ -1021,9 +798,7 @@ mod tests {
             ),
             (
                 "numeric gateway_mac",
-                json!({"gateway_mac": 12, "timestamp": ok_time, "leituras": []})
-                    .to_string()
-                    .into_bytes(),
+                json!({"gateway_mac": 12, "timestamp": ok_time, "leituras": []}).to_string().into_bytes(),
                 "invalid_gateway_mac",
                 vec!["gateway_mac 12 "],
             ),
@@ -1037,9 +812,7 @@ mod tests {
             ),
             (
                 "no timestamp",
-                json!({"gateway_mac": MAC, "leituras": []})
-                    .to_string()
-                    .into_bytes(),
+                json!({"gateway_mac": MAC, "leituras": []}).to_string().into_bytes(),
                 "missing_timestamp",
                 vec!["timestamp"],
             ),
@@ -1069,17 +842,13 @@ mod tests {
             ),
             (
                 "no leituras",
-                json!({"gateway_mac": MAC, "timestamp": ok_time})
-                    .to_string()
-                    .into_bytes(),
+                json!({"gateway_mac": MAC, "timestamp": ok_time}).to_string().into_bytes(),
                 "missing_leituras",
                 vec!["leituras"],
             ),
             (
                 "leituras object",
-                json!({"gateway_mac": MAC, "timestamp": ok_time, "leituras": {}})
-                    .to_string()
-                    .into_bytes(),
+                json!({"gateway_mac": MAC, "timestamp": ok_time, "leituras": {}}).to_string().into_bytes(),
                 "invalid_leituras",
                 vec!["object"],
             ),
@@ -1087,10 +856,7 @@ mod tests {
             let err = TelemetryBatch::parse(&payload, &ctx()).unwrap_err();
             assert_eq!(err.code(), code, "{name}: {err}");
             for m in mentions {
-                assert!(
-                    err.to_string().contains(m),
-                    "{name}: {err:?} should mention {m:?}"
-                );
+                assert!(err.to_string().contains(m), "{name}: {err:?} should mention {m:?}");
             }
         }
     }
@@ -1104,31 +870,17 @@ mod tests {
         let mut small = ctx();
         small.max_bytes = payload.len() - 1;
         let err = TelemetryBatch::parse(&payload, &small).unwrap_err();
-        assert_eq!(
-            err,
-            BatchRejection::TooLarge {
-                size: payload.len(),
-                max: payload.len() - 1
-            }
-        );
+        assert_eq!(err, BatchRejection::TooLarge { size: payload.len(), max: payload.len() - 1 });
         assert_eq!(err.code(), "payload_too_large");
         let garbage = vec![0xff; DEFAULT_MAX_MESSAGE_BYTES + 1];
-        assert_eq!(
-            TelemetryBatch::parse(&garbage, &ctx()).unwrap_err().code(),
-            "payload_too_large"
-        );
+        assert_eq!(TelemetryBatch::parse(&garbage, &ctx()).unwrap_err().code(), "payload_too_large");
         assert_eq!(ctx().max_bytes, 256 * 1024);
     }
 
     #[test]
     fn invalid_json_keeps_serde_json_position() {
         let err = TelemetryBatch::parse(b"{\n\"a\": tru }", &ctx()).unwrap_err();
-        let BatchRejection::InvalidJson {
-            line,
-            column,
-            message,
-        } = &err
-        else {
+        let BatchRejection::InvalidJson { line, column, message } = &err else {
             panic!("{err:?}");
         };
         assert_eq!(*line, 2);
@@ -1163,34 +915,10 @@ mod tests {
     fn well_formed_readings_are_accepted() {
         let batch_time = utc("2026-02-15T14:30:00Z");
         for (name, reading, value, unit, time) in [
-            (
-                "number",
-                json!({"dispositivo_codigo": "D01", "valor": 12.5}),
-                12.5,
-                None,
-                batch_time,
-            ),
-            (
-                "integer",
-                json!({"dispositivo_codigo": "D01", "valor": 12}),
-                12.0,
-                None,
-                batch_time,
-            ),
-            (
-                "negative",
-                json!({"dispositivo_codigo": "D01", "valor": -3.25}),
-                -3.25,
-                None,
-                batch_time,
-            ),
-            (
-                "numeric string",
-                json!({"dispositivo_codigo": "D01", "valor": "12.5"}),
-                12.5,
-                None,
-                batch_time,
-            ),
+            ("number", json!({"dispositivo_codigo": "D01", "valor": 12.5}), 12.5, None, batch_time),
+            ("integer", json!({"dispositivo_codigo": "D01", "valor": 12}), 12.0, None, batch_time),
+            ("negative", json!({"dispositivo_codigo": "D01", "valor": -3.25}), -3.25, None, batch_time),
+            ("numeric string", json!({"dispositivo_codigo": "D01", "valor": "12.5"}), 12.5, None, batch_time),
             (
                 "numeric string with blanks",
                 json!({"dispositivo_codigo": "D01", "valor": " 12.5 "}),
@@ -1205,13 +933,7 @@ mod tests {
                 None,
                 batch_time,
             ),
-            (
-                "lower-case code",
-                json!({"dispositivo_codigo": " d01 ", "valor": 1}),
-                1.0,
-                None,
-                batch_time,
-            ),
+            ("lower-case code", json!({"dispositivo_codigo": " d01 ", "valor": 1}), 1.0, None, batch_time),
             (
                 "unit alias",
                 json!({"dispositivo_codigo": "D01", "valor": 1, "unidade": "m3"}),
@@ -1284,24 +1006,14 @@ mod tests {
         for (name, reading, code, mention) in [
             ("array element", json!([1]), "not_an_object", "array"),
             ("number element", json!(5), "not_an_object", "number"),
-            (
-                "no code",
-                json!({"valor": 1}),
-                "missing_device_code",
-                "dispositivo_codigo",
-            ),
+            ("no code", json!({"valor": 1}), "missing_device_code", "dispositivo_codigo"),
             (
                 "null code",
                 json!({"dispositivo_codigo": null, "valor": 1}),
                 "missing_device_code",
                 "dispositivo_codigo",
             ),
-            (
-                "blank code",
-                json!({"dispositivo_codigo": " ", "valor": 1}),
-                "invalid_device_code",
-                "blank",
-            ),
+            ("blank code", json!({"dispositivo_codigo": " ", "valor": 1}), "invalid_device_code", "blank"),
             (
                 "code with a blank",
                 json!({"dispositivo_codigo": "D 01", "valor": 1}),
@@ -1314,24 +1026,9 @@ mod tests {
                 "invalid_device_code",
                 "expected a string",
             ),
-            (
-                "no value",
-                json!({"dispositivo_codigo": "D01"}),
-                "missing_value",
-                "valor",
-            ),
-            (
-                "null value",
-                json!({"dispositivo_codigo": "D01", "valor": null}),
-                "missing_value",
-                "valor",
-            ),
-            (
-                "text value",
-                json!({"dispositivo_codigo": "D01", "valor": "abc"}),
-                "invalid_value",
-                "\"abc\"",
-            ),
+            ("no value", json!({"dispositivo_codigo": "D01"}), "missing_value", "valor"),
+            ("null value", json!({"dispositivo_codigo": "D01", "valor": null}), "missing_value", "valor"),
+            ("text value", json!({"dispositivo_codigo": "D01", "valor": "abc"}), "invalid_value", "\"abc\""),
             (
                 "empty string value",
                 json!({"dispositivo_codigo": "D01", "valor": ""}),
@@ -1344,18 +1041,8 @@ mod tests {
                 "invalid_value",
                 "decimal comma",
             ),
-            (
-                "NaN string",
-                json!({"dispositivo_codigo": "D01", "valor": "NaN"}),
-                "invalid_value",
-                "\"NaN\"",
-            ),
-            (
-                "inf string",
-                json!({"dispositivo_codigo": "D01", "valor": "inf"}),
-                "invalid_value",
-                "\"inf\"",
-            ),
+            ("NaN string", json!({"dispositivo_codigo": "D01", "valor": "NaN"}), "invalid_value", "\"NaN\""),
+            ("inf string", json!({"dispositivo_codigo": "D01", "valor": "inf"}), "invalid_value", "\"inf\""),
             (
                 "overflowing string",
                 json!({"dispositivo_codigo": "D01", "valor": "1e999"}),
@@ -1428,10 +1115,7 @@ mod tests {
             assert_eq!(rejected.raw, reading, "{name}");
             assert_eq!(rejected.reason.code(), code, "{name}: {}", rejected.reason);
             let message = rejected.reason.to_string();
-            assert!(
-                message.contains(mention),
-                "{name}: {message:?} should mention {mention:?}"
-            );
+            assert!(message.contains(mention), "{name}: {message:?} should mention {mention:?}");
         }
     }
 
@@ -1479,78 +1163,23 @@ mod tests {
         let ny = chrono_tz::America::New_York;
         for (name, input, zone, expected) in [
             ("utc", "2026-02-15T14:30:00Z", sp, "2026-02-15T14:30:00Z"),
-            (
-                "lower-case z and t",
-                "2026-02-15t14:30:00z",
-                sp,
-                "2026-02-15T14:30:00Z",
-            ),
-            (
-                "offset",
-                "2026-02-15T11:30:00-03:00",
-                ny,
-                "2026-02-15T14:30:00Z",
-            ),
-            (
-                "offset without colon",
-                "2026-02-15T11:30:00-0300",
-                ny,
-                "2026-02-15T14:30:00Z",
-            ),
-            (
-                "space separator with offset",
-                "2026-02-15 14:30:00+00:00",
-                ny,
-                "2026-02-15T14:30:00Z",
-            ),
-            (
-                "fraction",
-                "2026-02-15T14:30:00.250Z",
-                sp,
-                "2026-02-15T14:30:00.250Z",
-            ),
-            (
-                "blanks around",
-                " 2026-02-15T14:30:00Z ",
-                sp,
-                "2026-02-15T14:30:00Z",
-            ),
-            (
-                "local in Sao Paulo",
-                "2026-02-15T11:30:00",
-                sp,
-                "2026-02-15T14:30:00Z",
-            ),
-            (
-                "local with space",
-                "2026-02-15 11:30:00",
-                sp,
-                "2026-02-15T14:30:00Z",
-            ),
-            (
-                "local with fraction",
-                "2026-02-15T11:30:00.5",
-                sp,
-                "2026-02-15T14:30:00.5Z",
-            ),
-            (
-                "local in New York winter",
-                "2026-02-15T09:30:00",
-                ny,
-                "2026-02-15T14:30:00Z",
-            ),
+            ("lower-case z and t", "2026-02-15t14:30:00z", sp, "2026-02-15T14:30:00Z"),
+            ("offset", "2026-02-15T11:30:00-03:00", ny, "2026-02-15T14:30:00Z"),
+            ("offset without colon", "2026-02-15T11:30:00-0300", ny, "2026-02-15T14:30:00Z"),
+            ("space separator with offset", "2026-02-15 14:30:00+00:00", ny, "2026-02-15T14:30:00Z"),
+            ("fraction", "2026-02-15T14:30:00.250Z", sp, "2026-02-15T14:30:00.250Z"),
+            ("blanks around", " 2026-02-15T14:30:00Z ", sp, "2026-02-15T14:30:00Z"),
+            ("local in Sao Paulo", "2026-02-15T11:30:00", sp, "2026-02-15T14:30:00Z"),
+            ("local with space", "2026-02-15 11:30:00", sp, "2026-02-15T14:30:00Z"),
+            ("local with fraction", "2026-02-15T11:30:00.5", sp, "2026-02-15T14:30:00.5Z"),
+            ("local in New York winter", "2026-02-15T09:30:00", ny, "2026-02-15T14:30:00Z"),
             (
                 "fall-back ambiguity takes the earlier instant",
                 "2026-11-01T01:30:00",
                 ny,
                 "2026-11-01T05:30:00Z",
             ),
-            (
-                "just after the fall-back",
-                "2026-11-01T02:30:00",
-                ny,
-                "2026-11-01T07:30:00Z",
-            ),
+            ("just after the fall-back", "2026-11-01T02:30:00", ny, "2026-11-01T07:30:00Z"),
         ] {
             assert_eq!(parse_timestamp(input, zone), Ok(utc(expected)), "{name}");
         }
@@ -1563,37 +1192,18 @@ mod tests {
             ("empty", "", "invalid_timestamp"),
             ("date only", "2026-02-15", "invalid_timestamp"),
             ("no seconds", "2026-02-15T14:30Z", "invalid_timestamp"),
-            (
-                "brazilian order",
-                "15/02/2026 14:30:00",
-                "invalid_timestamp",
-            ),
-            (
-                "five-digit year",
-                "+12026-02-15T14:30:00Z",
-                "invalid_timestamp",
-            ),
+            ("brazilian order", "15/02/2026 14:30:00", "invalid_timestamp"),
+            ("five-digit year", "+12026-02-15T14:30:00Z", "invalid_timestamp"),
             ("month 13", "2026-13-15T14:30:00Z", "invalid_timestamp"),
             ("february 30", "2026-02-30T14:30:00", "invalid_timestamp"),
             ("hour 24", "2026-02-15T24:30:00Z", "invalid_timestamp"),
-            (
-                "trailing junk",
-                "2026-02-15T14:30:00Zjunk",
-                "invalid_timestamp",
-            ),
+            ("trailing junk", "2026-02-15T14:30:00Zjunk", "invalid_timestamp"),
             ("zone name", "2026-02-15T14:30:00 BRT", "invalid_timestamp"),
-            (
-                "spring-forward gap",
-                "2026-03-08T02:30:00",
-                "nonexistent_local_time",
-            ),
+            ("spring-forward gap", "2026-03-08T02:30:00", "nonexistent_local_time"),
         ] {
             let err = parse_timestamp(input, ny).unwrap_err();
             assert_eq!(err.code(), code, "{name}: {err}");
-            assert!(
-                err.to_string().contains(&format!("{input:?}")),
-                "{name}: {err}"
-            );
+            assert!(err.to_string().contains(&format!("{input:?}")), "{name}: {err}");
         }
     }
 
@@ -1606,12 +1216,7 @@ mod tests {
         for (name, device, reading, conflict) in [
             ("no unit sent", &kwh, None, false),
             ("same unit", &kwh, Some(Unit::parse("KWH").unwrap()), false),
-            (
-                "alias spelling",
-                &m3,
-                Some(Unit::parse("m3").unwrap()),
-                false,
-            ),
+            ("alias spelling", &m3, Some(Unit::parse("m3").unwrap()), false),
             ("different unit", &kwh, Some(m3.clone()), true),
         ] {
             assert_eq!(unit_conflict(device, reading.as_ref()), conflict, "{name}");
@@ -1620,17 +1225,10 @@ mod tests {
 
     #[test]
     fn reasons_recorded_by_ingest_have_codes_and_precise_messages() {
-        let input =
-            one_reading(&json!({"dispositivo_codigo": "d09", "valor": 2, "unidade": "L"})).unwrap();
+        let input = one_reading(&json!({"dispositivo_codigo": "d09", "valor": 2, "unidade": "L"})).unwrap();
         let raw = input.raw.clone();
         for (reason, code, mention) in [
-            (
-                ReadingRejection::UnknownDevice {
-                    code: input.device_code.clone(),
-                },
-                "unknown_device",
-                "D09",
-            ),
+            (ReadingRejection::UnknownDevice { code: input.device_code.clone() }, "unknown_device", "D09"),
             (
                 ReadingRejection::UnitConflict {
                     device_unit: Unit::parse("m3").unwrap(),
@@ -1640,11 +1238,7 @@ mod tests {
                 "unidade L conflicts with the device's unit m³",
             ),
             (
-                ReadingRejection::DuplicateConflict {
-                    time: input.time,
-                    stored: 1.5,
-                    received: 2.0,
-                },
+                ReadingRejection::DuplicateConflict { time: input.time, stored: 1.5, received: 2.0 },
                 "duplicate_conflict",
                 "valor 1.5",
             ),
@@ -1664,8 +1258,7 @@ mod tests {
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f)
-                .map(Value::Number)),
+            any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f).map(Value::Number)),
             prop::sample::select(vec![
                 MAC,
                 "AA-BB-CC-DD-EE-FF",
@@ -1706,24 +1299,16 @@ mod tests {
     }
 
     /// A reading element and what it must parse to.
-    fn valid_reading()
-    -> impl Strategy<Value = (Value, DeviceCode, f64, Option<Unit>, Option<DateTime<Utc>>)> {
+    fn valid_reading() -> impl Strategy<Value = (Value, DeviceCode, f64, Option<Unit>, Option<DateTime<Utc>>)>
+    {
         let value = (-1_000_000_000_000_i64..1_000_000_000_000, 0_i32..=4)
             .prop_map(|(significand, decimals)| significand as f64 / 10_f64.powi(decimals));
-        let unit = prop::option::of(prop::sample::select(vec![
-            "kWh", "KWH", "m3", "m³", "L", "°C", "psi",
-        ]));
+        let unit = prop::option::of(prop::sample::select(vec!["kWh", "KWH", "m3", "m³", "L", "°C", "psi"]));
         // 2020-01-01 to the test clock: Sao Paulo has had no daylight saving since 2019, so a local
         // rendering names exactly one instant.
         let time = prop::option::of((1_577_836_800_i64..=1_771_166_100, 0_u32..1000, 0_u8..3));
-        (
-            "[A-Za-z0-9][A-Za-z0-9_-]{0,31}",
-            value,
-            any::<bool>(),
-            unit,
-            time,
-        )
-            .prop_map(|(code, value, as_string, unit, time)| {
+        ("[A-Za-z0-9][A-Za-z0-9_-]{0,31}", value, any::<bool>(), unit, time).prop_map(
+            |(code, value, as_string, unit, time)| {
                 let mut element = json!({"dispositivo_codigo": code, "valor": value});
                 if as_string {
                     element["valor"] = Value::from(value.to_string());
@@ -1738,10 +1323,7 @@ mod tests {
                         1 => t
                             .with_timezone(&chrono::FixedOffset::east_opt(5 * 3600 + 1800).unwrap())
                             .to_rfc3339(),
-                        _ => t
-                            .with_timezone(&chrono_tz::America::Sao_Paulo)
-                            .naive_local()
-                            .to_string(),
+                        _ => t.with_timezone(&chrono_tz::America::Sao_Paulo).naive_local().to_string(),
                     });
                     t
                 });
@@ -1752,7 +1334,8 @@ mod tests {
                     unit.map(|u| Unit::parse(u).unwrap()),
                     time,
                 )
-            })
+            },
+        )
     }
 
     proptest! {

@@ -20,11 +20,7 @@ impl Name {
         }
         let len = s.chars().count();
         if len > Self::MAX_LEN {
-            return Err(ValidationError::TooLong {
-                field,
-                len,
-                max: Self::MAX_LEN,
-            });
+            return Err(ValidationError::TooLong { field, len, max: Self::MAX_LEN });
         }
         if s.chars().any(char::is_control) {
             return Err(ValidationError::ControlCharacter { field });
@@ -55,18 +51,10 @@ impl Description {
         let s = input.trim();
         let len = s.chars().count();
         if len > Self::MAX_LEN {
-            return Err(ValidationError::TooLong {
-                field: "description",
-                len,
-                max: Self::MAX_LEN,
-            });
+            return Err(ValidationError::TooLong { field: "description", len, max: Self::MAX_LEN });
         }
-        if s.chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
-        {
-            return Err(ValidationError::ControlCharacter {
-                field: "description",
-            });
+        if s.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
+            return Err(ValidationError::ControlCharacter { field: "description" });
         }
         Ok(Self(s.to_owned()))
     }
@@ -82,18 +70,9 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_checked() {
-        assert_eq!(
-            Name::parse("name", "  Bloco A ").unwrap().as_str(),
-            "Bloco A"
-        );
-        assert_eq!(
-            Name::parse("name", " "),
-            Err(ValidationError::Required { field: "name" })
-        );
-        assert!(matches!(
-            Name::parse("name", &"x".repeat(121)),
-            Err(ValidationError::TooLong { .. })
-        ));
+        assert_eq!(Name::parse("name", "  Bloco A ").unwrap().as_str(), "Bloco A");
+        assert_eq!(Name::parse("name", " "), Err(ValidationError::Required { field: "name" }));
+        assert!(matches!(Name::parse("name", &"x".repeat(121)), Err(ValidationError::TooLong { .. })));
         assert!(Name::parse("name", "a\u{0}b").is_err());
         assert!(Description::parse("linha 1\nlinha 2").is_ok());
     }

@@ -16,9 +16,7 @@ impl TimeZone {
             .trim()
             .parse::<Tz>()
             .map(Self)
-            .map_err(|_| ValidationError::TimeZone {
-                value: input.to_owned(),
-            })
+            .map_err(|_| ValidationError::TimeZone { value: input.to_owned() })
     }
 
     pub const fn tz(self) -> Tz {
@@ -62,10 +60,7 @@ mod tests {
     #[test]
     fn iana_names_are_accepted_and_others_refused() {
         assert_eq!(TimeZone::default().name(), TimeZone::DEFAULT_NAME);
-        assert_eq!(
-            TimeZone::parse(" America/New_York ").unwrap().name(),
-            "America/New_York"
-        );
+        assert_eq!(TimeZone::parse(" America/New_York ").unwrap().name(), "America/New_York");
         let err = TimeZone::parse("Brasilia").unwrap_err().to_string();
         assert!(err.contains("IANA"), "{err}");
     }

@@ -42,17 +42,11 @@ impl Unit {
             return Err(ValidationError::Required { field: "unit" });
         }
         let key = s.to_lowercase();
-        if let Some((canonical, _)) = KNOWN
-            .iter()
-            .find(|(_, aliases)| aliases.contains(&key.as_str()))
-        {
+        if let Some((canonical, _)) = KNOWN.iter().find(|(_, aliases)| aliases.contains(&key.as_str())) {
             return Ok(Self((*canonical).to_owned()));
         }
         if s.chars().count() > Self::MAX_LEN {
-            return Err(ValidationError::Unit {
-                value: input.to_owned(),
-                reason: "at most 16 characters",
-            });
+            return Err(ValidationError::Unit { value: input.to_owned(), reason: "at most 16 characters" });
         }
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(ValidationError::Unit {
@@ -94,14 +88,9 @@ mod tests {
 
     #[test]
     fn common_spellings_share_one_canonical_symbol() {
-        for (input, canonical) in [
-            ("m3", "m³"),
-            ("M³", "m³"),
-            ("KWH", "kWh"),
-            ("l", "L"),
-            ("degC", "°C"),
-            ("psi", "psi"),
-        ] {
+        for (input, canonical) in
+            [("m3", "m³"), ("M³", "m³"), ("KWH", "kWh"), ("l", "L"), ("degC", "°C"), ("psi", "psi")]
+        {
             assert_eq!(Unit::parse(input).unwrap().as_str(), canonical, "{input}");
         }
     }

@@ -51,8 +51,7 @@ pub struct AuditStore<'a> {
     db: &'a Db,
 }
 
-const COLUMNS: &str =
-    "id, tenant_id, user_id, actor, action, object_kind, object_id, detail, ip, at";
+const COLUMNS: &str = "id, tenant_id, user_id, actor, action, object_kind, object_id, detail, ip, at";
 
 impl<'a> AuditStore<'a> {
     pub(crate) fn new(db: &'a Db) -> Self {
@@ -113,10 +112,7 @@ impl<'a> AuditStore<'a> {
         );
         let count = format!("SELECT count(*) FROM audit_log WHERE {conditions}");
         let tenant = tenant.map(TenantId::get);
-        let prefix = filter
-            .action_prefix
-            .as_deref()
-            .map(|p| format!("{}%", p.replace('%', "")));
+        let prefix = filter.action_prefix.as_deref().map(|p| format!("{}%", p.replace('%', "")));
         let actor = filter.actor.as_deref();
         let since_flag = filter.since.map(|_| 1i64);
         let since = Ts::from(filter.since.unwrap_or_default());
@@ -144,11 +140,6 @@ impl<'a> AuditStore<'a> {
                 Ok::<_, sqlx::Error>((items, total))
             }
         )?;
-        Ok(Paged {
-            items,
-            total,
-            page: page.number,
-            size: page.size,
-        })
+        Ok(Paged { items, total, page: page.number, size: page.size })
     }
 }

@@ -49,10 +49,7 @@ pub struct DbOptions {
 
 impl Default for DbOptions {
     fn default() -> Self {
-        Self {
-            max_connections: 8,
-            connect_timeout: Duration::from_secs(10),
-        }
+        Self { max_connections: 8, connect_timeout: Duration::from_secs(10) }
     }
 }
 
@@ -86,20 +83,14 @@ impl Db {
     /// Opens the database named by `url` (`sqlite://PATH`, `sqlite:PATH`, `postgres://…`,
     /// `postgresql://…`). The SQLite file and its directory are created when missing.
     pub async fn connect(url: &str, opts: &DbOptions) -> Result<Self, StoreError> {
-        let url_error = |reason: String| StoreError::Url {
-            url: redact_url(url),
-            reason,
-        };
+        let url_error = |reason: String| StoreError::Url { url: redact_url(url), reason };
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(|e| url_error(e.to_string()))?;
             // One direct connection first: a pool only reports "timed out", while this says why
             // (refused, unknown host, bad password, no such database).
-            let probe = tokio_timeout(
-                opts.connect_timeout,
-                sqlx::PgConnection::connect_with(&options),
-            )
-            .await
-            .map_err(|e| url_error(format!("cannot connect: {e}")))?;
+            let probe = tokio_timeout(opts.connect_timeout, sqlx::PgConnection::connect_with(&options))
+                .await
+                .map_err(|e| url_error(format!("cannot connect: {e}")))?;
             probe.close().await.ok();
             let pool = PgPoolOptions::new()
                 .max_connections(opts.max_connections)
@@ -119,9 +110,8 @@ impl Db {
             }
             let path = PathBuf::from(path);
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    url_error(format!("cannot create directory {}: {e}", dir.display()))
-                })?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| url_error(format!("cannot create directory {}: {e}", dir.display())))?;
             }
             let base = SqliteConnectOptions::new()
                 .filename(&path)
@@ -148,8 +138,7 @@ impl Db {
             Ok(Self::Sqlite(SqliteDb { read, write, path }))
         } else {
             Err(url_error(
-                "expected sqlite://PATH (embedded) or postgres://USER:PASSWORD@HOST:PORT/DATABASE"
-                    .into(),
+                "expected sqlite://PATH (embedded) or postgres://USER:PASSWORD@HOST:PORT/DATABASE".into(),
             ))
         }
     }
@@ -165,14 +154,7 @@ impl Db {
 
     /// A round trip to the database, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        on_db!(
-            self,
-            read | pool
-                | sqlx::query("SELECT 1")
-                    .execute(pool)
-                    .await
-                    .map(|r| r.rows_affected())
-        )?;
+        on_db!(self, read | pool | sqlx::query("SELECT 1").execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 

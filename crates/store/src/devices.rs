@@ -11,9 +11,8 @@ use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use tds_domain::limits::{Amount, ScaleFactor};
 use tds_domain::{
-    Description, DeviceCode, DeviceId, DeviceMode, DeviceStatus, DeviceType, GatewayId, Mac,
-    MeasurementKind, Medium, ModbusRegister, Name, SlaveId, TenantId, Unit, UserId,
-    ValidationError,
+    Description, DeviceCode, DeviceId, DeviceMode, DeviceStatus, DeviceType, GatewayId, Mac, MeasurementKind,
+    Medium, ModbusRegister, Name, SlaveId, TenantId, Unit, UserId, ValidationError,
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,14 +68,10 @@ impl DeviceFields {
     pub fn check(&self) -> Result<(), ValidationError> {
         if self.device_type == DeviceType::Meter {
             if self.slave_id.is_none() {
-                return Err(ValidationError::Required {
-                    field: "Modbus slave id",
-                });
+                return Err(ValidationError::Required { field: "Modbus slave id" });
             }
             if self.register.is_none() {
-                return Err(ValidationError::Required {
-                    field: "Modbus register",
-                });
+                return Err(ValidationError::Required { field: "Modbus register" });
             }
         }
         Ok(())
@@ -119,11 +114,7 @@ impl TryFrom<DeviceRow> for Device {
             tenant_id: TenantId::new(r.tenant_id),
             gateway_id: GatewayId::new(r.gateway_id),
             code: stored("devices.code", &r.code, DeviceCode::parse)?,
-            mac: r
-                .mac
-                .as_deref()
-                .map(|m| stored("devices.mac", m, Mac::parse))
-                .transpose()?,
+            mac: r.mac.as_deref().map(|m| stored("devices.mac", m, Mac::parse)).transpose()?,
             name: stored("devices.name", &r.name, |s| Name::parse("name", s))?,
             description: r.description,
             device_type: stored("devices.device_type", &r.device_type, DeviceType::parse)?,
@@ -132,11 +123,7 @@ impl TryFrom<DeviceRow> for Device {
             unit: stored("devices.unit", &r.unit, Unit::parse)?,
             scale_factor: r.scale_factor,
             rollover_value: r.rollover_value,
-            slave_id: r
-                .slave_id
-                .map(SlaveId::new)
-                .transpose()
-                .map_err(|e| corrupt("devices.slave_id", e))?,
+            slave_id: r.slave_id.map(SlaveId::new).transpose().map_err(|e| corrupt("devices.slave_id", e))?,
             register: r
                 .register
                 .map(ModbusRegister::new)
@@ -198,14 +185,10 @@ fn capacity_problem(cap: &Capacity, adding_gateway: i64, adding_tenant: i64) -> 
         return Some("the gateway is decommissioned".into());
     }
     if active + adding_gateway > *max {
-        return Some(format!(
-            "the gateway already has {active} active devices, its maximum is {max}"
-        ));
+        return Some(format!("the gateway already has {active} active devices, its maximum is {max}"));
     }
     if tenant_active + adding_tenant > *tenant_max {
-        return Some(format!(
-            "the tenant's limit of {tenant_max} active devices is reached"
-        ));
+        return Some(format!("the tenant's limit of {tenant_max} active devices is reached"));
     }
     None
 }
@@ -216,10 +199,9 @@ fn conflict_message(fields: &DeviceFields, err: StoreError) -> StoreError {
             "device MAC {} is already used in this tenant",
             fields.mac.map(|m| m.to_string()).unwrap_or_default()
         )),
-        StoreError::Conflict(what) if what.contains("code") => StoreError::Conflict(format!(
-            "device code {} is already used on this gateway",
-            fields.code
-        )),
+        StoreError::Conflict(what) if what.contains("code") => {
+            StoreError::Conflict(format!("device code {} is already used on this gateway", fields.code))
+        }
         e => e,
     }
 }
@@ -243,25 +225,19 @@ impl<'a> DeviceStore<'a> {
         by: Option<UserId>,
     ) -> Result<Device, StoreError> {
         fields.check()?;
-        let mut out = self
-            .import(tenant, &[(gateway, fields.clone())], by)
-            .await
-            .map_err(|e| match e {
-                StoreError::Import(mut rows) if rows.len() == 1 => {
-                    let msg = rows.remove(0).message;
-                    if msg == "gateway not found" {
-                        StoreError::NotFound
-                    } else if msg.contains("maximum")
-                        || msg.contains("limit")
-                        || msg.contains("decommissioned")
-                    {
-                        StoreError::Limit(msg)
-                    } else {
-                        StoreError::Conflict(msg)
-                    }
+        let mut out = self.import(tenant, &[(gateway, fields.clone())], by).await.map_err(|e| match e {
+            StoreError::Import(mut rows) if rows.len() == 1 => {
+                let msg = rows.remove(0).message;
+                if msg == "gateway not found" {
+                    StoreError::NotFound
+                } else if msg.contains("maximum") || msg.contains("limit") || msg.contains("decommissioned") {
+                    StoreError::Limit(msg)
+                } else {
+                    StoreError::Conflict(msg)
                 }
-                e => e,
-            })?;
+            }
+            e => e,
+        })?;
         out.pop().ok_or(StoreError::NotFound)
     }
 
@@ -287,29 +263,17 @@ impl<'a> DeviceStore<'a> {
             for (i, (gateway, fields)) in rows.iter().enumerate() {
                 let row = i + 1;
                 if let Err(e) = fields.check() {
-                    errors.push(RowError {
-                        row,
-                        message: e.to_string(),
-                    });
+                    errors.push(RowError { row, message: e.to_string() });
                 }
                 let earlier = &rows[..i];
-                if earlier
-                    .iter()
-                    .any(|(g, f)| g == gateway && f.code == fields.code)
-                {
+                if earlier.iter().any(|(g, f)| g == gateway && f.code == fields.code) {
                     errors.push(RowError {
                         row,
-                        message: format!(
-                            "device code {} appears twice for one gateway",
-                            fields.code
-                        ),
+                        message: format!("device code {} appears twice for one gateway", fields.code),
                     });
                 }
                 if fields.mac.is_some() && earlier.iter().any(|(_, f)| f.mac == fields.mac) {
-                    errors.push(RowError {
-                        row,
-                        message: "device MAC appears twice in the file".into(),
-                    });
+                    errors.push(RowError { row, message: "device MAC appears twice in the file".into() });
                 }
                 let cap: Option<Capacity> = sqlx::query_as(CAPACITY)
                     .bind(tenant.get())
@@ -318,10 +282,7 @@ impl<'a> DeviceStore<'a> {
                     .fetch_optional(&mut *tx)
                     .await?;
                 let Some(cap) = cap else {
-                    errors.push(RowError {
-                        row,
-                        message: "gateway not found".into(),
-                    });
+                    errors.push(RowError { row, message: "gateway not found".into() });
                     continue;
                 };
                 if fields.status == DeviceStatus::Active {
@@ -332,16 +293,10 @@ impl<'a> DeviceStore<'a> {
                         .count() as i64
                         + 1;
                     if let Some(problem) = capacity_problem(&cap, gateway_new, tenant_new_active) {
-                        errors.push(RowError {
-                            row,
-                            message: problem,
-                        });
+                        errors.push(RowError { row, message: problem });
                     }
                 } else if cap.0 == "decommissioned" {
-                    errors.push(RowError {
-                        row,
-                        message: "the gateway is decommissioned".into(),
-                    });
+                    errors.push(RowError { row, message: "the gateway is decommissioned".into() });
                 }
                 let (code_taken, mac_taken): (i64, i64) = sqlx::query_as(
                     "SELECT (SELECT count(*) FROM devices WHERE gateway_id = $1 AND code = $2 AND archived_at IS NULL), \
@@ -356,17 +311,12 @@ impl<'a> DeviceStore<'a> {
                 if code_taken > 0 {
                     errors.push(RowError {
                         row,
-                        message: format!(
-                            "device code {} is already used on this gateway",
-                            fields.code
-                        ),
+                        message: format!("device code {} is already used on this gateway", fields.code),
                     });
                 }
                 if mac_taken > 0 {
-                    errors.push(RowError {
-                        row,
-                        message: "device MAC is already used in this tenant".into(),
-                    });
+                    errors
+                        .push(RowError { row, message: "device MAC is already used in this tenant".into() });
                 }
             }
             if !errors.is_empty() {
@@ -374,9 +324,7 @@ impl<'a> DeviceStore<'a> {
             }
             let mut out = Vec::with_capacity(rows.len());
             for (gateway, fields) in rows {
-                let q = sqlx::query_as(AssertSqlSafe(insert.as_str()))
-                    .bind(tenant.get())
-                    .bind(gateway.get());
+                let q = sqlx::query_as(AssertSqlSafe(insert.as_str())).bind(tenant.get()).bind(gateway.get());
                 let row: DeviceRow = bind_fields!(q, fields)
                     .bind(now)
                     .bind(by.map(UserId::get))
@@ -458,10 +406,7 @@ impl<'a> DeviceStore<'a> {
         let rows: Vec<DeviceRow> = on_db!(
             self.db,
             read | pool
-                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
-                    .bind(tenant.get())
-                    .fetch_all(pool)
-                    .await
+                | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(tenant.get()).fetch_all(pool).await
         )?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
@@ -499,9 +444,7 @@ impl<'a> DeviceStore<'a> {
                     return Err(StoreError::Limit(problem));
                 }
             }
-            let q = sqlx::query_as(AssertSqlSafe(sql.as_str()))
-                .bind(tenant.get())
-                .bind(id.get());
+            let q = sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(tenant.get()).bind(id.get());
             let row: DeviceRow = bind_fields!(q, fields)
                 .bind(Ts::now())
                 .fetch_one(&mut *tx)

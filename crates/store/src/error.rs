@@ -44,9 +44,7 @@ impl From<sqlx::Error> for StoreError {
         match &err {
             sqlx::Error::RowNotFound => StoreError::NotFound,
             sqlx::Error::Database(db) => {
-                let what = db
-                    .constraint()
-                    .map_or_else(|| db.message().to_owned(), ToOwned::to_owned);
+                let what = db.constraint().map_or_else(|| db.message().to_owned(), ToOwned::to_owned);
                 match db.kind() {
                     sqlx::error::ErrorKind::UniqueViolation => {
                         StoreError::Conflict(format!("already exists ({what})"))

@@ -131,10 +131,7 @@ impl TryFrom<GatewayRow> for Gateway {
             name: stored("gateways.name", &r.name, |s| Name::parse("name", s))?,
             description: r.description,
             position: match (r.latitude, r.longitude) {
-                (Some(lat), Some(lon)) => Some(Position {
-                    latitude: lat,
-                    longitude: lon,
-                }),
+                (Some(lat), Some(lon)) => Some(Position { latitude: lat, longitude: lon }),
                 _ => None,
             },
             model: r.model,
@@ -192,9 +189,9 @@ fn conflict_message(mac: Mac, code: &GatewayCode, err: StoreError) -> StoreError
         StoreError::Conflict(what) if what.contains("mac") => {
             StoreError::Conflict(format!("MAC {mac} is already registered"))
         }
-        StoreError::Conflict(what) if what.contains("code") => StoreError::Conflict(format!(
-            "gateway code {code} is already used in this tenant"
-        )),
+        StoreError::Conflict(what) if what.contains("code") => {
+            StoreError::Conflict(format!("gateway code {code} is already used in this tenant"))
+        }
         e => e,
     }
 }
@@ -217,20 +214,13 @@ impl<'a> GatewayStore<'a> {
         fields: &GatewayFields,
         by: Option<UserId>,
     ) -> Result<Gateway, StoreError> {
-        let mut created = self
-            .import(tenant, &[(mac, fields.clone())], by)
-            .await
-            .map_err(|e| match e {
-                StoreError::Import(mut rows) if rows.len() == 1 => {
-                    let msg = rows.remove(0).message;
-                    if msg.contains("limit") {
-                        StoreError::Limit(msg)
-                    } else {
-                        StoreError::Conflict(msg)
-                    }
-                }
-                e => e,
-            })?;
+        let mut created = self.import(tenant, &[(mac, fields.clone())], by).await.map_err(|e| match e {
+            StoreError::Import(mut rows) if rows.len() == 1 => {
+                let msg = rows.remove(0).message;
+                if msg.contains("limit") { StoreError::Limit(msg) } else { StoreError::Conflict(msg) }
+            }
+            e => e,
+        })?;
         created.pop().ok_or(StoreError::NotFound)
     }
 
@@ -246,10 +236,8 @@ impl<'a> GatewayStore<'a> {
         let now = Ts::now();
         in_tx!(self.db, |tx| {
             let mut errors = Vec::new();
-            let (count, max): (i64, i64) = sqlx::query_as(LIMIT_CHECK)
-                .bind(tenant.get())
-                .fetch_one(&mut *tx)
-                .await?;
+            let (count, max): (i64, i64) =
+                sqlx::query_as(LIMIT_CHECK).bind(tenant.get()).fetch_one(&mut *tx).await?;
             if count + rows.len() as i64 > max {
                 errors.push(RowError {
                     row: 0,
@@ -262,10 +250,7 @@ impl<'a> GatewayStore<'a> {
             for (i, (mac, fields)) in rows.iter().enumerate() {
                 let row = i + 1;
                 if rows[..i].iter().any(|(m, _)| m == mac) {
-                    errors.push(RowError {
-                        row,
-                        message: format!("MAC {mac} appears twice in the file"),
-                    });
+                    errors.push(RowError { row, message: format!("MAC {mac} appears twice in the file") });
                 }
                 if rows[..i].iter().any(|(_, f)| f.code == fields.code) {
                     errors.push(RowError {
@@ -283,18 +268,12 @@ impl<'a> GatewayStore<'a> {
                 .fetch_one(&mut *tx)
                 .await?;
                 if mac_taken > 0 {
-                    errors.push(RowError {
-                        row,
-                        message: format!("MAC {mac} is already registered"),
-                    });
+                    errors.push(RowError { row, message: format!("MAC {mac} is already registered") });
                 }
                 if code_taken > 0 {
                     errors.push(RowError {
                         row,
-                        message: format!(
-                            "gateway code {} is already used in this tenant",
-                            fields.code
-                        ),
+                        message: format!("gateway code {} is already used in this tenant", fields.code),
                     });
                 }
             }
@@ -303,9 +282,7 @@ impl<'a> GatewayStore<'a> {
             }
             let mut out = Vec::with_capacity(rows.len());
             for (mac, fields) in rows {
-                let q = sqlx::query_as(INSERT)
-                    .bind(tenant.get())
-                    .bind(mac.to_string());
+                let q = sqlx::query_as(INSERT).bind(tenant.get()).bind(mac.to_string());
                 let row: GatewayRow = bind_fields!(q, fields)
                     .bind(now)
                     .bind(by.map(UserId::get))
@@ -332,11 +309,7 @@ impl<'a> GatewayStore<'a> {
         row.try_into()
     }
 
-    pub async fn by_code(
-        &self,
-        tenant: TenantId,
-        code: &GatewayCode,
-    ) -> Result<Gateway, StoreError> {
+    pub async fn by_code(&self, tenant: TenantId, code: &GatewayCode) -> Result<Gateway, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM gateways WHERE tenant_id = $1 AND code = $2");
         let row: GatewayRow = on_db!(
             self.db,
@@ -371,10 +344,7 @@ impl<'a> GatewayStore<'a> {
         let row: GatewayRow = on_db!(
             self.db,
             read | pool
-                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
-                    .bind(mac.to_string())
-                    .fetch_one(pool)
-                    .await
+                | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(mac.to_string()).fetch_one(pool).await
         )?;
         row.try_into()
     }
@@ -389,11 +359,7 @@ impl<'a> GatewayStore<'a> {
     }
 
     /// All gateways of all tenants (staff console).
-    pub async fn staff_list(
-        &self,
-        filter: &GatewayFilter,
-        page: Page,
-    ) -> Result<Paged<Gateway>, StoreError> {
+    pub async fn staff_list(&self, filter: &GatewayFilter, page: Page) -> Result<Paged<Gateway>, StoreError> {
         self.list_where(None, filter, page).await
     }
 
@@ -412,24 +378,18 @@ impl<'a> GatewayStore<'a> {
                  OR ($4 = 'online' AND online) \
                  OR ($4 = 'offline' AND NOT online AND last_seen_at IS NOT NULL) \
                  OR ($4 = 'never_connected' AND NOT online AND last_seen_at IS NULL))";
-        let search = filter
-            .search
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                let escaped = s.to_lowercase().replace(['\\', '%', '_'], "");
-                format!("%{escaped}%")
-            });
+        let search = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(|s| {
+            let escaped = s.to_lowercase().replace(['\\', '%', '_'], "");
+            format!("%{escaped}%")
+        });
         let connection = filter.connection.map(|c| match c {
             Connection::Online => "online",
             Connection::Offline => "offline",
             Connection::NeverConnected => "never_connected",
         });
         let status = filter.status.map(GatewayStatus::as_str);
-        let list_sql = format!(
-            "SELECT {COLUMNS} FROM gateways WHERE {conditions} ORDER BY code, id LIMIT $5 OFFSET $6"
-        );
+        let list_sql =
+            format!("SELECT {COLUMNS} FROM gateways WHERE {conditions} ORDER BY code, id LIMIT $5 OFFSET $6");
         let count_sql = format!("SELECT count(*) FROM gateways WHERE {conditions}");
         let tenant = tenant.map(TenantId::get);
         let (rows, total): (Vec<GatewayRow>, i64) = on_db!(
@@ -455,10 +415,7 @@ impl<'a> GatewayStore<'a> {
             }
         )?;
         Ok(Paged {
-            items: rows
-                .into_iter()
-                .map(TryInto::try_into)
-                .collect::<Result<_, _>>()?,
+            items: rows.into_iter().map(TryInto::try_into).collect::<Result<_, _>>()?,
             total,
             page: page.number,
             size: page.size,
@@ -486,19 +443,16 @@ impl<'a> GatewayStore<'a> {
             .bind(id.get())
             .fetch_one(&mut *tx)
             .await?;
-            let q = sqlx::query_as(AssertSqlSafe(sql.as_str()))
-                .bind(tenant.get())
-                .bind(id.get());
-            let row: GatewayRow = bind_fields!(q, fields)
-                .bind(Ts::now())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| match StoreError::from(e) {
-                    StoreError::Conflict(_) => StoreError::Conflict(format!(
-                        "gateway code {} is already used in this tenant",
-                        fields.code
-                    )),
-                    e => e,
+            let q = sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(tenant.get()).bind(id.get());
+            let row: GatewayRow =
+                bind_fields!(q, fields).bind(Ts::now()).fetch_one(&mut *tx).await.map_err(|e| {
+                    match StoreError::from(e) {
+                        StoreError::Conflict(_) => StoreError::Conflict(format!(
+                            "gateway code {} is already used in this tenant",
+                            fields.code
+                        )),
+                        e => e,
+                    }
                 })?;
             if active > fields.max_devices.get() {
                 return Err(StoreError::Limit(format!(
@@ -515,16 +469,21 @@ impl<'a> GatewayStore<'a> {
     /// Takes a gateway out of service for good: it can no longer connect. Its devices, readings
     /// and history stay.
     pub async fn decommission(&self, tenant: TenantId, id: GatewayId) -> Result<(), StoreError> {
-        let done = on_db!(self.db, write |pool| sqlx::query(
-            "UPDATE gateways SET status = 'decommissioned', online = FALSE, updated_at = $3 \
+        let done = on_db!(
+            self.db,
+            write
+                | pool
+                | sqlx::query(
+                    "UPDATE gateways SET status = 'decommissioned', online = FALSE, updated_at = $3 \
              WHERE tenant_id = $1 AND id = $2"
-        )
-        .bind(tenant.get())
-        .bind(id.get())
-        .bind(Ts::now())
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
+                )
+                .bind(tenant.get())
+                .bind(id.get())
+                .bind(Ts::now())
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        )?;
         found(done)
     }
 

@@ -44,17 +44,21 @@ impl<'a> JobStore<'a> {
         run_after: DateTime<Utc>,
     ) -> Result<JobId, StoreError> {
         let now = Ts::now();
-        let id: i64 =
-            on_db!(self.db, write |pool| sqlx::query_scalar(
-            "INSERT INTO jobs (kind, payload, run_after, attempts, created_at, updated_at) \
+        let id: i64 = on_db!(
+            self.db,
+            write
+                | pool
+                | sqlx::query_scalar(
+                    "INSERT INTO jobs (kind, payload, run_after, attempts, created_at, updated_at) \
              VALUES ($1, $2, $3, 0, $4, $4) RETURNING id"
-        )
-        .bind(kind)
-        .bind(payload)
-        .bind(Ts::from(run_after))
-        .bind(now)
-        .fetch_one(pool)
-        .await)?;
+                )
+                .bind(kind)
+                .bind(payload)
+                .bind(Ts::from(run_after))
+                .bind(now)
+                .fetch_one(pool)
+                .await
+        )?;
         Ok(JobId::new(id))
     }
 
@@ -67,17 +71,22 @@ impl<'a> JobStore<'a> {
         first_run: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let now = Ts::now();
-        on_db!(self.db, write |pool| sqlx::query(
-            "INSERT INTO jobs (kind, key, payload, run_after, attempts, created_at, updated_at) \
+        on_db!(
+            self.db,
+            write
+                | pool
+                | sqlx::query(
+                    "INSERT INTO jobs (kind, key, payload, run_after, attempts, created_at, updated_at) \
              VALUES ($1, $2, '{}', $3, 0, $4, $4) ON CONFLICT (key) DO NOTHING"
-        )
-        .bind(kind)
-        .bind(key)
-        .bind(Ts::from(first_run))
-        .bind(now)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
+                )
+                .bind(kind)
+                .bind(key)
+                .bind(Ts::from(first_run))
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        )?;
         Ok(())
     }
 
@@ -132,7 +141,8 @@ impl<'a> JobStore<'a> {
 
     /// A periodic job ran: release the lease and set its next run; attempts restart.
     pub async fn reschedule(&self, id: JobId, next_run: DateTime<Utc>) -> Result<(), StoreError> {
-        let done = on_db!(self.db, write |pool| sqlx::query(
+        let done =
+            on_db!(self.db, write |pool| sqlx::query(
             "UPDATE jobs SET run_after = $2, locked_until = NULL, locked_by = NULL, attempts = 0, \
              last_error = NULL, updated_at = $3 WHERE id = $1"
         )
@@ -146,13 +156,9 @@ impl<'a> JobStore<'a> {
     }
 
     /// A job failed: keep the error, release the lease, retry at `retry_at`.
-    pub async fn fail(
-        &self,
-        id: JobId,
-        error: &str,
-        retry_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let done = on_db!(self.db, write |pool| sqlx::query(
+    pub async fn fail(&self, id: JobId, error: &str, retry_at: DateTime<Utc>) -> Result<(), StoreError> {
+        let done =
+            on_db!(self.db, write |pool| sqlx::query(
             "UPDATE jobs SET last_error = $2, run_after = $3, locked_until = NULL, locked_by = NULL, \
              updated_at = $4 WHERE id = $1"
         )
@@ -170,11 +176,7 @@ impl<'a> JobStore<'a> {
         let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
         let job: Job = on_db!(
             self.db,
-            read | pool
-                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
-                    .bind(id.get())
-                    .fetch_one(pool)
-                    .await
+            read | pool | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(id.get()).fetch_one(pool).await
         )?;
         Ok(job)
     }

@@ -41,9 +41,7 @@ impl<'a> MembershipStore<'a> {
             .fetch_one(&mut *tx)
             .await?;
             if members >= max {
-                return Err(StoreError::Limit(format!(
-                    "the tenant's limit of {max} users is reached"
-                )));
+                return Err(StoreError::Limit(format!("the tenant's limit of {max} users is reached")));
             }
             sqlx::query(
                 "INSERT INTO memberships (tenant_id, user_id, role, created_at, updated_at, created_by) \
@@ -69,16 +67,13 @@ impl<'a> MembershipStore<'a> {
         let role: Option<String> = on_db!(
             self.db,
             read | pool
-                | sqlx::query_scalar(
-                    "SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2"
-                )
-                .bind(tenant.get())
-                .bind(user.get())
-                .fetch_optional(pool)
-                .await
+                | sqlx::query_scalar("SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+                    .bind(tenant.get())
+                    .bind(user.get())
+                    .fetch_optional(pool)
+                    .await
         )?;
-        role.map(|r| stored("memberships.role", &r, Role::parse))
-            .transpose()
+        role.map(|r| stored("memberships.role", &r, Role::parse)).transpose()
     }
 
     pub async fn members(&self, tenant: TenantId) -> Result<Vec<Member>, StoreError> {
@@ -96,10 +91,7 @@ impl<'a> MembershipStore<'a> {
         let rows: Vec<Row> = on_db!(
             self.db,
             read | pool
-                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
-                    .bind(tenant.get())
-                    .fetch_all(pool)
-                    .await
+                | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(tenant.get()).fetch_all(pool).await
         )?;
         rows.into_iter()
             .map(|r| {
@@ -111,12 +103,7 @@ impl<'a> MembershipStore<'a> {
             .collect()
     }
 
-    pub async fn set_role(
-        &self,
-        tenant: TenantId,
-        user: UserId,
-        role: Role,
-    ) -> Result<(), StoreError> {
+    pub async fn set_role(&self, tenant: TenantId, user: UserId, role: Role) -> Result<(), StoreError> {
         in_tx!(self.db, |tx| {
             if role != Role::Admin {
                 guard_last_admin(
@@ -143,11 +130,7 @@ impl<'a> MembershipStore<'a> {
     pub async fn remove(&self, tenant: TenantId, user: UserId) -> Result<(), StoreError> {
         in_tx!(self.db, |tx| {
             guard_last_admin(
-                sqlx::query_as(ADMIN_COUNTS)
-                    .bind(tenant.get())
-                    .bind(user.get())
-                    .fetch_one(&mut *tx)
-                    .await?,
+                sqlx::query_as(ADMIN_COUNTS).bind(tenant.get()).bind(user.get()).fetch_one(&mut *tx).await?,
             )?;
             let done = sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
                 .bind(tenant.get())
@@ -160,13 +143,17 @@ impl<'a> MembershipStore<'a> {
 
     /// Every tenant the user belongs to, with the role there.
     pub async fn tenants_of(&self, user: UserId) -> Result<Vec<(Tenant, Role)>, StoreError> {
-        let ids: Vec<(i64, String)> = on_db!(self.db, read |pool| sqlx::query_as(
-            "SELECT m.tenant_id, m.role FROM memberships m JOIN tenants t ON t.id = m.tenant_id \
+        let ids: Vec<(i64, String)> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(
+                    "SELECT m.tenant_id, m.role FROM memberships m JOIN tenants t ON t.id = m.tenant_id \
              WHERE m.user_id = $1 ORDER BY t.name_key"
-        )
-        .bind(user.get())
-        .fetch_all(pool)
-        .await)?;
+                )
+                .bind(user.get())
+                .fetch_all(pool)
+                .await
+        )?;
         let tenants = crate::tenants::TenantStore::new(self.db);
         let mut out = Vec::with_capacity(ids.len());
         for (id, role) in ids {
@@ -188,9 +175,7 @@ const ADMIN_COUNTS: &str = "SELECT \
 /// to manage its members.
 fn guard_last_admin((is_admin, admins): (i64, i64)) -> Result<(), StoreError> {
     if is_admin == 1 && admins == 1 {
-        return Err(StoreError::Conflict(
-            "the tenant's last admin cannot be demoted or removed".into(),
-        ));
+        return Err(StoreError::Conflict("the tenant's last admin cannot be demoted or removed".into()));
     }
     Ok(())
 }

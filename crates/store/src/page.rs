@@ -13,10 +13,7 @@ impl Page {
 
     /// Page `number` (1-based) of `size` items; out-of-range values are clamped.
     pub fn new(number: u32, size: u32) -> Self {
-        Self {
-            number: number.max(1),
-            size: size.clamp(1, Self::MAX_SIZE),
-        }
+        Self { number: number.max(1), size: size.clamp(1, Self::MAX_SIZE) }
     }
 
     pub fn limit(self) -> i64 {

@@ -118,11 +118,7 @@ const STORED_VALUES: &str =
 
 /// Compares a group with what is stored after the insert: a reading whose stored value differs
 /// is a conflict (what was stored first stays).
-fn classify(
-    group: &[NewReading],
-    stored: &HashMap<(i64, i64), f64>,
-    inserted: u64,
-) -> InsertReport {
+fn classify(group: &[NewReading], stored: &HashMap<(i64, i64), f64>, inserted: u64) -> InsertReport {
     let mut conflicts = Vec::new();
     for (index, r) in group.iter().enumerate() {
         let key = (r.device_id.get(), Ts::from(r.time).micros());
@@ -140,11 +136,7 @@ fn classify(
         }
     }
     let duplicates = group.len() as u64 - inserted - conflicts.len() as u64;
-    InsertReport {
-        inserted,
-        duplicates,
-        conflicts,
-    }
+    InsertReport { inserted, duplicates, conflicts }
 }
 
 /// Per device, the earliest and latest instants (µs) of a group.
@@ -210,8 +202,7 @@ impl<'a> ReadingStore<'a> {
                     gateway_of.insert(id, gateway);
                 }
                 let inserted =
-                    BulkInsert::insert_readings(&mut *tx, *tenant, ingested_at, group, &gateway_of)
-                        .await?;
+                    BulkInsert::insert_readings(&mut *tx, *tenant, ingested_at, group, &gateway_of).await?;
                 let mut stored = HashMap::new();
                 if inserted < group.len() as u64 {
                     for (&device, &(lo, hi)) in &spans {
@@ -324,11 +315,7 @@ impl<'a> ReadingStore<'a> {
     }
 
     /// How many readings the tenant stored with a reading time at or after `since`.
-    pub async fn count_since(
-        &self,
-        tenant: TenantId,
-        since: DateTime<Utc>,
-    ) -> Result<i64, StoreError> {
+    pub async fn count_since(&self, tenant: TenantId, since: DateTime<Utc>) -> Result<i64, StoreError> {
         let n: i64 = on_db!(
             self.db,
             read | pool
@@ -367,10 +354,8 @@ impl BulkInsert for sqlx::PgConnection {
     ) -> Result<u64, sqlx::Error> {
         let devices: Vec<i64> = group.iter().map(|r| r.device_id.get()).collect();
         let times: Vec<Ts> = group.iter().map(|r| Ts::from(r.time)).collect();
-        let gateways: Vec<i64> = devices
-            .iter()
-            .map(|d| gateway_of.get(d).copied().unwrap_or_default())
-            .collect();
+        let gateways: Vec<i64> =
+            devices.iter().map(|d| gateway_of.get(d).copied().unwrap_or_default()).collect();
         let values: Vec<f64> = group.iter().map(|r| r.value).collect();
         let units: Vec<&str> = group.iter().map(|r| r.unit.as_str()).collect();
         Ok(sqlx::query(PG_INSERT)

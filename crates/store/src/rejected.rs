@@ -118,8 +118,7 @@ impl<'a> RejectedStore<'a> {
     }
 
     pub async fn get(&self, tenant: TenantId, id: RejectedId) -> Result<Rejected, StoreError> {
-        let sql =
-            format!("SELECT {COLUMNS} FROM rejected_messages WHERE tenant_id = $1 AND id = $2");
+        let sql = format!("SELECT {COLUMNS} FROM rejected_messages WHERE tenant_id = $1 AND id = $2");
         let row: RejectedRow = on_db!(
             self.db,
             read | pool
@@ -190,18 +189,18 @@ impl<'a> RejectedStore<'a> {
     }
 
     /// How many dead letters the tenant got since `since`.
-    pub async fn count_since(
-        &self,
-        tenant: TenantId,
-        since: DateTime<Utc>,
-    ) -> Result<i64, StoreError> {
-        let n: i64 = on_db!(self.db, read |pool| sqlx::query_scalar(
-            "SELECT count(*) FROM rejected_messages WHERE tenant_id = $1 AND received_at >= $2"
-        )
-        .bind(tenant.get())
-        .bind(Ts::from(since))
-        .fetch_one(pool)
-        .await)?;
+    pub async fn count_since(&self, tenant: TenantId, since: DateTime<Utc>) -> Result<i64, StoreError> {
+        let n: i64 = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_scalar(
+                    "SELECT count(*) FROM rejected_messages WHERE tenant_id = $1 AND received_at >= $2"
+                )
+                .bind(tenant.get())
+                .bind(Ts::from(since))
+                .fetch_one(pool)
+                .await
+        )?;
         Ok(n)
     }
 

@@ -18,11 +18,7 @@ pub struct TenantLimits {
 
 impl Default for TenantLimits {
     fn default() -> Self {
-        Self {
-            max_gateways: 100,
-            max_devices: 800,
-            max_users: 25,
-        }
+        Self { max_gateways: 100, max_devices: 800, max_users: 25 }
     }
 }
 
@@ -43,10 +39,7 @@ pub struct Tenant {
 
 impl Tenant {
     pub fn licence(&self) -> Licence {
-        Licence {
-            active: self.active,
-            valid_until: self.licence_valid_until,
-        }
+        Licence { active: self.active, valid_until: self.licence_valid_until }
     }
 }
 
@@ -172,10 +165,7 @@ impl<'a> TenantStore<'a> {
         let row: TenantRow = on_db!(
             self.db,
             read | pool
-                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
-                    .bind(tenant.get())
-                    .fetch_one(pool)
-                    .await
+                | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(tenant.get()).fetch_one(pool).await
         )?;
         row.try_into()
     }
@@ -196,13 +186,8 @@ impl<'a> TenantStore<'a> {
 
     pub async fn staff_list(&self) -> Result<Vec<Tenant>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM tenants ORDER BY name_key");
-        let rows: Vec<TenantRow> = on_db!(
-            self.db,
-            read | pool
-                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
-                    .fetch_all(pool)
-                    .await
-        )?;
+        let rows: Vec<TenantRow> =
+            on_db!(self.db, read | pool | sqlx::query_as(AssertSqlSafe(sql.as_str())).fetch_all(pool).await)?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
@@ -260,28 +245,23 @@ impl<'a> TenantStore<'a> {
             self.db,
             write
                 | pool
-                | sqlx::query(
-                    "UPDATE tenants SET licence_valid_until = $2, updated_at = $3 WHERE id = $1"
-                )
-                .bind(id.get())
-                .bind(valid_until)
-                .bind(Ts::now())
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
+                | sqlx::query("UPDATE tenants SET licence_valid_until = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id.get())
+                    .bind(valid_until)
+                    .bind(Ts::now())
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected())
         )?;
         found(done)
     }
 
-    pub async fn staff_set_limits(
-        &self,
-        id: TenantId,
-        limits: TenantLimits,
-    ) -> Result<(), StoreError> {
+    pub async fn staff_set_limits(&self, id: TenantId, limits: TenantLimits) -> Result<(), StoreError> {
         if limits.max_gateways < 0 || limits.max_devices < 0 || limits.max_users < 0 {
             return Err(StoreError::Limit("limits cannot be negative".into()));
         }
-        let done = on_db!(self.db, write |pool| sqlx::query(
+        let done =
+            on_db!(self.db, write |pool| sqlx::query(
             "UPDATE tenants SET max_gateways = $2, max_devices = $3, max_users = $4, updated_at = $5 \
              WHERE id = $1"
         )
@@ -306,11 +286,7 @@ impl<'a> TenantStore<'a> {
         .bind(tenant.get())
         .fetch_one(pool)
         .await)?;
-        Ok(TenantUsage {
-            gateways,
-            active_devices,
-            users,
-        })
+        Ok(TenantUsage { gateways, active_devices, users })
     }
 }
 
@@ -321,9 +297,5 @@ fn name_key(name: &Name) -> String {
 
 /// `NotFound` when an UPDATE or DELETE touched nothing.
 pub(crate) fn found(rows: u64) -> Result<(), StoreError> {
-    if rows == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
-    }
+    if rows == 0 { Err(StoreError::NotFound) } else { Ok(()) }
 }

@@ -50,10 +50,7 @@ impl Type<Sqlite> for Ts {
 }
 
 impl Encode<'_, Sqlite> for Ts {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <Sqlite as Database>::ArgumentBuffer,
-    ) -> Result<IsNull, BoxDynError> {
+    fn encode_by_ref(&self, buf: &mut <Sqlite as Database>::ArgumentBuffer) -> Result<IsNull, BoxDynError> {
         <i64 as Encode<Sqlite>>::encode_by_ref(&self.micros(), buf)
     }
 }
@@ -83,10 +80,7 @@ impl PgHasArrayType for Ts {
 }
 
 impl Encode<'_, Postgres> for Ts {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <Postgres as Database>::ArgumentBuffer,
-    ) -> Result<IsNull, BoxDynError> {
+    fn encode_by_ref(&self, buf: &mut <Postgres as Database>::ArgumentBuffer) -> Result<IsNull, BoxDynError> {
         <DateTime<Utc> as Encode<Postgres>>::encode_by_ref(&self.0, buf)
     }
 }

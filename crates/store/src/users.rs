@@ -41,9 +41,7 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .finish_non_exhaustive()
+        f.debug_struct("Credentials").field("user", &self.user).finish_non_exhaustive()
     }
 }
 
@@ -66,9 +64,7 @@ impl TryFrom<UserRow> for User {
         Ok(User {
             id: UserId::new(r.id),
             email: stored("users.email", &r.email, Email::parse)?,
-            display_name: stored("users.display_name", &r.display_name, |s| {
-                Name::parse("name", s)
-            })?,
+            display_name: stored("users.display_name", &r.display_name, |s| Name::parse("name", s))?,
             language: r.language,
             active: r.active,
             is_staff: r.is_staff,
@@ -127,11 +123,7 @@ impl<'a> UserStore<'a> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
         let row: UserRow = on_db!(
             self.db,
-            read | pool
-                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
-                    .bind(id.get())
-                    .fetch_one(pool)
-                    .await
+            read | pool | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(id.get()).fetch_one(pool).await
         )?;
         row.try_into()
     }
@@ -151,15 +143,9 @@ impl<'a> UserStore<'a> {
         let row: Row = on_db!(
             self.db,
             read | pool
-                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
-                    .bind(email.as_str())
-                    .fetch_one(pool)
-                    .await
+                | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(email.as_str()).fetch_one(pool).await
         )?;
-        Ok(Credentials {
-            user: row.user.try_into()?,
-            password_hash: row.password_hash,
-        })
+        Ok(Credentials { user: row.user.try_into()?, password_hash: row.password_hash })
     }
 
     pub async fn set_password(&self, id: UserId, password_hash: &str) -> Result<(), StoreError> {
@@ -178,22 +164,22 @@ impl<'a> UserStore<'a> {
         found(done)
     }
 
-    pub async fn set_profile(
-        &self,
-        id: UserId,
-        name: &Name,
-        language: &str,
-    ) -> Result<(), StoreError> {
-        let done = on_db!(self.db, write |pool| sqlx::query(
-            "UPDATE users SET display_name = $2, language = $3, updated_at = $4 WHERE id = $1"
-        )
-        .bind(id.get())
-        .bind(name.as_str())
-        .bind(language)
-        .bind(Ts::now())
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
+    pub async fn set_profile(&self, id: UserId, name: &Name, language: &str) -> Result<(), StoreError> {
+        let done = on_db!(
+            self.db,
+            write
+                | pool
+                | sqlx::query(
+                    "UPDATE users SET display_name = $2, language = $3, updated_at = $4 WHERE id = $1"
+                )
+                .bind(id.get())
+                .bind(name.as_str())
+                .bind(language)
+                .bind(Ts::now())
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        )?;
         found(done)
     }
 
@@ -230,13 +216,8 @@ impl<'a> UserStore<'a> {
 
     pub async fn staff_list(&self) -> Result<Vec<User>, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY email");
-        let rows: Vec<UserRow> = on_db!(
-            self.db,
-            read | pool
-                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
-                    .fetch_all(pool)
-                    .await
-        )?;
+        let rows: Vec<UserRow> =
+            on_db!(self.db, read | pool | sqlx::query_as(AssertSqlSafe(sql.as_str())).fetch_all(pool).await)?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 }

@@ -2,8 +2,8 @@
 
 use tds_domain::limits::ScaleFactor;
 use tds_domain::{
-    Description, DeviceCode, DeviceMode, DeviceStatus, DeviceType, Email, GatewayCode, Mac,
-    MeasurementKind, Medium, ModbusRegister, Name, Role, SlaveId, TenantId, Unit,
+    Description, DeviceCode, DeviceMode, DeviceStatus, DeviceType, Email, GatewayCode, Mac, MeasurementKind,
+    Medium, ModbusRegister, Name, Role, SlaveId, TenantId, Unit,
 };
 use tds_store::Store;
 use tds_store::devices::{Device, DeviceFields};
@@ -29,12 +29,7 @@ pub fn gateway_fields(code: &str) -> GatewayFields {
 pub async fn gateway(store: &Store, tenant: TenantId, mac: &str, code: &str) -> Gateway {
     store
         .gateways()
-        .create(
-            tenant,
-            Mac::parse(mac).unwrap(),
-            &gateway_fields(code),
-            None,
-        )
+        .create(tenant, Mac::parse(mac).unwrap(), &gateway_fields(code), None)
         .await
         .expect("create gateway")
 }
@@ -62,11 +57,7 @@ pub fn meter_fields(code: &str) -> DeviceFields {
 }
 
 pub async fn meter(store: &Store, tenant: TenantId, gateway: &Gateway, code: &str) -> Device {
-    store
-        .devices()
-        .create(tenant, gateway.id, &meter_fields(code), None)
-        .await
-        .expect("create device")
+    store.devices().create(tenant, gateway.id, &meter_fields(code), None).await.expect("create device")
 }
 
 pub async fn user(store: &Store, email: &str) -> User {
@@ -86,10 +77,6 @@ pub async fn user(store: &Store, email: &str) -> User {
 
 pub async fn member(store: &Store, tenant: TenantId, email: &str, role: Role) -> User {
     let u = user(store, email).await;
-    store
-        .memberships()
-        .add(tenant, u.id, role, None)
-        .await
-        .expect("add member");
+    store.memberships().add(tenant, u.id, role, None).await.expect("add member");
     u
 }

@@ -7,12 +7,7 @@
 //! `TDS_REQUIRE_POSTGRES=1` (as the test script sets), a missing URL fails the PostgreSQL tests
 //! instead of skipping them.
 
-#![allow(
-    clippy::missing_panics_doc,
-    clippy::expect_used,
-    clippy::unwrap_used,
-    clippy::panic
-)]
+#![allow(clippy::missing_panics_doc, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod fixtures;
 
@@ -33,14 +28,8 @@ impl TestDb {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}", dir.path().join("tds.db").display());
-        let store = Store::open(&url, &DbOptions::default())
-            .await
-            .expect("open SQLite test database");
-        Self {
-            store,
-            url,
-            _dir: Some(dir),
-        }
+        let store = Store::open(&url, &DbOptions::default()).await.expect("open SQLite test database");
+        Self { store, url, _dir: Some(dir) }
     }
 
     /// A new, empty, migrated database on the PostgreSQL server of `TDS_TEST_DATABASE_URL`, or
@@ -65,20 +54,10 @@ impl TestDb {
             .expect("create test database");
         admin.close().await;
         let url = replace_database(&admin_url, &name);
-        let store = Store::open(
-            &url,
-            &DbOptions {
-                max_connections: 4,
-                ..DbOptions::default()
-            },
-        )
-        .await
-        .expect("open PostgreSQL test database");
-        Some(Self {
-            store,
-            url,
-            _dir: None,
-        })
+        let store = Store::open(&url, &DbOptions { max_connections: 4, ..DbOptions::default() })
+            .await
+            .expect("open PostgreSQL test database");
+        Some(Self { store, url, _dir: None })
     }
 }
 
@@ -156,10 +135,7 @@ mod tests {
 
     #[test]
     fn database_name_is_replaced_keeping_the_rest() {
-        assert_eq!(
-            replace_database("postgres://u:p@h:5/postgres", "x"),
-            "postgres://u:p@h:5/x"
-        );
+        assert_eq!(replace_database("postgres://u:p@h:5/postgres", "x"), "postgres://u:p@h:5/x");
         assert_eq!(
             replace_database("postgres://h/db?sslmode=disable", "x"),
             "postgres://h/x?sslmode=disable"

@@ -27,28 +27,11 @@ async fn tenants_are_created_and_listed(db: TestDb) {
         "{list}"
     );
 
-    let bad = tds.run(
-        &[
-            "tenant",
-            "create",
-            "--name",
-            "X",
-            "--cnpj",
-            "11.222.333/0001-82",
-        ],
-        "",
-    );
-    assert!(
-        !bad.status.success() && text(&bad.stderr).contains("check digits"),
-        "{}",
-        text(&bad.stderr)
-    );
+    let bad = tds.run(&["tenant", "create", "--name", "X", "--cnpj", "11.222.333/0001-82"], "");
+    assert!(!bad.status.success() && text(&bad.stderr).contains("check digits"), "{}", text(&bad.stderr));
     let dup = tds.run(&["tenant", "create", "--name", "ÁGUAS DO PORTO"], "");
     assert!(!dup.status.success(), "names are unique ignoring case");
-    let tz = tds.run(
-        &["tenant", "create", "--name", "Y", "--timezone", "Brasilia"],
-        "",
-    );
+    let tz = tds.run(&["tenant", "create", "--name", "Y", "--timezone", "Brasilia"], "");
     assert!(text(&tz.stderr).contains("IANA"), "{}", text(&tz.stderr));
 }
 
@@ -56,49 +39,19 @@ async fn a_user_is_created_with_the_password_from_stdin(db: TestDb) {
     let tds = Tds::new(Some(&db.url));
     tds.ok(&["tenant", "create", "--name", "Acme"]);
     let out = tds.run(
-        &[
-            "user",
-            "create",
-            "--email",
-            "Ana@Acme.com.br",
-            "--tenant",
-            "acme",
-            "--role",
-            "admin",
-        ],
+        &["user", "create", "--email", "Ana@Acme.com.br", "--tenant", "acme", "--role", "admin"],
         "correct horse battery\n",
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
 
-    let creds = db
-        .store
-        .users()
-        .credentials(&Email::parse("ana@acme.com.br").unwrap())
-        .await
-        .unwrap();
+    let creds = db.store.users().credentials(&Email::parse("ana@acme.com.br").unwrap()).await.unwrap();
     let hash = creds.password_hash.unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     let tenant = db.store.tenants().staff_by_name("Acme").await.unwrap();
-    assert_eq!(
-        db.store
-            .memberships()
-            .role(tenant.id, creds.user.id)
-            .await
-            .unwrap(),
-        Some(Role::Admin)
-    );
+    assert_eq!(db.store.memberships().role(tenant.id, creds.user.id).await.unwrap(), Some(Role::Admin));
 
     let short = tds.run(
-        &[
-            "user",
-            "create",
-            "--email",
-            "b@acme.com.br",
-            "--tenant",
-            "Acme",
-            "--role",
-            "viewer",
-        ],
+        &["user", "create", "--email", "b@acme.com.br", "--tenant", "Acme", "--role", "viewer"],
         "short\n",
     );
     assert!(
@@ -107,23 +60,10 @@ async fn a_user_is_created_with_the_password_from_stdin(db: TestDb) {
         text(&short.stderr)
     );
     let role = tds.run(
-        &[
-            "user",
-            "create",
-            "--email",
-            "c@acme.com.br",
-            "--tenant",
-            "Acme",
-            "--role",
-            "owner",
-        ],
+        &["user", "create", "--email", "c@acme.com.br", "--tenant", "Acme", "--role", "owner"],
         "long enough password\n",
     );
-    assert!(
-        text(&role.stderr).contains("admin, editor, viewer"),
-        "{}",
-        text(&role.stderr)
-    );
+    assert!(text(&role.stderr).contains("admin, editor, viewer"), "{}", text(&role.stderr));
 }
 
 async fn a_gateway_import_with_one_bad_mac_reports_that_row_and_imports_nothing(db: TestDb) {
@@ -136,83 +76,34 @@ async fn a_gateway_import_with_one_bad_mac_reports_that_row_and_imports_nothing(
          AA:BB:CC:00:00:0Z,gw-02,Bloco B\n\
          aa-bb-cc-00-00-03,gw-03,Bloco C\n",
     );
-    let out = tds.run(
-        &[
-            "gateway",
-            "import",
-            "--tenant",
-            "Acme",
-            csv.to_str().unwrap(),
-        ],
-        "",
-    );
+    let out = tds.run(&["gateway", "import", "--tenant", "Acme", csv.to_str().unwrap()], "");
     let stdout = text(&out.stdout);
     assert!(!out.status.success());
-    assert!(
-        stdout.contains("line 3: ERROR invalid MAC address \"AA:BB:CC:00:00:0Z\""),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("line 2: ok") && stdout.contains("line 4: ok"),
-        "{stdout}"
-    );
-    assert!(
-        text(&out.stderr).contains("nothing was imported"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(stdout.contains("line 3: ERROR invalid MAC address \"AA:BB:CC:00:00:0Z\""), "{stdout}");
+    assert!(stdout.contains("line 2: ok") && stdout.contains("line 4: ok"), "{stdout}");
+    assert!(text(&out.stderr).contains("nothing was imported"), "{}", text(&out.stderr));
     let tenant = db.store.tenants().staff_by_name("Acme").await.unwrap();
-    let gateways = db
-        .store
-        .gateways()
-        .list(tenant.id, &GatewayFilter::default(), Page::default())
-        .await
-        .unwrap();
-    assert_eq!(
-        gateways.total, 0,
-        "nothing may be imported when a row is bad"
-    );
+    let gateways =
+        db.store.gateways().list(tenant.id, &GatewayFilter::default(), Page::default()).await.unwrap();
+    assert_eq!(gateways.total, 0, "nothing may be imported when a row is bad");
 
     // Fixed file: all rows imported, pre-registered, normalised.
     let fixed = tds.file(
         "fixed.csv",
         "AA:BB:CC:00:00:01,gw-01,Bloco A,DCU-8210,SN1,dev1\naa-bb-cc-00-00-03,gw-03,Bloco C\n",
     );
-    let out = tds.ok(&[
-        "gateway",
-        "import",
-        "--tenant",
-        "Acme",
-        fixed.to_str().unwrap(),
-    ]);
+    let out = tds.ok(&["gateway", "import", "--tenant", "Acme", fixed.to_str().unwrap()]);
     assert!(out.contains("imported 2 gateways"), "{out}");
-    let gateways = db
-        .store
-        .gateways()
-        .list(tenant.id, &GatewayFilter::default(), Page::default())
-        .await
-        .unwrap();
+    let gateways =
+        db.store.gateways().list(tenant.id, &GatewayFilter::default(), Page::default()).await.unwrap();
     let first = &gateways.items[0];
     assert_eq!(
-        (
-            first.mac.to_string().as_str(),
-            first.code.as_str(),
-            first.model.as_deref()
-        ),
+        (first.mac.to_string().as_str(), first.code.as_str(), first.model.as_deref()),
         ("aa:bb:cc:00:00:01", "GW-01", Some("DCU-8210"))
     );
 
     // Importing again: every row is refused by the store (MAC and code taken), nothing changes.
-    let again = tds.run(
-        &[
-            "gateway",
-            "import",
-            "--tenant",
-            "Acme",
-            fixed.to_str().unwrap(),
-        ],
-        "",
-    );
+    let again = tds.run(&["gateway", "import", "--tenant", "Acme", fixed.to_str().unwrap()], "");
     assert!(!again.status.success());
     assert!(
         text(&again.stdout).contains("line 1: ERROR MAC aa:bb:cc:00:00:01 is already registered"),
@@ -226,21 +117,9 @@ async fn devices_are_imported_onto_the_tenants_gateways(db: TestDb) {
     tds.ok(&["tenant", "create", "--name", "Acme"]);
     tds.ok(&["tenant", "create", "--name", "Other"]);
     let gws = tds.file("g.csv", "aa:bb:cc:00:00:01,GW1,Bloco A\n");
-    tds.ok(&[
-        "gateway",
-        "import",
-        "--tenant",
-        "Acme",
-        gws.to_str().unwrap(),
-    ]);
+    tds.ok(&["gateway", "import", "--tenant", "Acme", gws.to_str().unwrap()]);
     let other = tds.file("o.csv", "aa:bb:cc:00:00:09,GW9,Alheio\n");
-    tds.ok(&[
-        "gateway",
-        "import",
-        "--tenant",
-        "Other",
-        other.to_str().unwrap(),
-    ]);
+    tds.ok(&["gateway", "import", "--tenant", "Other", other.to_str().unwrap()]);
 
     let bad = tds.file(
         "bad.csv",
@@ -250,30 +129,15 @@ async fn devices_are_imported_onto_the_tenants_gateways(db: TestDb) {
          aa:bb:cc:00:00:09,D03,Não é meu,SENSOR,other,gauge,°C\n\
          aa:bb:cc:00:00:01,D04,Temp,SENSOR,other,gauge,°C,300,1\n",
     );
-    let out = tds.run(
-        &[
-            "device",
-            "import",
-            "--tenant",
-            "Acme",
-            bad.to_str().unwrap(),
-        ],
-        "",
-    );
+    let out = tds.run(&["device", "import", "--tenant", "Acme", bad.to_str().unwrap()], "");
     let stdout = text(&out.stdout);
     assert!(!out.status.success());
-    assert!(
-        stdout.contains("line 3: ERROR Modbus slave id is required"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("line 3: ERROR Modbus slave id is required"), "{stdout}");
     assert!(
         stdout.contains("line 4: ERROR no gateway with MAC aa:bb:cc:00:00:09 in this tenant"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("line 5: ERROR Modbus slave id 300 is out of range"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("line 5: ERROR Modbus slave id 300 is out of range"), "{stdout}");
     let acme = db.store.tenants().staff_by_name("Acme").await.unwrap();
     assert!(db.store.devices().list(acme.id).await.unwrap().is_empty());
 
@@ -283,26 +147,14 @@ async fn devices_are_imported_onto_the_tenants_gateways(db: TestDb) {
          aa:bb:cc:00:00:01,d02,Água,meter,agua,counter,m3,2,1\n\
          aa:bb:cc:00:00:01,D03,Temperatura,SENSOR,other,gauge,degC\n",
     );
-    let out = tds.ok(&[
-        "device",
-        "import",
-        "--tenant",
-        "Acme",
-        good.to_str().unwrap(),
-    ]);
+    let out = tds.ok(&["device", "import", "--tenant", "Acme", good.to_str().unwrap()]);
     assert!(out.contains("imported 3 devices"), "{out}");
     let devices = db.store.devices().list(acme.id).await.unwrap();
-    let summary: Vec<_> = devices
-        .iter()
-        .map(|d| (d.code.as_str().to_owned(), d.unit.as_str().to_owned()))
-        .collect();
+    let summary: Vec<_> =
+        devices.iter().map(|d| (d.code.as_str().to_owned(), d.unit.as_str().to_owned())).collect();
     assert_eq!(
         summary,
-        vec![
-            ("D01".into(), "kWh".into()),
-            ("D02".into(), "m³".into()),
-            ("D03".into(), "°C".into())
-        ]
+        vec![("D01".into(), "kWh".into()), ("D02".into(), "m³".into()), ("D03".into(), "°C".into())]
     );
 }
 

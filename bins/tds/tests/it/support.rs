@@ -12,10 +12,7 @@ pub struct Tds {
 impl Tds {
     /// A fresh working directory; `database_url` `None` means no configuration at all.
     pub fn new(database_url: Option<&str>) -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-            database_url: database_url.map(str::to_owned),
-        }
+        Self { dir: tempfile::tempdir().unwrap(), database_url: database_url.map(str::to_owned) }
     }
 
     pub fn command(&self) -> Command {
@@ -44,24 +41,14 @@ impl Tds {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         child.wait_with_output().unwrap()
     }
 
     /// Runs and asserts success, returning standard output.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args, "");
-        assert!(
-            out.status.success(),
-            "tds {args:?} failed:\n{}\n{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
+        assert!(out.status.success(), "tds {args:?} failed:\n{}\n{}", text(&out.stdout), text(&out.stderr));
         text(&out.stdout)
     }
 
@@ -81,9 +68,5 @@ pub fn text(bytes: &[u8]) -> String {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

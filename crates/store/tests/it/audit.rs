@@ -17,87 +17,24 @@ fn entry(tenant: Option<tds_domain::TenantId>, action: &str, actor: &str) -> New
 
 async fn audit_entries_are_listed_newest_first_with_filters(store: Store) {
     let t = fixtures::tenant(&store, "Acme").await;
-    store
-        .audit()
-        .record(&entry(Some(t.id), "login.succeeded", "ana@x.com"))
-        .await
-        .unwrap();
-    store
-        .audit()
-        .record(&entry(Some(t.id), "login.failed", "bob@x.com"))
-        .await
-        .unwrap();
-    store
-        .audit()
-        .record(&entry(Some(t.id), "gateway.import", "ana@x.com"))
-        .await
-        .unwrap();
-    store
-        .audit()
-        .record(&entry(None, "tenant.create", "cli"))
-        .await
-        .unwrap();
+    store.audit().record(&entry(Some(t.id), "login.succeeded", "ana@x.com")).await.unwrap();
+    store.audit().record(&entry(Some(t.id), "login.failed", "bob@x.com")).await.unwrap();
+    store.audit().record(&entry(Some(t.id), "gateway.import", "ana@x.com")).await.unwrap();
+    store.audit().record(&entry(None, "tenant.create", "cli")).await.unwrap();
 
-    let all = store
-        .audit()
-        .list(t.id, &AuditFilter::default(), Page::default())
-        .await
-        .unwrap();
+    let all = store.audit().list(t.id, &AuditFilter::default(), Page::default()).await.unwrap();
     assert_eq!(
-        all.items
-            .iter()
-            .map(|e| e.action.as_str())
-            .collect::<Vec<_>>(),
+        all.items.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
         vec!["gateway.import", "login.failed", "login.succeeded"]
     );
-    let logins = AuditFilter {
-        action_prefix: Some("login.".into()),
-        ..Default::default()
-    };
-    assert_eq!(
-        store
-            .audit()
-            .list(t.id, &logins, Page::default())
-            .await
-            .unwrap()
-            .total,
-        2
-    );
-    let ana = AuditFilter {
-        actor: Some("ana@x.com".into()),
-        ..Default::default()
-    };
-    assert_eq!(
-        store
-            .audit()
-            .list(t.id, &ana, Page::default())
-            .await
-            .unwrap()
-            .total,
-        2
-    );
-    let future = AuditFilter {
-        since: Some(chrono::Utc::now() + chrono::Duration::hours(1)),
-        ..Default::default()
-    };
-    assert_eq!(
-        store
-            .audit()
-            .list(t.id, &future, Page::default())
-            .await
-            .unwrap()
-            .total,
-        0
-    );
-    assert_eq!(
-        store
-            .audit()
-            .staff_list(&AuditFilter::default(), Page::default())
-            .await
-            .unwrap()
-            .total,
-        4
-    );
+    let logins = AuditFilter { action_prefix: Some("login.".into()), ..Default::default() };
+    assert_eq!(store.audit().list(t.id, &logins, Page::default()).await.unwrap().total, 2);
+    let ana = AuditFilter { actor: Some("ana@x.com".into()), ..Default::default() };
+    assert_eq!(store.audit().list(t.id, &ana, Page::default()).await.unwrap().total, 2);
+    let future =
+        AuditFilter { since: Some(chrono::Utc::now() + chrono::Duration::hours(1)), ..Default::default() };
+    assert_eq!(store.audit().list(t.id, &future, Page::default()).await.unwrap().total, 0);
+    assert_eq!(store.audit().staff_list(&AuditFilter::default(), Page::default()).await.unwrap().total, 4);
 }
 
 conformance!(audit_entries_are_listed_newest_first_with_filters);

@@ -12,10 +12,7 @@ use tds_store::{Page, Store, StoreError};
 use tds_testkit::{conformance, fixtures};
 
 fn not_found<T: std::fmt::Debug>(what: &str, r: Result<T, StoreError>) {
-    assert!(
-        matches!(r, Err(StoreError::NotFound)),
-        "{what}: expected NotFound, got {r:?}"
-    );
+    assert!(matches!(r, Err(StoreError::NotFound)), "{what}: expected NotFound, got {r:?}");
 }
 
 async fn another_tenant_cannot_read_change_or_delete_any_row(store: Store) {
@@ -30,15 +27,7 @@ async fn another_tenant_cannot_read_change_or_delete_any_row(store: Store) {
     let now = Utc::now();
     store
         .readings()
-        .insert(
-            a.id,
-            &[NewReading {
-                device_id: da.id,
-                time: now,
-                value: 1.0,
-                unit: "kWh".into(),
-            }],
-        )
+        .insert(a.id, &[NewReading { device_id: da.id, time: now, value: 1.0, unit: "kWh".into() }])
         .await
         .unwrap();
     let dead = store
@@ -72,188 +61,77 @@ async fn another_tenant_cannot_read_change_or_delete_any_row(store: Store) {
         .unwrap();
 
     // Memberships
-    assert_eq!(
-        store.memberships().role(b.id, admin_a.id).await.unwrap(),
-        None
-    );
-    not_found(
-        "set_role",
-        store
-            .memberships()
-            .set_role(b.id, viewer_a.id, Role::Admin)
-            .await,
-    );
-    not_found(
-        "remove member",
-        store.memberships().remove(b.id, viewer_a.id).await,
-    );
-    assert!(
-        store
-            .memberships()
-            .members(b.id)
-            .await
-            .unwrap()
-            .iter()
-            .all(|m| m.user.id != admin_a.id)
-    );
+    assert_eq!(store.memberships().role(b.id, admin_a.id).await.unwrap(), None);
+    not_found("set_role", store.memberships().set_role(b.id, viewer_a.id, Role::Admin).await);
+    not_found("remove member", store.memberships().remove(b.id, viewer_a.id).await);
+    assert!(store.memberships().members(b.id).await.unwrap().iter().all(|m| m.user.id != admin_a.id));
 
     // Tenant profile: B's update touches only B.
     store
         .tenants()
-        .update_profile(
-            b.id,
-            &Name::parse("name", "Beta 2").unwrap(),
-            None,
-            TimeZone::default(),
-        )
+        .update_profile(b.id, &Name::parse("name", "Beta 2").unwrap(), None, TimeZone::default())
         .await
         .unwrap();
-    assert_eq!(
-        store.tenants().get(a.id).await.unwrap().name.as_str(),
-        "Alpha"
-    );
+    assert_eq!(store.tenants().get(a.id).await.unwrap().name.as_str(), "Alpha");
 
     // Gateways
     let gw = store.gateways();
     not_found("gateway get", gw.get(b.id, ga.id).await);
     not_found("gateway by_code", gw.by_code(b.id, &ga.code).await);
     not_found("gateway by_mac", gw.by_mac(b.id, ga.mac).await);
-    not_found(
-        "gateway update",
-        gw.update(b.id, ga.id, &fixtures::gateway_fields("STOLEN"))
-            .await,
-    );
+    not_found("gateway update", gw.update(b.id, ga.id, &fixtures::gateway_fields("STOLEN")).await);
     not_found("gateway decommission", gw.decommission(b.id, ga.id).await);
     not_found("gateway mark_seen", gw.mark_seen(b.id, ga.id, now).await);
-    let listed = gw
-        .list(b.id, &GatewayFilter::default(), Page::default())
-        .await
-        .unwrap();
-    assert_eq!(
-        listed.items.iter().map(|g| g.id).collect::<Vec<_>>(),
-        vec![gb.id]
-    );
-    let search = GatewayFilter {
-        search: Some("aa:aa".into()),
-        ..Default::default()
-    };
-    assert_eq!(
-        gw.list(b.id, &search, Page::default()).await.unwrap().total,
-        0
-    );
+    let listed = gw.list(b.id, &GatewayFilter::default(), Page::default()).await.unwrap();
+    assert_eq!(listed.items.iter().map(|g| g.id).collect::<Vec<_>>(), vec![gb.id]);
+    let search = GatewayFilter { search: Some("aa:aa".into()), ..Default::default() };
+    assert_eq!(gw.list(b.id, &search, Page::default()).await.unwrap().total, 0);
 
     // Devices
     let dv = store.devices();
     not_found("device get", dv.get(b.id, da.id).await);
     not_found("device by_code", dv.by_code(b.id, ga.id, &da.code).await);
-    not_found(
-        "device update",
-        dv.update(b.id, da.id, &fixtures::meter_fields("D09")).await,
-    );
+    not_found("device update", dv.update(b.id, da.id, &fixtures::meter_fields("D09")).await);
     not_found("device archive", dv.archive(b.id, da.id).await);
     not_found(
         "device create on A's gateway",
-        dv.create(b.id, ga.id, &fixtures::meter_fields("D09"), None)
-            .await,
+        dv.create(b.id, ga.id, &fixtures::meter_fields("D09"), None).await,
     );
-    assert!(
-        dv.list_for_gateway(b.id, ga.id, true)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(dv.list_for_gateway(b.id, ga.id, true).await.unwrap().is_empty());
     assert!(dv.list(b.id).await.unwrap().is_empty());
 
     // Readings
     let rd = store.readings();
-    let foreign = NewReading {
-        device_id: da.id,
-        time: now + Duration::seconds(1),
-        value: 666.0,
-        unit: "kWh".into(),
-    };
-    not_found(
-        "reading insert on A's device",
-        rd.insert(b.id, &[foreign]).await,
-    );
+    let foreign =
+        NewReading { device_id: da.id, time: now + Duration::seconds(1), value: 666.0, unit: "kWh".into() };
+    not_found("reading insert on A's device", rd.insert(b.id, &[foreign]).await);
     assert!(
-        rd.for_device(
-            b.id,
-            da.id,
-            now - Duration::hours(1),
-            now + Duration::hours(1),
-            10
-        )
-        .await
-        .unwrap()
-        .is_empty()
+        rd.for_device(b.id, da.id, now - Duration::hours(1), now + Duration::hours(1), 10)
+            .await
+            .unwrap()
+            .is_empty()
     );
     assert!(rd.latest(b.id, da.id, 10).await.unwrap().is_empty());
     assert!(
-        rd.for_tenant(
-            b.id,
-            None,
-            now - Duration::hours(1),
-            now + Duration::hours(1),
-            None,
-            10
-        )
-        .await
-        .unwrap()
-        .is_empty()
+        rd.for_tenant(b.id, None, now - Duration::hours(1), now + Duration::hours(1), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
     );
     assert!(
-        rd.for_tenant(
-            b.id,
-            Some(ga.id),
-            now - Duration::hours(1),
-            now + Duration::hours(1),
-            None,
-            10
-        )
-        .await
-        .unwrap()
-        .is_empty()
-    );
-    assert_eq!(
-        rd.count_since(b.id, now - Duration::hours(1))
+        rd.for_tenant(b.id, Some(ga.id), now - Duration::hours(1), now + Duration::hours(1), None, 10)
             .await
-            .unwrap(),
-        0
+            .unwrap()
+            .is_empty()
     );
+    assert_eq!(rd.count_since(b.id, now - Duration::hours(1)).await.unwrap(), 0);
 
     // Dead letters and audit
     not_found("rejected get", store.rejected().get(b.id, dead).await);
-    not_found(
-        "rejected mark_replayed",
-        store.rejected().mark_replayed(b.id, dead, "x").await,
-    );
-    assert_eq!(
-        store
-            .rejected()
-            .list(b.id, None, Page::default())
-            .await
-            .unwrap()
-            .total,
-        0
-    );
-    assert_eq!(
-        store
-            .rejected()
-            .count_since(b.id, now - Duration::hours(1))
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        store
-            .audit()
-            .list(b.id, &AuditFilter::default(), Page::default())
-            .await
-            .unwrap()
-            .total,
-        0
-    );
+    not_found("rejected mark_replayed", store.rejected().mark_replayed(b.id, dead, "x").await);
+    assert_eq!(store.rejected().list(b.id, None, Page::default()).await.unwrap().total, 0);
+    assert_eq!(store.rejected().count_since(b.id, now - Duration::hours(1)).await.unwrap(), 0);
+    assert_eq!(store.audit().list(b.id, &AuditFilter::default(), Page::default()).await.unwrap().total, 0);
 
     // A's rows are untouched.
     let ga_after = store.gateways().get(a.id, ga.id).await.unwrap();
@@ -261,25 +139,9 @@ async fn another_tenant_cannot_read_change_or_delete_any_row(store: Store) {
     let da_after = store.devices().get(a.id, da.id).await.unwrap();
     assert!(da_after.archived_at.is_none());
     assert_eq!(da_after.code.as_str(), "D01");
-    assert_eq!(
-        store
-            .readings()
-            .latest(a.id, da.id, 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(store.readings().latest(a.id, da.id, 10).await.unwrap().len(), 1);
     assert_eq!(store.memberships().members(a.id).await.unwrap().len(), 2);
-    assert!(
-        store
-            .rejected()
-            .get(a.id, dead)
-            .await
-            .unwrap()
-            .replayed_at
-            .is_none()
-    );
+    assert!(store.rejected().get(a.id, dead).await.unwrap().replayed_at.is_none());
 }
 
 conformance!(another_tenant_cannot_read_change_or_delete_any_row);

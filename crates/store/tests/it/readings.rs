@@ -9,21 +9,10 @@ fn t0() -> DateTime<Utc> {
 }
 
 fn reading(device: tds_domain::DeviceId, minutes: i64, value: f64) -> NewReading {
-    NewReading {
-        device_id: device,
-        time: t0() + Duration::minutes(minutes),
-        value,
-        unit: "kWh".into(),
-    }
+    NewReading { device_id: device, time: t0() + Duration::minutes(minutes), value, unit: "kWh".into() }
 }
 
-async fn setup(
-    store: &Store,
-) -> (
-    TenantId,
-    tds_store::devices::Device,
-    tds_store::devices::Device,
-) {
+async fn setup(store: &Store) -> (TenantId, tds_store::devices::Device, tds_store::devices::Device) {
     let t = fixtures::tenant(store, "Acme").await;
     let g = fixtures::gateway(store, t.id, "aa:bb:cc:dd:ee:01", "GW1").await;
     let d1 = fixtures::meter(store, t.id, &g, "D01").await;
@@ -33,44 +22,21 @@ async fn setup(
 
 async fn a_resent_batch_stores_nothing_twice(store: Store) {
     let (t, d1, d2) = setup(&store).await;
-    let batch: Vec<_> = (0..10)
-        .flat_map(|i| {
-            [
-                reading(d1.id, i * 5, 100.0 + i as f64),
-                reading(d2.id, i * 5, 7.5),
-            ]
-        })
-        .collect();
+    let batch: Vec<_> =
+        (0..10).flat_map(|i| [reading(d1.id, i * 5, 100.0 + i as f64), reading(d2.id, i * 5, 7.5)]).collect();
     let first = store.readings().insert(t, &batch).await.unwrap();
-    assert_eq!(
-        (first.inserted, first.duplicates, first.conflicts.len()),
-        (20, 0, 0)
-    );
+    assert_eq!((first.inserted, first.duplicates, first.conflicts.len()), (20, 0, 0));
     let again = store.readings().insert(t, &batch).await.unwrap();
-    assert_eq!(
-        (again.inserted, again.duplicates, again.conflicts.len()),
-        (0, 20, 0)
-    );
-    let stored = store
-        .readings()
-        .for_device(t, d1.id, t0(), t0() + Duration::days(1), 100)
-        .await
-        .unwrap();
+    assert_eq!((again.inserted, again.duplicates, again.conflicts.len()), (0, 20, 0));
+    let stored = store.readings().for_device(t, d1.id, t0(), t0() + Duration::days(1), 100).await.unwrap();
     assert_eq!(stored.len(), 10);
-    assert_eq!(
-        stored[0].gateway_id, d1.gateway_id,
-        "gateway is taken from the device"
-    );
+    assert_eq!(stored[0].gateway_id, d1.gateway_id, "gateway is taken from the device");
     assert_eq!(stored[3].value, 103.0);
 }
 
 async fn a_different_value_for_a_stored_instant_is_a_conflict_and_the_first_stays(store: Store) {
     let (t, d1, _) = setup(&store).await;
-    store
-        .readings()
-        .insert(t, &[reading(d1.id, 0, 10.0)])
-        .await
-        .unwrap();
+    store.readings().insert(t, &[reading(d1.id, 0, 10.0)]).await.unwrap();
     let mixed = [
         reading(d1.id, 0, 11.0),
         reading(d1.id, 5, 12.0),
@@ -81,28 +47,17 @@ async fn a_different_value_for_a_stored_instant_is_a_conflict_and_the_first_stay
     let report = store.readings().insert(t, &mixed).await.unwrap();
     assert_eq!(report.inserted, 2, "{report:?}");
     assert_eq!(report.duplicates, 1, "{report:?}");
-    let conflicts: Vec<(usize, f64, f64)> = report
-        .conflicts
-        .iter()
-        .map(|c| (c.index, c.stored_value, c.sent_value))
-        .collect();
+    let conflicts: Vec<(usize, f64, f64)> =
+        report.conflicts.iter().map(|c| (c.index, c.stored_value, c.sent_value)).collect();
     assert_eq!(conflicts, vec![(0, 10.0, 11.0), (4, 1.0, 2.0)]);
-    let stored = store
-        .readings()
-        .for_device(t, d1.id, t0(), t0() + Duration::hours(1), 10)
-        .await
-        .unwrap();
-    assert_eq!(
-        stored.iter().map(|r| r.value).collect::<Vec<_>>(),
-        vec![10.0, 12.0, 1.0]
-    );
+    let stored = store.readings().for_device(t, d1.id, t0(), t0() + Duration::hours(1), 10).await.unwrap();
+    assert_eq!(stored.iter().map(|r| r.value).collect::<Vec<_>>(), vec![10.0, 12.0, 1.0]);
 }
 
 async fn large_batches_are_split_and_counted_exactly(store: Store) {
     let (t, d1, d2) = setup(&store).await;
-    let batch: Vec<_> = (0..2_500)
-        .flat_map(|i| [reading(d1.id, i, i as f64), reading(d2.id, i, 1.0)])
-        .collect();
+    let batch: Vec<_> =
+        (0..2_500).flat_map(|i| [reading(d1.id, i, i as f64), reading(d2.id, i, 1.0)]).collect();
     let report = store.readings().insert(t, &batch).await.unwrap();
     assert_eq!(report.inserted, 5_000);
     let half: Vec<_> = batch.iter().step_by(2).cloned().collect();
@@ -117,27 +72,14 @@ async fn groups_of_several_tenants_commit_together(store: Store) {
     let db = fixtures::meter(&store, b.id, &gb, "D01").await;
     let ra = [reading(da.id, 0, 1.0)];
     let rb = [reading(db.id, 0, 2.0), reading(db.id, 1, 3.0)];
-    let reports = store
-        .readings()
-        .insert_groups(&[(a, &ra), (b.id, &rb)])
-        .await
-        .unwrap();
-    assert_eq!(
-        reports.iter().map(|r| r.inserted).collect::<Vec<_>>(),
-        vec![1, 2]
-    );
+    let reports = store.readings().insert_groups(&[(a, &ra), (b.id, &rb)]).await.unwrap();
+    assert_eq!(reports.iter().map(|r| r.inserted).collect::<Vec<_>>(), vec![1, 2]);
     // One bad group refuses the whole call: nothing of the good group is written.
     let rc = [reading(da.id, 30, 9.0)];
     let bad = [reading(da.id, 31, 9.0)];
-    let err = store
-        .readings()
-        .insert_groups(&[(a, &rc), (b.id, &bad)])
-        .await;
+    let err = store.readings().insert_groups(&[(a, &rc), (b.id, &bad)]).await;
     assert!(matches!(err, Err(StoreError::NotFound)));
-    assert_eq!(
-        store.readings().latest(a, da.id, 10).await.unwrap().len(),
-        1
-    );
+    assert_eq!(store.readings().latest(a, da.id, 10).await.unwrap().len(), 1);
     // A device id that does not exist at all is refused the same way.
     let ghost = [reading(tds_domain::DeviceId::new(987_654), 0, 1.0)];
     assert!(matches!(store.readings().insert(a, &ghost).await, Err(StoreError::NotFound)));
@@ -149,25 +91,20 @@ async fn an_archived_devices_readings_stay_readable(store: Store) {
     store.devices().archive(t, d1.id).await.unwrap();
     let kept = store.readings().for_device(t, d1.id, t0(), t0() + Duration::hours(1), 10).await.unwrap();
     assert_eq!(kept.len(), 2);
-    let range = store.readings().for_tenant(t, None, t0(), t0() + Duration::hours(1), None, 10).await.unwrap();
+    let range =
+        store.readings().for_tenant(t, None, t0(), t0() + Duration::hours(1), None, 10).await.unwrap();
     assert_eq!(range.len(), 2, "archived devices stay reportable");
 }
 
 async fn tenant_range_queries_page_by_time_and_device(store: Store) {
     let (t, d1, d2) = setup(&store).await;
-    let batch: Vec<_> = (0..6)
-        .flat_map(|i| [reading(d1.id, i, 1.0), reading(d2.id, i, 2.0)])
-        .collect();
+    let batch: Vec<_> = (0..6).flat_map(|i| [reading(d1.id, i, 1.0), reading(d2.id, i, 2.0)]).collect();
     store.readings().insert(t, &batch).await.unwrap();
     let (from, to) = (t0(), t0() + Duration::minutes(5));
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = store
-            .readings()
-            .for_tenant(t, None, from, to, after, 4)
-            .await
-            .unwrap();
+        let page = store.readings().for_tenant(t, None, from, to, after, 4).await.unwrap();
         if page.is_empty() {
             break;
         }
@@ -175,24 +112,10 @@ async fn tenant_range_queries_page_by_time_and_device(store: Store) {
         seen.extend(page.into_iter().map(|r| (r.time, r.device_id)));
     }
     assert_eq!(seen.len(), 10, "[from, to) excludes the 6th minute");
-    assert!(
-        seen.windows(2).all(|w| w[0] < w[1]),
-        "ordered by (time, device) without repeats"
-    );
-    let gw = store
-        .readings()
-        .for_tenant(t, Some(d1.gateway_id), from, to, None, 100)
-        .await
-        .unwrap();
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "ordered by (time, device) without repeats");
+    let gw = store.readings().for_tenant(t, Some(d1.gateway_id), from, to, None, 100).await.unwrap();
     assert_eq!(gw.len(), 10);
-    assert_eq!(
-        store
-            .readings()
-            .count_since(t, t0() + Duration::minutes(3))
-            .await
-            .unwrap(),
-        6
-    );
+    assert_eq!(store.readings().count_since(t, t0() + Duration::minutes(3)).await.unwrap(), 6);
     let latest = store.readings().latest(t, d2.id, 2).await.unwrap();
     assert_eq!(latest[0].time, t0() + Duration::minutes(5));
 }
@@ -200,12 +123,7 @@ async fn tenant_range_queries_page_by_time_and_device(store: Store) {
 async fn times_round_trip_to_the_microsecond(store: Store) {
     let (t, d1, _) = setup(&store).await;
     let when = Utc.timestamp_micros(1_771_165_800_123_456).unwrap();
-    let r = NewReading {
-        device_id: d1.id,
-        time: when,
-        value: 0.1 + 0.2,
-        unit: "kWh".into(),
-    };
+    let r = NewReading { device_id: d1.id, time: when, value: 0.1 + 0.2, unit: "kWh".into() };
     store.readings().insert(t, &[r]).await.unwrap();
     let back = store.readings().latest(t, d1.id, 1).await.unwrap();
     assert_eq!(back[0].time, when);

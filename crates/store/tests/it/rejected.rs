@@ -33,41 +33,15 @@ async fn dead_letters_keep_raw_bytes_and_reason(store: Store) {
     assert_eq!(first.payload, b"{not json\xff");
     assert_eq!(first.reason_code, "invalid_json");
 
-    let mine = store
-        .rejected()
-        .list(t.id, None, Page::default())
-        .await
-        .unwrap();
+    let mine = store.rejected().list(t.id, None, Page::default()).await.unwrap();
     assert_eq!(mine.total, 2);
-    let filtered = store
-        .rejected()
-        .list(t.id, Some("unknown_device"), Page::default())
-        .await
-        .unwrap();
+    let filtered = store.rejected().list(t.id, Some("unknown_device"), Page::default()).await.unwrap();
     assert_eq!(filtered.items.len(), 1);
-    let all = store
-        .rejected()
-        .staff_list(None, Page::default())
-        .await
-        .unwrap();
-    assert_eq!(
-        all.total, 3,
-        "staff also see dead letters of unknown gateways"
-    );
-    assert_eq!(
-        store
-            .rejected()
-            .count_since(t.id, Utc::now() - Duration::hours(24))
-            .await
-            .unwrap(),
-        2
-    );
+    let all = store.rejected().staff_list(None, Page::default()).await.unwrap();
+    assert_eq!(all.total, 3, "staff also see dead letters of unknown gateways");
+    assert_eq!(store.rejected().count_since(t.id, Utc::now() - Duration::hours(24)).await.unwrap(), 2);
 
-    store
-        .rejected()
-        .mark_replayed(t.id, ids[1], "stored 1 reading")
-        .await
-        .unwrap();
+    store.rejected().mark_replayed(t.id, ids[1], "stored 1 reading").await.unwrap();
     let replayed = store.rejected().get(t.id, ids[1]).await.unwrap();
     assert_eq!(replayed.replay_outcome.as_deref(), Some("stored 1 reading"));
     assert!(replayed.replayed_at.is_some());

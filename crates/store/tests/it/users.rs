@@ -18,31 +18,12 @@ async fn user_credentials_are_kept_apart_from_the_user(store: Store) {
         .await
         .unwrap();
     assert!(u.has_password && u.is_staff && u.active);
-    let creds = store
-        .users()
-        .credentials(&Email::parse("ana@acme.com.br").unwrap())
-        .await
-        .unwrap();
+    let creds = store.users().credentials(&Email::parse("ana@acme.com.br").unwrap()).await.unwrap();
     assert_eq!(creds.password_hash.as_deref(), Some("$argon2id$v=19$fake"));
-    assert!(
-        !format!("{creds:?}").contains("argon2"),
-        "hash must not appear in Debug output"
-    );
-    store
-        .users()
-        .set_password(u.id, "$argon2id$new")
-        .await
-        .unwrap();
+    assert!(!format!("{creds:?}").contains("argon2"), "hash must not appear in Debug output");
+    store.users().set_password(u.id, "$argon2id$new").await.unwrap();
     store.users().record_login(u.id).await.unwrap();
-    assert!(
-        store
-            .users()
-            .get(u.id)
-            .await
-            .unwrap()
-            .last_login_at
-            .is_some()
-    );
+    assert!(store.users().get(u.id).await.unwrap().last_login_at.is_some());
 }
 
 async fn emails_are_unique(store: Store) {
@@ -68,32 +49,13 @@ async fn a_user_can_belong_to_several_tenants_with_different_roles(store: Store)
     let a = fixtures::tenant(&store, "Alpha").await;
     let b = fixtures::tenant(&store, "Beta").await;
     let u = fixtures::member(&store, a.id, "ana@x.com", Role::Admin).await;
-    store
-        .memberships()
-        .add(b.id, u.id, Role::Viewer, None)
-        .await
-        .unwrap();
+    store.memberships().add(b.id, u.id, Role::Viewer, None).await.unwrap();
     let tenants = store.memberships().tenants_of(u.id).await.unwrap();
-    let summary: Vec<_> = tenants
-        .iter()
-        .map(|(t, r)| (t.name.as_str().to_owned(), *r))
-        .collect();
-    assert_eq!(
-        summary,
-        vec![
-            ("Alpha".to_owned(), Role::Admin),
-            ("Beta".to_owned(), Role::Viewer)
-        ]
-    );
-    assert_eq!(
-        store.memberships().role(b.id, u.id).await.unwrap(),
-        Some(Role::Viewer)
-    );
+    let summary: Vec<_> = tenants.iter().map(|(t, r)| (t.name.as_str().to_owned(), *r)).collect();
+    assert_eq!(summary, vec![("Alpha".to_owned(), Role::Admin), ("Beta".to_owned(), Role::Viewer)]);
+    assert_eq!(store.memberships().role(b.id, u.id).await.unwrap(), Some(Role::Viewer));
     assert!(matches!(
-        store
-            .memberships()
-            .add(b.id, u.id, Role::Editor, None)
-            .await,
+        store.memberships().add(b.id, u.id, Role::Editor, None).await,
         Err(StoreError::Conflict(_))
     ));
 }
@@ -103,26 +65,12 @@ async fn the_last_admin_cannot_be_demoted_or_removed(store: Store) {
     let admin = fixtures::member(&store, t.id, "admin@x.com", Role::Admin).await;
     let editor = fixtures::member(&store, t.id, "ed@x.com", Role::Editor).await;
     assert!(matches!(
-        store
-            .memberships()
-            .set_role(t.id, admin.id, Role::Editor)
-            .await,
+        store.memberships().set_role(t.id, admin.id, Role::Editor).await,
         Err(StoreError::Conflict(_))
     ));
-    assert!(matches!(
-        store.memberships().remove(t.id, admin.id).await,
-        Err(StoreError::Conflict(_))
-    ));
-    store
-        .memberships()
-        .set_role(t.id, editor.id, Role::Admin)
-        .await
-        .unwrap();
-    store
-        .memberships()
-        .set_role(t.id, admin.id, Role::Viewer)
-        .await
-        .unwrap();
+    assert!(matches!(store.memberships().remove(t.id, admin.id).await, Err(StoreError::Conflict(_))));
+    store.memberships().set_role(t.id, editor.id, Role::Admin).await.unwrap();
+    store.memberships().set_role(t.id, admin.id, Role::Viewer).await.unwrap();
     store.memberships().remove(t.id, admin.id).await.unwrap();
     let members = store.memberships().members(t.id).await.unwrap();
     assert_eq!(members.len(), 1);
@@ -133,23 +81,13 @@ async fn the_user_limit_is_enforced(store: Store) {
     let t = fixtures::tenant(&store, "Alpha").await;
     store
         .tenants()
-        .staff_set_limits(
-            t.id,
-            TenantLimits {
-                max_gateways: 1,
-                max_devices: 1,
-                max_users: 1,
-            },
-        )
+        .staff_set_limits(t.id, TenantLimits { max_gateways: 1, max_devices: 1, max_users: 1 })
         .await
         .unwrap();
     fixtures::member(&store, t.id, "a@x.com", Role::Admin).await;
     let extra = fixtures::user(&store, "b@x.com").await;
     assert!(matches!(
-        store
-            .memberships()
-            .add(t.id, extra.id, Role::Viewer, None)
-            .await,
+        store.memberships().add(t.id, extra.id, Role::Viewer, None).await,
         Err(StoreError::Limit(_))
     ));
 }
