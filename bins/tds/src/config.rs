@@ -13,8 +13,19 @@ pub const EXAMPLE: &str = include_str!("../../../config/tds.example.toml");
 
 /// Keys that may come from `TDS_*` variables; other `TDS_*` variables (such as the test suite's
 /// `TDS_TEST_DATABASE_URL`) are not configuration.
-const ENV_KEYS: &[&str] =
-    &["data_dir", "database_url", "db_max_connections", "http_addr", "mqtt_addr", "log_level", "log_format"];
+const ENV_KEYS: &[&str] = &[
+    "data_dir",
+    "database_url",
+    "db_max_connections",
+    "http_addr",
+    "mqtt_addr",
+    "mqtt_public_host",
+    "ca_passphrase",
+    "device_cert_days",
+    "crl_days",
+    "log_level",
+    "log_format",
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -24,8 +35,35 @@ pub struct Config {
     pub db_max_connections: u32,
     pub http_addr: String,
     pub mqtt_addr: String,
+    /// The host name gateways use to reach the MQTT endpoint: written into certificate bundles and
+    /// into the MQTT server certificate's names.
+    pub mqtt_public_host: String,
+    /// Passphrase of the CA key file, when it is encrypted. Never logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_passphrase: Option<Secret>,
+    /// Validity of device certificates, in days (SPEC §3: ten years).
+    pub device_cert_days: u32,
+    /// Validity of each issued CRL, in days; it is re-issued before it runs out.
+    pub crl_days: u32,
     pub log_level: String,
     pub log_format: LogFormat,
+}
+
+/// A secret setting: usable through [`Secret::expose`], shown as `***` by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -43,6 +81,10 @@ impl Default for Config {
             db_max_connections: 8,
             http_addr: "127.0.0.1:8080".into(),
             mqtt_addr: "0.0.0.0:8883".into(),
+            mqtt_public_host: "localhost".into(),
+            ca_passphrase: None,
+            device_cert_days: 3650,
+            crl_days: 7,
             log_level: "info,sqlx=warn".into(),
             log_format: LogFormat::Text,
         }
@@ -72,6 +114,15 @@ impl Config {
         self.mqtt_addr
             .parse::<SocketAddr>()
             .with_context(|| format!("mqtt_addr {:?} is not an address like 0.0.0.0:8883", self.mqtt_addr))?;
+        if !(1..=36_500).contains(&self.device_cert_days) {
+            bail!("device_cert_days must be between 1 and 36500");
+        }
+        if !(1..=365).contains(&self.crl_days) {
+            bail!("crl_days must be between 1 and 365");
+        }
+        if self.mqtt_public_host.trim().is_empty() {
+            bail!("mqtt_public_host must name the host gateways connect to");
+        }
         if self.db_max_connections == 0 {
             bail!("db_max_connections must be at least 1");
         }
@@ -106,10 +157,16 @@ impl Config {
         tds_store::DbOptions { max_connections: self.db_max_connections, ..Default::default() }
     }
 
+    /// Where the CA and the MQTT server certificate live.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.data_dir.join("pki")
+    }
+
     /// The configuration as TOML with the database password hidden, for `config check`.
     pub fn to_redacted_toml(&self) -> anyhow::Result<String> {
         let mut shown = self.clone();
         shown.database_url = Some(tds_store::redact_url(&self.database_url()));
+        shown.ca_passphrase = self.ca_passphrase.as_ref().map(|_| Secret("***".to_owned()));
         Ok(toml::to_string(&shown)?)
     }
 }
@@ -136,6 +193,13 @@ mod tests {
         let bad = Config { database_url: Some("mysql://u:secret@h/db".into()), ..Config::default() };
         let msg = bad.validate().unwrap_err().to_string();
         assert!(msg.contains("database_url") && !msg.contains("secret"), "{msg}");
+    }
+
+    #[test]
+    fn the_ca_passphrase_never_shows() {
+        let c = Config { ca_passphrase: Some(Secret("hunter2".into())), ..Config::default() };
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!c.to_redacted_toml().unwrap().contains("hunter2"));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 mod macros;
 
 pub mod audit;
+pub mod certificates;
 pub mod db;
 pub mod devices;
 pub mod error;
@@ -75,6 +76,9 @@ impl Store {
     }
     pub fn audit(&self) -> audit::AuditStore<'_> {
         audit::AuditStore::new(&self.db)
+    }
+    pub fn certificates(&self) -> certificates::CertificateStore<'_> {
+        certificates::CertificateStore::new(&self.db)
     }
     pub fn jobs(&self) -> jobs::JobStore<'_> {
         jobs::JobStore::new(&self.db)
