@@ -44,8 +44,9 @@ impl CertificateStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct Certificate {
     pub id: CertificateId,
-    pub tenant_id: TenantId,
-    pub gateway_id: GatewayId,
+    /// `None` for a factory certificate whose gateway is not registered yet.
+    pub tenant_id: Option<TenantId>,
+    pub gateway_id: Option<GatewayId>,
     pub mac: String,
     pub serial: String,
     pub fingerprint_sha256: String,
@@ -94,8 +95,8 @@ pub struct StoredCrl {
 #[derive(sqlx::FromRow)]
 struct CertificateRow {
     id: i64,
-    tenant_id: i64,
-    gateway_id: i64,
+    tenant_id: Option<i64>,
+    gateway_id: Option<i64>,
     mac: String,
     serial: String,
     fingerprint_sha256: String,
@@ -116,8 +117,8 @@ impl TryFrom<CertificateRow> for Certificate {
     fn try_from(r: CertificateRow) -> Result<Self, StoreError> {
         Ok(Certificate {
             id: CertificateId::new(r.id),
-            tenant_id: TenantId::new(r.tenant_id),
-            gateway_id: GatewayId::new(r.gateway_id),
+            tenant_id: r.tenant_id.map(TenantId::new),
+            gateway_id: r.gateway_id.map(GatewayId::new),
             mac: r.mac,
             serial: r.serial,
             fingerprint_sha256: r.fingerprint_sha256,
@@ -189,9 +190,10 @@ impl<'a> CertificateStore<'a> {
                 )));
             }
             let active: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM certificates WHERE gateway_id = $1 AND status = 'active'",
+                "SELECT count(*) FROM certificates WHERE (gateway_id = $1 OR mac = $2) AND status = 'active'",
             )
             .bind(gateway.get())
+            .bind(&gw_mac)
             .fetch_one(&mut *tx)
             .await?;
             if active > 0 {
@@ -203,10 +205,11 @@ impl<'a> CertificateStore<'a> {
                 }
                 sqlx::query(
                     "UPDATE certificates SET status = 'superseded', updated_at = $2 \
-                     WHERE gateway_id = $1 AND status = 'active'",
+                     WHERE (gateway_id = $1 OR mac = $3) AND status = 'active'",
                 )
                 .bind(gateway.get())
                 .bind(now)
+                .bind(&gw_mac)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -229,36 +232,106 @@ impl<'a> CertificateStore<'a> {
         row.try_into()
     }
 
+    /// Records certificates of a factory batch, issued before their gateways are registered
+    /// (no tenant yet), all or none. Pre-registering a gateway with the same MAC links them.
+    pub async fn staff_record_factory(&self, batch: &[NewCertificate]) -> Result<(), StoreError> {
+        let now = Ts::now();
+        in_tx!(self.db, |tx| {
+            for new in batch {
+                let active: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM certificates WHERE mac = $1 AND status = 'active'",
+                )
+                .bind(new.mac.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+                if active > 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "MAC {} already has an active certificate",
+                        new.mac
+                    )));
+                }
+                sqlx::query(
+                    "INSERT INTO certificates (mac, serial, fingerprint_sha256, pem, key_algorithm, issued_at, \
+                     expires_at, status, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $8)",
+                )
+                .bind(new.mac.to_string())
+                .bind(&new.serial)
+                .bind(&new.fingerprint_sha256)
+                .bind(&new.pem)
+                .bind(&new.key_algorithm)
+                .bind(Ts::from(new.issued_at))
+                .bind(Ts::from(new.expires_at))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Whether a MAC already has an active certificate, whatever its tenant (CLI pre-check before
+    /// generating keys).
+    pub async fn staff_has_active(&self, mac: Mac) -> Result<bool, StoreError> {
+        let n: i64 = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_scalar(
+                    "SELECT count(*) FROM certificates WHERE mac = $1 AND status = 'active'"
+                )
+                .bind(mac.to_string())
+                .fetch_one(pool)
+                .await
+        )?;
+        Ok(n > 0)
+    }
+
     pub async fn get(&self, tenant: TenantId, id: CertificateId) -> Result<Certificate, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM certificates WHERE tenant_id = $1 AND id = $2");
-        let row: CertificateRow = on_db!(self.db, read |pool| sqlx::query_as(AssertSqlSafe(sql.as_str()))
-            .bind(tenant.get())
-            .bind(id.get())
-            .fetch_one(pool)
-            .await)?;
+        let row: CertificateRow = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .bind(id.get())
+                    .fetch_one(pool)
+                    .await
+        )?;
         row.try_into()
     }
 
     /// A certificate by serial whatever its tenant (CLI, device endpoint).
     pub async fn staff_by_serial(&self, serial: &str) -> Result<Certificate, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM certificates WHERE serial = $1");
-        let row: CertificateRow = on_db!(self.db, read |pool| sqlx::query_as(AssertSqlSafe(sql.as_str()))
-            .bind(serial.to_ascii_lowercase())
-            .fetch_one(pool)
-            .await)?;
+        let row: CertificateRow = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(serial.to_ascii_lowercase())
+                    .fetch_one(pool)
+                    .await
+        )?;
         row.try_into()
     }
 
     /// Every certificate of one of the tenant's gateways, newest first (its history).
-    pub async fn for_gateway(&self, tenant: TenantId, gateway: GatewayId) -> Result<Vec<Certificate>, StoreError> {
+    pub async fn for_gateway(
+        &self,
+        tenant: TenantId,
+        gateway: GatewayId,
+    ) -> Result<Vec<Certificate>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM certificates WHERE tenant_id = $1 AND gateway_id = $2 ORDER BY issued_at DESC, id DESC"
         );
-        let rows: Vec<CertificateRow> = on_db!(self.db, read |pool| sqlx::query_as(AssertSqlSafe(sql.as_str()))
-            .bind(tenant.get())
-            .bind(gateway.get())
-            .fetch_all(pool)
-            .await)?;
+        let rows: Vec<CertificateRow> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .bind(gateway.get())
+                    .fetch_all(pool)
+                    .await
+        )?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
@@ -271,7 +344,11 @@ impl<'a> CertificateStore<'a> {
         self.list_where(Some(tenant), filter, page).await
     }
 
-    pub async fn staff_list(&self, filter: &CertificateFilter, page: Page) -> Result<Paged<Certificate>, StoreError> {
+    pub async fn staff_list(
+        &self,
+        filter: &CertificateFilter,
+        page: Page,
+    ) -> Result<Paged<Certificate>, StoreError> {
         self.list_where(None, filter, page).await
     }
 
@@ -299,27 +376,30 @@ impl<'a> CertificateStore<'a> {
             .map(|s| format!("%{}%", s.to_lowercase().replace(['\\', '%', '_'], "")));
         let before_flag = filter.expires_before.map(|_| 1i64);
         let before = Ts::from(filter.expires_before.unwrap_or_default());
-        let (rows, total): (Vec<CertificateRow>, i64) = on_db!(self.db, read |pool| {
-            let rows = sqlx::query_as(AssertSqlSafe(list.as_str()))
-                .bind(tenant)
-                .bind(status)
-                .bind(search.as_deref())
-                .bind(before_flag)
-                .bind(before)
-                .bind(page.limit())
-                .bind(page.offset())
-                .fetch_all(pool)
-                .await?;
-            let total = sqlx::query_scalar(AssertSqlSafe(count.as_str()))
-                .bind(tenant)
-                .bind(status)
-                .bind(search.as_deref())
-                .bind(before_flag)
-                .bind(before)
-                .fetch_one(pool)
-                .await?;
-            Ok::<_, sqlx::Error>((rows, total))
-        })?;
+        let (rows, total): (Vec<CertificateRow>, i64) = on_db!(
+            self.db,
+            read | pool | {
+                let rows = sqlx::query_as(AssertSqlSafe(list.as_str()))
+                    .bind(tenant)
+                    .bind(status)
+                    .bind(search.as_deref())
+                    .bind(before_flag)
+                    .bind(before)
+                    .bind(page.limit())
+                    .bind(page.offset())
+                    .fetch_all(pool)
+                    .await?;
+                let total = sqlx::query_scalar(AssertSqlSafe(count.as_str()))
+                    .bind(tenant)
+                    .bind(status)
+                    .bind(search.as_deref())
+                    .bind(before_flag)
+                    .bind(before)
+                    .fetch_one(pool)
+                    .await?;
+                Ok::<_, sqlx::Error>((rows, total))
+            }
+        )?;
         Ok(Paged {
             items: rows.into_iter().map(TryInto::try_into).collect::<Result<_, _>>()?,
             total,
@@ -338,12 +418,15 @@ impl<'a> CertificateStore<'a> {
         notes: Option<&str>,
     ) -> Result<Certificate, StoreError> {
         let now = Ts::now();
-        let status: Option<String> =
-            on_db!(self.db, read |pool| sqlx::query_scalar("SELECT status FROM certificates WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant.get())
-                .bind(id.get())
-                .fetch_optional(pool)
-                .await)?;
+        let status: Option<String> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_scalar("SELECT status FROM certificates WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.get())
+                    .bind(id.get())
+                    .fetch_optional(pool)
+                    .await
+        )?;
         match status.as_deref() {
             None => return Err(StoreError::NotFound),
             Some("revoked") => return Err(StoreError::Conflict("the certificate is already revoked".into())),
@@ -368,7 +451,8 @@ impl<'a> CertificateStore<'a> {
     /// Every revoked serial of the platform, oldest revocation first: the CRL's content and the
     /// device endpoint's revocation set.
     pub async fn staff_revoked(&self) -> Result<Vec<RevokedSerial>, StoreError> {
-        let rows: Vec<(String, Option<Ts>, Option<String>)> = on_db!(self.db, read |pool| sqlx::query_as(
+        let rows: Vec<(String, Option<Ts>, Option<String>)> =
+            on_db!(self.db, read |pool| sqlx::query_as(
             "SELECT serial, revoked_at, revocation_reason FROM certificates WHERE status = 'revoked' \
              ORDER BY revoked_at, id"
         )
@@ -386,14 +470,19 @@ impl<'a> CertificateStore<'a> {
 
     /// Notes the first connection made with a certificate (never-used certificates are listed).
     pub async fn mark_used(&self, serial: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        on_db!(self.db, write |pool| sqlx::query(
-            "UPDATE certificates SET first_used_at = $2 WHERE serial = $1 AND first_used_at IS NULL"
-        )
-        .bind(serial)
-        .bind(Ts::from(at))
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
+        on_db!(
+            self.db,
+            write
+                | pool
+                | sqlx::query(
+                    "UPDATE certificates SET first_used_at = $2 WHERE serial = $1 AND first_used_at IS NULL"
+                )
+                .bind(serial)
+                .bind(Ts::from(at))
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        )?;
         Ok(())
     }
 
@@ -414,11 +503,13 @@ impl<'a> CertificateStore<'a> {
 
     /// The current CRL, if one was issued.
     pub async fn crl(&self) -> Result<Option<StoredCrl>, StoreError> {
-        let row: Option<(i64, Ts, Ts, String, Vec<u8>)> = on_db!(self.db, read |pool| sqlx::query_as(
-            "SELECT number, this_update, next_update, pem, der FROM crl WHERE id = 1"
-        )
-        .fetch_optional(pool)
-        .await)?;
+        let row: Option<(i64, Ts, Ts, String, Vec<u8>)> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as("SELECT number, this_update, next_update, pem, der FROM crl WHERE id = 1")
+                    .fetch_optional(pool)
+                    .await
+        )?;
         Ok(row.map(|(number, this_update, next_update, pem, der)| StoredCrl {
             number,
             this_update: this_update.0,
@@ -446,7 +537,10 @@ impl<'a> CertificateStore<'a> {
         .await
         .map(|r| r.rows_affected()))?;
         if done == 0 {
-            return Err(StoreError::Conflict(format!("a CRL newer than number {} is already stored", crl.number)));
+            return Err(StoreError::Conflict(format!(
+                "a CRL newer than number {} is already stored",
+                crl.number
+            )));
         }
         Ok(())
     }

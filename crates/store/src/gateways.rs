@@ -289,6 +289,15 @@ impl<'a> GatewayStore<'a> {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| conflict_message(*mac, &fields.code, e.into()))?;
+                // Certificates issued for this MAC by a factory batch now belong to the gateway.
+                sqlx::query(
+                    "UPDATE certificates SET tenant_id = $1, gateway_id = $2 WHERE mac = $3 AND gateway_id IS NULL",
+                )
+                .bind(tenant.get())
+                .bind(row.id)
+                .bind(mac.to_string())
+                .execute(&mut *tx)
+                .await?;
                 out.push(Gateway::try_from(row)?);
             }
             Ok(out)

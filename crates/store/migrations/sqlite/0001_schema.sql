@@ -200,10 +200,13 @@ CREATE TABLE rejected_messages (
 CREATE INDEX rejected_messages_tenant ON rejected_messages (tenant_id, received_at);
 CREATE INDEX rejected_messages_received ON rejected_messages (received_at);
 
+-- Issued device certificates. A factory batch issues certificates before their gateways are
+-- registered: such a row has no tenant or gateway until the gateway is pre-registered with that
+-- MAC, which links them.
 CREATE TABLE certificates (
     id                 INTEGER PRIMARY KEY,
-    tenant_id          INTEGER NOT NULL REFERENCES tenants (id),
-    gateway_id         INTEGER NOT NULL REFERENCES gateways (id),
+    tenant_id          INTEGER REFERENCES tenants (id),
+    gateway_id         INTEGER REFERENCES gateways (id),
     mac                TEXT NOT NULL,
     serial             TEXT NOT NULL UNIQUE,
     fingerprint_sha256 TEXT NOT NULL UNIQUE,
@@ -221,6 +224,7 @@ CREATE TABLE certificates (
     created_by         INTEGER
 );
 CREATE INDEX certificates_gateway ON certificates (gateway_id);
+CREATE INDEX certificates_mac ON certificates (mac);
 CREATE INDEX certificates_expiry ON certificates (status, expires_at);
 
 CREATE TABLE renewal_log (

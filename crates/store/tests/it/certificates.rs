@@ -20,32 +20,61 @@ fn issued(mac: &str, serial: &str, years: i64) -> NewCertificate {
 async fn a_gateway_has_one_active_certificate_unless_replaced(store: Store) {
     let t = fixtures::tenant(&store, "Acme").await;
     let g = fixtures::gateway(&store, t.id, "aa:bb:cc:dd:ee:01", "GW1").await;
-    let first = store.certificates().record_issued(t.id, g.id, &issued("aa:bb:cc:dd:ee:01", "0a1", 10), false, None).await.unwrap();
+    let first = store
+        .certificates()
+        .record_issued(t.id, g.id, &issued("aa:bb:cc:dd:ee:01", "0a1", 10), false, None)
+        .await
+        .unwrap();
     assert_eq!(first.status, CertificateStatus::Active);
-    let again = store.certificates().record_issued(t.id, g.id, &issued("aa:bb:cc:dd:ee:01", "0a2", 10), false, None).await;
+    let again = store
+        .certificates()
+        .record_issued(t.id, g.id, &issued("aa:bb:cc:dd:ee:01", "0a2", 10), false, None)
+        .await;
     assert!(matches!(again, Err(StoreError::Conflict(m)) if m.contains("already has an active certificate")));
-    let second = store.certificates().record_issued(t.id, g.id, &issued("aa:bb:cc:dd:ee:01", "0a2", 10), true, None).await.unwrap();
+    let second = store
+        .certificates()
+        .record_issued(t.id, g.id, &issued("aa:bb:cc:dd:ee:01", "0a2", 10), true, None)
+        .await
+        .unwrap();
     let history = store.certificates().for_gateway(t.id, g.id).await.unwrap();
     let statuses: Vec<_> = history.iter().map(|c| (c.serial.as_str(), c.status)).collect();
     assert_eq!(statuses, vec![("0a2", CertificateStatus::Active), ("0a1", CertificateStatus::Superseded)]);
     assert_eq!(store.certificates().staff_by_serial("0A2").await.unwrap().id, second.id);
-    let wrong_mac = store.certificates().record_issued(t.id, g.id, &issued("aa:bb:cc:dd:ee:99", "0a3", 10), true, None).await;
+    let wrong_mac = store
+        .certificates()
+        .record_issued(t.id, g.id, &issued("aa:bb:cc:dd:ee:99", "0a3", 10), true, None)
+        .await;
     assert!(matches!(wrong_mac, Err(StoreError::Conflict(_))));
 }
 
 async fn revocation_keeps_its_reason_and_feeds_the_revoked_list(store: Store) {
     let t = fixtures::tenant(&store, "Acme").await;
     let g = fixtures::gateway(&store, t.id, "aa:bb:cc:dd:ee:01", "GW1").await;
-    let c = store.certificates().record_issued(t.id, g.id, &issued("aa:bb:cc:dd:ee:01", "0b1", 10), false, None).await.unwrap();
-    let revoked = store.certificates().revoke(t.id, c.id, "keyCompromise", Some("stolen gateway")).await.unwrap();
+    let c = store
+        .certificates()
+        .record_issued(t.id, g.id, &issued("aa:bb:cc:dd:ee:01", "0b1", 10), false, None)
+        .await
+        .unwrap();
+    let revoked =
+        store.certificates().revoke(t.id, c.id, "keyCompromise", Some("stolen gateway")).await.unwrap();
     assert_eq!(revoked.status, CertificateStatus::Revoked);
     assert_eq!(revoked.revocation_reason.as_deref(), Some("keyCompromise"));
     assert_eq!(revoked.revocation_notes.as_deref(), Some("stolen gateway"));
-    assert!(matches!(store.certificates().revoke(t.id, c.id, "superseded", None).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.certificates().revoke(t.id, c.id, "superseded", None).await,
+        Err(StoreError::Conflict(_))
+    ));
     let list = store.certificates().staff_revoked().await.unwrap();
-    assert_eq!(list.iter().map(|r| (r.serial.as_str(), r.reason.as_str())).collect::<Vec<_>>(), vec![("0b1", "keyCompromise")]);
+    assert_eq!(
+        list.iter().map(|r| (r.serial.as_str(), r.reason.as_str())).collect::<Vec<_>>(),
+        vec![("0b1", "keyCompromise")]
+    );
     // After a revocation the gateway may get a new certificate without --replace.
-    store.certificates().record_issued(t.id, g.id, &issued("aa:bb:cc:dd:ee:01", "0b2", 10), false, None).await.unwrap();
+    store
+        .certificates()
+        .record_issued(t.id, g.id, &issued("aa:bb:cc:dd:ee:01", "0b2", 10), false, None)
+        .await
+        .unwrap();
 }
 
 async fn certificates_are_listed_filtered_and_counted_by_expiry_year(store: Store) {
@@ -53,9 +82,14 @@ async fn certificates_are_listed_filtered_and_counted_by_expiry_year(store: Stor
     for (i, years) in [(1, 1), (2, 10), (3, 10)] {
         let mac = format!("aa:bb:cc:dd:ee:0{i}");
         let g = fixtures::gateway(&store, t.id, &mac, &format!("GW{i}")).await;
-        store.certificates().record_issued(t.id, g.id, &issued(&mac, &format!("0c{i}"), years), false, None).await.unwrap();
+        store
+            .certificates()
+            .record_issued(t.id, g.id, &issued(&mac, &format!("0c{i}"), years), false, None)
+            .await
+            .unwrap();
     }
-    let soon = CertificateFilter { expires_before: Some(Utc::now() + Duration::days(730)), ..Default::default() };
+    let soon =
+        CertificateFilter { expires_before: Some(Utc::now() + Duration::days(730)), ..Default::default() };
     let expiring = store.certificates().list(t.id, &soon, Page::default()).await.unwrap();
     assert_eq!(expiring.items.iter().map(|c| c.serial.as_str()).collect::<Vec<_>>(), vec!["0c1"]);
     let by_mac = CertificateFilter { search: Some("EE:02".into()), ..Default::default() };
@@ -69,12 +103,25 @@ async fn another_tenant_cannot_see_or_revoke_certificates(store: Store) {
     let a = fixtures::tenant(&store, "Alpha").await;
     let b = fixtures::tenant(&store, "Beta").await;
     let g = fixtures::gateway(&store, a.id, "aa:bb:cc:dd:ee:01", "GW1").await;
-    let c = store.certificates().record_issued(a.id, g.id, &issued("aa:bb:cc:dd:ee:01", "0d1", 10), false, None).await.unwrap();
+    let c = store
+        .certificates()
+        .record_issued(a.id, g.id, &issued("aa:bb:cc:dd:ee:01", "0d1", 10), false, None)
+        .await
+        .unwrap();
     assert!(matches!(store.certificates().get(b.id, c.id).await, Err(StoreError::NotFound)));
-    assert!(matches!(store.certificates().revoke(b.id, c.id, "keyCompromise", None).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.certificates().revoke(b.id, c.id, "keyCompromise", None).await,
+        Err(StoreError::NotFound)
+    ));
     assert!(store.certificates().for_gateway(b.id, g.id).await.unwrap().is_empty());
-    assert_eq!(store.certificates().list(b.id, &CertificateFilter::default(), Page::default()).await.unwrap().total, 0);
-    let issue_on_foreign = store.certificates().record_issued(b.id, g.id, &issued("aa:bb:cc:dd:ee:01", "0d2", 10), true, None).await;
+    assert_eq!(
+        store.certificates().list(b.id, &CertificateFilter::default(), Page::default()).await.unwrap().total,
+        0
+    );
+    let issue_on_foreign = store
+        .certificates()
+        .record_issued(b.id, g.id, &issued("aa:bb:cc:dd:ee:01", "0d2", 10), true, None)
+        .await;
     assert!(matches!(issue_on_foreign, Err(StoreError::NotFound)));
     assert_eq!(store.certificates().get(a.id, c.id).await.unwrap().status, CertificateStatus::Active);
 }
@@ -95,7 +142,27 @@ async fn only_a_newer_crl_replaces_the_stored_one(store: Store) {
     assert_eq!(store.certificates().crl().await.unwrap().unwrap().pem, "pem 2");
 }
 
+async fn factory_certificates_are_linked_when_their_gateway_is_pre_registered(store: Store) {
+    let batch = [issued("aa:bb:cc:dd:ee:01", "0e1", 10), issued("aa:bb:cc:dd:ee:02", "0e2", 10)];
+    store.certificates().staff_record_factory(&batch).await.unwrap();
+    assert!(store.certificates().staff_has_active(Mac::parse("aa:bb:cc:dd:ee:01").unwrap()).await.unwrap());
+    let again = store.certificates().staff_record_factory(&[issued("aa:bb:cc:dd:ee:02", "0e3", 10)]).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))));
+    let t = fixtures::tenant(&store, "Acme").await;
+    assert_eq!(
+        store.certificates().list(t.id, &CertificateFilter::default(), Page::default()).await.unwrap().total,
+        0
+    );
+    let g = fixtures::gateway(&store, t.id, "aa:bb:cc:dd:ee:01", "GW1").await;
+    let linked = store.certificates().for_gateway(t.id, g.id).await.unwrap();
+    assert_eq!(linked.iter().map(|c| c.serial.as_str()).collect::<Vec<_>>(), vec!["0e1"]);
+    assert_eq!(linked[0].tenant_id, Some(t.id));
+    let unlinked = store.certificates().staff_by_serial("0e2").await.unwrap();
+    assert_eq!(unlinked.tenant_id, None);
+}
+
 conformance!(
+    factory_certificates_are_linked_when_their_gateway_is_pre_registered,
     a_gateway_has_one_active_certificate_unless_replaced,
     revocation_keeps_its_reason_and_feeds_the_revoked_list,
     certificates_are_listed_filtered_and_counted_by_expiry_year,
