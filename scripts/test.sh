@@ -6,6 +6,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
 
+# The certificate tests run Debian's Mosquitto and its clients against `tds broker-config`.
+if ! command -v mosquitto >/dev/null 2>&1 && [ -x /usr/sbin/mosquitto ]; then export PATH="$PATH:/usr/sbin"; fi
+if ! command -v mosquitto >/dev/null 2>&1 || ! command -v mosquitto_pub >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing mosquitto and mosquitto-clients" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients openssl unzip >/dev/null
+    export PATH="$PATH:/usr/sbin"
+  else
+    echo "Mosquitto not found. Install it with: sudo apt-get install mosquitto mosquitto-clients" >&2
+    exit 1
+  fi
+fi
+
 # Tests create hundreds of databases; durability is not what they test, so skip the fsyncs.
 pg_start -c fsync=off -c synchronous_commit=off -c full_page_writes=off
 

@@ -1,5 +1,8 @@
 //! The command line, as SPEC §9 lists it. Commands of later capabilities are added with them.
 
+// Doc comments here are clap's help text for operators, where Markdown backticks would show.
+#![allow(clippy::doc_markdown)]
+
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -43,6 +46,28 @@ pub enum Command {
     Device {
         #[command(subcommand)]
         command: DeviceCommand,
+    },
+    /// The platform certificate authority.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Device certificates.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+    /// Write Mosquitto's configuration, ACL, certificates and CRL for scale-out mode.
+    BrokerConfig {
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Address Mosquitto listens on.
+        #[arg(long, default_value = "0.0.0.0")]
+        bind: String,
+        /// Port Mosquitto listens on.
+        #[arg(long, default_value_t = 8883)]
+        port: u16,
     },
     /// Benchmarks that print figures.
     Bench {
@@ -119,6 +144,82 @@ pub struct ImportArgs {
     pub tenant: String,
     /// The CSV file (a header row is optional).
     pub file: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create the platform CA and the MQTT server certificate in {data_dir}/pki (refuses to
+    /// overwrite an existing CA). With ca_passphrase set (TDS_CA_PASSPHRASE), the key is encrypted.
+    Init {
+        /// rsa4096 or ecdsa-p384.
+        #[arg(long, default_value = "rsa4096")]
+        algorithm: String,
+        /// Subject common name (default "TDS Platform CA").
+        #[arg(long)]
+        common_name: Option<String>,
+        /// Subject organization (default "TDS").
+        #[arg(long)]
+        organization: Option<String>,
+        /// More names for the MQTT server certificate, besides mqtt_public_host (repeatable).
+        #[arg(long)]
+        san: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Issue a device certificate for a registered gateway and write its bundle MAC.zip
+    /// (ca.crt, client.crt, client.key, README with the ESP32 NVS steps).
+    Issue {
+        #[arg(long)]
+        mac: String,
+        /// Directory the bundle is written to.
+        #[arg(long)]
+        out: PathBuf,
+        /// rsa2048 (ESP32 mbedTLS) or ecdsa-p256.
+        #[arg(long, default_value = "rsa2048")]
+        key: String,
+        /// Supersede the gateway's active certificate.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Factory batch: a CSV `mac,serial_number,model,device_id` gives one bundle per row and
+    /// manifest.csv (`mac,serial_number,cert_serial,expires_at`).
+    Batch {
+        file: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "rsa2048")]
+        key: String,
+    },
+    /// Sign a gateway's CSR (its key never leaves the device); prints the certificate or writes --out.
+    SignCsr {
+        #[arg(long)]
+        mac: String,
+        file: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Revoke a gateway's active certificate (RFC 5280 reason: key_compromise, superseded,
+    /// cessation_of_operation, affiliation_changed, unspecified, …) and re-issue the CRL.
+    Revoke {
+        #[arg(long)]
+        mac: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        notes: Option<String>,
+    },
+    /// List certificates (all tenants, or one).
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// active, superseded, revoked or expired.
+        #[arg(long)]
+        status: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

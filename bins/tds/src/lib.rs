@@ -4,10 +4,12 @@
 
 pub mod admin;
 pub mod bench;
+pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod import;
 pub mod logging;
+pub mod pki;
 pub mod serve;
 
 use anyhow::Context;
@@ -41,6 +43,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gateway { command } => import::gateway(&open_store(&config).await?, command).await,
         Command::Device { command } => import::device(&open_store(&config).await?, command).await,
         Command::Bench { command } => bench::run(&config, command).await,
+        Command::Ca { command } => pki::ca(&config, command),
+        Command::Cert { command } => pki::cert(&config, &open_store(&config).await?, command).await,
+        Command::BrokerConfig { out, bind, port } => {
+            pki::broker_config(&config, &open_store(&config).await?, &out, &bind, port).await
+        }
     }
 }
 

@@ -1,8 +1,10 @@
 //! `tds serve`: opens (and migrates) the database, binds the listeners and runs until a shutdown
 //! signal, then drains in-flight requests and closes the database.
 //!
-//! For now the HTTP listener answers the health checks; the web UI, the API and the MQTT endpoint
-//! are mounted here as their crates arrive.
+//! On first start it creates the platform CA and the MQTT server certificate (under
+//! `{data_dir}/pki`) and a first CRL. The HTTP listener answers the health checks and serves the
+//! CRL at `/pki/crl.pem` and `/pki/crl.der` (no login: brokers and gateways fetch it); the web UI,
+//! the API and the MQTT endpoint are mounted here as their crates arrive.
 
 use crate::config::Config;
 use anyhow::Context;
@@ -14,8 +16,17 @@ use axum::routing::get;
 use serde_json::json;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tds_pki::CaFiles;
 use tds_store::Store;
 use tokio::net::TcpListener;
+
+/// What the HTTP handlers share.
+#[derive(Debug, Clone)]
+struct AppState {
+    store: Store,
+}
 
 /// A server whose listeners are bound (so the port is known, even when configured as `:0`) but
 /// that does not serve yet.
@@ -23,6 +34,8 @@ use tokio::net::TcpListener;
 pub struct Server {
     pub http_addr: SocketAddr,
     pub store: Store,
+    pki: Arc<CaFiles>,
+    config: Config,
     listener: TcpListener,
 }
 
@@ -34,22 +47,26 @@ impl Server {
             backend = store.db().backend(),
             "database ready"
         );
+        let pki = Arc::new(crate::pki::ensure_ca(config)?);
+        let crl = crate::pki::current_crl(&store, &pki, config).await?;
+        tracing::info!(number = crl.number, next_update = %crl.next_update, "CRL ready at /pki/crl.pem");
         let wanted = config.http_socket()?;
         let listener = TcpListener::bind(wanted).await.with_context(|| {
             format!("cannot listen on http_addr {wanted}: is another server running there?")
         })?;
         let http_addr = listener.local_addr()?;
-        Ok(Self { http_addr, store, listener })
+        Ok(Self { http_addr, store, pki, config: config.clone(), listener })
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and closes the database.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(http = %self.http_addr, "TDS is listening on http://{}", self.http_addr);
-        let app = router(self.store.clone());
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("HTTP server failed")?;
+        let app = router(AppState { store: self.store.clone() });
+        let crl_task =
+            tokio::spawn(keep_crl_fresh(self.store.clone(), self.pki.clone(), self.config.clone()));
+        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        crl_task.abort();
+        served.context("HTTP server failed")?;
         self.store.db().close().await;
         tracing::info!("TDS stopped");
         Ok(())
@@ -63,8 +80,51 @@ pub async fn serve(
     Server::bind(config).await?.run(shutdown).await
 }
 
-fn router(store: Store) -> Router {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(store)
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/pki/crl.pem", get(crl_pem))
+        .route("/pki/crl.der", get(crl_der))
+        .with_state(state)
+}
+
+/// Re-issues the CRL before its next-update time (checked hourly; every revocation also
+/// re-issues it at once). With several instances each may re-issue; the store keeps the newest.
+async fn keep_crl_fresh(store: Store, pki: Arc<CaFiles>, config: Config) {
+    let mut tick = tokio::time::interval(Duration::from_hours(1));
+    loop {
+        tick.tick().await;
+        if let Err(e) = crate::pki::current_crl(&store, &pki, &config).await {
+            tracing::error!(error = format!("{e:#}"), "CRL refresh failed; will retry");
+        }
+    }
+}
+
+async fn crl_pem(State(state): State<AppState>) -> axum::response::Response {
+    match state.store.certificates().crl().await {
+        Ok(Some(crl)) => {
+            ([(axum::http::header::CONTENT_TYPE, "application/x-pem-file")], crl.pem).into_response()
+        }
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the CRL");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+async fn crl_der(State(state): State<AppState>) -> axum::response::Response {
+    match state.store.certificates().crl().await {
+        Ok(Some(crl)) => {
+            ([(axum::http::header::CONTENT_TYPE, "application/pkix-crl")], crl.der).into_response()
+        }
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the CRL");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
 }
 
 /// Liveness: the process answers.
@@ -73,9 +133,11 @@ async fn healthz() -> impl IntoResponse {
 }
 
 /// Readiness: the database answers too.
-async fn readyz(State(store): State<Store>) -> impl IntoResponse {
-    match store.db().ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready", "database": store.db().backend() }))),
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.db().ping().await {
+        Ok(()) => {
+            (StatusCode::OK, Json(json!({ "status": "ready", "database": state.store.db().backend() })))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (

@@ -8,5 +8,6 @@
 #![allow(clippy::too_many_lines, clippy::needless_pass_by_value)]
 
 mod cli;
+mod pki;
 mod serve;
 mod support;

@@ -36,6 +36,12 @@ async fn serve_answers_health_checks_and_stops_on_sigterm(tds: &Tds) {
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["status"], "ready");
+    // The CA and a first CRL exist from the first start; the CRL is served without login.
+    let crl = reqwest::get(format!("http://127.0.0.1:{port}/pki/crl.pem")).await.unwrap();
+    assert_eq!(crl.status(), 200);
+    assert!(crl.text().await.unwrap().starts_with("-----BEGIN X509 CRL-----"));
+    let der = reqwest::get(format!("http://127.0.0.1:{port}/pki/crl.der")).await.unwrap();
+    assert_eq!(der.headers()["content-type"], "application/pkix-crl");
 
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -48,13 +54,14 @@ async fn serve_with_no_configuration_uses_sqlite_under_data() {
     let tds = Tds::new(None);
     serve_answers_health_checks_and_stops_on_sigterm(&tds).await;
     assert!(tds.path().join("data/tds.db").is_file(), "the embedded database is created under ./data");
+    assert!(tds.path().join("data/pki/ca.crt").is_file(), "the CA is created on first start");
 }
 
 async fn serve_runs_on_the_configured_database(db: TestDb) {
     // The test database is already migrated; `serve` must accept that and answer.
     let tds = Tds::new(Some(&db.url));
     serve_answers_health_checks_and_stops_on_sigterm(&tds).await;
-    assert!(!tds.path().join("data").exists(), "nothing is written to ./data when a database is configured");
+    assert!(!tds.path().join("data/tds.db").exists(), "no SQLite file when a database is configured");
 }
 
 per_backend!(serve_runs_on_the_configured_database);
