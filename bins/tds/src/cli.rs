@@ -127,7 +127,8 @@ pub enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum GatewayCommand {
-    /// Pre-register gateways from a CSV `mac,code,name[,model,serial_number,device_id]`.
+    /// Pre-register gateways from a CSV `mac,code,name[,model,serial_number,device_id]`, or from
+    /// the manifest.csv of `tds cert batch` (header `mac,serial_number,cert_serial,expires_at`).
     Import(ImportArgs),
 }
 

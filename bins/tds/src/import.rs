@@ -35,6 +35,14 @@ impl CsvRow {
 
 /// Reads a CSV file; a first row whose first field is `header_first` is a header and skipped.
 fn read_csv(path: &Path, header_first: &str) -> anyhow::Result<Vec<CsvRow>> {
+    read_csv_with_header(path, header_first).map(|(_, rows)| rows)
+}
+
+/// Like [`read_csv`], also returning the header row's lower-cased fields when there is one.
+fn read_csv_with_header(
+    path: &Path,
+    header_first: &str,
+) -> anyhow::Result<(Option<Vec<String>>, Vec<CsvRow>)> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -43,6 +51,7 @@ fn read_csv(path: &Path, header_first: &str) -> anyhow::Result<Vec<CsvRow>> {
         .from_path(path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let mut rows = Vec::new();
+    let mut header = None;
     for (i, record) in reader.records().enumerate() {
         let record = record.with_context(|| format!("{} is not valid CSV", path.display()))?;
         let line = record.position().map_or(i as u64 + 1, csv::Position::line);
@@ -52,6 +61,8 @@ fn read_csv(path: &Path, header_first: &str) -> anyhow::Result<Vec<CsvRow>> {
                 .first()
                 .is_some_and(|f| f.trim_start_matches('\u{feff}').eq_ignore_ascii_case(header_first))
         {
+            header =
+                Some(fields.iter().map(|f| f.trim_start_matches('\u{feff}').to_ascii_lowercase()).collect());
             continue;
         }
         if fields.iter().all(String::is_empty) {
@@ -62,7 +73,7 @@ fn read_csv(path: &Path, header_first: &str) -> anyhow::Result<Vec<CsvRow>> {
     if rows.is_empty() {
         bail!("{} has no data rows", path.display());
     }
-    Ok(rows)
+    Ok((header, rows))
 }
 
 /// Prints the row-by-row report and fails when any row has an error.
@@ -121,11 +132,64 @@ fn parse_gateway_row(row: &CsvRow) -> Result<(Mac, GatewayFields), String> {
     Ok((mac, fields))
 }
 
+/// A row of a factory manifest (`mac,serial_number,cert_serial,expires_at`, written by
+/// `tds cert batch`): the gateway is pre-registered with its serial number as code and name, and
+/// the row must name the factory certificate issued for that MAC.
+async fn parse_manifest_row(
+    store: &Store,
+    row: &CsvRow,
+) -> anyhow::Result<Result<(Mac, GatewayFields), String>> {
+    let mac = match row.required(0, "mac").map_err(err_text).and_then(|m| Mac::parse(m).map_err(err_text)) {
+        Ok(mac) => mac,
+        Err(e) => return Ok(Err(e)),
+    };
+    let serial_number = match row.required(1, "serial_number") {
+        Ok(s) => s.to_owned(),
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let cert_serial = match row.required(2, "cert_serial") {
+        Ok(s) => s.to_ascii_lowercase(),
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    match store.certificates().staff_by_serial(&cert_serial).await {
+        Ok(c) if c.mac == mac.to_string() => {}
+        Ok(_) | Err(StoreError::NotFound) => {
+            return Ok(Err(format!("certificate {cert_serial} was not issued for {mac} by a factory batch")));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    // The serial number is the code people find on the label; fall back to the MAC when it
+    // does not make a valid code.
+    let code = GatewayCode::parse(&serial_number)
+        .or_else(|_| GatewayCode::parse(&format!("GW-{}", mac.to_string().replace(':', ""))))
+        .map_err(err_text);
+    let code = match code {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    let name = match Name::parse("name", &format!("Gateway {serial_number}")) {
+        Ok(n) => n,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let mut fields = GatewayFields::new(code, name);
+    fields.serial_number = Some(serial_number);
+    Ok(Ok((mac, fields)))
+}
+
 pub async fn gateway(store: &Store, command: GatewayCommand) -> anyhow::Result<()> {
     let GatewayCommand::Import(ImportArgs { tenant, file }) = command;
     let tenant = find_tenant(store, &tenant).await?;
-    let rows = read_csv(&file, "mac")?;
-    let parsed: Vec<_> = rows.iter().map(parse_gateway_row).collect();
+    let (header, rows) = read_csv_with_header(&file, "mac")?;
+    let is_manifest = header.as_ref().is_some_and(|h| h.get(1).is_some_and(|c| c == "serial_number"));
+    let parsed: Vec<_> = if is_manifest {
+        let mut parsed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            parsed.push(parse_manifest_row(store, row).await?);
+        }
+        parsed
+    } else {
+        rows.iter().map(parse_gateway_row).collect()
+    };
     report(&rows, &parsed, |(mac, f)| format!("{mac} {} {:?}", f.code, f.name.as_str()))?;
     let gateways: Vec<_> = parsed.into_iter().filter_map(Result::ok).collect();
     let created =

@@ -219,7 +219,62 @@ async fn mosquitto_from_broker_config_confines_gateways_and_refuses_revoked_ones
     assert!(!received.contains("from-revoked"), "{received}");
 }
 
+async fn a_factory_batch_is_pre_registered_from_its_manifest(db: TestDb) {
+    let tds = Tds::new(Some(&db.url));
+    tds.ok(&["ca", "init", "--algorithm", "ecdsa-p384"]);
+    tds.ok(&["tenant", "create", "--name", "Acme"]);
+    let bad = tds.file(
+        "bad.csv",
+        "mac,serial_number,model,device_id\naa:bb:cc:00:00:01,SN-1,DCU-8210,d1\nzz,SN-2,DCU-8210,d2\n",
+    );
+    let out =
+        tds.run(&["cert", "batch", bad.to_str().unwrap(), "--out", "factory", "--key", "ecdsa-p256"], "");
+    assert!(!out.status.success() && text(&out.stdout).contains("line 3"), "{}", text(&out.stdout));
+    assert!(!tds.path().join("factory").exists(), "nothing is written when a row is bad");
+
+    let csv = tds.file(
+        "batch.csv",
+        "mac,serial_number,model,device_id\naa:bb:cc:00:00:01,SN-1,DCU-8210,d1\naa:bb:cc:00:00:02,SN-2,DCU-8210,d2\n",
+    );
+    let out = tds.ok(&["cert", "batch", csv.to_str().unwrap(), "--out", "factory", "--key", "ecdsa-p256"]);
+    assert!(out.contains("issued 2 certificates"), "{out}");
+    let manifest = std::fs::read_to_string(tds.path().join("factory/manifest.csv")).unwrap();
+    assert!(
+        manifest.starts_with("mac,serial_number,cert_serial,expires_at\naa:bb:cc:00:00:01,SN-1,"),
+        "{manifest}"
+    );
+    assert!(tds.path().join("factory/aa-bb-cc-00-00-02.zip").is_file());
+
+    // A tampered manifest row (certificate of another MAC) refuses the whole import.
+    let lines: Vec<&str> = manifest.lines().collect();
+    let serial_of_2 = lines[2].split(',').nth(2).unwrap();
+    let tampered = tds.file(
+        "tampered.csv",
+        &format!("{}\n{}\naa:bb:cc:00:00:03,SN-3,{serial_of_2},2036-01-01T00:00:00Z\n", lines[0], lines[1]),
+    );
+    let out = tds.run(&["gateway", "import", "--tenant", "Acme", tampered.to_str().unwrap()], "");
+    assert!(
+        !out.status.success() && text(&out.stdout).contains("not issued for aa:bb:cc:00:00:03"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = tds.ok(&["gateway", "import", "--tenant", "Acme", "factory/manifest.csv"]);
+    assert!(out.contains("imported 2 gateways"), "{out}");
+    let acme = db.store.tenants().staff_by_name("Acme").await.unwrap();
+    let gw = db
+        .store
+        .gateways()
+        .by_mac(acme.id, tds_domain::Mac::parse("aa:bb:cc:00:00:02").unwrap())
+        .await
+        .unwrap();
+    assert_eq!((gw.code.as_str(), gw.serial_number.as_deref()), ("SN-2", Some("SN-2")));
+    let certs = db.store.certificates().for_gateway(acme.id, gw.id).await.unwrap();
+    assert_eq!(certs.len(), 1, "the factory certificate now belongs to the gateway");
+}
+
 per_backend!(
     issued_bundles_verify_and_a_revoked_certificate_fails_the_crl_check,
     mosquitto_from_broker_config_confines_gateways_and_refuses_revoked_ones,
+    a_factory_batch_is_pre_registered_from_its_manifest,
 );
