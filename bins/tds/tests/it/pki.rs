@@ -273,7 +273,50 @@ async fn a_factory_batch_is_pre_registered_from_its_manifest(db: TestDb) {
     assert_eq!(certs.len(), 1, "the factory certificate now belongs to the gateway");
 }
 
+async fn a_gateway_csr_is_signed_only_for_its_own_mac(db: TestDb) {
+    let tds = setup(&db);
+    let dir = tds.path().to_owned();
+    let req = |cn: &str, name: &str| {
+        let out = openssl(
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+            ],
+            &dir,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    req("AA:BB:CC:00:00:01", "good");
+    req("aa:bb:cc:00:00:02", "wrong");
+    let out = tds.ok(&["cert", "sign-csr", "--mac", "aa:bb:cc:00:00:01", "good.csr", "--out", "good.crt"]);
+    assert!(out.contains("signed certificate"), "{out}");
+    let verify = openssl(&["verify", "-CAfile", "data/pki/ca.crt", "good.crt"], &dir);
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
+    let shown = text(&openssl(&["x509", "-in", "good.crt", "-noout", "-text"], &dir).stdout);
+    assert!(
+        shown.contains("CA:FALSE") && !shown.contains("CA:TRUE"),
+        "a CSR cannot make itself a CA: {shown}"
+    );
+    let refused = tds.run(&["cert", "sign-csr", "--mac", "aa:bb:cc:00:00:01", "wrong.csr", "--replace"], "");
+    assert!(!refused.status.success(), "a CSR for another MAC is refused");
+    assert!(text(&refused.stderr).contains("aa:bb:cc:00:00:02"), "{}", text(&refused.stderr));
+}
+
 per_backend!(
+    a_gateway_csr_is_signed_only_for_its_own_mac,
     issued_bundles_verify_and_a_revoked_certificate_fails_the_crl_check,
     mosquitto_from_broker_config_confines_gateways_and_refuses_revoked_ones,
     a_factory_batch_is_pre_registered_from_its_manifest,
