@@ -59,6 +59,8 @@ pub enum PkiError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("a certificate worker thread stopped unexpectedly")]
     Worker,
+    #[error("TLS configuration failed: {0}")]
+    Tls(String),
 }
 
 impl PkiError {

@@ -19,6 +19,7 @@ pub mod error;
 pub mod files;
 pub mod parse;
 pub mod server;
+pub mod tls;
 
 pub use batch::issue_batch;
 pub use bundle::{BrokerInfo, DEFAULT_MQTT_TLS_PORT, bundle_file_name, bundle_zip};
@@ -30,3 +31,4 @@ pub use error::PkiError;
 pub use files::CaFiles;
 pub use parse::{CertificateInfo, parse_certificate, parse_certificate_der};
 pub use server::{DEFAULT_SERVER_SANS, ServerCertificate};
+pub use tls::{DeviceClientVerifier, DeviceIdentity, RevocationSet, device_identity, device_server_config};

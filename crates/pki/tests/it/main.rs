@@ -11,3 +11,4 @@ mod crl;
 mod csr;
 mod device;
 mod support;
+mod tls;
