@@ -272,7 +272,8 @@ pub async fn device(store: &Store, command: DeviceCommand) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn find_tenant(store: &Store, name: &str) -> anyhow::Result<TenantId> {
+/// The id of the tenant named `name` (case-insensitive), or an error pointing at `tds tenant list`.
+pub(crate) async fn find_tenant(store: &Store, name: &str) -> anyhow::Result<TenantId> {
     match store.tenants().staff_by_name(name).await {
         Ok(t) => Ok(t.id),
         Err(StoreError::NotFound) => bail!("no tenant named {name:?} (see `tds tenant list`)"),

@@ -6,10 +6,11 @@ use crate::admin::audit;
 use crate::broker;
 use crate::cli::{CaCommand, CertCommand};
 use crate::config::Config;
+use crate::import::find_tenant;
 use anyhow::{Context, bail};
 use chrono::{Duration, Utc};
 use std::path::{Path, PathBuf};
-use tds_domain::{Mac, TenantId};
+use tds_domain::Mac;
 use tds_pki::{
     BrokerInfo, CaAlgorithm, CaFiles, CaSubject, DeviceKeyKind, IssuedCertificate, RevocationReason,
     RevokedEntry,
@@ -253,14 +254,6 @@ fn parse_status(s: &str) -> anyhow::Result<CertificateStatus> {
         "expired" => CertificateStatus::Expired,
         other => bail!("unknown status {other:?}: expected active, superseded, revoked or expired"),
     })
-}
-
-async fn find_tenant(store: &Store, name: &str) -> anyhow::Result<TenantId> {
-    match store.tenants().staff_by_name(name).await {
-        Ok(t) => Ok(t.id),
-        Err(StoreError::NotFound) => bail!("no tenant named {name:?} (see `tds tenant list`)"),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Writes a file that must not exist yet (a bundle holds a private key: never overwrite one
