@@ -4,7 +4,6 @@
 use crate::{Db, Page, Paged, StoreError, Ts};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::AssertSqlSafe;
 use tds_domain::{TenantId, UserId};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -116,29 +115,13 @@ impl<'a> AuditStore<'a> {
         let actor = filter.actor.as_deref();
         let since_flag = filter.since.map(|_| 1i64);
         let since = Ts::from(filter.since.unwrap_or_default());
-        let (items, total): (Vec<AuditEntry>, i64) = on_db!(
+        let (items, total) = fetch_page!(
             self.db,
-            read | pool | {
-                let items = sqlx::query_as(AssertSqlSafe(list.as_str()))
-                    .bind(tenant)
-                    .bind(prefix.as_deref())
-                    .bind(actor)
-                    .bind(since_flag)
-                    .bind(since)
-                    .bind(page.limit())
-                    .bind(page.offset())
-                    .fetch_all(pool)
-                    .await?;
-                let total = sqlx::query_scalar(AssertSqlSafe(count.as_str()))
-                    .bind(tenant)
-                    .bind(prefix.as_deref())
-                    .bind(actor)
-                    .bind(since_flag)
-                    .bind(since)
-                    .fetch_one(pool)
-                    .await?;
-                Ok::<_, sqlx::Error>((items, total))
-            }
+            AuditEntry,
+            list.as_str(),
+            count.as_str(),
+            page,
+            [tenant, prefix.as_deref(), actor, since_flag, since]
         )?;
         Ok(Paged { items, total, page: page.number, size: page.size })
     }

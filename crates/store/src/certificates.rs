@@ -376,29 +376,13 @@ impl<'a> CertificateStore<'a> {
             .map(|s| format!("%{}%", s.to_lowercase().replace(['\\', '%', '_'], "")));
         let before_flag = filter.expires_before.map(|_| 1i64);
         let before = Ts::from(filter.expires_before.unwrap_or_default());
-        let (rows, total): (Vec<CertificateRow>, i64) = on_db!(
+        let (rows, total) = fetch_page!(
             self.db,
-            read | pool | {
-                let rows = sqlx::query_as(AssertSqlSafe(list.as_str()))
-                    .bind(tenant)
-                    .bind(status)
-                    .bind(search.as_deref())
-                    .bind(before_flag)
-                    .bind(before)
-                    .bind(page.limit())
-                    .bind(page.offset())
-                    .fetch_all(pool)
-                    .await?;
-                let total = sqlx::query_scalar(AssertSqlSafe(count.as_str()))
-                    .bind(tenant)
-                    .bind(status)
-                    .bind(search.as_deref())
-                    .bind(before_flag)
-                    .bind(before)
-                    .fetch_one(pool)
-                    .await?;
-                Ok::<_, sqlx::Error>((rows, total))
-            }
+            CertificateRow,
+            list.as_str(),
+            count.as_str(),
+            page,
+            [tenant, status, search.as_deref(), before_flag, before]
         )?;
         Ok(Paged {
             items: rows.into_iter().map(TryInto::try_into).collect::<Result<_, _>>()?,

@@ -401,27 +401,13 @@ impl<'a> GatewayStore<'a> {
             format!("SELECT {COLUMNS} FROM gateways WHERE {conditions} ORDER BY code, id LIMIT $5 OFFSET $6");
         let count_sql = format!("SELECT count(*) FROM gateways WHERE {conditions}");
         let tenant = tenant.map(TenantId::get);
-        let (rows, total): (Vec<GatewayRow>, i64) = on_db!(
+        let (rows, total) = fetch_page!(
             self.db,
-            read | pool | {
-                let rows = sqlx::query_as(AssertSqlSafe(list_sql.as_str()))
-                    .bind(tenant)
-                    .bind(search.as_deref())
-                    .bind(status)
-                    .bind(connection)
-                    .bind(page.limit())
-                    .bind(page.offset())
-                    .fetch_all(pool)
-                    .await?;
-                let total = sqlx::query_scalar(AssertSqlSafe(count_sql.as_str()))
-                    .bind(tenant)
-                    .bind(search.as_deref())
-                    .bind(status)
-                    .bind(connection)
-                    .fetch_one(pool)
-                    .await?;
-                Ok::<_, sqlx::Error>((rows, total))
-            }
+            GatewayRow,
+            list_sql.as_str(),
+            count_sql.as_str(),
+            page,
+            [tenant, search.as_deref(), status, connection]
         )?;
         Ok(Paged {
             items: rows.into_iter().map(TryInto::try_into).collect::<Result<_, _>>()?,
@@ -443,7 +429,7 @@ impl<'a> GatewayStore<'a> {
              firmware_version = $12, max_devices = $13, expected_interval_s = $14, updated_at = $15 \
              WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}"
         );
-        let (row, active): (GatewayRow, i64) = in_tx!(self.db, |tx| {
+        let row: GatewayRow = in_tx!(self.db, |tx| {
             let active: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM devices WHERE tenant_id = $1 AND gateway_id = $2 \
                  AND archived_at IS NULL AND status = 'ATIVO'",
@@ -469,9 +455,8 @@ impl<'a> GatewayStore<'a> {
                     fields.max_devices.get()
                 )));
             }
-            Ok((row, active))
+            Ok(row)
         })?;
-        let _ = active;
         row.try_into()
     }
 

@@ -60,3 +60,18 @@ macro_rules! in_tx {
         }
     };
 }
+
+/// One page of a filtered list and the total it is a page of: runs `$list` (whose last two
+/// parameters are LIMIT and OFFSET) and `$count` with the same leading binds, on the read pool,
+/// and evaluates to `Result<(Vec<$row>, i64), sqlx::Error>`.
+macro_rules! fetch_page {
+    ($db:expr, $row:ty, $list:expr, $count:expr, $page:expr, [$($bind:expr),* $(,)?]) => {
+        on_db!($db, read |pool| {
+            let list = sqlx::query_as::<_, $row>(sqlx::AssertSqlSafe($list))$(.bind($bind))*;
+            let rows = list.bind($page.limit()).bind($page.offset()).fetch_all(pool).await?;
+            let count = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe($count))$(.bind($bind))*;
+            let total = count.fetch_one(pool).await?;
+            Ok::<_, sqlx::Error>((rows, total))
+        })
+    };
+}

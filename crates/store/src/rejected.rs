@@ -162,24 +162,8 @@ impl<'a> RejectedStore<'a> {
         );
         let count = format!("SELECT count(*) FROM rejected_messages WHERE {conditions}");
         let tenant = tenant.map(TenantId::get);
-        let (rows, total): (Vec<RejectedRow>, i64) = on_db!(
-            self.db,
-            read | pool | {
-                let rows = sqlx::query_as(AssertSqlSafe(list.as_str()))
-                    .bind(tenant)
-                    .bind(reason_code)
-                    .bind(page.limit())
-                    .bind(page.offset())
-                    .fetch_all(pool)
-                    .await?;
-                let total = sqlx::query_scalar(AssertSqlSafe(count.as_str()))
-                    .bind(tenant)
-                    .bind(reason_code)
-                    .fetch_one(pool)
-                    .await?;
-                Ok::<_, sqlx::Error>((rows, total))
-            }
-        )?;
+        let (rows, total) =
+            fetch_page!(self.db, RejectedRow, list.as_str(), count.as_str(), page, [tenant, reason_code])?;
         Ok(Paged {
             items: rows.into_iter().map(Into::into).collect(),
             total,
