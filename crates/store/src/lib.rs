@@ -1,6 +1,6 @@
 //! TDS persistence. One store per aggregate (tenants, users, memberships, gateways, devices,
-//! readings, rejected messages, audit log, jobs) over one [`Db`], which is SQLite or PostgreSQL
-//! chosen at run time from the URL.
+//! readings, rejected messages, audit log, jobs, web sessions, login failures) over one [`Db`],
+//! which is SQLite or PostgreSQL chosen at run time from the URL.
 //!
 //! Tenant isolation lives here: every method on tenant-owned rows takes a [`TenantId`] and every
 //! such query filters by it, so a caller cannot read or change another tenant's rows by passing
@@ -18,10 +18,12 @@ pub mod devices;
 pub mod error;
 pub mod gateways;
 pub mod jobs;
+pub mod login_failures;
 pub mod memberships;
 pub mod page;
 pub mod readings;
 pub mod rejected;
+pub mod sessions;
 pub mod tenants;
 pub mod ts;
 pub mod users;
@@ -82,5 +84,11 @@ impl Store {
     }
     pub fn jobs(&self) -> jobs::JobStore<'_> {
         jobs::JobStore::new(&self.db)
+    }
+    pub fn sessions(&self) -> sessions::SessionStore<'_> {
+        sessions::SessionStore::new(&self.db)
+    }
+    pub fn login_failures(&self) -> login_failures::LoginFailureStore<'_> {
+        login_failures::LoginFailureStore::new(&self.db)
     }
 }
