@@ -54,4 +54,6 @@ id_type!(
     JobId,
     /// A rejected message (dead letter).
     RejectedId,
+    /// A single-use token sent by email (invitation or password reset).
+    UserTokenId,
 );

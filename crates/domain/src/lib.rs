@@ -27,7 +27,8 @@ pub use codes::{DeviceCode, GatewayCode};
 pub use email::Email;
 pub use error::ValidationError;
 pub use ids::{
-    AlertId, AlertRuleId, ApiTokenId, CertificateId, DeviceId, GatewayId, JobId, RejectedId, TenantId, UserId,
+    AlertId, AlertRuleId, ApiTokenId, CertificateId, DeviceId, GatewayId, JobId, RejectedId, TenantId,
+    UserId, UserTokenId,
 };
 pub use licence::{Licence, LicenceState};
 pub use mac::Mac;

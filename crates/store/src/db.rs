@@ -165,6 +165,19 @@ impl Db {
         }
     }
 
+    /// The clause that locks the rows a SELECT reads until the transaction ends, so that a check
+    /// (a limit, the gateway's current tenant) still holds when the transaction writes. On
+    /// PostgreSQL `FOR NO KEY UPDATE`: it makes such checks wait for each other but, unlike
+    /// `FOR UPDATE`, lets other transactions' foreign-key checks on the row through. SQLite has
+    /// no such clause and needs none: its one writer connection runs write transactions one at a
+    /// time.
+    pub(crate) fn row_lock(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "",
+            Self::Postgres(_) => "FOR NO KEY UPDATE",
+        }
+    }
+
     pub async fn close(&self) {
         match self {
             Self::Sqlite(s) => {

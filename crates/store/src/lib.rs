@@ -1,6 +1,6 @@
 //! TDS persistence. One store per aggregate (tenants, users, memberships, gateways, devices,
-//! readings, rejected messages, audit log, jobs, web sessions, login failures) over one [`Db`],
-//! which is SQLite or PostgreSQL chosen at run time from the URL.
+//! readings, rejected messages, audit log, jobs, web sessions, login failures, invitation and
+//! reset tokens) over one [`Db`], which is SQLite or PostgreSQL chosen at run time from the URL.
 //!
 //! Tenant isolation lives here: every method on tenant-owned rows takes a [`TenantId`] and every
 //! such query filters by it, so a caller cannot read or change another tenant's rows by passing
@@ -26,6 +26,7 @@ pub mod rejected;
 pub mod sessions;
 pub mod tenants;
 pub mod ts;
+pub mod user_tokens;
 pub mod users;
 
 pub use db::{Db, DbOptions, redact_url};
@@ -90,5 +91,8 @@ impl Store {
     }
     pub fn login_failures(&self) -> login_failures::LoginFailureStore<'_> {
         login_failures::LoginFailureStore::new(&self.db)
+    }
+    pub fn user_tokens(&self) -> user_tokens::UserTokenStore<'_> {
+        user_tokens::UserTokenStore::new(&self.db)
     }
 }

@@ -32,17 +32,15 @@ impl<'a> MembershipStore<'a> {
         role: Role,
         by: Option<UserId>,
     ) -> Result<(), StoreError> {
+        let lock = lock_user_limit(self.db);
         in_tx!(self.db, |tx| {
-            let (members, max): (i64, i64) = sqlx::query_as(
-                "SELECT (SELECT count(*) FROM memberships WHERE tenant_id = $1), \
-                        (SELECT max_users FROM tenants WHERE id = $1)",
-            )
-            .bind(tenant.get())
-            .fetch_one(&mut *tx)
-            .await?;
-            if members >= max {
-                return Err(StoreError::Limit(format!("the tenant's limit of {max} users is reached")));
-            }
+            let max: i64 = sqlx::query_scalar(AssertSqlSafe(lock.as_str()))
+                .bind(tenant.get())
+                .fetch_one(&mut *tx)
+                .await?;
+            let members: i64 =
+                sqlx::query_scalar(COUNT_MEMBERS).bind(tenant.get()).fetch_one(&mut *tx).await?;
+            user_limit(members, max)?;
             sqlx::query(
                 "INSERT INTO memberships (tenant_id, user_id, role, created_at, updated_at, created_by) \
                  VALUES ($1, $2, $3, $4, $4, $5)",
@@ -164,6 +162,23 @@ impl<'a> MembershipStore<'a> {
         }
         Ok(out)
     }
+}
+
+/// Reads the tenant's user limit ($1) and locks the tenant row until the transaction ends, so
+/// that two memberships added at once (an admin adding a member while an invitation is
+/// accepted) cannot both take the last seat. `NotFound` when there is no such tenant.
+pub(crate) fn lock_user_limit(db: &Db) -> String {
+    format!("SELECT max_users FROM tenants WHERE id = $1 {}", db.row_lock())
+}
+
+pub(crate) const COUNT_MEMBERS: &str = "SELECT count(*) FROM memberships WHERE tenant_id = $1";
+
+/// `Limit` when a tenant with `members` members and a limit of `max` has no seat left.
+pub(crate) fn user_limit(members: i64, max: i64) -> Result<(), StoreError> {
+    if members >= max {
+        return Err(StoreError::Limit(format!("the tenant's limit of {max} users is reached")));
+    }
+    Ok(())
 }
 
 /// Counts whether the user is an admin and how many admins the tenant has.

@@ -3,7 +3,7 @@
 //! unchanged afterwards. Removing the tenant filter from any of these queries fails this test.
 
 use chrono::{Duration, Utc};
-use tds_domain::{Name, Role, TimeZone};
+use tds_domain::{Email, Name, Role, TimeZone};
 use tds_store::audit::{AuditFilter, NewAuditEntry};
 use tds_store::gateways::GatewayFilter;
 use tds_store::readings::NewReading;
@@ -59,12 +59,28 @@ async fn another_tenant_cannot_read_change_or_delete_any_row(store: Store) {
         })
         .await
         .unwrap();
+    let invite_a = store
+        .user_tokens()
+        .create_invite(
+            a.id,
+            &Email::parse("new@alpha.com").unwrap(),
+            Role::Editor,
+            "invite-a",
+            now + Duration::days(7),
+            Some(admin_a.id),
+        )
+        .await
+        .unwrap();
 
     // Memberships
     assert_eq!(store.memberships().role(b.id, admin_a.id).await.unwrap(), None);
     not_found("set_role", store.memberships().set_role(b.id, viewer_a.id, Role::Admin).await);
     not_found("remove member", store.memberships().remove(b.id, viewer_a.id).await);
     assert!(store.memberships().members(b.id).await.unwrap().iter().all(|m| m.user.id != admin_a.id));
+
+    // Invitations
+    not_found("revoke invite", store.user_tokens().revoke_invite(b.id, invite_a.id).await);
+    assert!(store.user_tokens().pending_invites(b.id, now).await.unwrap().is_empty());
 
     // Tenant profile: B's update touches only B.
     store
@@ -142,6 +158,8 @@ async fn another_tenant_cannot_read_change_or_delete_any_row(store: Store) {
     assert_eq!(store.readings().latest(a.id, da.id, 10).await.unwrap().len(), 1);
     assert_eq!(store.memberships().members(a.id).await.unwrap().len(), 2);
     assert!(store.rejected().get(a.id, dead).await.unwrap().replayed_at.is_none());
+    let pending = store.user_tokens().pending_invites(a.id, now).await.unwrap();
+    assert_eq!(pending.iter().map(|t| t.id).collect::<Vec<_>>(), vec![invite_a.id]);
 }
 
 conformance!(another_tenant_cannot_read_change_or_delete_any_row);

@@ -18,4 +18,5 @@ mod readings;
 mod rejected;
 mod sessions;
 mod tenants;
+mod user_tokens;
 mod users;
