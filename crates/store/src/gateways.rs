@@ -1,6 +1,7 @@
 //! Gateways: the data concentrators. A gateway's MAC is unique across the platform (it is the
 //! certificate's CN); its code is unique within the tenant. Every tenant-facing method filters by
-//! tenant; `staff_by_mac` is how the device endpoint finds a gateway from a certificate.
+//! tenant; `staff_by_mac` is how the device endpoint finds a gateway from a certificate, and
+//! `staff_transfer` moves a gateway (with or without its devices) to another tenant.
 
 use crate::error::{RowError, stored};
 use crate::tenants::found;
@@ -479,6 +480,151 @@ impl<'a> GatewayStore<'a> {
                 .map(|r| r.rows_affected())
         )?;
         found(done)
+    }
+
+    /// Moves a gateway to tenant `to` (staff), in one transaction, and returns it as it is there.
+    ///
+    /// Refused with `Conflict` when it already belongs to `to`, when its code is used in `to`,
+    /// or (with devices) when one of its live devices' MACs is used by a live device in `to`;
+    /// with `Limit` when `to` has no room for another gateway or (with devices) for its active
+    /// devices. `NotFound` when the gateway or the tenant does not exist.
+    ///
+    /// With devices, all of the gateway's devices in its current tenant, archived ones included,
+    /// move along. Without, they stay in the old tenant, archived, so that they and their
+    /// readings remain in that tenant's reports, and the new owner starts with an empty gateway.
+    /// Readings (and rollups) are never rewritten: what was measured before the move stays the
+    /// old tenant's. The gateway's certificates follow it, since they identify the gateway,
+    /// not the tenant. Connection history (gateway events, renewal log) stays with the old
+    /// tenant, like readings.
+    ///
+    /// `_by` is not stored: no gateway column records who changed it, and the caller writes the
+    /// audit entry.
+    pub async fn staff_transfer(
+        &self,
+        id: GatewayId,
+        to: TenantId,
+        with_devices: bool,
+        _by: Option<UserId>,
+    ) -> Result<Gateway, StoreError> {
+        let lock = self.db.row_lock();
+        // Locked so that two transfers of one gateway, or two gateways (or devices) entering one
+        // tenant, cannot both pass their checks against the same state.
+        let gateway_sql = format!("SELECT tenant_id, code, status FROM gateways WHERE id = $1 {lock}");
+        let tenant_sql = format!("SELECT max_gateways, max_devices FROM tenants WHERE id = $1 {lock}");
+        let move_sql =
+            format!("UPDATE gateways SET tenant_id = $2, updated_at = $3 WHERE id = $1 RETURNING {COLUMNS}");
+        let now = Ts::now();
+        let row: GatewayRow = in_tx!(self.db, |tx| {
+            let current: Option<(i64, String, String)> = sqlx::query_as(AssertSqlSafe(gateway_sql.as_str()))
+                .bind(id.get())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let (from, code, status) = current.ok_or(StoreError::NotFound)?;
+            if from == to.get() {
+                return Err(StoreError::Conflict("the gateway already belongs to this tenant".into()));
+            }
+            let limits: Option<(i64, i64)> = sqlx::query_as(AssertSqlSafe(tenant_sql.as_str()))
+                .bind(to.get())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let (max_gateways, max_devices) = limits.ok_or(StoreError::NotFound)?;
+
+            let (code_taken, gateways): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM gateways WHERE tenant_id = $1 AND code = $2), \
+                        (SELECT count(*) FROM gateways WHERE tenant_id = $1 AND status <> 'decommissioned')",
+            )
+            .bind(to.get())
+            .bind(&code)
+            .fetch_one(&mut *tx)
+            .await?;
+            if code_taken > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "gateway code {code} is already used in the target tenant"
+                )));
+            }
+            let (mac_clashes, moving_active, target_active) = if with_devices {
+                let clashes: Vec<String> = sqlx::query_scalar(
+                    "SELECT DISTINCT d.mac FROM devices d WHERE d.gateway_id = $1 AND d.tenant_id = $2 \
+                     AND d.archived_at IS NULL AND d.mac IS NOT NULL AND EXISTS (SELECT 1 FROM devices o \
+                       WHERE o.tenant_id = $3 AND o.mac = d.mac AND o.archived_at IS NULL) \
+                     ORDER BY d.mac",
+                )
+                .bind(id.get())
+                .bind(from)
+                .bind(to.get())
+                .fetch_all(&mut *tx)
+                .await?;
+                let (moving, target): (i64, i64) = sqlx::query_as(
+                    "SELECT (SELECT count(*) FROM devices WHERE gateway_id = $1 AND tenant_id = $2 \
+                               AND archived_at IS NULL AND status = 'ATIVO'), \
+                            (SELECT count(*) FROM devices WHERE tenant_id = $3 \
+                               AND archived_at IS NULL AND status = 'ATIVO')",
+                )
+                .bind(id.get())
+                .bind(from)
+                .bind(to.get())
+                .fetch_one(&mut *tx)
+                .await?;
+                (clashes, moving, target)
+            } else {
+                (Vec::new(), 0, 0)
+            };
+            if !mac_clashes.is_empty() {
+                return Err(StoreError::Conflict(format!(
+                    "device MAC {} already used in the target tenant",
+                    mac_clashes.join(", ")
+                )));
+            }
+            // A decommissioned gateway takes no slot (as in the tenant's usage count).
+            if status != "decommissioned" && gateways >= max_gateways {
+                return Err(StoreError::Limit(format!(
+                    "the target tenant's limit of {max_gateways} gateways is reached"
+                )));
+            }
+            if target_active + moving_active > max_devices {
+                return Err(StoreError::Limit(format!(
+                    "the target tenant's limit of {max_devices} active devices would be exceeded \
+                     ({target_active} active there, {moving_active} on this gateway)"
+                )));
+            }
+
+            if with_devices {
+                sqlx::query(
+                    "UPDATE devices SET tenant_id = $3, updated_at = $4 WHERE gateway_id = $1 AND tenant_id = $2",
+                )
+                .bind(id.get())
+                .bind(from)
+                .bind(to.get())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                // Marked as `DeviceStore::archive` marks them: out of lists and counts, readings kept.
+                sqlx::query(
+                    "UPDATE devices SET archived_at = $3, updated_at = $3 \
+                     WHERE gateway_id = $1 AND tenant_id = $2 AND archived_at IS NULL",
+                )
+                .bind(id.get())
+                .bind(from)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("UPDATE certificates SET tenant_id = $2, updated_at = $3 WHERE gateway_id = $1")
+                .bind(id.get())
+                .bind(to.get())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            let row: GatewayRow = sqlx::query_as(AssertSqlSafe(move_sql.as_str()))
+                .bind(id.get())
+                .bind(to.get())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+            Ok(row)
+        })?;
+        row.try_into()
     }
 
     /// Records accepted telemetry: marks the gateway seen and online, and moves a pre-registered

@@ -1,7 +1,9 @@
-use chrono::Utc;
+use chrono::{Duration, Utc};
 use tds_domain::limits::MaxDevices;
-use tds_domain::{GatewayCode, GatewayStatus, Mac, Name};
+use tds_domain::{GatewayCode, GatewayStatus, Mac, Name, TenantId};
+use tds_store::certificates::NewCertificate;
 use tds_store::gateways::{Connection, GatewayFilter};
+use tds_store::readings::NewReading;
 use tds_store::tenants::TenantLimits;
 use tds_store::{Page, Store, StoreError};
 use tds_testkit::{conformance, fixtures};
@@ -141,6 +143,196 @@ async fn decommissioned_gateways_take_no_new_devices(store: Store) {
     assert!(matches!(err, Err(StoreError::Limit(_))), "{err:?}");
 }
 
+fn reading(device: tds_domain::DeviceId, time: chrono::DateTime<Utc>, value: f64) -> NewReading {
+    NewReading { device_id: device, time, value, unit: "kWh".into() }
+}
+
+async fn issue_certificate(store: &Store, tenant: TenantId, g: &tds_store::gateways::Gateway) {
+    let now = Utc::now();
+    let cert = NewCertificate {
+        mac: g.mac,
+        serial: format!("0{}", g.id),
+        fingerprint_sha256: format!("fp-{}", g.id),
+        pem: "-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n".into(),
+        key_algorithm: "RSA-2048".into(),
+        issued_at: now,
+        expires_at: now + Duration::days(365),
+    };
+    store.certificates().record_issued(tenant, g.id, &cert, false, None).await.unwrap();
+}
+
+async fn limits(store: &Store, tenant: TenantId, max_gateways: i64, max_devices: i64) {
+    store
+        .tenants()
+        .staff_set_limits(tenant, TenantLimits { max_gateways, max_devices, max_users: 10 })
+        .await
+        .unwrap();
+}
+
+async fn transfer_with_devices_moves_them_and_leaves_past_readings_with_the_old_tenant(store: Store) {
+    let a = fixtures::tenant(&store, "Alpha").await;
+    let b = fixtures::tenant(&store, "Beta").await;
+    let g = fixtures::gateway(&store, a.id, "aa:bb:cc:dd:ee:01", "GW1").await;
+    let live = fixtures::meter(&store, a.id, &g, "D01").await;
+    let archived = fixtures::meter(&store, a.id, &g, "D02").await;
+    store.devices().archive(a.id, archived.id).await.unwrap();
+    issue_certificate(&store, a.id, &g).await;
+    let before = Utc::now() - Duration::hours(1);
+    store.readings().insert(a.id, &[reading(live.id, before, 10.0)]).await.unwrap();
+
+    let moved = store.gateways().staff_transfer(g.id, b.id, true, None).await.unwrap();
+    assert_eq!((moved.id, moved.tenant_id, moved.code.as_str()), (g.id, b.id, "GW1"));
+    assert!(matches!(store.gateways().get(a.id, g.id).await, Err(StoreError::NotFound)));
+    assert_eq!(store.gateways().get(b.id, g.id).await.unwrap().tenant_id, b.id);
+    assert_eq!(store.gateways().staff_by_mac(g.mac).await.unwrap().tenant_id, b.id);
+
+    let devices = store.devices().list_for_gateway(b.id, g.id, true).await.unwrap();
+    assert_eq!(devices.iter().map(|d| d.id).collect::<Vec<_>>(), vec![live.id, archived.id]);
+    assert!(
+        store.devices().get(b.id, live.id).await.unwrap().archived_at.is_none(),
+        "live devices stay live"
+    );
+    assert!(store.devices().get(b.id, archived.id).await.unwrap().archived_at.is_some());
+    assert!(matches!(store.devices().get(a.id, live.id).await, Err(StoreError::NotFound)));
+    assert!(store.devices().list_for_gateway(a.id, g.id, true).await.unwrap().is_empty());
+
+    let certs = store.certificates().for_gateway(b.id, g.id).await.unwrap();
+    assert_eq!(certs.iter().map(|c| c.tenant_id).collect::<Vec<_>>(), vec![Some(b.id)]);
+    assert!(store.certificates().for_gateway(a.id, g.id).await.unwrap().is_empty());
+
+    // The reading taken under A stays A's; what the device measures from now on is B's.
+    assert!(store.readings().latest(b.id, live.id, 10).await.unwrap().is_empty());
+    let past = store.readings().latest(a.id, live.id, 10).await.unwrap();
+    assert_eq!(past.iter().map(|r| (r.tenant_id, r.value)).collect::<Vec<_>>(), vec![(a.id, 10.0)]);
+    store.readings().insert(b.id, &[reading(live.id, Utc::now(), 11.0)]).await.unwrap();
+    let new = store.readings().latest(b.id, live.id, 10).await.unwrap();
+    assert_eq!(new.iter().map(|r| (r.tenant_id, r.value)).collect::<Vec<_>>(), vec![(b.id, 11.0)]);
+    assert!(matches!(
+        store.readings().insert(a.id, &[reading(live.id, Utc::now(), 12.0)]).await,
+        Err(StoreError::NotFound)
+    ));
+    let usage_b = store.tenants().usage(b.id).await.unwrap();
+    assert_eq!((usage_b.gateways, usage_b.active_devices), (1, 1));
+    let usage_a = store.tenants().usage(a.id).await.unwrap();
+    assert_eq!((usage_a.gateways, usage_a.active_devices), (0, 0));
+}
+
+async fn transfer_without_devices_archives_them_in_the_old_tenant(store: Store) {
+    let a = fixtures::tenant(&store, "Alpha").await;
+    let b = fixtures::tenant(&store, "Beta").await;
+    let g = fixtures::gateway(&store, a.id, "aa:bb:cc:dd:ee:01", "GW1").await;
+    let d = fixtures::meter(&store, a.id, &g, "D01").await;
+    let before = Utc::now() - Duration::hours(1);
+    store.readings().insert(a.id, &[reading(d.id, before, 10.0)]).await.unwrap();
+
+    let moved = store.gateways().staff_transfer(g.id, b.id, false, None).await.unwrap();
+    assert_eq!(moved.tenant_id, b.id);
+
+    let left = store.devices().get(a.id, d.id).await.unwrap();
+    assert_eq!(left.tenant_id, a.id);
+    assert!(left.archived_at.is_some(), "devices left behind are archived");
+    assert!(store.devices().list(a.id).await.unwrap().is_empty());
+    assert!(store.devices().list_for_gateway(b.id, g.id, true).await.unwrap().is_empty());
+    // Still in A's reports, through A's (archived) device.
+    let window = (before - Duration::minutes(1), Utc::now() + Duration::minutes(1));
+    let in_a = store.readings().for_tenant(a.id, None, window.0, window.1, None, 10).await.unwrap();
+    assert_eq!(in_a.iter().map(|r| (r.device_id, r.tenant_id)).collect::<Vec<_>>(), vec![(d.id, a.id)]);
+    assert_eq!(store.readings().count_since(a.id, window.0).await.unwrap(), 1);
+    assert_eq!(store.readings().count_since(b.id, window.0).await.unwrap(), 0);
+    assert!(store.readings().for_tenant(b.id, None, window.0, window.1, None, 10).await.unwrap().is_empty());
+
+    // The new owner starts with an empty gateway: the code is free there.
+    let fresh = fixtures::meter(&store, b.id, &moved, "D01").await;
+    assert_eq!((fresh.tenant_id, fresh.gateway_id), (b.id, g.id));
+    assert_eq!(store.tenants().usage(a.id).await.unwrap().active_devices, 0);
+}
+
+async fn transfer_refuses_conflicts_and_changes_nothing(store: Store) {
+    let a = fixtures::tenant(&store, "Alpha").await;
+    let b = fixtures::tenant(&store, "Beta").await;
+    let g = fixtures::gateway(&store, a.id, "aa:bb:cc:dd:ee:01", "GW1").await;
+    let mut fields = fixtures::meter_fields("D01");
+    fields.mac = Some(Mac::parse("11:22:33:44:55:66").unwrap());
+    let dev = store.devices().create(a.id, g.id, &fields, None).await.unwrap();
+    let gw = store.gateways();
+
+    let same = gw.staff_transfer(g.id, a.id, true, None).await;
+    assert!(matches!(same, Err(StoreError::Conflict(_))), "{same:?}");
+    assert!(matches!(
+        gw.staff_transfer(tds_domain::GatewayId::new(9999), b.id, true, None).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        gw.staff_transfer(g.id, TenantId::new(9999), true, None).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // B has a device with the same MAC: moving the devices would collide, leaving them would not.
+    let gb = fixtures::gateway(&store, b.id, "bb:bb:bb:bb:bb:01", "GWB").await;
+    let mut same_mac = fixtures::meter_fields("X01");
+    same_mac.mac = fields.mac;
+    store.devices().create(b.id, gb.id, &same_mac, None).await.unwrap();
+    match gw.staff_transfer(g.id, b.id, true, None).await {
+        Err(StoreError::Conflict(msg)) => assert!(msg.contains("11:22:33:44:55:66"), "{msg}"),
+        other => panic!("expected a MAC conflict, got {other:?}"),
+    }
+
+    // Gamma has a gateway with the same code.
+    let gamma = fixtures::tenant(&store, "Gamma").await;
+    fixtures::gateway(&store, gamma.id, "cc:cc:cc:cc:cc:01", "GW1").await;
+    match gw.staff_transfer(g.id, gamma.id, false, None).await {
+        Err(StoreError::Conflict(msg)) => assert!(msg.contains("GW1"), "{msg}"),
+        other => panic!("expected a code conflict, got {other:?}"),
+    }
+
+    assert_eq!(gw.get(a.id, g.id).await.unwrap().tenant_id, a.id, "refused transfers change nothing");
+    let d_after = store.devices().get(a.id, dev.id).await.unwrap();
+    assert!(d_after.archived_at.is_none());
+    assert_eq!(d_after.tenant_id, a.id);
+
+    // Without its devices the gateway may go to B.
+    gw.staff_transfer(g.id, b.id, false, None).await.unwrap();
+    assert!(store.devices().get(a.id, dev.id).await.unwrap().archived_at.is_some());
+}
+
+async fn transfer_respects_the_target_tenants_limits(store: Store) {
+    let a = fixtures::tenant(&store, "Alpha").await;
+    let b = fixtures::tenant(&store, "Beta").await;
+    let g = fixtures::gateway(&store, a.id, "aa:bb:cc:dd:ee:01", "GW1").await;
+    let d = fixtures::meter(&store, a.id, &g, "D01").await;
+    let gb = fixtures::gateway(&store, b.id, "bb:bb:bb:bb:bb:01", "GWB").await;
+    fixtures::meter(&store, b.id, &gb, "X01").await;
+    let gw = store.gateways();
+
+    limits(&store, b.id, 1, 10).await;
+    match gw.staff_transfer(g.id, b.id, false, None).await {
+        Err(StoreError::Limit(msg)) => assert!(msg.contains("limit of 1 gateways"), "{msg}"),
+        other => panic!("expected the gateway limit, got {other:?}"),
+    }
+
+    limits(&store, b.id, 5, 1).await;
+    match gw.staff_transfer(g.id, b.id, true, None).await {
+        Err(StoreError::Limit(msg)) => assert!(msg.contains("limit of 1 active devices"), "{msg}"),
+        other => panic!("expected the device limit, got {other:?}"),
+    }
+    assert_eq!(gw.get(a.id, g.id).await.unwrap().tenant_id, a.id, "refused transfers change nothing");
+    assert!(store.devices().get(a.id, d.id).await.unwrap().archived_at.is_none());
+
+    // Inactive devices do not count against the limit.
+    let mut fields = fixtures::meter_fields("D01");
+    fields.status = tds_domain::DeviceStatus::Inactive;
+    store.devices().update(a.id, d.id, &fields).await.unwrap();
+    let moved = gw.staff_transfer(g.id, b.id, true, None).await.unwrap();
+    assert_eq!(moved.tenant_id, b.id);
+    assert_eq!(store.devices().get(b.id, d.id).await.unwrap().tenant_id, b.id);
+
+    // A decommissioned gateway takes no slot, so it can always be moved back.
+    gw.decommission(b.id, g.id).await.unwrap();
+    limits(&store, a.id, 0, 0).await;
+    let back = gw.staff_transfer(g.id, a.id, true, None).await.unwrap();
+    assert_eq!((back.tenant_id, back.status), (a.id, GatewayStatus::Decommissioned));
+}
+
 conformance!(
     a_new_gateway_is_pre_registered_and_never_connected,
     first_telemetry_activates_and_marks_online,
@@ -150,4 +342,8 @@ conformance!(
     list_filters_searches_and_paginates,
     update_checks_code_and_capacity,
     decommissioned_gateways_take_no_new_devices,
+    transfer_with_devices_moves_them_and_leaves_past_readings_with_the_old_tenant,
+    transfer_without_devices_archives_them_in_the_old_tenant,
+    transfer_refuses_conflicts_and_changes_nothing,
+    transfer_respects_the_target_tenants_limits,
 );
