@@ -3,7 +3,6 @@
 
 use crate::cli::{TenantCommand, UserCommand};
 use anyhow::{Context, bail};
-use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
 use std::io::BufRead;
 use tds_domain::{Cnpj, Email, Name, Role, TenantId, TimeZone, UserId};
 use tds_store::Store;
@@ -99,11 +98,36 @@ fn read_password() -> anyhow::Result<String> {
 
 /// An argon2id PHC string with a random salt and the crate's recommended parameters.
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
-    let salt = SaltString::generate(&mut OsRng);
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))
+    tds_web::password::hash(password).map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))
+}
+
+/// Where the first administrator's credentials are printed on first start.
+pub const FIRST_ADMIN_EMAIL: &str = "admin@tds.localhost";
+
+/// On a platform without any user, creates a staff administrator with a random password and
+/// prints the credentials once (SPEC §9). Returns whether it did.
+pub async fn ensure_first_admin(store: &Store) -> anyhow::Result<bool> {
+    if !store.users().staff_list().await?.is_empty() {
+        return Ok(false);
+    }
+    let password = tds_web::session::new_token()[..20].to_owned();
+    let user = store
+        .users()
+        .create(&NewUser {
+            email: Email::parse(FIRST_ADMIN_EMAIL)?,
+            display_name: Name::parse("name", "Administrador")?,
+            password_hash: Some(hash_password(&password)?),
+            language: "pt-BR".into(),
+            is_staff: true,
+            created_by: None,
+        })
+        .await?;
+    audit(store, None, Some(user.id), "user.create_first_admin", "user", user.id.to_string()).await?;
+    println!(
+        "\n  First start: platform administrator created.\n    email:    {FIRST_ADMIN_EMAIL}\n    password: {password}\n  \
+         It is shown only this once. Log in, create a tenant in the staff console, and change the password.\n"
+    );
+    Ok(true)
 }
 
 pub(crate) async fn audit(

@@ -25,6 +25,9 @@ const ENV_KEYS: &[&str] = &[
     "crl_days",
     "log_level",
     "log_format",
+    "public_url",
+    "smtp_url",
+    "mail_from",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -47,6 +50,16 @@ pub struct Config {
     pub crl_days: u32,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// The address people use to reach the web UI (links in emails, the CSRF origin check,
+    /// `Secure` cookies when https). Unset: `http://` + `http_addr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// SMTP server for invitations and password resets (`smtp://`, `smtps://`). Unset: messages
+    /// are written to the log (development only). May hold a password: never logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp_url: Option<Secret>,
+    /// Sender of TDS's emails.
+    pub mail_from: String,
 }
 
 /// A secret setting: usable through [`Secret::expose`], shown as `***` by `Debug`.
@@ -87,6 +100,9 @@ impl Default for Config {
             crl_days: 7,
             log_level: "info,sqlx=warn".into(),
             log_format: LogFormat::Text,
+            public_url: None,
+            smtp_url: None,
+            mail_from: "TDS <tds@localhost>".into(),
         }
     }
 }
@@ -123,6 +139,10 @@ impl Config {
         if self.mqtt_public_host.trim().is_empty() {
             bail!("mqtt_public_host must name the host gateways connect to");
         }
+        self.public_url()?;
+        if tds_web::Mailer::log(&self.mail_from).is_err() {
+            bail!("mail_from {:?} is not an address such as \"TDS <tds@example.com>\"", self.mail_from);
+        }
         if self.db_max_connections == 0 {
             bail!("db_max_connections must be at least 1");
         }
@@ -138,6 +158,24 @@ impl Config {
             format!("log_level {:?} is not a valid filter such as \"info\"", self.log_level)
         })?;
         Ok(())
+    }
+
+    /// The public URL in force: the configured one, else derived from the HTTP address.
+    pub fn public_url(&self) -> anyhow::Result<url::Url> {
+        let text = match &self.public_url {
+            Some(u) => u.clone(),
+            None => {
+                let addr = self.http_socket()?;
+                let host =
+                    if addr.ip().is_unspecified() { "localhost".to_owned() } else { addr.ip().to_string() };
+                format!("http://{host}:{}", addr.port())
+            }
+        };
+        let url = url::Url::parse(&text).with_context(|| format!("public_url {text:?} is not a URL"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            bail!("public_url {text:?} must start with http:// or https://");
+        }
+        Ok(url)
     }
 
     pub fn http_socket(&self) -> anyhow::Result<SocketAddr> {
@@ -167,6 +205,7 @@ impl Config {
         let mut shown = self.clone();
         shown.database_url = Some(tds_store::redact_url(&self.database_url()));
         shown.ca_passphrase = self.ca_passphrase.as_ref().map(|_| Secret("***".to_owned()));
+        shown.smtp_url = self.smtp_url.as_ref().map(|_| Secret("***".to_owned()));
         Ok(toml::to_string(&shown)?)
     }
 }

@@ -49,6 +49,7 @@ impl Server {
         );
         let pki = Arc::new(crate::pki::ensure_ca(config)?);
         let crl = crate::pki::current_crl(&store, &pki, config).await?;
+        crate::admin::ensure_first_admin(&store).await?;
         tracing::info!(number = crl.number, next_update = %crl.next_update, "CRL ready at /pki/crl.pem");
         let wanted = config.http_socket()?;
         let listener = TcpListener::bind(wanted).await.with_context(|| {
@@ -61,10 +62,14 @@ impl Server {
     /// Serves until `shutdown` completes, then finishes in-flight requests and closes the database.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(http = %self.http_addr, "TDS is listening on http://{}", self.http_addr);
-        let app = router(AppState { store: self.store.clone() });
+        let web =
+            tds_web::AppState::new(self.store.clone(), web_config(&self.config)?, mailer(&self.config)?);
+        let app = router(AppState { store: self.store.clone() }).merge(tds_web::router(web));
         let crl_task =
             tokio::spawn(keep_crl_fresh(self.store.clone(), self.pki.clone(), self.config.clone()));
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        let served = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await;
         crl_task.abort();
         served.context("HTTP server failed")?;
         self.store.db().close().await;
@@ -78,6 +83,24 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     Server::bind(config).await?.run(shutdown).await
+}
+
+fn web_config(config: &Config) -> anyhow::Result<tds_web::WebConfig> {
+    let mut web = tds_web::WebConfig::new(config.public_url()?);
+    web.mqtt_public_host.clone_from(&config.mqtt_public_host);
+    Ok(web)
+}
+
+fn mailer(config: &Config) -> anyhow::Result<tds_web::Mailer> {
+    Ok(match &config.smtp_url {
+        Some(url) => tds_web::Mailer::smtp(url.expose(), &config.mail_from)?,
+        None => {
+            tracing::warn!(
+                "no smtp_url configured: invitation and password-reset emails are written to the log"
+            );
+            tds_web::Mailer::log(&config.mail_from)?
+        }
+    })
 }
 
 fn router(state: AppState) -> Router {

@@ -1,0 +1,32 @@
+//! TDS web application (SPEC §4): server-rendered pages with askama and htmx, embedded assets,
+//! server-side sessions, CSRF protection, roles and tenant isolation.
+//!
+//! The crate owns HTTP only. It reads and writes through `tds-store` (whose tenant-scoped methods
+//! all take the tenant), so a handler can only reach the tenant its [`auth::TenantCtx`] names;
+//! it never reads the environment or installs logging (that is `bins/tds`'s job).
+
+rust_i18n::i18n!("locales", fallback = "pt-BR");
+
+pub mod assets;
+pub mod auth;
+pub mod config;
+pub mod csrf;
+pub mod error;
+pub mod forms;
+pub mod i18n;
+pub mod mail;
+pub mod page;
+pub mod password;
+pub mod routes;
+pub mod security;
+pub mod session;
+pub mod state;
+
+pub use config::WebConfig;
+pub use mail::Mailer;
+pub use state::AppState;
+
+/// The whole web application: pages, assets and their middleware.
+pub fn router(state: AppState) -> axum::Router {
+    routes::router(state)
+}

@@ -1,0 +1,177 @@
+//! The page routes and the middleware around them. Each submodule owns one section of the UI.
+
+pub mod account;
+pub mod auth_pages;
+pub mod devices;
+pub mod gateways;
+pub mod home;
+pub mod imports;
+pub mod members;
+pub mod staff;
+pub mod tenants;
+
+use crate::auth::{CurrentUser, TenantCtx};
+use crate::error::{ErrorPage, WebError, WebResult};
+use crate::page::PageCtx;
+use crate::{AppState, assets, csrf, security};
+use askama::Template;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum_extra::extract::CookieJar;
+use serde_json::Value;
+use tds_store::audit::NewAuditEntry;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(home::page))
+        .merge(auth_pages::routes())
+        .merge(tenants::routes())
+        .merge(gateways::routes())
+        .merge(devices::routes())
+        .merge(imports::routes())
+        .merge(account::routes())
+        .merge(members::routes())
+        .merge(staff::routes())
+        .route("/telemetry", get(placeholder_telemetry))
+        .route("/alerts", get(placeholder_alerts))
+        .route("/reports", get(placeholder_reports))
+        .route("/assets/{*path}", get(assets::serve))
+        .fallback(not_found)
+        // Order matters: the CSRF check runs inside the error-page renderer, so its refusals
+        // are explained in the visitor's language too.
+        .layer(middleware::from_fn_with_state(state.clone(), csrf::protect))
+        .layer(middleware::from_fn_with_state(state.clone(), error_pages))
+        .layer(middleware::from_fn_with_state(state.clone(), security::headers))
+        .with_state(state)
+}
+
+async fn not_found() -> WebError {
+    WebError::NotFound
+}
+
+/// Renders a template as an HTML response (adding the anonymous CSRF cookie when the page set
+/// one up).
+pub fn render<T: Template>(
+    template: &T,
+    cookie: Option<axum_extra::extract::cookie::Cookie<'static>>,
+) -> WebResult<Response> {
+    let html = template.render().map_err(|e| WebError::Internal(format!("template: {e}")))?;
+    let mut jar = CookieJar::new();
+    if let Some(c) = cookie {
+        jar = jar.add(c);
+    }
+    Ok((jar, Html(html)).into_response())
+}
+
+/// Same, with a status code (form errors answer 422 so that scripts and tests can tell).
+pub fn render_status<T: Template>(status: StatusCode, template: &T) -> WebResult<Response> {
+    let html = template.render().map_err(|e| WebError::Internal(format!("template: {e}")))?;
+    Ok((status, Html(html)).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorTemplate {
+    ctx: PageCtx,
+    status: u16,
+    message_key: &'static str,
+}
+
+/// Turns the bare error responses of [`WebError`] into pages in the visitor's language.
+async fn error_pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if request.uri().path().starts_with("/assets/") {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let is_htmx = parts.headers.contains_key("hx-request");
+    let ctx =
+        <PageCtx as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &state).await;
+    let response = next.run(Request::from_parts(parts, body)).await;
+    let Some(kind) = response.extensions().get::<ErrorPage>().copied() else { return response };
+    let Ok(ctx): Result<PageCtx, _> = ctx else { return response };
+    let message_key = match kind {
+        ErrorPage::NotFound => "error.not_found",
+        ErrorPage::Forbidden => "error.forbidden",
+        ErrorPage::Csrf => "error.csrf",
+        ErrorPage::BadRequest => "error.bad_request",
+        ErrorPage::TooManyRequests => "error.too_many",
+        ErrorPage::Internal => "error.internal",
+    };
+    let status = response.status();
+    if is_htmx {
+        return (status, ctx.t(message_key)).into_response();
+    }
+    let ctx = ctx.section("", "error.title");
+    match render_status(status, &ErrorTemplate { ctx, status: status.as_u16(), message_key }) {
+        Ok(r) => r,
+        Err(_) => response,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "placeholder.html")]
+struct PlaceholderTemplate {
+    ctx: PageCtx,
+    issue_key: &'static str,
+}
+
+async fn placeholder(section: &'static str, ctx: PageCtx) -> WebResult<Response> {
+    let ctx = ctx.section(section, &format!("nav.{section}"));
+    render(&PlaceholderTemplate { ctx, issue_key: "placeholder.text" }, None)
+}
+
+async fn placeholder_telemetry(_: crate::auth::Viewer, ctx: PageCtx) -> WebResult<Response> {
+    placeholder("telemetry", ctx).await
+}
+async fn placeholder_alerts(_: crate::auth::Viewer, ctx: PageCtx) -> WebResult<Response> {
+    placeholder("alerts", ctx).await
+}
+async fn placeholder_reports(_: crate::auth::Viewer, ctx: PageCtx) -> WebResult<Response> {
+    placeholder("reports", ctx).await
+}
+
+/// Records an audit entry for an action done in the web UI.
+pub async fn audit(
+    state: &AppState,
+    who: &CurrentUser,
+    tenant: Option<&TenantCtx>,
+    action: &str,
+    object: (&str, Option<String>),
+    detail: Value,
+) -> WebResult<()> {
+    state
+        .store()
+        .audit()
+        .record(&NewAuditEntry {
+            tenant_id: tenant.map(TenantCtx::tenant_id),
+            user_id: Some(who.user.id),
+            actor: who.user.email.to_string(),
+            action: action.to_owned(),
+            object_kind: object.0.to_owned(),
+            object_id: object.1,
+            detail: detail.to_string(),
+            ip: Some(who.ip.clone()),
+        })
+        .await?;
+    Ok(())
+}
+
+/// Reads `?page=N` (1-based) for lists.
+#[derive(Debug, serde::Deserialize, Default)]
+pub struct PageQuery {
+    pub page: Option<u32>,
+}
+
+/// Page numbers to show under a list: first, last, and the ones around the current page.
+pub fn page_numbers(current: u32, total_items: i64, size: u32) -> (u32, Vec<u32>) {
+    let pages =
+        u32::try_from(((total_items.max(0) as u64).div_ceil(u64::from(size))).max(1)).unwrap_or(u32::MAX);
+    let mut shown: Vec<u32> =
+        (1..=pages).filter(|p| *p == 1 || *p == pages || p.abs_diff(current) <= 2).collect();
+    shown.dedup();
+    (pages, shown)
+}

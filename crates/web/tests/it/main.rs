@@ -1,0 +1,14 @@
+//! End-to-end tests of the web application: the real router on a real port (0), a real
+//! database (SQLite and PostgreSQL), an HTTP client with a cookie jar playing the browser, a real
+//! SMTP sink for emails, and headless Chromium for the browser tests.
+
+// Scenarios are plain async fns called by generated #[tokio::test]s, which clippy's
+// allow-*-in-tests settings do not see as tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::too_many_lines, clippy::needless_pass_by_value)]
+
+mod auth;
+mod forms;
+mod roles;
+mod support;
+mod tenancy;

@@ -1,0 +1,233 @@
+//! `TestApp::spawn`: the web application on 127.0.0.1:0 over a test database, with an SMTP
+//! sink, and `Client`: a cookie-keeping HTTP client that behaves like a browser for forms
+//! (sends the page's CSRF token and an Origin header).
+
+use mailin_embedded::{Handler, Response, Server};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tds_domain::{Email, Name, Role, TenantId};
+use tds_store::Store;
+use tds_store::tenants::Tenant;
+use tds_store::users::{NewUser, User};
+use tds_testkit::TestDb;
+use tds_web::{AppState, Mailer, WebConfig};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub base: String,
+    pub store: Store,
+    pub mail: MailSink,
+    _db: TestDb,
+}
+
+impl TestApp {
+    pub async fn spawn(db: TestDb) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{addr}");
+        let mail = MailSink::start();
+        let mut config = WebConfig::new(url::Url::parse(&base).unwrap());
+        config.mqtt_public_host = "mqtt.test".into();
+        let mailer = Mailer::smtp(&format!("smtp://{}", mail.addr), "TDS <tds@example.com>").unwrap();
+        let state = AppState::new(db.store.clone(), config, mailer);
+        let app = tds_web::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { base, store: db.store.clone(), mail, _db: db }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.base)
+    }
+
+    pub async fn tenant(&self, name: &str) -> Tenant {
+        tds_testkit::fixtures::tenant(&self.store, name).await
+    }
+
+    /// A user with [`PASSWORD`], optionally a member of `tenant` with `role`.
+    pub async fn user(&self, email: &str, membership: Option<(TenantId, Role)>) -> User {
+        self.user_with(email, membership, false).await
+    }
+
+    pub async fn user_with(&self, email: &str, membership: Option<(TenantId, Role)>, staff: bool) -> User {
+        let user = self
+            .store
+            .users()
+            .create(&NewUser {
+                email: Email::parse(email).unwrap(),
+                display_name: Name::parse("name", email.split('@').next().unwrap()).unwrap(),
+                password_hash: Some(tds_web::password::hash(PASSWORD).unwrap()),
+                language: "pt-BR".into(),
+                is_staff: staff,
+                created_by: None,
+            })
+            .await
+            .unwrap();
+        if let Some((tenant, role)) = membership {
+            self.store.memberships().add(tenant, user.id, role, None).await.unwrap();
+        }
+        user
+    }
+
+    /// A client logged in as `email` (with [`PASSWORD`]).
+    pub async fn login(&self, email: &str) -> Client {
+        let c = self.client();
+        let page = c.login(email, PASSWORD).await;
+        assert!(page.status < 400, "login of {email} failed: {} {}", page.status, page.body);
+        c
+    }
+}
+
+#[derive(Debug)]
+pub struct Page {
+    pub status: u16,
+    pub url: String,
+    pub body: String,
+}
+
+impl Page {
+    pub fn path(&self) -> String {
+        url::Url::parse(&self.url).map(|u| u.path().to_owned()).unwrap_or_default()
+    }
+
+    pub fn has(&self, needle: &str) -> bool {
+        self.body.contains(needle)
+    }
+
+    /// The text of the element with this id (first occurrence, tags stripped).
+    pub fn text_of(&self, id: &str) -> Option<String> {
+        let at = self.body.find(&format!("id=\"{id}\""))?;
+        let start = at + self.body[at..].find('>')? + 1;
+        let end = start + self.body[start..].find("</")?;
+        Some(self.body[start..end].trim().to_owned())
+    }
+}
+
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+    jar: Arc<reqwest::cookie::Jar>,
+    csrf: Mutex<Option<String>>,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("origin", base.parse().unwrap());
+        headers.insert("accept", "text/html".parse().unwrap());
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let http =
+            reqwest::Client::builder().cookie_provider(jar.clone()).default_headers(headers).build().unwrap();
+        Self { http, base: base.to_owned(), jar, csrf: Mutex::new(None) }
+    }
+
+    /// The `tds_session=…` cookie the browser holds, if any.
+    pub fn session_cookie(&self) -> Option<String> {
+        use reqwest::cookie::CookieStore;
+        let all = self.jar.cookies(&self.base.parse().unwrap())?;
+        all.to_str().unwrap().split("; ").find(|c| c.starts_with("tds_session=")).map(str::to_owned)
+    }
+
+    async fn page(&self, resp: reqwest::Response) -> Page {
+        let status = resp.status().as_u16();
+        let url = resp.url().to_string();
+        let body = resp.text().await.unwrap();
+        if let Some(token) = csrf_in(&body) {
+            *self.csrf.lock().unwrap() = Some(token);
+        }
+        Page { status, url, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        let resp = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        self.page(resp).await
+    }
+
+    /// The CSRF token of the last page seen.
+    pub fn csrf(&self) -> String {
+        self.csrf.lock().unwrap().clone().expect("no page with a CSRF token seen yet")
+    }
+
+    /// Posts a form with the last page's CSRF token (unless the fields carry one).
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let mut form: Vec<(String, String)> =
+            fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        if !fields.iter().any(|(k, _)| *k == "_csrf") {
+            form.push(("_csrf".into(), self.csrf()));
+        }
+        let resp = self.http.post(format!("{}{path}", self.base)).form(&form).send().await.unwrap();
+        self.page(resp).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Page {
+        self.get("/login").await;
+        self.post("/login", &[("email", email), ("password", password)]).await
+    }
+}
+
+fn csrf_in(body: &str) -> Option<String> {
+    let at = body.find("name=\"_csrf\" value=\"")? + "name=\"_csrf\" value=\"".len();
+    let end = at + body[at..].find('"')?;
+    Some(body[at..end].to_owned())
+}
+
+/// A real SMTP server (mailin-embedded) on 127.0.0.1:0 that keeps every message it receives.
+#[derive(Clone)]
+pub struct MailSink {
+    pub addr: SocketAddr,
+    messages: Arc<Mutex<Vec<String>>>,
+}
+
+#[derive(Clone)]
+struct SinkHandler {
+    current: Vec<u8>,
+    messages: Arc<Mutex<Vec<String>>>,
+}
+
+impl Handler for SinkHandler {
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.current.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        let message = String::from_utf8_lossy(&std::mem::take(&mut self.current)).into_owned();
+        self.messages.lock().unwrap().push(message);
+        mailin_embedded::response::OK
+    }
+}
+
+impl MailSink {
+    pub fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let mut server = Server::new(SinkHandler { current: Vec::new(), messages: messages.clone() });
+        server.with_name("sink.test").with_tcp_listener(listener);
+        std::thread::spawn(move || {
+            let _ = server.serve();
+        });
+        Self { addr, messages }
+    }
+
+    /// Waits (up to 10 s) for a message to `to` and returns it, decoded enough to read links.
+    pub async fn wait_for(&self, to: &str) -> String {
+        for _ in 0..200 {
+            if let Some(m) = self.messages.lock().unwrap().iter().rev().find(|m| m.contains(to)) {
+                return m.replace("=\r\n", "").replace("=3D", "=");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no email to {to} arrived");
+    }
+
+    pub fn count_to(&self, to: &str) -> usize {
+        self.messages.lock().unwrap().iter().filter(|m| m.contains(to)).count()
+    }
+}
+
+/// The first link in `text` starting with `prefix` (e.g. the base URL), up to whitespace.
+pub fn link_in(text: &str, prefix: &str) -> String {
+    let at = text.find(prefix).unwrap_or_else(|| panic!("no link {prefix} in {text}"));
+    text[at..].split_whitespace().next().unwrap().to_owned()
+}
