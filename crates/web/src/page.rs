@@ -35,6 +35,8 @@ const NOTICES: &[&str] = &[
     "reset_sent",
     "password_set",
     "tenant_created",
+    "last_admin",
+    "tenant_updated",
 ];
 
 #[derive(Debug, Clone)]

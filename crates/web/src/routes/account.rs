@@ -1,8 +1,399 @@
-//! (in progress)
+//! Conta (the tenant's profile: name, CNPJ, time zone), the user's own profile (name,
+//! language, password, log out elsewhere), and password reset by email. Reset requests answer
+//! the same whether or not the email has an account, so the form cannot be used to find users.
 
-use crate::AppState;
+use crate::auth::{Admin, CurrentUser, Viewer};
+use crate::error::{WebError, WebResult};
+use crate::forms::{FieldErrors, field, optional};
+use crate::i18n::Lang;
+use crate::page::PageCtx;
+use crate::routes::auth_pages::lang_cookie;
+use crate::routes::members::{check_new_password, hash_blocking};
+use crate::routes::{Gone, audit, render, render_status};
+use crate::{AppState, password, session};
+use askama::Template;
 use axum::Router;
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum_extra::extract::CookieJar;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use tds_domain::{Cnpj, Email, Name, TimeZone};
+use tds_store::StoreError;
+use tds_store::user_tokens::TokenPurpose;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/account", get(account_page).post(update_account))
+        .route("/settings", get(settings_page))
+        .route("/profile", get(profile_page).post(update_profile))
+        .route("/profile/password", post(change_password))
+        .route("/profile/logout-others", post(logout_others))
+        .route("/password/forgot", get(forgot_page).post(forgot))
+        .route("/password/reset/{token}", get(reset_page).post(reset))
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct AccountForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    cnpj: String,
+    #[serde(default)]
+    timezone: String,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountTemplate {
+    ctx: PageCtx,
+    form: AccountForm,
+    errors: FieldErrors,
+    plan: String,
+    licence: String,
+    limits: (i64, i64, i64),
+    usage: (i64, i64, i64),
+}
+
+async fn account_template(
+    state: &AppState,
+    t: &crate::auth::TenantCtx,
+    ctx: PageCtx,
+    form: AccountForm,
+    errors: FieldErrors,
+) -> WebResult<AccountTemplate> {
+    let usage = state.store().tenants().usage(t.tenant_id()).await?;
+    let l = &t.tenant.limits;
+    let licence = t.tenant.licence_valid_until.map_or_else(|| ctx.t("account.no_end"), |d| ctx.lang.date(d));
+    Ok(AccountTemplate {
+        ctx: ctx.section("account", "account.title"),
+        form,
+        errors,
+        plan: t.tenant.plan.clone(),
+        licence,
+        limits: (l.max_gateways, l.max_devices, l.max_users),
+        usage: (usage.gateways, usage.active_devices, usage.users),
+    })
+}
+
+async fn account_page(State(state): State<AppState>, Viewer(t): Viewer, ctx: PageCtx) -> WebResult<Response> {
+    let form = AccountForm {
+        name: t.tenant.name.to_string(),
+        cnpj: t.tenant.cnpj.clone().unwrap_or_default(),
+        timezone: t.tenant.timezone.name().to_owned(),
+    };
+    render(&account_template(&state, &t, ctx, form, FieldErrors::default()).await?, None)
+}
+
+async fn update_account(
+    State(state): State<AppState>,
+    Admin(t): Admin,
+    ctx: PageCtx,
+    Form(form): Form<AccountForm>,
+) -> WebResult<Response> {
+    let lang = ctx.lang;
+    let mut errors = FieldErrors::default();
+    let name = field(&mut errors, lang, "name", Name::parse("name", &form.name));
+    let cnpj = match optional(&form.cnpj) {
+        None => Some(None),
+        Some(c) => field(&mut errors, lang, "cnpj", Cnpj::parse(&c)).map(Some),
+    };
+    let zone = field(&mut errors, lang, "timezone", TimeZone::parse(&form.timezone));
+    if let (Some(name), Some(cnpj), Some(zone)) = (name, cnpj, zone) {
+        match state.store().tenants().update_profile(t.tenant_id(), &name, cnpj.as_ref(), zone).await {
+            Ok(_) => {
+                audit(
+                    &state,
+                    &t.me,
+                    Some(&t),
+                    "tenant.profile_updated",
+                    ("tenant", Some(t.tenant_id().to_string())),
+                    json!({"name": name.as_str(), "timezone": zone.name()}),
+                )
+                .await?;
+                return Ok(Redirect::to("/account?done=saved").into_response());
+            }
+            Err(StoreError::Conflict(_)) => errors.set("name", lang.t("account.name_taken")),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    render_status(StatusCode::UNPROCESSABLE_ENTITY, &account_template(&state, &t, ctx, form, errors).await?)
+}
+
+async fn settings_page(Admin(_): Admin, ctx: PageCtx) -> WebResult<Response> {
+    let ctx = ctx.section("settings", "nav.settings");
+    render(&crate::routes::PlaceholderPage { ctx, issue_key: "settings.placeholder" }, None)
+}
+
+#[derive(Template)]
+#[template(path = "profile.html")]
+struct ProfileTemplate {
+    ctx: PageCtx,
+    name: String,
+    language: String,
+    errors: FieldErrors,
+    password_errors: FieldErrors,
+}
+
+fn profile(me: &CurrentUser, ctx: PageCtx) -> ProfileTemplate {
+    ProfileTemplate {
+        ctx: ctx.section("", "nav.profile"),
+        name: me.user.display_name.to_string(),
+        language: me.lang.code().to_owned(),
+        errors: FieldErrors::default(),
+        password_errors: FieldErrors::default(),
+    }
+}
+
+async fn profile_page(me: CurrentUser, ctx: PageCtx) -> WebResult<Response> {
+    render(&profile(&me, ctx), None)
+}
+
+#[derive(Debug, Deserialize)]
+struct ProfileForm {
+    name: String,
+    language: String,
+}
+
+async fn update_profile(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    jar: CookieJar,
+    ctx: PageCtx,
+    Form(form): Form<ProfileForm>,
+) -> WebResult<Response> {
+    let mut page = profile(&me, ctx);
+    let lang = page.ctx.lang;
+    let name = field(&mut page.errors, lang, "name", Name::parse("name", &form.name));
+    let language = Lang::parse(&form.language);
+    if language.is_none() {
+        page.errors.set("language", lang.t("validation.required"));
+    }
+    let (Some(name), Some(language)) = (name, language) else {
+        page.name = form.name;
+        return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    };
+    state.store().users().set_profile(me.user.id, &name, language.code()).await?;
+    Ok((jar.add(lang_cookie(&state, language)), Redirect::to("/profile?done=saved")).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct PasswordForm {
+    current: String,
+    password: String,
+    confirm: String,
+}
+
+/// Changes the password after checking the current one, and ends the user's other sessions.
+async fn change_password(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ctx: PageCtx,
+    Form(form): Form<PasswordForm>,
+) -> WebResult<Response> {
+    let mut page = profile(&me, ctx);
+    let lang = page.ctx.lang;
+    let creds = state.store().users().credentials(&me.user.email).await?;
+    let stored = creds.password_hash.unwrap_or_else(|| password::dummy_hash().to_owned());
+    let current = form.current.clone();
+    let ok = tokio::task::spawn_blocking(move || password::verify(&current, &stored))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    if !ok {
+        page.password_errors.set("current", lang.t("validation.password_wrong"));
+    }
+    check_new_password(lang, &mut page.password_errors, &form.password, &form.confirm);
+    if !page.password_errors.is_empty() {
+        return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    }
+    let hash = hash_blocking(form.password).await?;
+    state.store().users().set_password(me.user.id, &hash).await?;
+    let ended = state.store().sessions().delete_for_user_except(me.user.id, &me.session.token_hash).await?;
+    audit(
+        &state,
+        &me,
+        None,
+        "user.password_changed",
+        ("user", Some(me.user.id.to_string())),
+        json!({"other_sessions_ended": ended}),
+    )
+    .await?;
+    Ok(Redirect::to("/profile?done=password_changed").into_response())
+}
+
+async fn logout_others(State(state): State<AppState>, me: CurrentUser) -> WebResult<Response> {
+    let ended = state.store().sessions().delete_for_user_except(me.user.id, &me.session.token_hash).await?;
+    audit(
+        &state,
+        &me,
+        None,
+        "logout.others",
+        ("user", Some(me.user.id.to_string())),
+        json!({"sessions": ended}),
+    )
+    .await?;
+    Ok(Redirect::to("/profile?done=logged_out_elsewhere").into_response())
+}
+
+#[derive(Template)]
+#[template(path = "forgot.html")]
+struct ForgotTemplate {
+    ctx: PageCtx,
+}
+
+async fn forgot_page(ctx: PageCtx) -> WebResult<Response> {
+    let mut ctx = ctx.section("", "forgot.title");
+    let cookie = ctx.new_csrf_cookie.take();
+    render(&ForgotTemplate { ctx }, cookie)
+}
+
+#[derive(Debug, Deserialize)]
+struct ForgotForm {
+    email: String,
+}
+
+async fn forgot(
+    State(state): State<AppState>,
+    ctx: PageCtx,
+    crate::auth::ClientIp(ip): crate::auth::ClientIp,
+    Form(form): Form<ForgotForm>,
+) -> WebResult<Response> {
+    let lang = ctx.lang;
+    // Reset requests count as failures for throttling, so the form cannot flood a mailbox.
+    let key = form.email.trim().to_lowercase();
+    let now = Utc::now();
+    let counts =
+        state.store().login_failures().count_since(&key, &ip, now - chrono::Duration::minutes(15)).await?;
+    if counts.by_email >= 5 || counts.by_ip >= 20 {
+        return Err(WebError::TooManyRequests);
+    }
+    state.store().login_failures().record(&format!("reset:{key}"), &ip, now).await?;
+    if let Ok(email) = Email::parse(&form.email) {
+        match state.store().users().by_email(&email).await {
+            Ok(user) if user.active => {
+                let token = session::new_token();
+                let expires = now
+                    + chrono::Duration::from_std(state.config().reset_ttl)
+                        .unwrap_or(chrono::Duration::hours(1));
+                state
+                    .store()
+                    .user_tokens()
+                    .create_reset(user.id, &email, &session::token_hash(&token), expires)
+                    .await?;
+                let user_lang = Lang::parse(&user.language).unwrap_or(lang);
+                let link = state.config().link(&format!("/password/reset/{token}"));
+                let minutes = (state.config().reset_ttl.as_secs() / 60).to_string();
+                let body = user_lang.tf(
+                    "mail.reset_body",
+                    &[("name", user.display_name.as_str()), ("link", &link), ("minutes", &minutes)],
+                );
+                state
+                    .mailer()
+                    .send(email.as_str(), &user_lang.t("mail.reset_subject"), body)
+                    .await
+                    .map_err(|e| WebError::Internal(e.to_string()))?;
+                state
+                    .store()
+                    .audit()
+                    .record(&tds_store::audit::NewAuditEntry {
+                        tenant_id: None,
+                        user_id: Some(user.id),
+                        actor: email.to_string(),
+                        action: "password.reset_requested".into(),
+                        object_kind: "user".into(),
+                        object_id: Some(user.id.to_string()),
+                        detail: "{}".into(),
+                        ip: Some(ip),
+                    })
+                    .await?;
+            }
+            Ok(_) | Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Redirect::to("/login?done=reset_sent").into_response())
+}
+
+#[derive(Template)]
+#[template(path = "reset.html")]
+struct ResetTemplate {
+    ctx: PageCtx,
+    token: String,
+    errors: FieldErrors,
+}
+
+async fn reset_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    ctx: PageCtx,
+) -> WebResult<Response> {
+    let mut ctx = ctx.section("", "reset.title");
+    match state
+        .store()
+        .user_tokens()
+        .peek(&session::token_hash(&token), TokenPurpose::Reset, Utc::now())
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::NotFound) => {
+            return render_status(StatusCode::NOT_FOUND, &Gone { ctx, message_key: "reset.gone" });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let cookie = ctx.new_csrf_cookie.take();
+    render(&ResetTemplate { ctx, token, errors: FieldErrors::default() }, cookie)
+}
+
+#[derive(Debug, Deserialize)]
+struct ResetForm {
+    password: String,
+    confirm: String,
+}
+
+async fn reset(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    ctx: PageCtx,
+    Form(form): Form<ResetForm>,
+) -> WebResult<Response> {
+    let ctx = ctx.section("", "reset.title");
+    let mut errors = FieldErrors::default();
+    check_new_password(ctx.lang, &mut errors, &form.password, &form.confirm);
+    if !errors.is_empty() {
+        return render_status(StatusCode::UNPROCESSABLE_ENTITY, &ResetTemplate { ctx, token, errors });
+    }
+    let hash = hash_blocking(form.password).await?;
+    let user = match state
+        .store()
+        .user_tokens()
+        .consume_reset(&session::token_hash(&token), Utc::now(), &hash)
+        .await
+    {
+        Ok(u) => u,
+        Err(StoreError::NotFound) => {
+            return render_status(StatusCode::NOT_FOUND, &Gone { ctx, message_key: "reset.gone" });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // Whoever had the old password is out.
+    state.store().sessions().delete_for_user(user.id).await?;
+    state.store().login_failures().clear_email(user.email.as_str()).await?;
+    state
+        .store()
+        .audit()
+        .record(&tds_store::audit::NewAuditEntry {
+            tenant_id: None,
+            user_id: Some(user.id),
+            actor: user.email.to_string(),
+            action: "password.reset".into(),
+            object_kind: "user".into(),
+            object_id: Some(user.id.to_string()),
+            detail: "{}".into(),
+            ip: None,
+        })
+        .await?;
+    Ok(Redirect::to("/login?done=password_set").into_response())
 }

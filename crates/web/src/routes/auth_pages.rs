@@ -137,7 +137,10 @@ async fn login(
     state.store().users().record_login(user.id).await?;
     // A new token at every login: whatever session cookie the browser had is dropped.
     if let Some(old) = session::token_from(&state, &jar) {
-        state.store().sessions().delete(&session::token_hash(&old)).await?;
+        match state.store().sessions().delete(&session::token_hash(&old)).await {
+            Ok(()) | Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
     let (mut new_session, cookie) = session::open(&state, user.id, &ip, user_agent).await?;

@@ -112,16 +112,25 @@ async fn error_pages(State(state): State<AppState>, request: Request, next: Next
     }
 }
 
-#[derive(Template)]
+/// A link that no longer leads anywhere (used or expired invitation or reset link).
+#[derive(Debug, Template)]
+#[template(path = "gone.html")]
+pub struct Gone {
+    pub ctx: PageCtx,
+    pub message_key: &'static str,
+}
+
+/// A section that a later release fills in: says so instead of a 404.
+#[derive(Debug, Template)]
 #[template(path = "placeholder.html")]
-struct PlaceholderTemplate {
-    ctx: PageCtx,
-    issue_key: &'static str,
+pub struct PlaceholderPage {
+    pub ctx: PageCtx,
+    pub issue_key: &'static str,
 }
 
 async fn placeholder(section: &'static str, ctx: PageCtx) -> WebResult<Response> {
     let ctx = ctx.section(section, &format!("nav.{section}"));
-    render(&PlaceholderTemplate { ctx, issue_key: "placeholder.text" }, None)
+    render(&PlaceholderPage { ctx, issue_key: "placeholder.text" }, None)
 }
 
 async fn placeholder_telemetry(_: crate::auth::Viewer, ctx: PageCtx) -> WebResult<Response> {

@@ -9,6 +9,8 @@
 
 mod auth;
 mod forms;
+mod members;
 mod roles;
+mod staff;
 mod support;
 mod tenancy;

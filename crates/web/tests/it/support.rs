@@ -94,12 +94,24 @@ impl Page {
         self.body.contains(needle)
     }
 
-    /// The text of the element with this id (first occurrence, tags stripped).
+    /// The text of the element with this id (up to its closing tag, inner tags stripped).
     pub fn text_of(&self, id: &str) -> Option<String> {
         let at = self.body.find(&format!("id=\"{id}\""))?;
+        let open = self.body[..at].rfind('<')?;
+        let tag: String = self.body[open + 1..].chars().take_while(char::is_ascii_alphanumeric).collect();
         let start = at + self.body[at..].find('>')? + 1;
-        let end = start + self.body[start..].find("</")?;
-        Some(self.body[start..end].trim().to_owned())
+        let end = start + self.body[start..].find(&format!("</{tag}>"))?;
+        let mut text = String::new();
+        let mut in_tag = false;
+        for c in self.body[start..end].chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => in_tag = false,
+                c if !in_tag => text.push(c),
+                _ => {}
+            }
+        }
+        Some(text.split_whitespace().collect::<Vec<_>>().join(" "))
     }
 }
 
