@@ -67,10 +67,12 @@ impl Server {
         let app = router(AppState { store: self.store.clone() }).merge(tds_web::router(web));
         let crl_task =
             tokio::spawn(keep_crl_fresh(self.store.clone(), self.pki.clone(), self.config.clone()));
+        let purge_task = tokio::spawn(purge_expired_web_state(self.store.clone()));
         let served = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await;
         crl_task.abort();
+        purge_task.abort();
         served.context("HTTP server failed")?;
         self.store.db().close().await;
         tracing::info!("TDS stopped");
@@ -110,6 +112,22 @@ fn router(state: AppState) -> Router {
         .route("/pki/crl.pem", get(crl_pem))
         .route("/pki/crl.der", get(crl_der))
         .with_state(state)
+}
+
+/// Deletes expired sessions and login failures too old to count, hourly. Nothing depends on it
+/// for correctness (expired rows are ignored when read); it keeps the tables small.
+async fn purge_expired_web_state(store: Store) {
+    let mut tick = tokio::time::interval(Duration::from_hours(1));
+    loop {
+        tick.tick().await;
+        let now = chrono::Utc::now();
+        if let Err(e) = store.sessions().purge_expired(now).await {
+            tracing::warn!(error = %e, "purging expired sessions failed; will retry");
+        }
+        if let Err(e) = store.login_failures().purge_before(now - chrono::Duration::days(1)).await {
+            tracing::warn!(error = %e, "purging old login failures failed; will retry");
+        }
+    }
 }
 
 /// Re-issues the CRL before its next-update time (checked hourly; every revocation also

@@ -14,6 +14,7 @@ pub mod csrf;
 pub mod error;
 pub mod forms;
 pub mod i18n;
+pub mod import;
 pub mod mail;
 pub mod page;
 pub mod password;

@@ -9,6 +9,7 @@
 
 mod auth;
 mod forms;
+mod imports;
 mod members;
 mod roles;
 mod staff;

@@ -1,0 +1,111 @@
+//! CSV import from the browser: a row-by-row report, all rows or none, audited.
+
+use crate::support::TestApp;
+use tds_domain::Role;
+use tds_testkit::{TestDb, per_backend};
+
+async fn a_csv_import_reports_every_bad_row_and_writes_nothing_until_all_are_good(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let t = app.tenant("T").await;
+    app.user("edu@example.com", Some((t.id, Role::Editor))).await;
+    let c = app.login("edu@example.com").await;
+    c.get("/import").await;
+
+    let bad = "mac,code,name\naa:00:00:00:00:01,GW-1,Um\nnot-a-mac,GW-2,Dois\naa:00:00:00:00:03,,Três\n";
+    let page = c.upload("/import/gateways", bad).await;
+    assert_eq!(page.status, 422);
+    assert!(page.text_of("import-result").unwrap().contains("2 linhas"), "{}", page.body);
+    let report = page.text_of("import-report").unwrap();
+    assert!(report.contains("MAC inválido") && report.contains("Campo obrigatório"), "{report}");
+    assert_eq!(
+        app.store.gateways().list(t.id, &Default::default(), tds_store::Page::default()).await.unwrap().total,
+        0
+    );
+
+    let good = "mac,code,name\naa:00:00:00:00:01,GW-1,Um\naa:00:00:00:00:02,GW-2,Dois\n";
+    c.get("/import").await;
+    let page = c.upload("/import/gateways", good).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.text_of("import-result").unwrap().contains("2 registros"));
+    assert_eq!(
+        app.store.gateways().list(t.id, &Default::default(), tds_store::Page::default()).await.unwrap().total,
+        2
+    );
+
+    // The database's refusals are rows of the report too (here: MAC already registered).
+    c.get("/import").await;
+    let page = c.upload("/import/gateways", "aa:00:00:00:00:02,GW-9,Nove\n").await;
+    assert_eq!(page.status, 422);
+    assert!(page.text_of("import-report").unwrap().contains("aa:00:00:00:00:02"), "{}", page.body);
+
+    let devices = "gateway_mac,code,name,type,medium,kind,unit,slave_id,register\n\
+                   aa:00:00:00:00:01,D01,Água fria,MEDIDOR,water,counter,m3,1,100\n\
+                   aa:00:00:00:00:02,T01,Temperatura,SENSOR,other,gauge,°C,,\n";
+    c.get("/import").await;
+    let page = c.upload("/import/devices", devices).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(app.store.devices().list(t.id).await.unwrap().len(), 2);
+
+    c.get("/import").await;
+    let page = c.upload("/import/devices", "").await;
+    assert_eq!(page.text_of("import-error").unwrap(), "O arquivo não tem linhas de dados.");
+
+    let audit = app.store.audit().list(t.id, &Default::default(), tds_store::Page::default()).await.unwrap();
+    let actions: Vec<_> = audit.items.iter().map(|e| e.action.as_str()).collect();
+    assert!(actions.contains(&"gateway.import") && actions.contains(&"device.import"), "{actions:?}");
+
+    // Viewers cannot import.
+    app.user("vera@example.com", Some((t.id, Role::Viewer))).await;
+    let v = app.login("vera@example.com").await;
+    assert_eq!(v.get("/import").await.status, 403);
+    v.get("/").await;
+    assert_eq!(v.upload("/import/gateways", "aa:00:00:00:00:07,GW-7,Sete\n").await.status, 403);
+}
+
+async fn every_asset_the_login_page_needs_is_served_by_the_binary(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let c = app.client();
+    let page = c.get("/login").await;
+    let mut assets: Vec<String> = page
+        .body
+        .match_indices("/assets/")
+        .map(|(i, _)| page.body[i..].split('"').next().unwrap().to_owned())
+        .collect();
+    assert!(assets.len() >= 5, "{assets:?}");
+    // The icon font is referenced from the icons stylesheet, relative to it.
+    let css = c
+        .http
+        .get(format!("{}/assets/vendor/bootstrap-icons.min.css", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let font = css.split("url(\"").nth(1).unwrap().split(['?', '"']).next().unwrap();
+    assets.push(format!("/assets/vendor/{font}"));
+    for a in &assets {
+        let r = c.http.get(format!("{}{a}", app.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{a}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+        let expected = if a.ends_with(".css") {
+            "text/css"
+        } else if a.ends_with(".js") {
+            "javascript"
+        } else {
+            "font/woff"
+        };
+        assert!(ct.contains(expected), "{a}: {ct}");
+        let etag = r.headers()["etag"].clone();
+        let again =
+            c.http.get(format!("{}{a}", app.base)).header("if-none-match", etag).send().await.unwrap();
+        assert_eq!(again.status(), 304, "{a} revalidates");
+    }
+    assert!(!page.body.contains("http://") && !page.body.contains("https://"), "no external URL in the page");
+    assert_eq!(c.http.get(format!("{}/assets/nope.js", app.base)).send().await.unwrap().status(), 404);
+}
+
+per_backend!(
+    a_csv_import_reports_every_bad_row_and_writes_nothing_until_all_are_good,
+    every_asset_the_login_page_needs_is_served_by_the_binary,
+);
