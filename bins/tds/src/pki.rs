@@ -8,12 +8,11 @@ use crate::cli::{CaCommand, CertCommand};
 use crate::config::Config;
 use crate::import::find_tenant;
 use anyhow::{Context, bail};
-use chrono::{Duration, Utc};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tds_domain::Mac;
 use tds_pki::{
     BrokerInfo, CaAlgorithm, CaFiles, CaSubject, DeviceKeyKind, IssuedCertificate, RevocationReason,
-    RevokedEntry,
 };
 use tds_store::certificates::{CertificateFilter, CertificateStatus, NewCertificate, StoredCrl};
 use tds_store::{Page, Store, StoreError};
@@ -199,7 +198,7 @@ pub async fn cert(config: &Config, store: &Store, command: CertCommand) -> anyho
                 .await?;
             audit(store, Some(gateway.tenant_id), None, "cert.revoke", "certificate", active.serial.clone())
                 .await?;
-            let files = ensure_ca(config)?;
+            let files = Arc::new(ensure_ca(config)?);
             let crl = refresh_crl(store, &files, config).await?;
             println!(
                 "revoked certificate {} of {mac} ({}); CRL #{} issued",
@@ -362,42 +361,24 @@ async fn batch(config: &Config, store: &Store, file: &Path, out: &Path, key: &st
     Ok(())
 }
 
+/// The certificate service over the CA in `files`, with this configuration's settings.
+pub fn service(files: Arc<CaFiles>, config: &Config) -> tds_web::certs::Pki {
+    tds_web::certs::Pki {
+        files,
+        device_cert_days: config.device_cert_days,
+        crl_days: config.crl_days,
+        broker: broker_info(config),
+    }
+}
+
 /// Issues a new CRL with every revoked serial and stores it (number one above the stored one).
-pub async fn refresh_crl(store: &Store, files: &CaFiles, config: &Config) -> anyhow::Result<StoredCrl> {
-    let revoked = store
-        .certificates()
-        .staff_revoked()
-        .await?
-        .into_iter()
-        .map(|r| {
-            Ok(RevokedEntry {
-                serial_hex: r.serial,
-                revoked_at: r.revoked_at,
-                reason: RevocationReason::parse(&r.reason).unwrap_or(RevocationReason::Unspecified),
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let number = store.certificates().crl().await?.map_or(1, |c| c.number + 1);
-    let now = Utc::now();
-    let crl =
-        files.ca.issue_crl(&revoked, number as u64, now, now + Duration::days(i64::from(config.crl_days)))?;
-    let stored = StoredCrl {
-        number: crl.number as i64,
-        this_update: crl.this_update,
-        next_update: crl.next_update,
-        pem: crl.pem,
-        der: crl.der,
-    };
-    store.certificates().save_crl(&stored).await?;
-    Ok(stored)
+pub async fn refresh_crl(store: &Store, files: &Arc<CaFiles>, config: &Config) -> anyhow::Result<StoredCrl> {
+    Ok(service(files.clone(), config).refresh_crl(store).await?)
 }
 
 /// The CRL in force, issued now when there is none or it is within a day of its next update.
-pub async fn current_crl(store: &Store, files: &CaFiles, config: &Config) -> anyhow::Result<StoredCrl> {
-    match store.certificates().crl().await? {
-        Some(crl) if crl.next_update - Utc::now() > Duration::days(1) => Ok(crl),
-        _ => refresh_crl(store, files, config).await,
-    }
+pub async fn current_crl(store: &Store, files: &Arc<CaFiles>, config: &Config) -> anyhow::Result<StoredCrl> {
+    Ok(service(files.clone(), config).current_crl(store).await?)
 }
 
 /// `tds broker-config --out DIR`: Mosquitto's configuration, ACL, CA and server certificate, and
@@ -409,7 +390,7 @@ pub async fn broker_config(
     bind: &str,
     port: u16,
 ) -> anyhow::Result<()> {
-    let files = ensure_ca(config)?;
+    let files = Arc::new(ensure_ca(config)?);
     let crl = current_crl(store, &files, config).await?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let dir = std::fs::canonicalize(out).with_context(|| format!("cannot resolve {}", out.display()))?;

@@ -62,8 +62,12 @@ impl Server {
     /// Serves until `shutdown` completes, then finishes in-flight requests and closes the database.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(http = %self.http_addr, "TDS is listening on http://{}", self.http_addr);
-        let web =
-            tds_web::AppState::new(self.store.clone(), web_config(&self.config)?, mailer(&self.config)?);
+        let web = tds_web::AppState::new(
+            self.store.clone(),
+            web_config(&self.config)?,
+            mailer(&self.config)?,
+            crate::pki::service(self.pki.clone(), &self.config),
+        );
         let app = router(AppState { store: self.store.clone() }).merge(tds_web::router(web));
         let crl_task =
             tokio::spawn(keep_crl_fresh(self.store.clone(), self.pki.clone(), self.config.clone()));
@@ -88,9 +92,7 @@ pub async fn serve(
 }
 
 fn web_config(config: &Config) -> anyhow::Result<tds_web::WebConfig> {
-    let mut web = tds_web::WebConfig::new(config.public_url()?);
-    web.mqtt_public_host.clone_from(&config.mqtt_public_host);
-    Ok(web)
+    Ok(tds_web::WebConfig::new(config.public_url()?))
 }
 
 fn mailer(config: &Config) -> anyhow::Result<tds_web::Mailer> {

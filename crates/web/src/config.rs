@@ -15,9 +15,6 @@ pub struct WebConfig {
     pub invite_ttl: Duration,
     /// How long a password-reset link stays valid.
     pub reset_ttl: Duration,
-    /// Host name gateways use for MQTT, written into certificate bundles.
-    pub mqtt_public_host: String,
-    pub mqtt_public_port: u16,
 }
 
 impl WebConfig {
@@ -29,8 +26,6 @@ impl WebConfig {
             session_idle: Duration::from_secs(12 * 3600),
             invite_ttl: Duration::from_secs(7 * 24 * 3600),
             reset_ttl: Duration::from_secs(3600),
-            mqtt_public_host: "localhost".into(),
-            mqtt_public_port: 8883,
         }
     }
 

@@ -9,6 +9,7 @@ rust_i18n::i18n!("locales", fallback = "pt-BR");
 
 pub mod assets;
 pub mod auth;
+pub mod certs;
 pub mod config;
 pub mod csrf;
 pub mod error;

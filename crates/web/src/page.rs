@@ -37,6 +37,7 @@ const NOTICES: &[&str] = &[
     "tenant_created",
     "last_admin",
     "tenant_updated",
+    "revoked",
 ];
 
 #[derive(Debug, Clone)]
@@ -135,8 +136,8 @@ impl PageCtx {
         self.lang.tf(key, &[(name, &value.to_string())])
     }
 
-    pub fn int(&self, n: impl Borrow<i64>) -> String {
-        self.lang.int(*n.borrow())
+    pub fn int(&self, n: impl Number) -> String {
+        self.lang.int(n.value() as i64)
     }
 
     pub fn num(&self, x: impl Number) -> String {
@@ -186,6 +187,18 @@ pub trait Number {
 impl Number for f64 {
     fn value(&self) -> f64 {
         *self
+    }
+}
+
+impl Number for i64 {
+    fn value(&self) -> f64 {
+        *self as f64
+    }
+}
+
+impl Number for usize {
+    fn value(&self) -> f64 {
+        *self as f64
     }
 }
 

@@ -1,5 +1,6 @@
 //! What every handler shares: the store, the settings, the mailer. Cheap to clone.
 
+use crate::certs::Pki;
 use crate::{Mailer, WebConfig};
 use std::sync::Arc;
 use tds_store::Store;
@@ -14,11 +15,16 @@ struct Inner {
     store: Store,
     config: WebConfig,
     mailer: Mailer,
+    pki: Pki,
 }
 
 impl AppState {
-    pub fn new(store: Store, config: WebConfig, mailer: Mailer) -> Self {
-        Self { inner: Arc::new(Inner { store, config, mailer }) }
+    pub fn new(store: Store, config: WebConfig, mailer: Mailer, pki: Pki) -> Self {
+        Self { inner: Arc::new(Inner { store, config, mailer, pki }) }
+    }
+
+    pub fn pki(&self) -> &Pki {
+        &self.inner.pki
     }
 
     pub fn store(&self) -> &Store {

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod auth_pages;
+pub mod certificates;
 pub mod devices;
 pub mod gateways;
 pub mod home;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(gateways::routes())
         .merge(devices::routes())
         .merge(imports::routes())
+        .merge(certificates::routes())
         .merge(account::routes())
         .merge(members::routes())
         .merge(staff::routes())

@@ -8,6 +8,7 @@
 #![allow(clippy::too_many_lines, clippy::needless_pass_by_value)]
 
 mod auth;
+mod certificates;
 mod forms;
 mod imports;
 mod members;

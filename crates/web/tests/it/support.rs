@@ -18,7 +18,9 @@ pub struct TestApp {
     pub base: String,
     pub store: Store,
     pub mail: MailSink,
+    pub pki: tds_web::certs::Pki,
     _db: TestDb,
+    _pki_dir: tempfile::TempDir,
 }
 
 impl TestApp {
@@ -27,13 +29,29 @@ impl TestApp {
         let addr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");
         let mail = MailSink::start();
-        let mut config = WebConfig::new(url::Url::parse(&base).unwrap());
-        config.mqtt_public_host = "mqtt.test".into();
+        let config = WebConfig::new(url::Url::parse(&base).unwrap());
         let mailer = Mailer::smtp(&format!("smtp://{}", mail.addr), "TDS <tds@example.com>").unwrap();
-        let state = AppState::new(db.store.clone(), config, mailer);
+        // ECDSA P-384 keeps CA creation fast; device certificates last one year so that they
+        // show as "expiring within 2 years".
+        let pki_dir = tempfile::tempdir().unwrap();
+        let files = tds_pki::CaFiles::init(
+            pki_dir.path(),
+            &tds_pki::CaSubject::default(),
+            tds_pki::CaAlgorithm::EcdsaP384,
+            None,
+            &["localhost".to_owned()],
+        )
+        .unwrap();
+        let pki = tds_web::certs::Pki {
+            files: Arc::new(files),
+            device_cert_days: 365,
+            crl_days: 7,
+            broker: tds_pki::BrokerInfo::new("mqtt.test"),
+        };
+        let state = AppState::new(db.store.clone(), config, mailer, pki.clone());
         let app = tds_web::router(state).into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { base, store: db.store.clone(), mail, _db: db }
+        Self { base, store: db.store.clone(), mail, pki, _db: db, _pki_dir: pki_dir }
     }
 
     pub fn client(&self) -> Client {
