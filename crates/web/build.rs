@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::{env, fs};
 
-/// (file in node_modules, path under /assets/)
+/// (file in `node_modules`, path under `/assets/`)
 const VENDOR: &[(&str, &str)] = &[
     ("bootstrap/dist/css/bootstrap.min.css", "vendor/bootstrap.min.css"),
     ("bootstrap/dist/js/bootstrap.bundle.min.js", "vendor/bootstrap.bundle.min.js"),

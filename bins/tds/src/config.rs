@@ -162,14 +162,13 @@ impl Config {
 
     /// The public URL in force: the configured one, else derived from the HTTP address.
     pub fn public_url(&self) -> anyhow::Result<url::Url> {
-        let text = match &self.public_url {
-            Some(u) => u.clone(),
-            None => {
-                let addr = self.http_socket()?;
-                let host =
-                    if addr.ip().is_unspecified() { "localhost".to_owned() } else { addr.ip().to_string() };
-                format!("http://{host}:{}", addr.port())
-            }
+        let text = if let Some(u) = &self.public_url {
+            u.clone()
+        } else {
+            let addr = self.http_socket()?;
+            let host =
+                if addr.ip().is_unspecified() { "localhost".to_owned() } else { addr.ip().to_string() };
+            format!("http://{host}:{}", addr.port())
         };
         let url = url::Url::parse(&text).with_context(|| format!("public_url {text:?} is not a URL"))?;
         if !matches!(url.scheme(), "http" | "https") {

@@ -96,14 +96,11 @@ fn web_config(config: &Config) -> anyhow::Result<tds_web::WebConfig> {
 }
 
 fn mailer(config: &Config) -> anyhow::Result<tds_web::Mailer> {
-    Ok(match &config.smtp_url {
-        Some(url) => tds_web::Mailer::smtp(url.expose(), &config.mail_from)?,
-        None => {
-            tracing::warn!(
-                "no smtp_url configured: invitation and password-reset emails are written to the log"
-            );
-            tds_web::Mailer::log(&config.mail_from)?
-        }
+    Ok(if let Some(url) = &config.smtp_url {
+        tds_web::Mailer::smtp(url.expose(), &config.mail_from)?
+    } else {
+        tracing::warn!("no smtp_url configured: invitation and password-reset emails are written to the log");
+        tds_web::Mailer::log(&config.mail_from)?
     })
 }
 

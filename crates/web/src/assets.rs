@@ -10,7 +10,7 @@ use rust_embed::Embed;
 #[folder = "$OUT_DIR/assets"]
 struct Assets;
 
-/// `GET /assets/{*path}`. Served with an ETag (the file's SHA-256) so browsers revalidate
+/// `GET /assets/{*path}`. Served with an `ETag` (the file's SHA-256) so browsers revalidate
 /// cheaply after an upgrade instead of holding stale files.
 pub async fn serve(Path(path): Path<String>, headers: HeaderMap) -> Response {
     let Some(file) = Assets::get(&path) else {

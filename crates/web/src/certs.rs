@@ -55,14 +55,15 @@ fn record(issued: &IssuedCertificate) -> NewCertificate {
     }
 }
 
-impl Pki {
-    fn check(&self, gateway: &Gateway) -> Result<(), CertError> {
-        if gateway.status == GatewayStatus::Decommissioned {
-            return Err(CertError::Decommissioned(gateway.mac));
-        }
-        Ok(())
+/// Certificates are only for gateways in service.
+fn check_in_service(gateway: &Gateway) -> Result<(), CertError> {
+    if gateway.status == GatewayStatus::Decommissioned {
+        return Err(CertError::Decommissioned(gateway.mac));
     }
+    Ok(())
+}
 
+impl Pki {
     async fn check_replace(&self, store: &Store, gateway: &Gateway, replace: bool) -> Result<(), CertError> {
         if !replace && store.certificates().staff_has_active(gateway.mac).await? {
             return Err(CertError::HasActive(gateway.mac));
@@ -79,7 +80,7 @@ impl Pki {
         kind: DeviceKeyKind,
         replace: bool,
     ) -> Result<Bundle, CertError> {
-        self.check(gateway)?;
+        check_in_service(gateway)?;
         self.check_replace(store, gateway, replace).await?;
         let (files, mac, days, broker) =
             (self.files.clone(), gateway.mac, self.device_cert_days, self.broker.clone());
@@ -106,7 +107,7 @@ impl Pki {
         csr_pem: &str,
         replace: bool,
     ) -> Result<IssuedCertificate, CertError> {
-        self.check(gateway)?;
+        check_in_service(gateway)?;
         self.check_replace(store, gateway, replace).await?;
         let issued = self.files.ca.sign_csr(csr_pem, gateway.mac, self.device_cert_days)?;
         store

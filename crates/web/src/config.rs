@@ -23,9 +23,9 @@ impl WebConfig {
         Self {
             public_url,
             secure_cookies,
-            session_idle: Duration::from_secs(12 * 3600),
-            invite_ttl: Duration::from_secs(7 * 24 * 3600),
-            reset_ttl: Duration::from_secs(3600),
+            session_idle: Duration::from_hours(12),
+            invite_ttl: Duration::from_hours(7 * 24),
+            reset_ttl: Duration::from_hours(1),
         }
     }
 

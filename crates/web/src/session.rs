@@ -1,4 +1,4 @@
-//! Server-side sessions. The browser holds only a random 256-bit token in an HttpOnly,
+//! Server-side sessions. The browser holds only a random 256-bit token in an `HttpOnly`,
 //! SameSite=Lax cookie (`__Host-` prefixed and `Secure` when TDS is served over https); the
 //! database holds its SHA-256, the user, the chosen tenant and the session's CSRF token. A new
 //! token is issued at every login (so a token planted before login is worthless), logout deletes

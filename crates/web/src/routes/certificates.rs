@@ -329,7 +329,7 @@ async fn sign_csr(
     let mut replace = false;
     while let Some(field) = multipart.next_field().await.map_err(|e| WebError::BadRequest(e.to_string()))? {
         match field.name() {
-            Some("csr_file") | Some("csr") => {
+            Some("csr_file" | "csr") => {
                 let text = field.text().await.map_err(|e| WebError::BadRequest(e.to_string()))?;
                 if !text.trim().is_empty() {
                     csr = text;

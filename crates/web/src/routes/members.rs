@@ -358,7 +358,7 @@ async fn accept(
 pub fn check_new_password(lang: crate::i18n::Lang, errors: &mut FieldErrors, password: &str, confirm: &str) {
     match password::check_new(password) {
         Err(password::PasswordProblem::TooShort) => {
-            errors.set("password", lang.t("validation.password_short"))
+            errors.set("password", lang.t("validation.password_short"));
         }
         Err(password::PasswordProblem::TooLong) => errors.set("password", lang.t("validation.password_long")),
         Ok(()) if password != confirm => errors.set("confirm", lang.t("validation.password_mismatch")),

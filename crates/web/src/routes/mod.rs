@@ -130,19 +130,19 @@ pub struct PlaceholderPage {
     pub issue_key: &'static str,
 }
 
-async fn placeholder(section: &'static str, ctx: PageCtx) -> WebResult<Response> {
+fn placeholder(section: &'static str, ctx: PageCtx) -> WebResult<Response> {
     let ctx = ctx.section(section, &format!("nav.{section}"));
     render(&PlaceholderPage { ctx, issue_key: "placeholder.text" }, None)
 }
 
 async fn placeholder_telemetry(_: crate::auth::Viewer, ctx: PageCtx) -> WebResult<Response> {
-    placeholder("telemetry", ctx).await
+    placeholder("telemetry", ctx)
 }
 async fn placeholder_alerts(_: crate::auth::Viewer, ctx: PageCtx) -> WebResult<Response> {
-    placeholder("alerts", ctx).await
+    placeholder("alerts", ctx)
 }
 async fn placeholder_reports(_: crate::auth::Viewer, ctx: PageCtx) -> WebResult<Response> {
-    placeholder("reports", ctx).await
+    placeholder("reports", ctx)
 }
 
 /// Records an audit entry for an action done in the web UI.

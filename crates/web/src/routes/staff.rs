@@ -112,6 +112,8 @@ impl TenantForm {
         Some(TenantLimits { max_gateways: g?, max_devices: d?, max_users: u? })
     }
 
+    /// `None` when the date is invalid (the error is recorded), `Some(None)` for no end date.
+    #[allow(clippy::option_option)]
     fn licence(&self, lang: Lang, errors: &mut FieldErrors) -> Option<Option<NaiveDate>> {
         match optional(&self.licence_valid_until) {
             None => Some(None),
@@ -343,8 +345,8 @@ struct GatewaysTemplate {
 }
 
 impl GatewaysTemplate {
-    fn tenant_name(&self, id: &TenantId) -> &str {
-        self.tenant_names.get(&id.get()).map_or("?", String::as_str)
+    fn tenant_name(&self, id: i64) -> &str {
+        self.tenant_names.get(&id).map_or("?", String::as_str)
     }
 }
 
@@ -500,8 +502,7 @@ async fn audit_log(
     let since = NaiveDate::parse_from_str(q.since.trim(), "%Y-%m-%d")
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|d| d.and_local_timezone(ctx.zone).earliest().map(|t| t.to_utc()))
-        .flatten();
+        .and_then(|d| d.and_local_timezone(ctx.zone).earliest().map(|t| t.to_utc()));
     let filter = AuditFilter { action_prefix: optional(&q.action), actor: optional(&q.actor), since };
     let page = Page::new(q.page.unwrap_or(1), STAFF_PAGE);
     let found = state.store().audit().staff_list(&filter, page).await?;

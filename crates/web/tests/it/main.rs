@@ -6,6 +6,13 @@
 // allow-*-in-tests settings do not see as tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(clippy::too_many_lines, clippy::needless_pass_by_value)]
+// Test tables read best inline: `&Default::default()` filters, (fields, field, words) tuples,
+// and asset paths compared by their literal suffix.
+#![allow(
+    clippy::default_trait_access,
+    clippy::type_complexity,
+    clippy::case_sensitive_file_extension_comparisons
+)]
 
 mod auth;
 mod certificates;
