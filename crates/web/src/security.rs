@@ -1,7 +1,8 @@
 //! Security headers on every response: a strict Content-Security-Policy (everything from our own
 //! origin; no inline scripts), no framing, no MIME sniffing, no referrer leaks to other sites.
 
-use axum::extract::Request;
+use crate::AppState;
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -10,8 +11,9 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
                    font-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; \
                    form-action 'self'; object-src 'none'";
 
-pub async fn headers(request: Request, next: Next) -> Response {
-    let secure = request.uri().scheme_str() == Some("https");
+pub async fn headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // Behind a TLS proxy the request itself is plain http: the public URL says what people use.
+    let secure = state.config().secure_cookies;
     let mut response = next.run(request).await;
     let h = response.headers_mut();
     let mut set = |name: HeaderName, value: &'static str| {
