@@ -105,7 +105,45 @@ async fn every_asset_the_login_page_needs_is_served_by_the_binary(db: TestDb) {
     assert_eq!(c.http.get(format!("{}/assets/nope.js", app.base)).send().await.unwrap().status(), 404);
 }
 
+async fn a_factory_manifest_pre_registers_its_gateways_with_their_certificates(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let t = app.tenant("T").await;
+    app.user("adm@example.com", Some((t.id, Role::Admin))).await;
+    // What `tds cert batch` records: certificates for MACs no tenant has registered yet.
+    let mac = tds_domain::Mac::parse("aa:bb:cc:00:00:42").unwrap();
+    let issued = app.pki.files.ca.issue_device(mac, tds_pki::DeviceKeyKind::EcdsaP256, 365).unwrap();
+    let record = tds_store::certificates::NewCertificate {
+        mac,
+        serial: issued.serial_hex.clone(),
+        fingerprint_sha256: issued.fingerprint_sha256.clone(),
+        pem: issued.cert_pem.clone(),
+        key_algorithm: issued.key_algorithm.clone(),
+        issued_at: issued.not_before,
+        expires_at: issued.not_after,
+    };
+    app.store.certificates().staff_record_factory(&[record]).await.unwrap();
+    let c = app.login("adm@example.com").await;
+    c.get("/import").await;
+    let forged = "mac,serial_number,cert_serial,expires_at\naa:bb:cc:00:00:42,SN-42,00ff00ff,2036-01-01\n";
+    let page = c.upload("/import/gateways", forged).await;
+    assert_eq!(page.status, 422);
+    assert!(page.text_of("import-report").unwrap().contains("factory batch"), "{}", page.body);
+    let manifest = format!(
+        "mac,serial_number,cert_serial,expires_at\naa:bb:cc:00:00:42,SN-42,{},2027-01-01\n",
+        issued.serial_hex
+    );
+    c.get("/import").await;
+    let page = c.upload("/import/gateways", &manifest).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let g = app.store.gateways().by_mac(t.id, mac).await.unwrap();
+    assert_eq!(g.code.as_str(), "SN-42");
+    assert_eq!(g.status, tds_domain::GatewayStatus::PreRegistered);
+    let certs = c.get("/certificates").await;
+    assert!(certs.has(&issued.serial_hex), "the factory certificate now belongs to the tenant");
+}
+
 per_backend!(
+    a_factory_manifest_pre_registers_its_gateways_with_their_certificates,
     a_csv_import_reports_every_bad_row_and_writes_nothing_until_all_are_good,
     every_asset_the_login_page_needs_is_served_by_the_binary,
 );
