@@ -627,6 +627,23 @@ impl<'a> GatewayStore<'a> {
         row.try_into()
     }
 
+    /// Sets the online flag (the device endpoint: connected / status message / will).
+    pub async fn set_online(&self, tenant: TenantId, id: GatewayId, online: bool) -> Result<(), StoreError> {
+        let done = on_db!(
+            self.db,
+            write
+                | pool
+                | sqlx::query("UPDATE gateways SET online = $3 WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.get())
+                    .bind(id.get())
+                    .bind(online)
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected())
+        )?;
+        found(done)
+    }
+
     /// Records accepted telemetry: marks the gateway seen and online, and moves a pre-registered
     /// gateway to active.
     pub async fn mark_seen(

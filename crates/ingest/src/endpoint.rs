@@ -1,0 +1,155 @@
+//! The device endpoint: a TCP listener, TLS with a mandatory client certificate verified against
+//! the platform CA and a live revocation set, and one task per connection.
+//!
+//! The revocation set is reloaded from the store every `revocation_poll`; each reload also tells
+//! the live sessions of newly revoked certificates to close, so a revocation takes effect on
+//! connected gateways within that interval, and on every new handshake at once after it.
+
+use crate::config::IngestConfig;
+use crate::directory::Directory;
+use crate::error::IngestError;
+use crate::registry::Registry;
+use crate::session;
+use crate::writer::Writer;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tds_pki::CaFiles;
+use tds_pki::tls::{RevocationSet, device_identity, device_server_config};
+use tds_store::Store;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: IngestConfig,
+    pub store: Store,
+    pub directory: Directory,
+    pub writer: Writer,
+    pub registry: Registry,
+    pub revoked: RevocationSet,
+}
+
+pub struct Endpoint {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").field("addr", &self.listener.local_addr().ok()).finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// Binds the listener and loads the revoked serials; does not accept yet.
+    pub async fn bind(config: IngestConfig, store: Store, ca: &CaFiles) -> Result<Self, IngestError> {
+        let revoked =
+            RevocationSet::new(store.certificates().staff_revoked().await?.into_iter().map(|r| r.serial));
+        let tls = device_server_config(ca, revoked.clone())?;
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| IngestError::Bind { addr: config.addr, source })?;
+        let writer = Writer::spawn(
+            store.clone(),
+            config.queue_capacity,
+            config.commit_max_readings,
+            config.commit_max_delay,
+        );
+        let shared = Arc::new(Shared {
+            directory: Directory::new(store.clone(), config.cache_ttl),
+            registry: Registry::default(),
+            config,
+            store,
+            writer,
+            revoked,
+        });
+        Ok(Self { listener, acceptor: TlsAcceptor::from(tls), shared })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Gateways connected right now.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Accepts connections until `shutdown` completes, then closes every session (their
+    /// committed messages are acknowledged first).
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        let refresher = tokio::spawn(keep_revocations_current(self.shared.clone()));
+        tracing::info!(addr = %self.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()), "device endpoint listening (MQTT over mutual TLS)");
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        let acceptor = self.acceptor.clone();
+                        let shared = self.shared.clone();
+                        tokio::spawn(async move { connection(tcp, peer, acceptor, shared).await });
+                    }
+                    Err(e) => {
+                        // Out of file descriptors, say: wait a little instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        refresher.abort();
+        self.shared.registry.close_all();
+    }
+}
+
+async fn connection(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, shared: Arc<Shared>) {
+    let _ = tcp.set_nodelay(true);
+    let handshake = tokio::time::timeout(shared.config.connect_timeout, acceptor.accept(tcp)).await;
+    let tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            // Unknown CA, expired or revoked certificate, no certificate, not TLS at all.
+            tracing::info!(%peer, error = %e, "TLS handshake refused");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let identity = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(|cert| device_identity(cert.as_ref()));
+    match identity {
+        Some(Ok(identity)) => session::run(tls, identity, shared).await,
+        Some(Err(e)) => tracing::info!(%peer, error = %e, "refused: the certificate does not name a gateway"),
+        None => tracing::info!(%peer, "refused: no client certificate"),
+    }
+}
+
+async fn keep_revocations_current(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.config.revocation_poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match shared.store.certificates().staff_revoked().await {
+            Ok(list) => {
+                if list.len() != shared.revoked.len() {
+                    shared.revoked.replace(list.into_iter().map(|r| r.serial));
+                    let closed = shared.registry.close_revoked(|serial| shared.revoked.contains(serial));
+                    if closed > 0 {
+                        tracing::info!(sessions = closed, "closed sessions of revoked certificates");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot refresh the revocation set; keeping the last one"),
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! TDS device endpoint (SPEC §2): gateways connect over MQTT 3.1.1 with mutual TLS, publish
+//! telemetry batches, and every reading is stored exactly once before the gateway is told so.
+//!
+//! - [`endpoint`]: the TLS accept loop, the live revocation set, the registry of sessions;
+//! - [`session`]: one gateway's MQTT conversation (CONNECT checks, topic ACL, PUBACK order);
+//! - [`pipeline`]: a telemetry message turned into readings and dead letters;
+//! - [`writer`]: group commit of many sessions' messages in one transaction, then their acks;
+//! - [`directory`]: gateways and devices by MAC and code, cached and refreshed on a miss.
+//!
+//! Must not: serve HTTP, know about pages, or act as a general broker (it only accepts what the
+//! device protocol allows and never forwards messages between clients).
+
+pub mod config;
+pub mod directory;
+pub mod endpoint;
+pub mod error;
+pub mod pipeline;
+pub mod registry;
+pub mod session;
+pub mod writer;
+
+pub use config::IngestConfig;
+pub use endpoint::Endpoint;
+pub use error::IngestError;

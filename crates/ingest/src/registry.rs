@@ -1,0 +1,85 @@
+//! The live sessions, by gateway MAC: a second connection with the same identity replaces the
+//! first, and a revoked certificate's session is told to close at once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tds_domain::Mac;
+use tokio::sync::watch;
+
+/// Why the endpoint asks a session to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    Open,
+    Replaced,
+    Revoked,
+    Shutdown,
+}
+
+#[derive(Debug)]
+struct Entry {
+    id: u64,
+    serial: String,
+    close: watch::Sender<Close>,
+}
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    next: AtomicU64,
+    sessions: Mutex<HashMap<Mac, Entry>>,
+}
+
+/// A session's registration; dropping it removes the session (unless a newer one replaced it).
+#[derive(Debug)]
+pub struct Registration<'a> {
+    registry: &'a Registry,
+    mac: Mac,
+    id: u64,
+    pub close: watch::Receiver<Close>,
+}
+
+impl Registry {
+    /// Registers a session for `mac`, telling any previous one to close.
+    pub fn register(&self, mac: Mac, serial: &str) -> Registration<'_> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(Close::Open);
+        if let Ok(mut sessions) = self.sessions.lock() {
+            if let Some(old) = sessions.insert(mac, Entry { id, serial: serial.to_owned(), close: tx }) {
+                let _ = old.close.send(Close::Replaced);
+            }
+        }
+        Registration { registry: self, mac, id, close: rx }
+    }
+
+    /// Tells the sessions whose certificate serial is revoked to close; returns how many.
+    pub fn close_revoked(&self, is_revoked: impl Fn(&str) -> bool) -> usize {
+        let Ok(sessions) = self.sessions.lock() else { return 0 };
+        sessions.values().filter(|e| is_revoked(&e.serial)).map(|e| e.close.send(Close::Revoked)).count()
+    }
+
+    pub fn close_all(&self) {
+        if let Ok(sessions) = self.sessions.lock() {
+            for e in sessions.values() {
+                let _ = e.close.send(Close::Shutdown);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut sessions) = self.registry.sessions.lock() {
+            if sessions.get(&self.mac).is_some_and(|e| e.id == self.id) {
+                sessions.remove(&self.mac);
+            }
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! One gateway's MQTT 3.1.1 conversation, after its certificate has been verified.
+//!
+//! CONNECT must come first, within the connect timeout; its client id must be the certificate's
+//! MAC and the MAC must name a registered gateway that is not decommissioned, else a CONNACK
+//! with the matching refusal code. Then: PUBLISH (QoS 0 or 1) to the gateway's own topics only,
+//! the topic checked before anything is stored (a violation is dead-lettered, logged and ends the
+//! connection); SUBSCRIBE to its own `cert_update` only (others get the failure code);
+//! UNSUBSCRIBE; PINGREQ; DISCONNECT. PUBACKs go out in the order the messages came in, each only
+//! after its message is committed. A session that misses its keep-alive (1.5 × the interval)
+//! ends, and its will, when it is the gateway's own status topic, marks it offline.
+
+use crate::directory::GatewayEntry;
+use crate::endpoint::Shared;
+use crate::pipeline;
+use crate::registry::Close;
+use crate::writer::{Done, Submission};
+use bytes::{Bytes, BytesMut};
+use chrono::Utc;
+use rumqttc::mqttbytes::v4::{
+    ConnAck, Connect, ConnectReturnCode, LastWill, Packet, PingResp, PubAck, Publish, SubAck,
+    SubscribeReasonCode, UnsubAck,
+};
+use rumqttc::mqttbytes::{Error as MqttError, QoS};
+use std::sync::Arc;
+use std::time::Duration;
+use tds_domain::Mac;
+use tds_domain::telemetry::Topic;
+use tds_pki::tls::DeviceIdentity;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug)]
+enum ReadError {
+    Closed,
+    Io(std::io::Error),
+    Protocol(MqttError),
+}
+
+async fn read_packet<S: AsyncRead>(
+    rd: &mut ReadHalf<S>,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<Packet, ReadError> {
+    loop {
+        match Packet::read(buf, max) {
+            Ok(p) => return Ok(p),
+            Err(MqttError::InsufficientBytes(_)) => {}
+            Err(e) => return Err(ReadError::Protocol(e)),
+        }
+        buf.reserve(4096);
+        match rd.read_buf(buf).await {
+            Ok(0) => return Err(ReadError::Closed),
+            Ok(_) => {}
+            Err(e) => return Err(ReadError::Io(e)),
+        }
+    }
+}
+
+fn encode(packet: &Packet) -> Bytes {
+    let mut out = BytesMut::with_capacity(packet.size() + 4);
+    // Our own small packets always fit.
+    let _ = packet.write(&mut out, usize::MAX);
+    out.freeze()
+}
+
+/// Why a session ended, as logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Disconnect,
+    KeepAlive,
+    Closed,
+    ProtocolError,
+    AclViolation,
+    Replaced,
+    Revoked,
+    Shutdown,
+    CommitFailed,
+}
+
+impl End {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Disconnect => "disconnect",
+            Self::KeepAlive => "keep_alive_timeout",
+            Self::Closed => "connection_closed",
+            Self::ProtocolError => "protocol_error",
+            Self::AclViolation => "acl_violation",
+            Self::Replaced => "replaced_by_new_connection",
+            Self::Revoked => "certificate_revoked",
+            Self::Shutdown => "server_shutdown",
+            Self::CommitFailed => "commit_failed",
+        }
+    }
+}
+
+/// Runs a verified connection to its end.
+pub async fn run<S>(stream: S, identity: DeviceIdentity, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mac = identity.mac;
+    let first = tokio::time::timeout(
+        shared.config.connect_timeout,
+        read_packet(&mut rd, &mut buf, shared.config.max_packet_bytes),
+    )
+    .await;
+    let connect = match first {
+        Ok(Ok(Packet::Connect(c))) => c,
+        Ok(Err(ReadError::Protocol(MqttError::InvalidProtocolLevel(level)))) => {
+            tracing::info!(gateway.mac = %mac, level, "refused: not MQTT 3.1.1");
+            let _ = wr
+                .write_all(&encode(&Packet::ConnAck(ConnAck::new(
+                    ConnectReturnCode::RefusedProtocolVersion,
+                    false,
+                ))))
+                .await;
+            let _ = wr.shutdown().await;
+            return;
+        }
+        Ok(other) => {
+            tracing::info!(gateway.mac = %mac, first = ?other.map(|p| format!("{p:?}").chars().take(40).collect::<String>()), "refused: CONNECT expected first");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(gateway.mac = %mac, "refused: no CONNECT within the connect timeout");
+            return;
+        }
+    };
+    let gateway = match admit(&shared, mac, &connect).await {
+        Ok(g) => g,
+        Err(code) => {
+            let _ = wr.write_all(&encode(&Packet::ConnAck(ConnAck::new(code, false)))).await;
+            let _ = wr.shutdown().await;
+            return;
+        }
+    };
+    let mut registration = shared.registry.register(mac, &identity.serial_hex);
+    if wr.write_all(&encode(&Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)))).await.is_err()
+    {
+        return;
+    }
+    let _ = wr.flush().await;
+    tracing::info!(gateway.mac = %mac, keep_alive = connect.keep_alive, "gateway connected");
+    if let Err(e) = shared.store.gateways().set_online(gateway.tenant, gateway.id, true).await {
+        tracing::warn!(gateway.mac = %mac, error = %e, "cannot mark the gateway online");
+    }
+
+    // Outgoing packets: one task owns the write half.
+    let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(shared.config.inflight_per_session + 8);
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = out_rx.recv().await {
+            if wr.write_all(&bytes).await.is_err() {
+                break;
+            }
+            if out_rx.is_empty() && wr.flush().await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    // PUBACKs in arrival order, each after its commit; a failed commit ends the session so the
+    // gateway resends.
+    let (ack_tx, mut ack_rx) = mpsc::channel::<(Option<u16>, Done)>(shared.config.inflight_per_session);
+    let (failed_tx, mut failed_rx) = oneshot::channel::<()>();
+    let acks_out = out_tx.clone();
+    let acker = tokio::spawn(async move {
+        while let Some((pkid, done)) = ack_rx.recv().await {
+            match done.await {
+                Ok(Ok(())) => {
+                    if let Some(pkid) = pkid {
+                        if acks_out.send(encode(&Packet::PubAck(PubAck::new(pkid)))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                _ => {
+                    let _ = failed_tx.send(());
+                    return;
+                }
+            }
+        }
+    });
+
+    let keep_alive =
+        (connect.keep_alive > 0).then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+    let end = loop {
+        let read = async {
+            match keep_alive {
+                Some(limit) => tokio::time::timeout(
+                    limit,
+                    read_packet(&mut rd, &mut buf, shared.config.max_packet_bytes),
+                )
+                .await
+                .unwrap_or(Err(ReadError::Closed))
+                .map_err(|e| (e, true)),
+                None => read_packet(&mut rd, &mut buf, shared.config.max_packet_bytes)
+                    .await
+                    .map_err(|e| (e, false)),
+            }
+        };
+        let packet = tokio::select! {
+            changed = registration.close.changed() => {
+                let why = if changed.is_ok() { *registration.close.borrow() } else { Close::Shutdown };
+                break match why {
+                    Close::Replaced => End::Replaced,
+                    Close::Revoked => End::Revoked,
+                    Close::Open | Close::Shutdown => End::Shutdown,
+                };
+            }
+            _ = &mut failed_rx => break End::CommitFailed,
+            r = read => r,
+        };
+        let packet = match packet {
+            Ok(p) => p,
+            Err((ReadError::Closed, true)) if keep_alive.is_some() => break End::KeepAlive,
+            Err((ReadError::Io(e), _)) => {
+                tracing::debug!(gateway.mac = %mac, error = %e, "read failed");
+                break End::Closed;
+            }
+            Err((ReadError::Closed, _)) => break End::Closed,
+            Err((ReadError::Protocol(e), _)) => {
+                tracing::info!(gateway.mac = %mac, error = %e, "protocol error");
+                break End::ProtocolError;
+            }
+        };
+        match packet {
+            Packet::Publish(publish) => {
+                if let Err(end) = on_publish(&shared, &gateway, publish, &ack_tx).await {
+                    break end;
+                }
+            }
+            Packet::Subscribe(sub) => {
+                let codes = sub
+                    .filters
+                    .iter()
+                    .map(|f| {
+                        if Topic::may_subscribe(&f.path, mac) {
+                            SubscribeReasonCode::Success(if f.qos == QoS::AtMostOnce {
+                                QoS::AtMostOnce
+                            } else {
+                                QoS::AtLeastOnce
+                            })
+                        } else {
+                            tracing::info!(gateway.mac = %mac, filter = %f.path, "subscription refused");
+                            SubscribeReasonCode::Failure
+                        }
+                    })
+                    .collect();
+                let _ = out_tx.send(encode(&Packet::SubAck(SubAck::new(sub.pkid, codes)))).await;
+            }
+            Packet::Unsubscribe(u) => {
+                let _ = out_tx.send(encode(&Packet::UnsubAck(UnsubAck::new(u.pkid)))).await;
+            }
+            Packet::PingReq => {
+                let _ = out_tx.send(encode(&Packet::PingResp)).await;
+                let _ = PingResp;
+            }
+            Packet::Disconnect => break End::Disconnect,
+            Packet::Connect(_) => break End::ProtocolError,
+            // Nothing TDS sends needs an acknowledgement from the gateway yet; ignore the rest.
+            _ => {}
+        }
+    };
+
+    // Let the acknowledgements of what was committed go out before closing.
+    drop(ack_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), acker).await;
+    drop(out_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    tracing::info!(gateway.mac = %mac, reason = end.as_str(), "gateway disconnected");
+    if end != End::Replaced {
+        let will_offline = connect.last_will.as_ref().is_some_and(|w| is_offline_will(w, mac));
+        if end != End::Disconnect && !will_offline {
+            tracing::debug!(gateway.mac = %mac, "no offline will; marking offline anyway (not connected)");
+        }
+        if let Err(e) = shared.store.gateways().set_online(gateway.tenant, gateway.id, false).await {
+            tracing::warn!(gateway.mac = %mac, error = %e, "cannot mark the gateway offline");
+        }
+    }
+    drop(registration);
+}
+
+fn is_offline_will(will: &LastWill, mac: Mac) -> bool {
+    matches!(Topic::parse(&will.topic), Ok(t @ Topic::Status(_)) if t.mac() == mac)
+        && will.message.as_ref().eq_ignore_ascii_case(b"offline")
+}
+
+/// CONNECT checks, with the refusal code for each.
+async fn admit(shared: &Shared, mac: Mac, connect: &Connect) -> Result<Arc<GatewayEntry>, ConnectReturnCode> {
+    if Mac::parse(&connect.client_id).ok() != Some(mac) {
+        tracing::info!(gateway.mac = %mac, client_id = %connect.client_id.chars().take(64).collect::<String>(), "refused: client id is not the certificate's MAC");
+        return Err(ConnectReturnCode::BadClientId);
+    }
+    let gateway = match shared.directory.load(mac).await {
+        Ok(Some(g)) => g,
+        Ok(None) => {
+            tracing::info!(gateway.mac = %mac, "refused: no gateway registered with this MAC");
+            return Err(ConnectReturnCode::NotAuthorized);
+        }
+        Err(e) => {
+            tracing::error!(gateway.mac = %mac, error = %e, "refused: store unavailable");
+            return Err(ConnectReturnCode::ServiceUnavailable);
+        }
+    };
+    if gateway.status == tds_domain::GatewayStatus::Decommissioned {
+        tracing::info!(gateway.mac = %mac, "refused: gateway decommissioned");
+        return Err(ConnectReturnCode::NotAuthorized);
+    }
+    Ok(gateway)
+}
+
+/// Handles one PUBLISH; `Err` ends the session.
+async fn on_publish(
+    shared: &Shared,
+    gateway: &Arc<GatewayEntry>,
+    publish: Publish,
+    acks: &mpsc::Sender<(Option<u16>, Done)>,
+) -> Result<(), End> {
+    let mac = gateway.mac;
+    let now = Utc::now();
+    let pkid = (publish.qos == QoS::AtLeastOnce).then_some(publish.pkid);
+    if publish.qos == QoS::ExactlyOnce {
+        tracing::info!(gateway.mac = %mac, "QoS 2 is not supported; closing");
+        return Err(End::ProtocolError);
+    }
+    // The ACL comes first: a message on a topic the gateway may not use is kept as a dead letter
+    // (nothing a gateway sends is dropped silently) and ends the connection.
+    let topic = match Topic::parse(&publish.topic) {
+        Ok(t) if t.may_publish(mac) => t,
+        other => {
+            let (code, reason) = match other {
+                Err(e) => (e.code().to_owned(), e.to_string()),
+                Ok(t) => ("topic_not_allowed".to_owned(), format!("gateway {mac} may not publish to {t}")),
+            };
+            tracing::warn!(gateway.mac = %mac, topic = %publish.topic.chars().take(120).collect::<String>(), reason = %code, "topic ACL violation: disconnecting");
+            let letter = tds_store::rejected::NewRejected {
+                reason_code: code,
+                reason,
+                ..pipeline::dead_letter(Some(gateway), Some(mac), &publish.topic, &publish.payload, now)
+            };
+            let done = shared.writer.submit(Submission::dead_letters(gateway, vec![letter])).await;
+            let _ = done.await;
+            return Err(End::AclViolation);
+        }
+    };
+    let submission = if topic.is_telemetry() {
+        match pipeline::telemetry(
+            &shared.directory,
+            gateway.clone(),
+            &publish.topic,
+            &publish.payload,
+            shared.config.max_message_bytes,
+            now,
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(gateway.mac = %mac, error = %e, "cannot read the gateway's devices; closing so it resends");
+                return Err(End::CommitFailed);
+            }
+        }
+    } else {
+        match topic {
+            Topic::Status(_) => {
+                let online = !publish.payload.as_ref().eq_ignore_ascii_case(b"offline");
+                if let Err(e) = shared.store.gateways().set_online(gateway.tenant, gateway.id, online).await {
+                    tracing::warn!(gateway.mac = %mac, error = %e, "cannot record the gateway status");
+                }
+            }
+            // Certificate renewal over MQTT is its own feature; until then a CSR is only logged.
+            _ => {
+                tracing::info!(gateway.mac = %mac, topic = %topic, "message on a topic TDS does not process yet")
+            }
+        }
+        Submission::dead_letters(gateway, Vec::new())
+    };
+    let done = shared.writer.submit(submission).await;
+    // Bounded: a gateway with too many unacknowledged messages waits here (back-pressure).
+    if acks.send((pkid, done)).await.is_err() {
+        return Err(End::Closed);
+    }
+    Ok(())
+}
+
+impl Submission {
+    /// A submission that only records dead letters (or nothing, to keep acknowledgements in order).
+    pub fn dead_letters(gateway: &GatewayEntry, rejected: Vec<tds_store::rejected::NewRejected>) -> Self {
+        Self {
+            tenant: Some(gateway.tenant),
+            gateway: Some(gateway.id),
+            readings: Vec::new(),
+            origins: Vec::new(),
+            rejected,
+            seen_at: None,
+            conflict_template: None,
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Group commit: messages from every session wait in one bounded queue; the writer takes as many
+//! as arrive within a few milliseconds (up to a few thousand readings), stores all their readings
+//! in one transaction, then their dead letters, marks their gateways seen, and only then tells
+//! each session that its message is stored, so that the PUBACK never precedes the commit.
+//!
+//! A full queue makes `submit` wait: sessions stop reading their sockets instead of holding
+//! messages in memory while the database catches up.
+
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::time::Duration;
+use tds_domain::telemetry::ReadingRejection;
+use tds_domain::{GatewayId, TenantId};
+use tds_store::readings::{InsertReport, NewReading};
+use tds_store::rejected::NewRejected;
+use tds_store::{Store, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+/// Where a reading of a submission came from, to dead-letter it if the store finds a conflict.
+#[derive(Debug, Clone)]
+pub struct ReadingOrigin {
+    pub index: usize,
+    pub raw: serde_json::Value,
+}
+
+/// One message's worth of work.
+#[derive(Debug)]
+pub struct Submission {
+    pub tenant: Option<TenantId>,
+    pub gateway: Option<GatewayId>,
+    pub readings: Vec<NewReading>,
+    /// Parallel to `readings`.
+    pub origins: Vec<ReadingOrigin>,
+    pub rejected: Vec<NewRejected>,
+    /// The message that was accepted as telemetry (the gateway is then seen and active).
+    pub seen_at: Option<DateTime<Utc>>,
+    /// Template for dead letters the store adds (conflicting duplicates).
+    pub conflict_template: Option<NewRejected>,
+}
+
+pub type Done = oneshot::Receiver<Result<(), String>>;
+
+#[derive(Debug, Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<(Submission, oneshot::Sender<Result<(), String>>)>,
+}
+
+impl Writer {
+    /// Starts the writer task.
+    pub fn spawn(store: Store, capacity: usize, max_readings: usize, max_delay: Duration) -> Self {
+        let (tx, rx) = mpsc::channel(capacity);
+        tokio::spawn(run(store, rx, max_readings, max_delay));
+        Self { tx }
+    }
+
+    /// Queues a submission; waits while the queue is full. The receiver completes after the
+    /// commit (`Err` when the database refused: the message must not be acknowledged).
+    pub async fn submit(&self, submission: Submission) -> Done {
+        let (done_tx, done_rx) = oneshot::channel();
+        if let Err(mpsc::error::SendError((_, done))) = self.tx.send((submission, done_tx)).await {
+            let _ = done.send(Err("the writer has stopped".into()));
+        }
+        done_rx
+    }
+}
+
+type Item = (Submission, oneshot::Sender<Result<(), String>>);
+
+async fn run(store: Store, mut rx: mpsc::Receiver<Item>, max_readings: usize, max_delay: Duration) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let mut readings = batch[0].0.readings.len();
+        let deadline = tokio::time::Instant::now() + max_delay;
+        while readings < max_readings {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(item)) => {
+                    readings += item.0.readings.len();
+                    batch.push(item);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let outcome = commit(&store, &mut batch).await.map_err(|e| e.to_string());
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, messages = batch.len(), "commit failed; the messages are not acknowledged");
+        }
+        for (_, done) in batch {
+            let _ = done.send(outcome.clone());
+        }
+    }
+}
+
+async fn commit(store: &Store, batch: &mut [Item]) -> Result<(), StoreError> {
+    let groups: Vec<(TenantId, &[NewReading])> = batch
+        .iter()
+        .filter_map(|(s, _)| s.tenant.filter(|_| !s.readings.is_empty()).map(|t| (t, s.readings.as_slice())))
+        .collect();
+    let reports = match store.readings().insert_groups(&groups).await {
+        Ok(r) => r,
+        // A device left its tenant between the check and the commit: store message by message
+        // so that only the message naming it is refused.
+        Err(StoreError::NotFound) => return commit_one_by_one(store, batch).await,
+        Err(e) => return Err(e),
+    };
+    let mut reports = reports.into_iter();
+    let mut dead = Vec::new();
+    for (s, _) in batch.iter_mut() {
+        if s.tenant.is_some() && !s.readings.is_empty() {
+            let report = reports.next().unwrap_or_default();
+            conflicts_to_dead_letters(s, &report, &mut dead);
+        }
+        dead.append(&mut s.rejected);
+    }
+    finish(store, batch, dead).await
+}
+
+async fn commit_one_by_one(store: &Store, batch: &mut [Item]) -> Result<(), StoreError> {
+    let mut dead = Vec::new();
+    for (s, _) in batch.iter_mut() {
+        let Some(tenant) = s.tenant.filter(|_| !s.readings.is_empty()) else {
+            dead.append(&mut s.rejected);
+            continue;
+        };
+        match store.readings().insert(tenant, &s.readings).await {
+            Ok(report) => conflicts_to_dead_letters(s, &report, &mut dead),
+            Err(StoreError::NotFound) => {
+                if let Some(template) = &s.conflict_template {
+                    for origin in &s.origins {
+                        dead.push(NewRejected {
+                            reading_index: Some(origin.index as i64),
+                            payload: origin.raw.to_string().into_bytes(),
+                            reason_code: "unknown_device".into(),
+                            reason: "the device is no longer registered on this gateway".into(),
+                            ..template.clone()
+                        });
+                    }
+                }
+                s.seen_at = None;
+            }
+            Err(e) => return Err(e),
+        }
+        dead.append(&mut s.rejected);
+    }
+    finish(store, batch, dead).await
+}
+
+fn conflicts_to_dead_letters(s: &Submission, report: &InsertReport, dead: &mut Vec<NewRejected>) {
+    let Some(template) = &s.conflict_template else { return };
+    for c in &report.conflicts {
+        let origin = s.origins.get(c.index);
+        let reason = ReadingRejection::DuplicateConflict {
+            time: c.time,
+            stored: c.stored_value,
+            received: c.sent_value,
+        };
+        dead.push(NewRejected {
+            reading_index: origin.map(|o| o.index as i64),
+            payload: origin.map(|o| o.raw.to_string().into_bytes()).unwrap_or_default(),
+            reason_code: reason.code().into(),
+            reason: reason.to_string(),
+            ..template.clone()
+        });
+    }
+}
+
+async fn finish(store: &Store, batch: &[Item], dead: Vec<NewRejected>) -> Result<(), StoreError> {
+    if !dead.is_empty() {
+        store.rejected().record(&dead).await?;
+    }
+    // One update per gateway, however many of its messages were in the batch.
+    let mut seen: HashMap<(TenantId, GatewayId), DateTime<Utc>> = HashMap::new();
+    for (s, _) in batch {
+        if let (Some(t), Some(g), Some(at)) = (s.tenant, s.gateway, s.seen_at) {
+            let e = seen.entry((t, g)).or_insert(at);
+            *e = (*e).max(at);
+        }
+    }
+    for ((t, g), at) in seen {
+        match store.gateways().mark_seen(t, g, at).await {
+            Ok(()) | Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

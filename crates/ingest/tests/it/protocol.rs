@@ -1,0 +1,139 @@
+//! The MQTT side: who may connect, which topics, revocation, replacement.
+
+use crate::support::{Bench, Device, MAC, TOPIC, batch};
+use std::time::Duration;
+use tds_domain::Mac;
+use tds_testkit::{TestDb, fixtures, per_backend};
+
+async fn a_client_id_other_than_the_certificates_mac_is_refused(db: TestDb) {
+    let bench = Bench::start(db).await;
+    let cert = bench.certificate(MAC).await;
+    let refused = bench.connect(&cert, "aa:bb:cc:00:00:02").await.err().unwrap();
+    assert!(refused.contains("BadClientId"), "{refused}");
+    // Another spelling of the same MAC is the same identity.
+    assert!(bench.connect(&cert, "AA-BB-CC-00-00-01").await.is_ok());
+}
+
+async fn unknown_and_decommissioned_gateways_are_refused(db: TestDb) {
+    let bench = Bench::start(db).await;
+    let stranger = bench.certificate("aa:bb:cc:00:00:77").await;
+    let refused = bench.connect(&stranger, "aa:bb:cc:00:00:77").await.err().unwrap();
+    assert!(refused.contains("NotAuthorized"), "{refused}");
+    let cert = bench.certificate(MAC).await;
+    bench.store.gateways().decommission(bench.tenant, bench.gateway).await.unwrap();
+    let refused = bench.connect(&cert, MAC).await.err().unwrap();
+    assert!(refused.contains("NotAuthorized"), "{refused}");
+}
+
+async fn a_certificate_from_another_ca_cannot_even_complete_the_handshake(db: TestDb) {
+    let bench = Bench::start(db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let other = tds_pki::CaFiles::init(
+        dir.path(),
+        &Default::default(),
+        tds_pki::CaAlgorithm::EcdsaP384,
+        None,
+        &["localhost".to_owned()],
+    )
+    .unwrap();
+    let forged =
+        other.ca.issue_device(Mac::parse(MAC).unwrap(), tds_pki::DeviceKeyKind::EcdsaP256, 30).unwrap();
+    // The client trusts the real server; only its own certificate is foreign.
+    let refused = Device::connect(
+        bench.port,
+        bench.ca.ca.cert_pem(),
+        &forged.cert_pem,
+        forged.key_pem.as_deref().unwrap(),
+        MAC,
+    )
+    .await;
+    assert!(refused.is_err());
+    assert!(bench.dead_letters().await.is_empty());
+}
+
+async fn a_topic_outside_the_acl_disconnects_and_stores_nothing(db: TestDb) {
+    let bench = Bench::start(db).await;
+    let gw2 = fixtures::gateway(&bench.store, bench.tenant, "aa:bb:cc:00:00:02", "GW2").await;
+    fixtures::meter(&bench.store, bench.tenant, &gw2, "D01").await;
+    let mut device = bench.gateway_client().await;
+    // Publishing as the other gateway: refused before anything is stored, and the line is cut.
+    let other = "tds_new/gateway/aa:bb:cc:00:00:02/telemetria";
+    let outcome =
+        device.publish(other, batch("aa:bb:cc:00:00:02", r#"{"dispositivo_codigo":"D01","valor":1}"#)).await;
+    assert!(outcome.is_err(), "no PUBACK for a forbidden topic");
+    assert!(bench.readings().await.is_empty());
+    assert!(
+        bench
+            .store
+            .readings()
+            .count_since(
+                bench.tenant,
+                chrono::DateTime::parse_from_rfc3339("2000-01-01T00:00:00Z").unwrap().to_utc()
+            )
+            .await
+            .unwrap()
+            == 0
+    );
+    let letters = bench.dead_letters().await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason_code, "topic_not_allowed");
+    assert_eq!(letters[0].topic, other);
+
+    let mut device = bench.gateway_client().await;
+    assert!(
+        device.publish("tds_new/gateway/aa:bb:cc:00:00:01/cert_update", "x").await.is_err(),
+        "cert_update is TDS's"
+    );
+    let mut device = bench.gateway_client().await;
+    assert!(device.publish("some/other/topic", "x").await.is_err());
+}
+
+async fn subscriptions_are_limited_to_the_gateways_own_cert_update(db: TestDb) {
+    use rumqttc::{Event, Incoming, QoS, SubscribeReasonCode};
+    let bench = Bench::start(db).await;
+    let mut device = bench.gateway_client().await;
+    device.client.subscribe("tds_new/gateway/aa:bb:cc:00:00:01/cert_update", QoS::AtLeastOnce).await.unwrap();
+    device.client.subscribe("tds_new/gateway/+/telemetria", QoS::AtLeastOnce).await.unwrap();
+    let mut codes = Vec::new();
+    while codes.len() < 2 {
+        if let Event::Incoming(Incoming::SubAck(ack)) =
+            tokio::time::timeout(Duration::from_secs(5), device.events.poll()).await.unwrap().unwrap()
+        {
+            codes.extend(ack.return_codes);
+        }
+    }
+    assert_eq!(codes, vec![SubscribeReasonCode::Success(QoS::AtLeastOnce), SubscribeReasonCode::Failure]);
+}
+
+async fn a_revoked_certificate_is_refused_and_its_live_session_closed_within_a_second(db: TestDb) {
+    let bench = Bench::start(db).await;
+    let cert = bench.certificate(MAC).await;
+    let mut device = bench.connect(&cert, MAC).await.unwrap();
+    device.publish(TOPIC, batch(MAC, r#"{"dispositivo_codigo":"D01","valor":1}"#)).await.unwrap();
+    let stored = bench.store.certificates().for_gateway(bench.tenant, bench.gateway).await.unwrap();
+    let active = stored.iter().find(|c| c.serial == cert.serial_hex).unwrap();
+    bench.store.certificates().revoke(bench.tenant, active.id, "key_compromise", None).await.unwrap();
+    let took = device.closed_within(Duration::from_secs(1)).await.unwrap();
+    eprintln!("revoked session closed after {took:?}");
+    assert!(bench.connect(&cert, MAC).await.is_err(), "and it cannot come back");
+}
+
+async fn a_second_connection_with_the_same_identity_replaces_the_first(db: TestDb) {
+    let bench = Bench::start(db).await;
+    let cert = bench.certificate(MAC).await;
+    let mut first = bench.connect(&cert, MAC).await.unwrap();
+    let mut second = bench.connect(&cert, MAC).await.unwrap();
+    first.closed_within(Duration::from_secs(2)).await.unwrap();
+    second.publish(TOPIC, batch(MAC, r#"{"dispositivo_codigo":"D01","valor":1}"#)).await.unwrap();
+    assert_eq!(bench.readings().await.len(), 1);
+}
+
+per_backend!(
+    a_client_id_other_than_the_certificates_mac_is_refused,
+    unknown_and_decommissioned_gateways_are_refused,
+    a_certificate_from_another_ca_cannot_even_complete_the_handshake,
+    a_topic_outside_the_acl_disconnects_and_stores_nothing,
+    subscriptions_are_limited_to_the_gateways_own_cert_update,
+    a_revoked_certificate_is_refused_and_its_live_session_closed_within_a_second,
+    a_second_connection_with_the_same_identity_replaces_the_first,
+);

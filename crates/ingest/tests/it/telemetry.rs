@@ -1,0 +1,145 @@
+//! Telemetry messages, table-driven: what is stored, what becomes a dead letter and why.
+
+use crate::support::{Bench, MAC, TOPIC, batch};
+use tds_testkit::{TestDb, per_backend};
+
+/// (name, payload, readings stored as (device, value), dead letters as (reading index, reason code))
+type Case = (&'static str, String, Vec<(&'static str, f64)>, Vec<(Option<i64>, &'static str)>);
+
+fn cases() -> Vec<Case> {
+    let future = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    vec![
+        (
+            "a valid batch is stored",
+            batch(
+                MAC,
+                r#"{"dispositivo_codigo":"D01","valor":12.5,"unidade":"kWh"},{"dispositivo_codigo":"D02","valor":7}"#,
+            ),
+            vec![("D01", 12.5), ("D02", 7.0)],
+            vec![],
+        ),
+        (
+            "an unknown device is a dead letter, the rest is stored",
+            batch(MAC, r#"{"dispositivo_codigo":"D01","valor":1},{"dispositivo_codigo":"D99","valor":2}"#),
+            vec![("D01", 1.0)],
+            vec![(Some(1), "unknown_device")],
+        ),
+        (
+            "a non-numeric value is a dead letter",
+            batch(MAC, r#"{"dispositivo_codigo":"D01","valor":"abc"}"#),
+            vec![],
+            vec![(Some(0), "invalid_value")],
+        ),
+        (
+            "a unit that is not the device's is a dead letter",
+            batch(MAC, r#"{"dispositivo_codigo":"D01","valor":3,"unidade":"m3"}"#),
+            vec![],
+            vec![(Some(0), "unit_conflict")],
+        ),
+        (
+            "a reading in the future is a dead letter",
+            batch(MAC, &format!(r#"{{"dispositivo_codigo":"D01","valor":3,"timestamp":"{future}"}}"#)),
+            vec![],
+            vec![(Some(0), "future_timestamp")],
+        ),
+        (
+            "another gateway's MAC in the payload refuses the message",
+            batch("aa:bb:cc:00:00:02", r#"{"dispositivo_codigo":"D01","valor":1}"#),
+            vec![],
+            vec![(None, "gateway_mac_mismatch")],
+        ),
+        ("bad JSON refuses the message", "{not json".to_owned(), vec![], vec![(None, "invalid_json")]),
+        (
+            "an oversize message is a dead letter",
+            batch(
+                MAC,
+                &format!(r#"{{"dispositivo_codigo":"D01","valor":1,"x":"{}"}}"#, "x".repeat(70 * 1024)),
+            ),
+            vec![],
+            vec![(None, "payload_too_large")],
+        ),
+    ]
+}
+
+async fn every_telemetry_rule_stores_or_dead_letters_with_its_reason(db: TestDb) {
+    let bench = Bench::start(db).await;
+    let mut device = bench.gateway_client().await;
+    let mut expected_readings = 0;
+    let mut expected_dead = 0;
+    for (i, (name, payload, readings, dead)) in cases().into_iter().enumerate() {
+        // Each case at its own instant, so readings of different cases never collide.
+        let payload = payload.replace("2026-11-23T10:00:00Z", &format!("2026-11-23T10:{i:02}:00Z"));
+        device.publish(TOPIC, payload).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let stored = bench.readings().await;
+        expected_readings += readings.len();
+        assert_eq!(stored.len(), expected_readings, "{name}: {stored:?}");
+        for (code, value) in &readings {
+            assert!(
+                stored.iter().any(|(c, v, _)| c == code && v == value),
+                "{name}: {code}={value} not in {stored:?}"
+            );
+        }
+        let letters = bench.dead_letters().await;
+        expected_dead += dead.len();
+        assert_eq!(letters.len(), expected_dead, "{name}: {letters:?}");
+        let mut newest: Vec<_> = letters.clone();
+        newest.sort_by_key(|l| l.id.get());
+        let new: Vec<_> =
+            newest.iter().rev().take(dead.len()).map(|l| (l.reading_index, l.reason_code.as_str())).collect();
+        for d in &dead {
+            assert!(new.contains(d), "{name}: expected {d:?} in {new:?}");
+        }
+        for l in newest.iter().rev().take(dead.len()) {
+            assert_eq!(l.mac.as_deref(), Some(MAC), "{name}");
+            assert!(!l.payload.is_empty() && !l.reason.is_empty(), "{name}: raw bytes and a reason are kept");
+        }
+    }
+}
+
+async fn a_resent_message_stores_nothing_twice_and_a_changed_value_is_a_conflict(db: TestDb) {
+    let bench = Bench::start(db).await;
+    let mut device = bench.gateway_client().await;
+    let msg = batch(
+        MAC,
+        r#"{"dispositivo_codigo":"D01","valor":10,"timestamp":"2026-11-23T09:00:00Z"},{"dispositivo_codigo":"D01","valor":11,"timestamp":"2026-11-23T09:15:00Z"}"#,
+    );
+    device.publish(TOPIC, msg.clone()).await.unwrap();
+    device.publish(TOPIC, msg).await.unwrap();
+    let stored = bench.readings().await;
+    assert_eq!(stored.len(), 2, "per-reading timestamps, nothing twice: {stored:?}");
+    assert_eq!(stored[0].2.to_rfc3339(), "2026-11-23T09:00:00+00:00");
+    assert!(bench.dead_letters().await.is_empty(), "an identical resend is not an error");
+    let changed = batch(MAC, r#"{"dispositivo_codigo":"D01","valor":99,"timestamp":"2026-11-23T09:00:00Z"}"#);
+    device.publish(TOPIC, changed).await.unwrap();
+    assert_eq!(bench.readings().await[0].1, 10.0, "the first value stays");
+    let letters = bench.dead_letters().await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason_code, "duplicate_conflict");
+    assert!(letters[0].reason.contains("99"), "{}", letters[0].reason);
+}
+
+async fn first_accepted_telemetry_activates_a_pre_registered_gateway(db: TestDb) {
+    let bench = Bench::start(db).await;
+    let before = bench.store.gateways().get(bench.tenant, bench.gateway).await.unwrap();
+    assert_eq!(before.status, tds_domain::GatewayStatus::PreRegistered);
+    let mut device = bench.gateway_client().await;
+    device.publish(TOPIC, batch(MAC, r#"{"dispositivo_codigo":"D01","valor":1}"#)).await.unwrap();
+    let after = bench.store.gateways().get(bench.tenant, bench.gateway).await.unwrap();
+    assert_eq!(after.status, tds_domain::GatewayStatus::Active);
+    assert!(after.online && after.last_seen_at.is_some());
+    // The alias topic of the deployed firmware works too.
+    device
+        .publish(
+            "tds_new/devices/aa:bb:cc:00:00:01/telemetry",
+            batch(MAC, r#"{"dispositivo_codigo":"D02","valor":5}"#),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bench.readings().await.len(), 2);
+}
+
+per_backend!(
+    every_telemetry_rule_stores_or_dead_letters_with_its_reason,
+    a_resent_message_stores_nothing_twice_and_a_changed_value_is_a_conflict,
+    first_accepted_telemetry_activates_a_pre_registered_gateway,
+);
