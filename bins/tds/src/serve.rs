@@ -1,5 +1,6 @@
-//! `tds serve`: opens (and migrates) the database, binds the listeners and runs until a shutdown
-//! signal, then drains in-flight requests and closes the database.
+//! `tds serve`: opens (and migrates) the database, binds the listeners (web and the MQTT device
+//! endpoint) and runs until a shutdown signal, then drains in-flight requests, lets the device
+//! sessions acknowledge what was committed, and closes the database.
 //!
 //! On first start it creates the platform CA and the MQTT server certificate (under
 //! `{data_dir}/pki`) and a first CRL. The HTTP listener answers the health checks and serves the
@@ -33,10 +34,12 @@ struct AppState {
 #[derive(Debug)]
 pub struct Server {
     pub http_addr: SocketAddr,
+    pub mqtt_addr: SocketAddr,
     pub store: Store,
     pki: Arc<CaFiles>,
     config: Config,
     listener: TcpListener,
+    endpoint: tds_ingest::Endpoint,
 }
 
 impl Server {
@@ -56,7 +59,14 @@ impl Server {
             format!("cannot listen on http_addr {wanted}: is another server running there?")
         })?;
         let http_addr = listener.local_addr()?;
-        Ok(Self { http_addr, store, pki, config: config.clone(), listener })
+        let mqtt = config.mqtt_addr.parse().with_context(|| {
+            format!("mqtt_addr {:?} is not an address like 0.0.0.0:8883", config.mqtt_addr)
+        })?;
+        let endpoint = tds_ingest::Endpoint::bind(tds_ingest::IngestConfig::new(mqtt), store.clone(), &pki)
+            .await
+            .with_context(|| format!("cannot start the device endpoint on mqtt_addr {mqtt}"))?;
+        let mqtt_addr = endpoint.local_addr()?;
+        Ok(Self { http_addr, mqtt_addr, store, pki, config: config.clone(), listener, endpoint })
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and closes the database.
@@ -72,9 +82,21 @@ impl Server {
         let crl_task =
             tokio::spawn(keep_crl_fresh(self.store.clone(), self.pki.clone(), self.config.clone()));
         let purge_task = tokio::spawn(purge_expired_web_state(self.store.clone()));
+        // One shutdown signal for both listeners.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        tracing::info!(mqtt = %self.mqtt_addr, "device endpoint on mqtts://{}", self.mqtt_addr);
+        let devices = tokio::spawn(self.endpoint.run(stopped(stop_rx.clone())));
         let served = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(stopped(stop_rx))
             .await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), devices).await;
         crl_task.abort();
         purge_task.abort();
         served.context("HTTP server failed")?;

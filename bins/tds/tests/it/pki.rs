@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use tds_testkit::{TestDb, per_backend};
 
-fn unzip(bundle: &Path, into: &Path) {
+pub fn unzip(bundle: &Path, into: &Path) {
     std::fs::create_dir_all(into).unwrap();
     let status = Command::new("unzip").args(["-oq"]).arg(bundle).arg("-d").arg(into).status();
     if status.is_ok_and(|s| s.success()) {

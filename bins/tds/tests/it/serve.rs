@@ -26,6 +26,7 @@ async fn serve_answers_health_checks_and_stops_on_sigterm(tds: &Tds) {
         .command()
         .arg("serve")
         .env("TDS_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("TDS_MQTT_ADDR", format!("127.0.0.1:{}", free_port()))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
