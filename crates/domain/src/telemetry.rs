@@ -32,7 +32,7 @@
 //!   minutes ahead is accepted. Old times are accepted (backlogs).
 //! - A reading's `index` is its 0-based position in `leituras`.
 
-use crate::{DeviceCode, Mac, Unit, ValidationError};
+use crate::{DeviceCode, DeviceId, Mac, Unit, ValidationError};
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone as _, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
@@ -509,6 +509,63 @@ impl TelemetryBatch {
     pub fn rejected(&self) -> impl Iterator<Item = &RejectedReading> {
         self.readings.iter().filter_map(|r| r.as_ref().err())
     }
+}
+
+/// A reading matched to its registered device, ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchedReading {
+    pub index: usize,
+    pub device: DeviceId,
+    pub time: DateTime<Utc>,
+    pub value: f64,
+    /// The device's unit (a reading naming another unit is refused, never converted).
+    pub unit: Unit,
+    pub raw: Value,
+}
+
+/// Matches parsed readings to the gateway's devices (`device` looks a code up): readings of
+/// unknown devices or with another unit are refused. A refused reading's raw element gets the
+/// instant it was taken (`timestamp`) when it did not carry one, so that it can be replayed on
+/// its own later, outside its batch.
+pub fn match_devices(
+    readings: Vec<ReadingOutcome>,
+    device: impl Fn(&DeviceCode) -> Option<(DeviceId, Unit)>,
+) -> (Vec<MatchedReading>, Vec<RejectedReading>) {
+    let mut matched = Vec::new();
+    let mut refused = Vec::new();
+    for outcome in readings {
+        let input = match outcome {
+            Ok(input) => input,
+            Err(r) => {
+                refused.push(r);
+                continue;
+            }
+        };
+        let reason = match device(&input.device_code) {
+            None => ReadingRejection::UnknownDevice { code: input.device_code.clone() },
+            Some((id, unit)) if !unit_conflict(&unit, input.unit.as_ref()) => {
+                matched.push(MatchedReading {
+                    index: input.index,
+                    device: id,
+                    time: input.time,
+                    value: input.value,
+                    unit,
+                    raw: input.raw,
+                });
+                continue;
+            }
+            Some((_, unit)) => ReadingRejection::UnitConflict {
+                reading_unit: input.unit.clone().unwrap_or_else(|| unit.clone()),
+                device_unit: unit,
+            },
+        };
+        let mut raw = input.raw;
+        if let Value::Object(map) = &mut raw {
+            map.entry("timestamp").or_insert_with(|| Value::String(input.time.to_rfc3339()));
+        }
+        refused.push(RejectedReading { index: input.index, raw, reason });
+    }
+    (matched, refused)
 }
 
 struct ReadingFields {
@@ -1406,5 +1463,32 @@ mod tests {
         fn topic_parse_never_panics(s in "\\PC*") {
             let _ = Topic::parse(&s);
         }
+    }
+
+    #[test]
+    fn matching_refuses_unknown_devices_and_other_units_and_dates_what_it_refuses() {
+        let zone = chrono_tz::America::Sao_Paulo;
+        let mac = Mac::parse("aa:bb:cc:dd:ee:ff").unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z").unwrap().to_utc();
+        let payload = r#"{"gateway_mac":"aa:bb:cc:dd:ee:ff","timestamp":"2026-11-23T10:00:00Z","leituras":[
+            {"dispositivo_codigo":"D01","valor":1,"unidade":"m3"},
+            {"dispositivo_codigo":"D02","valor":2},
+            {"dispositivo_codigo":"D01","valor":3,"unidade":"kWh","timestamp":"2026-11-23T09:00:00Z"}]}"#;
+        let batch = TelemetryBatch::parse(payload.as_bytes(), &BatchContext::new(mac, zone, now)).unwrap();
+        let m3 = Unit::parse("m³").unwrap();
+        let (matched, refused) = match_devices(batch.readings, |code| {
+            (code.as_str() == "D01").then(|| (DeviceId::new(7), m3.clone()))
+        });
+        assert_eq!(matched.len(), 1);
+        assert_eq!(
+            (matched[0].device, matched[0].value, matched[0].unit.as_str()),
+            (DeviceId::new(7), 1.0, "m³")
+        );
+        assert_eq!(
+            refused.iter().map(|r| r.reason.code()).collect::<Vec<_>>(),
+            ["unknown_device", "unit_conflict"]
+        );
+        assert_eq!(refused[0].raw["timestamp"], "2026-11-23T10:00:00+00:00", "the batch instant is kept");
+        assert_eq!(refused[1].raw["timestamp"], "2026-11-23T09:00:00Z", "an own instant is left as sent");
     }
 }

@@ -18,7 +18,7 @@ pub struct IngestConfig {
     pub commit_max_delay: Duration,
     /// Messages waiting for the writer; when full, sessions stop reading (back-pressure).
     pub queue_capacity: usize,
-    /// Unacknowledged QoS 1 messages per session before it stops reading.
+    /// Unacknowledged `QoS` 1 messages per session before it stops reading.
     pub inflight_per_session: usize,
     /// How long a gateway's cached devices are trusted before being read again.
     pub cache_ttl: Duration,

@@ -7,7 +7,7 @@ use crate::writer::{ReadingOrigin, Submission};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tds_domain::Mac;
-use tds_domain::telemetry::{BatchContext, ReadingRejection, TelemetryBatch, unit_conflict};
+use tds_domain::telemetry::{BatchContext, TelemetryBatch, match_devices};
 use tds_store::StoreError;
 use tds_store::readings::NewReading;
 use tds_store::rejected::NewRejected;
@@ -66,54 +66,34 @@ pub async fn telemetry(
         }
     };
     let mut gateway = gateway;
-    let mut reloaded = false;
-    let mut readings = Vec::new();
-    let mut origins = Vec::new();
-    let mut rejected = Vec::new();
-    let reading_letter = |index: usize, raw: &serde_json::Value, reason: &ReadingRejection| NewRejected {
-        reading_index: Some(index as i64),
-        // The reading as sent; the whole message is in the topic's other dead letters if any.
-        payload: raw.to_string().into_bytes(),
-        reason_code: reason.code().into(),
-        reason: reason.to_string(),
-        ..template.clone()
-    };
-    for outcome in batch.readings {
-        let input = match outcome {
-            Ok(input) => input,
-            Err(refused) => {
-                rejected.push(reading_letter(refused.index, &refused.raw, &refused.reason));
-                continue;
-            }
-        };
-        if !gateway.devices.contains_key(&input.device_code) && !reloaded {
-            // Registered a moment ago? Read the gateway again, once per message.
-            reloaded = true;
-            if let Some(fresh) = directory.load(gateway.mac).await? {
-                gateway = fresh;
-            }
-        }
-        let Some(device) = gateway.devices.get(&input.device_code) else {
-            let reason = ReadingRejection::UnknownDevice { code: input.device_code.clone() };
-            rejected.push(reading_letter(input.index, &input.raw, &reason));
-            continue;
-        };
-        if unit_conflict(&device.unit, input.unit.as_ref()) {
-            let reason = ReadingRejection::UnitConflict {
-                device_unit: device.unit.clone(),
-                reading_unit: input.unit.clone().unwrap_or_else(|| device.unit.clone()),
-            };
-            rejected.push(reading_letter(input.index, &input.raw, &reason));
-            continue;
-        }
-        readings.push(NewReading {
-            device_id: device.id,
-            time: input.time,
-            value: input.value,
-            unit: device.unit.to_string(),
-        });
-        origins.push(ReadingOrigin { index: input.index, raw: input.raw });
+    // A device registered a moment ago: read the gateway again, once per message.
+    if batch.accepted().any(|r| !gateway.devices.contains_key(&r.device_code))
+        && let Some(fresh) = directory.load(gateway.mac).await?
+    {
+        gateway = fresh;
     }
+    let (matched, refused) =
+        match_devices(batch.readings, |code| gateway.devices.get(code).map(|d| (d.id, d.unit.clone())));
+    let rejected = refused
+        .into_iter()
+        .map(|r| NewRejected {
+            reading_index: Some(r.index as i64),
+            // The reading as sent (with its instant); the message's other readings were stored.
+            payload: r.raw.to_string().into_bytes(),
+            reason_code: r.reason.code().into(),
+            reason: r.reason.to_string(),
+            ..template.clone()
+        })
+        .collect();
+    let (readings, origins) = matched
+        .into_iter()
+        .map(|m| {
+            (
+                NewReading { device_id: m.device, time: m.time, value: m.value, unit: m.unit.to_string() },
+                ReadingOrigin { index: m.index, raw: m.raw },
+            )
+        })
+        .unzip();
     Ok(Submission {
         tenant: Some(gateway.tenant),
         gateway: Some(gateway.id),

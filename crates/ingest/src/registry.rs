@@ -43,10 +43,10 @@ impl Registry {
     pub fn register(&self, mac: Mac, serial: &str) -> Registration<'_> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(Close::Open);
-        if let Ok(mut sessions) = self.sessions.lock() {
-            if let Some(old) = sessions.insert(mac, Entry { id, serial: serial.to_owned(), close: tx }) {
-                let _ = old.close.send(Close::Replaced);
-            }
+        if let Ok(mut sessions) = self.sessions.lock()
+            && let Some(old) = sessions.insert(mac, Entry { id, serial: serial.to_owned(), close: tx })
+        {
+            let _ = old.close.send(Close::Replaced);
         }
         Registration { registry: self, mac, id, close: rx }
     }
@@ -54,7 +54,12 @@ impl Registry {
     /// Tells the sessions whose certificate serial is revoked to close; returns how many.
     pub fn close_revoked(&self, is_revoked: impl Fn(&str) -> bool) -> usize {
         let Ok(sessions) = self.sessions.lock() else { return 0 };
-        sessions.values().filter(|e| is_revoked(&e.serial)).map(|e| e.close.send(Close::Revoked)).count()
+        let mut closed = 0;
+        for e in sessions.values().filter(|e| is_revoked(&e.serial)) {
+            let _ = e.close.send(Close::Revoked);
+            closed += 1;
+        }
+        closed
     }
 
     pub fn close_all(&self) {
@@ -66,7 +71,7 @@ impl Registry {
     }
 
     pub fn len(&self) -> usize {
-        self.sessions.lock().map(|s| s.len()).unwrap_or(0)
+        self.sessions.lock().map_or(0, |s| s.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -76,10 +81,10 @@ impl Registry {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        if let Ok(mut sessions) = self.registry.sessions.lock() {
-            if sessions.get(&self.mac).is_some_and(|e| e.id == self.id) {
-                sessions.remove(&self.mac);
-            }
+        if let Ok(mut sessions) = self.registry.sessions.lock()
+            && sessions.get(&self.mac).is_some_and(|e| e.id == self.id)
+        {
+            sessions.remove(&self.mac);
         }
     }
 }

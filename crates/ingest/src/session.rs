@@ -2,7 +2,7 @@
 //!
 //! CONNECT must come first, within the connect timeout; its client id must be the certificate's
 //! MAC and the MAC must name a registered gateway that is not decommissioned, else a CONNACK
-//! with the matching refusal code. Then: PUBLISH (QoS 0 or 1) to the gateway's own topics only,
+//! with the matching refusal code. Then: PUBLISH (`QoS` 0 or 1) to the gateway's own topics only,
 //! the topic checked before anything is stored (a violation is dead-lettered, logged and ends the
 //! connection); SUBSCRIBE to its own `cert_update` only (others get the failure code);
 //! UNSUBSCRIBE; PINGREQ; DISCONNECT. PUBACKs go out in the order the messages came in, each only
@@ -93,7 +93,9 @@ impl End {
     }
 }
 
-/// Runs a verified connection to its end.
+/// Runs a verified connection to its end. One function on purpose: the connection's phases
+/// (CONNECT, the packet loop, the drain) share its halves, buffers and tasks.
+#[allow(clippy::too_many_lines)]
 pub async fn run<S>(stream: S, identity: DeviceIdentity, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -167,18 +169,14 @@ where
     let acks_out = out_tx.clone();
     let acker = tokio::spawn(async move {
         while let Some((pkid, done)) = ack_rx.recv().await {
-            match done.await {
-                Ok(Ok(())) => {
-                    if let Some(pkid) = pkid {
-                        if acks_out.send(encode(&Packet::PubAck(PubAck::new(pkid)))).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                _ => {
-                    let _ = failed_tx.send(());
-                    return;
-                }
+            let Ok(Ok(())) = done.await else {
+                let _ = failed_tx.send(());
+                return;
+            };
+            if let Some(pkid) = pkid
+                && acks_out.send(encode(&Packet::PubAck(PubAck::new(pkid)))).await.is_err()
+            {
+                return;
             }
         }
     });
@@ -372,7 +370,7 @@ async fn on_publish(
             }
             // Certificate renewal over MQTT is its own feature; until then a CSR is only logged.
             _ => {
-                tracing::info!(gateway.mac = %mac, topic = %topic, "message on a topic TDS does not process yet")
+                tracing::info!(gateway.mac = %mac, topic = %topic, "message on a topic TDS does not process yet");
             }
         }
         Submission::dead_letters(gateway, Vec::new())

@@ -19,6 +19,7 @@ pub mod import;
 pub mod mail;
 pub mod page;
 pub mod password;
+pub mod replay;
 pub mod routes;
 pub mod security;
 pub mod session;

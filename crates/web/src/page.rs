@@ -38,6 +38,7 @@ const NOTICES: &[&str] = &[
     "last_admin",
     "tenant_updated",
     "revoked",
+    "replayed",
 ];
 
 #[derive(Debug, Clone)]

@@ -163,7 +163,7 @@ impl Device {
         }
     }
 
-    /// Publishes at QoS 1 and waits for the PUBACK (`Err` if the connection ends first).
+    /// Publishes at `QoS` 1 and waits for the PUBACK (`Err` if the connection ends first).
     pub async fn publish(&mut self, topic: &str, payload: impl Into<Vec<u8>>) -> Result<(), String> {
         self.client
             .publish(topic, QoS::AtLeastOnce, false, payload.into())

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod auth_pages;
 pub mod certificates;
+pub mod dead_letters;
 pub mod devices;
 pub mod gateways;
 pub mod home;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(devices::routes())
         .merge(imports::routes())
         .merge(certificates::routes())
+        .merge(dead_letters::routes())
         .merge(account::routes())
         .merge(members::routes())
         .merge(staff::routes())

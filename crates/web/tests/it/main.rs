@@ -11,11 +11,13 @@
 #![allow(
     clippy::default_trait_access,
     clippy::type_complexity,
-    clippy::case_sensitive_file_extension_comparisons
+    clippy::case_sensitive_file_extension_comparisons,
+    clippy::many_single_char_names
 )]
 
 mod auth;
 mod certificates;
+mod dead_letters;
 mod forms;
 mod imports;
 mod members;
