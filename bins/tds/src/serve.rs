@@ -14,10 +14,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tds_pki::CaFiles;
 use tds_store::Store;
@@ -27,6 +28,42 @@ use tokio::net::TcpListener;
 #[derive(Debug, Clone)]
 struct AppState {
     store: Store,
+    metrics: Option<PrometheusHandle>,
+}
+
+/// The process's Prometheus recorder, installed on first use (one per process).
+fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            // Seconds, from 1 ms to 10 s, for commit and acknowledgement latencies; readings per
+            // commit for batch sizes.
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".into()),
+                    &[0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0],
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full(tds_ingest::metrics::BATCH_READINGS.into()),
+                    &[1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0],
+                )
+                .ok()?;
+            match builder.install_recorder() {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed; /metrics will be empty");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+/// Prometheus metrics of the process: ingest rate, latencies, dead letters, connections.
+async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    let body = state.metrics.as_ref().map(PrometheusHandle::render).unwrap_or_default();
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 /// A server whose listeners are bound (so the port is known, even when configured as `:0`) but
@@ -78,10 +115,22 @@ impl Server {
             mailer(&self.config)?,
             crate::pki::service(self.pki.clone(), &self.config),
         );
-        let app = router(AppState { store: self.store.clone() }).merge(tds_web::router(web));
+        let app = router(AppState { store: self.store.clone(), metrics: metrics_handle() })
+            .merge(tds_web::router(web));
         let crl_task =
             tokio::spawn(keep_crl_fresh(self.store.clone(), self.pki.clone(), self.config.clone()));
         let purge_task = tokio::spawn(purge_expired_web_state(self.store.clone()));
+        let offline_task = tokio::spawn(mark_silent_gateways_offline(self.store.clone()));
+        // The recorder keeps histogram samples until upkeep folds them into buckets.
+        let upkeep_task = tokio::spawn(async {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                if let Some(h) = metrics_handle() {
+                    h.run_upkeep();
+                }
+            }
+        });
         // One shutdown signal for both listeners.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -99,6 +148,8 @@ impl Server {
         let _ = tokio::time::timeout(Duration::from_secs(10), devices).await;
         crl_task.abort();
         purge_task.abort();
+        offline_task.abort();
+        upkeep_task.abort();
         served.context("HTTP server failed")?;
         self.store.db().close().await;
         tracing::info!("TDS stopped");
@@ -130,9 +181,24 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/pki/crl.pem", get(crl_pem))
         .route("/pki/crl.der", get(crl_der))
         .with_state(state)
+}
+
+/// Marks gateways offline after three times their reporting interval without telemetry. Every
+/// instance may run it: the update is idempotent.
+async fn mark_silent_gateways_offline(store: Store) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        match store.gateways().staff_mark_silent_offline(chrono::Utc::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(gateways = n, "gateways silent for three intervals marked offline"),
+            Err(e) => tracing::warn!(error = %e, "offline detection failed; will retry"),
+        }
+    }
 }
 
 /// Deletes expired sessions and login failures too old to count, hourly. Nothing depends on it

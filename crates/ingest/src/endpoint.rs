@@ -113,6 +113,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, sha
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             // Unknown CA, expired or revoked certificate, no certificate, not TLS at all.
+            crate::metrics::refused("tls");
             tracing::info!(%peer, error = %e, "TLS handshake refused");
             return;
         }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod directory;
 pub mod endpoint;
 pub mod error;
+pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod session;

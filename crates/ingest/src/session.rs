@@ -133,12 +133,18 @@ where
     let gateway = match admit(&shared, mac, &connect).await {
         Ok(g) => g,
         Err(code) => {
+            crate::metrics::refused(match code {
+                ConnectReturnCode::BadClientId => "client_id",
+                ConnectReturnCode::ServiceUnavailable => "unavailable",
+                _ => "not_authorized",
+            });
             let _ = wr.write_all(&encode(&Packet::ConnAck(ConnAck::new(code, false)))).await;
             let _ = wr.shutdown().await;
             return;
         }
     };
     let mut registration = shared.registry.register(mac, &identity.serial_hex);
+    crate::metrics::connected(1.0);
     if wr.write_all(&encode(&Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)))).await.is_err()
     {
         return;
@@ -164,19 +170,21 @@ where
     });
     // PUBACKs in arrival order, each after its commit; a failed commit ends the session so the
     // gateway resends.
-    let (ack_tx, mut ack_rx) = mpsc::channel::<(Option<u16>, Done)>(shared.config.inflight_per_session);
+    let (ack_tx, mut ack_rx) =
+        mpsc::channel::<(Option<u16>, std::time::Instant, Done)>(shared.config.inflight_per_session);
     let (failed_tx, mut failed_rx) = oneshot::channel::<()>();
     let acks_out = out_tx.clone();
     let acker = tokio::spawn(async move {
-        while let Some((pkid, done)) = ack_rx.recv().await {
+        while let Some((pkid, received, done)) = ack_rx.recv().await {
             let Ok(Ok(())) = done.await else {
                 let _ = failed_tx.send(());
                 return;
             };
-            if let Some(pkid) = pkid
-                && acks_out.send(encode(&Packet::PubAck(PubAck::new(pkid)))).await.is_err()
-            {
-                return;
+            if let Some(pkid) = pkid {
+                if acks_out.send(encode(&Packet::PubAck(PubAck::new(pkid)))).await.is_err() {
+                    return;
+                }
+                crate::metrics::acked(received.elapsed());
             }
         }
     });
@@ -268,6 +276,7 @@ where
     drop(out_tx);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     tracing::info!(gateway.mac = %mac, reason = end.as_str(), "gateway disconnected");
+    crate::metrics::connected(-1.0);
     if end != End::Replaced {
         let will_offline = connect.last_will.as_ref().is_some_and(|w| is_offline_will(w, mac));
         if end != End::Disconnect && !will_offline {
@@ -314,8 +323,9 @@ async fn on_publish(
     shared: &Shared,
     gateway: &Arc<GatewayEntry>,
     publish: Publish,
-    acks: &mpsc::Sender<(Option<u16>, Done)>,
+    acks: &mpsc::Sender<(Option<u16>, std::time::Instant, Done)>,
 ) -> Result<(), End> {
+    let received = std::time::Instant::now();
     let mac = gateway.mac;
     let now = Utc::now();
     let pkid = (publish.qos == QoS::AtLeastOnce).then_some(publish.pkid);
@@ -377,7 +387,8 @@ async fn on_publish(
     };
     let done = shared.writer.submit(submission).await;
     // Bounded: a gateway with too many unacknowledged messages waits here (back-pressure).
-    if acks.send((pkid, done)).await.is_err() {
+    crate::metrics::message(if topic.is_telemetry() { "telemetry" } else { "other" });
+    if acks.send((pkid, received, done)).await.is_err() {
         return Err(End::Closed);
     }
     Ok(())

@@ -80,7 +80,23 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Item>, max_readings: usize, ma
                 Ok(None) | Err(_) => break,
             }
         }
+        crate::metrics::queue_depth(rx.len());
+        let started = std::time::Instant::now();
+        // MUTATION: ack before commit
+        let mut early = Vec::new();
+        for item in &mut batch {
+            let (tx, _rx) = oneshot::channel();
+            early.push(std::mem::replace(&mut item.1, tx));
+        }
+        for d in early {
+            let _ = d.send(Ok(()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let outcome = commit(&store, &mut batch).await.map_err(|e| e.to_string());
+        if let Ok((stored, duplicates)) = &outcome {
+            crate::metrics::commit(readings, *stored, *duplicates, started.elapsed());
+        }
+        let outcome = outcome.map(|_| ());
         if let Err(e) = &outcome {
             tracing::error!(error = %e, messages = batch.len(), "commit failed; the messages are not acknowledged");
         }
@@ -90,7 +106,8 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Item>, max_readings: usize, ma
     }
 }
 
-async fn commit(store: &Store, batch: &mut [Item]) -> Result<(), StoreError> {
+/// Commits a batch; returns the readings stored and the duplicates skipped.
+async fn commit(store: &Store, batch: &mut [Item]) -> Result<(u64, u64), StoreError> {
     let groups: Vec<(TenantId, &[NewReading])> = batch
         .iter()
         .filter_map(|(s, _)| s.tenant.filter(|_| !s.readings.is_empty()).map(|t| (t, s.readings.as_slice())))
@@ -102,6 +119,8 @@ async fn commit(store: &Store, batch: &mut [Item]) -> Result<(), StoreError> {
         Err(StoreError::NotFound) => return commit_one_by_one(store, batch).await,
         Err(e) => return Err(e),
     };
+    let stored = reports.iter().map(|r| r.inserted).sum();
+    let duplicates = reports.iter().map(|r| r.duplicates).sum();
     let mut reports = reports.into_iter();
     let mut dead = Vec::new();
     for (s, _) in batch.iter_mut() {
@@ -111,10 +130,12 @@ async fn commit(store: &Store, batch: &mut [Item]) -> Result<(), StoreError> {
         }
         dead.append(&mut s.rejected);
     }
-    finish(store, batch, dead).await
+    finish(store, batch, dead).await?;
+    Ok((stored, duplicates))
 }
 
-async fn commit_one_by_one(store: &Store, batch: &mut [Item]) -> Result<(), StoreError> {
+async fn commit_one_by_one(store: &Store, batch: &mut [Item]) -> Result<(u64, u64), StoreError> {
+    let (mut stored, mut duplicates) = (0, 0);
     let mut dead = Vec::new();
     for (s, _) in batch.iter_mut() {
         let Some(tenant) = s.tenant.filter(|_| !s.readings.is_empty()) else {
@@ -122,7 +143,11 @@ async fn commit_one_by_one(store: &Store, batch: &mut [Item]) -> Result<(), Stor
             continue;
         };
         match store.readings().insert(tenant, &s.readings).await {
-            Ok(report) => conflicts_to_dead_letters(s, &report, &mut dead),
+            Ok(report) => {
+                stored += report.inserted;
+                duplicates += report.duplicates;
+                conflicts_to_dead_letters(s, &report, &mut dead);
+            }
             Err(StoreError::NotFound) => {
                 if let Some(template) = &s.conflict_template {
                     for origin in &s.origins {
@@ -141,7 +166,8 @@ async fn commit_one_by_one(store: &Store, batch: &mut [Item]) -> Result<(), Stor
         }
         dead.append(&mut s.rejected);
     }
-    finish(store, batch, dead).await
+    finish(store, batch, dead).await?;
+    Ok((stored, duplicates))
 }
 
 fn conflicts_to_dead_letters(s: &Submission, report: &InsertReport, dead: &mut Vec<NewRejected>) {
@@ -166,6 +192,9 @@ fn conflicts_to_dead_letters(s: &Submission, report: &InsertReport, dead: &mut V
 async fn finish(store: &Store, batch: &[Item], dead: Vec<NewRejected>) -> Result<(), StoreError> {
     if !dead.is_empty() {
         store.rejected().record(&dead).await?;
+        for d in &dead {
+            crate::metrics::dead_letter(&d.reason_code);
+        }
     }
     // One update per gateway, however many of its messages were in the batch.
     let mut seen: HashMap<(TenantId, GatewayId), DateTime<Utc>> = HashMap::new();

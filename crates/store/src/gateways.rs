@@ -627,6 +627,30 @@ impl<'a> GatewayStore<'a> {
         row.try_into()
     }
 
+    /// Marks offline every gateway, of every tenant, not heard from for three times its expected
+    /// reporting interval (SPEC §2); returns how many changed.
+    pub async fn staff_mark_silent_offline(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        // Time arithmetic differs: SQLite keeps microseconds, PostgreSQL a timestamp.
+        let silent = match self.db {
+            Db::Sqlite(_) => "last_seen_at < $1 - 3 * expected_interval_s * 1000000",
+            Db::Postgres(_) => "last_seen_at < $1 - make_interval(secs => 3 * expected_interval_s)",
+        };
+        let sql = format!(
+            "UPDATE gateways SET online = FALSE WHERE online AND last_seen_at IS NOT NULL AND {silent}"
+        );
+        let done = on_db!(
+            self.db,
+            write
+                | pool
+                | sqlx::query(AssertSqlSafe(sql.as_str()))
+                    .bind(Ts::from(now))
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected())
+        )?;
+        Ok(done)
+    }
+
     /// Sets the online flag (the device endpoint: connected / status message / will).
     pub async fn set_online(&self, tenant: TenantId, id: GatewayId, online: bool) -> Result<(), StoreError> {
         let done = on_db!(

@@ -65,6 +65,18 @@ async fn a_gateway_publishes_with_mosquitto_pub_and_its_readings_are_stored(db: 
         store.gateways().by_code(tenant.id, &tds_domain::GatewayCode::parse("GW1").unwrap()).await.unwrap();
     assert_eq!(gateway.status, tds_domain::GatewayStatus::Active, "first telemetry activates the gateway");
 
+    let metrics =
+        reqwest::get(format!("http://127.0.0.1:{http}/metrics")).await.unwrap().text().await.unwrap();
+    for name in [
+        "tds_ingest_messages_total",
+        "tds_ingest_readings_total",
+        "tds_ingest_refusals_total",
+        "tds_ingest_commit_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
+    }
+    assert!(metrics.contains(r#"tds_ingest_readings_total{outcome="stored"} 1"#), "{metrics}");
+
     let pid = server.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     let status = tokio::task::spawn_blocking(move || server.wait()).await.unwrap().unwrap();

@@ -333,7 +333,23 @@ async fn transfer_respects_the_target_tenants_limits(store: Store) {
     assert_eq!((back.tenant_id, back.status), (a.id, GatewayStatus::Decommissioned));
 }
 
+async fn gateways_silent_for_three_intervals_go_offline(store: Store) {
+    let t = fixtures::tenant(&store, "Acme").await;
+    let quiet = fixtures::gateway(&store, t.id, "aa:00:00:00:00:01", "QUIET").await;
+    let lively = fixtures::gateway(&store, t.id, "aa:00:00:00:00:02", "LIVELY").await;
+    // Default interval: 300 s. One was last heard 16 minutes ago, the other 14.
+    let now = Utc::now();
+    store.gateways().mark_seen(t.id, quiet.id, now - Duration::minutes(16)).await.unwrap();
+    store.gateways().mark_seen(t.id, lively.id, now - Duration::minutes(14)).await.unwrap();
+    assert_eq!(store.gateways().staff_mark_silent_offline(now).await.unwrap(), 1);
+    assert!(!store.gateways().get(t.id, quiet.id).await.unwrap().online);
+    assert!(store.gateways().get(t.id, lively.id).await.unwrap().online);
+    assert_eq!(store.gateways().staff_mark_silent_offline(now).await.unwrap(), 0, "idempotent");
+    assert_eq!(store.gateways().get(t.id, quiet.id).await.unwrap().connection(), Connection::Offline);
+}
+
 conformance!(
+    gateways_silent_for_three_intervals_go_offline,
     a_new_gateway_is_pre_registered_and_never_connected,
     first_telemetry_activates_and_marks_online,
     mac_is_unique_across_tenants,

@@ -1,0 +1,51 @@
+//! The endpoint's Prometheus metrics (names `tds_ingest_*`). They are recorded through the
+//! `metrics` facade; `bins/tds` installs the exporter and serves `/metrics`. Without an
+//! exporter (tests) every call is a no-op.
+
+use std::time::Duration;
+
+pub const CONNECTIONS: &str = "tds_ingest_connections";
+pub const CONNECTS: &str = "tds_ingest_connects_total";
+pub const REFUSALS: &str = "tds_ingest_refusals_total";
+pub const MESSAGES: &str = "tds_ingest_messages_total";
+pub const READINGS: &str = "tds_ingest_readings_total";
+pub const DEAD_LETTERS: &str = "tds_ingest_dead_letters_total";
+pub const BATCH_READINGS: &str = "tds_ingest_commit_readings";
+pub const COMMIT_SECONDS: &str = "tds_ingest_commit_seconds";
+pub const ACK_SECONDS: &str = "tds_ingest_ack_seconds";
+pub const QUEUE_DEPTH: &str = "tds_ingest_queue_depth";
+
+/// A refused connection, by reason (`tls`, `client_id`, `unknown_gateway`, …).
+pub fn refused(reason: &'static str) {
+    metrics::counter!(REFUSALS, "reason" => reason).increment(1);
+}
+
+pub fn connected(delta: f64) {
+    metrics::gauge!(CONNECTIONS).increment(delta);
+    if delta > 0.0 {
+        metrics::counter!(CONNECTS).increment(1);
+    }
+}
+
+pub fn message(kind: &'static str) {
+    metrics::counter!(MESSAGES, "kind" => kind).increment(1);
+}
+
+pub fn commit(readings: usize, stored: u64, duplicates: u64, took: Duration) {
+    metrics::histogram!(BATCH_READINGS).record(readings as f64);
+    metrics::histogram!(COMMIT_SECONDS).record(took.as_secs_f64());
+    metrics::counter!(READINGS, "outcome" => "stored").increment(stored);
+    metrics::counter!(READINGS, "outcome" => "duplicate").increment(duplicates);
+}
+
+pub fn dead_letter(reason: &str) {
+    metrics::counter!(DEAD_LETTERS, "reason" => reason.to_owned()).increment(1);
+}
+
+pub fn acked(took: Duration) {
+    metrics::histogram!(ACK_SECONDS).record(took.as_secs_f64());
+}
+
+pub fn queue_depth(depth: usize) {
+    metrics::gauge!(QUEUE_DEPTH).set(depth as f64);
+}
