@@ -82,16 +82,6 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Item>, max_readings: usize, ma
         }
         crate::metrics::queue_depth(rx.len());
         let started = std::time::Instant::now();
-        // MUTATION: ack before commit
-        let mut early = Vec::new();
-        for item in &mut batch {
-            let (tx, _rx) = oneshot::channel();
-            early.push(std::mem::replace(&mut item.1, tx));
-        }
-        for d in early {
-            let _ = d.send(Ok(()));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
         let outcome = commit(&store, &mut batch).await.map_err(|e| e.to_string());
         if let Ok((stored, duplicates)) = &outcome {
             crate::metrics::commit(readings, *stored, *duplicates, started.elapsed());
