@@ -11,9 +11,7 @@ use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tds_domain::Mac;
-use tds_pki::{
-    BrokerInfo, CaAlgorithm, CaFiles, CaSubject, DeviceKeyKind, IssuedCertificate, RevocationReason,
-};
+use tds_pki::{BrokerInfo, CaAlgorithm, CaFiles, CaSubject, DeviceKeyKind, RevocationReason};
 use tds_store::certificates::{CertificateFilter, CertificateStatus, NewCertificate, StoredCrl};
 use tds_store::{Page, Store, StoreError};
 
@@ -77,18 +75,6 @@ pub fn ca(config: &Config, command: CaCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn record(issued: &IssuedCertificate) -> NewCertificate {
-    NewCertificate {
-        mac: issued.mac,
-        serial: issued.serial_hex.clone(),
-        fingerprint_sha256: issued.fingerprint_sha256.clone(),
-        pem: issued.cert_pem.clone(),
-        key_algorithm: issued.key_algorithm.clone(),
-        issued_at: issued.not_before,
-        expires_at: issued.not_after,
-    }
-}
-
 fn broker_info(config: &Config) -> BrokerInfo {
     // mqtt_addr was validated at start; the default port is only a fallback for the type.
     let port =
@@ -127,7 +113,7 @@ pub async fn cert(config: &Config, store: &Store, command: CertCommand) -> anyho
             let path = out.join(tds_pki::bundle_file_name(mac));
             store
                 .certificates()
-                .record_issued(gateway.tenant_id, gateway.id, &record(&issued), replace, None)
+                .record_issued(gateway.tenant_id, gateway.id, &tds_web::certs::record(&issued), replace, None)
                 .await?;
             write_new(&path, &zip)?;
             audit(
@@ -157,7 +143,7 @@ pub async fn cert(config: &Config, store: &Store, command: CertCommand) -> anyho
             let issued = files.ca.sign_csr(&csr, mac, config.device_cert_days)?;
             store
                 .certificates()
-                .record_issued(gateway.tenant_id, gateway.id, &record(&issued), replace, None)
+                .record_issued(gateway.tenant_id, gateway.id, &tds_web::certs::record(&issued), replace, None)
                 .await?;
             audit(
                 store,
@@ -331,7 +317,7 @@ async fn batch(config: &Config, store: &Store, file: &Path, out: &Path, key: &st
             tds_pki::bundle_zip(cert, files.ca.cert_pem(), &broker)?,
         ));
     }
-    let records: Vec<NewCertificate> = issued.iter().map(record).collect();
+    let records: Vec<NewCertificate> = issued.iter().map(tds_web::certs::record).collect();
     store.certificates().staff_record_factory(&records).await?;
     let mut manifest = csv::Writer::from_writer(Vec::new());
     manifest.write_record(["mac", "serial_number", "cert_serial", "expires_at"])?;

@@ -43,7 +43,8 @@ pub struct Bundle {
     pub certificate: IssuedCertificate,
 }
 
-fn record(issued: &IssuedCertificate) -> NewCertificate {
+/// What the store records of an issued certificate.
+pub fn record(issued: &IssuedCertificate) -> NewCertificate {
     NewCertificate {
         mac: issued.mac,
         serial: issued.serial_hex.clone(),
