@@ -132,7 +132,10 @@ where
     };
     let gateway = match admit(&shared, mac, &connect).await {
         Ok(g) => g,
-        Err(code) => {
+        Err((code, known)) => {
+            if let Some(g) = known {
+                history(&shared, &g, "refused", &format!("{code:?}")).await;
+            }
             crate::metrics::refused(match code {
                 ConnectReturnCode::BadClientId => "client_id",
                 ConnectReturnCode::ServiceUnavailable => "unavailable",
@@ -151,6 +154,7 @@ where
     }
     let _ = wr.flush().await;
     tracing::info!(gateway.mac = %mac, keep_alive = connect.keep_alive, "gateway connected");
+    history(&shared, &gateway, "connected", &format!("certificate {}", identity.serial_hex)).await;
     if let Err(e) = shared.store.gateways().set_online(gateway.tenant, gateway.id, true).await {
         tracing::warn!(gateway.mac = %mac, error = %e, "cannot mark the gateway online");
     }
@@ -277,6 +281,7 @@ where
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     tracing::info!(gateway.mac = %mac, reason = end.as_str(), "gateway disconnected");
     crate::metrics::connected(-1.0);
+    history(&shared, &gateway, "disconnected", end.as_str()).await;
     if end != End::Replaced {
         let will_offline = connect.last_will.as_ref().is_some_and(|w| is_offline_will(w, mac));
         if end != End::Disconnect && !will_offline {
@@ -295,27 +300,42 @@ fn is_offline_will(will: &LastWill, mac: Mac) -> bool {
 }
 
 /// CONNECT checks, with the refusal code for each.
-async fn admit(shared: &Shared, mac: Mac, connect: &Connect) -> Result<Arc<GatewayEntry>, ConnectReturnCode> {
-    if Mac::parse(&connect.client_id).ok() != Some(mac) {
-        tracing::info!(gateway.mac = %mac, client_id = %connect.client_id.chars().take(64).collect::<String>(), "refused: client id is not the certificate's MAC");
-        return Err(ConnectReturnCode::BadClientId);
-    }
+/// CONNECT checks, with the refusal code for each (and the gateway, when it is known, for its
+/// connection history).
+async fn admit(
+    shared: &Shared,
+    mac: Mac,
+    connect: &Connect,
+) -> Result<Arc<GatewayEntry>, (ConnectReturnCode, Option<Arc<GatewayEntry>>)> {
     let gateway = match shared.directory.load(mac).await {
         Ok(Some(g)) => g,
         Ok(None) => {
             tracing::info!(gateway.mac = %mac, "refused: no gateway registered with this MAC");
-            return Err(ConnectReturnCode::NotAuthorized);
+            return Err((ConnectReturnCode::NotAuthorized, None));
         }
         Err(e) => {
             tracing::error!(gateway.mac = %mac, error = %e, "refused: store unavailable");
-            return Err(ConnectReturnCode::ServiceUnavailable);
+            return Err((ConnectReturnCode::ServiceUnavailable, None));
         }
     };
+    if Mac::parse(&connect.client_id).ok() != Some(mac) {
+        tracing::info!(gateway.mac = %mac, client_id = %connect.client_id.chars().take(64).collect::<String>(), "refused: client id is not the certificate's MAC");
+        return Err((ConnectReturnCode::BadClientId, Some(gateway)));
+    }
     if gateway.status == tds_domain::GatewayStatus::Decommissioned {
         tracing::info!(gateway.mac = %mac, "refused: gateway decommissioned");
-        return Err(ConnectReturnCode::NotAuthorized);
+        return Err((ConnectReturnCode::NotAuthorized, Some(gateway)));
     }
     Ok(gateway)
+}
+
+/// Adds to the gateway's connection history; a failure is logged, never fatal.
+async fn history(shared: &Shared, gateway: &GatewayEntry, kind: &str, detail: &str) {
+    if let Err(e) =
+        shared.store.gateway_events().record(gateway.tenant, gateway.id, kind, detail, Utc::now()).await
+    {
+        tracing::warn!(gateway.mac = %gateway.mac, error = %e, "cannot record the connection history");
+    }
 }
 
 /// Handles one PUBLISH; `Err` ends the session.

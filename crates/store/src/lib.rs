@@ -16,6 +16,7 @@ pub mod certificates;
 pub mod db;
 pub mod devices;
 pub mod error;
+pub mod gateway_events;
 pub mod gateways;
 pub mod jobs;
 pub mod login_failures;
@@ -64,6 +65,9 @@ impl Store {
     }
     pub fn memberships(&self) -> memberships::MembershipStore<'_> {
         memberships::MembershipStore::new(&self.db)
+    }
+    pub fn gateway_events(&self) -> gateway_events::GatewayEventStore<'_> {
+        gateway_events::GatewayEventStore::new(&self.db)
     }
     pub fn gateways(&self) -> gateways::GatewayStore<'_> {
         gateways::GatewayStore::new(&self.db)

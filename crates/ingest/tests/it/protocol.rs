@@ -11,7 +11,16 @@ async fn a_client_id_other_than_the_certificates_mac_is_refused(db: TestDb) {
     let refused = bench.connect(&cert, "aa:bb:cc:00:00:02").await.err().unwrap();
     assert!(refused.contains("BadClientId"), "{refused}");
     // Another spelling of the same MAC is the same identity.
-    assert!(bench.connect(&cert, "AA-BB-CC-00-00-01").await.is_ok());
+    let mut ok = bench.connect(&cert, "AA-BB-CC-00-00-01").await.unwrap();
+    ok.client.disconnect().await.unwrap();
+    let _ = ok.closed_within(Duration::from_secs(2)).await;
+    // The gateway page's connection history tells the story.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let history = bench.store.gateway_events().recent(bench.tenant, bench.gateway, 10).await.unwrap();
+    let kinds: Vec<_> = history.iter().rev().map(|e| (e.kind.as_str(), e.detail.as_str())).collect();
+    assert_eq!(kinds[0], ("refused", "BadClientId"), "{kinds:?}");
+    assert_eq!(kinds[1].0, "connected");
+    assert_eq!(kinds[2], ("disconnected", "disconnect"), "{kinds:?}");
 }
 
 async fn unknown_and_decommissioned_gateways_are_refused(db: TestDb) {

@@ -348,7 +348,21 @@ async fn gateways_silent_for_three_intervals_go_offline(store: Store) {
     assert_eq!(store.gateways().get(t.id, quiet.id).await.unwrap().connection(), Connection::Offline);
 }
 
+async fn connection_history_is_kept_per_gateway_and_tenant(store: Store) {
+    let t = fixtures::tenant(&store, "Acme").await;
+    let other = fixtures::tenant(&store, "Other").await;
+    let g = fixtures::gateway(&store, t.id, "aa:00:00:00:00:01", "GW").await;
+    let now = Utc::now();
+    let events = store.gateway_events();
+    events.record(t.id, g.id, "connected", "from 10.0.0.5", now - Duration::seconds(10)).await.unwrap();
+    events.record(t.id, g.id, "disconnected", "keep_alive_timeout", now).await.unwrap();
+    let recent = events.recent(t.id, g.id, 10).await.unwrap();
+    assert_eq!(recent.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["disconnected", "connected"]);
+    assert!(events.recent(other.id, g.id, 10).await.unwrap().is_empty(), "another tenant sees none");
+}
+
 conformance!(
+    connection_history_is_kept_per_gateway_and_tenant,
     gateways_silent_for_three_intervals_go_offline,
     a_new_gateway_is_pre_registered_and_never_connected,
     first_telemetry_activates_and_marks_online,

@@ -26,6 +26,8 @@ use tds_store::readings::Reading;
 use tds_store::{Page, StoreError};
 
 pub const PAGE_SIZE: u32 = 24;
+/// Connection events shown on the gateway page.
+pub const HISTORY: i64 = 20;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -135,6 +137,7 @@ struct ShowTemplate {
     devices: Vec<DeviceRow>,
     active_devices: i64,
     certificate: Option<Certificate>,
+    history: Vec<tds_store::gateway_events::GatewayEvent>,
 }
 
 async fn show(
@@ -159,7 +162,8 @@ async fn show(
         .await?
         .into_iter()
         .find(|c| c.status == tds_store::certificates::CertificateStatus::Active);
-    render(&ShowTemplate { ctx, g, devices, active_devices, certificate }, None)
+    let history = store.gateway_events().recent(t.tenant_id(), g.id, HISTORY).await?;
+    render(&ShowTemplate { ctx, g, devices, active_devices, certificate, history }, None)
 }
 
 /// The gateway form's fields as typed (re-shown when something is wrong).
