@@ -20,6 +20,19 @@ if ! command -v mosquitto >/dev/null 2>&1 || ! command -v mosquitto_pub >/dev/nu
   fi
 fi
 
+# The browser tests (tds-web) drive Debian's headless Chromium through chromedriver.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing chromium and chromium-driver" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "Chromium not found. Install it with: sudo apt-get install chromium chromium-driver" >&2
+    exit 1
+  fi
+fi
+export TDS_REQUIRE_BROWSER=1
+
 # Tests create hundreds of databases; durability is not what they test, so skip the fsyncs.
 pg_start -c fsync=off -c synchronous_commit=off -c full_page_writes=off
 

@@ -16,6 +16,7 @@
 )]
 
 mod auth;
+mod browser;
 mod certificates;
 mod dead_letters;
 mod forms;
