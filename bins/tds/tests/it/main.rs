@@ -8,6 +8,7 @@
 #![allow(clippy::too_many_lines, clippy::needless_pass_by_value)]
 
 mod cli;
+mod durability;
 mod mqtt;
 mod pki;
 mod serve;
