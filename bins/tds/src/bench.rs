@@ -1,7 +1,8 @@
 //! `tds bench store`: loads readings through the same `ReadingStore::insert` the device endpoint
 //! uses, on the database and with the durability settings of production (SQLite in WAL mode with
 //! `synchronous=NORMAL`; PostgreSQL with its configured `synchronous_commit`, on by default), and
-//! prints rows per second and per-transaction latency.
+//! prints rows per second and per-transaction latency. `tds bench ingest` ([`ingest`]) measures
+//! the device endpoint end to end: MQTT over mutual TLS, parsing, group commit, PUBACK.
 
 use crate::cli::BenchCommand;
 use crate::config::Config;
@@ -14,8 +15,24 @@ use tds_store::readings::NewReading;
 use tds_store::tenants::{NewTenant, TenantLimits};
 use tds_store::{DbOptions, Store};
 
+pub mod ingest;
+
 pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Store { database_url, readings, devices, batch } = command;
+    match command {
+        BenchCommand::Store { database_url, readings, devices, batch } => {
+            store(config, database_url, readings, devices, batch).await
+        }
+        BenchCommand::Ingest(args) => ingest::run(config, args).await,
+    }
+}
+
+async fn store(
+    config: &Config,
+    database_url: Option<String>,
+    readings: usize,
+    devices: usize,
+    batch: usize,
+) -> anyhow::Result<()> {
     if devices == 0 || batch == 0 || readings == 0 {
         bail!("--readings, --devices and --batch must be at least 1");
     }
@@ -98,7 +115,7 @@ async fn setup(store: &Store, devices: usize) -> anyhow::Result<tds_domain::Tena
     Ok(tenant.id)
 }
 
-fn meter(i: usize) -> anyhow::Result<tds_store::devices::DeviceFields> {
+pub(crate) fn meter(i: usize) -> anyhow::Result<tds_store::devices::DeviceFields> {
     use tds_domain::{
         Description, DeviceCode, DeviceMode, DeviceStatus, DeviceType, MeasurementKind, Medium,
         ModbusRegister, Name, SlaveId, Unit, limits,

@@ -240,4 +240,34 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10_000)]
         batch: usize,
     },
+    /// Run the MQTT device endpoint in this process and load it with simulated gateways over
+    /// mutual TLS publishing QoS 1 batches; print messages/s, readings/s and publish→PUBACK
+    /// latency at full load, then at half the measured load (or at --rate).
+    Ingest(IngestBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IngestBenchArgs {
+    /// Database to load (default: a new SQLite file in a temporary directory).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Simulated gateways, one MQTT connection each.
+    #[arg(long, default_value_t = 100)]
+    pub gateways: usize,
+    /// Devices per gateway (1 to 32): readings per message.
+    #[arg(long, default_value_t = 10)]
+    pub devices: usize,
+    /// Length of each run, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub seconds: u64,
+    /// Unacknowledged messages each gateway keeps in flight.
+    #[arg(long, default_value_t = 10)]
+    pub inflight: usize,
+    /// Offered load in messages per second over all gateways, for a single run; by default a
+    /// run at full load is followed by one at half the load it sustained.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// The endpoint's largest commit, in readings (default: the server's, 10000).
+    #[arg(long)]
+    pub commit_readings: Option<usize>,
 }

@@ -33,7 +33,10 @@ impl IngestConfig {
             max_packet_bytes: 1024 * 1024,
             max_message_bytes: tds_domain::telemetry::DEFAULT_MAX_MESSAGE_BYTES,
             connect_timeout: Duration::from_secs(10),
-            commit_max_readings: 5000,
+            // Measured with `tds bench ingest` (100 gateways x 10 meters, 10 in flight each):
+            // commits of up to 10 000 rather than 5000 readings gave +20 % readings/s on both
+            // databases with lower PUBACK latency, a commit's cost being mostly per device.
+            commit_max_readings: 10_000,
             commit_max_delay: Duration::from_millis(5),
             queue_capacity: 1024,
             inflight_per_session: 64,

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tds_domain::telemetry::ReadingRejection;
 use tds_domain::{GatewayId, TenantId};
-use tds_store::readings::{InsertReport, NewReading};
+use tds_store::readings::{NewReading, ReadingConflict};
 use tds_store::rejected::NewRejected;
 use tds_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
@@ -97,11 +97,33 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Item>, max_readings: usize, ma
 }
 
 /// Commits a batch; returns the readings stored and the duplicates skipped.
+///
+/// The readings of all the batch's messages of a tenant go to the store as one group, in arrival
+/// order: the store then checks each device once per commit and inserts in a few multi-row
+/// statements, instead of once per message (measured with `tds bench ingest`: per-message groups
+/// made commits of 5000 readings take ~200 ms on SQLite, most of it in per-statement overhead).
 async fn commit(store: &Store, batch: &mut [Item]) -> Result<(u64, u64), StoreError> {
-    let groups: Vec<(TenantId, &[NewReading])> = batch
-        .iter()
-        .filter_map(|(s, _)| s.tenant.filter(|_| !s.readings.is_empty()).map(|t| (t, s.readings.as_slice())))
-        .collect();
+    let mut tenants: Vec<TenantId> = Vec::new();
+    let mut merged: Vec<Vec<NewReading>> = Vec::new();
+    // Per submission: its tenant's group and the position of its first reading there.
+    let mut placed: Vec<Option<(usize, usize)>> = Vec::with_capacity(batch.len());
+    for (s, _) in batch.iter() {
+        let Some(tenant) = s.tenant.filter(|_| !s.readings.is_empty()) else {
+            placed.push(None);
+            continue;
+        };
+        let g = if let Some(g) = tenants.iter().position(|&t| t == tenant) {
+            g
+        } else {
+            tenants.push(tenant);
+            merged.push(Vec::new());
+            tenants.len() - 1
+        };
+        placed.push(Some((g, merged[g].len())));
+        merged[g].extend(s.readings.iter().cloned());
+    }
+    let groups: Vec<(TenantId, &[NewReading])> =
+        tenants.iter().copied().zip(merged.iter().map(Vec::as_slice)).collect();
     let reports = match store.readings().insert_groups(&groups).await {
         Ok(r) => r,
         // A device left its tenant between the check and the commit: store message by message
@@ -111,12 +133,12 @@ async fn commit(store: &Store, batch: &mut [Item]) -> Result<(u64, u64), StoreEr
     };
     let stored = reports.iter().map(|r| r.inserted).sum();
     let duplicates = reports.iter().map(|r| r.duplicates).sum();
-    let mut reports = reports.into_iter();
     let mut dead = Vec::new();
-    for (s, _) in batch.iter_mut() {
-        if s.tenant.is_some() && !s.readings.is_empty() {
-            let report = reports.next().unwrap_or_default();
-            conflicts_to_dead_letters(s, &report, &mut dead);
+    for ((s, _), place) in batch.iter_mut().zip(placed) {
+        if let Some((g, offset)) = place
+            && let Some(report) = reports.get(g)
+        {
+            conflicts_to_dead_letters(s, &report.conflicts, offset, &mut dead);
         }
         dead.append(&mut s.rejected);
     }
@@ -136,7 +158,7 @@ async fn commit_one_by_one(store: &Store, batch: &mut [Item]) -> Result<(u64, u6
             Ok(report) => {
                 stored += report.inserted;
                 duplicates += report.duplicates;
-                conflicts_to_dead_letters(s, &report, &mut dead);
+                conflicts_to_dead_letters(s, &report.conflicts, 0, &mut dead);
             }
             Err(StoreError::NotFound) => {
                 if let Some(template) = &s.conflict_template {
@@ -160,10 +182,18 @@ async fn commit_one_by_one(store: &Store, batch: &mut [Item]) -> Result<(u64, u6
     Ok((stored, duplicates))
 }
 
-fn conflicts_to_dead_letters(s: &Submission, report: &InsertReport, dead: &mut Vec<NewRejected>) {
+/// Dead letters for the conflicts that concern `s`, whose readings start at `offset` of the
+/// group the store reported on.
+fn conflicts_to_dead_letters(
+    s: &Submission,
+    conflicts: &[ReadingConflict],
+    offset: usize,
+    dead: &mut Vec<NewRejected>,
+) {
     let Some(template) = &s.conflict_template else { return };
-    for c in &report.conflicts {
-        let origin = s.origins.get(c.index);
+    let mine = offset..offset + s.readings.len();
+    for c in conflicts.iter().filter(|c| mine.contains(&c.index)) {
+        let origin = s.origins.get(c.index - offset);
         let reason = ReadingRejection::DuplicateConflict {
             time: c.time,
             stored: c.stored_value,

@@ -118,6 +118,37 @@ async fn a_resent_message_stores_nothing_twice_and_a_changed_value_is_a_conflict
     assert!(letters[0].reason.contains("99"), "{}", letters[0].reason);
 }
 
+/// Messages published back to back are committed together (one group per tenant); each keeps
+/// its own duplicates and conflicts, with the reading's index within its own message.
+async fn messages_committed_together_keep_their_own_conflicts(db: TestDb) {
+    let bench = Bench::start(db).await;
+    let mut device = bench.gateway_client().await;
+    let messages = [
+        r#"{"dispositivo_codigo":"D01","valor":10,"timestamp":"2026-11-23T09:00:00Z"},{"dispositivo_codigo":"D02","valor":20,"timestamp":"2026-11-23T09:00:00Z"}"#,
+        r#"{"dispositivo_codigo":"D02","valor":21,"timestamp":"2026-11-23T09:30:00Z"},{"dispositivo_codigo":"D01","valor":99,"timestamp":"2026-11-23T09:00:00Z"}"#,
+        r#"{"dispositivo_codigo":"D01","valor":10,"timestamp":"2026-11-23T09:00:00Z"}"#,
+    ];
+    for m in messages {
+        device.client.publish(TOPIC, rumqttc::QoS::AtLeastOnce, false, batch(MAC, m)).await.unwrap();
+    }
+    let mut acked = 0;
+    while acked < messages.len() {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), device.events.poll()).await {
+            Ok(Ok(rumqttc::Event::Incoming(rumqttc::Incoming::PubAck(_)))) => acked += 1,
+            Ok(Ok(_)) => {}
+            other => panic!("no PUBACK: {other:?}"),
+        }
+    }
+    let stored: Vec<(String, f64)> = bench.readings().await.into_iter().map(|(d, v, _)| (d, v)).collect();
+    let expected = [("D01", 10.0), ("D02", 20.0), ("D02", 21.0)].map(|(d, v)| (d.to_owned(), v));
+    assert_eq!(stored, expected);
+    let letters = bench.dead_letters().await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].reason_code, "duplicate_conflict");
+    assert_eq!(letters[0].reading_index, Some(1), "the index within its own message");
+    assert!(letters[0].reason.contains("99"), "{}", letters[0].reason);
+}
+
 async fn first_accepted_telemetry_activates_a_pre_registered_gateway(db: TestDb) {
     let bench = Bench::start(db).await;
     let before = bench.store.gateways().get(bench.tenant, bench.gateway).await.unwrap();
@@ -141,5 +172,6 @@ async fn first_accepted_telemetry_activates_a_pre_registered_gateway(db: TestDb)
 per_backend!(
     every_telemetry_rule_stores_or_dead_letters_with_its_reason,
     a_resent_message_stores_nothing_twice_and_a_changed_value_is_a_conflict,
+    messages_committed_together_keep_their_own_conflicts,
     first_accepted_telemetry_activates_a_pre_registered_gateway,
 );
