@@ -79,7 +79,7 @@ impl Endpoint {
     }
 
     /// Accepts connections until `shutdown` completes, then closes every session (their
-    /// committed messages are acknowledged first).
+    /// committed messages are acknowledged first) and waits up to 5 s for them to end.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         let refresher = tokio::spawn(keep_revocations_current(self.shared.clone()));
         tracing::info!(addr = %self.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()), "device endpoint listening (MQTT over mutual TLS)");
@@ -103,6 +103,12 @@ impl Endpoint {
         }
         refresher.abort();
         self.shared.registry.close_all();
+        // Let the sessions acknowledge what was committed and record their end (offline,
+        // history) before the caller closes the database; a session deregisters last.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !self.shared.registry.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
 
