@@ -67,15 +67,21 @@ struct ListTemplate {
     staff: bool,
 }
 
-async fn list(
-    State(state): State<AppState>,
-    Admin(t): Admin,
-    Query(q): Query<ListQuery>,
+/// The list of one tenant's dead letters, or (`tenant` `None`) of every tenant's for staff.
+async fn list_page(
+    state: &AppState,
     ctx: PageCtx,
+    tenant: Option<tds_domain::TenantId>,
+    q: ListQuery,
+    base: &'static str,
 ) -> WebResult<Response> {
-    let ctx = ctx.section("dead_letters", "dead.title");
     let page = Page::new(q.page.unwrap_or(1), PAGE_SIZE);
-    let found = state.store().rejected().list(t.tenant_id(), optional(&q.reason).as_deref(), page).await?;
+    let reason = optional(&q.reason);
+    let rejected = state.store().rejected();
+    let found = match tenant {
+        Some(t) => rejected.list(t, reason.as_deref(), page).await?,
+        None => rejected.staff_list(reason.as_deref(), page).await?,
+    };
     let (pages, page_links) = page_numbers(page.number, found.total, PAGE_SIZE);
     render(
         &ListTemplate {
@@ -87,11 +93,21 @@ async fn list(
             page: page.number,
             pages,
             page_links,
-            base: "/dead-letters",
-            staff: false,
+            base,
+            staff: tenant.is_none(),
         },
         None,
     )
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Admin(t): Admin,
+    Query(q): Query<ListQuery>,
+    ctx: PageCtx,
+) -> WebResult<Response> {
+    let ctx = ctx.section("dead_letters", "dead.title");
+    list_page(&state, ctx, Some(t.tenant_id()), q, "/dead-letters").await
 }
 
 async fn staff_list(
@@ -101,24 +117,7 @@ async fn staff_list(
     ctx: PageCtx,
 ) -> WebResult<Response> {
     let ctx = ctx.section("staff_dead_letters", "staff.dead_letters");
-    let page = Page::new(q.page.unwrap_or(1), PAGE_SIZE);
-    let found = state.store().rejected().staff_list(optional(&q.reason).as_deref(), page).await?;
-    let (pages, page_links) = page_numbers(page.number, found.total, PAGE_SIZE);
-    render(
-        &ListTemplate {
-            ctx,
-            items: found.items,
-            total: found.total,
-            reason: q.reason,
-            reasons: REASONS,
-            page: page.number,
-            pages,
-            page_links,
-            base: "/staff/dead-letters",
-            staff: true,
-        },
-        None,
-    )
+    list_page(&state, ctx, None, q, "/staff/dead-letters").await
 }
 
 #[derive(Template)]
