@@ -26,6 +26,13 @@ pub struct GatewayEntry {
     loaded: Instant,
 }
 
+impl GatewayEntry {
+    /// Time since the entry was read from the store.
+    pub fn age(&self) -> Duration {
+        self.loaded.elapsed()
+    }
+}
+
 #[derive(Debug)]
 pub struct Directory {
     store: Store,

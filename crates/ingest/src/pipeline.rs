@@ -12,6 +12,9 @@ use tds_store::StoreError;
 use tds_store::readings::NewReading;
 use tds_store::rejected::NewRejected;
 
+/// Youngest cache entry re-read because of an unknown device code.
+const RELOAD_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A dead letter for a message from `mac` on `topic`, to be completed with a reason.
 pub fn dead_letter(
     gateway: Option<&GatewayEntry>,
@@ -65,9 +68,13 @@ pub async fn telemetry(
             });
         }
     };
-    let mut gateway = gateway;
-    // A device registered a moment ago: read the gateway again, once per message.
+    // The shared cache, not the entry the session read at CONNECT: devices registered since
+    // then are seen, and one reload serves every session of the gateway.
+    let mut gateway = directory.gateway(gateway.mac).await?.unwrap_or(gateway);
+    // A device registered a moment ago: read the gateway again, but at most once a second, so a
+    // gateway that keeps sending an unregistered code does not cost queries on every message.
     if batch.accepted().any(|r| !gateway.devices.contains_key(&r.device_code))
+        && gateway.age() >= RELOAD_AFTER
         && let Some(fresh) = directory.load(gateway.mac).await?
     {
         gateway = fresh;

@@ -169,7 +169,22 @@ async fn first_accepted_telemetry_activates_a_pre_registered_gateway(db: TestDb)
     assert_eq!(bench.readings().await.len(), 2);
 }
 
+async fn a_device_registered_while_the_gateway_is_connected_is_recognised(db: TestDb) {
+    let bench = Bench::start(db).await;
+    let mut device = bench.gateway_client().await;
+    let msg = |t: &str| batch(MAC, &format!(r#"{{"dispositivo_codigo":"D09","valor":5,"timestamp":"{t}"}}"#));
+    device.publish(TOPIC, msg("2026-11-23T08:00:00Z")).await.unwrap();
+    assert_eq!(bench.dead_letters().await[0].reason_code, "unknown_device");
+    let gw = bench.store.gateways().get(bench.tenant, bench.gateway).await.unwrap();
+    tds_testkit::fixtures::meter(&bench.store, bench.tenant, &gw, "D09").await;
+    // The cache is re-read on an unknown code at most once a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    device.publish(TOPIC, msg("2026-11-23T08:05:00Z")).await.unwrap();
+    assert_eq!(bench.readings().await.len(), 1, "the new device's reading is stored on the same session");
+}
+
 per_backend!(
+    a_device_registered_while_the_gateway_is_connected_is_recognised,
     every_telemetry_rule_stores_or_dead_letters_with_its_reason,
     a_resent_message_stores_nothing_twice_and_a_changed_value_is_a_conflict,
     messages_committed_together_keep_their_own_conflicts,
