@@ -5,6 +5,7 @@
 //! wrong with which value. Once a value has a domain type it is known to be valid, so the layers
 //! above never re-check it. This crate must not do I/O or depend on any I/O crate.
 
+pub mod buckets;
 pub mod catalog;
 pub mod cnpj;
 pub mod codes;
@@ -21,6 +22,7 @@ pub mod text;
 pub mod timezone;
 pub mod unit;
 
+pub use buckets::{Bucket, BucketStarts};
 pub use catalog::{DeviceMode, DeviceStatus, DeviceType, GatewayStatus, MeasurementKind, Medium};
 pub use cnpj::Cnpj;
 pub use codes::{DeviceCode, GatewayCode};
