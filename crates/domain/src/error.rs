@@ -35,6 +35,8 @@ pub enum ValidationError {
     Date { value: String },
     #[error("invalid time {value:?}: expected ISO 8601 such as 2026-02-15T14:30:00Z")]
     Time { value: String },
+    #[error("invalid {field} {value}: {reason}")]
+    Meter { field: &'static str, value: String, reason: &'static str },
 }
 
 impl ValidationError {

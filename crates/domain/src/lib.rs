@@ -9,6 +9,7 @@ pub mod buckets;
 pub mod catalog;
 pub mod cnpj;
 pub mod codes;
+pub mod consumption;
 pub mod email;
 pub mod error;
 pub mod ids;
@@ -26,6 +27,7 @@ pub use buckets::{Bucket, BucketStarts};
 pub use catalog::{DeviceMode, DeviceStatus, DeviceType, GatewayStatus, MeasurementKind, Medium};
 pub use cnpj::Cnpj;
 pub use codes::{DeviceCode, GatewayCode};
+pub use consumption::{ConsumptionEvent, ConsumptionKind, Meter, RawReading};
 pub use email::Email;
 pub use error::ValidationError;
 pub use ids::{
