@@ -18,6 +18,7 @@ pub mod limits;
 pub mod mac;
 pub mod modbus;
 pub mod role;
+pub mod rollup;
 pub mod telemetry;
 pub mod text;
 pub mod timezone;
@@ -38,6 +39,7 @@ pub use licence::{Licence, LicenceState};
 pub use mac::Mac;
 pub use modbus::{ModbusRegister, SlaveId};
 pub use role::Role;
+pub use rollup::Rollup;
 pub use telemetry::{
     BatchContext, BatchRejection, ReadingInput, ReadingOutcome, ReadingRejection, RejectedReading,
     TelemetryBatch, TimestampError, Topic, TopicError,
