@@ -115,8 +115,16 @@ pub(crate) fn device_profile(mac: Mac, rsa: bool, validity_days: u32) -> Result<
         )));
     }
     let now = now_seconds()?;
-    let not_before = now - BACKDATE;
-    let not_after = now + TimeDelta::days(i64::from(validity_days));
+    device_profile_between(mac, rsa, now - BACKDATE, now + TimeDelta::days(i64::from(validity_days)))
+}
+
+/// The device profile for `mac`, valid from `not_before` to `not_after` exactly.
+fn device_profile_between(
+    mac: Mac,
+    rsa: bool,
+    not_before: DateTime<Utc>,
+    not_after: DateTime<Utc>,
+) -> Result<DeviceProfile> {
     let (serial, serial_hex) = random_serial();
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -168,6 +176,33 @@ impl Ca {
         validity_days: u32,
     ) -> Result<IssuedCertificate> {
         let profile = device_profile(mac, kind == DeviceKeyKind::Rsa2048, validity_days)?;
+        self.issue_device_profile(mac, kind, profile)
+    }
+
+    /// Test support, not for production: a device certificate valid from `not_before` to
+    /// `not_after` exactly, such as one that has already expired, so that tests can show the
+    /// endpoint refuses it. Certificates for gateways come from [`Ca::issue_device`].
+    #[doc(hidden)]
+    pub fn issue_device_valid_between(
+        &self,
+        mac: Mac,
+        kind: DeviceKeyKind,
+        not_before: DateTime<Utc>,
+        not_after: DateTime<Utc>,
+    ) -> Result<IssuedCertificate> {
+        if not_after <= not_before {
+            return Err(PkiError::InvalidValidity(format!("{not_after} is not after {not_before}")));
+        }
+        let profile = device_profile_between(mac, kind == DeviceKeyKind::Rsa2048, not_before, not_after)?;
+        self.issue_device_profile(mac, kind, profile)
+    }
+
+    fn issue_device_profile(
+        &self,
+        mac: Mac,
+        kind: DeviceKeyKind,
+        profile: DeviceProfile,
+    ) -> Result<IssuedCertificate> {
         let key = match kind {
             DeviceKeyKind::Rsa2048 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048)?,
             DeviceKeyKind::EcdsaP256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?,

@@ -39,6 +39,10 @@ pub enum PkiError {
     InvalidValidity(String),
     #[error("invalid server name {0:?}: expected a DNS name or an IP address")]
     InvalidSan(String),
+    #[error(
+        "invalid service name {0:?}: expected letters, digits, '-', '_' or '.' (at most 64), and not a MAC"
+    )]
+    InvalidServiceName(String),
     #[error("invalid certificate serial {0:?}: expected 1 to 40 hex digits")]
     InvalidSerial(String),
     #[error("unknown revocation reason {0:?}: expected an RFC 5280 reason such as key_compromise")]

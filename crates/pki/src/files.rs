@@ -1,6 +1,7 @@
 //! The CA directory on disk: `ca.crt`, `ca.key` (optionally passphrase-encrypted), `server.crt`
 //! and `server.key`, key files with mode 0600 on unix. `init` never overwrites an existing CA: it
-//! creates `ca.key` exclusively before writing anything else.
+//! creates `ca.key` exclusively before writing anything else. The broker consumer's client
+//! certificate (`consumer.crt`, `consumer.key`) is issued into the same directory on first use.
 
 use crate::ca::{Ca, CaAlgorithm, CaSubject, DEFAULT_CA_VALIDITY_YEARS};
 use crate::error::{PkiError, Result};
@@ -13,6 +14,11 @@ pub const CA_CERT_FILE: &str = "ca.crt";
 pub const CA_KEY_FILE: &str = "ca.key";
 pub const SERVER_CERT_FILE: &str = "server.crt";
 pub const SERVER_KEY_FILE: &str = "server.key";
+pub const CONSUMER_CERT_FILE: &str = "consumer.crt";
+pub const CONSUMER_KEY_FILE: &str = "consumer.key";
+
+/// A consumer certificate this close to its end is replaced when next asked for.
+const CONSUMER_RENEW_BEFORE: chrono::TimeDelta = chrono::TimeDelta::days(30);
 
 /// A CA directory, loaded.
 pub struct CaFiles {
@@ -105,6 +111,70 @@ impl CaFiles {
     pub fn server_key_path(&self) -> PathBuf {
         self.dir.join(SERVER_KEY_FILE)
     }
+
+    /// The broker consumer's client certificate and key (PEM) for the service `common_name`:
+    /// `consumer.crt` and `consumer.key` of this directory, issued by the CA (and written) when
+    /// they are missing, name another service, are not signed by this CA, or are within
+    /// 30 days of their end. Several processes starting together on one directory issue one
+    /// certificate: the first to create `consumer.key.lock` issues, the others wait for it.
+    pub fn consumer_certificate(&self, common_name: &str) -> Result<(String, String)> {
+        let cert_path = self.dir.join(CONSUMER_CERT_FILE);
+        let key_path = self.dir.join(CONSUMER_KEY_FILE);
+        let lock_path = self.dir.join(format!("{CONSUMER_KEY_FILE}.lock"));
+        let usable = || -> Option<(String, String)> {
+            let cert = fs::read_to_string(&cert_path).ok()?;
+            let key = fs::read_to_string(&key_path).ok()?;
+            let info = crate::parse_certificate(&cert).ok()?;
+            let fresh = info.not_after - chrono::Utc::now() > CONSUMER_RENEW_BEFORE;
+            (info.subject_cn.as_deref() == Some(common_name) && fresh && signed_by(&cert, &self.ca))
+                .then_some((cert, key))
+        };
+        for _ in 0..100 {
+            if !lock_path.exists()
+                && let Some(found) = usable()
+            {
+                return Ok(found);
+            }
+            match open_secret(&lock_path, true) {
+                Ok(_) => {
+                    let issued =
+                        self.ca.issue_service_client(common_name, crate::SERVICE_CLIENT_VALIDITY_DAYS);
+                    let written = issued.and_then(|issued| {
+                        write_secret(&key_path, &issued.key_pem)?;
+                        fs::write(&cert_path, &issued.cert_pem).map_err(|e| PkiError::io(&cert_path, e))?;
+                        Ok((issued.cert_pem, issued.key_pem))
+                    });
+                    let _ = fs::remove_file(&lock_path);
+                    return written;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    // Another process is issuing it; a stale lock (a crash while issuing) is
+                    // taken over after 10 s.
+                    let stale = fs::metadata(&lock_path)
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > std::time::Duration::from_secs(10)));
+                    if stale {
+                        let _ = fs::remove_file(&lock_path);
+                    } else {
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                }
+                Err(e) => return Err(PkiError::io(&lock_path, e)),
+            }
+        }
+        Err(PkiError::io(
+            &lock_path,
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "another process holds this lock"),
+        ))
+    }
+}
+
+/// Whether the certificate in `cert_pem` carries a valid signature of `ca`.
+fn signed_by(cert_pem: &str, ca: &Ca) -> bool {
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else { return false };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&pem.contents) else { return false };
+    let Ok((_, issuer)) = x509_parser::parse_x509_certificate(ca.cert_der()) else { return false };
+    cert.verify_signature(Some(issuer.public_key())).is_ok()
 }
 
 /// Opens a key file readable by its owner only (mode 0600 on unix, from creation on).

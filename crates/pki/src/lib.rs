@@ -1,7 +1,8 @@
 //! TDS PKI: the platform CA and everything it signs. It creates and loads the CA (key optionally
 //! passphrase-encrypted), issues device client certificates (key generated here, or from the
 //! device's CSR, where only the public key is taken from the request), the MQTT server
-//! certificate, CRLs, and the ZIP bundles used to flash gateways.
+//! certificate, TDS's own service client certificates (the broker consumer), CRLs, and the ZIP
+//! bundles used to flash gateways.
 //!
 //! It owns certificate *content* and encoding only: which certificates exist, their status and
 //! the CRL number live in `tds-store`; TLS configuration and live revocation checks belong to the
@@ -19,6 +20,7 @@ pub mod error;
 pub mod files;
 pub mod parse;
 pub mod server;
+pub mod service;
 pub mod tls;
 
 pub use batch::issue_batch;
@@ -31,4 +33,8 @@ pub use error::PkiError;
 pub use files::CaFiles;
 pub use parse::{CertificateInfo, parse_certificate, parse_certificate_der};
 pub use server::{DEFAULT_SERVER_SANS, ServerCertificate};
-pub use tls::{DeviceClientVerifier, DeviceIdentity, RevocationSet, device_identity, device_server_config};
+pub use service::{SERVICE_CLIENT_VALIDITY_DAYS, ServiceCertificate};
+pub use tls::{
+    DeviceClientVerifier, DeviceIdentity, RevocationSet, device_identity, device_server_config,
+    service_client_config,
+};

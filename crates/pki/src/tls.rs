@@ -3,6 +3,8 @@
 //! and validity by webpki, then the serial against a live [`RevocationSet`] that the server keeps
 //! current from the store. A revocation therefore refuses the next handshake without a restart.
 //!
+//! [`service_client_config`] is the other direction: TDS's broker consumer as a TLS client.
+//!
 //! Must not: decide whether the certificate's MAC names a known gateway (the endpoint asks the
 //! store), or do I/O.
 
@@ -16,7 +18,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{
-    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
 };
 use std::collections::HashSet;
 use std::fmt;
@@ -174,6 +177,40 @@ impl ClientCertVerifier for DeviceClientVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
     }
+}
+
+/// TLS for TDS as a client of an external broker (scale-out mode): TLS 1.2 and 1.3 with
+/// aws-lc-rs, the broker's certificate verified against `ca_pem` (the platform CA, which issued
+/// the broker's server certificate with `tds broker-config`), and the service's client
+/// certificate and key.
+pub fn service_client_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Arc<ClientConfig>> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let cert =
+            cert.map_err(|e| PkiError::BadPem { what: "broker CA certificate", reason: e.to_string() })?;
+        roots
+            .add(cert)
+            .map_err(|e| PkiError::BadDer { what: "broker CA certificate", reason: e.to_string() })?;
+    }
+    if roots.is_empty() {
+        return Err(PkiError::BadPem {
+            what: "broker CA certificate",
+            reason: "no certificate found".into(),
+        });
+    }
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| PkiError::BadPem { what: "client certificate", reason: e.to_string() })?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| PkiError::BadPem { what: "client key", reason: e.to_string() })?;
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| PkiError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| PkiError::Tls(e.to_string()))?;
+    Ok(Arc::new(config))
 }
 
 /// The device endpoint's TLS configuration: TLS 1.2 and 1.3 with aws-lc-rs, the MQTT server

@@ -199,3 +199,36 @@ fn a_missing_ca_directory_is_reported_with_its_path() {
     let err = CaFiles::load(&tmp.path().join("nowhere"), None).unwrap_err();
     assert!(err.to_string().contains("nowhere"), "{err}");
 }
+
+#[test]
+fn the_consumer_certificate_is_issued_once_then_reused_and_openssl_accepts_it_for_clients() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = CaFiles::init(tmp.path(), &CaSubject::default(), CaAlgorithm::EcdsaP384, None, &[]).unwrap();
+    let (cert, key) = files.consumer_certificate("tds-ingest").unwrap();
+    assert!(key.contains("PRIVATE KEY"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(tmp.path().join("consumer.key")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let out =
+        openssl_in(tmp.path(), &["verify", "-CAfile", "ca.crt", "-purpose", "sslclient", "consumer.crt"])
+            .success();
+    assert!(out.contains("consumer.crt: OK"), "{out}");
+    let text = openssl_in(tmp.path(), &["x509", "-in", "consumer.crt", "-noout", "-text"]).success();
+    assert!(text.contains("Subject: CN = tds-ingest"), "{text}");
+    assert!(text.contains("TLS Web Client Authentication") && text.contains("CA:FALSE"), "{text}");
+    // Asked again: the same files. For another service, or from another CA: a new one.
+    assert_eq!(files.consumer_certificate("tds-ingest").unwrap(), (cert.clone(), key));
+    let other = files.consumer_certificate("tds-other").unwrap();
+    assert_ne!(other.0, cert);
+    let tmp2 = tempfile::tempdir().unwrap();
+    let second =
+        CaFiles::init(tmp2.path(), &CaSubject::default(), CaAlgorithm::EcdsaP384, None, &[]).unwrap();
+    std::fs::copy(tmp.path().join("consumer.crt"), tmp2.path().join("consumer.crt")).unwrap();
+    std::fs::copy(tmp.path().join("consumer.key"), tmp2.path().join("consumer.key")).unwrap();
+    let reissued = second.consumer_certificate("tds-other").unwrap();
+    assert_ne!(reissued.0, other.0, "a certificate of another CA is replaced");
+    assert!(!tmp.path().join("consumer.key.lock").exists());
+}
