@@ -1,11 +1,17 @@
-//! Settings of the device endpoint, with defaults for a small server.
+//! Settings of the device endpoint (and of the pipeline the broker consumer shares with it), with
+//! defaults for a small server.
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
+    /// The MQTT-over-mutual-TLS listener (not used by the broker consumer).
     pub addr: SocketAddr,
+    /// A plain MQTT listener for development, off unless set (SPEC §2).
+    pub plain: Option<PlainListener>,
     /// Largest MQTT packet read; a bigger one closes the connection (its bytes are never read).
     pub max_packet_bytes: usize,
     /// Largest telemetry payload parsed; bigger ones (up to `max_packet_bytes`) are dead letters.
@@ -30,6 +36,7 @@ impl IngestConfig {
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
+            plain: None,
             max_packet_bytes: 1024 * 1024,
             max_message_bytes: tds_domain::telemetry::DEFAULT_MAX_MESSAGE_BYTES,
             connect_timeout: Duration::from_secs(10),
@@ -43,5 +50,55 @@ impl IngestConfig {
             cache_ttl: Duration::from_secs(10),
             revocation_poll: Duration::from_millis(500),
         }
+    }
+}
+
+/// The development listener: MQTT without TLS, where the CONNECT's user name is the gateway MAC
+/// and its password is the one development password. Everything after CONNECT is the TLS
+/// endpoint's session (client id, ACL, pipeline).
+#[derive(Debug, Clone)]
+pub struct PlainListener {
+    pub addr: SocketAddr,
+    pub password: DevPassword,
+}
+
+/// The development password of the plain listener; `Debug` shows `***`.
+#[derive(Clone)]
+pub struct DevPassword(Arc<[u8]>);
+
+impl DevPassword {
+    pub fn new(password: &str) -> Self {
+        Self(password.as_bytes().into())
+    }
+
+    /// Compares in time that does not depend on where the first difference is.
+    pub fn matches(&self, given: &[u8]) -> bool {
+        let mine: &[u8] = &self.0;
+        let mut diff = u8::from(mine.len() != given.len());
+        for (i, a) in mine.iter().enumerate() {
+            diff |= a ^ given.get(i).copied().unwrap_or(!a);
+        }
+        diff == 0
+    }
+}
+
+impl fmt::Debug for DevPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_development_password_matches_only_itself_and_never_shows() {
+        let p = DevPassword::new("s3cret");
+        assert!(p.matches(b"s3cret"));
+        for wrong in [&b""[..], b"s3cre", b"s3crets", b"S3cret"] {
+            assert!(!p.matches(wrong), "{wrong:?}");
+        }
+        assert_eq!(format!("{p:?}"), "***");
     }
 }

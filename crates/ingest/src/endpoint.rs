@@ -1,16 +1,17 @@
 //! The device endpoint: a TCP listener, TLS with a mandatory client certificate verified against
-//! the platform CA and a live revocation set, and one task per connection.
+//! the platform CA and a live revocation set, and one task per connection. When configured (for
+//! development only), a second, plain listener takes the gateway MAC and a password from CONNECT
+//! instead; its sessions are the same.
 //!
 //! The revocation set is reloaded from the store every `revocation_poll`; each reload also tells
 //! the live sessions of newly revoked certificates to close, so a revocation takes effect on
 //! connected gateways within that interval, and on every new handshake at once after it.
 
-use crate::config::IngestConfig;
-use crate::directory::Directory;
+use crate::config::{DevPassword, IngestConfig};
 use crate::error::IngestError;
+use crate::pipeline::Pipeline;
 use crate::registry::Registry;
-use crate::session;
-use crate::writer::Writer;
+use crate::session::{self, Credentials};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,9 +25,7 @@ use tokio_rustls::TlsAcceptor;
 #[derive(Debug)]
 pub struct Shared {
     pub config: IngestConfig,
-    pub store: Store,
-    pub directory: Directory,
-    pub writer: Writer,
+    pub pipeline: Pipeline,
     pub registry: Registry,
     pub revoked: RevocationSet,
 }
@@ -34,6 +33,7 @@ pub struct Shared {
 pub struct Endpoint {
     listener: TcpListener,
     acceptor: TlsAcceptor,
+    plain: Option<(TcpListener, DevPassword)>,
     shared: Arc<Shared>,
 }
 
@@ -44,7 +44,8 @@ impl std::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    /// Binds the listener and loads the revoked serials; does not accept yet.
+    /// Binds the listener (and the plain one, when configured) and loads the revoked serials;
+    /// does not accept yet.
     pub async fn bind(config: IngestConfig, store: Store, ca: &CaFiles) -> Result<Self, IngestError> {
         let revoked =
             RevocationSet::new(store.certificates().staff_revoked().await?.into_iter().map(|r| r.serial));
@@ -52,25 +53,31 @@ impl Endpoint {
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|source| IngestError::Bind { addr: config.addr, source })?;
-        let writer = Writer::spawn(
-            store.clone(),
-            config.queue_capacity,
-            config.commit_max_readings,
-            config.commit_max_delay,
-        );
+        let plain = match &config.plain {
+            Some(p) => Some((
+                TcpListener::bind(p.addr)
+                    .await
+                    .map_err(|source| IngestError::Bind { addr: p.addr, source })?,
+                p.password.clone(),
+            )),
+            None => None,
+        };
         let shared = Arc::new(Shared {
-            directory: Directory::new(store.clone(), config.cache_ttl),
+            pipeline: Pipeline::start(store, &config),
             registry: Registry::default(),
             config,
-            store,
-            writer,
             revoked,
         });
-        Ok(Self { listener, acceptor: TlsAcceptor::from(tls), shared })
+        Ok(Self { listener, acceptor: TlsAcceptor::from(tls), plain, shared })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The plain (development) listener's address, when there is one.
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.plain.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// Gateways connected right now.
@@ -83,8 +90,17 @@ impl Endpoint {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         let refresher = tokio::spawn(keep_revocations_current(self.shared.clone()));
         tracing::info!(addr = %self.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()), "device endpoint listening (MQTT over mutual TLS)");
+        if let Some(addr) = self.plain_addr() {
+            tracing::warn!(%addr, "plain MQTT listener WITHOUT TLS (user name = gateway MAC, development password): for development only, never expose it");
+        }
         tokio::pin!(shutdown);
         loop {
+            let plain = async {
+                match &self.plain {
+                    Some((listener, _)) => listener.accept().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
@@ -93,11 +109,18 @@ impl Endpoint {
                         let shared = self.shared.clone();
                         tokio::spawn(async move { connection(tcp, peer, acceptor, shared).await });
                     }
-                    Err(e) => {
-                        // Out of file descriptors, say: wait a little instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    Err(e) => accept_failed(&e).await,
+                },
+                accepted = plain => match (accepted, &self.plain) {
+                    (Ok((tcp, peer)), Some((_, password))) => {
+                        let _ = tcp.set_nodelay(true);
+                        let credentials = Credentials::Password(password.clone());
+                        let shared = self.shared.clone();
+                        tracing::debug!(%peer, "plain MQTT connection");
+                        tokio::spawn(async move { session::run(tcp, credentials, shared).await });
                     }
+                    (Err(e), _) => accept_failed(&e).await,
+                    (Ok(_), None) => {}
                 },
             }
         }
@@ -110,6 +133,12 @@ impl Endpoint {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Out of file descriptors, say: wait a little instead of spinning.
+async fn accept_failed(e: &std::io::Error) {
+    tracing::warn!(error = %e, "accept failed");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
 }
 
 async fn connection(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, shared: Arc<Shared>) {
@@ -135,7 +164,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, sha
         .and_then(|certs| certs.first())
         .map(|cert| device_identity(cert.as_ref()));
     match identity {
-        Some(Ok(identity)) => session::run(tls, identity, shared).await,
+        Some(Ok(identity)) => session::run(tls, Credentials::Certificate(identity), shared).await,
         Some(Err(e)) => tracing::info!(%peer, error = %e, "refused: the certificate does not name a gateway"),
         None => tracing::info!(%peer, "refused: no client certificate"),
     }
@@ -146,7 +175,7 @@ async fn keep_revocations_current(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match shared.store.certificates().staff_revoked().await {
+        match shared.pipeline.store.certificates().staff_revoked().await {
             Ok(list) => {
                 if list.len() != shared.revoked.len() {
                     shared.revoked.replace(list.into_iter().map(|r| r.serial));

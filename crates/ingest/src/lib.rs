@@ -3,13 +3,16 @@
 //!
 //! - [`endpoint`]: the TLS accept loop, the live revocation set, the registry of sessions;
 //! - [`session`]: one gateway's MQTT conversation (CONNECT checks, topic ACL, PUBACK order);
-//! - [`pipeline`]: a telemetry message turned into readings and dead letters;
+//! - [`pipeline`]: a gateway's message turned into readings and dead letters (or a status);
 //! - [`writer`]: group commit of many sessions' messages in one transaction, then their acks;
-//! - [`directory`]: gateways and devices by MAC and code, cached and refreshed on a miss.
+//! - [`directory`]: gateways and devices by MAC and code, cached and refreshed on a miss;
+//! - [`broker`]: scale-out mode, consuming from an external broker's shared subscription
+//!   through the same pipeline and writer, acknowledging after the commit.
 //!
 //! Must not: serve HTTP, know about pages, or act as a general broker (it only accepts what the
 //! device protocol allows and never forwards messages between clients).
 
+pub mod broker;
 pub mod config;
 pub mod directory;
 pub mod endpoint;
@@ -20,6 +23,7 @@ pub mod registry;
 pub mod session;
 pub mod writer;
 
-pub use config::IngestConfig;
+pub use broker::{BrokerConsumer, BrokerOptions};
+pub use config::{DevPassword, IngestConfig, PlainListener};
 pub use endpoint::Endpoint;
 pub use error::IngestError;

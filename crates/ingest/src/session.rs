@@ -1,17 +1,19 @@
-//! One gateway's MQTT 3.1.1 conversation, after its certificate has been verified.
+//! One gateway's MQTT 3.1.1 conversation, after its certificate has been verified (or, on the
+//! development listener, with the MAC and password its CONNECT gives).
 //!
-//! CONNECT must come first, within the connect timeout; its client id must be the certificate's
-//! MAC and the MAC must name a registered gateway that is not decommissioned, else a CONNACK
-//! with the matching refusal code. Then: PUBLISH (`QoS` 0 or 1) to the gateway's own topics only,
+//! CONNECT must come first, within the connect timeout; on the plain listener its user name must
+//! be a MAC and its password the development password (else "bad user name or password"); its
+//! client id must be that MAC (the certificate's, over TLS) and the MAC must name a registered
+//! gateway that is not decommissioned, else a CONNACK with the matching refusal code. Then: PUBLISH (`QoS` 0 or 1) to the gateway's own topics only,
 //! the topic checked before anything is stored (a violation is dead-lettered, logged and ends the
 //! connection); SUBSCRIBE to its own `cert_update` only (others get the failure code);
 //! UNSUBSCRIBE; PINGREQ; DISCONNECT. PUBACKs go out in the order the messages came in, each only
 //! after its message is committed. A session that misses its keep-alive (1.5 × the interval)
 //! ends, and its will, when it is the gateway's own status topic, marks it offline.
 
+use crate::config::DevPassword;
 use crate::directory::GatewayEntry;
 use crate::endpoint::Shared;
-use crate::pipeline;
 use crate::registry::Close;
 use crate::writer::{Done, Submission};
 use bytes::{Bytes, BytesMut};
@@ -63,6 +65,42 @@ fn encode(packet: &Packet) -> Bytes {
     out.freeze()
 }
 
+/// Who the peer is, or how to find out.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// Verified by the TLS handshake: the certificate's MAC and serial.
+    Certificate(DeviceIdentity),
+    /// The plain development listener: CONNECT's user name is the MAC, its password this one.
+    Password(DevPassword),
+}
+
+impl Credentials {
+    /// Who the peer is known to be before CONNECT, for the log.
+    fn known(&self) -> String {
+        match self {
+            Self::Certificate(id) => id.mac.to_string(),
+            Self::Password(_) => "(plain listener)".to_owned(),
+        }
+    }
+
+    /// The identity CONNECT gives, with these credentials: the MAC and the certificate serial
+    /// (empty on the plain listener, which has no certificate to revoke).
+    fn identify(&self, connect: &Connect) -> Result<DeviceIdentity, ConnectReturnCode> {
+        match self {
+            Self::Certificate(id) => Ok(id.clone()),
+            Self::Password(password) => {
+                let login = connect.login.as_ref().ok_or(ConnectReturnCode::BadUserNamePassword)?;
+                let mac = Mac::parse(&login.username).map_err(|_| ConnectReturnCode::BadUserNamePassword)?;
+                if !password.matches(login.password.as_bytes()) {
+                    tracing::info!(gateway.mac = %mac, "refused: wrong development password");
+                    return Err(ConnectReturnCode::BadUserNamePassword);
+                }
+                Ok(DeviceIdentity { mac, serial_hex: String::new() })
+            }
+        }
+    }
+}
+
 /// Why a session ended, as logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
@@ -96,13 +134,13 @@ impl End {
 /// Runs a verified connection to its end. One function on purpose: the connection's phases
 /// (CONNECT, the packet loop, the drain) share its halves, buffers and tasks.
 #[allow(clippy::too_many_lines)]
-pub async fn run<S>(stream: S, identity: DeviceIdentity, shared: Arc<Shared>)
+pub async fn run<S>(stream: S, credentials: Credentials, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = BytesMut::with_capacity(8 * 1024);
-    let mac = identity.mac;
+    let mac = credentials.known();
     let first = tokio::time::timeout(
         shared.config.connect_timeout,
         read_packet(&mut rd, &mut buf, shared.config.max_packet_bytes),
@@ -130,6 +168,19 @@ where
             return;
         }
     };
+    let identity = match credentials.identify(&connect) {
+        Ok(identity) => identity,
+        Err(code) => {
+            if code == ConnectReturnCode::BadUserNamePassword {
+                tracing::info!(gateway.mac = %mac, "refused: the user name is not a MAC or the password is wrong");
+            }
+            crate::metrics::refused("credentials");
+            let _ = wr.write_all(&encode(&Packet::ConnAck(ConnAck::new(code, false)))).await;
+            let _ = wr.shutdown().await;
+            return;
+        }
+    };
+    let mac = identity.mac;
     let gateway = match admit(&shared, mac, &connect).await {
         Ok(g) => g,
         Err((code, known)) => {
@@ -154,8 +205,13 @@ where
     }
     let _ = wr.flush().await;
     tracing::info!(gateway.mac = %mac, keep_alive = connect.keep_alive, "gateway connected");
-    history(&shared, &gateway, "connected", &format!("certificate {}", identity.serial_hex)).await;
-    if let Err(e) = shared.store.gateways().set_online(gateway.tenant, gateway.id, true).await {
+    let how = if identity.serial_hex.is_empty() {
+        "development password (plain listener)".to_owned()
+    } else {
+        format!("certificate {}", identity.serial_hex)
+    };
+    history(&shared, &gateway, "connected", &how).await;
+    if let Err(e) = shared.pipeline.store.gateways().set_online(gateway.tenant, gateway.id, true).await {
         tracing::warn!(gateway.mac = %mac, error = %e, "cannot mark the gateway online");
     }
 
@@ -287,7 +343,7 @@ where
         if end != End::Disconnect && !will_offline {
             tracing::debug!(gateway.mac = %mac, "no offline will; marking offline anyway (not connected)");
         }
-        if let Err(e) = shared.store.gateways().set_online(gateway.tenant, gateway.id, false).await {
+        if let Err(e) = shared.pipeline.store.gateways().set_online(gateway.tenant, gateway.id, false).await {
             tracing::warn!(gateway.mac = %mac, error = %e, "cannot mark the gateway offline");
         }
     }
@@ -299,7 +355,6 @@ fn is_offline_will(will: &LastWill, mac: Mac) -> bool {
         && will.message.as_ref().eq_ignore_ascii_case(b"offline")
 }
 
-/// CONNECT checks, with the refusal code for each.
 /// CONNECT checks, with the refusal code for each (and the gateway, when it is known, for its
 /// connection history).
 async fn admit(
@@ -307,7 +362,7 @@ async fn admit(
     mac: Mac,
     connect: &Connect,
 ) -> Result<Arc<GatewayEntry>, (ConnectReturnCode, Option<Arc<GatewayEntry>>)> {
-    let gateway = match shared.directory.load(mac).await {
+    let gateway = match shared.pipeline.directory.load(mac).await {
         Ok(Some(g)) => g,
         Ok(None) => {
             tracing::info!(gateway.mac = %mac, "refused: no gateway registered with this MAC");
@@ -331,8 +386,12 @@ async fn admit(
 
 /// Adds to the gateway's connection history; a failure is logged, never fatal.
 async fn history(shared: &Shared, gateway: &GatewayEntry, kind: &str, detail: &str) {
-    if let Err(e) =
-        shared.store.gateway_events().record(gateway.tenant, gateway.id, kind, detail, Utc::now()).await
+    if let Err(e) = shared
+        .pipeline
+        .store
+        .gateway_events()
+        .record(gateway.tenant, gateway.id, kind, detail, Utc::now())
+        .await
     {
         tracing::warn!(gateway.mac = %gateway.mac, error = %e, "cannot record the connection history");
     }
@@ -347,7 +406,6 @@ async fn on_publish(
 ) -> Result<(), End> {
     let received = std::time::Instant::now();
     let mac = gateway.mac;
-    let now = Utc::now();
     let pkid = (publish.qos == QoS::AtLeastOnce).then_some(publish.pkid);
     if publish.qos == QoS::ExactlyOnce {
         tracing::info!(gateway.mac = %mac, "QoS 2 is not supported; closing");
@@ -359,55 +417,26 @@ async fn on_publish(
         Ok(t) if t.may_publish(mac) => t,
         other => {
             let (code, reason) = match other {
-                Err(e) => (e.code().to_owned(), e.to_string()),
-                Ok(t) => ("topic_not_allowed".to_owned(), format!("gateway {mac} may not publish to {t}")),
+                Err(e) => (e.code(), e.to_string()),
+                Ok(t) => ("topic_not_allowed", format!("gateway {mac} may not publish to {t}")),
             };
             tracing::warn!(gateway.mac = %mac, topic = %publish.topic.chars().take(120).collect::<String>(), reason = %code, "topic ACL violation: disconnecting");
-            let letter = tds_store::rejected::NewRejected {
-                reason_code: code,
-                reason,
-                ..pipeline::dead_letter(Some(gateway), Some(mac), &publish.topic, &publish.payload, now)
-            };
-            let done = shared.writer.submit(Submission::dead_letters(gateway, vec![letter])).await;
+            let done = shared
+                .pipeline
+                .refuse(Some(gateway), Some(mac), &publish.topic, &publish.payload, (code, reason))
+                .await;
             let _ = done.await;
             return Err(End::AclViolation);
         }
     };
-    let submission = if topic.is_telemetry() {
-        match pipeline::telemetry(
-            &shared.directory,
-            gateway.clone(),
-            &publish.topic,
-            &publish.payload,
-            shared.config.max_message_bytes,
-            now,
-        )
-        .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(gateway.mac = %mac, error = %e, "cannot read the gateway's devices; closing so it resends");
-                return Err(End::CommitFailed);
-            }
+    let done = match shared.pipeline.accept(gateway, topic, &publish.topic, &publish.payload).await {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::error!(gateway.mac = %mac, error = %e, "cannot read the gateway's devices; closing so it resends");
+            return Err(End::CommitFailed);
         }
-    } else {
-        match topic {
-            Topic::Status(_) => {
-                let online = !publish.payload.as_ref().eq_ignore_ascii_case(b"offline");
-                if let Err(e) = shared.store.gateways().set_online(gateway.tenant, gateway.id, online).await {
-                    tracing::warn!(gateway.mac = %mac, error = %e, "cannot record the gateway status");
-                }
-            }
-            // Certificate renewal over MQTT is its own feature; until then a CSR is only logged.
-            _ => {
-                tracing::info!(gateway.mac = %mac, topic = %topic, "message on a topic TDS does not process yet");
-            }
-        }
-        Submission::dead_letters(gateway, Vec::new())
     };
-    let done = shared.writer.submit(submission).await;
     // Bounded: a gateway with too many unacknowledged messages waits here (back-pressure).
-    crate::metrics::message(if topic.is_telemetry() { "telemetry" } else { "other" });
     if acks.send((pkid, received, done)).await.is_err() {
         return Err(End::Closed);
     }

@@ -1,4 +1,5 @@
-//! The MQTT side: who may connect, which topics, revocation, replacement.
+//! The MQTT side: who may connect (certificates from another CA, expired or revoked; the
+//! development listener's password), which topics, revocation, replacement.
 
 use crate::support::{Bench, Device, MAC, TOPIC, batch};
 use std::time::Duration;
@@ -36,28 +37,133 @@ async fn unknown_and_decommissioned_gateways_are_refused(db: TestDb) {
 
 async fn a_certificate_from_another_ca_cannot_even_complete_the_handshake(db: TestDb) {
     let bench = Bench::start(db).await;
-    let dir = tempfile::tempdir().unwrap();
-    let other = tds_pki::CaFiles::init(
-        dir.path(),
-        &Default::default(),
-        tds_pki::CaAlgorithm::EcdsaP384,
-        None,
-        &["localhost".to_owned()],
-    )
-    .unwrap();
-    let forged =
-        other.ca.issue_device(Mac::parse(MAC).unwrap(), tds_pki::DeviceKeyKind::EcdsaP256, 30).unwrap();
-    // The client trusts the real server; only its own certificate is foreign.
-    let refused = Device::connect(
-        bench.port,
-        bench.ca.ca.cert_pem(),
-        &forged.cert_pem,
-        forged.key_pem.as_deref().unwrap(),
-        MAC,
-    )
-    .await;
-    assert!(refused.is_err());
+    // A CA of another name (unknown issuer), and one that copies the platform CA's name (the
+    // signature does not verify): both refused by the TLS handshake, before any MQTT packet.
+    let renamed = tds_pki::CaSubject { common_name: "Someone Else CA".into(), organization: "Else".into() };
+    for (subject, alert) in [(renamed, "UnknownCA"), (tds_pki::CaSubject::default(), "DecryptError")] {
+        let dir = tempfile::tempdir().unwrap();
+        let other = tds_pki::CaFiles::init(
+            dir.path(),
+            &subject,
+            tds_pki::CaAlgorithm::EcdsaP384,
+            None,
+            &["localhost".to_owned()],
+        )
+        .unwrap();
+        let forged =
+            other.ca.issue_device(Mac::parse(MAC).unwrap(), tds_pki::DeviceKeyKind::EcdsaP256, 30).unwrap();
+        // The client trusts the real server; only its own certificate is foreign.
+        let refused = Device::connect(
+            bench.port,
+            bench.ca.ca.cert_pem(),
+            &forged.cert_pem,
+            forged.key_pem.as_deref().unwrap(),
+            MAC,
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(refused.contains(alert), "{}: {refused}", subject.common_name);
+    }
     assert!(bench.dead_letters().await.is_empty());
+}
+
+async fn an_expired_certificate_cannot_complete_the_handshake(db: TestDb) {
+    let bench = Bench::start(db).await;
+    let now = chrono::Utc::now();
+    let expired = bench
+        .ca
+        .ca
+        .issue_device_valid_between(
+            Mac::parse(MAC).unwrap(),
+            tds_pki::DeviceKeyKind::EcdsaP256,
+            now - chrono::Duration::days(30),
+            now - chrono::Duration::days(1),
+        )
+        .unwrap();
+    let refused = bench.connect(&expired, MAC).await.err().unwrap();
+    eprintln!("DBG {refused}");
+    assert!(
+        !refused.contains("NotAuthorized") && !refused.contains("BadClientId"),
+        "refused at TLS: {refused}"
+    );
+    // The same gateway with a certificate in its validity period is welcome.
+    let mut device = bench.gateway_client().await;
+    device.publish(TOPIC, batch(MAC, r#"{"dispositivo_codigo":"D01","valor":1}"#)).await.unwrap();
+    assert_eq!(bench.readings().await.len(), 1);
+}
+
+async fn a_certificate_not_valid_yet_cannot_complete_the_handshake(db: TestDb) {
+    let bench = Bench::start(db).await;
+    let now = chrono::Utc::now();
+    let early = bench
+        .ca
+        .ca
+        .issue_device_valid_between(
+            Mac::parse(MAC).unwrap(),
+            tds_pki::DeviceKeyKind::EcdsaP256,
+            now + chrono::Duration::days(1),
+            now + chrono::Duration::days(30),
+        )
+        .unwrap();
+    let refused = bench.connect(&early, MAC).await.err().unwrap();
+    eprintln!("DBG {refused}");
+    assert!(
+        !refused.contains("NotAuthorized") && !refused.contains("BadClientId"),
+        "refused at TLS: {refused}"
+    );
+}
+
+fn with_plain_listener(config: &mut tds_ingest::IngestConfig) {
+    config.plain = Some(tds_ingest::PlainListener {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        password: tds_ingest::DevPassword::new("dev-only"),
+    });
+}
+
+async fn the_plain_listener_takes_the_mac_and_development_password_and_stores_readings(db: TestDb) {
+    let bench = Bench::start_with(db, with_plain_listener).await;
+    let port = bench.plain_port.unwrap();
+    let mut device = Device::connect_plain(port, MAC, MAC, "dev-only").await.unwrap();
+    device.publish(TOPIC, batch(MAC, r#"{"dispositivo_codigo":"D01","valor":7.5}"#)).await.unwrap();
+    let readings = bench.readings().await;
+    assert_eq!(readings.len(), 1);
+    assert_eq!(readings[0].1, 7.5);
+    // Same ACL as over TLS: another gateway's topic ends the connection and is a dead letter.
+    let other = "tds_new/gateway/aa:bb:cc:00:00:02/telemetria";
+    assert!(device.publish(other, batch("aa:bb:cc:00:00:02", "")).await.is_err());
+    assert_eq!(bench.dead_letters().await[0].reason_code, "topic_not_allowed");
+    // The connection history says how it came in.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let history = bench.store.gateway_events().recent(bench.tenant, bench.gateway, 10).await.unwrap();
+    assert!(
+        history.iter().any(|e| e.kind == "connected" && e.detail.contains("plain listener")),
+        "{history:?}"
+    );
+}
+
+async fn the_plain_listener_refuses_a_wrong_password_or_a_user_name_that_is_not_a_mac(db: TestDb) {
+    let bench = Bench::start_with(db, with_plain_listener).await;
+    let port = bench.plain_port.unwrap();
+    for (user, password) in [(MAC, "wrong"), (MAC, ""), ("gateway-1", "dev-only")] {
+        let refused = Device::connect_plain(port, MAC, user, password).await.err().unwrap();
+        assert!(refused.contains("BadUserNamePassword"), "{user}/{password}: {refused}");
+    }
+    // The right password does not make another MAC's client id acceptable.
+    let refused = Device::connect_plain(port, "aa:bb:cc:00:00:02", MAC, "dev-only").await.err().unwrap();
+    assert!(refused.contains("BadClientId"), "{refused}");
+    // Nor an unregistered gateway.
+    let stranger = "aa:bb:cc:00:00:77";
+    let refused = Device::connect_plain(port, stranger, stranger, "dev-only").await.err().unwrap();
+    assert!(refused.contains("NotAuthorized"), "{refused}");
+    assert!(bench.readings().await.is_empty());
+}
+
+async fn there_is_no_plain_listener_unless_configured(db: TestDb) {
+    let bench = Bench::start(db).await;
+    assert_eq!(bench.plain_port, None);
+    // And the TLS port does not speak plain MQTT.
+    assert!(Device::connect_plain(bench.port, MAC, MAC, "anything").await.is_err());
 }
 
 async fn a_topic_outside_the_acl_disconnects_and_stores_nothing(db: TestDb) {
@@ -141,6 +247,11 @@ per_backend!(
     a_client_id_other_than_the_certificates_mac_is_refused,
     unknown_and_decommissioned_gateways_are_refused,
     a_certificate_from_another_ca_cannot_even_complete_the_handshake,
+    an_expired_certificate_cannot_complete_the_handshake,
+    a_certificate_not_valid_yet_cannot_complete_the_handshake,
+    the_plain_listener_takes_the_mac_and_development_password_and_stores_readings,
+    the_plain_listener_refuses_a_wrong_password_or_a_user_name_that_is_not_a_mac,
+    there_is_no_plain_listener_unless_configured,
     a_topic_outside_the_acl_disconnects_and_stores_nothing,
     subscriptions_are_limited_to_the_gateways_own_cert_update,
     a_revoked_certificate_is_refused_and_its_live_session_closed_within_a_second,

@@ -20,6 +20,8 @@ pub const MAC: &str = "aa:bb:cc:00:00:01";
 pub struct Bench {
     pub store: Store,
     pub port: u16,
+    /// The plain (development) listener's port, when [`Bench::start_with`] configured one.
+    pub plain_port: Option<u16>,
     pub ca: Arc<CaFiles>,
     pub tenant: TenantId,
     pub gateway: GatewayId,
@@ -30,6 +32,11 @@ pub struct Bench {
 impl Bench {
     /// A tenant "T" with gateway [`MAC`] (code GW1) and meters D01 (m³) and D02, and the endpoint.
     pub async fn start(db: TestDb) -> Self {
+        Self::start_with(db, |_| {}).await
+    }
+
+    /// [`Bench::start`] with the endpoint's configuration changed by `configure` first.
+    pub async fn start_with(db: TestDb, configure: impl FnOnce(&mut IngestConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ca = CaFiles::init(
             dir.path(),
@@ -47,10 +54,21 @@ impl Bench {
         let mut config = IngestConfig::new("127.0.0.1:0".parse().unwrap());
         config.revocation_poll = Duration::from_millis(200);
         config.max_message_bytes = 64 * 1024;
+        configure(&mut config);
         let endpoint = Endpoint::bind(config, store.clone(), &ca).await.unwrap();
         let port = endpoint.local_addr().unwrap().port();
+        let plain_port = endpoint.plain_addr().map(|a| a.port());
         tokio::spawn(endpoint.run(std::future::pending()));
-        Self { store, port, ca: Arc::new(ca), tenant: tenant.id, gateway: gw.id, _dir: dir, _db: db }
+        Self {
+            store,
+            port,
+            plain_port,
+            ca: Arc::new(ca),
+            tenant: tenant.id,
+            gateway: gw.id,
+            _dir: dir,
+            _db: db,
+        }
     }
 
     /// A certificate for `mac`, recorded as the gateway's when it is registered.
@@ -145,6 +163,23 @@ impl Device {
         opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls(
             ca_pem, cert_pem, key_pem,
         )))));
+        Self::handshake(opts).await
+    }
+
+    /// Connects without TLS to the plain listener with a user name and password.
+    pub async fn connect_plain(
+        port: u16,
+        client_id: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Self, String> {
+        let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(5));
+        opts.set_credentials(username, password);
+        Self::handshake(opts).await
+    }
+
+    async fn handshake(opts: MqttOptions) -> Result<Self, String> {
         let (client, mut events) = AsyncClient::new(opts, 100);
         loop {
             match tokio::time::timeout(Duration::from_secs(10), events.poll()).await {
