@@ -7,19 +7,59 @@
 #   scripts/bench.sh ingest [ARGS]    `tds bench ingest`: the MQTT device endpoint end to end, over
 #                                     mutual TLS with simulated gateways in the same process
 #                                     (e.g. --gateways 100 --devices 10 --inflight 10 --seconds 20)
+#   scripts/bench.sh connections [N] [SECONDS]
+#                                     `tds serve` on SQLite in one process and `tds simulate` with N
+#                                     (default 10000) gateways sending one batch a minute in another:
+#                                     gateways held connected and the server's memory (RSS), sampled
+#                                     every 10 s for SECONDS (default 240) after the fleet is up
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
 
 bench=store
 case "${1:-}" in
-  store | ingest) bench=$1; shift ;;
+  store | ingest | connections) bench=$1; shift ;;
 esac
 
 cargo build --release --locked -p tds
-tds=target/release/tds
+tds="${CARGO_TARGET_DIR:-target}/release/tds"
 # The endpoint logs every connection at info level; keep the figures readable.
 export TDS_LOG_LEVEL="${TDS_LOG_LEVEL:-warn}"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rss_mb() { awk '/^VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+connected() { curl -fsS "http://$1/metrics" 2>/dev/null | awk '$1=="tds_ingest_connections" {print $2}'; }
+
+if [ "$bench" = connections ]; then
+  gateways=${1:-10000}
+  seconds=${2:-240}
+  dir=$(mktemp -d /tmp/tds-conn.XXXXXX)
+  trap 'kill $serve_pid $sim_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
+  export TDS_DATA_DIR="$dir" TDS_HTTP_ADDR="127.0.0.1:$(free_port)" TDS_MQTT_ADDR="127.0.0.1:$(free_port)"
+  ulimit -n "$(ulimit -Hn)"
+  "$tds" serve >"$dir/serve.log" 2>&1 &
+  serve_pid=$!
+  until curl -fsS "http://$TDS_HTTP_ADDR/readyz" >/dev/null 2>&1; do sleep 0.5; done
+  echo "== tds serve (pid $serve_pid) ready: RSS $(rss_mb $serve_pid) MB with no gateway"
+  "$tds" simulate --tenant Bench --gateways "$gateways" --devices 1 --interval 60 --no-faults \
+    --connect-rate 500 --report-every 30 --duration $((seconds + gateways / 400 + 60)) >"$dir/simulate.log" 2>&1 &
+  sim_pid=$!
+  echo "== tds simulate: $gateways gateways, one batch a minute each (provisioning, then 500 connections/s)"
+  start=$(date +%s); peak=0; held=0
+  while kill -0 $sim_pid 2>/dev/null; do
+    sleep 10
+    n=$(connected "$TDS_HTTP_ADDR"); n=${n:-0}; rss=$(rss_mb $serve_pid)
+    echo "  $(( $(date +%s) - start )) s: ${n%.*} gateways connected, server RSS $rss MB, simulator RSS $(rss_mb $sim_pid 2>/dev/null || echo -) MB"
+    [ "${n%.*}" -ge "$gateways" ] && [ "$held" = 0 ] && held=$(date +%s)
+    [ "$rss" -gt "$peak" ] && peak=$rss
+    if [ "$held" != 0 ] && [ $(( $(date +%s) - held )) -ge "$seconds" ]; then break; fi
+  done
+  n=$(connected "$TDS_HTTP_ADDR")
+  echo "== $gateways gateways: ${n%.*} connected at the end; server RSS $(rss_mb $serve_pid) MB (peak $peak MB), $(( (peak * 1024) / (gateways > 0 ? gateways : 1) )) KB per gateway at peak"
+  tail -n 3 "$dir/simulate.log"
+  grep -ciE "error|refused" "$dir/serve.log" | xargs echo "server log lines with error/refused:"
+  exit 0
+fi
 
 echo "== SQLite"
 "$tds" bench "$bench" "$@"

@@ -69,6 +69,11 @@ pub enum Command {
         #[arg(long, default_value_t = 8883)]
         port: u16,
     },
+    /// Run virtual gateways with realistic meters against the device endpoint over mutual TLS.
+    Simulate(SimulateArgs),
+    /// Serve, plus a demo tenant with an admin and a viewer, gateways, meters, a week of history
+    /// and simulated gateways reporting live.
+    Demo(DemoArgs),
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -270,4 +275,63 @@ pub struct IngestBenchArgs {
     /// The endpoint's largest commit, in readings (default: the server's, 10000).
     #[arg(long)]
     pub commit_readings: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Virtual gateways (created in the tenant on the first run, reused afterwards).
+    #[arg(long, default_value_t = 10)]
+    pub gateways: usize,
+    /// Meters per gateway (1..32): water, energy and gas registers, temperature, pressure, …
+    #[arg(long, default_value_t = 4)]
+    pub devices: usize,
+    /// Seconds between two batches of one gateway.
+    #[arg(long, default_value_t = 60)]
+    pub interval: u64,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Tenant the gateways belong to (created when missing).
+    #[arg(long, default_value = "Simulação")]
+    pub tenant: String,
+    /// Host name of the device endpoint (default: mqtt_public_host; must be in its certificate).
+    #[arg(long)]
+    pub mqtt_host: Option<String>,
+    /// Port of the device endpoint (default: the port of mqtt_addr).
+    #[arg(long)]
+    pub mqtt_port: Option<u16>,
+    /// Gateways connecting per second while the fleet starts.
+    #[arg(long, default_value_t = 200.0)]
+    pub connect_rate: f64,
+    /// Unacknowledged messages a gateway keeps before waiting.
+    #[arg(long, default_value_t = 10)]
+    pub inflight: u16,
+    /// Key of newly issued gateway certificates: ecdsa-p256 (fast) or rsa2048 (as ESP32 fleets).
+    #[arg(long, default_value = "ecdsa-p256")]
+    pub key: String,
+    /// Well-behaved gateways: no meter resets, uplink gaps, late batches or bad messages.
+    #[arg(long)]
+    pub no_faults: bool,
+    /// Seed of the meters' randomness (same seed, same readings).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Seconds between two progress lines.
+    #[arg(long, default_value_t = 10)]
+    pub report_every: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Simulated gateways of the demo tenant.
+    #[arg(long, default_value_t = 6)]
+    pub gateways: usize,
+    /// Meters per simulated gateway.
+    #[arg(long, default_value_t = 6)]
+    pub devices: usize,
+    /// Seconds between two batches of one gateway.
+    #[arg(long, default_value_t = 15)]
+    pub interval: u64,
+    /// Days of history written before the gateways start reporting live.
+    #[arg(long, default_value_t = 7)]
+    pub history_days: u32,
 }

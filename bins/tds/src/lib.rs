@@ -7,10 +7,12 @@ pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod import;
 pub mod logging;
 pub mod pki;
 pub mod serve;
+pub mod simulate;
 
 use anyhow::Context;
 use cli::{Cli, Command, ConfigCommand};
@@ -42,6 +44,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User { command } => admin::user(&open_store(&config).await?, command).await,
         Command::Gateway { command } => import::gateway(&open_store(&config).await?, command).await,
         Command::Device { command } => import::device(&open_store(&config).await?, command).await,
+        Command::Simulate(args) => simulate::run(&config, args).await,
+        Command::Demo(args) => demo::run(&config, args, serve::shutdown_signal()).await,
         Command::Bench { command } => bench::run(&config, command).await,
         Command::Ca { command } => pki::ca(&config, command),
         Command::Cert { command } => pki::cert(&config, &open_store(&config).await?, command).await,

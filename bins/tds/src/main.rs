@@ -6,6 +6,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = tds::cli::Cli::parse();
+    // Every connected gateway is a socket: lift the soft limit on open files to the hard one
+    // (often 1024 soft against 500k+ hard), so that thousands of gateways fit.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("warning: cannot raise the open-file limit: {e}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -149,6 +149,7 @@ impl Lang {
             V::TimeZone { value } => self.tf("validation.timezone", &[("value", value)]),
             V::Date { value } => self.tf("validation.date", &[("value", value)]),
             V::Time { value } => self.tf("validation.time", &[("value", value)]),
+            V::Meter { value, .. } => self.tf("validation.meter", &[("value", value)]),
         }
     }
 }

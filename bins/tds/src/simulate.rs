@@ -1,0 +1,416 @@
+//! `tds simulate`: provisions a fleet of virtual gateways in a tenant (gateways, meters and
+//! device certificates, created on the first run and reused afterwards) and runs them against
+//! the TDS device endpoint over real MQTT with mutual TLS, printing what they see every few
+//! seconds: connected gateways, messages and readings acknowledged per second, and the
+//! publish→PUBACK latency (which TDS sends only after the commit).
+//!
+//! The gateways' keys are the gateways' own: they are written under `{data_dir}/simulator/`
+//! (mode 0600), as a factory would flash them, and never stored in the database.
+
+use crate::cli::SimulateArgs;
+use crate::config::Config;
+use anyhow::{Context, bail};
+use futures_util::StreamExt as _;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tds_agent::sim::{self, Faults, GatewaySpec, Latency, MeterProfile, MeterSpec, Settings, Stats};
+use tds_domain::limits::{Amount, MaxDevices, ReportInterval};
+use tds_domain::{DeviceCode, GatewayCode, Mac, Name, TenantId};
+use tds_pki::DeviceKeyKind;
+use tds_store::certificates::CertificateStatus;
+use tds_store::gateways::{Gateway, GatewayFields, GatewayFilter};
+use tds_store::tenants::{NewTenant, TenantLimits};
+use tds_store::{Page, Store, StoreError};
+use tokio::sync::watch;
+
+/// What to provision.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub tenant: String,
+    pub gateways: usize,
+    pub devices: usize,
+    /// How often each gateway reports (also its expected interval in TDS, at least 10 s).
+    pub interval: Duration,
+    pub key: DeviceKeyKind,
+}
+
+/// The MAC of the `index`-th simulated gateway: locally administered (`02:…`), so it never
+/// collides with a real device's.
+pub fn simulated_mac(index: usize) -> Mac {
+    Mac::from_bytes([0x02, 0x5d, 0x00, (index >> 16) as u8, (index >> 8) as u8, index as u8])
+}
+
+pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<()> {
+    if args.gateways == 0 || args.gateways > 1 << 24 {
+        bail!("--gateways must be between 1 and 16777216");
+    }
+    if !(1..=32).contains(&args.devices) {
+        bail!("--devices must be between 1 and 32 (a gateway has at most 32 devices)");
+    }
+    if args.interval == 0 {
+        bail!("--interval must be at least 1 second");
+    }
+    let key: DeviceKeyKind = args.key.parse()?;
+    let plan = Plan {
+        tenant: args.tenant.clone(),
+        gateways: args.gateways,
+        devices: args.devices,
+        interval: Duration::from_secs(args.interval),
+        key,
+    };
+    let store = crate::open_store(config).await?;
+    let pki = crate::pki::service(Arc::new(crate::pki::ensure_ca(config)?), config);
+    let started = std::time::Instant::now();
+    let (tenant, fleet) = provision(&store, &pki, &simulator_dir(config), &plan).await?;
+    println!(
+        "simulate: {} gateways x {} devices in tenant {:?} (#{}) ready in {:.1} s",
+        fleet.len(),
+        plan.devices,
+        plan.tenant,
+        tenant.get(),
+        started.elapsed().as_secs_f64()
+    );
+    // The endpoint may be busy with the fleet; the simulator needs no database connection.
+    store.db().close().await;
+
+    let port = match args.mqtt_port {
+        Some(p) => p,
+        None => config.mqtt_addr.parse::<std::net::SocketAddr>().map(|a| a.port()).with_context(|| {
+            format!("mqtt_addr {:?} is not an address; pass --mqtt-port", config.mqtt_addr)
+        })?,
+    };
+    let settings = Settings {
+        host: args.mqtt_host.clone().unwrap_or_else(|| config.mqtt_public_host.clone()),
+        port,
+        interval: plan.interval,
+        inflight: args.inflight,
+        keep_alive: Duration::from_mins(1),
+        faults: if args.no_faults { Faults::NONE } else { Faults::FIELD },
+        seed: args.seed,
+    };
+    println!(
+        "simulate: connecting to mqtts://{}:{} at {} gateways/s, one batch every {} s each, {}",
+        settings.host,
+        settings.port,
+        args.connect_rate,
+        args.interval,
+        if args.no_faults {
+            "no faults"
+        } else {
+            "with field faults (resets, gaps, late batches, bad messages)"
+        }
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stats = Arc::new(Stats::default());
+    let fleet_task = tokio::spawn(sim::run_fleet(fleet, settings, args.connect_rate, stats.clone(), stop_rx));
+    let duration = args.duration.map(Duration::from_secs);
+    let all = report_until(&stats, Duration::from_secs(args.report_every.max(1)), duration).await;
+    let _ = stop_tx.send(true);
+    let _ = fleet_task.await;
+    summary(&stats, all, started.elapsed());
+    Ok(())
+}
+
+/// Where the simulated gateways' certificates and keys are kept between runs.
+pub fn simulator_dir(config: &Config) -> PathBuf {
+    config.data_dir.join("simulator")
+}
+
+/// Prints a line every `every` until `duration` has passed (or Ctrl-C / SIGTERM); gives back
+/// every latency sample of the run.
+pub async fn report_until(stats: &Stats, every: Duration, duration: Option<Duration>) -> Vec<u32> {
+    let begin = tokio::time::Instant::now();
+    let end = duration.map(|d| begin + d);
+    let mut all = Vec::new();
+    let mut last = stats.snapshot();
+    let mut last_at = begin;
+    let mut tick = tokio::time::interval_at(begin + every, every);
+    let stop = crate::serve::shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let done = tokio::select! {
+            _ = tick.tick() => false,
+            () = &mut stop => true,
+            () = async { match end { Some(e) => tokio::time::sleep_until(e).await, None => std::future::pending().await } } => true,
+        };
+        let now = stats.snapshot();
+        let mut window = stats.take_samples();
+        all.extend_from_slice(&window);
+        println!("  {}", now.report(&last, last_at.elapsed(), Latency::of(&mut window)));
+        last = now;
+        last_at = tokio::time::Instant::now();
+        if done {
+            return all;
+        }
+    }
+}
+
+fn summary(stats: &Stats, mut all: Vec<u32>, elapsed: Duration) {
+    let s = stats.snapshot();
+    let latency = Latency::of(&mut all).map_or_else(
+        || "no acknowledgements".to_owned(),
+        |l| {
+            format!(
+                "PUBACK p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} messages",
+                l.p50_ms, l.p99_ms, l.max_ms, l.samples
+            )
+        },
+    );
+    println!(
+        "simulate: done after {:.0} s: {} messages sent, {} acknowledged ({} readings); {latency}; {} bad messages, \
+         {} resets, {} late batches; {} connects, {} connect failures, {} disconnects",
+        elapsed.as_secs_f64(),
+        s.messages_sent,
+        s.messages_acked,
+        s.readings_acked,
+        s.bad_messages,
+        s.resets,
+        s.late_batches,
+        s.connects,
+        s.connect_failures,
+        s.disconnects
+    );
+}
+
+/// Creates what is missing of the plan (tenant, gateways, devices, certificates) and returns the
+/// fleet ready to connect. Safe to run again: what exists is reused.
+pub async fn provision(
+    store: &Store,
+    pki: &tds_web::certs::Pki,
+    dir: &Path,
+    plan: &Plan,
+) -> anyhow::Result<(TenantId, Vec<GatewaySpec>)> {
+    let tenant = ensure_tenant(store, &plan.tenant, plan.gateways, plan.gateways * plan.devices).await?;
+    let gateways = ensure_gateways(store, tenant, plan).await?;
+    ensure_devices(store, tenant, &gateways, plan.devices).await?;
+    let registers = counter_registers(store, tenant).await?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let ca_pem = pki.files.ca.cert_pem().to_owned();
+    let registers = &registers;
+    let fleet = futures_util::stream::iter(gateways.into_iter().map(|g| {
+        let ca_pem = ca_pem.clone();
+        async move {
+            let (cert, key) = ensure_certificate(store, pki, dir, &g, plan.key).await?;
+            let tls = sim::client_tls(&ca_pem, &cert, &key)
+                .with_context(|| format!("gateway {}: unusable certificate or key", g.mac))?;
+            let meters = (0..plan.devices)
+                .map(|d| MeterSpec {
+                    code: device_code(d),
+                    profile: MeterProfile::for_index(d),
+                    start: registers.get(&(g.id.get(), device_code(d))).copied(),
+                })
+                .collect();
+            anyhow::Ok(GatewaySpec { mac: g.mac, meters, tls: Arc::new(tls) })
+        }
+    }))
+    // Key generation runs on the blocking pool: keep both cores busy.
+    .buffered(4)
+    .collect::<Vec<_>>()
+    .await
+    .into_iter()
+    .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((tenant, fleet))
+}
+
+/// The last stored reading of each counter of the tenant, by (gateway, code): simulated
+/// registers go on from there.
+async fn counter_registers(store: &Store, tenant: TenantId) -> anyhow::Result<HashMap<(i64, String), f64>> {
+    let mut out = HashMap::new();
+    for d in store.devices().list(tenant).await? {
+        if d.kind == tds_domain::MeasurementKind::Counter
+            && let Some(last) = store.readings().latest(tenant, d.id, 1).await?.first()
+        {
+            out.insert((d.gateway_id.get(), d.code.to_string()), last.value);
+        }
+    }
+    Ok(out)
+}
+
+fn device_code(index: usize) -> String {
+    format!("D{:02}", index + 1)
+}
+
+async fn ensure_tenant(
+    store: &Store,
+    name: &str,
+    gateways: usize,
+    devices: usize,
+) -> anyhow::Result<TenantId> {
+    let needed = |have: i64, want: usize| have.max(i64::try_from(want).unwrap_or(i64::MAX));
+    match store.tenants().staff_by_name(name).await {
+        Ok(t) => {
+            let limits = t.limits;
+            let wanted = TenantLimits {
+                max_gateways: needed(limits.max_gateways, gateways),
+                max_devices: needed(limits.max_devices, devices),
+                max_users: limits.max_users,
+            };
+            if wanted != limits {
+                store.tenants().staff_set_limits(t.id, wanted).await?;
+            }
+            Ok(t.id)
+        }
+        Err(StoreError::NotFound) => {
+            let mut new = NewTenant::named(Name::parse("name", name)?);
+            new.limits.max_gateways = needed(new.limits.max_gateways, gateways);
+            new.limits.max_devices = needed(new.limits.max_devices, devices);
+            Ok(store.tenants().staff_create(&new).await?.id)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every gateway of the tenant, by MAC.
+async fn gateways_by_mac(store: &Store, tenant: TenantId) -> anyhow::Result<HashMap<Mac, Gateway>> {
+    let mut out = HashMap::new();
+    let mut number = 1;
+    loop {
+        let page = store
+            .gateways()
+            .list(tenant, &GatewayFilter::default(), Page::new(number, Page::MAX_SIZE))
+            .await?;
+        let n = page.items.len();
+        out.extend(page.items.into_iter().map(|g| (g.mac, g)));
+        if n < Page::MAX_SIZE as usize {
+            return Ok(out);
+        }
+        number += 1;
+    }
+}
+
+async fn ensure_gateways(store: &Store, tenant: TenantId, plan: &Plan) -> anyhow::Result<Vec<Gateway>> {
+    let existing = gateways_by_mac(store, tenant).await?;
+    let interval = ReportInterval::new(i64::try_from(plan.interval.as_secs()).unwrap_or(i64::MAX).max(10))?;
+    let mut missing = Vec::new();
+    for i in 0..plan.gateways {
+        let mac = simulated_mac(i);
+        if !existing.contains_key(&mac) {
+            let mut fields = GatewayFields::new(
+                GatewayCode::parse(&format!("SIM-{:05}", i + 1))?,
+                Name::parse("name", &format!("Concentrador simulado {}", i + 1))?,
+            );
+            fields.model = Some("DCU-8210".into());
+            fields.max_devices = MaxDevices::new(plan.devices.max(8) as i64)?;
+            fields.expected_interval = interval;
+            missing.push((mac, fields));
+        }
+    }
+    for chunk in missing.chunks(5_000) {
+        store.gateways().import(tenant, chunk, None).await.map_err(|e| match e {
+            StoreError::Import(rows) => anyhow::anyhow!(
+                "cannot register the simulated gateways: {}",
+                rows.iter().take(3).map(|r| r.message.clone()).collect::<Vec<_>>().join("; ")
+            ),
+            e => e.into(),
+        })?;
+    }
+    let all = if missing.is_empty() { existing } else { gateways_by_mac(store, tenant).await? };
+    (0..plan.gateways)
+        .map(|i| {
+            all.get(&simulated_mac(i)).cloned().context("a simulated gateway vanished while provisioning")
+        })
+        .collect()
+}
+
+async fn ensure_devices(
+    store: &Store,
+    tenant: TenantId,
+    gateways: &[Gateway],
+    devices: usize,
+) -> anyhow::Result<()> {
+    let have: HashSet<(i64, String)> = store
+        .devices()
+        .list(tenant)
+        .await?
+        .into_iter()
+        .map(|d| (d.gateway_id.get(), d.code.to_string()))
+        .collect();
+    let mut rows = Vec::new();
+    for g in gateways {
+        for d in 0..devices {
+            let code = device_code(d);
+            if !have.contains(&(g.id.get(), code.clone())) {
+                rows.push((g.id, meter_fields(&code, MeterProfile::for_index(d))?));
+            }
+        }
+    }
+    for chunk in rows.chunks(5_000) {
+        store.devices().import(tenant, chunk, None).await?;
+    }
+    Ok(())
+}
+
+/// The registration of a simulated meter: what a field installer would type for it.
+pub fn meter_fields(code: &str, profile: MeterProfile) -> anyhow::Result<tds_store::devices::DeviceFields> {
+    use tds_domain::{
+        Description, DeviceMode, DeviceStatus, DeviceType, ModbusRegister, SlaveId, Unit, limits,
+    };
+    let meter = profile.kind() != tds_domain::MeasurementKind::Gauge;
+    let slave =
+        u8::try_from(code.trim_start_matches('D').parse::<u32>().unwrap_or(1).clamp(1, 247)).unwrap_or(1);
+    Ok(tds_store::devices::DeviceFields {
+        code: DeviceCode::parse(code)?,
+        mac: None,
+        name: Name::parse("name", &format!("{} {code}", profile.label()))?,
+        description: Description::default(),
+        device_type: if meter { DeviceType::Meter } else { DeviceType::Sensor },
+        medium: profile.medium(),
+        kind: profile.kind(),
+        unit: Unit::parse(profile.unit())?,
+        scale_factor: limits::ScaleFactor::default(),
+        rollover_value: profile.rollover().map(|r| Amount::new("rollover value", r)).transpose()?,
+        slave_id: Some(SlaveId::new(i64::from(slave))?),
+        register: Some(ModbusRegister::new(1)?),
+        mode: DeviceMode::Auto,
+        status: DeviceStatus::Active,
+        alarm_daily: None,
+        alarm_monthly: None,
+    })
+}
+
+fn cert_paths(dir: &Path, mac: Mac) -> (PathBuf, PathBuf) {
+    let stem = mac.to_string().replace(':', "-");
+    (dir.join(format!("{stem}.crt")), dir.join(format!("{stem}.key")))
+}
+
+/// The gateway's certificate and key from an earlier run when the certificate is still the
+/// gateway's active one; otherwise a new one, issued and recorded like `tds cert issue --replace`.
+async fn ensure_certificate(
+    store: &Store,
+    pki: &tds_web::certs::Pki,
+    dir: &Path,
+    gateway: &Gateway,
+    key: DeviceKeyKind,
+) -> anyhow::Result<(String, String)> {
+    let (cert_path, key_path) = cert_paths(dir, gateway.mac);
+    if let (Ok(cert), Ok(key)) = (std::fs::read_to_string(&cert_path), std::fs::read_to_string(&key_path))
+        && still_active(store, gateway.mac, &cert).await
+    {
+        return Ok((cert, key));
+    }
+    let bundle = pki.issue(store, gateway, key, true).await?;
+    let issued = bundle.certificate;
+    let key_pem = issued.key_pem.clone().context("an issued certificate comes with its key")?;
+    std::fs::write(&cert_path, &issued.cert_pem)
+        .with_context(|| format!("cannot write {}", cert_path.display()))?;
+    tds_pki::files::write_secret(&key_path, &key_pem)?;
+    Ok((issued.cert_pem, key_pem))
+}
+
+async fn still_active(store: &Store, mac: Mac, cert_pem: &str) -> bool {
+    let Some(Ok(der)) = rustls_pemfile::certs(&mut cert_pem.as_bytes()).next() else {
+        return false;
+    };
+    let Ok(identity) = tds_pki::tls::device_identity(der.as_ref()) else {
+        return false;
+    };
+    if identity.mac != mac {
+        return false;
+    }
+    match store.certificates().staff_by_serial(&identity.serial_hex).await {
+        Ok(c) => c.status == CertificateStatus::Active && c.expires_at > chrono::Utc::now(),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,281 @@
+//! One virtual gateway: connects over MQTT with mutual TLS as a DCU does (client id = its MAC,
+//! a retained `offline` will on its status topic, `online` once connected), reads its meters
+//! every interval and publishes a `QoS` 1 batch. Now and then it loses its uplink for a few
+//! intervals and then flushes the backlog in one late batch with per-reading timestamps, or sends
+//! a bad message. It reconnects with a growing back-off when the connection drops, and rumqttc
+//! resends what was not acknowledged.
+
+use super::meters::{Meter, MeterProfile};
+use super::payload::{self, BadMessage, Reading};
+use super::stats::Stats;
+use super::stopped;
+use chrono::{DateTime, SubsecRound, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
+    TlsConfiguration, Transport,
+};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tds_domain::Mac;
+use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// A gateway to simulate, as provisioned: its MAC, its meters and its TLS identity.
+#[derive(Debug, Clone)]
+pub struct GatewaySpec {
+    pub mac: Mac,
+    pub meters: Vec<MeterSpec>,
+    /// Trusts the platform CA and presents the gateway's certificate and key.
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MeterSpec {
+    /// The device code registered in TDS.
+    pub code: String,
+    pub profile: MeterProfile,
+    /// Where a counter's register stands (its last stored reading), so that a simulated meter
+    /// goes on from there instead of jumping; `None` starts a meter somewhere plausible.
+    pub start: Option<f64>,
+}
+
+/// How often things go wrong, per message (or per counter reading for resets).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Faults {
+    pub reset_chance: f64,
+    /// Chance that the uplink drops for 1..=`gap_max` intervals (readings are kept meanwhile).
+    pub gap_chance: f64,
+    pub gap_max: u32,
+    pub bad_chance: f64,
+}
+
+impl Faults {
+    /// Every message well formed and on time.
+    pub const NONE: Faults = Faults { reset_chance: 0.0, gap_chance: 0.0, gap_max: 0, bad_chance: 0.0 };
+    /// What a fleet in the field looks like over a day: a meter replaced now and then, an uplink
+    /// that drops for a few intervals about every 200 messages, a bad message in 500.
+    pub const FIELD: Faults =
+        Faults { reset_chance: 0.000_2, gap_chance: 0.005, gap_max: 6, bad_chance: 0.002 };
+}
+
+/// What every gateway of a run shares.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The TDS device endpoint (or broker): host name checked against its certificate, and port.
+    pub host: String,
+    pub port: u16,
+    pub interval: Duration,
+    /// Unacknowledged messages a gateway keeps before it waits.
+    pub inflight: u16,
+    pub keep_alive: Duration,
+    pub faults: Faults,
+    pub seed: u64,
+}
+
+/// Most instants in one backlog message, to stay well under the endpoint's size limit.
+const BACKLOG_INSTANTS_PER_MESSAGE: usize = 50;
+
+/// The state a gateway's publisher and its event loop share.
+#[derive(Debug, Default)]
+struct Flight {
+    /// Readings in each publish requested and not yet written, in the order requested (the
+    /// event loop writes them in that order).
+    queued: std::sync::Mutex<VecDeque<u64>>,
+    /// Publishes requested and not yet acknowledged.
+    outstanding: std::sync::atomic::AtomicU64,
+    acked: tokio::sync::Notify,
+    /// Set by the event loop on every successful CONNACK, so the publisher says `online`.
+    connected: tokio::sync::Notify,
+}
+
+/// Runs one gateway until `stop` turns true: then it publishes `offline`, waits (at most 5 s) for
+/// its last acknowledgements and disconnects.
+pub async fn run(spec: GatewaySpec, settings: Arc<Settings>, stats: Arc<Stats>, stop: watch::Receiver<bool>) {
+    let mac = spec.mac;
+    let status_topic = format!("tds_new/gateway/{mac}/status");
+    let mut opts = MqttOptions::new(mac.to_string(), settings.host.clone(), settings.port);
+    opts.set_keep_alive(settings.keep_alive);
+    opts.set_clean_session(true);
+    opts.set_inflight(settings.inflight.max(1));
+    opts.set_max_packet_size(1024 * 1024, 1024 * 1024);
+    opts.set_last_will(LastWill::new(status_topic.as_str(), "offline", QoS::AtLeastOnce, true));
+    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(spec.tls.clone())));
+    let (client, events) = AsyncClient::new(opts, usize::from(settings.inflight.max(1)) + 4);
+    let mut seed_bytes = [0u8; 8];
+    seed_bytes[2..].copy_from_slice(&mac.bytes());
+    let seed = settings.seed ^ u64::from_be_bytes(seed_bytes);
+    let flight = Flight::default();
+    let producer = produce(&spec, &settings, &stats, &client, &flight, stop.clone(), seed);
+    let poller = poll(events, &stats, &flight, stop);
+    tokio::join!(producer, poller);
+}
+
+/// The gateway's firmware loop: read the meters every interval and publish.
+async fn produce(
+    spec: &GatewaySpec,
+    settings: &Settings,
+    stats: &Stats,
+    client: &AsyncClient,
+    flight: &Flight,
+    mut stop: watch::Receiver<bool>,
+    seed: u64,
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut meters: Vec<Meter> = spec
+        .meters
+        .iter()
+        .map(|m| match m.start {
+            Some(value) => Meter::at(m.profile, value),
+            None => Meter::new(m.profile, &mut rng),
+        })
+        .collect();
+    let telemetry = format!("tds_new/gateway/{}/telemetria", spec.mac);
+    let status_topic = format!("tds_new/gateway/{}/status", spec.mac);
+    // Gateways of a fleet start spread over one interval, as real ones do.
+    let phase = settings.interval.mul_f64(rng.random_range(0.0..1.0));
+    let mut ticker = tokio::time::interval_at(Instant::now() + phase, settings.interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut backlog: Vec<(DateTime<Utc>, Vec<Reading>)> = Vec::new();
+    let mut gap_left = 0u32;
+    // Every publish goes through here, so that `queued` is in the order of the request channel.
+    let publish = |topic: &str, payload: Vec<u8>, readings: u64, retain: bool| {
+        if let Ok(mut q) = flight.queued.lock() {
+            q.push_back(readings);
+        }
+        flight.outstanding.fetch_add(1, Ordering::AcqRel);
+        Stats::add(&stats.messages_sent, 1);
+        client.publish(topic.to_owned(), QoS::AtLeastOnce, retain, payload)
+    };
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = flight.connected.notified() => {
+                if publish(&status_topic, b"online".to_vec(), 0, true).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            () = stopped(&mut stop) => break,
+        }
+        let now = Utc::now().trunc_subsecs(0);
+        let readings: Vec<Reading> = spec
+            .meters
+            .iter()
+            .zip(meters.iter_mut())
+            .map(|(spec, meter)| {
+                let r = meter.read(now, settings.faults.reset_chance, &mut rng);
+                if r.reset {
+                    Stats::add(&stats.resets, 1);
+                }
+                Reading { code: spec.code.clone(), value: r.value, unit: spec.profile.unit(), at: None }
+            })
+            .collect();
+        if gap_left == 0 && settings.faults.gap_max > 0 && rng.random_bool(settings.faults.gap_chance) {
+            gap_left = rng.random_range(1..=settings.faults.gap_max);
+        }
+        if gap_left > 0 {
+            gap_left -= 1;
+            backlog.push((now, readings));
+            continue;
+        }
+        // Back online: the backlog first, oldest first, each reading with its own instant.
+        for chunk in backlog.chunks(BACKLOG_INSTANTS_PER_MESSAGE) {
+            let late: Vec<Reading> = chunk
+                .iter()
+                .flat_map(|(at, rs)| rs.iter().map(move |r| Reading { at: Some(*at), ..r.clone() }))
+                .collect();
+            Stats::add(&stats.late_batches, 1);
+            if publish(&telemetry, payload::telemetry(spec.mac, now, &late), late.len() as u64, false)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        backlog.clear();
+        let count = readings.len() as u64;
+        if publish(&telemetry, payload::telemetry(spec.mac, now, &readings), count, false).await.is_err() {
+            return;
+        }
+        if settings.faults.bad_chance > 0.0 && rng.random_bool(settings.faults.bad_chance) {
+            let bad = BadMessage::ALL[rng.random_range(0..BadMessage::ALL.len())];
+            let code = spec.meters.first().map_or("D01", |m| m.code.as_str());
+            Stats::add(&stats.bad_messages, 1);
+            if publish(&telemetry, bad.payload(spec.mac, now, code), 0, false).await.is_err() {
+                return;
+            }
+        }
+    }
+    // A clean goodbye: `offline` instead of the will, then wait for what is in flight.
+    let _ = publish(&status_topic, b"offline".to_vec(), 0, true).await;
+    let drained = async {
+        while flight.outstanding.load(Ordering::Acquire) > 0 {
+            flight.acked.notified().await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), drained).await;
+    let _ = client.disconnect().await;
+}
+
+/// The MQTT event loop: connection state, and each PUBLISH timed to its PUBACK.
+async fn poll(mut events: EventLoop, stats: &Stats, flight: &Flight, stop: watch::Receiver<bool>) {
+    // pkid → (written at, readings); a retransmission after a reconnect keeps the first time.
+    let mut sent: HashMap<u16, (Instant, u64)> = HashMap::new();
+    let mut up = false;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match events.poll().await {
+            Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
+                if ack.code == ConnectReturnCode::Success {
+                    up = true;
+                    backoff = Duration::from_millis(500);
+                    stats.connected(true);
+                    flight.connected.notify_one();
+                } else {
+                    Stats::add(&stats.connect_failures, 1);
+                    tracing::warn!(code = ?ack.code, "simulated gateway refused");
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                if let std::collections::hash_map::Entry::Vacant(slot) = sent.entry(pkid) {
+                    let readings = flight.queued.lock().ok().and_then(|mut q| q.pop_front()).unwrap_or(0);
+                    slot.insert((Instant::now(), readings));
+                }
+            }
+            Ok(Event::Incoming(Incoming::PubAck(ack))) => {
+                if let Some((at, readings)) = sent.remove(&ack.pkid) {
+                    stats.ack(readings, at.elapsed());
+                    flight.outstanding.fetch_sub(1, Ordering::AcqRel);
+                    flight.acked.notify_one();
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                if up {
+                    stats.connected(false);
+                }
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if up {
+                    up = false;
+                    stats.connected(false);
+                    Stats::add(&stats.disconnects, 1);
+                    tracing::info!(error = %e, "simulated gateway lost its connection; reconnecting");
+                } else {
+                    Stats::add(&stats.connect_failures, 1);
+                    tracing::debug!(error = %e, "simulated gateway cannot connect; retrying");
+                }
+                if *stop.borrow() {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
