@@ -32,7 +32,8 @@ use std::fmt;
 
 /// A rollup granularity. The canonical spelling (`hour`, `day`, `month`) is what the database's
 /// `granularity` column stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Bucket {
     Hour,
     Day,

@@ -24,6 +24,7 @@ pub mod memberships;
 pub mod page;
 pub mod readings;
 pub mod rejected;
+pub mod rollups;
 pub mod sessions;
 pub mod tenants;
 pub mod ts;
@@ -77,6 +78,9 @@ impl Store {
     }
     pub fn readings(&self) -> readings::ReadingStore<'_> {
         readings::ReadingStore::new(&self.db)
+    }
+    pub fn rollups(&self) -> rollups::RollupStore<'_> {
+        rollups::RollupStore::new(&self.db)
     }
     pub fn rejected(&self) -> rejected::RejectedStore<'_> {
         rejected::RejectedStore::new(&self.db)

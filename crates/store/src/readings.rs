@@ -230,6 +230,19 @@ impl<'a> ReadingStore<'a> {
                         stored.extend(rows.into_iter().map(|(t, v)| ((device, t.micros()), v)));
                     }
                 }
+                if inserted > 0 {
+                    // In the same transaction: a committed reading is never missing from the
+                    // rollups' to-do list (see `crate::rollups`).
+                    let marks: Vec<(&i64, &(i64, i64))> = spans.iter().collect();
+                    for chunk in marks.chunks(crate::rollups::MARK_CHUNK) {
+                        let sql = crate::rollups::mark_dirty_sql(chunk.len());
+                        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant.get()).bind(ingested_at);
+                        for (device, (lo, hi)) in chunk {
+                            q = q.bind(**device).bind(Ts::from_micros(*lo)).bind(Ts::from_micros(*hi));
+                        }
+                        q.execute(&mut *tx).await?;
+                    }
+                }
                 reports.push(classify(group, &stored, inserted));
             }
             Ok(reports)
