@@ -309,9 +309,11 @@ pub struct SimulateArgs {
     /// Key of newly issued gateway certificates: ecdsa-p256 (fast) or rsa2048 (as ESP32 fleets).
     #[arg(long, default_value = "ecdsa-p256")]
     pub key: String,
-    /// Well-behaved gateways: no meter resets, uplink gaps, late batches or bad messages.
-    #[arg(long)]
-    pub no_faults: bool,
+    /// What goes wrong: `field` (a meter replaced now and then, an uplink gap about every 200
+    /// messages flushed as a late batch, a bad message in 500), `none`, or `heavy` (for testing
+    /// dead letters and late batches: a bad message in three, a gap in five).
+    #[arg(long, default_value = "field")]
+    pub faults: String,
     /// Seed of the meters' randomness (same seed, same readings).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -53,6 +53,8 @@ pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<()> {
         bail!("--interval must be at least 1 second");
     }
     let key: DeviceKeyKind = args.key.parse()?;
+    let faults = Faults::named(&args.faults)
+        .with_context(|| format!("--faults {:?}: expected none, field or heavy", args.faults))?;
     let plan = Plan {
         tenant: args.tenant.clone(),
         gateways: args.gateways,
@@ -87,20 +89,12 @@ pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<()> {
         interval: plan.interval,
         inflight: args.inflight,
         keep_alive: Duration::from_mins(1),
-        faults: if args.no_faults { Faults::NONE } else { Faults::FIELD },
+        faults,
         seed: args.seed,
     };
     println!(
-        "simulate: connecting to mqtts://{}:{} at {} gateways/s, one batch every {} s each, {}",
-        settings.host,
-        settings.port,
-        args.connect_rate,
-        args.interval,
-        if args.no_faults {
-            "no faults"
-        } else {
-            "with field faults (resets, gaps, late batches, bad messages)"
-        }
+        "simulate: connecting to mqtts://{}:{} at {} gateways/s, one batch every {} s each, {} faults",
+        settings.host, settings.port, args.connect_rate, args.interval, args.faults
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let stats = Arc::new(Stats::default());
@@ -185,10 +179,10 @@ pub async fn provision(
     let tenant = ensure_tenant(store, &plan.tenant, plan.gateways, plan.gateways * plan.devices).await?;
     let gateways = ensure_gateways(store, tenant, plan).await?;
     ensure_devices(store, tenant, &gateways, plan.devices).await?;
-    let registers = counter_registers(store, tenant).await?;
+    let (registers, last_reported) = registers(store, tenant).await?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let ca_pem = pki.files.ca.cert_pem().to_owned();
-    let registers = &registers;
+    let (registers, last_reported) = (&registers, &last_reported);
     let fleet = futures_util::stream::iter(gateways.into_iter().map(|g| {
         let ca_pem = ca_pem.clone();
         async move {
@@ -202,7 +196,12 @@ pub async fn provision(
                     start: registers.get(&(g.id.get(), device_code(d))).copied(),
                 })
                 .collect();
-            anyhow::Ok(GatewaySpec { mac: g.mac, meters, tls: Arc::new(tls) })
+            anyhow::Ok(GatewaySpec {
+                mac: g.mac,
+                meters,
+                last_reported: last_reported.get(&g.id.get()).copied(),
+                tls: Arc::new(tls),
+            })
         }
     }))
     // Key generation runs on the blocking pool: keep both cores busy.
@@ -214,18 +213,23 @@ pub async fn provision(
     Ok((tenant, fleet))
 }
 
-/// The last stored reading of each counter of the tenant, by (gateway, code): simulated
-/// registers go on from there.
-async fn counter_registers(store: &Store, tenant: TenantId) -> anyhow::Result<HashMap<(i64, String), f64>> {
-    let mut out = HashMap::new();
+/// Where the tenant's meters stand: the last stored reading of each counter by (gateway, code),
+/// for simulated registers to go on from, and the last reading instant of each gateway.
+async fn registers(
+    store: &Store,
+    tenant: TenantId,
+) -> anyhow::Result<(HashMap<(i64, String), f64>, HashMap<i64, chrono::DateTime<chrono::Utc>>)> {
+    let (mut values, mut times) = (HashMap::new(), HashMap::<i64, chrono::DateTime<chrono::Utc>>::new());
     for d in store.devices().list(tenant).await? {
-        if d.kind == tds_domain::MeasurementKind::Counter
-            && let Some(last) = store.readings().latest(tenant, d.id, 1).await?.first()
-        {
-            out.insert((d.gateway_id.get(), d.code.to_string()), last.value);
+        if let Some(last) = store.readings().latest(tenant, d.id, 1).await?.first() {
+            if d.kind == tds_domain::MeasurementKind::Counter {
+                values.insert((d.gateway_id.get(), d.code.to_string()), last.value);
+            }
+            let at = times.entry(d.gateway_id.get()).or_insert(last.time);
+            *at = (*at).max(last.time);
         }
     }
-    Ok(out)
+    Ok((values, times))
 }
 
 fn device_code(index: usize) -> String {

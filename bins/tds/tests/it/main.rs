@@ -7,9 +7,11 @@
 // A scenario reads best as one story; helpers take results by value to keep call sites short.
 #![allow(clippy::too_many_lines, clippy::needless_pass_by_value)]
 
+mod broker;
 mod cli;
 mod durability;
 mod mqtt;
 mod pki;
 mod serve;
+mod simulate;
 mod support;

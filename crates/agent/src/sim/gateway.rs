@@ -29,6 +29,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 pub struct GatewaySpec {
     pub mac: Mac,
     pub meters: Vec<MeterSpec>,
+    /// The instant of the gateway's last stored batch, if any: its next one comes after it, even
+    /// when a new run starts within the same second as the previous one ended.
+    pub last_reported: Option<DateTime<Utc>>,
     /// Trusts the platform CA and presents the gateway's certificate and key.
     pub tls: Arc<rustls::ClientConfig>,
 }
@@ -60,6 +63,18 @@ impl Faults {
     /// that drops for a few intervals about every 200 messages, a bad message in 500.
     pub const FIELD: Faults =
         Faults { reset_chance: 0.000_2, gap_chance: 0.005, gap_max: 6, bad_chance: 0.002 };
+    /// Much more often than in the field, to exercise dead letters and late batches in tests.
+    pub const HEAVY: Faults = Faults { reset_chance: 0.02, gap_chance: 0.2, gap_max: 3, bad_chance: 0.3 };
+
+    /// `none`, `field` or `heavy`.
+    pub fn named(name: &str) -> Option<Faults> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "none" => Some(Self::NONE),
+            "field" => Some(Self::FIELD),
+            "heavy" => Some(Self::HEAVY),
+            _ => None,
+        }
+    }
 }
 
 /// What every gateway of a run shares.
@@ -141,6 +156,7 @@ async fn produce(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut backlog: Vec<(DateTime<Utc>, Vec<Reading>)> = Vec::new();
     let mut gap_left = 0u32;
+    let mut last_at: Option<DateTime<Utc>> = spec.last_reported;
     // Every publish goes through here, so that `queued` is in the order of the request channel.
     let publish = |topic: &str, payload: Vec<u8>, readings: u64, retain: bool| {
         if let Ok(mut q) = flight.queued.lock() {
@@ -161,7 +177,13 @@ async fn produce(
             }
             () = stopped(&mut stop) => break,
         }
-        let now = Utc::now().trunc_subsecs(0);
+        // Whole seconds, as DCU clocks report; never the instant of the previous batch, which a
+        // tick a few milliseconds early could otherwise repeat.
+        let mut now = Utc::now().trunc_subsecs(0);
+        if last_at.is_some_and(|last| now <= last) {
+            now = last_at.map_or(now, |last| last + chrono::Duration::seconds(1));
+        }
+        last_at = Some(now);
         let readings: Vec<Reading> = spec
             .meters
             .iter()
