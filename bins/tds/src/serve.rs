@@ -121,6 +121,8 @@ impl Server {
             tokio::spawn(keep_crl_fresh(self.store.clone(), self.pki.clone(), self.config.clone()));
         let purge_task = tokio::spawn(purge_expired_web_state(self.store.clone()));
         let offline_task = tokio::spawn(mark_silent_gateways_offline(self.store.clone()));
+        let rollup_task = tokio::spawn(tds_jobs::rollups::run(self.store.clone()));
+        let retention_task = tokio::spawn(tds_jobs::retention::run(self.store.clone()));
         // The recorder keeps histogram samples until upkeep folds them into buckets.
         let upkeep_task = tokio::spawn(async {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -149,6 +151,8 @@ impl Server {
         crl_task.abort();
         purge_task.abort();
         offline_task.abort();
+        rollup_task.abort();
+        retention_task.abort();
         upkeep_task.abort();
         served.context("HTTP server failed")?;
         self.store.db().close().await;

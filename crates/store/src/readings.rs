@@ -342,6 +342,38 @@ impl<'a> ReadingStore<'a> {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
+    /// Deletes the tenant's raw readings taken before `before` (retention); rollups stay.
+    /// Returns how many were deleted. Goes device by device so that each delete is a range of
+    /// the primary key.
+    pub async fn purge_before(&self, tenant: TenantId, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let devices: Vec<i64> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_scalar("SELECT id FROM devices WHERE tenant_id = $1")
+                    .bind(tenant.get())
+                    .fetch_all(pool)
+                    .await
+        )?;
+        let mut deleted = 0;
+        for device in devices {
+            deleted += on_db!(
+                self.db,
+                write
+                    | pool
+                    | sqlx::query(
+                        "DELETE FROM readings WHERE device_id = $1 AND tenant_id = $2 AND time < $3"
+                    )
+                    .bind(device)
+                    .bind(tenant.get())
+                    .bind(Ts::from(before))
+                    .execute(pool)
+                    .await
+                    .map(|done| done.rows_affected())
+            )?;
+        }
+        Ok(deleted)
+    }
+
     /// How many readings the tenant stored with a reading time at or after `since`.
     pub async fn count_since(&self, tenant: TenantId, since: DateTime<Utc>) -> Result<i64, StoreError> {
         let n: i64 = on_db!(

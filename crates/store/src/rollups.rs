@@ -8,7 +8,8 @@
 //! 1. widens the marked span to whole hours, through the hour of the first stored reading after
 //!    it (a late reading shortens the interval that reading closes, so its bucket changes too);
 //! 2. recomputes those hours from the raw readings and the one reading before them, with the
-//!    meter rules of `tds_domain::rollup` (resets, rollover, gauges never summed);
+//!    meter rules of `tds_domain::rollup` (resets, rollover, gauges never summed); hour rows are
+//!    only ever replaced, never deleted, so they outlive raw readings removed by retention;
 //! 3. recomputes the days containing those hours from the hour rows, and the months containing
 //!    those days from the day rows (a day is made of whole local hours, a month of whole days);
 //! 4. clears the mark unless a newer commit marked the device again meanwhile.
@@ -21,6 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use tds_domain::buckets::{
     bucket_len_seconds, bucket_start, completeness, expected_readings, next_bucket_start,
 };
@@ -128,7 +130,7 @@ pub(crate) fn mark_dirty_sql(n: usize) -> String {
             sql.push(',');
         }
         let p = i * 3;
-        sql.push_str(&format!("(${}, $1, ${}, ${}, $2)", p + 3, p + 4, p + 5));
+        let _ = write!(sql, "(${}, $1, ${}, ${}, $2)", p + 3, p + 4, p + 5);
     }
     sql.push_str(
         " ON CONFLICT (device_id) DO UPDATE SET \
@@ -251,16 +253,6 @@ impl<'a> RollupStore<'a> {
                     .await?;
                 let raw: Vec<(DateTime<Utc>, f64)> = readings.into_iter().map(|(t, v)| (t.0, v)).collect();
                 let hours = rollup(meter, baseline.map(|(t, v)| (t.0, v)), &raw, tz, Bucket::Hour);
-                // Hours of the range left without readings (retention removed them) lose their row.
-                sqlx::query(
-                        "DELETE FROM rollups WHERE device_id = $1 AND granularity = 'hour' AND bucket_start >= $2 \
-                         AND bucket_start < $3",
-                    )
-                    .bind(device)
-                    .bind(Ts::from(first))
-                    .bind(Ts::from(end))
-                    .execute(&mut *tx)
-                    .await?;
                 for h in &hours {
                     let expected = expected_readings(bucket_len_seconds(tz, Bucket::Hour, h.start), interval);
                     let sum = h.avg.map(|a| a * f64::from(h.count));

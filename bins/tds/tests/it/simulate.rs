@@ -6,6 +6,7 @@
 use crate::support::{Tds, free_port, text};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tds_store::certificates::CertificateFilter;
 use tds_store::{DbOptions, Page, Store};
 use tds_testkit::{TestDb, per_backend};
 
@@ -87,7 +88,8 @@ async fn every_reading_the_simulated_gateways_saw_acknowledged_is_stored_and_a_s
     let (count, dead, store) = stored(&db).await;
     assert_eq!(count, readings as i64, "stored readings = readings in acknowledged batches\n{first}");
     assert!(dead.is_empty(), "well-behaved gateways leave no dead letters: {dead:?}");
-    let certificates = store.certificates().staff_list(&Default::default(), Page::new(1, 100)).await.unwrap();
+    let certificates =
+        store.certificates().staff_list(&CertificateFilter::default(), Page::new(1, 100)).await.unwrap();
     assert_eq!(certificates.total, 3);
 
     // Again: the same gateways, devices and certificates; the registers go on from where they were.
@@ -100,7 +102,8 @@ async fn every_reading_the_simulated_gateways_saw_acknowledged_is_stored_and_a_s
     let (count_2, dead_2, store) = stored(&db).await;
     assert_eq!(count_2, (readings + readings_2) as i64, "{second}\n{dead_2:?}");
     assert!(dead_2.is_empty(), "a continued register is no conflict or reset: {dead_2:?}");
-    let certificates = store.certificates().staff_list(&Default::default(), Page::new(1, 100)).await.unwrap();
+    let certificates =
+        store.certificates().staff_list(&CertificateFilter::default(), Page::new(1, 100)).await.unwrap();
     assert_eq!(certificates.total, 3, "the certificates of the first run are reused");
     let tenant = store.tenants().staff_by_name("Simulação").await.unwrap();
     assert_eq!(store.devices().list(tenant.id).await.unwrap().len(), 12);

@@ -1,0 +1,36 @@
+//! The background jobs against both databases.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use chrono::{Duration, TimeZone, Utc};
+use tds_domain::Bucket;
+use tds_store::Store;
+use tds_store::readings::NewReading;
+use tds_testkit::{conformance, fixtures};
+
+/// Two readings of a counter: one past the default two-year retention, one recent.
+async fn retention_deletes_old_raw_readings_and_keeps_their_rollups(store: Store) {
+    let t = fixtures::tenant(&store, "Acme").await;
+    let g = fixtures::gateway(&store, t.id, "aa:bb:cc:dd:ee:01", "GW1").await;
+    let d = fixtures::meter(&store, t.id, &g, "D01").await;
+    let now = Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap();
+    let old = now - Duration::days(800);
+    let rows: Vec<NewReading> = [(old, 10.0), (old + Duration::minutes(30), 12.5), (now - Duration::hours(1), 20.0)]
+        .into_iter()
+        .map(|(time, value)| NewReading { device_id: d.id, time, value, unit: "kWh".into() })
+        .collect();
+    store.readings().insert(t.id, &rows).await.unwrap();
+    assert!(tds_jobs::rollups::drain(&store).await.unwrap() > 0);
+    let before = store.rollups().for_device(t.id, d.id, Bucket::Hour, old - Duration::days(1), now).await.unwrap();
+
+    let deleted = tds_jobs::retention::purge(&store, now).await.unwrap();
+    assert_eq!(deleted, 2, "the two readings older than 730 days");
+    let left = store.readings().for_device(t.id, d.id, old - Duration::days(1), now, 10).await.unwrap();
+    assert_eq!(left.iter().map(|r| r.value).collect::<Vec<_>>(), vec![20.0]);
+    let after = store.rollups().for_device(t.id, d.id, Bucket::Hour, old - Duration::days(1), now).await.unwrap();
+    assert_eq!(after, before, "rollups outlive the raw readings");
+    assert_eq!(after.first().and_then(|r| r.consumption), Some(2.5));
+    assert_eq!(tds_jobs::retention::purge(&store, now).await.unwrap(), 0, "idempotent");
+}
+
+conformance!(retention_deletes_old_raw_readings_and_keeps_their_rollups);
