@@ -275,6 +275,10 @@ pub struct IngestBenchArgs {
     /// The endpoint's largest commit, in readings (default: the server's, 10000).
     #[arg(long)]
     pub commit_readings: Option<usize>,
+    /// Keep rollups as `tds serve` does (the rollup worker runs beside the endpoint): `on`
+    /// (default) or `off`, to measure what they cost.
+    #[arg(long, default_value = "on")]
+    pub rollups: String,
 }
 
 #[derive(Debug, Args)]

@@ -120,6 +120,11 @@ pub async fn run(config: &Config, args: IngestBenchArgs) -> anyhow::Result<()> {
         .context("cannot start the device endpoint")?;
     let port = endpoint.local_addr()?.port();
     let shared = endpoint.shared();
+    let rollups = match args.rollups.as_str() {
+        "on" => Some(tokio::spawn(tds_jobs::rollups::run(store.clone()))),
+        "off" => None,
+        other => bail!("--rollups {other:?}: expected on or off"),
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(endpoint.run(async {
         let _ = stopped.await;
@@ -127,12 +132,13 @@ pub async fn run(config: &Config, args: IngestBenchArgs) -> anyhow::Result<()> {
 
     println!(
         "bench ingest: {} gateways x {} devices over MQTT/TLS (mutual, ECDSA-P256 clients), QoS 1, {} in flight \
-         per gateway, {} s per run, commits of up to {} readings, on {} ({})",
+         per gateway, {} s per run, commits of up to {} readings, rollups {}, on {} ({})",
         args.gateways,
         args.devices,
         args.inflight,
         args.seconds,
         ingest.commit_max_readings,
+        args.rollups,
         store.db().backend(),
         tds_store::redact_url(&url)
     );
@@ -141,6 +147,17 @@ pub async fn run(config: &Config, args: IngestBenchArgs) -> anyhow::Result<()> {
     let _ = stop.send(());
     let _ = server.await;
     let gateways = runs?;
+    if let Some(worker) = rollups {
+        // What the worker had not caught up with when the load stopped, and how long it takes.
+        let behind = store.rollups().staff_pending().await?;
+        let started = Instant::now();
+        worker.abort();
+        tds_jobs::rollups::drain(&store).await?;
+        println!(
+            "rollups: {behind} devices still to refresh when the load stopped, caught up in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     let dead = store.rejected().staff_list(None, Page::new(1, 1)).await?;
     if dead.total > 0 {
         bail!(
