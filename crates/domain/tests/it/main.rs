@@ -1,11 +1,19 @@
 //! Integration tests of `tds-domain` through its public API: the adversarial meter corpus with
-//! hand-computed rollups, and properties of consumption and rollups over generated series.
+//! hand-computed rollups (data in `tests/corpus/meter_series.toml`), and properties of
+//! consumption and rollups over generated series.
 
 // Helpers and proptest strategies outside #[test] fns, which clippy's allow-*-in-tests settings
 // do not see as tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod meter_corpus;
+/// The schema of the corpus's data file, shared with the store's rollup tests.
+#[path = "../corpus/meter_series.rs"]
+#[allow(
+    dead_code,
+    reason = "each suite reads the fields it checks: this one has no use for a device's medium or unit"
+)]
+mod meter_series;
 mod properties;
 
 use chrono::{DateTime, Utc};
