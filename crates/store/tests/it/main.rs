@@ -14,8 +14,16 @@ mod gateways;
 mod isolation;
 mod jobs;
 mod login_failures;
+/// The schema of the domain's meter corpus, whose data file `rollups` reads.
+#[path = "../../../domain/tests/corpus/meter_series.rs"]
+#[allow(
+    dead_code,
+    reason = "each suite reads the fields it checks: the store keeps no rollover or negative tallies"
+)]
+mod meter_series;
 mod readings;
 mod rejected;
+mod rollups;
 mod sessions;
 mod tenants;
 mod user_tokens;
