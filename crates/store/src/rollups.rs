@@ -28,7 +28,7 @@ use tds_domain::buckets::{
 };
 use tds_domain::consumption::Meter;
 use tds_domain::rollup::rollup;
-use tds_domain::{Bucket, DeviceId, MeasurementKind, TenantId, TimeZone};
+use tds_domain::{Bucket, DeviceId, MeasurementKind, Medium, TenantId, TimeZone};
 
 /// One bucket of one device, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -54,6 +54,14 @@ impl RollupRow {
     pub fn completeness(&self) -> Option<f64> {
         completeness(self.count, self.expected)
     }
+}
+
+/// One medium's consumption in one unit (home page, reports).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MediumConsumption {
+    pub medium: Medium,
+    pub unit: String,
+    pub total: f64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -90,14 +98,6 @@ impl Row {
 
 const ROW_COLUMNS: &str = "device_id, granularity, bucket_start, consumption, min_value, max_value, sum_value, \
      reading_count, expected_count, resets";
-
-const UPSERT: &str = "INSERT INTO rollups (device_id, granularity, bucket_start, tenant_id, consumption, min_value, \
-     max_value, sum_value, reading_count, expected_count, resets, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-     ON CONFLICT (device_id, granularity, bucket_start) DO UPDATE SET tenant_id = excluded.tenant_id, \
-     consumption = excluded.consumption, min_value = excluded.min_value, max_value = excluded.max_value, \
-     sum_value = excluded.sum_value, reading_count = excluded.reading_count, \
-     expected_count = excluded.expected_count, resets = excluded.resets, updated_at = excluded.updated_at";
 
 /// A marked device, with what its rollups are computed with.
 #[derive(sqlx::FromRow)]
@@ -182,6 +182,44 @@ impl<'a> RollupStore<'a> {
         Ok(rows.into_iter().filter_map(Row::into_rollup).collect())
     }
 
+    /// The tenant's consumption per medium and unit over the `bucket` rows with
+    /// `from <= start < to` (e.g. the day rows of this month), gauges excluded. Units are never
+    /// added together: energy in `kWh` and energy in `MWh` are two lines.
+    pub async fn consumption_by_medium(
+        &self,
+        tenant: TenantId,
+        bucket: Bucket,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<MediumConsumption>, StoreError> {
+        // Devices of the tenant first: a reading taken under a former owner stays with that
+        // owner's rollups (their tenant_id), which the tenant filter on rollups keeps out.
+        let rows: Vec<(String, String, f64)> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(
+                    "SELECT d.medium, d.unit, SUM(r.consumption) FROM rollups r JOIN devices d ON d.id = r.device_id \
+                     WHERE r.tenant_id = $1 AND d.tenant_id = $1 AND r.granularity = $2 AND r.bucket_start >= $3 \
+                     AND r.bucket_start < $4 AND r.consumption IS NOT NULL GROUP BY d.medium, d.unit ORDER BY d.medium, d.unit"
+                )
+                .bind(tenant.get())
+                .bind(bucket.as_str())
+                .bind(Ts::from(from))
+                .bind(Ts::from(to))
+                .fetch_all(pool)
+                .await
+        )?;
+        rows.into_iter()
+            .map(|(medium, unit, total)| {
+                Ok(MediumConsumption {
+                    medium: Medium::parse(&medium).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    unit,
+                    total,
+                })
+            })
+            .collect()
+    }
+
     /// Devices waiting for their rollups to be refreshed (0 when everything is current).
     pub async fn staff_pending(&self) -> Result<i64, StoreError> {
         Ok(on_db!(
@@ -190,9 +228,14 @@ impl<'a> RollupStore<'a> {
         )?)
     }
 
-    /// Refreshes the rollups of up to `limit` marked devices (oldest marks first), in one
-    /// transaction; returns how many devices it refreshed. Run it until it returns 0 to bring
-    /// everything up to date.
+    /// Refreshes the rollups of up to `limit` marked devices (oldest marks first); returns how
+    /// many devices it refreshed. Run it until it returns 0 to bring everything up to date.
+    ///
+    /// Everything is read first, outside any write transaction (on SQLite the readers do not
+    /// block the one writer), and computed in memory: days from the stored hours with the
+    /// recomputed ones put in, months likewise from days. Then one short transaction writes the
+    /// rows with multi-row upserts and clears the marks, so that the device endpoint's commits
+    /// wait for a few statements, not for the whole computation.
     pub async fn staff_refresh_dirty(&self, limit: i64) -> Result<usize, StoreError> {
         let dirty: Vec<Dirty> =
             on_db!(self.db, read | pool | sqlx::query_as(DIRTY).bind(limit).fetch_all(pool).await)?;
@@ -200,7 +243,8 @@ impl<'a> RollupStore<'a> {
             return Ok(0);
         }
         let mut zones: HashMap<String, TimeZone> = HashMap::new();
-        let mut plans = Vec::with_capacity(dirty.len());
+        let now = Ts::now();
+        let mut upserts: Vec<Upsert> = Vec::new();
         for d in &dirty {
             let tz = *zones
                 .entry(d.timezone.clone())
@@ -211,119 +255,246 @@ impl<'a> RollupStore<'a> {
             let meter = Meter::new(kind, d.scale_factor, d.rollover_value)
                 .or_else(|_| Meter::new(kind, 1.0, None))
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            plans.push((d, tz, meter));
+            self.plan_device(d, tz, meter, &mut upserts).await?;
         }
-        let now = Ts::now();
-        // One transaction for the batch: on PostgreSQL a commit per device would be an fsync each.
         in_tx!(self.db, |tx| {
-            for (d, tz, meter) in &plans {
-                let (tz, meter) = (*tz, *meter);
-                let interval = d.expected_interval_s.max(1);
-                let (device, tenant) = (d.device_id, d.tenant_id);
-                let first = bucket_start(tz, Bucket::Hour, d.from_time.0);
-                // The first reading after the span: its interval may have changed.
-                let next: Option<Ts> = sqlx::query_scalar(
-                        "SELECT time FROM readings WHERE device_id = $1 AND tenant_id = $2 AND time > $3 ORDER BY time LIMIT 1",
-                    )
-                    .bind(device)
-                    .bind(tenant)
-                    .bind(d.to_time)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let last = next.map_or(d.to_time.0, |t| t.0);
-                let end = next_bucket_start(tz, Bucket::Hour, last);
-                let baseline: Option<(Ts, f64)> = sqlx::query_as(
-                    "SELECT time, value FROM readings WHERE device_id = $1 AND tenant_id = $2 AND time < $3 \
-                         ORDER BY time DESC LIMIT 1",
-                )
-                .bind(device)
-                .bind(tenant)
-                .bind(Ts::from(first))
-                .fetch_optional(&mut *tx)
-                .await?;
-                let readings: Vec<(Ts, f64)> = sqlx::query_as(
-                        "SELECT time, value FROM readings WHERE device_id = $1 AND tenant_id = $2 AND time >= $3 AND time < $4 \
-                         ORDER BY time",
-                    )
-                    .bind(device)
-                    .bind(tenant)
-                    .bind(Ts::from(first))
-                    .bind(Ts::from(end))
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let raw: Vec<(DateTime<Utc>, f64)> = readings.into_iter().map(|(t, v)| (t.0, v)).collect();
-                let hours = rollup(meter, baseline.map(|(t, v)| (t.0, v)), &raw, tz, Bucket::Hour);
-                for h in &hours {
-                    let expected = expected_readings(bucket_len_seconds(tz, Bucket::Hour, h.start), interval);
-                    let sum = h.avg.map(|a| a * f64::from(h.count));
-                    sqlx::query(UPSERT)
-                        .bind(device)
-                        .bind("hour")
-                        .bind(Ts::from(h.start))
-                        .bind(tenant)
-                        .bind(h.consumption)
-                        .bind(h.min)
-                        .bind(h.max)
-                        .bind(sum)
-                        .bind(i64::from(h.count))
-                        .bind(i64::from(expected))
-                        .bind(i64::from(h.resets))
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
+            for chunk in upserts.chunks(UPSERT_CHUNK) {
+                let sql = upsert_sql(chunk.len());
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for u in chunk {
+                    q = q
+                        .bind(u.device)
+                        .bind(u.bucket.as_str())
+                        .bind(Ts::from(u.start))
+                        .bind(u.tenant)
+                        .bind(u.consumption)
+                        .bind(u.min)
+                        .bind(u.max)
+                        .bind(u.sum)
+                        .bind(u.count)
+                        .bind(u.expected)
+                        .bind(u.resets)
+                        .bind(now);
                 }
-                // Days from hours, then months from days.
-                for (coarse, fine) in [(Bucket::Day, Bucket::Hour), (Bucket::Month, Bucket::Day)] {
-                    let from = bucket_start(tz, coarse, first);
-                    let to = next_bucket_start(tz, coarse, last);
-                    let sql = format!(
-                        "SELECT {ROW_COLUMNS} FROM rollups WHERE device_id = $1 AND granularity = $2 \
-                             AND bucket_start >= $3 AND bucket_start < $4 ORDER BY bucket_start"
-                    );
-                    let parts: Vec<Row> = sqlx::query_as(AssertSqlSafe(sql))
-                        .bind(device)
-                        .bind(fine.as_str())
-                        .bind(Ts::from(from))
-                        .bind(Ts::from(to))
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    sqlx::query(
-                            "DELETE FROM rollups WHERE device_id = $1 AND granularity = $2 AND bucket_start >= $3 \
-                             AND bucket_start < $4",
-                        )
-                        .bind(device)
-                        .bind(coarse.as_str())
-                        .bind(Ts::from(from))
-                        .bind(Ts::from(to))
-                        .execute(&mut *tx)
-                        .await?;
-                    for agg in combine(&parts, |t| bucket_start(tz, coarse, t)) {
-                        let expected = expected_readings(bucket_len_seconds(tz, coarse, agg.start), interval);
-                        sqlx::query(UPSERT)
-                            .bind(device)
-                            .bind(coarse.as_str())
-                            .bind(Ts::from(agg.start))
-                            .bind(tenant)
-                            .bind(agg.consumption)
-                            .bind(agg.min)
-                            .bind(agg.max)
-                            .bind(agg.sum)
-                            .bind(agg.count)
-                            .bind(i64::from(expected))
-                            .bind(agg.resets)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                }
+                q.execute(&mut *tx).await?;
+            }
+            for d in &dirty {
                 sqlx::query("DELETE FROM rollup_dirty WHERE device_id = $1 AND marked_at = $2")
-                    .bind(device)
+                    .bind(d.device_id)
                     .bind(d.marked_at)
                     .execute(&mut *tx)
                     .await?;
             }
-            Ok(plans.len())
+            Ok(dirty.len())
         })
+    }
+
+    /// Reads what one marked device's refresh needs and adds its new rows to `out`.
+    async fn plan_device(
+        &self,
+        d: &Dirty,
+        tz: TimeZone,
+        meter: Meter,
+        out: &mut Vec<Upsert>,
+    ) -> Result<(), StoreError> {
+        let (device, tenant) = (d.device_id, d.tenant_id);
+        let interval = d.expected_interval_s.max(1);
+        let first = bucket_start(tz, Bucket::Hour, d.from_time.0);
+        let (next, baseline, readings) = on_db!(
+            self.db,
+            read | pool
+                | {
+                    // The first reading after the span: its interval may have changed.
+                    let next: Option<Ts> = sqlx::query_scalar(
+                "SELECT time FROM readings WHERE device_id = $1 AND tenant_id = $2 AND time > $3 ORDER BY time LIMIT 1",
+            )
+            .bind(device)
+            .bind(tenant)
+            .bind(d.to_time)
+            .fetch_optional(pool)
+            .await?;
+                    let baseline: Option<(Ts, f64)> = sqlx::query_as(
+                "SELECT time, value FROM readings WHERE device_id = $1 AND tenant_id = $2 AND time < $3 \
+                 ORDER BY time DESC LIMIT 1",
+            )
+            .bind(device)
+            .bind(tenant)
+            .bind(Ts::from(first))
+            .fetch_optional(pool)
+            .await?;
+                    let last = next.map_or(d.to_time.0, |t| t.0);
+                    let readings: Vec<(Ts, f64)> = sqlx::query_as(
+                "SELECT time, value FROM readings WHERE device_id = $1 AND tenant_id = $2 AND time >= $3 AND time < $4 \
+                 ORDER BY time",
+            )
+            .bind(device)
+            .bind(tenant)
+            .bind(Ts::from(first))
+            .bind(Ts::from(next_bucket_start(tz, Bucket::Hour, last)))
+            .fetch_all(pool)
+            .await?;
+                    Ok::<_, sqlx::Error>((next, baseline, readings))
+                }
+        )?;
+        let last = next.map_or(d.to_time.0, |t| t.0);
+        let raw: Vec<(DateTime<Utc>, f64)> = readings.into_iter().map(|(t, v)| (t.0, v)).collect();
+        let hours = rollup(meter, baseline.map(|(t, v)| (t.0, v)), &raw, tz, Bucket::Hour);
+        let mut fresh: Vec<Upsert> = hours
+            .iter()
+            .map(|h| Upsert {
+                device,
+                tenant,
+                bucket: Bucket::Hour,
+                start: h.start,
+                consumption: h.consumption,
+                min: h.min,
+                max: h.max,
+                sum: h.avg.map(|a| a * f64::from(h.count)),
+                count: i64::from(h.count),
+                expected: i64::from(expected_readings(
+                    bucket_len_seconds(tz, Bucket::Hour, h.start),
+                    interval,
+                )),
+                resets: i64::from(h.resets),
+            })
+            .collect();
+        // Days from hours, then months from days: the stored finer rows of the coarse range, with
+        // the ones just recomputed in their place.
+        for (coarse, fine) in [(Bucket::Day, Bucket::Hour), (Bucket::Month, Bucket::Day)] {
+            let from = bucket_start(tz, coarse, first);
+            let to = next_bucket_start(tz, coarse, last);
+            let sql = format!(
+                "SELECT {ROW_COLUMNS} FROM rollups WHERE device_id = $1 AND granularity = $2 \
+                 AND bucket_start >= $3 AND bucket_start < $4 ORDER BY bucket_start"
+            );
+            let stored: Vec<Row> = on_db!(
+                self.db,
+                read | pool
+                    | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                        .bind(device)
+                        .bind(fine.as_str())
+                        .bind(Ts::from(from))
+                        .bind(Ts::from(to))
+                        .fetch_all(pool)
+                        .await
+            )?;
+            let mut parts: std::collections::BTreeMap<DateTime<Utc>, Part> =
+                stored.into_iter().map(|r| (r.bucket_start.0, Part::from(&r))).collect();
+            for u in fresh.iter().filter(|u| u.bucket == fine) {
+                parts.insert(u.start, Part::from(u));
+            }
+            let coarse_rows: Vec<Upsert> = combine(parts.into_iter(), |t| bucket_start(tz, coarse, t))
+                .into_iter()
+                .map(|c| Upsert {
+                    device,
+                    tenant,
+                    bucket: coarse,
+                    start: c.start,
+                    consumption: c.consumption,
+                    min: c.min,
+                    max: c.max,
+                    sum: c.sum,
+                    count: c.count,
+                    expected: i64::from(expected_readings(bucket_len_seconds(tz, coarse, c.start), interval)),
+                    resets: c.resets,
+                })
+                .collect();
+            fresh.extend(coarse_rows);
+        }
+        out.extend(fresh);
+        Ok(())
+    }
+}
+
+/// A rollup row to write.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Upsert {
+    device: i64,
+    tenant: i64,
+    bucket: Bucket,
+    start: DateTime<Utc>,
+    consumption: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
+    sum: Option<f64>,
+    count: i64,
+    expected: i64,
+    resets: i64,
+}
+
+/// Rows per multi-row upsert: 12 parameters each, well under both databases' limits.
+const UPSERT_CHUNK: usize = 80;
+
+fn upsert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO rollups (device_id, granularity, bucket_start, tenant_id, consumption, min_value, \
+         max_value, sum_value, reading_count, expected_count, resets, updated_at) VALUES ",
+    );
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        let p = i * 12;
+        let _ = write!(
+            sql,
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7,
+            p + 8,
+            p + 9,
+            p + 10,
+            p + 11,
+            p + 12
+        );
+    }
+    sql.push_str(
+        " ON CONFLICT (device_id, granularity, bucket_start) DO UPDATE SET tenant_id = excluded.tenant_id, \
+         consumption = excluded.consumption, min_value = excluded.min_value, max_value = excluded.max_value, \
+         sum_value = excluded.sum_value, reading_count = excluded.reading_count, \
+         expected_count = excluded.expected_count, resets = excluded.resets, updated_at = excluded.updated_at",
+    );
+    sql
+}
+
+/// The part of a finer row that a coarser one sums.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Part {
+    consumption: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
+    sum: Option<f64>,
+    count: i64,
+    resets: i64,
+}
+
+impl From<&Row> for Part {
+    fn from(r: &Row) -> Self {
+        Part {
+            consumption: r.consumption,
+            min: r.min_value,
+            max: r.max_value,
+            sum: r.sum_value,
+            count: r.reading_count,
+            resets: r.resets,
+        }
+    }
+}
+
+impl From<&Upsert> for Part {
+    fn from(u: &Upsert) -> Self {
+        Part {
+            consumption: u.consumption,
+            min: u.min,
+            max: u.max,
+            sum: u.sum,
+            count: u.count,
+            resets: u.resets,
+        }
     }
 }
 
@@ -340,36 +511,39 @@ struct Combined {
 }
 
 /// Groups finer rows (in time order) by the coarser bucket `start_of` puts them in.
-fn combine(parts: &[Row], start_of: impl Fn(DateTime<Utc>) -> DateTime<Utc>) -> Vec<Combined> {
+fn combine(
+    parts: impl Iterator<Item = (DateTime<Utc>, Part)>,
+    start_of: impl Fn(DateTime<Utc>) -> DateTime<Utc>,
+) -> Vec<Combined> {
     let add = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(x), Some(y)) => Some(x + y),
         (x, None) | (None, x) => x,
     };
     let mut out: Vec<Combined> = Vec::new();
-    for p in parts {
-        let start = start_of(p.bucket_start.0);
+    for (at, p) in parts {
+        let start = start_of(at);
         match out.last_mut() {
             Some(c) if c.start == start => {
                 c.consumption = add(c.consumption, p.consumption);
-                c.min = match (c.min, p.min_value) {
+                c.min = match (c.min, p.min) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
-                c.max = match (c.max, p.max_value) {
+                c.max = match (c.max, p.max) {
                     (Some(a), Some(b)) => Some(a.max(b)),
                     (a, b) => a.or(b),
                 };
-                c.sum = add(c.sum, p.sum_value);
-                c.count += p.reading_count;
+                c.sum = add(c.sum, p.sum);
+                c.count += p.count;
                 c.resets += p.resets;
             }
             _ => out.push(Combined {
                 start,
                 consumption: p.consumption,
-                min: p.min_value,
-                max: p.max_value,
-                sum: p.sum_value,
-                count: p.reading_count,
+                min: p.min,
+                max: p.max,
+                sum: p.sum,
+                count: p.count,
                 resets: p.resets,
             }),
         }
