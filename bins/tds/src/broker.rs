@@ -22,14 +22,27 @@ pub fn mosquitto_conf(dir: &Path, bind: &str, port: u16) -> String {
     let _ = writeln!(conf, "# gateway MAC) becomes the MQTT user name that the ACL's %u patterns refer to.");
     let _ = writeln!(
         conf,
-        "# Re-run `tds broker-config` (or let `tds serve` do it) to refresh crl.pem, then send"
+        "# Re-run `tds broker-config`, or let `tds serve` keep it current (broker_crl_file = \"{d}/crl.pem\"),"
     );
-    let _ = writeln!(conf, "# SIGHUP to Mosquitto so that it reloads it.");
+    let _ = writeln!(conf, "# to refresh crl.pem, then send SIGHUP to Mosquitto so that it reloads it.");
     let _ = writeln!(conf);
     let _ = writeln!(conf, "per_listener_settings false");
     let _ = writeln!(conf, "allow_anonymous false");
     let _ = writeln!(conf, "persistence false");
     let _ = writeln!(conf, "acl_file {d}/acl");
+    let _ = writeln!(conf);
+    let _ = writeln!(
+        conf,
+        "# TDS consumers (client id per instance, persistent session) acknowledge each message"
+    );
+    let _ =
+        writeln!(conf, "# after its commit: let 100 wait for that per consumer, and keep up to 100000 more");
+    let _ = writeln!(
+        conf,
+        "# queued while an instance is away (Mosquitto drops QoS 1 messages beyond the queue)."
+    );
+    let _ = writeln!(conf, "max_inflight_messages 100");
+    let _ = writeln!(conf, "max_queued_messages 100000");
     let _ = writeln!(conf);
     let _ = writeln!(conf, "listener {port} {bind}");
     let _ = writeln!(conf, "cafile {d}/ca.crt");
@@ -77,5 +90,7 @@ mod tests {
             conf.contains("use_identity_as_username true")
                 && conf.contains("crlfile /etc/tds-broker/crl.pem")
         );
+        // Above the consumer's in-flight window, below its request and pending queues.
+        assert!(conf.contains("max_inflight_messages 100\n"));
     }
 }

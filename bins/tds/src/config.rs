@@ -20,6 +20,13 @@ const ENV_KEYS: &[&str] = &[
     "http_addr",
     "mqtt_addr",
     "mqtt_public_host",
+    "mqtt_mode",
+    "mqtt_plain_addr",
+    "mqtt_plain_password",
+    "broker_url",
+    "broker_client_id",
+    "broker_ca_file",
+    "broker_crl_file",
     "ca_passphrase",
     "device_cert_days",
     "crl_days",
@@ -41,6 +48,31 @@ pub struct Config {
     /// The host name gateways use to reach the MQTT endpoint: written into certificate bundles and
     /// into the MQTT server certificate's names.
     pub mqtt_public_host: String,
+    /// `endpoint`: TDS terminates MQTT itself on `mqtt_addr`; `broker`: it consumes from the
+    /// external broker at `broker_url` instead (scale-out mode, SPEC §2).
+    pub mqtt_mode: MqttMode,
+    /// A plain MQTT listener (no TLS; user name = gateway MAC, password = `mqtt_plain_password`)
+    /// for development only. Unset: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_plain_addr: Option<String>,
+    /// The plain listener's password, required with it. Never logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_plain_password: Option<Secret>,
+    /// Broker mode: `mqtts://HOST:PORT` of the external broker.
+    pub broker_url: String,
+    /// Broker mode: this instance's MQTT client id, stable across restarts and different for
+    /// every instance (the broker keeps unacknowledged messages under it). Unset:
+    /// `tds-ingest-{host name}-{HTTP port}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_client_id: Option<String>,
+    /// Broker mode: the CA certificate that signed the broker's server certificate. Unset: the
+    /// platform CA (as `tds broker-config` sets the broker up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_ca_file: Option<PathBuf>,
+    /// The external broker's CRL file (its `crlfile`), rewritten whenever revocations change.
+    /// The broker reads it at start and on SIGHUP. Unset: not written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_crl_file: Option<PathBuf>,
     /// Passphrase of the CA key file, when it is encrypted. Never logged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_passphrase: Option<Secret>,
@@ -81,6 +113,13 @@ impl std::fmt::Debug for Secret {
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
+pub enum MqttMode {
+    Endpoint,
+    Broker,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
@@ -95,6 +134,13 @@ impl Default for Config {
             http_addr: "127.0.0.1:8080".into(),
             mqtt_addr: "0.0.0.0:8883".into(),
             mqtt_public_host: "localhost".into(),
+            mqtt_mode: MqttMode::Endpoint,
+            mqtt_plain_addr: None,
+            mqtt_plain_password: None,
+            broker_url: "mqtts://localhost:8883".into(),
+            broker_client_id: None,
+            broker_ca_file: None,
+            broker_crl_file: None,
             ca_passphrase: None,
             device_cert_days: 3650,
             crl_days: 7,
@@ -135,6 +181,13 @@ impl Config {
         }
         if !(1..=365).contains(&self.crl_days) {
             bail!("crl_days must be between 1 and 365");
+        }
+        self.mqtt_plain()?;
+        self.broker_address()?;
+        if let Some(id) = &self.broker_client_id
+            && (id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            bail!("broker_client_id {id:?} must be 1 to 64 printable characters without spaces");
         }
         if self.mqtt_public_host.trim().is_empty() {
             bail!("mqtt_public_host must name the host gateways connect to");
@@ -177,6 +230,57 @@ impl Config {
         Ok(url)
     }
 
+    /// The plain development listener's address and password, when it is enabled.
+    pub fn mqtt_plain(&self) -> anyhow::Result<Option<(SocketAddr, &str)>> {
+        let Some(addr) = &self.mqtt_plain_addr else { return Ok(None) };
+        let addr: SocketAddr = addr
+            .parse()
+            .with_context(|| format!("mqtt_plain_addr {addr:?} is not an address like 127.0.0.1:1883"))?;
+        if self.mqtt_mode == MqttMode::Broker {
+            bail!(
+                "mqtt_plain_addr is a listener of the device endpoint: unset it in broker mode (mqtt_mode = \"broker\")"
+            );
+        }
+        match self.mqtt_plain_password.as_ref().map(Secret::expose) {
+            Some(p) if !p.is_empty() => Ok(Some((addr, p))),
+            _ => bail!(
+                "mqtt_plain_addr needs mqtt_plain_password: the plain listener checks every gateway's password"
+            ),
+        }
+    }
+
+    /// The external broker's host and port, from `broker_url` (`mqtts://HOST[:PORT]`, 8883 by
+    /// default).
+    pub fn broker_address(&self) -> anyhow::Result<(String, u16)> {
+        let bad =
+            || format!("broker_url {:?} is not a URL like mqtts://broker.example.com:8883", self.broker_url);
+        let url = url::Url::parse(&self.broker_url).with_context(bad)?;
+        if url.scheme() != "mqtts" {
+            bail!(
+                "broker_url {:?} must start with mqtts:// (TDS talks to the broker over mutual TLS)",
+                self.broker_url
+            );
+        }
+        let host = url.host_str().filter(|h| !h.is_empty()).with_context(bad)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        Ok((host, url.port().unwrap_or(tds_pki::DEFAULT_MQTT_TLS_PORT)))
+    }
+
+    /// This instance's client id at the external broker.
+    pub fn broker_client_id(&self) -> String {
+        if let Some(id) = &self.broker_client_id {
+            return id.clone();
+        }
+        let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+            .iter()
+            .find_map(|f| std::fs::read_to_string(f).ok())
+            .map(|h| h.trim().chars().filter(char::is_ascii_graphic).collect::<String>())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        let port = self.http_socket().map_or(0, |a| a.port());
+        format!("tds-ingest-{host}-{port}")
+    }
+
     pub fn http_socket(&self) -> anyhow::Result<SocketAddr> {
         self.http_addr
             .parse()
@@ -205,6 +309,7 @@ impl Config {
         shown.database_url = Some(tds_store::redact_url(&self.database_url()));
         shown.ca_passphrase = self.ca_passphrase.as_ref().map(|_| Secret("***".to_owned()));
         shown.smtp_url = self.smtp_url.as_ref().map(|_| Secret("***".to_owned()));
+        shown.mqtt_plain_password = self.mqtt_plain_password.as_ref().map(|_| Secret("***".to_owned()));
         Ok(toml::to_string(&shown)?)
     }
 }
@@ -238,6 +343,38 @@ mod tests {
         let c = Config { ca_passphrase: Some(Secret("hunter2".into())), ..Config::default() };
         assert!(!format!("{c:?}").contains("hunter2"));
         assert!(!c.to_redacted_toml().unwrap().contains("hunter2"));
+    }
+
+    #[test]
+    fn the_plain_listener_needs_a_password_and_the_endpoint_mode() {
+        assert_eq!(Config::default().mqtt_plain().unwrap(), None, "off by default");
+        let no_password = Config { mqtt_plain_addr: Some("127.0.0.1:1883".into()), ..Config::default() };
+        let msg = no_password.validate().unwrap_err().to_string();
+        assert!(msg.contains("mqtt_plain_password"), "{msg}");
+        let empty = Config { mqtt_plain_password: Some(Secret(String::new())), ..no_password.clone() };
+        assert!(empty.validate().is_err());
+        let on = Config { mqtt_plain_password: Some(Secret("dev".into())), ..no_password.clone() };
+        on.validate().unwrap();
+        assert_eq!(on.mqtt_plain().unwrap(), Some(("127.0.0.1:1883".parse().unwrap(), "dev")));
+        assert!(!on.to_redacted_toml().unwrap().contains("\"dev\""));
+        let broker = Config { mqtt_mode: MqttMode::Broker, ..on };
+        assert!(broker.validate().unwrap_err().to_string().contains("broker mode"));
+    }
+
+    #[test]
+    fn the_broker_url_is_mqtts_with_8883_by_default() {
+        let c = Config { broker_url: "mqtts://broker.example.com".into(), ..Config::default() };
+        assert_eq!(c.broker_address().unwrap(), ("broker.example.com".to_owned(), 8883));
+        let c = Config { broker_url: "mqtts://127.0.0.1:18883".into(), ..Config::default() };
+        assert_eq!(c.broker_address().unwrap(), ("127.0.0.1".to_owned(), 18883));
+        for bad in ["mqtt://broker:1883", "broker:8883", "mqtts://"] {
+            let c = Config { broker_url: bad.into(), ..Config::default() };
+            assert!(c.validate().unwrap_err().to_string().contains("broker_url"), "{bad}");
+        }
+        let c = Config { broker_client_id: Some("has space".into()), ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("broker_client_id"));
+        let id = Config { http_addr: "127.0.0.1:9090".into(), ..Config::default() }.broker_client_id();
+        assert!(id.starts_with("tds-ingest-") && id.ends_with("-9090"), "{id}");
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! `tds serve`: opens (and migrates) the database, binds the listeners (web and the MQTT device
-//! endpoint) and runs until a shutdown signal, then drains in-flight requests, lets the device
-//! sessions acknowledge what was committed, and closes the database.
+//! endpoint, or, in broker mode, the consumer of an external broker instead of the endpoint) and
+//! runs until a shutdown signal, then drains in-flight requests, lets the device sessions (or the
+//! consumer) acknowledge what was committed, and closes the database.
 //!
 //! On first start it creates the platform CA and the MQTT server certificate (under
 //! `{data_dir}/pki`) and a first CRL. The HTTP listener answers the health checks and serves the
 //! CRL at `/pki/crl.pem` and `/pki/crl.der` (no login: brokers and gateways fetch it); the web UI,
 //! the API and the MQTT endpoint are mounted here as their crates arrive.
 
-use crate::config::Config;
+use crate::config::{Config, MqttMode};
 use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
@@ -71,12 +72,23 @@ async fn metrics(State(state): State<AppState>) -> axum::response::Response {
 #[derive(Debug)]
 pub struct Server {
     pub http_addr: SocketAddr,
+    /// The device endpoint's address (the unspecified address in broker mode, where TDS does not
+    /// listen for gateways).
     pub mqtt_addr: SocketAddr,
+    /// The plain development listener's address, when enabled.
+    pub mqtt_plain_addr: Option<SocketAddr>,
     pub store: Store,
     pki: Arc<CaFiles>,
     config: Config,
     listener: TcpListener,
-    endpoint: tds_ingest::Endpoint,
+    devices: Devices,
+}
+
+/// Who takes the gateways' messages: TDS's own endpoint, or the consumer of an external broker.
+#[derive(Debug)]
+enum Devices {
+    Endpoint(tds_ingest::Endpoint),
+    Broker(tds_ingest::BrokerConsumer),
 }
 
 impl Server {
@@ -99,11 +111,33 @@ impl Server {
         let mqtt = config.mqtt_addr.parse().with_context(|| {
             format!("mqtt_addr {:?} is not an address like 0.0.0.0:8883", config.mqtt_addr)
         })?;
-        let endpoint = tds_ingest::Endpoint::bind(tds_ingest::IngestConfig::new(mqtt), store.clone(), &pki)
-            .await
-            .with_context(|| format!("cannot start the device endpoint on mqtt_addr {mqtt}"))?;
-        let mqtt_addr = endpoint.local_addr()?;
-        Ok(Self { http_addr, mqtt_addr, store, pki, config: config.clone(), listener, endpoint })
+        let mut ingest = tds_ingest::IngestConfig::new(mqtt);
+        ingest.plain = config.mqtt_plain()?.map(|(addr, password)| tds_ingest::PlainListener {
+            addr,
+            password: tds_ingest::DevPassword::new(password),
+        });
+        let (devices, mqtt_addr, mqtt_plain_addr) = if config.mqtt_mode == MqttMode::Broker {
+            let consumer =
+                tds_ingest::BrokerConsumer::new(broker_options(config, &pki)?, &ingest, store.clone());
+            (Devices::Broker(consumer), SocketAddr::from(([0, 0, 0, 0], 0)), None)
+        } else {
+            let endpoint =
+                tds_ingest::Endpoint::bind(ingest, store.clone(), &pki).await.with_context(|| {
+                    format!("cannot start the device endpoint on mqtt_addr {mqtt} (or mqtt_plain_addr)")
+                })?;
+            let (addr, plain) = (endpoint.local_addr()?, endpoint.plain_addr());
+            (Devices::Endpoint(endpoint), addr, plain)
+        };
+        Ok(Self {
+            http_addr,
+            mqtt_addr,
+            mqtt_plain_addr,
+            store,
+            pki,
+            config: config.clone(),
+            listener,
+            devices,
+        })
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and closes the database.
@@ -123,6 +157,14 @@ impl Server {
         let offline_task = tokio::spawn(mark_silent_gateways_offline(self.store.clone()));
         let rollup_task = tokio::spawn(tds_jobs::rollups::run(self.store.clone()));
         let retention_task = tokio::spawn(tds_jobs::retention::run(self.store.clone()));
+        let broker_crl_task = self.config.broker_crl_file.clone().map(|path| {
+            tokio::spawn(keep_broker_crl_file(
+                self.store.clone(),
+                self.pki.clone(),
+                self.config.clone(),
+                path,
+            ))
+        });
         // The recorder keeps histogram samples until upkeep folds them into buckets.
         let upkeep_task = tokio::spawn(async {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -142,8 +184,13 @@ impl Server {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        tracing::info!(mqtt = %self.mqtt_addr, "device endpoint on mqtts://{}", self.mqtt_addr);
-        let devices = tokio::spawn(self.endpoint.run(stopped(stop_rx.clone())));
+        let devices = match self.devices {
+            Devices::Endpoint(endpoint) => {
+                tracing::info!(mqtt = %self.mqtt_addr, "device endpoint on mqtts://{}", self.mqtt_addr);
+                tokio::spawn(endpoint.run(stopped(stop_rx.clone())))
+            }
+            Devices::Broker(consumer) => tokio::spawn(consumer.run(stopped(stop_rx.clone()))),
+        };
         let served = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(stopped(stop_rx))
             .await;
@@ -153,6 +200,9 @@ impl Server {
         offline_task.abort();
         rollup_task.abort();
         retention_task.abort();
+        if let Some(task) = broker_crl_task {
+            task.abort();
+        }
         upkeep_task.abort();
         served.context("HTTP server failed")?;
         self.store.db().close().await;
@@ -166,6 +216,79 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     Server::bind(config).await?.run(shutdown).await
+}
+
+/// How the broker consumer reaches the external broker: `broker_url`, this instance's client id,
+/// and TLS with the consumer certificate (CN `tds-ingest`, issued into `{data_dir}/pki` on first
+/// use) against the platform CA or `broker_ca_file`.
+fn broker_options(config: &Config, pki: &CaFiles) -> anyhow::Result<tds_ingest::BrokerOptions> {
+    let (host, port) = config.broker_address()?;
+    let (cert, key) = pki
+        .consumer_certificate(crate::broker::CONSUMER_IDENTITY)
+        .context("cannot issue or read the broker consumer's certificate")?;
+    let ca = match &config.broker_ca_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read broker_ca_file {}", path.display()))?,
+        None => pki.ca.cert_pem().to_owned(),
+    };
+    let tls = tds_pki::service_client_config(&ca, &cert, &key).context("broker TLS configuration")?;
+    Ok(tds_ingest::BrokerOptions::new(host, port, config.broker_client_id(), tls))
+}
+
+/// Keeps `path`, the external broker's `crlfile`, equal to a CRL that lists every revoked
+/// certificate: every 2 s it compares the revoked serials with the stored CRL's, re-issues the
+/// CRL when they still differ on the next look (a revocation made straight in the database, say;
+/// whoever revokes re-issues it at once, and must not lose that race), and rewrites the file
+/// (through a temporary file and a rename) when it differs from the stored CRL. Mosquitto reads
+/// its `crlfile` at start and on SIGHUP only: send it SIGHUP after a change (the log says when).
+async fn keep_broker_crl_file(store: Store, pki: Arc<CaFiles>, config: Config, path: std::path::PathBuf) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stale = false;
+    loop {
+        tick.tick().await;
+        match sync_broker_crl_file(&store, &pki, &config, &path, stale).await {
+            Ok(still_stale) => stale = still_stale,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = format!("{e:#}"), "cannot update the broker's CRL file; will retry");
+            }
+        }
+    }
+}
+
+/// One look: re-issues the CRL if it misses revocations and `reissue`, writes the file if it
+/// changed; returns whether the stored CRL misses revocations (and was not re-issued).
+async fn sync_broker_crl_file(
+    store: &Store,
+    pki: &Arc<CaFiles>,
+    config: &Config,
+    path: &std::path::Path,
+    reissue: bool,
+) -> anyhow::Result<bool> {
+    let mut revoked: Vec<String> = store
+        .certificates()
+        .staff_revoked()
+        .await?
+        .into_iter()
+        .filter(|r| {
+            tds_pki::RevocationReason::parse(&r.reason).ok() != Some(tds_pki::RevocationReason::RemoveFromCrl)
+        })
+        .filter_map(|r| tds_pki::normalize_serial_hex(&r.serial).ok())
+        .collect();
+    revoked.sort();
+    let mut crl = crate::pki::current_crl(store, pki, config).await?;
+    let mut stale = tds_pki::crl_serials(&crl.der)? != revoked;
+    if stale && reissue {
+        crl = crate::pki::refresh_crl(store, pki, config).await?;
+        stale = false;
+    }
+    if std::fs::read_to_string(path).ok().as_deref() != Some(crl.pem.as_str()) {
+        let tmp = path.with_extension("pem.tmp");
+        std::fs::write(&tmp, &crl.pem).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+        tracing::info!(file = %path.display(), number = crl.number, "wrote the broker's CRL file; send SIGHUP to the broker (Mosquitto) so that it reloads it");
+    }
+    Ok(stale)
 }
 
 fn web_config(config: &Config) -> anyhow::Result<tds_web::WebConfig> {

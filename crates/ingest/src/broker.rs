@@ -83,6 +83,7 @@ impl BrokerOptions {
 struct Pending {
     publish: Publish,
     connection: u64,
+    received: std::time::Instant,
     done: Done,
 }
 
@@ -149,12 +150,12 @@ impl BrokerConsumer {
                     }
                 }
                 Ok(Event::Incoming(Incoming::Publish(publish))) => {
-                    let current = connection.load(Ordering::SeqCst);
+                    let (current, received) = (connection.load(Ordering::SeqCst), std::time::Instant::now());
                     match self.handle(&publish).await {
                         // QoS 0 needs no acknowledgement; its commit still happens.
                         Ok(done) if publish.qos == QoS::AtMostOnce => drop(done),
                         Ok(done) => {
-                            let pending = Pending { publish, connection: current, done };
+                            let pending = Pending { publish, connection: current, received, done };
                             if pending_tx.send(pending).await.is_err() {
                                 break;
                             }
@@ -242,11 +243,13 @@ impl BrokerConsumer {
 /// that delivered it. A failed commit is not acknowledged and makes the consumer reconnect, so
 /// that the broker delivers it (and those after it) again.
 async fn acknowledge(client: AsyncClient, mut pending: mpsc::Receiver<Pending>, connection: Arc<AtomicU64>) {
-    while let Some(Pending { publish, connection: delivered_on, done }) = pending.recv().await {
-        let received = std::time::Instant::now();
+    // The connection already told to end, so that it is told (and logged) once.
+    let mut ending = None;
+    while let Some(Pending { publish, connection: delivered_on, received, done }) = pending.recv().await {
+        let current = || connection.load(Ordering::SeqCst) == delivered_on;
         match done.await {
             Ok(Ok(())) => {
-                if connection.load(Ordering::SeqCst) == delivered_on {
+                if current() {
                     if client.ack(&publish).await.is_err() {
                         return;
                     }
@@ -254,9 +257,10 @@ async fn acknowledge(client: AsyncClient, mut pending: mpsc::Receiver<Pending>, 
                 }
             }
             _ => {
-                if connection.load(Ordering::SeqCst) == delivered_on {
+                if current() && ending != Some(delivered_on) {
+                    ending = Some(delivered_on);
                     tracing::error!(
-                        "commit failed; disconnecting so that the broker delivers the message again"
+                        "commit failed; disconnecting so that the broker delivers the messages again"
                     );
                     // The session stays with the broker (clean session off); a DISCONNECT only
                     // ends this connection and the loop reconnects.

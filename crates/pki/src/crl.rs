@@ -197,9 +197,39 @@ impl Ca {
     }
 }
 
+/// The serials a CRL (DER) lists, canonical hex, sorted: to tell whether a stored CRL still
+/// covers every revoked certificate.
+pub fn crl_serials(der: &[u8]) -> Result<Vec<String>> {
+    use x509_parser::prelude::FromDer;
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(der)
+        .map_err(|e| PkiError::BadDer { what: "CRL", reason: e.to_string() })?;
+    let mut serials: Vec<String> = crl
+        .iter_revoked_certificates()
+        .map(|r| crate::common::serial_hex_from_bytes(r.raw_serial()))
+        .collect();
+    serials.sort();
+    Ok(serials)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_serials_of_a_crl_read_back_in_canonical_form() {
+        let ca = Ca::create(&crate::CaSubject::default(), crate::CaAlgorithm::EcdsaP384, 1).unwrap();
+        let now = Utc::now();
+        let entry =
+            |serial: &str, reason| RevokedEntry { serial_hex: serial.into(), revoked_at: now, reason };
+        let revoked = [
+            entry("0A:1B", RevocationReason::KeyCompromise),
+            entry("ff", RevocationReason::Unspecified),
+            entry("1234", RevocationReason::RemoveFromCrl),
+        ];
+        let crl = ca.issue_crl(&revoked, 3, now, now + chrono::TimeDelta::days(1)).unwrap();
+        assert_eq!(crl_serials(&crl.der).unwrap(), ["a1b", "ff"]);
+        assert!(crl_serials(b"not a crl").is_err());
+    }
 
     #[test]
     fn reasons_parse_from_snake_case_and_rfc_names() {

@@ -27,7 +27,7 @@ pub use batch::issue_batch;
 pub use bundle::{BrokerInfo, DEFAULT_MQTT_TLS_PORT, bundle_file_name, bundle_zip};
 pub use ca::{Ca, CaAlgorithm, CaSubject, DEFAULT_CA_VALIDITY_YEARS};
 pub use common::normalize_serial_hex;
-pub use crl::{Crl, RevocationReason, RevokedEntry};
+pub use crl::{Crl, RevocationReason, RevokedEntry, crl_serials};
 pub use device::{DEFAULT_DEVICE_VALIDITY_DAYS, DeviceKeyKind, IssuedCertificate};
 pub use error::PkiError;
 pub use files::CaFiles;
