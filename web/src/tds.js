@@ -6,3 +6,111 @@ document.addEventListener("DOMContentLoaded", () => {
     el.addEventListener("change", () => el.form && el.form.requestSubmit());
   });
 });
+
+// Telemetria: charts from /telemetry/data, kept current by server-sent events from /events.
+// One y axis per unit (two units never share an axis); missing buckets are null, so gaps show.
+document.addEventListener("DOMContentLoaded", () => {
+  const root = document.getElementById("telemetry");
+  if (!root || typeof Chart === "undefined") return;
+  const lang = root.dataset.lang || "pt-BR";
+  const palette = ["#0d6efd", "#198754", "#dc3545", "#fd7e14", "#6f42c1", "#20c997", "#d63384", "#0dcaf0", "#6c757d", "#ffc107", "#6610f2", "#adb5bd"];
+  const numberFormat = new Intl.NumberFormat(lang, { maximumFractionDigits: 3 });
+  let data = null;
+  let charts = {};
+
+  const timeFormat = (zone, resolution) =>
+    new Intl.DateTimeFormat(lang, resolution === "day"
+      ? { timeZone: zone, day: "2-digit", month: "2-digit" }
+      : { timeZone: zone, day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit" });
+
+  const axes = (series, key) => {
+    const scales = {};
+    [...new Set(series.filter((s) => s[key].length > 0).map((s) => s.unit))].forEach((unit, i) => {
+      scales["y-" + unit] = { type: "linear", position: i % 2 === 0 ? "left" : "right", title: { display: true, text: unit }, grid: { drawOnChartArea: i === 0 } };
+    });
+    return scales;
+  };
+
+  const build = () => {
+    Object.values(charts).forEach((c) => c.destroy());
+    charts = {};
+    const fmt = timeFormat(data.zone, data.line_resolution);
+    const x = { type: "linear", min: data.from, max: data.to, ticks: { callback: (v) => fmt.format(new Date(v)), maxTicksLimit: 8 } };
+    const tooltip = { callbacks: { title: (items) => items.length ? fmt.format(new Date(items[0].parsed.x)) : "" } };
+    const line = {
+      type: "line",
+      data: { datasets: data.series.map((s, i) => ({
+        label: `${s.code} · ${s.name} (${s.unit})`, device: s.device, yAxisID: "y-" + s.unit,
+        data: s.line.map(([t, v]) => ({ x: t, y: v })), borderColor: palette[i % palette.length],
+        backgroundColor: palette[i % palette.length], pointRadius: data.line_resolution === "raw" ? 1.5 : 0, spanGaps: false, tension: 0.1,
+      })) },
+      options: { animation: false, responsive: true, maintainAspectRatio: false, parsing: false, normalized: true,
+        scales: { x, ...axes(data.series, "line") }, plugins: { tooltip } },
+    };
+    charts.line = new Chart(document.getElementById("chart-line"), line);
+    const metered = data.series.filter((s) => s.bars.length > 0);
+    document.getElementById("no-consumption").classList.toggle("d-none", metered.length > 0);
+    const barFmt = timeFormat(data.zone, data.bar_resolution);
+    charts.bars = new Chart(document.getElementById("chart-bars"), {
+      type: "bar",
+      data: { datasets: metered.map((s) => ({
+        label: `${s.code} (${s.unit})`, yAxisID: "y-" + s.unit, data: s.bars.map(([t, v]) => ({ x: t, y: v })),
+        backgroundColor: palette[data.series.indexOf(s) % palette.length],
+        barPercentage: 0.9, categoryPercentage: 1,
+      })) },
+      options: { animation: false, responsive: true, maintainAspectRatio: false, parsing: false,
+        scales: { x: { ...x, offset: true, ticks: { callback: (v) => barFmt.format(new Date(v)), maxTicksLimit: 8 } }, ...axes(metered, "bars") },
+        plugins: { tooltip: { callbacks: { title: (items) => items.length ? barFmt.format(new Date(items[0].parsed.x)) : "" } } } },
+    });
+    document.getElementById("line-resolution").textContent = data.line_resolution;
+    document.getElementById("bar-resolution").textContent = data.bar_resolution;
+    root.dataset.ready = "true";
+  };
+
+  const load = () => fetch(root.dataset.url, { credentials: "same-origin" })
+    .then((r) => r.ok ? r.json() : Promise.reject(r.status))
+    .then((d) => { data = d; build(); })
+    .catch((e) => console.error("telemetry data", e));
+
+  // Bucketed charts are refetched after new readings (at most every 5 s); raw ones take the
+  // readings as they come.
+  let refetch = null;
+  const later = () => { if (!refetch) refetch = setTimeout(() => { refetch = null; load(); }, 5000); };
+
+  const onReadings = (event) => {
+    if (!data) return;
+    const msg = JSON.parse(event.data);
+    const tbody = document.getElementById("latest-readings");
+    msg.readings.forEach((r) => {
+      const s = data.series.find((s) => s.device === r.device);
+      if (!s) return;
+      const t = Date.parse(r.time);
+      if (data.line_resolution === "raw") {
+        const ds = charts.line.data.datasets.find((d) => d.device === r.device);
+        if (ds) {
+          ds.data.push({ x: t, y: r.value });
+          ds.data.sort((a, b) => a.x - b.x);
+          if (t > charts.line.options.scales.x.max) charts.line.options.scales.x.max = t;
+        }
+      }
+      const row = document.createElement("tr");
+      row.dataset.device = String(r.device);
+      row.className = "tds-live-row";
+      const cells = [new Intl.DateTimeFormat(lang, { timeZone: data.zone, dateStyle: "short", timeStyle: "medium" }).format(new Date(t)), s.code, `${numberFormat.format(r.value)} ${s.unit}`];
+      cells.forEach((text, i) => { const td = document.createElement("td"); td.textContent = text; td.className = i === 2 ? "text-end" : "small"; row.appendChild(td); });
+      tbody.prepend(row);
+      while (tbody.rows.length > 20) tbody.deleteRow(tbody.rows.length - 1);
+    });
+    if (data.line_resolution === "raw") charts.line.update("none");
+    later();
+  };
+
+  const live = document.getElementById("live-status");
+  const source = new EventSource("/events");
+  source.addEventListener("open", () => { live.className = "badge text-bg-success"; live.textContent = root.dataset.labelLive; });
+  source.addEventListener("error", () => { live.className = "badge text-bg-secondary"; });
+  source.addEventListener("readings", onReadings);
+  source.addEventListener("resync", load);
+  source.addEventListener("gateway", later);
+  load();
+});

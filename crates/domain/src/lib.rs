@@ -12,6 +12,7 @@ pub mod codes;
 pub mod consumption;
 pub mod email;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod licence;
 pub mod limits;
@@ -31,6 +32,7 @@ pub use codes::{DeviceCode, GatewayCode};
 pub use consumption::{ConsumptionEvent, ConsumptionKind, Meter, RawReading};
 pub use email::Email;
 pub use error::ValidationError;
+pub use events::{LiveEvent, LiveReading};
 pub use ids::{
     AlertId, AlertRuleId, ApiTokenId, CertificateId, DeviceId, GatewayId, JobId, RejectedId, TenantId,
     UserId, UserTokenId,

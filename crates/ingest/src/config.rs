@@ -8,6 +8,9 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
+    /// Where committed readings and gateway status changes are announced to live pages (SSE);
+    /// `None` announces nothing.
+    pub events: Option<tokio::sync::broadcast::Sender<tds_domain::LiveEvent>>,
     /// The MQTT-over-mutual-TLS listener (not used by the broker consumer).
     pub addr: SocketAddr,
     /// A plain MQTT listener for development, off unless set (SPEC §2).
@@ -35,6 +38,7 @@ pub struct IngestConfig {
 impl IngestConfig {
     pub fn new(addr: SocketAddr) -> Self {
         Self {
+            events: None,
             addr,
             plain: None,
             max_packet_bytes: 1024 * 1024,

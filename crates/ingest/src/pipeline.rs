@@ -27,6 +27,7 @@ pub struct Pipeline {
     pub directory: Directory,
     pub writer: Writer,
     max_message_bytes: usize,
+    events: Option<tokio::sync::broadcast::Sender<tds_domain::LiveEvent>>,
 }
 
 impl Pipeline {
@@ -37,13 +38,28 @@ impl Pipeline {
             config.queue_capacity,
             config.commit_max_readings,
             config.commit_max_delay,
+            config.events.clone(),
         );
         Self {
+            events: config.events.clone(),
             directory: Directory::new(store.clone(), config.cache_ttl),
             store,
             writer,
             max_message_bytes: config.max_message_bytes,
         }
+    }
+
+    /// Records the gateway online or offline and tells live pages.
+    pub async fn set_online(&self, gateway: &GatewayEntry, online: bool) -> Result<(), StoreError> {
+        self.store.gateways().set_online(gateway.tenant, gateway.id, online).await?;
+        if let Some(events) = self.events.as_ref().filter(|e| e.receiver_count() > 0) {
+            let _ = events.send(tds_domain::LiveEvent::GatewayStatus {
+                tenant: gateway.tenant,
+                gateway: gateway.id,
+                online,
+            });
+        }
+        Ok(())
     }
 
     /// Handles a message of `gateway` on `topic`, one of the gateway's own (the caller checked):
@@ -68,8 +84,7 @@ impl Pipeline {
             match topic {
                 Topic::Status(_) => {
                     let online = !payload.eq_ignore_ascii_case(b"offline");
-                    if let Err(e) = self.store.gateways().set_online(gateway.tenant, gateway.id, online).await
-                    {
+                    if let Err(e) = self.set_online(gateway, online).await {
                         tracing::warn!(gateway.mac = %mac, error = %e, "cannot record the gateway status");
                     }
                 }

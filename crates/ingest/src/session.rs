@@ -211,7 +211,7 @@ where
         format!("certificate {}", identity.serial_hex)
     };
     history(&shared, &gateway, "connected", &how).await;
-    if let Err(e) = shared.pipeline.store.gateways().set_online(gateway.tenant, gateway.id, true).await {
+    if let Err(e) = shared.pipeline.set_online(&gateway, true).await {
         tracing::warn!(gateway.mac = %mac, error = %e, "cannot mark the gateway online");
     }
 
@@ -343,7 +343,7 @@ where
         if end != End::Disconnect && !will_offline {
             tracing::debug!(gateway.mac = %mac, "no offline will; marking offline anyway (not connected)");
         }
-        if let Err(e) = shared.pipeline.store.gateways().set_online(gateway.tenant, gateway.id, false).await {
+        if let Err(e) = shared.pipeline.set_online(&gateway, false).await {
             tracing::warn!(gateway.mac = %mac, error = %e, "cannot mark the gateway offline");
         }
     }

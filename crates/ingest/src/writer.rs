@@ -11,10 +11,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tds_domain::telemetry::ReadingRejection;
 use tds_domain::{GatewayId, TenantId};
+use tds_domain::{LiveEvent, LiveReading};
 use tds_store::readings::{NewReading, ReadingConflict};
 use tds_store::rejected::NewRejected;
 use tds_store::{Store, StoreError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Where a reading of a submission came from, to dead-letter it if the store finds a conflict.
 #[derive(Debug, Clone)]
@@ -47,9 +48,15 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer task.
-    pub fn spawn(store: Store, capacity: usize, max_readings: usize, max_delay: Duration) -> Self {
+    pub fn spawn(
+        store: Store,
+        capacity: usize,
+        max_readings: usize,
+        max_delay: Duration,
+        events: Option<broadcast::Sender<LiveEvent>>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(capacity);
-        tokio::spawn(run(store, rx, max_readings, max_delay));
+        tokio::spawn(run(store, rx, max_readings, max_delay, events));
         Self { tx }
     }
 
@@ -66,7 +73,13 @@ impl Writer {
 
 type Item = (Submission, oneshot::Sender<Result<(), String>>);
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Item>, max_readings: usize, max_delay: Duration) {
+async fn run(
+    store: Store,
+    mut rx: mpsc::Receiver<Item>,
+    max_readings: usize,
+    max_delay: Duration,
+    events: Option<broadcast::Sender<LiveEvent>>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let mut readings = batch[0].0.readings.len();
@@ -89,9 +102,27 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Item>, max_readings: usize, ma
         let outcome = outcome.map(|_| ());
         if let Err(e) = &outcome {
             tracing::error!(error = %e, messages = batch.len(), "commit failed; the messages are not acknowledged");
+        } else if let Some(events) = events.as_ref().filter(|e| e.receiver_count() > 0) {
+            announce(events, &batch);
         }
         for (_, done) in batch {
             let _ = done.send(outcome.clone());
+        }
+    }
+}
+
+/// Tells live pages about the committed readings, one event per message. A resent reading is
+/// announced again; a chart drawing the same point twice shows nothing new.
+fn announce(events: &broadcast::Sender<LiveEvent>, batch: &[Item]) {
+    for (s, _) in batch {
+        if let (Some(tenant), Some(gateway), false) = (s.tenant, s.gateway, s.readings.is_empty()) {
+            let readings = s
+                .readings
+                .iter()
+                .map(|r| LiveReading { device: r.device_id, time: r.time, value: r.value })
+                .collect();
+            // No page listening is not an error.
+            let _ = events.send(LiveEvent::Readings { tenant, gateway, readings });
         }
     }
 }

@@ -1,9 +1,13 @@
-//! What every handler shares: the store, the settings, the mailer. Cheap to clone.
+//! What every handler shares: the store, the settings, the mailer, the live-event bus. Cheap to
+//! clone.
 
 use crate::certs::Pki;
 use crate::{Mailer, WebConfig};
 use std::sync::Arc;
 use tds_store::Store;
+
+/// Events kept for a slow page before it skips ahead (it then reloads its data).
+pub const EVENT_BUFFER: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -16,11 +20,29 @@ struct Inner {
     config: WebConfig,
     mailer: Mailer,
     pki: Pki,
+    events: tokio::sync::broadcast::Sender<tds_domain::LiveEvent>,
 }
 
 impl AppState {
+    /// With a bus of its own (nothing publishes on it unless someone holds [`Self::events`]).
     pub fn new(store: Store, config: WebConfig, mailer: Mailer, pki: Pki) -> Self {
-        Self { inner: Arc::new(Inner { store, config, mailer, pki }) }
+        Self::with_events(store, config, mailer, pki, tokio::sync::broadcast::channel(EVENT_BUFFER).0)
+    }
+
+    /// With the live-event bus the device endpoint publishes on (`tds serve` wires them).
+    pub fn with_events(
+        store: Store,
+        config: WebConfig,
+        mailer: Mailer,
+        pki: Pki,
+        events: tokio::sync::broadcast::Sender<tds_domain::LiveEvent>,
+    ) -> Self {
+        Self { inner: Arc::new(Inner { store, config, mailer, pki, events }) }
+    }
+
+    /// The live-event bus: subscribe to stream events to pages.
+    pub fn events(&self) -> &tokio::sync::broadcast::Sender<tds_domain::LiveEvent> {
+        &self.inner.events
     }
 
     pub fn pki(&self) -> &Pki {

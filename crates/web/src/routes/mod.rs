@@ -10,6 +10,7 @@ pub mod home;
 pub mod imports;
 pub mod members;
 pub mod staff;
+pub mod telemetry;
 pub mod tenants;
 
 use crate::auth::{CurrentUser, TenantCtx};
@@ -40,7 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(account::routes())
         .merge(members::routes())
         .merge(staff::routes())
-        .route("/telemetry", get(placeholder_telemetry))
+        .merge(telemetry::routes())
         .route("/alerts", get(placeholder_alerts))
         .route("/reports", get(placeholder_reports))
         .route("/assets/{*path}", get(assets::serve))
@@ -137,9 +138,6 @@ fn placeholder(section: &'static str, ctx: PageCtx) -> WebResult<Response> {
     render(&PlaceholderPage { ctx, issue_key: "placeholder.text" }, None)
 }
 
-async fn placeholder_telemetry(_: crate::auth::Viewer, ctx: PageCtx) -> WebResult<Response> {
-    placeholder("telemetry", ctx)
-}
 async fn placeholder_alerts(_: crate::auth::Viewer, ctx: PageCtx) -> WebResult<Response> {
     placeholder("alerts", ctx)
 }

@@ -233,6 +233,95 @@ async fn on_a_phone_the_sidebar_hides_behind_the_menu_button() {
     b.close().await;
 }
 
+/// The telemetry page's charts come from the rollups and readings in the database, and a reading
+/// published over MQTT (Debian's `mosquitto_pub`, mutual TLS, through the real device endpoint)
+/// reaches the open page through server-sent events within 2 s, without a reload.
+#[tokio::test]
+async fn the_telemetry_page_draws_stored_data_and_shows_a_reading_published_over_mqtt_within_two_seconds() {
+    let app = TestApp::spawn(TestDb::sqlite().await).await;
+    let t = app.tenant("Águas do Vale").await;
+    app.user("vera@example.com", Some((t.id, Role::Viewer))).await;
+    let g = fixtures::gateway(&app.store, t.id, "aa:bb:cc:00:00:31", "GW-31").await;
+    let d = fixtures::meter(&app.store, t.id, &g, "D01").await;
+    // Twelve hours of an energy register every 30 minutes, one kWh each time, then the rollups.
+    let now = chrono::Utc::now();
+    let rows: Vec<_> = (0..24)
+        .map(|i: i32| tds_store::readings::NewReading {
+            device_id: d.id,
+            time: now - chrono::Duration::minutes(i64::from(30 * (24 - i))),
+            value: 1000.0 + f64::from(i),
+            unit: "kWh".into(),
+        })
+        .collect();
+    app.store.readings().insert(t.id, &rows).await.unwrap();
+    while app.store.rollups().staff_refresh_dirty(100).await.unwrap() > 0 {}
+
+    // The device endpoint, announcing on the application's bus, and the gateway's certificate.
+    let mut config = tds_ingest::IngestConfig::new(([127, 0, 0, 1], 0).into());
+    config.events = Some(app.events.clone());
+    let endpoint = tds_ingest::Endpoint::bind(config, app.store.clone(), &app.pki.files).await.unwrap();
+    let port = endpoint.local_addr().unwrap().port();
+    tokio::spawn(endpoint.run(std::future::pending()));
+    let bundle = app.pki.issue(&app.store, &g, tds_pki::DeviceKeyKind::EcdsaP256, false).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.crt"), app.pki.files.ca.cert_pem()).unwrap();
+    std::fs::write(dir.path().join("client.crt"), &bundle.certificate.cert_pem).unwrap();
+    std::fs::write(dir.path().join("client.key"), bundle.certificate.key_pem.as_deref().unwrap()).unwrap();
+
+    let Some(b) = Browser::open(&app, DESKTOP).await else { return };
+    b.login("vera@example.com").await;
+    b.click("#sidebar a[href='/telemetry']").await;
+    b.until("the charts drawn", "return document.getElementById('telemetry')?.dataset.ready === 'true'")
+        .await;
+    assert_eq!(b.path().await, "/telemetry");
+    let points = "return Chart.getChart('chart-line').data.datasets[0].data.filter(p => p.y !== null).length";
+    assert_eq!(b.js(points).await, json!(24), "every stored reading of the last 24 h is a point");
+    let used =
+        "return Chart.getChart('chart-bars').data.datasets[0].data.reduce((s, p) => s + (p.y || 0), 0)";
+    assert_eq!(b.js(used).await, json!(23), "hourly consumption bars add up to the register's growth");
+    assert_eq!(
+        b.js("return Chart.getChart('chart-line').options.scales['y-kWh'].title.text").await,
+        json!("kWh")
+    );
+    b.until(
+        "the live stream open",
+        "return document.getElementById('live-status').textContent.includes('Ao vivo')",
+    )
+    .await;
+
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let message = format!(
+        r#"{{"gateway_mac":"aa:bb:cc:00:00:31","timestamp":"{at}","leituras":[{{"dispositivo_codigo":"D01","valor":1234.5,"unidade":"kWh"}}]}}"#
+    );
+    let published = Instant::now();
+    // Off the test's (single) runtime thread, which the endpoint needs meanwhile.
+    let cwd = dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("mosquitto_pub")
+            .current_dir(cwd)
+            .args(["-h", "localhost", "-p", &port.to_string(), "--cafile", "ca.crt", "--cert", "client.crt"])
+            .args(["--key", "client.key", "-q", "1", "-i", "aa:bb:cc:00:00:31"])
+            .args(["-t", "tds_new/gateway/aa:bb:cc:00:00:31/telemetria", "-m", &message])
+            .output()
+            .expect("Debian's mosquitto-clients are installed (scripts/test.sh installs them)")
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let row = "return [...document.querySelectorAll('#latest-readings tr.tds-live-row')].some(r => r.textContent.includes('1.234,5'))";
+    while b.js(row).await != json!(true) {
+        assert!(
+            published.elapsed() < Duration::from_secs(2),
+            "the reading did not appear within 2 s{}",
+            b.describe().await
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(b.js(points).await, json!(25), "the live reading is a new point on the open chart");
+    assert_eq!(b.js("return performance.getEntriesByType('navigation').length").await, json!(1), "no reload");
+    b.close().await;
+}
+
 /// A WebDriver session in a headless Chromium of its own.
 struct Browser {
     client: Client,
@@ -314,7 +403,15 @@ impl Browser {
     }
 
     async fn click(&self, css: &str) {
-        self.find(css).await.click().await.unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+        let element = self.find(css).await;
+        // To the middle of the window first, at once: Bootstrap's `scroll-behavior: smooth`
+        // makes the driver's own scrolling animate, and the click would land before it ends.
+        let arg = serde_json::to_value(&element).unwrap();
+        self.client
+            .execute("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", vec![arg])
+            .await
+            .unwrap();
+        element.click().await.unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
     }
 
     /// The rendered text of `css`, trimmed.

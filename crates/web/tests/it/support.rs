@@ -19,6 +19,8 @@ pub struct TestApp {
     pub store: Store,
     pub mail: MailSink,
     pub pki: tds_web::certs::Pki,
+    /// The application's live-event bus (a device endpoint under test publishes on it).
+    pub events: tokio::sync::broadcast::Sender<tds_domain::LiveEvent>,
     _db: TestDb,
     _pki_dir: tempfile::TempDir,
 }
@@ -49,9 +51,10 @@ impl TestApp {
             broker: tds_pki::BrokerInfo::new("mqtt.test"),
         };
         let state = AppState::new(db.store.clone(), config, mailer, pki.clone());
+        let events = state.events().clone();
         let app = tds_web::router(state).into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { base, store: db.store.clone(), mail, pki, _db: db, _pki_dir: pki_dir }
+        Self { base, store: db.store.clone(), mail, pki, events, _db: db, _pki_dir: pki_dir }
     }
 
     pub fn client(&self) -> Client {
