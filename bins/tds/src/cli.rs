@@ -74,6 +74,8 @@ pub enum Command {
     /// Serve, plus a demo tenant with an admin and a viewer, gateways, meters, a week of history
     /// and simulated gateways reporting live.
     Demo(DemoArgs),
+    /// Consumption per hour, day or month of the tenant's time zone, as CSV or XLSX.
+    Consumption(ConsumptionArgs),
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -340,4 +342,32 @@ pub struct DemoArgs {
     /// Days of history written before the gateways start reporting live.
     #[arg(long, default_value_t = 7)]
     pub history_days: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumptionArgs {
+    /// Tenant name.
+    #[arg(long)]
+    pub tenant: String,
+    /// Gateway MAC.
+    #[arg(long)]
+    pub gateway: String,
+    /// One device of the gateway (default: all of them).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// First day (YYYY-MM-DD, in the tenant's time zone).
+    #[arg(long)]
+    pub from: String,
+    /// Last day included (YYYY-MM-DD).
+    #[arg(long)]
+    pub to: String,
+    /// hour, day or month.
+    #[arg(long, default_value = "day")]
+    pub bucket: String,
+    /// csv (to standard output) or xlsx (to --out).
+    #[arg(long, default_value = "csv")]
+    pub format: String,
+    /// File to write (needed for xlsx).
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
 }

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod consumption;
 pub mod demo;
 pub mod import;
 pub mod logging;
@@ -46,6 +47,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Device { command } => import::device(&open_store(&config).await?, command).await,
         Command::Simulate(args) => simulate::run(&config, args).await,
         Command::Demo(args) => demo::run(&config, args, serve::shutdown_signal()).await,
+        Command::Consumption(args) => consumption::run(&open_store(&config).await?, args).await,
         Command::Bench { command } => bench::run(&config, command).await,
         Command::Ca { command } => pki::ca(&config, command),
         Command::Cert { command } => pki::cert(&config, &open_store(&config).await?, command).await,

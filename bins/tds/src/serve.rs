@@ -82,6 +82,7 @@ pub struct Server {
     config: Config,
     listener: TcpListener,
     devices: Devices,
+    events: tokio::sync::broadcast::Sender<tds_domain::LiveEvent>,
 }
 
 /// Who takes the gateways' messages: TDS's own endpoint, or the consumer of an external broker.
@@ -111,7 +112,10 @@ impl Server {
         let mqtt = config.mqtt_addr.parse().with_context(|| {
             format!("mqtt_addr {:?} is not an address like 0.0.0.0:8883", config.mqtt_addr)
         })?;
+        // The live-event bus (SPEC §4, §7): the device side announces, the web side streams.
+        let events = tokio::sync::broadcast::channel(tds_web::state::EVENT_BUFFER).0;
         let mut ingest = tds_ingest::IngestConfig::new(mqtt);
+        ingest.events = Some(events.clone());
         ingest.plain = config.mqtt_plain()?.map(|(addr, password)| tds_ingest::PlainListener {
             addr,
             password: tds_ingest::DevPassword::new(password),
@@ -137,17 +141,19 @@ impl Server {
             config: config.clone(),
             listener,
             devices,
+            events,
         })
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and closes the database.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(http = %self.http_addr, "TDS is listening on http://{}", self.http_addr);
-        let web = tds_web::AppState::new(
+        let web = tds_web::AppState::with_events(
             self.store.clone(),
             web_config(&self.config)?,
             mailer(&self.config)?,
             crate::pki::service(self.pki.clone(), &self.config),
+            self.events.clone(),
         );
         let app = router(AppState { store: self.store.clone(), metrics: metrics_handle() })
             .merge(tds_web::router(web));

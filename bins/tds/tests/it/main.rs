@@ -9,6 +9,7 @@
 
 mod broker;
 mod cli;
+mod consumption;
 mod durability;
 mod mqtt;
 mod pki;

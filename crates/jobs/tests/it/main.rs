@@ -15,19 +15,22 @@ async fn retention_deletes_old_raw_readings_and_keeps_their_rollups(store: Store
     let d = fixtures::meter(&store, t.id, &g, "D01").await;
     let now = Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap();
     let old = now - Duration::days(800);
-    let rows: Vec<NewReading> = [(old, 10.0), (old + Duration::minutes(30), 12.5), (now - Duration::hours(1), 20.0)]
-        .into_iter()
-        .map(|(time, value)| NewReading { device_id: d.id, time, value, unit: "kWh".into() })
-        .collect();
+    let rows: Vec<NewReading> =
+        [(old, 10.0), (old + Duration::minutes(30), 12.5), (now - Duration::hours(1), 20.0)]
+            .into_iter()
+            .map(|(time, value)| NewReading { device_id: d.id, time, value, unit: "kWh".into() })
+            .collect();
     store.readings().insert(t.id, &rows).await.unwrap();
     assert!(tds_jobs::rollups::drain(&store).await.unwrap() > 0);
-    let before = store.rollups().for_device(t.id, d.id, Bucket::Hour, old - Duration::days(1), now).await.unwrap();
+    let before =
+        store.rollups().for_device(t.id, d.id, Bucket::Hour, old - Duration::days(1), now).await.unwrap();
 
     let deleted = tds_jobs::retention::purge(&store, now).await.unwrap();
     assert_eq!(deleted, 2, "the two readings older than 730 days");
     let left = store.readings().for_device(t.id, d.id, old - Duration::days(1), now, 10).await.unwrap();
     assert_eq!(left.iter().map(|r| r.value).collect::<Vec<_>>(), vec![20.0]);
-    let after = store.rollups().for_device(t.id, d.id, Bucket::Hour, old - Duration::days(1), now).await.unwrap();
+    let after =
+        store.rollups().for_device(t.id, d.id, Bucket::Hour, old - Duration::days(1), now).await.unwrap();
     assert_eq!(after, before, "rollups outlive the raw readings");
     assert_eq!(after.first().and_then(|r| r.consumption), Some(2.5));
     assert_eq!(tds_jobs::retention::purge(&store, now).await.unwrap(), 0, "idempotent");
