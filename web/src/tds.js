@@ -114,3 +114,20 @@ document.addEventListener("DOMContentLoaded", () => {
   source.addEventListener("gateway", later);
   load();
 });
+
+// Sparklines: daily figures in data-spark ([[ms, value|null], …]), drawn small and without axes.
+document.addEventListener("DOMContentLoaded", () => {
+  if (typeof Chart === "undefined") return;
+  document.querySelectorAll("canvas[data-spark]").forEach((canvas) => {
+    const points = JSON.parse(canvas.dataset.spark || "[]");
+    new Chart(canvas, {
+      type: "bar",
+      data: { labels: points.map(([t]) => t), datasets: [{ data: points.map(([, v]) => v), backgroundColor: "#0d6efd" }] },
+      options: { animation: false, responsive: true, maintainAspectRatio: false,
+        plugins: { legend: { display: false }, tooltip: { callbacks: {
+          title: (items) => items.length ? new Date(points[items[0].dataIndex][0]).toLocaleDateString(document.documentElement.lang) : "",
+          label: (item) => `${item.formattedValue} ${canvas.dataset.unit || ""}` } } },
+        scales: { x: { display: false }, y: { display: false, beginAtZero: true } } },
+    });
+  });
+});

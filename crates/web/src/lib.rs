@@ -13,6 +13,7 @@ pub mod certs;
 pub mod config;
 pub mod csrf;
 pub mod error;
+pub mod figures;
 pub mod forms;
 pub mod i18n;
 pub mod import;

@@ -45,6 +45,7 @@ struct ShowTemplate {
     d: Device,
     g: Gateway,
     readings: Vec<Reading>,
+    fig: crate::figures::DeviceFigures,
 }
 
 async fn show(
@@ -57,8 +58,11 @@ async fn show(
     let d = store.devices().get(t.tenant_id(), DeviceId::new(id)).await?;
     let g = store.gateways().get(t.tenant_id(), d.gateway_id).await?;
     let readings = store.readings().latest(t.tenant_id(), d.id, LAST_READINGS).await?;
+    let fig =
+        crate::figures::device(store, t.tenant_id(), d.id, d.kind, t.tenant.timezone, chrono::Utc::now())
+            .await?;
     let ctx = ctx.section("devices", "devices.title").titled(format!("{} · {}", d.code, d.name));
-    render(&ShowTemplate { ctx, d, g, readings }, None)
+    render(&ShowTemplate { ctx, d, g, readings, fig }, None)
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]

@@ -1,5 +1,6 @@
-//! Início: the tenant's figures at a glance, from real data (SPEC §4). Consumption by medium and
-//! open alerts arrive with their own issues; what exists is counted here.
+//! Início: the tenant's figures at a glance, from real data (SPEC §4), consumption by medium
+//! (today and this month, each medium in its own units) from the rollups. Open alerts arrive
+//! with their own issue.
 
 use crate::AppState;
 use crate::auth::Viewer;
@@ -38,6 +39,8 @@ pub struct HomeFigures {
 struct HomeTemplate {
     ctx: PageCtx,
     f: HomeFigures,
+    /// (medium, unit, today, this month), from the rollups.
+    consumption: Vec<(String, String, Option<f64>, Option<f64>)>,
 }
 
 pub async fn page(State(state): State<AppState>, Viewer(t): Viewer, ctx: PageCtx) -> WebResult<Response> {
@@ -72,5 +75,15 @@ pub async fn page(State(state): State<AppState>, Viewer(t): Viewer, ctx: PageCtx
         ..CertificateFilter::default()
     };
     f.certs_expiring = store.certificates().list(tenant, &soon, Page::new(1, 1)).await?.total;
-    render(&HomeTemplate { ctx, f }, None)
+    let (today, month) =
+        crate::figures::tenant_by_medium(store, tenant, t.tenant.timezone, Utc::now()).await?;
+    let mut consumption: Vec<(String, String, Option<f64>, Option<f64>)> =
+        month.iter().map(|m| (m.medium.as_str().to_owned(), m.unit.clone(), None, Some(m.total))).collect();
+    for d in today {
+        match consumption.iter_mut().find(|c| c.0 == d.medium.as_str() && c.1 == d.unit) {
+            Some(c) => c.2 = Some(d.total),
+            None => consumption.push((d.medium.as_str().to_owned(), d.unit, Some(d.total), None)),
+        }
+    }
+    render(&HomeTemplate { ctx, f, consumption }, None)
 }
