@@ -82,7 +82,7 @@ pub struct Server {
     config: Config,
     listener: TcpListener,
     devices: Devices,
-    events: tokio::sync::broadcast::Sender<tds_domain::LiveEvent>,
+    events: crate::live::LiveBus,
 }
 
 /// Who takes the gateways' messages: TDS's own endpoint, or the consumer of an external broker.
@@ -112,10 +112,11 @@ impl Server {
         let mqtt = config.mqtt_addr.parse().with_context(|| {
             format!("mqtt_addr {:?} is not an address like 0.0.0.0:8883", config.mqtt_addr)
         })?;
-        // The live-event bus (SPEC §4, §7): the device side announces, the web side streams.
-        let events = tokio::sync::broadcast::channel(tds_web::state::EVENT_BUFFER).0;
+        // The live-event bus (SPEC §4, §7): the device side announces, the web side streams,
+        // and on PostgreSQL the other instances hear it too.
+        let events = crate::live::start(&store).await?;
         let mut ingest = tds_ingest::IngestConfig::new(mqtt);
-        ingest.events = Some(events.clone());
+        ingest.events = Some(events.local.clone());
         ingest.plain = config.mqtt_plain()?.map(|(addr, password)| tds_ingest::PlainListener {
             addr,
             password: tds_ingest::DevPassword::new(password),
@@ -153,7 +154,7 @@ impl Server {
             web_config(&self.config)?,
             mailer(&self.config)?,
             crate::pki::service(self.pki.clone(), &self.config),
-            self.events.clone(),
+            self.events.pages.clone(),
         );
         let app = router(AppState { store: self.store.clone(), metrics: metrics_handle() })
             .merge(tds_web::router(web));
@@ -210,6 +211,7 @@ impl Server {
             task.abort();
         }
         upkeep_task.abort();
+        self.events.stop();
         served.context("HTTP server failed")?;
         self.store.db().close().await;
         tracing::info!("TDS stopped");

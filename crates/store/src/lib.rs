@@ -21,6 +21,7 @@ pub mod gateways;
 pub mod jobs;
 pub mod login_failures;
 pub mod memberships;
+pub mod notify;
 pub mod page;
 pub mod readings;
 pub mod rejected;
@@ -78,6 +79,9 @@ impl Store {
     }
     pub fn readings(&self) -> readings::ReadingStore<'_> {
         readings::ReadingStore::new(&self.db)
+    }
+    pub fn notify(&self) -> notify::NotifyStore<'_> {
+        notify::NotifyStore::new(&self.db)
     }
     pub fn rollups(&self) -> rollups::RollupStore<'_> {
         rollups::RollupStore::new(&self.db)

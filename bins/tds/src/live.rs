@@ -1,0 +1,121 @@
+//! The live-event bus of one `tds serve` (SPEC §4, §7, §9): the device side publishes on
+//! [`LiveBus::local`], the pages listen on [`LiveBus::pages`]. In between, every local event goes
+//! to this instance's pages and, on PostgreSQL, through `NOTIFY tds_live` to every other
+//! instance's pages, so that a gateway connected to one instance shows live on a page served by
+//! another. Events are not stored anywhere: one missed is simply not shown live.
+
+use serde::{Deserialize, Serialize};
+use tds_domain::LiveEvent;
+use tds_store::Store;
+use tokio::sync::broadcast;
+
+/// The PostgreSQL channel the instances share.
+pub const CHANNEL: &str = "tds_live";
+/// Readings per notification: a reading is about 70 bytes of JSON, under `NOTIFY`'s 8000.
+const READINGS_PER_NOTIFY: usize = 80;
+
+#[derive(Debug, Clone)]
+pub struct LiveBus {
+    /// Where the device side publishes.
+    pub local: broadcast::Sender<LiveEvent>,
+    /// What the pages stream from.
+    pub pages: broadcast::Sender<LiveEvent>,
+    tasks: std::sync::Arc<Vec<tokio::task::AbortHandle>>,
+}
+
+impl LiveBus {
+    /// Stops the bridge (the senders stay usable, only nothing is forwarded any more).
+    pub fn stop(&self) {
+        for t in self.tasks.iter() {
+            t.abort();
+        }
+    }
+}
+
+/// What goes over `NOTIFY`: the event and which instance sent it (its own comes back to it).
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    origin: String,
+    event: LiveEvent,
+}
+
+/// Splits an event so that each part fits one notification.
+fn parts(event: &LiveEvent) -> Vec<LiveEvent> {
+    match event {
+        LiveEvent::Readings { tenant, gateway, readings } if readings.len() > READINGS_PER_NOTIFY => readings
+            .chunks(READINGS_PER_NOTIFY)
+            .map(|c| LiveEvent::Readings { tenant: *tenant, gateway: *gateway, readings: c.to_vec() })
+            .collect(),
+        other => vec![other.clone()],
+    }
+}
+
+/// Creates the bus and starts its bridge.
+pub async fn start(store: &Store) -> anyhow::Result<LiveBus> {
+    let capacity = tds_web::state::EVENT_BUFFER;
+    let (local, _) = broadcast::channel::<LiveEvent>(capacity);
+    let (pages, _) = broadcast::channel::<LiveEvent>(capacity);
+    let origin = format!("{:032x}", rand::random::<u128>());
+    let mut tasks = Vec::new();
+
+    // Local events: to this instance's pages, and to the others.
+    let mut from_device = local.subscribe();
+    let (to_pages, shared_store) = (pages.clone(), store.clone());
+    let me = origin.clone();
+    tasks.push(
+        tokio::spawn(async move {
+            let shared = shared_store.notify().shared();
+            loop {
+                let event = match from_device.recv().await {
+                    Ok(e) => e,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(skipped = n, "live events dropped: too many at once");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if shared {
+                    for part in parts(&event) {
+                        let envelope = Envelope { origin: me.clone(), event: part };
+                        match serde_json::to_string(&envelope) {
+                            Ok(json) if json.len() <= tds_store::notify::MAX_PAYLOAD => {
+                                if let Err(e) = shared_store.notify().publish(CHANNEL, &json).await {
+                                    tracing::debug!(error = %e, "cannot notify the other instances");
+                                }
+                            }
+                            Ok(_) | Err(_) => tracing::debug!("live event too large to notify; local only"),
+                        }
+                    }
+                }
+                let _ = to_pages.send(event);
+            }
+        })
+        .abort_handle(),
+    );
+
+    // The other instances' events, to this instance's pages.
+    if let Some(mut listener) = store.notify().listen(CHANNEL).await? {
+        let to_pages = pages.clone();
+        tasks.push(
+            tokio::spawn(async move {
+                loop {
+                    match listener.recv().await {
+                        Ok(payload) => match serde_json::from_str::<Envelope>(&payload) {
+                            Ok(e) if e.origin != origin => {
+                                let _ = to_pages.send(e.event);
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::debug!(error = %e, "ignoring a malformed live notification"),
+                        },
+                        Err(e) => {
+                            tracing::warn!(error = %e, "live notifications interrupted; retrying");
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            })
+            .abort_handle(),
+        );
+    }
+    Ok(LiveBus { local, pages, tasks: std::sync::Arc::new(tasks) })
+}

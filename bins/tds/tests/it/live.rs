@@ -1,0 +1,63 @@
+//! The live-event bus across instances: what one `tds serve` publishes reaches the pages of
+//! another on the same PostgreSQL (LISTEN/NOTIFY), large events split but complete; on SQLite
+//! the bus is local.
+
+use chrono::Utc;
+use std::time::Duration;
+use tds_domain::{DeviceId, GatewayId, LiveEvent, LiveReading, TenantId};
+use tds_store::{DbOptions, Store};
+use tds_testkit::{TestDb, per_backend};
+
+fn readings(n: usize) -> LiveEvent {
+    LiveEvent::Readings {
+        tenant: TenantId::new(1),
+        gateway: GatewayId::new(2),
+        readings: (0..n)
+            .map(|i| LiveReading { device: DeviceId::new(3), time: Utc::now(), value: i as f64 })
+            .collect(),
+    }
+}
+
+/// Every reading `rx` delivers within 5 s, until `want` arrived.
+async fn collect(rx: &mut tokio::sync::broadcast::Receiver<LiveEvent>, want: usize) -> usize {
+    let mut got = 0;
+    while got < want {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Ok(LiveEvent::Readings { readings, .. })) => got += readings.len(),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("bus failed: {e}"),
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+async fn events_of_one_instance_reach_the_pages_of_every_instance(db: TestDb) {
+    let a_store = Store::open(&db.url, &DbOptions::default()).await.unwrap();
+    let a = tds::live::start(&a_store).await.unwrap();
+    let mut a_pages = a.pages.subscribe();
+    let b = if a_store.notify().shared() {
+        let b_store = Store::open(&db.url, &DbOptions::default()).await.unwrap();
+        Some(tds::live::start(&b_store).await.unwrap())
+    } else {
+        None
+    };
+    let mut b_pages = b.as_ref().map(|b| b.pages.subscribe());
+    // Let the listeners subscribe before anything is sent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    a.local.send(readings(3)).unwrap();
+    a.local.send(readings(500)).unwrap();
+    assert_eq!(collect(&mut a_pages, 503).await, 503, "the instance's own pages");
+    if let Some(rx) = b_pages.as_mut() {
+        assert_eq!(collect(rx, 503).await, 503, "another instance's pages, a large event in parts");
+        // And nothing comes back twice to the sender.
+        assert!(tokio::time::timeout(Duration::from_millis(500), a_pages.recv()).await.is_err());
+    }
+    a.stop();
+    if let Some(b) = b {
+        b.stop();
+    }
+}
+
+per_backend!(events_of_one_instance_reach_the_pages_of_every_instance);
