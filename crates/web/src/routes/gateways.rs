@@ -127,6 +127,8 @@ async fn list(
 pub struct DeviceRow {
     pub device: Device,
     pub last: Option<Reading>,
+    /// Consumption today and this month, completeness, sparkline (from the rollups).
+    pub fig: crate::figures::DeviceFigures,
 }
 
 #[derive(Template)]
@@ -150,9 +152,13 @@ async fn show(
     let g = store.gateways().get(t.tenant_id(), GatewayId::new(id)).await?;
     let ctx = ctx.section("devices", "gateways.title").titled(g.name.to_string());
     let mut devices = Vec::new();
+    let now = chrono::Utc::now();
     for device in store.devices().list_for_gateway(t.tenant_id(), g.id, false).await? {
         let last = store.readings().latest(t.tenant_id(), device.id, 1).await?.pop();
-        devices.push(DeviceRow { device, last });
+        let fig =
+            crate::figures::device(store, t.tenant_id(), device.id, device.kind, t.tenant.timezone, now)
+                .await?;
+        devices.push(DeviceRow { device, last, fig });
     }
     let active_devices =
         devices.iter().filter(|d| d.device.status == tds_domain::DeviceStatus::Active).count() as i64;
