@@ -147,7 +147,18 @@ impl Db {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(s) => SQLITE_MIGRATIONS.run(&s.write).await?,
-            Self::Postgres(pg) => POSTGRES_MIGRATIONS.run(pg).await?,
+            Self::Postgres(pg) => {
+                POSTGRES_MIGRATIONS.run(pg).await?;
+                match crate::timescale::enable(pg).await {
+                    crate::timescale::Timescale::Hypertable => {
+                        tracing::info!("TimescaleDB: readings are a compressed hypertable");
+                    }
+                    crate::timescale::Timescale::NotAvailable => {}
+                    crate::timescale::Timescale::Unusable(why) => {
+                        tracing::warn!(reason = %why, "TimescaleDB is installed but could not be used; plain tables");
+                    }
+                }
+            }
         }
         Ok(())
     }

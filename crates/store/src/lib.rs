@@ -28,6 +28,7 @@ pub mod rejected;
 pub mod rollups;
 pub mod sessions;
 pub mod tenants;
+pub mod timescale;
 pub mod ts;
 pub mod user_tokens;
 pub mod users;

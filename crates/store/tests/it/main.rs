@@ -26,5 +26,6 @@ mod rejected;
 mod rollups;
 mod sessions;
 mod tenants;
+mod timescale;
 mod user_tokens;
 mod users;
