@@ -62,8 +62,9 @@ document.addEventListener("DOMContentLoaded", () => {
         scales: { x: { ...x, offset: true, ticks: { callback: (v) => barFmt.format(new Date(v)), maxTicksLimit: 8 } }, ...axes(metered, "bars") },
         plugins: { tooltip: { callbacks: { title: (items) => items.length ? barFmt.format(new Date(items[0].parsed.x)) : "" } } } },
     });
-    document.getElementById("line-resolution").textContent = data.line_resolution;
-    document.getElementById("bar-resolution").textContent = data.bar_resolution;
+    const resolution = (r) => root.dataset["res" + r.charAt(0).toUpperCase() + r.slice(1)] || r;
+    document.getElementById("line-resolution").textContent = resolution(data.line_resolution);
+    document.getElementById("bar-resolution").textContent = resolution(data.bar_resolution);
     root.dataset.ready = "true";
   };
 
@@ -96,7 +97,10 @@ document.addEventListener("DOMContentLoaded", () => {
       const row = document.createElement("tr");
       row.dataset.device = String(r.device);
       row.className = "tds-live-row";
-      const cells = [new Intl.DateTimeFormat(lang, { timeZone: data.zone, dateStyle: "short", timeStyle: "medium" }).format(new Date(t)), s.code, `${numberFormat.format(r.value)} ${s.unit}`];
+      // As the server writes times: 01/12/2026 06:13:20 (no comma between date and time).
+      const when = new Intl.DateTimeFormat(lang, { timeZone: data.zone, day: "2-digit", month: "2-digit", year: "numeric",
+        hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false }).format(new Date(t)).replace(", ", " ");
+      const cells = [when, s.code, `${numberFormat.format(r.value)} ${s.unit}`];
       cells.forEach((text, i) => { const td = document.createElement("td"); td.textContent = text; td.className = i === 2 ? "text-end" : "small"; row.appendChild(td); });
       tbody.prepend(row);
       while (tbody.rows.length > 20) tbody.deleteRow(tbody.rows.length - 1);

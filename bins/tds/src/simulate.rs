@@ -31,8 +31,11 @@ pub struct Plan {
     pub tenant: String,
     pub gateways: usize,
     pub devices: usize,
-    /// How often each gateway reports (also its expected interval in TDS, at least 10 s).
+    /// How often each gateway reports.
     pub interval: Duration,
+    /// The reporting interval registered in TDS (at least 10 s): what completeness and offline
+    /// detection go by.
+    pub expected_interval: Duration,
     pub key: DeviceKeyKind,
 }
 
@@ -60,6 +63,7 @@ pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<()> {
         gateways: args.gateways,
         devices: args.devices,
         interval: Duration::from_secs(args.interval),
+        expected_interval: Duration::from_secs(args.interval),
         key,
     };
     let store = crate::open_store(config).await?;
@@ -286,7 +290,9 @@ async fn gateways_by_mac(store: &Store, tenant: TenantId) -> anyhow::Result<Hash
 
 async fn ensure_gateways(store: &Store, tenant: TenantId, plan: &Plan) -> anyhow::Result<Vec<Gateway>> {
     let existing = gateways_by_mac(store, tenant).await?;
-    let interval = ReportInterval::new(i64::try_from(plan.interval.as_secs()).unwrap_or(i64::MAX).max(10))?;
+    let interval = ReportInterval::new(
+        i64::try_from(plan.expected_interval.as_secs()).unwrap_or(i64::MAX).clamp(10, 86_400),
+    )?;
     let mut missing = Vec::new();
     for i in 0..plan.gateways {
         let mac = simulated_mac(i);
