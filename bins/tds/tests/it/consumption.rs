@@ -20,17 +20,31 @@ async fn consumption_per_day_in_the_tenants_zone_as_csv_and_xlsx(db: TestDb) {
     let tenant = store.tenants().staff_by_name("Acme").await.unwrap();
     let device = store.devices().list(tenant.id).await.unwrap().remove(0);
     let at = |d, h| Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0).unwrap();
-    let rows: Vec<NewReading> = [(at(1, 12), 100.0), (at(2, 2), 101.5), (at(2, 12), 104.0), (at(3, 12), 104.25)]
-        .into_iter()
-        .map(|(time, value)| NewReading { device_id: device.id, time, value, unit: "m³".into() })
-        .collect();
+    let rows: Vec<NewReading> =
+        [(at(1, 12), 100.0), (at(2, 2), 101.5), (at(2, 12), 104.0), (at(3, 12), 104.25)]
+            .into_iter()
+            .map(|(time, value)| NewReading { device_id: device.id, time, value, unit: "m³".into() })
+            .collect();
     store.readings().insert(tenant.id, &rows).await.unwrap();
     store.db().close().await;
 
-    let args = ["consumption", "--tenant", "Acme", "--gateway", "AA:BB:CC:00:00:01", "--from", "2026-11-01", "--to", "2026-11-02"];
+    let args = [
+        "consumption",
+        "--tenant",
+        "Acme",
+        "--gateway",
+        "AA:BB:CC:00:00:01",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-02",
+    ];
     let csv = tds.ok(&args);
     let lines: Vec<&str> = csv.lines().collect();
-    assert!(lines[0].starts_with("gateway_mac,device_code,device_name,medium,unit,bucket_start,consumption"), "{csv}");
+    assert!(
+        lines[0].starts_with("gateway_mac,device_code,device_name,medium,unit,bucket_start,consumption"),
+        "{csv}"
+    );
     assert_eq!(lines.len(), 3, "two days, the 3rd is outside --to:\n{csv}");
     let fields = |l: &str| l.split(',').map(str::to_owned).collect::<Vec<_>>();
     let (day1, day2) = (fields(lines[1]), fields(lines[2]));
@@ -46,7 +60,20 @@ async fn consumption_per_day_in_the_tenants_zone_as_csv_and_xlsx(db: TestDb) {
     let bytes = std::fs::read(&out).unwrap();
     assert_eq!(&bytes[..2], b"PK", "an XLSX file is a zip");
 
-    let bad = tds.run(&["consumption", "--tenant", "Acme", "--gateway", "aa:bb:cc:00:00:01", "--from", "2026-11-05", "--to", "2026-11-01"], "");
+    let bad = tds.run(
+        &[
+            "consumption",
+            "--tenant",
+            "Acme",
+            "--gateway",
+            "aa:bb:cc:00:00:01",
+            "--from",
+            "2026-11-05",
+            "--to",
+            "2026-11-01",
+        ],
+        "",
+    );
     assert!(!bad.status.success());
     assert!(text(&bad.stderr).contains("before --from"), "{}", text(&bad.stderr));
 }
