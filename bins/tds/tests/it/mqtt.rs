@@ -2,9 +2,8 @@
 //! from `tds cert issue` and Debian's `mosquitto_pub` as the gateway.
 
 use crate::pki::unzip;
-use crate::support::{Tds, free_port, text};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use crate::support::{Server, Tds, text};
+use std::process::Command;
 use tds_store::{DbOptions, Store};
 use tds_testkit::{TestDb, per_backend};
 
@@ -19,21 +18,8 @@ async fn a_gateway_publishes_with_mosquitto_pub_and_its_readings_are_stored(db: 
     tds.ok(&["cert", "issue", "--mac", "aa:bb:cc:00:00:01", "--out", "bundles", "--key", "ecdsa-p256"]);
     unzip(&tds.path().join("bundles/aa-bb-cc-00-00-01.zip"), &tds.path().join("gw1"));
 
-    let (http, mqtt) = (free_port(), free_port());
-    let mut server = tds
-        .command()
-        .arg("serve")
-        .env("TDS_HTTP_ADDR", format!("127.0.0.1:{http}"))
-        .env("TDS_MQTT_ADDR", format!("127.0.0.1:{mqtt}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", mqtt)).is_err() {
-        assert!(Instant::now() < deadline, "the MQTT endpoint never listened");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let server = Server::start(&tds).await;
+    let (http, mqtt) = (server.http, server.mqtt);
     let publish = |client_id: &str, topic: &str, message: &str| {
         Command::new("mosquitto_pub")
             .current_dir(tds.path())
@@ -77,10 +63,7 @@ async fn a_gateway_publishes_with_mosquitto_pub_and_its_readings_are_stored(db: 
     }
     assert!(metrics.contains(r#"tds_ingest_readings_total{outcome="stored"} 1"#), "{metrics}");
 
-    let pid = server.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let status = tokio::task::spawn_blocking(move || server.wait()).await.unwrap().unwrap();
-    assert!(status.success());
+    server.stop().await;
 }
 
 per_backend!(a_gateway_publishes_with_mosquitto_pub_and_its_readings_are_stored);

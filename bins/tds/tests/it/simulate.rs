@@ -3,44 +3,10 @@
 //! the database holds; with heavy faults every bad message is a dead letter and late batches
 //! land at their own instants.
 
-use crate::support::{Tds, free_port, text};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use crate::support::{Server, Tds, text};
 use tds_store::certificates::CertificateFilter;
 use tds_store::{DbOptions, Page, Store};
 use tds_testkit::{TestDb, per_backend};
-
-struct Server {
-    child: Child,
-    mqtt: u16,
-}
-
-impl Server {
-    async fn start(tds: &Tds) -> Self {
-        let (http, mqtt) = (free_port(), free_port());
-        let child = tds
-            .command()
-            .arg("serve")
-            .env("TDS_HTTP_ADDR", format!("127.0.0.1:{http}"))
-            .env("TDS_MQTT_ADDR", format!("127.0.0.1:{mqtt}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", mqtt)).is_err() {
-            assert!(Instant::now() < deadline, "the MQTT endpoint never listened");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Self { child, mqtt }
-    }
-
-    async fn stop(mut self) {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        let status = tokio::task::spawn_blocking(move || self.child.wait()).await.unwrap().unwrap();
-        assert!(status.success());
-    }
-}
 
 /// The number before `label` in `line` ("… 12 acknowledged …" → 12).
 fn figure(line: &str, label: &str) -> u64 {

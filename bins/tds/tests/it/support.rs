@@ -70,3 +70,38 @@ pub fn text(bytes: &[u8]) -> String {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// `tds serve` of a [`Tds`] on free ports, ready once its MQTT endpoint listens; stopped with
+/// SIGTERM by [`Server::stop`], which asserts a clean exit.
+pub struct Server {
+    pub child: std::process::Child,
+    pub http: u16,
+    pub mqtt: u16,
+}
+
+impl Server {
+    pub async fn start(tds: &Tds) -> Self {
+        let (http, mqtt) = (free_port(), free_port());
+        let child = tds
+            .command()
+            .arg("serve")
+            .env("TDS_HTTP_ADDR", format!("127.0.0.1:{http}"))
+            .env("TDS_MQTT_ADDR", format!("127.0.0.1:{mqtt}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", mqtt)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the MQTT endpoint never listened");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Self { child, http, mqtt }
+    }
+
+    pub async fn stop(mut self) {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let status = tokio::task::spawn_blocking(move || self.child.wait()).await.unwrap().unwrap();
+        assert!(status.success());
+    }
+}
