@@ -1,6 +1,6 @@
 //! The live-event bus across instances: what one `tds serve` publishes reaches the pages of
-//! another on the same PostgreSQL (LISTEN/NOTIFY), large events split but complete; on SQLite
-//! the bus is local.
+//! another on the same PostgreSQL (LISTEN/NOTIFY), gathered per window to each device's latest
+//! reading and split to fit; on SQLite the bus is local.
 
 use chrono::Utc;
 use std::time::Duration;
@@ -8,12 +8,13 @@ use tds_domain::{DeviceId, GatewayId, LiveEvent, LiveReading, TenantId};
 use tds_store::{DbOptions, Store};
 use tds_testkit::{TestDb, per_backend};
 
-fn readings(n: usize) -> LiveEvent {
+/// A reading for each of devices 1..=n, all at `at`.
+fn readings(n: usize, at: chrono::DateTime<Utc>) -> LiveEvent {
     LiveEvent::Readings {
         tenant: TenantId::new(1),
         gateway: GatewayId::new(2),
-        readings: (0..n)
-            .map(|i| LiveReading { device: DeviceId::new(3), time: Utc::now(), value: i as f64 })
+        readings: (1..=n)
+            .map(|i| LiveReading { device: DeviceId::new(i as i64), time: at, value: i as f64 })
             .collect(),
     }
 }
@@ -46,11 +47,14 @@ async fn events_of_one_instance_reach_the_pages_of_every_instance(db: TestDb) {
     // Let the listeners subscribe before anything is sent.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    a.local.send(readings(3)).unwrap();
-    a.local.send(readings(500)).unwrap();
-    assert_eq!(collect(&mut a_pages, 503).await, 503, "the instance's own pages");
+    let t0 = Utc::now();
+    a.local.send(readings(3, t0)).unwrap();
+    a.local.send(readings(500, t0 + chrono::Duration::seconds(1))).unwrap();
+    assert_eq!(collect(&mut a_pages, 503).await, 503, "the instance's own pages: every event");
     if let Some(rx) = b_pages.as_mut() {
-        assert_eq!(collect(rx, 503).await, 503, "another instance's pages, a large event in parts");
+        // The latest reading of each of the 500 devices, in several notifications.
+        assert_eq!(collect(rx, 500).await, 500, "another instance's pages");
+        assert!(tokio::time::timeout(Duration::from_millis(500), rx.recv()).await.is_err(), "nothing more");
         // And nothing comes back twice to the sender.
         assert!(tokio::time::timeout(Duration::from_millis(500), a_pages.recv()).await.is_err());
     }
