@@ -7,6 +7,11 @@
 #   scripts/bench.sh ingest [ARGS]    `tds bench ingest`: the MQTT device endpoint end to end, over
 #                                     mutual TLS with simulated gateways in the same process
 #                                     (e.g. --gateways 100 --devices 10 --inflight 10 --seconds 20)
+#   scripts/bench.sh queries [ARGS]   `tds bench queries`: loads a data set through the ingest path,
+#                                     refreshes the rollups and prints p50/p95/p99 of the telemetry
+#                                     and home pages' queries. PostgreSQL: 10k devices x 365 days
+#                                     (~99 M readings, ~40 min here); SQLite: --devices 1000 unless
+#                                     ARGS say otherwise. TDS_BENCH_DB=sqlite|postgres runs only one.
 #   scripts/bench.sh connections [N] [SECONDS]
 #                                     `tds serve` on SQLite in one process and `tds simulate` with N
 #                                     (default 10000) gateways sending one batch a minute in another:
@@ -18,7 +23,7 @@ source scripts/lib/postgres.sh
 
 bench=store
 case "${1:-}" in
-  store | ingest | connections) bench=$1; shift ;;
+  store | ingest | queries | connections) bench=$1; shift ;;
 esac
 
 cargo build --release --locked -p tds
@@ -58,6 +63,24 @@ if [ "$bench" = connections ]; then
   echo "== $gateways gateways: ${n%.*} connected at the end; server RSS $(rss_mb $serve_pid) MB (peak $peak MB), $(( (peak * 1024) / (gateways > 0 ? gateways : 1) )) KB per gateway at peak"
   tail -n 3 "$dir/simulate.log"
   echo "server log lines with error/refused: $(grep -ciE "error|refused" "$dir/serve.log" || true)"
+  exit 0
+fi
+
+if [ "$bench" = queries ]; then
+  sqlite_size=(--devices 1000)
+  case " $* " in *" --devices"*) sqlite_size=() ;; esac
+  if [ "${TDS_BENCH_DB:-both}" != postgres ]; then
+    echo "== SQLite"
+    "$tds" bench queries "${sqlite_size[@]}" "$@"
+  fi
+  if [ "${TDS_BENCH_DB:-both}" != sqlite ]; then
+    pg_start
+    echo "== PostgreSQL"
+    "$tds" bench queries --database-url "$PG_URL" "$@"
+    "$(pg_bindir)/psql" -X -q "$PG_URL" -c "SELECT relname AS \"table\", reltuples::bigint AS \"rows (estimate)\", \
+      pg_size_pretty(pg_total_relation_size(oid)) AS \"size with indexes\" FROM pg_class \
+      WHERE relname IN ('readings', 'rollups') ORDER BY relname"
+  fi
   exit 0
 fi
 

@@ -16,6 +16,7 @@ use tds_store::tenants::{NewTenant, TenantLimits};
 use tds_store::{DbOptions, Store};
 
 pub mod ingest;
+pub mod queries;
 
 pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
     match command {
@@ -23,6 +24,7 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
             store(config, database_url, readings, devices, batch).await
         }
         BenchCommand::Ingest(args) => ingest::run(config, args).await,
+        BenchCommand::Queries(args) => queries::run(config, args).await,
     }
 }
 

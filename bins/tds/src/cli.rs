@@ -251,6 +251,10 @@ pub enum BenchCommand {
     /// mutual TLS publishing QoS 1 batches; print messages/s, readings/s and publish→PUBACK
     /// latency at full load, then at half the measured load (or at --rate).
     Ingest(IngestBenchArgs),
+    /// Load a big data set (default 10k devices x one year, about 100 M readings) through the
+    /// ingest path, bring the rollups up to date, and print p50/p95/p99 latency of the telemetry
+    /// page's and the home page's queries.
+    Queries(QueryBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -370,4 +374,30 @@ pub struct ConsumptionArgs {
     /// File to write (needed for xlsx).
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryBenchArgs {
+    /// Database to load (default: a new SQLite file in a temporary directory).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Devices (meters of the simulator's mix, 32 per gateway).
+    #[arg(long, default_value_t = 10_000)]
+    pub devices: usize,
+    /// Days of readings per device, from 1 January 2025 (America/Sao_Paulo).
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Minutes between two readings of a device (53: 10k devices x 365 days = 99 M readings).
+    #[arg(long, default_value_t = 53)]
+    pub interval_minutes: u32,
+    /// Readings per load transaction.
+    #[arg(long, default_value_t = 100_000)]
+    pub batch: usize,
+    /// Timed rounds (each a random device, month and day) per query.
+    #[arg(long, default_value_t = 200)]
+    pub samples: usize,
+    /// Measure a data set of this size loaded by an earlier run into --database-url, without
+    /// loading it again.
+    #[arg(long)]
+    pub reuse: bool,
 }
