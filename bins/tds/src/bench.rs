@@ -18,6 +18,21 @@ use tds_store::{DbOptions, Store};
 pub mod ingest;
 pub mod queries;
 
+/// A benchmark's database: `database_url`, or a new SQLite file in `tmp`; and its URL.
+pub(crate) async fn open_store(
+    config: &Config,
+    database_url: Option<&str>,
+    tmp: &std::path::Path,
+) -> anyhow::Result<(Store, String)> {
+    let url =
+        database_url.map_or_else(|| format!("sqlite://{}", tmp.join("bench.db").display()), str::to_owned);
+    let store =
+        Store::open(&url, &DbOptions { max_connections: config.db_max_connections, ..DbOptions::default() })
+            .await
+            .with_context(|| format!("cannot use database {}", tds_store::redact_url(&url)))?;
+    Ok((store, url))
+}
+
 pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Store { database_url, readings, devices, batch } => {
@@ -39,11 +54,7 @@ async fn store(
         bail!("--readings, --devices and --batch must be at least 1");
     }
     let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let url = database_url.unwrap_or_else(|| format!("sqlite://{}", tmp.path().join("bench.db").display()));
-    let store =
-        Store::open(&url, &DbOptions { max_connections: config.db_max_connections, ..DbOptions::default() })
-            .await
-            .with_context(|| format!("cannot use database {}", tds_store::redact_url(&url)))?;
+    let (store, url) = open_store(config, database_url.as_deref(), tmp.path()).await?;
     let tenant = setup(&store, devices).await?;
     let device_ids: Vec<_> = store.devices().list(tenant).await?.into_iter().map(|d| d.id).collect();
 

@@ -27,7 +27,7 @@ use tds_ingest::endpoint::Shared;
 use tds_ingest::{Endpoint, IngestConfig};
 use tds_pki::{CaAlgorithm, CaFiles, CaSubject, DeviceKeyKind};
 use tds_store::tenants::{NewTenant, TenantLimits};
-use tds_store::{DbOptions, Page, Store};
+use tds_store::{Page, Store};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -79,14 +79,7 @@ pub async fn run(config: &Config, args: IngestBenchArgs) -> anyhow::Result<()> {
         bail!("--rate must be a positive number of messages per second");
     }
     let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", tmp.path().join("bench.db").display()));
-    let store =
-        Store::open(&url, &DbOptions { max_connections: config.db_max_connections, ..DbOptions::default() })
-            .await
-            .with_context(|| format!("cannot use database {}", tds_store::redact_url(&url)))?;
+    let (store, url) = super::open_store(config, args.database_url.as_deref(), tmp.path()).await?;
     let fleet = setup(&store, args.gateways, args.devices).await?;
     if probe().is_none() {
         tracing::warn!("another metrics recorder is installed: no figures from the endpoint's side");

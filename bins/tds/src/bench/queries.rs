@@ -24,7 +24,7 @@ use tds_domain::limits::{MaxDevices, ReportInterval};
 use tds_domain::{Bucket, DeviceId, GatewayCode, Mac, Name, TenantId, TimeZone};
 use tds_store::readings::NewReading;
 use tds_store::tenants::{NewTenant, TenantLimits};
-use tds_store::{DbOptions, Store};
+use tds_store::Store;
 
 /// The data set: which devices, over which local days.
 #[derive(Debug)]
@@ -48,14 +48,7 @@ pub async fn run(config: &Config, args: QueryBenchArgs) -> anyhow::Result<()> {
     let interval =
         ReportInterval::new(interval_s).context("--interval-minutes must be between 1 and 1440")?;
     let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", tmp.path().join("bench.db").display()));
-    let store =
-        Store::open(&url, &DbOptions { max_connections: config.db_max_connections, ..DbOptions::default() })
-            .await
-            .with_context(|| format!("cannot use database {}", tds_store::redact_url(&url)))?;
+    let (store, url) = super::open_store(config, args.database_url.as_deref(), tmp.path()).await?;
     let tz = TimeZone::parse(TimeZone::DEFAULT_NAME)?;
     // Local midnight of 1 January 2025, and of the day after the last one.
     let start =
