@@ -22,9 +22,9 @@ use tds_agent::sim::{Meter, MeterProfile};
 use tds_domain::buckets::{bucket_start, next_bucket_start};
 use tds_domain::limits::{MaxDevices, ReportInterval};
 use tds_domain::{Bucket, DeviceId, GatewayCode, Mac, Name, TenantId, TimeZone};
+use tds_store::Store;
 use tds_store::readings::NewReading;
 use tds_store::tenants::{NewTenant, TenantLimits};
-use tds_store::Store;
 
 /// The data set: which devices, over which local days.
 #[derive(Debug)]
