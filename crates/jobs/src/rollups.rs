@@ -6,7 +6,8 @@
 use std::time::Duration;
 use tds_store::Store;
 
-/// Devices refreshed per round (one write transaction).
+/// Devices refreshed per round at most (one write transaction); a round also stops at the
+/// store's row budget, which only a backlog of days per device reaches.
 pub const BATCH: i64 = 2_000;
 /// Rounds start at most this often unless a full batch shows a backlog: under a steady load
 /// every device is marked again within the period, so longer rounds coalesce more readings per

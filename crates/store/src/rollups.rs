@@ -19,6 +19,7 @@
 
 use crate::{Db, StoreError, Ts};
 use chrono::{DateTime, Utc};
+use futures_util::{StreamExt as _, stream};
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use std::collections::HashMap;
@@ -244,19 +245,29 @@ impl<'a> RollupStore<'a> {
     ///
     /// Everything is read first, outside any write transaction (on SQLite the readers do not
     /// block the one writer), and computed in memory: days from the stored hours with the
-    /// recomputed ones put in, months likewise from days. Then one short transaction writes the
-    /// rows with multi-row upserts and clears the marks, so that the device endpoint's commits
-    /// wait for a few statements, not for the whole computation.
+    /// recomputed ones put in, months likewise from days. Devices are read
+    /// [`PLAN_CONCURRENCY`] at a time, so that the database reads one device's rows while this
+    /// process computes another's. A round stops taking devices once it holds
+    /// [`ROUND_ROWS`] new rows (a device marked over a year brings ~9 k), which bounds its memory
+    /// and its write transaction when a long backlog is caught up. Then one short transaction
+    /// writes the rows (`UNNEST` on PostgreSQL, large multi-row upserts on SQLite) and clears the
+    /// marks of the devices planned, so that the device endpoint's commits wait for a few
+    /// statements, not for the whole computation.
     pub async fn staff_refresh_dirty(&self, limit: i64) -> Result<usize, StoreError> {
+        self.staff_refresh_round(limit, ROUND_ROWS).await
+    }
+
+    /// [`Self::staff_refresh_dirty`] with the round's row budget given: it takes no more devices
+    /// once their new rows reach `max_rows` (at least one device is always refreshed).
+    pub async fn staff_refresh_round(&self, limit: i64, max_rows: usize) -> Result<usize, StoreError> {
         let dirty: Vec<Dirty> =
             on_db!(self.db, read | pool | sqlx::query_as(DIRTY).bind(limit).fetch_all(pool).await)?;
         if dirty.is_empty() {
             return Ok(0);
         }
         let mut zones: HashMap<String, TimeZone> = HashMap::new();
-        let now = Ts::now();
-        let mut upserts: Vec<Upsert> = Vec::new();
-        for d in &dirty {
+        let mut work = Vec::with_capacity(dirty.len());
+        for d in dirty {
             let tz = *zones
                 .entry(d.timezone.clone())
                 .or_insert_with(|| TimeZone::parse(&d.timezone).unwrap_or_default());
@@ -266,48 +277,46 @@ impl<'a> RollupStore<'a> {
             let meter = Meter::new(kind, d.scale_factor, d.rollover_value)
                 .or_else(|_| Meter::new(kind, 1.0, None))
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            self.plan_device(d, tz, meter, &mut upserts).await?;
+            work.push((d, tz, meter));
         }
+        // The futures are made before the stream takes them: a closure in the stream would
+        // borrow in a way the spawned worker's `Send` check cannot prove.
+        let futures: Vec<_> = work.into_iter().map(|(d, tz, meter)| self.plan_device(d, tz, meter)).collect();
+        let mut plans = stream::iter(futures).buffered(PLAN_CONCURRENCY);
+        let mut upserts: Vec<Upsert> = Vec::new();
+        let mut planned: Vec<Dirty> = Vec::new();
+        while let Some(plan) = plans.next().await {
+            let (d, rows) = plan?;
+            upserts.extend(rows);
+            planned.push(d);
+            if upserts.len() >= max_rows {
+                break;
+            }
+        }
+        drop(plans);
+        let now = Ts::now();
         in_tx!(self.db, |tx| {
             for chunk in upserts.chunks(UPSERT_CHUNK) {
-                let sql = upsert_sql(chunk.len());
-                let mut q = sqlx::query(AssertSqlSafe(sql));
-                for u in chunk {
-                    q = q
-                        .bind(u.device)
-                        .bind(u.bucket.as_str())
-                        .bind(Ts::from(u.start))
-                        .bind(u.tenant)
-                        .bind(u.consumption)
-                        .bind(u.min)
-                        .bind(u.max)
-                        .bind(u.sum)
-                        .bind(u.count)
-                        .bind(u.expected)
-                        .bind(u.resets)
-                        .bind(now);
-                }
-                q.execute(&mut *tx).await?;
+                tx.upsert_rollups(chunk, now).await?;
             }
-            for d in &dirty {
+            for d in &planned {
                 sqlx::query("DELETE FROM rollup_dirty WHERE device_id = $1 AND marked_at = $2")
                     .bind(d.device_id)
                     .bind(d.marked_at)
                     .execute(&mut *tx)
                     .await?;
             }
-            Ok(dirty.len())
+            Ok(planned.len())
         })
     }
 
-    /// Reads what one marked device's refresh needs and adds its new rows to `out`.
+    /// Reads what one marked device's refresh needs and returns its new rows.
     async fn plan_device(
         &self,
-        d: &Dirty,
+        d: Dirty,
         tz: TimeZone,
         meter: Meter,
-        out: &mut Vec<Upsert>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(Dirty, Vec<Upsert>), StoreError> {
         let (device, tenant) = (d.device_id, d.tenant_id);
         let interval = d.expected_interval_s.max(1);
         let first = bucket_start(tz, Bucket::Hour, d.from_time.0);
@@ -412,8 +421,7 @@ impl<'a> RollupStore<'a> {
                 .collect();
             fresh.extend(coarse_rows);
         }
-        out.extend(fresh);
-        Ok(())
+        Ok((d, fresh))
     }
 }
 
@@ -433,43 +441,85 @@ struct Upsert {
     resets: i64,
 }
 
-/// Rows per multi-row upsert: 12 parameters each, well under both databases' limits.
-const UPSERT_CHUNK: usize = 80;
+/// Rows per upsert statement: one `UNNEST` on PostgreSQL; on SQLite 12 parameters a row,
+/// 24,000 in all, under its limit of 32,766.
+const UPSERT_CHUNK: usize = 2000;
 
-fn upsert_sql(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO rollups (device_id, granularity, bucket_start, tenant_id, consumption, min_value, \
-         max_value, sum_value, reading_count, expected_count, resets, updated_at) VALUES ",
-    );
-    for i in 0..rows {
-        if i > 0 {
-            sql.push(',');
-        }
-        let p = i * 12;
-        let _ = write!(
-            sql,
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6,
-            p + 7,
-            p + 8,
-            p + 9,
-            p + 10,
-            p + 11,
-            p + 12
+/// Devices whose rows a refresh reads at once.
+const PLAN_CONCURRENCY: usize = 4;
+
+/// New rows after which a refresh round takes no more devices (~20 MB in memory).
+const ROUND_ROWS: usize = 200_000;
+
+const UPSERT_SET: &str = " ON CONFLICT (device_id, granularity, bucket_start) DO UPDATE SET tenant_id = excluded.tenant_id, \
+     consumption = excluded.consumption, min_value = excluded.min_value, max_value = excluded.max_value, \
+     sum_value = excluded.sum_value, reading_count = excluded.reading_count, \
+     expected_count = excluded.expected_count, resets = excluded.resets, updated_at = excluded.updated_at";
+
+const UPSERT_COLUMNS: &str = "INSERT INTO rollups (device_id, granularity, bucket_start, tenant_id, consumption, \
+     min_value, max_value, sum_value, reading_count, expected_count, resets, updated_at) ";
+
+/// Writing rollup rows, in each database's fastest form.
+trait UpsertRollups {
+    async fn upsert_rollups(&mut self, rows: &[Upsert], now: Ts) -> Result<(), sqlx::Error>;
+}
+
+impl UpsertRollups for sqlx::PgConnection {
+    async fn upsert_rollups(&mut self, rows: &[Upsert], now: Ts) -> Result<(), sqlx::Error> {
+        let sql = format!(
+            "{UPSERT_COLUMNS}SELECT d, g, b, t, c, mn, mx, s, n, e, r, $12 FROM UNNEST($1::BIGINT[], $2::TEXT[], \
+             $3::TIMESTAMPTZ[], $4::BIGINT[], $5::FLOAT8[], $6::FLOAT8[], $7::FLOAT8[], $8::FLOAT8[], $9::BIGINT[], \
+             $10::BIGINT[], $11::BIGINT[]) AS x(d, g, b, t, c, mn, mx, s, n, e, r){UPSERT_SET}"
         );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(rows.iter().map(|u| u.device).collect::<Vec<_>>())
+            .bind(rows.iter().map(|u| u.bucket.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|u| Ts::from(u.start)).collect::<Vec<_>>())
+            .bind(rows.iter().map(|u| u.tenant).collect::<Vec<_>>())
+            .bind(rows.iter().map(|u| u.consumption).collect::<Vec<_>>())
+            .bind(rows.iter().map(|u| u.min).collect::<Vec<_>>())
+            .bind(rows.iter().map(|u| u.max).collect::<Vec<_>>())
+            .bind(rows.iter().map(|u| u.sum).collect::<Vec<_>>())
+            .bind(rows.iter().map(|u| u.count).collect::<Vec<_>>())
+            .bind(rows.iter().map(|u| u.expected).collect::<Vec<_>>())
+            .bind(rows.iter().map(|u| u.resets).collect::<Vec<_>>())
+            .bind(now)
+            .execute(&mut *self)
+            .await?;
+        Ok(())
     }
-    sql.push_str(
-        " ON CONFLICT (device_id, granularity, bucket_start) DO UPDATE SET tenant_id = excluded.tenant_id, \
-         consumption = excluded.consumption, min_value = excluded.min_value, max_value = excluded.max_value, \
-         sum_value = excluded.sum_value, reading_count = excluded.reading_count, \
-         expected_count = excluded.expected_count, resets = excluded.resets, updated_at = excluded.updated_at",
-    );
-    sql
+}
+
+impl UpsertRollups for sqlx::SqliteConnection {
+    async fn upsert_rollups(&mut self, rows: &[Upsert], now: Ts) -> Result<(), sqlx::Error> {
+        let mut sql = String::from(UPSERT_COLUMNS);
+        sql.push_str("VALUES ");
+        for i in 0..rows.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str("(?,?,?,?,?,?,?,?,?,?,?,?)");
+        }
+        sql.push_str(UPSERT_SET);
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for u in rows {
+            q = q
+                .bind(u.device)
+                .bind(u.bucket.as_str())
+                .bind(Ts::from(u.start))
+                .bind(u.tenant)
+                .bind(u.consumption)
+                .bind(u.min)
+                .bind(u.max)
+                .bind(u.sum)
+                .bind(u.count)
+                .bind(u.expected)
+                .bind(u.resets)
+                .bind(now);
+        }
+        q.execute(&mut *self).await?;
+        Ok(())
+    }
 }
 
 /// The part of a finer row that a coarser one sums.

@@ -226,11 +226,6 @@ async fn load(store: &Store, set: &DataSet, batch: usize) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Devices per refresh round here. Smaller than the worker's [`tds_jobs::rollups::BATCH`]: a
-/// round holds all its devices' new rows in memory before its write transaction, and a device
-/// marked over a year has ~9 k of them (2000 such devices would be ~2.5 GB).
-const REFRESH_BATCH: i64 = 250;
-
 /// Brings the rollups up to date with the store's refresh, as the rollup worker does, with
 /// progress; then the planner's statistics (autovacuum's job, done at once here).
 async fn refresh(store: &Store, set: &DataSet) -> anyhow::Result<()> {
@@ -243,7 +238,7 @@ async fn refresh(store: &Store, set: &DataSet) -> anyhow::Result<()> {
     let mut refreshed = 0usize;
     let mut last_report = Instant::now();
     loop {
-        let n = store.rollups().staff_refresh_dirty(REFRESH_BATCH).await?;
+        let n = store.rollups().staff_refresh_dirty(tds_jobs::rollups::BATCH).await?;
         if n == 0 {
             break;
         }

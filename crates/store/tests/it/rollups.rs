@@ -350,6 +350,55 @@ async fn after_a_refresh_nothing_is_pending(store: Store) {
     assert_eq!(store.rollups().staff_pending().await.unwrap(), 0);
 }
 
+async fn a_round_stops_taking_devices_at_its_row_budget(store: Store) {
+    let (a, da) = counter_setup(&store, "Acme", "aa:bb:cc:dd:ee:01").await;
+    let ga = store.gateways().get(a, da.gateway_id).await.unwrap();
+    let da2 = fixtures::meter(&store, a, &ga, "D02").await;
+    let batch = [("2026-03-10T10:00:00-03:00", 1.0), ("2026-03-10T11:05:00-03:00", 2.0)];
+    insert(&store, a, &da, &batch).await;
+    insert(&store, a, &da2, &batch).await;
+    // Each device brings two hours, a day and a month: a budget of one row takes one device.
+    assert_eq!(store.rollups().staff_refresh_round(10, 1).await.unwrap(), 1);
+    assert_eq!(store.rollups().staff_pending().await.unwrap(), 1, "the other device stays marked");
+    assert_eq!(store.rollups().staff_refresh_round(10, 1).await.unwrap(), 1);
+    assert_eq!(store.rollups().staff_refresh_round(10, 1).await.unwrap(), 0);
+    for d in [&da, &da2] {
+        let hours = rows(&store, a, d.id, Bucket::Hour).await;
+        assert_eq!(consumption_by_start(&hours)[1], (utc("2026-03-10T11:00:00-03:00"), Some(1.0)));
+    }
+}
+
+/// Months of readings at once, as after an import or a long gap: more rows than one upsert
+/// statement takes, all written and summed right.
+async fn a_long_backlog_is_refreshed_in_several_statements(store: Store) {
+    let (t, d) = counter_setup(&store, "Acme", "aa:bb:cc:dd:ee:01").await;
+    let start = utc("2026-01-01T00:00:00-03:00");
+    let hours = 24 * 120;
+    let batch: Vec<_> = (0..=hours)
+        .map(|h| new_reading(&d, (start + chrono::Duration::hours(h), 1000.0 + 2.5 * h as f64)))
+        .collect();
+    let report = store.readings().insert(t, &batch).await.unwrap();
+    assert_eq!(report.inserted, batch.len() as u64);
+    refresh(&store).await;
+    let hour_rows = rows(&store, t, d.id, Bucket::Hour).await;
+    assert_eq!(hour_rows.len(), hours as usize + 1);
+    assert!(hour_rows[1..].iter().all(|h| h.consumption == Some(2.5) && h.count == 1));
+    let days = rows(&store, t, d.id, Bucket::Day).await;
+    assert_eq!(days.len(), 121);
+    assert!(days[1..120].iter().all(|r| r.consumption == Some(60.0) && r.count == 24));
+    let months = rows(&store, t, d.id, Bucket::Month).await;
+    assert_eq!(
+        consumption_by_start(&months),
+        [
+            (utc("2026-01-01T00:00:00-03:00"), Some(2.5 * (31.0 * 24.0 - 1.0))),
+            (utc("2026-02-01T00:00:00-03:00"), Some(2.5 * 28.0 * 24.0)),
+            (utc("2026-03-01T00:00:00-03:00"), Some(2.5 * 31.0 * 24.0)),
+            (utc("2026-04-01T00:00:00-03:00"), Some(2.5 * 30.0 * 24.0)),
+            (utc("2026-05-01T00:00:00-03:00"), Some(2.5 * 1.0)),
+        ]
+    );
+}
+
 async fn another_tenants_id_reads_none_of_a_devices_rollups(store: Store) {
     let (a, da) = counter_setup(&store, "Acme", "aa:bb:cc:dd:ee:01").await;
     let (b, db) = counter_setup(&store, "Beta", "aa:bb:cc:dd:ee:02").await;
@@ -425,6 +474,8 @@ conformance!(
     a_late_reading_moves_consumption_out_of_the_next_readings_hour,
     a_late_reading_before_midnight_moves_consumption_out_of_the_next_days_and_months_total,
     after_a_refresh_nothing_is_pending,
+    a_round_stops_taking_devices_at_its_row_budget,
+    a_long_backlog_is_refreshed_in_several_statements,
     another_tenants_id_reads_none_of_a_devices_rollups,
     completeness_is_readings_over_what_the_reporting_interval_promises,
 );
