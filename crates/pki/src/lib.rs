@@ -18,6 +18,7 @@ pub mod csr;
 pub mod device;
 pub mod error;
 pub mod files;
+mod leaf;
 pub mod parse;
 pub mod server;
 pub mod service;

@@ -2,14 +2,10 @@
 //! names devices connect to as SANs (DNS names and IP addresses). Its key is never encrypted: the
 //! server (or an external broker) must read it unattended.
 
-use crate::ca::{BACKDATE, Ca};
-use crate::common::{fingerprint_sha256, now_seconds, private_key_pem, random_serial, to_offset};
+use crate::ca::Ca;
 use crate::error::{PkiError, Result};
-use chrono::{DateTime, TimeDelta, Utc};
-use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-    PKCS_ECDSA_P256_SHA256, SanType,
-};
+use chrono::{DateTime, Utc};
+use rcgen::{ExtendedKeyUsagePurpose, SanType};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -71,31 +67,17 @@ impl Ca {
         } else {
             sans.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()
         };
-        let mut params = CertificateParams::default();
-        params.subject_alt_names = names.iter().map(|n| san(n)).collect::<Result<_>>()?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, names.first().map_or("localhost", String::as_str));
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = true;
-        let (serial, serial_hex) = random_serial();
-        params.serial_number = Some(serial);
-        let now = now_seconds()?;
-        let not_before = now - BACKDATE;
-        let not_after = now + TimeDelta::days(i64::from(SERVER_VALIDITY_DAYS));
-        params.not_before = to_offset(not_before)?;
-        params.not_after = to_offset(not_after)?;
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let cert = params.signed_by(&key, self.issuer())?;
+        let sans = names.iter().map(|n| san(n)).collect::<Result<_>>()?;
+        let common_name = names.first().map_or("localhost", String::as_str);
+        let leaf =
+            self.issue_leaf(common_name, sans, ExtendedKeyUsagePurpose::ServerAuth, SERVER_VALIDITY_DAYS)?;
         Ok(ServerCertificate {
-            cert_pem: cert.pem(),
-            key_pem: private_key_pem(&key, None)?,
-            serial_hex,
-            fingerprint_sha256: fingerprint_sha256(cert.der()),
-            not_before,
-            not_after,
+            cert_pem: leaf.cert_pem,
+            key_pem: leaf.key_pem,
+            serial_hex: leaf.serial_hex,
+            fingerprint_sha256: leaf.fingerprint_sha256,
+            not_before: leaf.not_before,
+            not_after: leaf.not_after,
             sans: names,
         })
     }

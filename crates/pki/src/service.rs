@@ -6,14 +6,10 @@
 //! Must not: issue a certificate whose CN is a MAC. The CN is the broker user name, and a MAC
 //! would give the service a gateway's topics (and a gateway certificate a service's).
 
-use crate::ca::{BACKDATE, Ca};
-use crate::common::{fingerprint_sha256, now_seconds, private_key_pem, random_serial, to_offset};
+use crate::ca::Ca;
 use crate::error::{PkiError, Result};
-use chrono::{DateTime, TimeDelta, Utc};
-use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-    PKCS_ECDSA_P256_SHA256,
-};
+use chrono::{DateTime, Utc};
+use rcgen::ExtendedKeyUsagePurpose;
 use std::fmt;
 use tds_domain::Mac;
 
@@ -61,31 +57,16 @@ impl Ca {
         if !(1..=3650).contains(&validity_days) {
             return Err(PkiError::InvalidValidity(format!("{validity_days} days (expected 1 to 3650)")));
         }
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, common_name);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.use_authority_key_identifier_extension = true;
-        let (serial, serial_hex) = random_serial();
-        params.serial_number = Some(serial);
-        let now = now_seconds()?;
-        let not_before = now - BACKDATE;
-        let not_after = now + TimeDelta::days(i64::from(validity_days));
-        params.not_before = to_offset(not_before)?;
-        params.not_after = to_offset(not_after)?;
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let cert = params.signed_by(&key, self.issuer())?;
+        let leaf =
+            self.issue_leaf(common_name, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth, validity_days)?;
         Ok(ServiceCertificate {
             common_name: common_name.to_owned(),
-            cert_pem: cert.pem(),
-            key_pem: private_key_pem(&key, None)?,
-            serial_hex,
-            fingerprint_sha256: fingerprint_sha256(cert.der()),
-            not_before,
-            not_after,
+            cert_pem: leaf.cert_pem,
+            key_pem: leaf.key_pem,
+            serial_hex: leaf.serial_hex,
+            fingerprint_sha256: leaf.fingerprint_sha256,
+            not_before: leaf.not_before,
+            not_after: leaf.not_after,
         })
     }
 }
