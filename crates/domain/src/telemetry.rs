@@ -29,7 +29,11 @@
 //!   (`BatchContext::zone`): an ambiguous local time (daylight-saving fall-back) takes the earlier
 //!   instant, a local time in a spring-forward gap is refused. The year must have four digits.
 //! - A time more than [`MAX_FUTURE_SKEW`] after `BatchContext::now` is refused; exactly five
-//!   minutes ahead is accepted. Old times are accepted (backlogs).
+//!   minutes ahead is accepted. Old times are accepted (backlogs) back to
+//!   `BatchContext::oldest`, the tenant's retention horizon: a reading the retention job would
+//!   delete within a day cannot be stored faithfully (its hour's other raw readings may be gone,
+//!   so its rollups would be recomputed from part of the data), so it is refused and kept as a
+//!   dead letter instead.
 //! - A reading's `index` is its 0-based position in `leituras`.
 
 use crate::{DeviceCode, DeviceId, Mac, Unit, ValidationError};
@@ -203,6 +207,10 @@ pub enum TimestampError {
     NonExistentLocalTime { value: String, zone: Tz },
     #[error("timestamp {value:?} ({time}) is more than 5 minutes ahead of the server clock ({now})")]
     InFuture { value: String, time: DateTime<Utc>, now: DateTime<Utc> },
+    #[error(
+        "timestamp {value:?} ({time}) is older than the tenant's retention of raw readings (nothing before {oldest} is kept)"
+    )]
+    BeforeRetention { value: String, time: DateTime<Utc>, oldest: DateTime<Utc> },
 }
 
 impl TimestampError {
@@ -212,6 +220,7 @@ impl TimestampError {
             Self::NotAString { .. } | Self::Malformed { .. } => "invalid_timestamp",
             Self::NonExistentLocalTime { .. } => "nonexistent_local_time",
             Self::InFuture { .. } => "future_timestamp",
+            Self::BeforeRetention { .. } => "before_retention",
         }
     }
 }
@@ -258,6 +267,11 @@ fn timestamp_value(value: &Value, ctx: &BatchContext) -> Result<DateTime<Utc>, T
     if latest.is_some_and(|latest| time > latest) {
         return Err(TimestampError::InFuture { value: clip(s), time, now: ctx.now });
     }
+    if let Some(oldest) = ctx.oldest
+        && time < oldest
+    {
+        return Err(TimestampError::BeforeRetention { value: clip(s), time, oldest });
+    }
     Ok(time)
 }
 
@@ -276,12 +290,22 @@ pub struct BatchContext {
     pub now: DateTime<Utc>,
     /// Largest payload accepted, in bytes.
     pub max_bytes: usize,
+    /// The oldest time accepted: `now` less the tenant's retention of raw readings; `None`
+    /// when the tenant keeps them for ever.
+    pub oldest: Option<DateTime<Utc>>,
 }
 
 impl BatchContext {
-    /// A context with the default size limit [`DEFAULT_MAX_MESSAGE_BYTES`].
+    /// A context with the default size limit [`DEFAULT_MAX_MESSAGE_BYTES`] and no retention.
     pub const fn new(expected_mac: Mac, zone: Tz, now: DateTime<Utc>) -> Self {
-        Self { expected_mac, zone, now, max_bytes: DEFAULT_MAX_MESSAGE_BYTES }
+        Self { expected_mac, zone, now, max_bytes: DEFAULT_MAX_MESSAGE_BYTES, oldest: None }
+    }
+
+    /// The same context refusing times older than `retention` before `now`.
+    #[must_use]
+    pub fn with_retention(mut self, retention: Option<TimeDelta>) -> Self {
+        self.oldest = retention.and_then(|r| self.now.checked_sub_signed(r));
+        self
     }
 }
 
@@ -1174,6 +1198,28 @@ mod tests {
             let message = rejected.reason.to_string();
             assert!(message.contains(mention), "{name}: {message:?} should mention {mention:?}");
         }
+    }
+
+    #[test]
+    fn times_older_than_the_retention_are_refused_and_the_horizon_itself_is_kept() {
+        // now 2026-02-15T14:35Z, 30 days of retention: nothing before 2026-01-16T14:35Z.
+        let month = ctx().with_retention(Some(TimeDelta::days(30)));
+        assert_eq!(month.oldest, Some(utc("2026-01-16T14:35:00Z")));
+        let at = |t: &str| json!([{"dispositivo_codigo": "D01", "valor": 1, "timestamp": t}]);
+        let parsed = TelemetryBatch::parse(&batch(&at("2026-01-16T14:35:00Z")), &month).unwrap();
+        assert!(parsed.readings[0].is_ok(), "exactly at the horizon is kept");
+        let parsed = TelemetryBatch::parse(&batch(&at("2026-01-16T14:34:59Z")), &month).unwrap();
+        let rejected = parsed.readings[0].clone().unwrap_err();
+        assert_eq!(rejected.reason.code(), "before_retention");
+        let message = rejected.reason.to_string();
+        assert!(message.contains("retention") && message.contains("2026-01-16 14:35:00 UTC"), "{message}");
+        // The batch time too: its readings would take it.
+        let old = json!({"gateway_mac": MAC, "timestamp": "2025-12-31T23:00:00Z", "leituras": []});
+        let refused = TelemetryBatch::parse(old.to_string().as_bytes(), &month).unwrap_err();
+        assert_eq!(refused.code(), "before_retention", "{refused}");
+        // A tenant that keeps readings for ever accepts any age.
+        let forever = ctx().with_retention(None);
+        assert!(TelemetryBatch::parse(old.to_string().as_bytes(), &forever).is_ok());
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct GatewayEntry {
     pub mac: Mac,
     pub status: GatewayStatus,
     pub zone: Tz,
+    /// The tenant's retention of raw readings (`None`: kept for ever); older readings are
+    /// refused as dead letters.
+    pub retention: Option<chrono::TimeDelta>,
     pub devices: HashMap<DeviceCode, DeviceEntry>,
     loaded: Instant,
 }
@@ -83,6 +86,7 @@ impl Directory {
             mac,
             status: gateway.status,
             zone: tenant.timezone.tz(),
+            retention: tenant.retention(),
             devices,
             loaded: Instant::now(),
         });

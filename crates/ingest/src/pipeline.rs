@@ -162,7 +162,7 @@ pub async fn telemetry(
     now: DateTime<Utc>,
 ) -> Result<Submission, StoreError> {
     let template = dead_letter(Some(&gateway), Some(gateway.mac), topic, payload, now);
-    let mut ctx = BatchContext::new(gateway.mac, gateway.zone, now);
+    let mut ctx = BatchContext::new(gateway.mac, gateway.zone, now).with_retention(gateway.retention);
     ctx.max_bytes = max_bytes;
     let batch = match TelemetryBatch::parse(payload, &ctx) {
         Ok(b) => b,

@@ -1,16 +1,15 @@
 //! Retention (SPEC §8): raw readings older than the tenant's retention (default two years) are
 //! deleted once a day; the rollups, which reports and pages read for long spans, stay.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use tds_store::{Store, StoreError};
 
 /// Deletes every tenant's readings older than its retention at `now`; returns how many.
 pub async fn purge(store: &Store, now: DateTime<Utc>) -> Result<u64, StoreError> {
     let mut deleted = 0;
     for tenant in store.tenants().staff_list().await? {
-        if tenant.retention_days > 0 {
-            deleted +=
-                store.readings().purge_before(tenant.id, now - Duration::days(tenant.retention_days)).await?;
+        if let Some(retention) = tenant.retention() {
+            deleted += store.readings().purge_before(tenant.id, now - retention).await?;
         }
     }
     Ok(deleted)

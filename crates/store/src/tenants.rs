@@ -41,6 +41,12 @@ impl Tenant {
     pub fn licence(&self) -> Licence {
         Licence { active: self.active, valid_until: self.licence_valid_until }
     }
+
+    /// How long raw readings are kept; `None` (a retention of 0 days) keeps them for ever.
+    /// The retention job deletes older ones and ingest refuses them.
+    pub fn retention(&self) -> Option<chrono::TimeDelta> {
+        (self.retention_days > 0).then(|| chrono::TimeDelta::days(self.retention_days))
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -54,7 +54,8 @@ async fn run(store: &Store, tenant: TenantId, letter: &Rejected) -> Result<Repla
         }
         Err(e) => return Err(e),
     };
-    let zone = store.tenants().get(tenant).await?.timezone.tz();
+    let owner = store.tenants().get(tenant).await?;
+    let zone = owner.timezone.tz();
     // A single refused reading is replayed inside a batch of its own; its raw element carries
     // the instant it was taken.
     let payload = if letter.reading_index.is_none() {
@@ -69,7 +70,10 @@ async fn run(store: &Store, tenant: TenantId, letter: &Rejected) -> Result<Repla
             .to_string()
             .into_bytes()
     };
-    let batch = match TelemetryBatch::parse(&payload, &BatchContext::new(mac, zone, Utc::now())) {
+    // Under the retention the device endpoint applies: a reading past it would be deleted by the
+    // next retention run, after spoiling its hour's rollup.
+    let ctx = BatchContext::new(mac, zone, Utc::now()).with_retention(owner.retention());
+    let batch = match TelemetryBatch::parse(&payload, &ctx) {
         Ok(b) => b,
         Err(e) => return Ok(refused(format!("still refused: {} ({})", e, e.code()))),
     };

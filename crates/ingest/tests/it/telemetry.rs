@@ -8,6 +8,8 @@ type Case = (&'static str, String, Vec<(&'static str, f64)>, Vec<(Option<i64>, &
 
 fn cases() -> Vec<Case> {
     let future = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    // The tenant keeps raw readings for the default 730 days.
+    let expired = (chrono::Utc::now() - chrono::Duration::days(731)).to_rfc3339();
     vec![
         (
             "a valid batch is stored",
@@ -41,6 +43,17 @@ fn cases() -> Vec<Case> {
             batch(MAC, &format!(r#"{{"dispositivo_codigo":"D01","valor":3,"timestamp":"{future}"}}"#)),
             vec![],
             vec![(Some(0), "future_timestamp")],
+        ),
+        (
+            "a reading older than the tenant's retention is a dead letter, the rest is stored",
+            batch(
+                MAC,
+                &format!(
+                    r#"{{"dispositivo_codigo":"D01","valor":3,"timestamp":"{expired}"}},{{"dispositivo_codigo":"D02","valor":4}}"#
+                ),
+            ),
+            vec![("D02", 4.0)],
+            vec![(Some(0), "before_retention")],
         ),
         (
             "another gateway's MAC in the payload refuses the message",
