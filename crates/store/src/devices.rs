@@ -105,6 +105,20 @@ struct DeviceRow {
     updated_at: Ts,
 }
 
+/// A device as a picker lists it: with its gateway's code.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceChoice {
+    pub device: Device,
+    pub gateway_code: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct ChoiceRow {
+    #[sqlx(flatten)]
+    device: DeviceRow,
+    gateway_code: Option<String>,
+}
+
 impl TryFrom<DeviceRow> for Device {
     type Error = StoreError;
     fn try_from(r: DeviceRow) -> Result<Self, StoreError> {
@@ -185,7 +199,15 @@ fn capacity_problem(cap: &Capacity, adding_gateway: i64, adding_tenant: i64) -> 
         return Some("the gateway is decommissioned".into());
     }
     if active + adding_gateway > *max {
-        return Some(format!("the gateway already has {active} active devices, its maximum is {max}"));
+        // An import counts its own earlier rows: say so, or "already has 0" reads as nonsense.
+        return Some(if adding_gateway > 1 {
+            format!(
+                "the gateway would have {} active devices with this import's, its maximum is {max}",
+                active + adding_gateway
+            )
+        } else {
+            format!("the gateway already has {active} active devices, its maximum is {max}")
+        });
     }
     if tenant_active + adding_tenant > *tenant_max {
         return Some(format!("the tenant's limit of {tenant_max} active devices is reached"));
@@ -409,6 +431,77 @@ impl<'a> DeviceStore<'a> {
                 | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(tenant.get()).fetch_all(pool).await
         )?;
         rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// The telemetry picker's devices: the tenant's live devices whose code or name, or whose
+    /// gateway's code, contains `search` (case-insensitive; every device when it is blank), with
+    /// the devices `include` names (the current selection) first whatever the search, then by
+    /// gateway code and device code; at most `limit`. Other tenants' ids in `include` are
+    /// ignored.
+    pub async fn picker(
+        &self,
+        tenant: TenantId,
+        search: &str,
+        include: &[DeviceId],
+        limit: i64,
+    ) -> Result<Vec<DeviceChoice>, StoreError> {
+        let pattern = crate::page::contains_pattern(search);
+        self.choices(tenant, pattern.is_none(), pattern.as_deref(), include, limit).await
+    }
+
+    /// The tenant's live devices among `ids`, with their gateway's code, in the order of
+    /// [`Self::picker`].
+    pub async fn choices_by_id(
+        &self,
+        tenant: TenantId,
+        ids: &[DeviceId],
+    ) -> Result<Vec<DeviceChoice>, StoreError> {
+        self.choices(tenant, false, None, ids, ids.len() as i64).await
+    }
+
+    async fn choices(
+        &self,
+        tenant: TenantId,
+        everything: bool,
+        pattern: Option<&str>,
+        include: &[DeviceId],
+        limit: i64,
+    ) -> Result<Vec<DeviceChoice>, StoreError> {
+        // `IN (NULL)` matches nothing, so that an empty selection needs no other statement.
+        let ids = if include.is_empty() {
+            "NULL".to_owned()
+        } else {
+            (0..include.len()).map(|i| format!("${}", i + 5)).collect::<Vec<_>>().join(", ")
+        };
+        let sql = format!(
+            "SELECT {COLUMNS}, (SELECT g.code FROM gateways g WHERE g.id = devices.gateway_id) AS gateway_code \
+             FROM devices WHERE tenant_id = $1 AND archived_at IS NULL AND ($2 OR id IN ({ids}) \
+             OR (CAST($3 AS TEXT) IS NOT NULL AND (lower(code) LIKE $3 OR lower(name) LIKE $3 \
+                 OR gateway_id IN (SELECT id FROM gateways WHERE tenant_id = $1 AND lower(code) LIKE $3)))) \
+             ORDER BY CASE WHEN id IN ({ids}) THEN 0 ELSE 1 END, gateway_code, code, id LIMIT $4"
+        );
+        let rows: Vec<ChoiceRow> = on_db!(
+            self.db,
+            read | pool | {
+                let mut q = sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .bind(everything)
+                    .bind(pattern)
+                    .bind(limit);
+                for id in include {
+                    q = q.bind(id.get());
+                }
+                q.fetch_all(pool).await
+            }
+        )?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(DeviceChoice {
+                    gateway_code: r.gateway_code.unwrap_or_default(),
+                    device: r.device.try_into()?,
+                })
+            })
+            .collect()
     }
 
     pub async fn update(

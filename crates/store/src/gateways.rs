@@ -388,10 +388,7 @@ impl<'a> GatewayStore<'a> {
                  OR ($4 = 'online' AND online) \
                  OR ($4 = 'offline' AND NOT online AND last_seen_at IS NOT NULL) \
                  OR ($4 = 'never_connected' AND NOT online AND last_seen_at IS NULL))";
-        let search = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(|s| {
-            let escaped = s.to_lowercase().replace(['\\', '%', '_'], "");
-            format!("%{escaped}%")
-        });
+        let search = filter.search.as_deref().and_then(crate::page::contains_pattern);
         let connection = filter.connection.map(|c| match c {
             Connection::Online => "online",
             Connection::Offline => "offline",

@@ -1,4 +1,5 @@
-//! Pagination of lists: every list query takes a [`Page`] and returns the total with the items.
+//! Pagination of lists: every list query takes a [`Page`] and returns the total with the items;
+//! and the `LIKE` pattern of a list's search box.
 
 use serde::Serialize;
 
@@ -43,4 +44,15 @@ impl<T> Paged<T> {
     pub fn pages(&self) -> i64 {
         (self.total + i64::from(self.size) - 1) / i64::from(self.size)
     }
+}
+
+/// The `LIKE` pattern matching text that contains `search`, lower-cased, for columns compared as
+/// `lower(column) LIKE pattern`; `None` for a blank search. `%`, `_` and `\` are dropped rather
+/// than escaped (the two databases escape differently, and no code or name needs them).
+pub(crate) fn contains_pattern(search: &str) -> Option<String> {
+    let s = search.trim();
+    if s.is_empty() {
+        return None;
+    }
+    Some(format!("%{}%", s.to_lowercase().replace(['\\', '%', '_'], "")))
 }

@@ -109,6 +109,59 @@ async fn device_import_is_all_or_nothing(store: Store) {
     assert!(store.devices().list(t.id).await.unwrap().is_empty());
 }
 
+/// The telemetry picker: search by gateway code, device code or name, the selection always listed
+/// first, archived devices and other tenants' devices never.
+async fn the_picker_searches_the_tenants_live_devices_and_lists_the_selection_first(store: Store) {
+    let acme = fixtures::tenant(&store, "Acme").await;
+    let beta = fixtures::tenant(&store, "Beta").await;
+    let north = fixtures::gateway(&store, acme.id, "aa:bb:cc:dd:ee:01", "NORTH").await;
+    let south = fixtures::gateway(&store, acme.id, "aa:bb:cc:dd:ee:02", "SOUTH").await;
+    let n1 = fixtures::meter(&store, acme.id, &north, "D01").await;
+    let n2 = fixtures::meter(&store, acme.id, &north, "D02").await;
+    let mut pump = fixtures::meter_fields("P01");
+    pump.name = tds_domain::Name::parse("name", "Bomba do poço").unwrap();
+    let s1 = store.devices().create(acme.id, south.id, &pump, None).await.unwrap();
+    let gone = fixtures::meter(&store, acme.id, &south, "D09").await;
+    store.devices().archive(acme.id, gone.id).await.unwrap();
+    let beta_gw = fixtures::gateway(&store, beta.id, "aa:bb:cc:dd:ee:03", "NORTH-B").await;
+    let foreign = fixtures::meter(&store, beta.id, &beta_gw, "D01").await;
+
+    let listed = |choices: Vec<tds_store::devices::DeviceChoice>| {
+        choices.into_iter().map(|c| (c.gateway_code, c.device.code.to_string())).collect::<Vec<_>>()
+    };
+    let pair = |g: &str, d: &str| (g.to_owned(), d.to_owned());
+    let picker = store.devices();
+    // Blank search: every live device of the tenant, by gateway code then code.
+    assert_eq!(
+        listed(picker.picker(acme.id, " ", &[], 50).await.unwrap()),
+        [pair("NORTH", "D01"), pair("NORTH", "D02"), pair("SOUTH", "P01")]
+    );
+    // By gateway code (case-insensitive), device code, and name.
+    assert_eq!(listed(picker.picker(acme.id, "north", &[], 50).await.unwrap()).len(), 2);
+    assert_eq!(listed(picker.picker(acme.id, "p01", &[], 50).await.unwrap()), [pair("SOUTH", "P01")]);
+    assert_eq!(listed(picker.picker(acme.id, "bomba", &[], 50).await.unwrap()), [pair("SOUTH", "P01")]);
+    // LIKE wildcards are not wildcards.
+    assert!(picker.picker(acme.id, "%", &[], 50).await.unwrap().len() == 3, "a lone % is a blank search");
+    // The selection comes first whatever the search and the limit.
+    assert_eq!(
+        listed(picker.picker(acme.id, "north", &[s1.id], 1).await.unwrap()),
+        [pair("SOUTH", "P01")],
+        "the selected device is listed even when the search and the limit leave it out"
+    );
+    assert_eq!(
+        listed(picker.picker(acme.id, "", &[n2.id], 2).await.unwrap()),
+        [pair("NORTH", "D02"), pair("NORTH", "D01")]
+    );
+    // Archived devices and other tenants' devices are never listed, not even by id.
+    let ids = [gone.id, foreign.id, n1.id];
+    assert_eq!(listed(picker.choices_by_id(acme.id, &ids).await.unwrap()), [pair("NORTH", "D01")]);
+    assert!(
+        picker.picker(acme.id, "NORTH-B", &[foreign.id], 50).await.unwrap().is_empty(),
+        "another tenant's gateway is not searched"
+    );
+    assert!(picker.picker(acme.id, "D09", &[], 50).await.unwrap().is_empty(), "archived");
+}
+
 conformance!(
     a_gateway_takes_no_more_active_devices_than_its_maximum,
     archiving_frees_capacity_and_code_but_keeps_the_device,
@@ -116,4 +169,5 @@ conformance!(
     a_meter_needs_its_modbus_address,
     device_codes_are_unique_per_gateway_and_macs_per_tenant,
     device_import_is_all_or_nothing,
+    the_picker_searches_the_tenants_live_devices_and_lists_the_selection_first,
 );

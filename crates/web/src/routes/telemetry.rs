@@ -31,6 +31,8 @@ use tokio::sync::broadcast;
 
 /// Devices one chart may show at once.
 pub const MAX_DEVICES: usize = 12;
+/// Devices the picker lists at most; a search narrows it down (the selection is always listed).
+pub const PICKER_ROWS: i64 = 200;
 /// Rows of the latest-readings table.
 pub const LATEST_ROWS: i64 = 20;
 /// Raw readings drawn at most per device (a day every 10 s is 8640).
@@ -80,11 +82,19 @@ pub struct Selection {
     /// Custom range, local dates, `to` included.
     pub from_date: Option<NaiveDate>,
     pub to_date: Option<NaiveDate>,
+    /// The picker's search text.
+    pub search: String,
 }
 
 impl Selection {
     fn parse(query: Option<&str>) -> Self {
-        let mut sel = Selection { devices: Vec::new(), period: Period::Day, from_date: None, to_date: None };
+        let mut sel = Selection {
+            devices: Vec::new(),
+            period: Period::Day,
+            from_date: None,
+            to_date: None,
+            search: String::new(),
+        };
         for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             match k.as_ref() {
                 "device" => {
@@ -98,6 +108,7 @@ impl Selection {
                 "period" => sel.period = Period::parse(&v),
                 "from" => sel.from_date = NaiveDate::parse_from_str(&v, "%Y-%m-%d").ok(),
                 "to" => sel.to_date = NaiveDate::parse_from_str(&v, "%Y-%m-%d").ok(),
+                "q" => sel.search = v.chars().take(100).collect(),
                 _ => {}
             }
         }
@@ -155,6 +166,9 @@ pub struct Choice {
 struct TelemetryTemplate {
     ctx: PageCtx,
     choices: Vec<Choice>,
+    /// More devices match than the picker lists.
+    more: bool,
+    search: String,
     period: &'static str,
     from_date: String,
     to_date: String,
@@ -163,11 +177,12 @@ struct TelemetryTemplate {
     has_selection: bool,
 }
 
-/// The tenant's devices that the selection names (others' ids are dropped, never an error
-/// that would tell they exist).
+/// The tenant's devices that the selection names, in its order (others' ids are dropped, never
+/// an error that would tell they exist).
 async fn selected(store: &Store, tenant: TenantId, sel: &Selection) -> WebResult<Vec<Device>> {
-    let all = store.devices().list(tenant).await?;
-    Ok(sel.devices.iter().filter_map(|id| all.iter().find(|d| d.id == *id).cloned()).collect())
+    let mut found = store.devices().choices_by_id(tenant, &sel.devices).await?;
+    found.sort_by_key(|c| sel.devices.iter().position(|id| *id == c.device.id));
+    Ok(found.into_iter().map(|c| c.device).collect())
 }
 
 async fn page(
@@ -180,26 +195,20 @@ async fn page(
     let store = state.store();
     let tenant = t.tenant_id();
     let mut sel = Selection::parse(query.as_deref());
-    let devices = store.devices().list(tenant).await?;
-    let gateways: HashMap<i64, String> = store
-        .gateways()
-        .list(
-            tenant,
-            &tds_store::gateways::GatewayFilter::default(),
-            tds_store::Page::new(1, tds_store::Page::MAX_SIZE),
-        )
-        .await?
-        .items
-        .into_iter()
-        .map(|g| (g.id.get(), g.code.to_string()))
-        .collect();
-    sel.devices.retain(|id| devices.iter().any(|d| d.id == *id));
-    if sel.devices.is_empty() {
+    let mut listed = store.devices().picker(tenant, &sel.search, &sel.devices, PICKER_ROWS + 1).await?;
+    let more = listed.len() > PICKER_ROWS as usize;
+    listed.truncate(PICKER_ROWS as usize);
+    // The selection is listed first whatever the search; ids that are not the tenant's live
+    // devices are not listed, and dropped.
+    sel.devices.retain(|id| listed.iter().any(|c| c.device.id == *id));
+    if sel.devices.is_empty()
+        && sel.search.trim().is_empty()
+        && let Some(first) = listed.first()
+    {
         // Something to look at straight away: the first meter.
-        if let Some(d) = devices.iter().find(|d| d.archived_at.is_none()) {
-            sel.devices.push(d.id);
-        }
+        sel.devices.push(first.device.id);
     }
+    let devices: Vec<&Device> = listed.iter().map(|c| &c.device).collect();
     let mut latest = Vec::new();
     for id in &sel.devices {
         if let Some(d) = devices.iter().find(|d| d.id == *id) {
@@ -221,18 +230,19 @@ async fn page(
             }
         }
     }
-    let choices = devices
+    let choices = listed
         .into_iter()
-        .filter(|d| d.archived_at.is_none() || sel.devices.contains(&d.id))
-        .map(|d| Choice {
-            gateway_code: gateways.get(&d.gateway_id.get()).cloned().unwrap_or_default(),
-            selected: sel.devices.contains(&d.id),
-            device: d,
+        .map(|c| Choice {
+            selected: sel.devices.contains(&c.device.id),
+            gateway_code: c.gateway_code,
+            device: c.device,
         })
         .collect();
     let today = Utc::now().with_timezone(&ctx.zone).date_naive();
     let tmpl = TelemetryTemplate {
         choices,
+        more,
+        search: sel.search.clone(),
         period: sel.period.as_str(),
         from_date: sel.from_date.unwrap_or(today - Duration::days(7)).to_string(),
         to_date: sel.to_date.unwrap_or(today).to_string(),

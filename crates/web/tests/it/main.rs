@@ -25,4 +25,5 @@ mod members;
 mod roles;
 mod staff;
 mod support;
+mod telemetry;
 mod tenancy;
