@@ -11,7 +11,8 @@
 #                                     refreshes the rollups and prints p50/p95/p99 of the telemetry
 #                                     and home pages' queries. PostgreSQL: 10k devices x 365 days
 #                                     (~99 M readings, ~40 min here); SQLite: --devices 1000 unless
-#                                     ARGS say otherwise. TDS_BENCH_DB=sqlite|postgres runs only one.
+#                                     ARGS say otherwise.
+# TDS_BENCH_DB=sqlite|postgres runs store, ingest and queries on that database only.
 #   scripts/bench.sh connections [N] [SECONDS]
 #                                     `tds serve` on SQLite in one process and `tds simulate` with N
 #                                     (default 10000) gateways sending one batch a minute in another:
@@ -84,9 +85,12 @@ if [ "$bench" = queries ]; then
   exit 0
 fi
 
-echo "== SQLite"
-"$tds" bench "$bench" "$@"
-
-pg_start
-echo "== PostgreSQL"
-"$tds" bench "$bench" --database-url "$PG_URL" "$@"
+if [ "${TDS_BENCH_DB:-both}" != postgres ]; then
+  echo "== SQLite"
+  "$tds" bench "$bench" "$@"
+fi
+if [ "${TDS_BENCH_DB:-both}" != sqlite ]; then
+  pg_start
+  echo "== PostgreSQL"
+  "$tds" bench "$bench" --database-url "$PG_URL" "$@"
+fi

@@ -120,6 +120,12 @@ const DIRTY: &str = "SELECT r.device_id, r.tenant_id, r.from_time, r.to_time, r.
      FROM rollup_dirty r JOIN devices d ON d.id = r.device_id JOIN gateways g ON g.id = d.gateway_id \
      JOIN tenants t ON t.id = r.tenant_id ORDER BY r.marked_at LIMIT $1";
 
+/// A device's reading just before `$3` (`which` 0) and first reading after `$4` (`which` 1).
+const NEIGHBOURS: &str = "SELECT time, value, CAST(0 AS BIGINT) AS which FROM (SELECT time, value FROM readings \
+     WHERE device_id = $1 AND tenant_id = $2 AND time < $3 ORDER BY time DESC LIMIT 1) AS before_span \
+     UNION ALL SELECT time, value, CAST(1 AS BIGINT) FROM (SELECT time, value FROM readings \
+     WHERE device_id = $1 AND tenant_id = $2 AND time > $4 ORDER BY time LIMIT 1) AS after_span";
+
 /// Marks devices whose readings changed; `spans` maps device id to its earliest and latest
 /// instant (µs). Same SQL on both databases.
 pub(crate) fn mark_dirty_sql(n: usize) -> String {
@@ -320,28 +326,23 @@ impl<'a> RollupStore<'a> {
         let (device, tenant) = (d.device_id, d.tenant_id);
         let interval = d.expected_interval_s.max(1);
         let first = bucket_start(tz, Bucket::Hour, d.from_time.0);
-        let (next, baseline, readings) = on_db!(
+        // Three reads a device (a live round refreshes hundreds of devices with a few readings
+        // each, so statements count more than rows): the neighbours, the raw readings, and the
+        // stored finer rows the coarser buckets are summed from.
+        let (neighbours, readings) = on_db!(
             self.db,
             read | pool
                 | {
-                    // The first reading after the span: its interval may have changed.
-                    let next: Option<Ts> = sqlx::query_scalar(
-                "SELECT time FROM readings WHERE device_id = $1 AND tenant_id = $2 AND time > $3 ORDER BY time LIMIT 1",
-            )
-            .bind(device)
-            .bind(tenant)
-            .bind(d.to_time)
-            .fetch_optional(pool)
-            .await?;
-                    let baseline: Option<(Ts, f64)> = sqlx::query_as(
-                "SELECT time, value FROM readings WHERE device_id = $1 AND tenant_id = $2 AND time < $3 \
-                 ORDER BY time DESC LIMIT 1",
-            )
-            .bind(device)
-            .bind(tenant)
-            .bind(Ts::from(first))
-            .fetch_optional(pool)
-            .await?;
+                    // The reading before the first hour (the baseline of its first interval), and
+                    // the first reading after the span (a late reading shortens its interval).
+                    let neighbours: Vec<(Ts, f64, i64)> = sqlx::query_as(NEIGHBOURS)
+                        .bind(device)
+                        .bind(tenant)
+                        .bind(Ts::from(first))
+                        .bind(d.to_time)
+                        .fetch_all(pool)
+                        .await?;
+                    let next = neighbours.iter().find(|n| n.2 == 1).map(|n| n.0);
                     let last = next.map_or(d.to_time.0, |t| t.0);
                     let readings: Vec<(Ts, f64)> = sqlx::query_as(
                 "SELECT time, value FROM readings WHERE device_id = $1 AND tenant_id = $2 AND time >= $3 AND time < $4 \
@@ -353,9 +354,11 @@ impl<'a> RollupStore<'a> {
             .bind(Ts::from(next_bucket_start(tz, Bucket::Hour, last)))
             .fetch_all(pool)
             .await?;
-                    Ok::<_, sqlx::Error>((next, baseline, readings))
+                    Ok::<_, sqlx::Error>((neighbours, readings))
                 }
         )?;
+        let baseline = neighbours.iter().find(|n| n.2 == 0).map(|n| (n.0, n.1));
+        let next = neighbours.iter().find(|n| n.2 == 1).map(|n| n.0);
         let last = next.map_or(d.to_time.0, |t| t.0);
         let raw: Vec<(DateTime<Utc>, f64)> = readings.into_iter().map(|(t, v)| (t.0, v)).collect();
         let hours = rollup(meter, baseline.map(|(t, v)| (t.0, v)), &raw, tz, Bucket::Hour);
@@ -379,27 +382,33 @@ impl<'a> RollupStore<'a> {
             })
             .collect();
         // Days from hours, then months from days: the stored finer rows of the coarse range, with
-        // the ones just recomputed in their place.
+        // the ones just recomputed in their place. Both ranges in one statement.
+        let (day_from, day_to) =
+            (bucket_start(tz, Bucket::Day, first), next_bucket_start(tz, Bucket::Day, last));
+        let (month_from, month_to) =
+            (bucket_start(tz, Bucket::Month, first), next_bucket_start(tz, Bucket::Month, last));
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM rollups WHERE device_id = $1 AND \
+             ((granularity = 'hour' AND bucket_start >= $2 AND bucket_start < $3) \
+              OR (granularity = 'day' AND bucket_start >= $4 AND bucket_start < $5)) ORDER BY bucket_start"
+        );
+        let mut stored: Vec<Row> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(device)
+                    .bind(Ts::from(day_from))
+                    .bind(Ts::from(day_to))
+                    .bind(Ts::from(month_from))
+                    .bind(Ts::from(month_to))
+                    .fetch_all(pool)
+                    .await
+        )?;
         for (coarse, fine) in [(Bucket::Day, Bucket::Hour), (Bucket::Month, Bucket::Day)] {
-            let from = bucket_start(tz, coarse, first);
-            let to = next_bucket_start(tz, coarse, last);
-            let sql = format!(
-                "SELECT {ROW_COLUMNS} FROM rollups WHERE device_id = $1 AND granularity = $2 \
-                 AND bucket_start >= $3 AND bucket_start < $4 ORDER BY bucket_start"
-            );
-            let stored: Vec<Row> = on_db!(
-                self.db,
-                read | pool
-                    | sqlx::query_as(AssertSqlSafe(sql.as_str()))
-                        .bind(device)
-                        .bind(fine.as_str())
-                        .bind(Ts::from(from))
-                        .bind(Ts::from(to))
-                        .fetch_all(pool)
-                        .await
-            )?;
+            let finer: Vec<Row>;
+            (finer, stored) = stored.into_iter().partition(|r| r.granularity == fine.as_str());
             let mut parts: std::collections::BTreeMap<DateTime<Utc>, Part> =
-                stored.into_iter().map(|r| (r.bucket_start.0, Part::from(&r))).collect();
+                finer.into_iter().map(|r| (r.bucket_start.0, Part::from(&r))).collect();
             for u in fresh.iter().filter(|u| u.bucket == fine) {
                 parts.insert(u.start, Part::from(u));
             }
