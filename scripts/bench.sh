@@ -10,7 +10,7 @@
 #   scripts/bench.sh queries [ARGS]   `tds bench queries`: loads a data set through the ingest path,
 #                                     refreshes the rollups and prints p50/p95/p99 of the telemetry
 #                                     and home pages' queries. PostgreSQL: 10k devices x 365 days
-#                                     (~99 M readings, ~40 min here); SQLite: --devices 1000 unless
+#                                     (~99 M readings, ~35 min here); SQLite: --devices 1000 unless
 #                                     ARGS say otherwise.
 # TDS_BENCH_DB=sqlite|postgres runs store, ingest and queries on that database only.
 #   scripts/bench.sh connections [N] [SECONDS]
