@@ -192,6 +192,8 @@ impl<'a> ReadingStore<'a> {
         let ingested_at = Ts::now();
         in_tx!(self.db, |tx| {
             let mut reports = Vec::with_capacity(groups.len());
+            // (device, tenant, earliest µs, latest µs) of every device given new readings.
+            let mut marks: Vec<(i64, i64, i64, i64)> = Vec::new();
             for (tenant, group) in groups {
                 if group.is_empty() {
                     reports.push(InsertReport::default());
@@ -231,19 +233,21 @@ impl<'a> ReadingStore<'a> {
                     }
                 }
                 if inserted > 0 {
-                    // In the same transaction: a committed reading is never missing from the
-                    // rollups' to-do list (see `crate::rollups`).
-                    let marks: Vec<(&i64, &(i64, i64))> = spans.iter().collect();
-                    for chunk in marks.chunks(crate::rollups::MARK_CHUNK) {
-                        let sql = crate::rollups::mark_dirty_sql(chunk.len());
-                        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant.get()).bind(ingested_at);
-                        for (device, (lo, hi)) in chunk {
-                            q = q.bind(**device).bind(Ts::from_micros(*lo)).bind(Ts::from_micros(*hi));
-                        }
-                        q.execute(&mut *tx).await?;
-                    }
+                    marks.extend(spans.iter().map(|(&device, &(lo, hi))| (device, tenant.get(), lo, hi)));
                 }
                 reports.push(classify(group, &stored, inserted));
+            }
+            // In the same transaction: a committed reading is never missing from the rollups'
+            // to-do list (see `crate::rollups`). In device order, as the rollup refresh clears
+            // marks: two transactions locking the same rows in different orders would deadlock.
+            marks.sort_unstable();
+            for chunk in marks.chunks(crate::rollups::MARK_CHUNK) {
+                let sql = crate::rollups::mark_dirty_sql(chunk.len());
+                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(ingested_at);
+                for &(device, tenant, lo, hi) in chunk {
+                    q = q.bind(device).bind(tenant).bind(Ts::from_micros(lo)).bind(Ts::from_micros(hi));
+                }
+                q.execute(&mut *tx).await?;
             }
             Ok(reports)
         })

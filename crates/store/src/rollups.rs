@@ -126,8 +126,23 @@ const NEIGHBOURS: &str = "SELECT time, value, CAST(0 AS BIGINT) AS which FROM (S
      UNION ALL SELECT time, value, CAST(1 AS BIGINT) FROM (SELECT time, value FROM readings \
      WHERE device_id = $1 AND tenant_id = $2 AND time > $4 ORDER BY time LIMIT 1) AS after_span";
 
-/// Marks devices whose readings changed; `spans` maps device id to its earliest and latest
-/// instant (µs). Same SQL on both databases.
+/// [`NEIGHBOURS`] of many devices: `$1` ids, `$2` tenants, `$3` first hours, `$4` span ends.
+const PG_NEIGHBOURS: &str = "SELECT s.d, b.time, b.value, CAST(0 AS BIGINT) FROM \
+     UNNEST($1::BIGINT[], $2::BIGINT[], $3::TIMESTAMPTZ[]) AS s(d, t, f) CROSS JOIN LATERAL \
+     (SELECT time, value FROM readings WHERE device_id = s.d AND tenant_id = s.t AND time < s.f \
+      ORDER BY time DESC LIMIT 1) AS b \
+     UNION ALL SELECT s.d, n.time, n.value, CAST(1 AS BIGINT) FROM \
+     UNNEST($1::BIGINT[], $2::BIGINT[], $4::TIMESTAMPTZ[]) AS s(d, t, e) CROSS JOIN LATERAL \
+     (SELECT time, value FROM readings WHERE device_id = s.d AND tenant_id = s.t AND time > s.e \
+      ORDER BY time LIMIT 1) AS n";
+
+/// Many devices' readings with `$3 <= time < $4`, per device (ids `$1`, tenants `$2`).
+const PG_READINGS: &str = "SELECT s.d, r.time, r.value FROM \
+     UNNEST($1::BIGINT[], $2::BIGINT[], $3::TIMESTAMPTZ[], $4::TIMESTAMPTZ[]) AS s(d, t, f, e) CROSS JOIN LATERAL \
+     (SELECT time, value FROM readings WHERE device_id = s.d AND tenant_id = s.t AND time >= s.f AND time < s.e) AS r";
+
+/// Marks `n` devices whose readings changed: `$1` the instant, then per device its id, tenant,
+/// earliest and latest instant. Same SQL on both databases; rows lock in the order given.
 pub(crate) fn mark_dirty_sql(n: usize) -> String {
     let mut sql = String::from(
         "INSERT INTO rollup_dirty (device_id, tenant_id, from_time, to_time, marked_at) VALUES ",
@@ -136,8 +151,8 @@ pub(crate) fn mark_dirty_sql(n: usize) -> String {
         if i > 0 {
             sql.push(',');
         }
-        let p = i * 3;
-        let _ = write!(sql, "(${}, $1, ${}, ${}, $2)", p + 3, p + 4, p + 5);
+        let p = i * 4;
+        let _ = write!(sql, "(${}, ${}, ${}, ${}, $1)", p + 2, p + 3, p + 4, p + 5);
     }
     sql.push_str(
         " ON CONFLICT (device_id) DO UPDATE SET \
@@ -285,30 +300,62 @@ impl<'a> RollupStore<'a> {
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             work.push((d, tz, meter));
         }
-        // The futures are made before the stream takes them: a closure in the stream would
-        // borrow in a way the spawned worker's `Send` check cannot prove.
-        let futures: Vec<_> = work.into_iter().map(|(d, tz, meter)| self.plan_device(d, tz, meter)).collect();
-        let mut plans = stream::iter(futures).buffered(PLAN_CONCURRENCY);
         let mut upserts: Vec<Upsert> = Vec::new();
-        let mut planned: Vec<Dirty> = Vec::new();
-        while let Some(plan) = plans.next().await {
-            let (d, rows) = plan?;
-            upserts.extend(rows);
-            planned.push(d);
-            if upserts.len() >= max_rows {
-                break;
+        let mut planned: Vec<(i64, Ts)> = Vec::new();
+        match self.db {
+            // PostgreSQL: a few hundred devices per statement (a live round's devices have a few
+            // readings each, and a statement costs more than its rows), fewer when their spans
+            // are long; the round stops at the budget after a whole chunk.
+            Db::Postgres(pg) => {
+                let mut at = 0;
+                while at < work.len() && upserts.len() < max_rows {
+                    let room = max_rows - upserts.len();
+                    let mut end = at;
+                    let mut estimate = 0;
+                    while end < work.len()
+                        && (end == at || (estimate < room && end - at < PG_DEVICES_PER_READ))
+                    {
+                        estimate += estimated_rows(&work[end].0);
+                        end += 1;
+                    }
+                    let chunk = &work[at..end];
+                    let inputs = read_many(pg, chunk).await?;
+                    for ((d, tz, meter), input) in chunk.iter().zip(inputs) {
+                        upserts.extend(compute(d, *tz, *meter, input));
+                        planned.push((d.device_id, d.marked_at));
+                    }
+                    at = end;
+                }
+            }
+            // SQLite: a device at a time (its statements are cheap in process), four in flight
+            // so that reading one overlaps computing another.
+            Db::Sqlite(_) => {
+                // The futures are made before the stream takes them: a closure in the stream
+                // would borrow in a way the spawned worker's `Send` check cannot prove.
+                let futures: Vec<_> = work.iter().map(|(d, tz, _)| self.read_one(d, *tz)).collect();
+                let mut reads = stream::iter(futures).buffered(PLAN_CONCURRENCY);
+                let mut next = work.iter();
+                while let Some(input) = reads.next().await {
+                    let Some((d, tz, meter)) = next.next() else { break };
+                    upserts.extend(compute(d, *tz, *meter, input?));
+                    planned.push((d.device_id, d.marked_at));
+                    if upserts.len() >= max_rows {
+                        break;
+                    }
+                }
             }
         }
-        drop(plans);
         let now = Ts::now();
         in_tx!(self.db, |tx| {
             for chunk in upserts.chunks(UPSERT_CHUNK) {
                 tx.upsert_rollups(chunk, now).await?;
             }
-            for d in &planned {
+            // In device order, as the readings' commits mark them (see `mark_dirty_sql`).
+            planned.sort_unstable_by_key(|p| p.0);
+            for (device, marked_at) in &planned {
                 sqlx::query("DELETE FROM rollup_dirty WHERE device_id = $1 AND marked_at = $2")
-                    .bind(d.device_id)
-                    .bind(d.marked_at)
+                    .bind(device)
+                    .bind(marked_at)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -316,122 +363,231 @@ impl<'a> RollupStore<'a> {
         })
     }
 
-    /// Reads what one marked device's refresh needs and returns its new rows.
-    async fn plan_device(
-        &self,
-        d: Dirty,
-        tz: TimeZone,
-        meter: Meter,
-    ) -> Result<(Dirty, Vec<Upsert>), StoreError> {
+    /// Reads what one marked device's refresh needs, in three statements: the neighbours, the
+    /// raw readings, and the stored finer rows the coarser buckets are summed from.
+    async fn read_one(&self, d: &Dirty, tz: TimeZone) -> Result<Inputs, StoreError> {
         let (device, tenant) = (d.device_id, d.tenant_id);
-        let interval = d.expected_interval_s.max(1);
         let first = bucket_start(tz, Bucket::Hour, d.from_time.0);
-        // Three reads a device (a live round refreshes hundreds of devices with a few readings
-        // each, so statements count more than rows): the neighbours, the raw readings, and the
-        // stored finer rows the coarser buckets are summed from.
-        let (neighbours, readings) = on_db!(
+        let neighbours: Vec<(Ts, f64, i64)> = on_db!(
             self.db,
             read | pool
-                | {
-                    // The reading before the first hour (the baseline of its first interval), and
-                    // the first reading after the span (a late reading shortens its interval).
-                    let neighbours: Vec<(Ts, f64, i64)> = sqlx::query_as(NEIGHBOURS)
-                        .bind(device)
-                        .bind(tenant)
-                        .bind(Ts::from(first))
-                        .bind(d.to_time)
-                        .fetch_all(pool)
-                        .await?;
-                    let next = neighbours.iter().find(|n| n.2 == 1).map(|n| n.0);
-                    let last = next.map_or(d.to_time.0, |t| t.0);
-                    let readings: Vec<(Ts, f64)> = sqlx::query_as(
-                "SELECT time, value FROM readings WHERE device_id = $1 AND tenant_id = $2 AND time >= $3 AND time < $4 \
-                 ORDER BY time",
-            )
-            .bind(device)
-            .bind(tenant)
-            .bind(Ts::from(first))
-            .bind(Ts::from(next_bucket_start(tz, Bucket::Hour, last)))
-            .fetch_all(pool)
-            .await?;
-                    Ok::<_, sqlx::Error>((neighbours, readings))
-                }
+                | sqlx::query_as(NEIGHBOURS)
+                    .bind(device)
+                    .bind(tenant)
+                    .bind(Ts::from(first))
+                    .bind(d.to_time)
+                    .fetch_all(pool)
+                    .await
         )?;
-        let baseline = neighbours.iter().find(|n| n.2 == 0).map(|n| (n.0, n.1));
-        let next = neighbours.iter().find(|n| n.2 == 1).map(|n| n.0);
-        let last = next.map_or(d.to_time.0, |t| t.0);
-        let raw: Vec<(DateTime<Utc>, f64)> = readings.into_iter().map(|(t, v)| (t.0, v)).collect();
-        let hours = rollup(meter, baseline.map(|(t, v)| (t.0, v)), &raw, tz, Bucket::Hour);
-        let mut fresh: Vec<Upsert> = hours
-            .iter()
-            .map(|h| Upsert {
-                device,
-                tenant,
-                bucket: Bucket::Hour,
-                start: h.start,
-                consumption: h.consumption,
-                min: h.min,
-                max: h.max,
-                sum: h.avg.map(|a| a * f64::from(h.count)),
-                count: i64::from(h.count),
-                expected: i64::from(expected_readings(
-                    bucket_len_seconds(tz, Bucket::Hour, h.start),
-                    interval,
-                )),
-                resets: i64::from(h.resets),
-            })
-            .collect();
-        // Days from hours, then months from days: the stored finer rows of the coarse range, with
-        // the ones just recomputed in their place. Both ranges in one statement.
-        let (day_from, day_to) =
-            (bucket_start(tz, Bucket::Day, first), next_bucket_start(tz, Bucket::Day, last));
-        let (month_from, month_to) =
-            (bucket_start(tz, Bucket::Month, first), next_bucket_start(tz, Bucket::Month, last));
+        let mut input = Inputs::default();
+        for (t, v, which) in neighbours {
+            if which == 0 {
+                input.baseline = Some((t.0, v));
+            } else {
+                input.next = Some(t.0);
+            }
+        }
+        let r = Ranges::of(d, tz, input.next);
+        let readings: Vec<(Ts, f64)> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(
+                    "SELECT time, value FROM readings WHERE device_id = $1 AND tenant_id = $2 AND time >= $3 \
+                     AND time < $4 ORDER BY time",
+                )
+                .bind(device)
+                .bind(tenant)
+                .bind(Ts::from(r.first))
+                .bind(Ts::from(r.readings_end))
+                .fetch_all(pool)
+                .await
+        )?;
+        input.readings = readings.into_iter().map(|(t, v)| (t.0, v)).collect();
         let sql = format!(
             "SELECT {ROW_COLUMNS} FROM rollups WHERE device_id = $1 AND \
              ((granularity = 'hour' AND bucket_start >= $2 AND bucket_start < $3) \
-              OR (granularity = 'day' AND bucket_start >= $4 AND bucket_start < $5)) ORDER BY bucket_start"
+              OR (granularity = 'day' AND bucket_start >= $4 AND bucket_start < $5))"
         );
-        let mut stored: Vec<Row> = on_db!(
+        input.stored = on_db!(
             self.db,
             read | pool
                 | sqlx::query_as(AssertSqlSafe(sql.as_str()))
                     .bind(device)
-                    .bind(Ts::from(day_from))
-                    .bind(Ts::from(day_to))
-                    .bind(Ts::from(month_from))
-                    .bind(Ts::from(month_to))
+                    .bind(Ts::from(r.day_from))
+                    .bind(Ts::from(r.day_to))
+                    .bind(Ts::from(r.month_from))
+                    .bind(Ts::from(r.month_to))
                     .fetch_all(pool)
                     .await
         )?;
-        for (coarse, fine) in [(Bucket::Day, Bucket::Hour), (Bucket::Month, Bucket::Day)] {
-            let finer: Vec<Row>;
-            (finer, stored) = stored.into_iter().partition(|r| r.granularity == fine.as_str());
-            let mut parts: std::collections::BTreeMap<DateTime<Utc>, Part> =
-                finer.into_iter().map(|r| (r.bucket_start.0, Part::from(&r))).collect();
-            for u in fresh.iter().filter(|u| u.bucket == fine) {
-                parts.insert(u.start, Part::from(u));
-            }
-            let coarse_rows: Vec<Upsert> = combine(parts.into_iter(), |t| bucket_start(tz, coarse, t))
-                .into_iter()
-                .map(|c| Upsert {
-                    device,
-                    tenant,
-                    bucket: coarse,
-                    start: c.start,
-                    consumption: c.consumption,
-                    min: c.min,
-                    max: c.max,
-                    sum: c.sum,
-                    count: c.count,
-                    expected: i64::from(expected_readings(bucket_len_seconds(tz, coarse, c.start), interval)),
-                    resets: c.resets,
-                })
-                .collect();
-            fresh.extend(coarse_rows);
-        }
-        Ok((d, fresh))
+        Ok(input)
     }
+}
+
+/// What a device's refresh is computed from.
+#[derive(Default)]
+struct Inputs {
+    /// The last reading before the first recomputed hour.
+    baseline: Option<(DateTime<Utc>, f64)>,
+    /// The first reading after the marked span.
+    next: Option<DateTime<Utc>>,
+    /// The readings of the recomputed hours, any order.
+    readings: Vec<(DateTime<Utc>, f64)>,
+    /// Stored hour rows of the days and day rows of the months the recomputed hours touch.
+    stored: Vec<Row>,
+}
+
+/// The instants a device's refresh reads between.
+struct Ranges {
+    /// The first recomputed hour.
+    first: DateTime<Utc>,
+    /// The end of the hour of the first reading after the span (or of the span's last).
+    readings_end: DateTime<Utc>,
+    day_from: DateTime<Utc>,
+    day_to: DateTime<Utc>,
+    month_from: DateTime<Utc>,
+    month_to: DateTime<Utc>,
+}
+
+impl Ranges {
+    fn of(d: &Dirty, tz: TimeZone, next: Option<DateTime<Utc>>) -> Self {
+        let first = bucket_start(tz, Bucket::Hour, d.from_time.0);
+        let last = next.unwrap_or(d.to_time.0);
+        Ranges {
+            first,
+            readings_end: next_bucket_start(tz, Bucket::Hour, last),
+            day_from: bucket_start(tz, Bucket::Day, first),
+            day_to: next_bucket_start(tz, Bucket::Day, last),
+            month_from: bucket_start(tz, Bucket::Month, first),
+            month_to: next_bucket_start(tz, Bucket::Month, last),
+        }
+    }
+}
+
+/// Devices read per statement on PostgreSQL at most.
+const PG_DEVICES_PER_READ: usize = 500;
+
+/// About how many rows a device's refresh writes: its span's hours, and a day and month or so.
+fn estimated_rows(d: &Dirty) -> usize {
+    let hours = usize::try_from((d.to_time.0 - d.from_time.0).num_hours()).unwrap_or(0) + 1;
+    hours + hours / 24 + 2
+}
+
+/// Reads what the refreshes of `work`'s devices need in three statements for them all, on
+/// PostgreSQL (`UNNEST` of their ids and instants, a `LATERAL` index scan per device); in
+/// `work`'s order.
+async fn read_many(pg: &sqlx::PgPool, work: &[(Dirty, TimeZone, Meter)]) -> Result<Vec<Inputs>, StoreError> {
+    let index: HashMap<i64, usize> = work.iter().enumerate().map(|(i, (d, _, _))| (d.device_id, i)).collect();
+    let mut inputs: Vec<Inputs> = work.iter().map(|_| Inputs::default()).collect();
+    let devices: Vec<i64> = work.iter().map(|(d, _, _)| d.device_id).collect();
+    let tenants: Vec<i64> = work.iter().map(|(d, _, _)| d.tenant_id).collect();
+    let firsts: Vec<Ts> =
+        work.iter().map(|(d, tz, _)| Ts::from(bucket_start(*tz, Bucket::Hour, d.from_time.0))).collect();
+    let ends: Vec<Ts> = work.iter().map(|(d, _, _)| d.to_time).collect();
+    let neighbours: Vec<(i64, Ts, f64, i64)> = sqlx::query_as(PG_NEIGHBOURS)
+        .bind(&devices)
+        .bind(&tenants)
+        .bind(&firsts)
+        .bind(&ends)
+        .fetch_all(pg)
+        .await?;
+    for (device, t, v, which) in neighbours {
+        if let Some(input) = index.get(&device).and_then(|&i| inputs.get_mut(i)) {
+            if which == 0 {
+                input.baseline = Some((t.0, v));
+            } else {
+                input.next = Some(t.0);
+            }
+        }
+    }
+    let ranges: Vec<Ranges> =
+        work.iter().zip(&inputs).map(|((d, tz, _), input)| Ranges::of(d, *tz, input.next)).collect();
+    let readings: Vec<(i64, Ts, f64)> = sqlx::query_as(PG_READINGS)
+        .bind(&devices)
+        .bind(&tenants)
+        .bind(ranges.iter().map(|r| Ts::from(r.first)).collect::<Vec<_>>())
+        .bind(ranges.iter().map(|r| Ts::from(r.readings_end)).collect::<Vec<_>>())
+        .fetch_all(pg)
+        .await?;
+    for (device, t, v) in readings {
+        if let Some(input) = index.get(&device).and_then(|&i| inputs.get_mut(i)) {
+            input.readings.push((t.0, v));
+        }
+    }
+    let sql = format!(
+        "SELECT r.* FROM UNNEST($1::BIGINT[], $2::TIMESTAMPTZ[], $3::TIMESTAMPTZ[], $4::TIMESTAMPTZ[], \
+         $5::TIMESTAMPTZ[]) AS s(d, hf, ht, df, dt) CROSS JOIN LATERAL (SELECT {ROW_COLUMNS} FROM rollups \
+         WHERE device_id = s.d AND ((granularity = 'hour' AND bucket_start >= s.hf AND bucket_start < s.ht) \
+         OR (granularity = 'day' AND bucket_start >= s.df AND bucket_start < s.dt))) AS r"
+    );
+    let stored: Vec<Row> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(&devices)
+        .bind(ranges.iter().map(|r| Ts::from(r.day_from)).collect::<Vec<_>>())
+        .bind(ranges.iter().map(|r| Ts::from(r.day_to)).collect::<Vec<_>>())
+        .bind(ranges.iter().map(|r| Ts::from(r.month_from)).collect::<Vec<_>>())
+        .bind(ranges.iter().map(|r| Ts::from(r.month_to)).collect::<Vec<_>>())
+        .fetch_all(pg)
+        .await?;
+    for row in stored {
+        if let Some(input) = index.get(&row.device_id).and_then(|&i| inputs.get_mut(i)) {
+            input.stored.push(row);
+        }
+    }
+    Ok(inputs)
+}
+
+/// A device's new hour rows from its readings, and its day and month rows from the stored finer
+/// rows with the recomputed ones in their place.
+fn compute(d: &Dirty, tz: TimeZone, meter: Meter, input: Inputs) -> Vec<Upsert> {
+    let (device, tenant) = (d.device_id, d.tenant_id);
+    let interval = d.expected_interval_s.max(1);
+    let mut raw = input.readings;
+    raw.sort_by_key(|r| r.0);
+    let hours = rollup(meter, input.baseline, &raw, tz, Bucket::Hour);
+    let mut fresh: Vec<Upsert> = hours
+        .iter()
+        .map(|h| Upsert {
+            device,
+            tenant,
+            bucket: Bucket::Hour,
+            start: h.start,
+            consumption: h.consumption,
+            min: h.min,
+            max: h.max,
+            sum: h.avg.map(|a| a * f64::from(h.count)),
+            count: i64::from(h.count),
+            expected: i64::from(expected_readings(bucket_len_seconds(tz, Bucket::Hour, h.start), interval)),
+            resets: i64::from(h.resets),
+        })
+        .collect();
+    let mut stored = input.stored;
+    for (coarse, fine) in [(Bucket::Day, Bucket::Hour), (Bucket::Month, Bucket::Day)] {
+        let finer: Vec<Row>;
+        (finer, stored) = stored.into_iter().partition(|r| r.granularity == fine.as_str());
+        let mut parts: std::collections::BTreeMap<DateTime<Utc>, Part> =
+            finer.into_iter().map(|r| (r.bucket_start.0, Part::from(&r))).collect();
+        for u in fresh.iter().filter(|u| u.bucket == fine) {
+            parts.insert(u.start, Part::from(u));
+        }
+        let coarse_rows: Vec<Upsert> = combine(parts.into_iter(), |t| bucket_start(tz, coarse, t))
+            .into_iter()
+            .map(|c| Upsert {
+                device,
+                tenant,
+                bucket: coarse,
+                start: c.start,
+                consumption: c.consumption,
+                min: c.min,
+                max: c.max,
+                sum: c.sum,
+                count: c.count,
+                expected: i64::from(expected_readings(bucket_len_seconds(tz, coarse, c.start), interval)),
+                resets: c.resets,
+            })
+            .collect();
+        fresh.extend(coarse_rows);
+    }
+    fresh
 }
 
 /// A rollup row to write.

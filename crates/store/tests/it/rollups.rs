@@ -194,6 +194,13 @@ async fn corpus_is_stored_as_hand_computed(store: &Store, arrival: Arrival) {
     for (index, case) in cases.iter().enumerate() {
         let name = format!("{} ({arrival:?})", case.name);
         let (tenant, device) = store_case(store, index, case, arrival).await;
+        check_case(store, &name, case, tenant, device).await;
+    }
+}
+
+/// The stored rows of a corpus case are its literals, the domain's rollup and each other's sums.
+async fn check_case(store: &Store, name: &str, case: &Case, tenant: TenantId, device: DeviceId) {
+    {
         let stored = [
             rows(store, tenant, device, Bucket::Hour).await,
             rows(store, tenant, device, Bucket::Day).await,
@@ -219,8 +226,31 @@ async fn corpus_is_stored_as_hand_computed(store: &Store, arrival: Arrival) {
             }
         }
         // Days are their hours added up, months their days.
-        assert_made_of(&name, case.zone, &stored[1], &stored[0]);
-        assert_made_of(&name, case.zone, &stored[2], &stored[1]);
+        assert_made_of(name, case.zone, &stored[1], &stored[0]);
+        assert_made_of(name, case.zone, &stored[2], &stored[1]);
+    }
+}
+
+/// Every case stored before any refresh, then one round for all of them: on PostgreSQL the
+/// devices' reads share statements, and no device may get another's readings or rows.
+async fn corpus_series_refreshed_together_in_one_round_roll_up_to_the_hand_computed_buckets(store: Store) {
+    let cases = parse(CORPUS);
+    let mut stored = Vec::new();
+    for (index, case) in cases.iter().enumerate() {
+        let tenant = tenant_in(&store, &format!("Corpus {index}"), case.zone).await;
+        let mac = format!("aa:bb:cc:00:00:{index:02x}");
+        let gateway = fixtures::gateway(&store, tenant.id, &mac, &format!("GW{index}")).await;
+        let device = device_like(&store, tenant.id, &gateway, "D01", case).await;
+        let arrivals: Vec<NewReading> =
+            case.arrivals().into_iter().map(|r| new_reading(&device, r)).collect();
+        store.readings().insert(tenant.id, &arrivals).await.unwrap();
+        stored.push((tenant.id, device.id));
+    }
+    assert_eq!(store.rollups().staff_pending().await.unwrap(), cases.len() as i64);
+    assert_eq!(store.rollups().staff_refresh_dirty(1000).await.unwrap(), cases.len(), "one round");
+    assert_eq!(store.rollups().staff_pending().await.unwrap(), 0);
+    for (case, (tenant, device)) in cases.iter().zip(stored) {
+        check_case(&store, &format!("{} (one round)", case.name), case, tenant, device).await;
     }
 }
 
@@ -469,6 +499,7 @@ async fn completeness_is_readings_over_what_the_reporting_interval_promises(stor
 
 conformance!(
     corpus_series_stored_in_one_insert_roll_up_to_the_hand_computed_buckets,
+    corpus_series_refreshed_together_in_one_round_roll_up_to_the_hand_computed_buckets,
     corpus_series_stored_a_reading_at_a_time_roll_up_to_the_hand_computed_buckets,
     corpus_series_refreshed_once_after_many_inserts_roll_up_to_the_hand_computed_buckets,
     a_late_reading_moves_consumption_out_of_the_next_readings_hour,
