@@ -165,7 +165,7 @@ pub async fn cert(config: &Config, store: &Store, command: CertCommand) -> anyho
         }
         CertCommand::Revoke { mac, reason, notes } => {
             let mac = Mac::parse(&mac)?;
-            let reason = RevocationReason::parse(&reason)?;
+            let reason = RevocationReason::parse_for_device(&reason)?;
             let gateway = match store.gateways().staff_by_mac(mac).await {
                 Ok(g) => g,
                 Err(StoreError::NotFound) => bail!("no gateway with MAC {mac}"),

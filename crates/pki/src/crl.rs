@@ -40,6 +40,29 @@ impl RevocationReason {
         Self::AaCompromise,
     ];
 
+    /// The reasons a device certificate may be revoked with. The others are refused: a CA or
+    /// attribute-authority compromise is not a device's, `certificateHold` and `removeFromCRL`
+    /// belong to a suspend-and-reinstate workflow TDS does not have (a `removeFromCRL` entry would
+    /// look revoked in TDS while missing from the CRL, so brokers would still accept it).
+    pub const FOR_DEVICES: [Self; 6] = [
+        Self::Unspecified,
+        Self::KeyCompromise,
+        Self::AffiliationChanged,
+        Self::Superseded,
+        Self::CessationOfOperation,
+        Self::PrivilegeWithdrawn,
+    ];
+
+    /// Like [`Self::parse`], for revoking a device certificate: only [`Self::FOR_DEVICES`].
+    pub fn parse_for_device(input: &str) -> Result<Self> {
+        let reason = Self::parse(input)?;
+        if Self::FOR_DEVICES.contains(&reason) {
+            Ok(reason)
+        } else {
+            Err(PkiError::ReasonNotForDevice(reason.rfc_name()))
+        }
+    }
+
     /// The `snake_case` name stored in the database (`key_compromise`, `ca_compromise`, …).
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -47,6 +47,11 @@ pub enum PkiError {
     InvalidSerial(String),
     #[error("unknown revocation reason {0:?}: expected an RFC 5280 reason such as key_compromise")]
     UnknownReason(String),
+    #[error(
+        "revocation reason {0} does not apply to a device certificate: use unspecified, keyCompromise, \
+         affiliationChanged, superseded, cessationOfOperation or privilegeWithdrawn"
+    )]
+    ReasonNotForDevice(&'static str),
     #[error("MAC {0} appears more than once in the batch")]
     DuplicateMac(Mac),
     #[error("certificate {0} has no private key (it was signed from a CSR): a bundle needs one")]
