@@ -16,6 +16,8 @@ const VENDOR: &[(&str, &str)] = &[
     ("bootstrap-icons/font/fonts/bootstrap-icons.woff", "vendor/fonts/bootstrap-icons.woff"),
     ("chart.js/dist/chart.umd.min.js", "vendor/chart.umd.min.js"),
     ("htmx.org/dist/htmx.min.js", "vendor/htmx.min.js"),
+    // The brand's droplet as the tab icon (also answered at /favicon.ico).
+    ("bootstrap-icons/icons/droplet-half.svg", "vendor/favicon.svg"),
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

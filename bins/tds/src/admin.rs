@@ -102,19 +102,32 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 }
 
 /// Where the first administrator's credentials are printed on first start.
-pub const FIRST_ADMIN_EMAIL: &str = "admin@tds.localhost";
+/// The first administrator's login when `first_admin_email` is not set: `admin-` and six random
+/// hex digits at the public URL's host (or `tds.localhost`), so that nobody can guess the login
+/// of a fresh installation (it is printed once with the password).
+fn default_first_admin_email(config: &crate::config::Config) -> String {
+    let host = config
+        .public_url()
+        .ok()
+        .and_then(|u| u.domain().map(str::to_owned))
+        .filter(|d| d.contains('.'))
+        .unwrap_or_else(|| "tds.localhost".to_owned());
+    let suffix = tds_web::session::new_token().get(..6).unwrap_or("000000").to_owned();
+    format!("admin-{suffix}@{host}")
+}
 
 /// On a platform without any user, creates a staff administrator with a random password and
 /// prints the credentials once (SPEC §9). Returns whether it did.
-pub async fn ensure_first_admin(store: &Store) -> anyhow::Result<bool> {
+pub async fn ensure_first_admin(store: &Store, config: &crate::config::Config) -> anyhow::Result<bool> {
     if !store.users().staff_list().await?.is_empty() {
         return Ok(false);
     }
+    let email = config.first_admin_email.clone().unwrap_or_else(|| default_first_admin_email(config));
     let password = tds_web::session::new_token()[..20].to_owned();
     let user = store
         .users()
         .create(&NewUser {
-            email: Email::parse(FIRST_ADMIN_EMAIL)?,
+            email: Email::parse(&email)?,
             display_name: Name::parse("name", "Administrador")?,
             password_hash: Some(hash_password(&password)?),
             language: "pt-BR".into(),
@@ -124,7 +137,7 @@ pub async fn ensure_first_admin(store: &Store) -> anyhow::Result<bool> {
         .await?;
     audit(store, None, Some(user.id), "user.create_first_admin", "user", user.id.to_string()).await?;
     println!(
-        "\n  First start: platform administrator created.\n    email:    {FIRST_ADMIN_EMAIL}\n    password: {password}\n  \
+        "\n  First start: platform administrator created.\n    email:    {email}\n    password: {password}\n  \
          It is shown only this once. Log in, create a tenant in the staff console, and change the password.\n"
     );
     Ok(true)

@@ -35,6 +35,16 @@ const ENV_KEYS: &[&str] = &[
     "public_url",
     "smtp_url",
     "mail_from",
+    "first_admin_email",
+    "metrics_addr",
+    "trusted_proxies",
+    "http_max_connections",
+    "http_header_timeout_s",
+    "http_body_timeout_s",
+    "session_idle_hours",
+    "session_absolute_hours",
+    "max_concurrent_password_hashes",
+    "max_range_days",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -87,11 +97,36 @@ pub struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
     /// SMTP server for invitations and password resets (`smtp://`, `smtps://`). Unset: messages
-    /// are written to the log (development only). May hold a password: never logged.
+    /// are written as files to `{data_dir}/outbox` (development only). May hold a password: never logged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smtp_url: Option<Secret>,
     /// Sender of TDS's emails.
     pub mail_from: String,
+    /// Login of the administrator created on first start. Unset: `admin-` and six random hex
+    /// digits at the public URL's host (printed once with the password).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_admin_email: Option<String>,
+    /// A separate listener for `/metrics` (and the health checks), e.g. `127.0.0.1:9464`. Unset:
+    /// `/metrics` is on `http_addr` and answers only local requests that no proxy relayed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_addr: Option<String>,
+    /// Reverse proxies (addresses or networks) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// Open HTTP connections at most; more are closed at once.
+    pub http_max_connections: usize,
+    /// Seconds allowed for a request's headers (and between requests on a kept-alive connection).
+    pub http_header_timeout_s: u64,
+    /// Seconds allowed for a request's whole body.
+    pub http_body_timeout_s: u64,
+    /// A session ends after this many hours without use…
+    pub session_idle_hours: u64,
+    /// …and this many hours after login, however busy.
+    pub session_absolute_hours: u64,
+    /// Password hashes (argon2id, ~19 MiB each) at once. Unset: the number of cores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_password_hashes: Option<usize>,
+    /// Longest custom range of a chart, in days.
+    pub max_range_days: u32,
 }
 
 /// A secret setting: usable through [`Secret::expose`], shown as `***` by `Debug`.
@@ -149,6 +184,16 @@ impl Default for Config {
             public_url: None,
             smtp_url: None,
             mail_from: "TDS <tds@localhost>".into(),
+            first_admin_email: None,
+            metrics_addr: None,
+            trusted_proxies: Vec::new(),
+            http_max_connections: 1024,
+            http_header_timeout_s: 10,
+            http_body_timeout_s: 60,
+            session_idle_hours: 12,
+            session_absolute_hours: 7 * 24,
+            max_concurrent_password_hashes: None,
+            max_range_days: tds_web::config::DEFAULT_MAX_RANGE_DAYS,
         }
     }
 }
@@ -193,7 +238,7 @@ impl Config {
             bail!("mqtt_public_host must name the host gateways connect to");
         }
         self.public_url()?;
-        if tds_web::Mailer::log(&self.mail_from).is_err() {
+        if tds_web::Mailer::check_from(&self.mail_from).is_err() {
             bail!("mail_from {:?} is not an address such as \"TDS <tds@example.com>\"", self.mail_from);
         }
         if self.db_max_connections == 0 {
@@ -206,6 +251,32 @@ impl Config {
                 "database_url {:?} is not supported: use sqlite://PATH or postgres://USER:PASSWORD@HOST/DB",
                 tds_store::redact_url(&url)
             );
+        }
+        if let Some(email) = &self.first_admin_email {
+            tds_domain::Email::parse(email)
+                .map_err(|e| anyhow::anyhow!("first_admin_email {email:?} is not an email address: {e}"))?;
+        }
+        self.metrics_socket()?;
+        tds_web::proxy::parse_trusted(&self.trusted_proxies).map_err(|e| anyhow::anyhow!(e))?;
+        for (key, value, range) in [
+            ("http_max_connections", self.http_max_connections as u64, 1..=1_000_000),
+            ("http_header_timeout_s", self.http_header_timeout_s, 1..=3600),
+            ("http_body_timeout_s", self.http_body_timeout_s, 1..=3600),
+            ("session_idle_hours", self.session_idle_hours, 1..=24 * 365),
+            ("session_absolute_hours", self.session_absolute_hours, 1..=24 * 365),
+            (
+                "max_concurrent_password_hashes",
+                self.max_concurrent_password_hashes.unwrap_or(1) as u64,
+                1..=1024,
+            ),
+            ("max_range_days", u64::from(self.max_range_days), 1..=36_600),
+        ] {
+            if !range.contains(&value) {
+                bail!("{key} must be between {} and {}", range.start(), range.end());
+            }
+        }
+        if self.session_absolute_hours < self.session_idle_hours {
+            bail!("session_absolute_hours must be at least session_idle_hours");
         }
         tracing_subscriber::EnvFilter::try_new(&self.log_level).with_context(|| {
             format!("log_level {:?} is not a valid filter such as \"info\"", self.log_level)
@@ -279,6 +350,34 @@ impl Config {
             .unwrap_or_else(|| "localhost".to_owned());
         let port = self.http_socket().map_or(0, |a| a.port());
         format!("tds-ingest-{host}-{port}")
+    }
+
+    /// The separate metrics listener's address, when there is one.
+    pub fn metrics_socket(&self) -> anyhow::Result<Option<SocketAddr>> {
+        self.metrics_addr
+            .as_ref()
+            .map(|a| {
+                a.parse().with_context(|| format!("metrics_addr {a:?} is not an address like 127.0.0.1:9464"))
+            })
+            .transpose()
+    }
+
+    /// The web application's settings.
+    pub fn web_config(&self) -> anyhow::Result<tds_web::WebConfig> {
+        use std::time::Duration;
+        let mut web = tds_web::WebConfig::new(self.public_url()?);
+        web.trusted_proxies =
+            tds_web::proxy::parse_trusted(&self.trusted_proxies).map_err(|e| anyhow::anyhow!(e))?;
+        web.max_connections = self.http_max_connections;
+        web.header_timeout = Duration::from_secs(self.http_header_timeout_s);
+        web.body_timeout = Duration::from_secs(self.http_body_timeout_s);
+        web.session_idle = Duration::from_hours(self.session_idle_hours);
+        web.session_absolute = Duration::from_hours(self.session_absolute_hours);
+        if let Some(n) = self.max_concurrent_password_hashes {
+            web.max_concurrent_hashes = n;
+        }
+        web.max_range_days = self.max_range_days;
+        Ok(web)
     }
 
     pub fn http_socket(&self) -> anyhow::Result<SocketAddr> {

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = tds::cli::Cli::parse();
+    // Everything TDS creates (the SQLite files, keys, the outbox, backups) is its owner's only
+    // (SPEC §11), whatever umask the shell or service manager handed down.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     // Every connected gateway is a socket: lift the soft limit on open files to the hard one
     // (often 1024 soft against 500k+ hard), so that thousands of gateways fit.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {

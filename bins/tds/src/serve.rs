@@ -30,6 +30,8 @@ use tokio::net::TcpListener;
 struct AppState {
     store: Store,
     metrics: Option<PrometheusHandle>,
+    /// `/metrics` on the public web listener: only local requests that no proxy relayed.
+    metrics_local_only: bool,
 }
 
 /// The process's Prometheus recorder, installed on first use (one per process).
@@ -61,8 +63,18 @@ fn metrics_handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// Prometheus metrics of the process: ingest rate, latencies, dead letters, connections.
-async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+/// Prometheus metrics of the process: ingest rate, latencies, dead letters, connections. On the
+/// web listener (no `metrics_addr`), a request from another host or relayed by a proxy is told
+/// there is nothing here (SPEC §11: metrics are not for the public).
+async fn metrics(
+    State(state): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    let relayed = ["x-forwarded-for", "forwarded", "x-real-ip"].iter().any(|h| headers.contains_key(*h));
+    if state.metrics_local_only && (!peer.ip().to_canonical().is_loopback() || relayed) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     let body = state.metrics.as_ref().map(PrometheusHandle::render).unwrap_or_default();
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
@@ -81,6 +93,8 @@ pub struct Server {
     pki: Arc<CaFiles>,
     config: Config,
     listener: TcpListener,
+    /// The separate `/metrics` listener (`metrics_addr`), when configured.
+    metrics_listener: Option<TcpListener>,
     devices: Devices,
     events: crate::live::LiveBus,
 }
@@ -102,13 +116,21 @@ impl Server {
         );
         let pki = Arc::new(crate::pki::ensure_ca(config)?);
         let crl = crate::pki::current_crl(&store, &pki, config).await?;
-        crate::admin::ensure_first_admin(&store).await?;
+        crate::admin::ensure_first_admin(&store, config).await?;
         tracing::info!(number = crl.number, next_update = %crl.next_update, "CRL ready at /pki/crl.pem");
         let wanted = config.http_socket()?;
         let listener = TcpListener::bind(wanted).await.with_context(|| {
             format!("cannot listen on http_addr {wanted}: is another server running there?")
         })?;
         let http_addr = listener.local_addr()?;
+        let metrics_listener = match config.metrics_socket()? {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on metrics_addr {addr}"))?,
+            ),
+            None => None,
+        };
         let mqtt = config.mqtt_addr.parse().with_context(|| {
             format!("mqtt_addr {:?} is not an address like 0.0.0.0:8883", config.mqtt_addr)
         })?;
@@ -141,6 +163,7 @@ impl Server {
             pki,
             config: config.clone(),
             listener,
+            metrics_listener,
             devices,
             events,
         })
@@ -149,15 +172,30 @@ impl Server {
     /// Serves until `shutdown` completes, then finishes in-flight requests and closes the database.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(http = %self.http_addr, "TDS is listening on http://{}", self.http_addr);
+        let web_config = self.config.web_config()?;
         let web = tds_web::AppState::with_events(
             self.store.clone(),
-            web_config(&self.config)?,
+            web_config.clone(),
             mailer(&self.config)?,
             crate::pki::service(self.pki.clone(), &self.config),
             self.events.pages.clone(),
         );
-        let app = router(AppState { store: self.store.clone(), metrics: metrics_handle() })
-            .merge(tds_web::router(web));
+        let ops = AppState {
+            store: self.store.clone(),
+            metrics: metrics_handle(),
+            metrics_local_only: self.metrics_listener.is_none(),
+        };
+        let app = router(ops.clone(), self.metrics_listener.is_none()).merge(tds_web::router(web));
+        let metrics_task = self.metrics_listener.map(|listener| {
+            let app = router(AppState { metrics_local_only: false, ..ops }, true);
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "metrics and health checks on http://{addr}/metrics");
+            }
+            let config = web_config.clone();
+            tokio::spawn(async move {
+                tds_web::server::serve(listener, app, &config, std::future::pending()).await
+            })
+        });
         let crl_task =
             tokio::spawn(keep_crl_fresh(self.store.clone(), self.pki.clone(), self.config.clone()));
         let purge_task = tokio::spawn(purge_expired_web_state(self.store.clone()));
@@ -198,9 +236,7 @@ impl Server {
             }
             Devices::Broker(consumer) => tokio::spawn(consumer.run(stopped(stop_rx.clone()))),
         };
-        let served = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(stopped(stop_rx))
-            .await;
+        let served = tds_web::server::serve(self.listener, app, &web_config, stopped(stop_rx)).await;
         let _ = tokio::time::timeout(Duration::from_secs(10), devices).await;
         crl_task.abort();
         purge_task.abort();
@@ -211,6 +247,9 @@ impl Server {
             task.abort();
         }
         upkeep_task.abort();
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
         self.events.stop();
         served.context("HTTP server failed")?;
         self.store.db().close().await;
@@ -299,27 +338,26 @@ async fn sync_broker_crl_file(
     Ok(stale)
 }
 
-fn web_config(config: &Config) -> anyhow::Result<tds_web::WebConfig> {
-    Ok(tds_web::WebConfig::new(config.public_url()?))
-}
-
 fn mailer(config: &Config) -> anyhow::Result<tds_web::Mailer> {
     Ok(if let Some(url) = &config.smtp_url {
         tds_web::Mailer::smtp(url.expose(), &config.mail_from)?
     } else {
-        tracing::warn!("no smtp_url configured: invitation and password-reset emails are written to the log");
-        tds_web::Mailer::log(&config.mail_from)?
+        let outbox = config.data_dir.join("outbox");
+        tracing::warn!(outbox = %outbox.display(), "no smtp_url configured: invitation and password-reset emails are written as files to the outbox, not sent");
+        tds_web::Mailer::outbox(outbox, &config.mail_from)?
     })
 }
 
-fn router(state: AppState) -> Router {
-    Router::new()
+/// The health checks and the CRL, and `/metrics` when `with_metrics` (on the web listener only
+/// when there is no `metrics_addr`).
+fn router(state: AppState, with_metrics: bool) -> Router {
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/pki/crl.pem", get(crl_pem))
-        .route("/pki/crl.der", get(crl_der))
-        .with_state(state)
+        .route("/pki/crl.der", get(crl_der));
+    let router = if with_metrics { router.route("/metrics", get(metrics)) } else { router };
+    router.with_state(state)
 }
 
 /// Marks gateways offline after three times their reporting interval without telemetry. Every

@@ -31,15 +31,35 @@ impl<'a> LoginFailureStore<'a> {
         Self { db }
     }
 
-    pub async fn record(&self, email_key: &str, ip: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+    /// Records a failure (or an attempt not yet known to succeed, see [`Self::forget`]) and
+    /// returns its id.
+    pub async fn record(&self, email_key: &str, ip: &str, at: DateTime<Utc>) -> Result<i64, StoreError> {
+        let (id,): (i64,) = on_db!(
+            self.db,
+            write
+                | pool
+                | sqlx::query_as(
+                    "INSERT INTO login_failures (email, ip, at) VALUES ($1, $2, $3) RETURNING id"
+                )
+                .bind(key(email_key))
+                .bind(ip)
+                .bind(Ts::from(at))
+                .fetch_one(pool)
+                .await
+        )?;
+        Ok(id)
+    }
+
+    /// Deletes one recorded attempt: a login records its attempt before checking the password,
+    /// so that parallel guesses count against each other, and forgets it when the password was
+    /// right.
+    pub async fn forget(&self, id: i64) -> Result<(), StoreError> {
         on_db!(
             self.db,
             write
                 | pool
-                | sqlx::query("INSERT INTO login_failures (email, ip, at) VALUES ($1, $2, $3)")
-                    .bind(key(email_key))
-                    .bind(ip)
-                    .bind(Ts::from(at))
+                | sqlx::query("DELETE FROM login_failures WHERE id = $1")
+                    .bind(id)
                     .execute(pool)
                     .await
                     .map(|r| r.rows_affected())
@@ -64,6 +84,33 @@ impl<'a> LoginFailureStore<'a> {
                 .bind(key(email_key))
                 .bind(ip)
                 .bind(Ts::from(since))
+                .fetch_one(pool)
+                .await
+        )?;
+        Ok(FailureCounts { by_email, by_ip })
+    }
+
+    /// Like [`Self::count_since`], counting only the failures recorded up to and including `id`:
+    /// the place of one attempt among those made at the same time, which are told apart by the
+    /// order of their ids, not by when each one happened to count.
+    pub async fn rank(
+        &self,
+        email_key: &str,
+        ip: &str,
+        since: DateTime<Utc>,
+        id: i64,
+    ) -> Result<FailureCounts, StoreError> {
+        let (by_email, by_ip): (i64, i64) = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(
+                    "SELECT (SELECT count(*) FROM login_failures WHERE email = $1 AND at >= $3 AND id <= $4), \
+                            (SELECT count(*) FROM login_failures WHERE ip = $2 AND at >= $3 AND id <= $4)"
+                )
+                .bind(key(email_key))
+                .bind(ip)
+                .bind(Ts::from(since))
+                .bind(id)
                 .fetch_one(pool)
                 .await
         )?;

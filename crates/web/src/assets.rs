@@ -33,6 +33,12 @@ pub async fn serve(Path(path): Path<String>, headers: HeaderMap) -> Response {
     response
 }
 
+/// `GET /favicon.ico`, which browsers ask for on pages without an icon link (a JSON response,
+/// say): the same icon as the pages'.
+pub async fn favicon(headers: HeaderMap) -> Response {
+    serve(Path("vendor/favicon.svg".to_owned()), headers).await
+}
+
 /// Whether an asset exists (used by tests and the health check).
 pub fn exists(path: &str) -> bool {
     Assets::get(path).is_some()

@@ -25,23 +25,25 @@ use tds_store::sessions::Session;
 use tds_store::tenants::Tenant;
 use tds_store::users::User;
 
-/// The peer's address as TDS logs it and throttles logins by.
+/// The client's address as TDS logs it and throttles logins by: the TCP peer, or, when the peer
+/// is a trusted reverse proxy, the client it forwards for ([`crate::proxy::client_addr`]).
 #[derive(Debug, Clone)]
 pub struct ClientIp(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(client_ip(parts)))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Self(client_ip(parts, state)))
     }
 }
 
-fn client_ip(parts: &Parts) -> String {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |ConnectInfo(addr)| addr.ip().to_string())
+fn client_ip(parts: &Parts, state: &AppState) -> String {
+    let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else {
+        return "unknown".to_owned();
+    };
+    let forwarded = parts.headers.get_all("x-forwarded-for").into_iter().filter_map(|v| v.to_str().ok());
+    crate::proxy::client_addr(peer.ip(), forwarded, &state.config().trusted_proxies).to_string()
 }
 
 /// The language for a request: the user's setting, else the language cookie, else
@@ -95,13 +97,13 @@ impl FromRequestParts<AppState> for MaybeUser {
         };
         // Sliding expiry, written at most once a minute per session to spare the database.
         if now - session.last_seen_at > chrono::Duration::minutes(1) {
-            sessions.touch(&hash, now, session::expiry(state, now)).await?;
+            sessions.touch(&hash, now, session::expiry(state, session.created_at, now)).await?;
         }
         let current = CurrentUser {
             lang: request_lang(&parts.headers, Some(&user)),
             user,
             session,
-            ip: client_ip(parts),
+            ip: client_ip(parts, state),
         };
         parts.extensions.insert(current.clone());
         Ok(Self(Some(current)))

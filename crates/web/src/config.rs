@@ -1,6 +1,10 @@
 //! Settings of the web application, filled in by `bins/tds` from its configuration.
 
+use crate::proxy::IpNet;
 use std::time::Duration;
+
+/// Three years and a day or two: a year-over-year chart of two whole years fits.
+pub const DEFAULT_MAX_RANGE_DAYS: u32 = 1100;
 
 #[derive(Debug, Clone)]
 pub struct WebConfig {
@@ -11,10 +15,32 @@ pub struct WebConfig {
     pub secure_cookies: bool,
     /// Idle time after which a session ends (sliding).
     pub session_idle: Duration,
+    /// Time after login at which a session ends however active it is.
+    pub session_absolute: Duration,
     /// How long an invitation link stays valid.
     pub invite_ttl: Duration,
     /// How long a password-reset link stays valid.
     pub reset_ttl: Duration,
+    /// Longest custom range of a chart, in days (SPEC §11: more is a clear error).
+    pub max_range_days: u32,
+    /// Password hashes (argon2id, ~19 MiB each) allowed to run at once…
+    pub max_concurrent_hashes: usize,
+    /// …and how long a login waits for one before it is answered "busy" (503).
+    pub hash_wait: Duration,
+    /// Peers whose `X-Forwarded-For` is believed (the reverse proxy in front of TDS). Empty: the
+    /// header is ignored and the TCP peer is the client.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Open HTTP connections at most; more are closed at once.
+    pub max_connections: usize,
+    /// Time allowed for a request's line and headers (and for the next one on a kept-alive
+    /// connection).
+    pub header_timeout: Duration,
+    /// Time allowed for a request's whole body after its headers.
+    pub body_timeout: Duration,
+    /// Largest urlencoded form body read (before the CSRF check, by any route).
+    pub max_form_bytes: usize,
+    /// Largest upload (multipart: CSV imports, CSR files) read.
+    pub max_upload_bytes: usize,
 }
 
 impl WebConfig {
@@ -24,8 +50,18 @@ impl WebConfig {
             public_url,
             secure_cookies,
             session_idle: Duration::from_hours(12),
+            session_absolute: Duration::from_hours(7 * 24),
             invite_ttl: Duration::from_hours(7 * 24),
             reset_ttl: Duration::from_hours(1),
+            max_range_days: DEFAULT_MAX_RANGE_DAYS,
+            max_concurrent_hashes: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            hash_wait: Duration::from_secs(5),
+            trusted_proxies: Vec::new(),
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_mins(1),
+            max_form_bytes: 64 * 1024,
+            max_upload_bytes: 8 * 1024 * 1024,
         }
     }
 

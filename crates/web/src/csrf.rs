@@ -7,7 +7,12 @@
 //!    session's token; before login (login, invitation, password reset forms) it must equal the
 //!    `tds_csrf` cookie that the form page set (double submit).
 //!
-//! Bodies are buffered (bounded) to read the field, then handed on unchanged.
+//! Bodies are buffered to read the field, then handed on unchanged; never more than the limit
+//! for the kind of request (SPEC §11: checked before buffering, from `Content-Length` when it is
+//! given): [`MAX_ANONYMOUS_BODY`] without a session (the login, invitation and reset forms are a
+//! few hundred bytes), `max_upload_bytes` for a multipart upload, `max_form_bytes` for any other
+//! form. A request that sends its token in the header is not buffered here at all; the routes'
+//! own limits (and the router's default) bound what they read.
 
 use crate::AppState;
 use crate::auth::MaybeUser;
@@ -25,8 +30,8 @@ pub const FIELD: &str = "_csrf";
 pub const HEADER: &str = "x-csrf-token";
 /// Cookie for the double-submit token of anonymous forms.
 pub const ANON_COOKIE: &str = "tds_csrf";
-/// Largest body read for the check (CSV imports are the largest forms).
-pub const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Largest body read from a request without a session.
+pub const MAX_ANONYMOUS_BODY: usize = 16 * 1024;
 
 pub async fn protect(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
@@ -50,20 +55,44 @@ async fn check(state: &AppState, request: Request) -> Result<Request, WebError> 
             .filter(|v| v.len() >= 32)
             .ok_or(WebError::Csrf("no session and no CSRF cookie"))?,
     };
-    let header_token = parts.headers.get(HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let bytes = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| WebError::BadRequest("request body too large".into()))?;
-    let sent = match header_token {
-        Some(t) => Some(t),
-        None => token_in_body(&parts.headers, &bytes).await,
-    };
-    match sent {
+    let limit = body_limit(state, user.is_some(), &parts.headers);
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(WebError::PayloadTooLarge);
+    }
+    if let Some(sent) = parts.headers.get(HEADER).and_then(|v| v.to_str().ok()) {
+        return if constant_time_eq(sent.as_bytes(), expected.as_bytes()) {
+            Ok(Request::from_parts(parts, body))
+        } else {
+            Err(WebError::Csrf("token does not match"))
+        };
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| WebError::PayloadTooLarge)?;
+    match token_in_body(&parts.headers, &bytes).await {
         Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => {
             Ok(Request::from_parts(parts, Body::from(bytes)))
         }
         Some(_) => Err(WebError::Csrf("token does not match")),
         None => Err(WebError::Csrf("token missing")),
+    }
+}
+
+/// The most this check reads of a body (see the module's documentation).
+fn body_limit(state: &AppState, has_session: bool, headers: &HeaderMap) -> usize {
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("multipart/form-data"));
+    if !has_session {
+        MAX_ANONYMOUS_BODY
+    } else if multipart {
+        state.config().max_upload_bytes
+    } else {
+        state.config().max_form_bytes
     }
 }
 

@@ -30,6 +30,12 @@ pub enum WebError {
     BadRequest(String),
     #[error("too many requests")]
     TooManyRequests,
+    /// The request body is larger than the route (or the kind of request) accepts.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// A bounded resource (password checks) is saturated: try again in a few seconds.
+    #[error("busy")]
+    Busy,
     #[error(transparent)]
     Store(StoreError),
     #[error("{0}")]
@@ -44,7 +50,18 @@ pub enum ErrorPage {
     Csrf,
     BadRequest,
     TooManyRequests,
+    TooLarge,
+    Busy,
     Internal,
+}
+
+impl From<crate::password::HashError> for WebError {
+    fn from(e: crate::password::HashError) -> Self {
+        match e {
+            crate::password::HashError::Busy => Self::Busy,
+            crate::password::HashError::Failed(why) => Self::Internal(why),
+        }
+    }
 }
 
 impl From<StoreError> for WebError {
@@ -79,6 +96,16 @@ impl IntoResponse for WebError {
                 (StatusCode::BAD_REQUEST, ErrorPage::BadRequest)
             }
             Self::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, ErrorPage::TooManyRequests),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorPage::TooLarge),
+            Self::Busy => {
+                let mut response = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "5"), (header::CACHE_CONTROL, "no-store")],
+                )
+                    .into_response();
+                response.extensions_mut().insert(ErrorPage::Busy);
+                return response;
+            }
             Self::Store(e) => {
                 tracing::error!(error = %e, source = ?std::error::Error::source(&e), "store error in a web request");
                 (StatusCode::INTERNAL_SERVER_ERROR, ErrorPage::Internal)

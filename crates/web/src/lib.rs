@@ -20,11 +20,14 @@ pub mod import;
 pub mod mail;
 pub mod page;
 pub mod password;
+pub mod proxy;
 pub mod replay;
 pub mod routes;
 pub mod security;
+pub mod server;
 pub mod session;
 pub mod state;
+pub mod throttled_log;
 
 pub use config::WebConfig;
 pub use mail::Mailer;

@@ -62,14 +62,19 @@ pub async fn open(
             csrf_token: new_token(),
             ip: Some(ip.to_owned()),
             user_agent: user_agent.map(|ua| ua.chars().take(300).collect()),
-            expires_at: expiry(state, now),
+            expires_at: expiry(state, now, now),
         })
         .await?;
     Ok((session, session_cookie(state, token)))
 }
 
-pub fn expiry(state: &AppState, now: DateTime<Utc>) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(state.config().session_idle).unwrap_or(chrono::Duration::hours(12))
+/// When a session opened at `created` and used at `now` ends: after the idle time, but never
+/// later than the absolute lifetime from its start (SPEC §11), however busy it is kept.
+pub fn expiry(state: &AppState, created: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    let idle = chrono::Duration::from_std(state.config().session_idle).unwrap_or(chrono::Duration::hours(12));
+    let absolute =
+        chrono::Duration::from_std(state.config().session_absolute).unwrap_or(chrono::Duration::days(7));
+    (now + idle).min(created + absolute)
 }
 
 fn session_cookie(state: &AppState, token: String) -> Cookie<'static> {

@@ -21,6 +21,7 @@ struct Inner {
     mailer: Mailer,
     pki: Pki,
     events: tokio::sync::broadcast::Sender<tds_domain::LiveEvent>,
+    hashes: crate::password::HashLimiter,
 }
 
 impl AppState {
@@ -37,7 +38,8 @@ impl AppState {
         pki: Pki,
         events: tokio::sync::broadcast::Sender<tds_domain::LiveEvent>,
     ) -> Self {
-        Self { inner: Arc::new(Inner { store, config, mailer, pki, events }) }
+        let hashes = crate::password::HashLimiter::new(config.max_concurrent_hashes, config.hash_wait);
+        Self { inner: Arc::new(Inner { store, config, mailer, pki, events, hashes }) }
     }
 
     /// The live-event bus: subscribe to stream events to pages.
@@ -55,6 +57,11 @@ impl AppState {
 
     pub fn config(&self) -> &WebConfig {
         &self.inner.config
+    }
+
+    /// Where every password hash and check runs (bounded; see [`crate::password::HashLimiter`]).
+    pub fn hashes(&self) -> &crate::password::HashLimiter {
+        &self.inner.hashes
     }
 
     pub fn mailer(&self) -> &Mailer {

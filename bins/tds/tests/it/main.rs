@@ -11,6 +11,7 @@ mod broker;
 mod cli;
 mod consumption;
 mod durability;
+mod hardening;
 mod live;
 mod mqtt;
 mod pki;

@@ -9,10 +9,10 @@ use crate::i18n::Lang;
 use crate::page::PageCtx;
 use crate::routes::auth_pages::lang_cookie;
 use crate::routes::members::{check_new_password, hash_blocking};
+use crate::routes::table::Routes;
 use crate::routes::{Gone, audit, render, render_status};
 use crate::{AppState, password, session};
 use askama::Template;
-use axum::Router;
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -25,8 +25,8 @@ use tds_domain::{Cnpj, Email, Name, TimeZone};
 use tds_store::StoreError;
 use tds_store::user_tokens::TokenPurpose;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/account", get(account_page).post(update_account))
         .route("/settings", get(settings_page))
         .route("/profile", get(profile_page).post(update_profile))
@@ -199,9 +199,7 @@ async fn change_password(
     let creds = state.store().users().credentials(&me.user.email).await?;
     let stored = creds.password_hash.unwrap_or_else(|| password::dummy_hash().to_owned());
     let current = form.current.clone();
-    let ok = tokio::task::spawn_blocking(move || password::verify(&current, &stored))
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let ok = state.hashes().verify(current, stored).await?;
     if !ok {
         page.password_errors.set("current", lang.t("validation.password_wrong"));
     }
@@ -209,7 +207,7 @@ async fn change_password(
     if !page.password_errors.is_empty() {
         return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
     }
-    let hash = hash_blocking(form.password).await?;
+    let hash = hash_blocking(&state, form.password).await?;
     state.store().users().set_password(me.user.id, &hash).await?;
     let ended = state.store().sessions().delete_for_user_except(me.user.id, &me.session.token_hash).await?;
     audit(
@@ -255,6 +253,13 @@ struct ForgotForm {
     email: String,
 }
 
+/// Requests allowed per email and per IP within [`crate::routes::auth_pages::WINDOW_MINUTES`].
+const RESETS_PER_EMAIL: i64 = 5;
+const RESETS_PER_IP: i64 = 20;
+
+/// Answers the same, at once, whether or not the email has an account: the link is made and
+/// sent in the background, so neither the page nor its timing tells (SPEC §11). Requests are
+/// counted and recorded under one key, `reset:{email}`, so that the form cannot flood a mailbox.
 async fn forgot(
     State(state): State<AppState>,
     ctx: PageCtx,
@@ -262,59 +267,63 @@ async fn forgot(
     Form(form): Form<ForgotForm>,
 ) -> WebResult<Response> {
     let lang = ctx.lang;
-    // Reset requests count as failures for throttling, so the form cannot flood a mailbox.
-    let key = form.email.trim().to_lowercase();
+    let key = format!("reset:{}", form.email.trim().to_lowercase().chars().take(254).collect::<String>());
     let now = Utc::now();
-    let counts =
-        state.store().login_failures().count_since(&key, &ip, now - chrono::Duration::minutes(15)).await?;
-    if counts.by_email >= 5 || counts.by_ip >= 20 {
+    let since = now - chrono::Duration::minutes(crate::routes::auth_pages::WINDOW_MINUTES);
+    let counts = state.store().login_failures().count_since(&key, &ip, since).await?;
+    if counts.by_email >= RESETS_PER_EMAIL || counts.by_ip >= RESETS_PER_IP {
         return Err(WebError::TooManyRequests);
     }
-    state.store().login_failures().record(&format!("reset:{key}"), &ip, now).await?;
+    state.store().login_failures().record(&key, &ip, now).await?;
     if let Ok(email) = Email::parse(&form.email) {
-        match state.store().users().by_email(&email).await {
-            Ok(user) if user.active => {
-                let token = session::new_token();
-                let expires = now
-                    + chrono::Duration::from_std(state.config().reset_ttl)
-                        .unwrap_or(chrono::Duration::hours(1));
-                state
-                    .store()
-                    .user_tokens()
-                    .create_reset(user.id, &email, &session::token_hash(&token), expires)
-                    .await?;
-                let user_lang = Lang::parse(&user.language).unwrap_or(lang);
-                let link = state.config().link(&format!("/password/reset/{token}"));
-                let minutes = (state.config().reset_ttl.as_secs() / 60).to_string();
-                let body = user_lang.tf(
-                    "mail.reset_body",
-                    &[("name", user.display_name.as_str()), ("link", &link), ("minutes", &minutes)],
-                );
-                state
-                    .mailer()
-                    .send(email.as_str(), &user_lang.t("mail.reset_subject"), body)
-                    .await
-                    .map_err(|e| WebError::Internal(e.to_string()))?;
-                state
-                    .store()
-                    .audit()
-                    .record(&tds_store::audit::NewAuditEntry {
-                        tenant_id: None,
-                        user_id: Some(user.id),
-                        actor: email.to_string(),
-                        action: "password.reset_requested".into(),
-                        object_kind: "user".into(),
-                        object_id: Some(user.id.to_string()),
-                        detail: "{}".into(),
-                        ip: Some(ip),
-                    })
-                    .await?;
+        tokio::spawn(async move {
+            if let Err(e) = send_reset_link(&state, &email, lang, &ip).await {
+                tracing::error!(error = %e, "cannot send a password-reset link");
             }
-            Ok(_) | Err(StoreError::NotFound) => {}
-            Err(e) => return Err(e.into()),
-        }
+        });
     }
     Ok(Redirect::to("/login?done=reset_sent").into_response())
+}
+
+/// Makes a reset link for `email`'s account, if it has an active one, and mails it.
+async fn send_reset_link(state: &AppState, email: &Email, lang: Lang, ip: &str) -> WebResult<()> {
+    let user = match state.store().users().by_email(email).await {
+        Ok(user) if user.active => user,
+        Ok(_) | Err(StoreError::NotFound) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let now = Utc::now();
+    let token = session::new_token();
+    let expires =
+        now + chrono::Duration::from_std(state.config().reset_ttl).unwrap_or(chrono::Duration::hours(1));
+    state.store().user_tokens().create_reset(user.id, email, &session::token_hash(&token), expires).await?;
+    let user_lang = Lang::parse(&user.language).unwrap_or(lang);
+    let link = state.config().link(&format!("/password/reset/{token}"));
+    let minutes = (state.config().reset_ttl.as_secs() / 60).to_string();
+    let body = user_lang.tf(
+        "mail.reset_body",
+        &[("name", user.display_name.as_str()), ("link", &link), ("minutes", &minutes)],
+    );
+    state
+        .mailer()
+        .send(email.as_str(), &user_lang.t("mail.reset_subject"), body)
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    state
+        .store()
+        .audit()
+        .record(&tds_store::audit::NewAuditEntry {
+            tenant_id: None,
+            user_id: Some(user.id),
+            actor: email.to_string(),
+            action: "password.reset_requested".into(),
+            object_kind: "user".into(),
+            object_id: Some(user.id.to_string()),
+            detail: "{}".into(),
+            ip: Some(ip.to_owned()),
+        })
+        .await?;
+    Ok(())
 }
 
 #[derive(Template)]
@@ -365,7 +374,7 @@ async fn reset(
     if !errors.is_empty() {
         return render_status(StatusCode::UNPROCESSABLE_ENTITY, &ResetTemplate { ctx, token, errors });
     }
-    let hash = hash_blocking(form.password).await?;
+    let hash = hash_blocking(&state, form.password).await?;
     let user = match state
         .store()
         .user_tokens()

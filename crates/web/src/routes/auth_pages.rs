@@ -2,16 +2,18 @@
 //!
 //! Login throttling: after 5 failed attempts in 15 minutes for an email, or from an IP address,
 //! further attempts are refused with a clear message until the window has passed, whether or
-//! not the password is right (so the lockout cannot be used to confirm a guess).
+//! not the password is right (so the lockout cannot be used to confirm a guess). An attempt is
+//! recorded before its password is checked, so parallel guesses cannot slip past the count, and
+//! the checks themselves run through the bounded [`crate::password::HashLimiter`].
 
 use crate::auth::{ClientIp, CurrentUser, MaybeUser};
 use crate::error::{WebError, WebResult};
 use crate::i18n::{LANG_COOKIE, Lang};
 use crate::page::PageCtx;
+use crate::routes::table::Routes;
 use crate::routes::{audit, render, render_status};
 use crate::{AppState, password, session};
 use askama::Template;
-use axum::Router;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -28,9 +30,11 @@ use tds_store::audit::NewAuditEntry;
 /// Failures allowed per email and per IP within [`WINDOW_MINUTES`].
 pub const MAX_FAILURES: i64 = 5;
 pub const WINDOW_MINUTES: i64 = 15;
+/// Logins refused, by reason (`locked_out`, `invalid`).
+pub const METRIC_REFUSED: &str = "tds_web_logins_refused_total";
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/logout/everywhere", post(logout_everywhere))
@@ -51,10 +55,19 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-/// Only local paths are followed after login (no open redirect to another site).
+/// Only local paths are followed after login (no open redirect to another site): a path that
+/// starts with one `/`, made of visible ASCII only. Browsers drop tabs and line breaks from a
+/// `Location` and read `\` as `/`, so `/\t/evil.example` or `/\evil.example` would reach another
+/// host; anything outside `!`..=`~` (spaces, controls, non-ASCII) and any `\` are refused.
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            n.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -93,18 +106,29 @@ async fn login(
 ) -> WebResult<Response> {
     let ctx = ctx.section("", "login.title");
     let lang = ctx.lang;
-    let email_key = form.email.trim().to_lowercase();
+    let email_key: String = form.email.trim().to_lowercase().chars().take(254).collect();
     let next = safe_next(Some(&form.next));
     let now = Utc::now();
     let failures = state.store().login_failures();
-    let counts =
-        failures.count_since(&email_key, &ip, now - chrono::Duration::minutes(WINDOW_MINUTES)).await?;
+    let since = now - chrono::Duration::minutes(WINDOW_MINUTES);
     let refuse = |ctx: PageCtx, status: StatusCode, key: &str| {
         let error = Some(lang.tf(key, &[("minutes", &WINDOW_MINUTES.to_string())]));
         render_status(status, &LoginTemplate { ctx, email: form.email.clone(), next: next.clone(), error })
     };
+    // Locked out: refused before any work, and without writing anything (a flood of refused
+    // attempts must not grow the database); the lockout itself was audited when it began.
+    let counts = failures.count_since(&email_key, &ip, since).await?;
     if counts.by_email >= MAX_FAILURES || counts.by_ip >= MAX_FAILURES {
-        record_anonymous(&state, &email_key, &ip, "login.locked_out").await?;
+        metrics::counter!(METRIC_REFUSED, "reason" => "locked_out").increment(1);
+        return refuse(ctx, StatusCode::TOO_MANY_REQUESTS, "login.locked");
+    }
+    // The attempt counts as a failure until the password proves right, and takes its place
+    // among the attempts recorded before it (by id, so parallel guesses are ordered): no more
+    // than MAX_FAILURES of them ever reach the password check in a window.
+    let attempt = failures.record(&email_key, &ip, now).await?;
+    let rank = failures.rank(&email_key, &ip, since, attempt).await?;
+    if rank.by_email > MAX_FAILURES || rank.by_ip > MAX_FAILURES {
+        metrics::counter!(METRIC_REFUSED, "reason" => "locked_out").increment(1);
         return refuse(ctx, StatusCode::TOO_MANY_REQUESTS, "login.locked");
     }
 
@@ -118,21 +142,22 @@ async fn login(
     };
     // Verify against a dummy hash when there is no such user, so timing does not tell.
     let hash = user.as_ref().and_then(|c| c.password_hash.as_deref()).unwrap_or(password::dummy_hash());
-    let password_ok = {
-        let (pw, hash) = (form.password.clone(), hash.to_owned());
-        tokio::task::spawn_blocking(move || password::verify(&pw, &hash))
-            .await
-            .map_err(|e| WebError::Internal(e.to_string()))?
-    };
+    let password_ok = state.hashes().verify(form.password.clone(), hash.to_owned()).await?;
     let user = match user {
         Some(c) if password_ok && c.user.active && c.password_hash.is_some() => c.user,
         _ => {
-            failures.record(&email_key, &ip, now).await?;
+            metrics::counter!(METRIC_REFUSED, "reason" => "invalid").increment(1);
             record_anonymous(&state, &email_key, &ip, "login.failed").await?;
+            // The failure that completes the count starts the lockout: said once, by it.
+            if rank.by_email == MAX_FAILURES || rank.by_ip == MAX_FAILURES {
+                crate::throttled_log::warn("login_locked_out", "logins locked out after repeated failures");
+                record_anonymous(&state, &email_key, &ip, "login.locked_out").await?;
+            }
             return refuse(ctx, StatusCode::UNAUTHORIZED, "login.invalid");
         }
     };
 
+    failures.forget(attempt).await?;
     failures.clear_email(&email_key).await?;
     state.store().users().record_login(user.id).await?;
     // A new token at every login: whatever session cookie the browser had is dropped.

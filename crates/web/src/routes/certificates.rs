@@ -9,9 +9,10 @@ use crate::certs::CertError;
 use crate::error::{WebError, WebResult};
 use crate::forms::optional;
 use crate::page::PageCtx;
+use crate::routes::table::Routes;
 use crate::routes::{audit, page_numbers, render, render_status};
 use askama::Template;
-use axum::Router;
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Form, Multipart, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -28,8 +29,8 @@ use tds_store::certificates::{Certificate, CertificateFilter, CertificateStatus}
 pub const EXPIRING_YEARS: i64 = 2;
 const PAGE_SIZE: u32 = 50;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/certificates", get(list))
         .route("/certificates/{id}", get(show))
         .route("/certificates/{id}/revoke", post(revoke))
@@ -189,23 +190,15 @@ async fn show(
     };
     let history = history.into_iter().map(|c| Row { status: shown_status(&c, now), c }).collect();
     let ctx = ctx.section("certificates", "certs.title").titled(c.serial.clone());
-    let reasons = RevocationReason::ALL
-        .iter()
-        .filter(|r| {
-            !matches!(
-                r,
-                RevocationReason::RemoveFromCrl
-                    | RevocationReason::CaCompromise
-                    | RevocationReason::AaCompromise
-            )
-        })
-        .map(|r| (r.as_str(), r.rfc_name()))
-        .collect();
+    let reasons = RevocationReason::FOR_DEVICES.iter().map(|r| (r.as_str(), r.rfc_name())).collect();
     render(&ShowTemplate { ctx, status: shown_status(&c, now), c, history, reasons }, None)
 }
 
 #[derive(Debug, Deserialize)]
 struct RevokeForm {
+    // Defaulted so that the certificate is looked up (404 for another tenant's) before the
+    // reason is judged.
+    #[serde(default)]
     reason: String,
     #[serde(default)]
     notes: String,
@@ -217,8 +210,10 @@ async fn revoke(
     Path(id): Path<i64>,
     Form(form): Form<RevokeForm>,
 ) -> WebResult<Response> {
-    let reason = RevocationReason::parse(&form.reason).map_err(|e| WebError::BadRequest(e.to_string()))?;
     let id = CertificateId::new(id);
+    state.store().certificates().get(t.tenant_id(), id).await?;
+    let reason =
+        RevocationReason::parse_for_device(&form.reason).map_err(|e| WebError::BadRequest(e.to_string()))?;
     let notes = optional(&form.notes).map(|n| n.chars().take(1000).collect::<String>());
     let (revoked, crl) = state
         .pki()
@@ -322,9 +317,11 @@ async fn sign_csr(
     Admin(t): Admin,
     Path(id): Path<i64>,
     ctx: PageCtx,
-    mut multipart: Multipart,
+    multipart: Result<Multipart, MultipartRejection>,
 ) -> WebResult<Response> {
+    // The gateway first: another tenant's id is 404 whatever the body.
     let g = state.store().gateways().get(t.tenant_id(), GatewayId::new(id)).await?;
+    let mut multipart = multipart.map_err(|e| WebError::BadRequest(e.to_string()))?;
     let mut csr = String::new();
     let mut replace = false;
     while let Some(field) = multipart.next_field().await.map_err(|e| WebError::BadRequest(e.to_string()))? {

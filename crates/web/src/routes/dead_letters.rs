@@ -6,10 +6,10 @@ use crate::auth::{Admin, Staff};
 use crate::error::WebResult;
 use crate::forms::optional;
 use crate::page::PageCtx;
+use crate::routes::table::Routes;
 use crate::routes::{audit, page_numbers, render};
 use crate::{AppState, replay};
 use askama::Template;
-use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -36,8 +36,8 @@ pub const REASONS: &[&str] = &[
     "topic_not_allowed",
 ];
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/dead-letters", get(list))
         .route("/dead-letters/replay", post(replay_all))
         .route("/dead-letters/{id}", get(show))

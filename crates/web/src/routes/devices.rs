@@ -9,9 +9,9 @@ use crate::forms::{FieldErrors, field, optional};
 use crate::i18n::Lang;
 use crate::page::PageCtx;
 use crate::routes::gateways::store_refusal;
+use crate::routes::table::Routes;
 use crate::routes::{audit, render, render_status};
 use askama::Template;
-use axum::Router;
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -30,8 +30,8 @@ use tds_store::readings::Reading;
 /// Readings shown on the device page.
 pub const LAST_READINGS: i64 = 20;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/gateways/{gid}/devices/new", get(new_form).post(create))
         .route("/devices/{id}", get(show))
         .route("/devices/{id}/edit", get(edit_form).post(update))

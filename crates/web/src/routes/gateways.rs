@@ -8,9 +8,9 @@ use crate::error::{WebError, WebResult};
 use crate::forms::{FieldErrors, field, optional};
 use crate::i18n::Lang;
 use crate::page::PageCtx;
+use crate::routes::table::Routes;
 use crate::routes::{audit, page_numbers, render, render_status};
 use askama::Template;
-use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -29,8 +29,8 @@ pub const PAGE_SIZE: u32 = 24;
 /// Connection events shown on the gateway page.
 pub const HISTORY: i64 = 20;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/gateways", get(list))
         .route("/gateways/new", get(new_form).post(create))
         .route("/gateways/{id}", get(show))

@@ -6,20 +6,20 @@ use crate::auth::Editor;
 use crate::error::{WebError, WebResult};
 use crate::import::{ImportError, ImportOutcome, RowProblem};
 use crate::page::PageCtx;
+use crate::routes::table::Routes;
 use crate::routes::{audit, render, render_status};
 use askama::Template;
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::json;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/import", get(page))
-        .route("/import/{kind}", post(upload))
-        .layer(DefaultBodyLimit::max(crate::import::MAX_BYTES + 64 * 1024))
+pub fn routes() -> Routes {
+    Routes::new().route("/import", get(page)).route(
+        "/import/{kind}",
+        post(upload).layer(DefaultBodyLimit::max(crate::import::MAX_BYTES + 64 * 1024)),
+    )
 }
 
 /// A report line as shown.

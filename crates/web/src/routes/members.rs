@@ -7,10 +7,10 @@ use crate::auth::{Admin, Viewer};
 use crate::error::{WebError, WebResult};
 use crate::forms::{FieldErrors, field};
 use crate::page::PageCtx;
+use crate::routes::table::Routes;
 use crate::routes::{audit, render, render_status};
 use crate::{AppState, password, session};
 use askama::Template;
-use axum::Router;
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -23,8 +23,8 @@ use tds_store::StoreError;
 use tds_store::memberships::Member;
 use tds_store::user_tokens::{TokenPurpose, UserToken};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/members", get(list))
         .route("/members/invite", post(invite))
         .route("/members/{user}/role", post(change_role))
@@ -146,6 +146,9 @@ async fn invite(
 
 #[derive(Debug, Deserialize)]
 struct RoleForm {
+    // Defaulted so that the membership is looked up (404 for another tenant's user) before the
+    // role is judged.
+    #[serde(default)]
     role: String,
 }
 
@@ -155,9 +158,9 @@ async fn change_role(
     Path(user): Path<i64>,
     Form(form): Form<RoleForm>,
 ) -> WebResult<Response> {
-    let role = Role::parse(&form.role).map_err(|e| WebError::BadRequest(e.to_string()))?;
     let user = UserId::new(user);
     let before = state.store().memberships().role(t.tenant_id(), user).await?.ok_or(WebError::NotFound)?;
+    let role = Role::parse(&form.role).map_err(|e| WebError::BadRequest(e.to_string()))?;
     match state.store().memberships().set_role(t.tenant_id(), user, role).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_) | StoreError::Limit(_)) => {
@@ -299,7 +302,8 @@ async fn accept(
     } else {
         let name = field(&mut errors, lang, "name", Name::parse("name", &form.name));
         check_new_password(lang, &mut errors, &form.password, &form.confirm);
-        let hash = if errors.is_empty() { Some(hash_blocking(form.password.clone()).await?) } else { None };
+        let hash =
+            if errors.is_empty() { Some(hash_blocking(&state, form.password.clone()).await?) } else { None };
         (name, hash)
     };
     let (Some(name), Some(hash)) = (name, hash) else {
@@ -366,10 +370,7 @@ pub fn check_new_password(lang: crate::i18n::Lang, errors: &mut FieldErrors, pas
     }
 }
 
-/// argon2 is deliberately slow: hash off the async threads.
-pub async fn hash_blocking(password: String) -> WebResult<String> {
-    tokio::task::spawn_blocking(move || password::hash(&password))
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))?
-        .map_err(|e| WebError::Internal(e.to_string()))
+/// argon2 is deliberately slow: hash off the async threads, within the limit of hashes at once.
+pub async fn hash_blocking(state: &AppState, password: String) -> WebResult<String> {
+    Ok(state.hashes().hash(password).await?)
 }

@@ -10,6 +10,7 @@ pub mod home;
 pub mod imports;
 pub mod members;
 pub mod staff;
+pub mod table;
 pub mod telemetry;
 pub mod tenants;
 
@@ -28,8 +29,9 @@ use axum_extra::extract::CookieJar;
 use serde_json::Value;
 use tds_store::audit::NewAuditEntry;
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Every page route (see [`table::Routes`]).
+fn all() -> table::Routes {
+    table::Routes::new()
         .route("/", get(home::page))
         .merge(auth_pages::routes())
         .merge(tenants::routes())
@@ -45,7 +47,21 @@ pub fn router(state: AppState) -> Router {
         .route("/alerts", get(placeholder_alerts))
         .route("/reports", get(placeholder_reports))
         .route("/assets/{*path}", get(assets::serve))
+        .route("/favicon.ico", get(assets::favicon))
+}
+
+/// The paths the router serves, for the attack suite's role matrix.
+pub fn table() -> Vec<&'static str> {
+    all().paths().to_vec()
+}
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config().max_upload_bytes;
+    all()
+        .into_router()
         .fallback(not_found)
+        // The outer bound of any body a route reads; routes and the CSRF check set tighter ones.
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
         // Order matters: the CSRF check runs inside the error-page renderer, so its refusals
         // are explained in the visitor's language too.
         .layer(middleware::from_fn_with_state(state.clone(), csrf::protect))
@@ -104,6 +120,8 @@ async fn error_pages(State(state): State<AppState>, request: Request, next: Next
         ErrorPage::Csrf => "error.csrf",
         ErrorPage::BadRequest => "error.bad_request",
         ErrorPage::TooManyRequests => "error.too_many",
+        ErrorPage::Busy => "error.busy",
+        ErrorPage::TooLarge => "error.too_large",
         ErrorPage::Internal => "error.internal",
     };
     let status = response.status();

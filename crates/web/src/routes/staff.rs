@@ -8,9 +8,9 @@ use crate::error::{WebError, WebResult};
 use crate::forms::{FieldErrors, field, optional};
 use crate::i18n::Lang;
 use crate::page::PageCtx;
+use crate::routes::table::Routes;
 use crate::routes::{PageQuery, audit, page_numbers, render, render_status};
 use askama::Template;
-use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -28,8 +28,8 @@ use tds_store::{Page, StoreError};
 /// Upper bound of each tenant limit a form accepts.
 const MAX_LIMIT: i64 = 1_000_000;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/staff", get(tenants))
         .route("/staff/tenants", post(create_tenant))
         .route("/staff/tenants/{id}", get(tenant_page).post(update_tenant))

@@ -12,8 +12,8 @@ use crate::auth::Viewer;
 use crate::error::WebResult;
 use crate::page::PageCtx;
 use crate::routes::render;
+use crate::routes::table::Routes;
 use askama::Template;
-use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Json, Response};
@@ -38,8 +38,8 @@ pub const LATEST_ROWS: i64 = 20;
 /// Raw readings drawn at most per device (a day every 10 s is 8640).
 const MAX_RAW: i64 = 20_000;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/telemetry", get(page))
         .route("/telemetry/data", get(data))
         .route("/events", get(events))
@@ -115,14 +115,21 @@ impl Selection {
         sel
     }
 
-    /// The UTC range `[from, to)` it covers at `now`, in the tenant's zone for a custom range.
-    fn range(&self, tz: TimeZone, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    /// The UTC range `[from, to)` it covers at `now`, in the tenant's zone for a custom range; a
+    /// custom range of more than `max_days` days is refused (SPEC §11: a chart of at most a few
+    /// years), before anything is read or a bucket is counted.
+    fn range(
+        &self,
+        tz: TimeZone,
+        now: DateTime<Utc>,
+        max_days: u32,
+    ) -> Result<(DateTime<Utc>, DateTime<Utc>), RangeTooLong> {
         let local_day = |d: NaiveDate| {
             d.and_hms_opt(12, 0, 0)
                 .and_then(|noon| noon.and_local_timezone(tz.tz()).earliest())
                 .map(|noon| bucket_start(tz, Bucket::Day, noon.with_timezone(&Utc)))
         };
-        match self.period {
+        Ok(match self.period {
             Period::Day => (now - Duration::hours(24), now),
             Period::Week => (now - Duration::days(7), now),
             Period::Month => (now - Duration::days(30), now),
@@ -132,13 +139,28 @@ impl Selection {
                     (Some(f), Some(t)) => (t, f),
                     (Some(f), None) => (f, f),
                     (None, Some(t)) => (t, t),
-                    (None, None) => return (now - Duration::hours(24), now),
+                    (None, None) => return Ok((now - Duration::hours(24), now)),
                 };
+                if (to - from).num_days() >= i64::from(max_days) {
+                    return Err(RangeTooLong { max_days });
+                }
                 let start = local_day(from).unwrap_or(now - Duration::hours(24));
                 let end = to.succ_opt().and_then(local_day).unwrap_or(now);
                 (start, end)
             }
-        }
+        })
+    }
+}
+
+/// A custom range longer than the configured maximum.
+#[derive(Debug, Clone, Copy)]
+struct RangeTooLong {
+    max_days: u32,
+}
+
+impl RangeTooLong {
+    fn message(self, lang: crate::i18n::Lang) -> String {
+        lang.tf("telemetry.range_too_long", &[("days", &self.max_days.to_string())])
     }
 }
 
@@ -175,6 +197,8 @@ struct TelemetryTemplate {
     data_url: String,
     latest: Vec<(Reading, String, String)>,
     has_selection: bool,
+    /// The custom range is too long: said under the dates, and no chart is drawn.
+    range_error: Option<String>,
 }
 
 /// The tenant's devices that the selection names, in its order (others' ids are dropped, never
@@ -239,7 +263,13 @@ async fn page(
         })
         .collect();
     let today = Utc::now().with_timezone(&ctx.zone).date_naive();
+    let range_error = sel
+        .range(t.tenant.timezone, Utc::now(), state.config().max_range_days)
+        .err()
+        .map(|e| e.message(ctx.lang));
+    let has_selection = !sel.devices.is_empty() && range_error.is_none();
     let tmpl = TelemetryTemplate {
+        range_error,
         choices,
         more,
         search: sel.search.clone(),
@@ -247,7 +277,7 @@ async fn page(
         from_date: sel.from_date.unwrap_or(today - Duration::days(7)).to_string(),
         to_date: sel.to_date.unwrap_or(today).to_string(),
         data_url,
-        has_selection: !sel.devices.is_empty(),
+        has_selection,
         latest,
         ctx,
     };
@@ -289,7 +319,13 @@ async fn data(
     let tenant = t.tenant_id();
     let tz = t.tenant.timezone;
     let sel = Selection::parse(query.as_deref());
-    let (from, to) = sel.range(tz, Utc::now());
+    let (from, to) = match sel.range(tz, Utc::now(), state.config().max_range_days) {
+        Ok(range) => range,
+        Err(e) => {
+            let body = serde_json::json!({ "error": e.message(t.lang()) });
+            return Ok((axum::http::StatusCode::BAD_REQUEST, Json(body)).into_response());
+        }
+    };
     let (line_bucket, bar_bucket) = resolution(to - from);
     let mut series = Vec::new();
     for d in selected(store, tenant, &sel).await? {
@@ -360,25 +396,62 @@ fn with_gaps(readings: &[Reading], interval_s: i64) -> Vec<(i64, Option<f64>)> {
     out
 }
 
+/// How often an open event stream checks that its session and membership still hold: a logout
+/// everywhere, an expired session or a removal from the tenant ends the stream within this time.
+pub const STREAM_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Server-sent events of the session's tenant: `readings` and `gateway` (status). A page that
-/// falls too far behind gets a `resync` event and reloads its data.
+/// falls too far behind gets a `resync` event and reloads its data. The stream ends when the
+/// session or the membership it was opened with ends (checked every [`STREAM_RECHECK`]).
 async fn events(State(state): State<AppState>, Viewer(t): Viewer) -> impl IntoResponse {
     let tenant = t.tenant_id();
     let rx = state.events().subscribe();
-    let stream = futures_util::stream::unfold(rx, move |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(event) if event.tenant() == tenant => {
-                    let sse = Event::default().event(event.name()).json_data(&event).unwrap_or_default();
-                    return Some((Ok::<_, std::convert::Infallible>(sse), rx));
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + STREAM_RECHECK, STREAM_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let watch = (state, t.me.session.token_hash.clone(), t.me.user.id);
+    let stream =
+        futures_util::stream::unfold((rx, recheck, watch), move |(mut rx, mut recheck, watch)| async move {
+            loop {
+                let event = tokio::select! {
+                    event = rx.recv() => event,
+                    _ = recheck.tick() => {
+                        if still_allowed(&watch.0, &watch.1, watch.2, tenant).await {
+                            continue;
+                        }
+                        return None;
+                    }
+                };
+                match event {
+                    Ok(event) if event.tenant() == tenant => {
+                        let sse = Event::default().event(event.name()).json_data(&event).unwrap_or_default();
+                        return Some((Ok::<_, std::convert::Infallible>(sse), (rx, recheck, watch)));
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        return Some((Ok(Event::default().event("resync").data("{}")), (rx, recheck, watch)));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    return Some((Ok(Event::default().event("resync").data("{}")), rx));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
             }
-        }
-    });
+        });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Whether the session is still open, its user active and still a member of `tenant`. A database error
+/// keeps the stream (the next check decides).
+async fn still_allowed(state: &AppState, session: &str, user: tds_domain::UserId, tenant: TenantId) -> bool {
+    match state.store().sessions().get(session, Utc::now()).await {
+        Ok(s) if s.tenant_id == Some(tenant) => {}
+        Ok(_) | Err(tds_store::StoreError::NotFound) => return false,
+        Err(_) => return true,
+    }
+    match state.store().users().get(user).await {
+        Ok(u) if u.active => {}
+        Ok(_) | Err(tds_store::StoreError::NotFound) => return false,
+        Err(_) => return true,
+    }
+    match state.store().memberships().role(tenant, user).await {
+        Ok(role) => role.is_some(),
+        Err(_) => true,
+    }
 }

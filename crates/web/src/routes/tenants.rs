@@ -6,9 +6,9 @@ use crate::auth::CurrentUser;
 use crate::error::{WebError, WebResult};
 use crate::page::PageCtx;
 use crate::routes::auth_pages::safe_next;
+use crate::routes::table::Routes;
 use crate::routes::{audit, render};
 use askama::Template;
-use axum::Router;
 use axum::extract::{Form, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -17,8 +17,8 @@ use serde::Deserialize;
 use serde_json::json;
 use tds_domain::{LicenceState, Role, TenantId};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/tenants", get(pick_page).post(pick)).route("/licence", get(licence_page))
+pub fn routes() -> Routes {
+    Routes::new().route("/tenants", get(pick_page).post(pick)).route("/licence", get(licence_page))
 }
 
 #[derive(Debug)]

@@ -107,6 +107,43 @@ async fn an_editor_logs_in_creates_a_gateway_and_a_device_through_the_forms() {
 }
 
 #[tokio::test]
+async fn pages_load_without_a_console_error_a_policy_violation_or_a_missing_icon() {
+    let app = TestApp::spawn(TestDb::sqlite().await).await;
+    let t = app.tenant("T").await;
+    app.user("ana@example.com", Some((t.id, Role::Admin))).await;
+    let gw = fixtures::gateway(&app.store, t.id, "aa:00:00:00:00:01", "GW1").await;
+    let d = fixtures::meter(&app.store, t.id, &gw, "D01").await;
+    let Some(b) = Browser::open(&app, DESKTOP).await else { return };
+    b.goto("/login").await;
+    b.find("#email").await;
+    assert_eq!(b.console_errors().await, Vec::<String>::new(), "the login page");
+    // The log does report what it should.
+    b.js("console.error('probe of the console log')").await;
+    assert!(b.console_errors().await.iter().any(|e| e.contains("probe of the console log")));
+    b.login("ana@example.com").await;
+    for path in [
+        "/".to_owned(),
+        "/gateways".to_owned(),
+        format!("/gateways/{}", gw.id),
+        format!("/devices/{}", d.id),
+        format!("/telemetry?device={}", d.id),
+        "/certificates".to_owned(),
+        "/members".to_owned(),
+        "/profile".to_owned(),
+    ] {
+        b.goto(&path).await;
+        b.find("main h1").await;
+        // Let htmx and the charts start (htmx's own style injection happened at load).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(b.console_errors().await, Vec::<String>::new(), "{path}");
+    }
+    let icon = reqwest::get(format!("{}/favicon.ico", app.base)).await.unwrap();
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+    b.close().await;
+}
+
+#[tokio::test]
 async fn switching_to_english_translates_the_page() {
     let app = TestApp::spawn(TestDb::sqlite().await).await;
     let t = app.tenant("T").await;
@@ -323,6 +360,20 @@ async fn the_telemetry_page_draws_stored_data_and_shows_a_reading_published_over
 }
 
 /// A WebDriver session in a headless Chromium of its own.
+/// chromedriver's `POST /session/{id}/se/log` for the browser's console.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        (axum::http::Method::POST, Some(json!({ "type": "browser" }).to_string()))
+    }
+}
+
 struct Browser {
     client: Client,
     base: String,
@@ -376,6 +427,8 @@ impl Browser {
         caps.insert("browserName".into(), json!("chrome"));
         caps.insert("goog:chromeOptions".into(), options);
         caps.insert("timeouts".into(), json!({ "pageLoad": 30_000, "script": 15_000, "implicit": 0 }));
+        // Keeps the console (CSP violations, failed loads) for `console_errors`.
+        caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
         let client = ClientBuilder::rustls()
             .unwrap()
             .capabilities(caps)
@@ -434,6 +487,18 @@ impl Browser {
     async fn select(&self, id: &str, value: &str) {
         self.find(&format!("#{id}")).await.select_by_value(value).await.unwrap();
         assert_eq!(self.value(id).await, value, "choosing in #{id}");
+    }
+
+    /// The console's errors and warnings since the last call (chromedriver's browser log): a
+    /// Content-Security-Policy violation, a resource that failed to load.
+    async fn console_errors(&self) -> Vec<String> {
+        let log = self.client.issue_cmd(BrowserLog).await.unwrap();
+        log.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| matches!(e["level"].as_str(), Some("SEVERE" | "WARNING")))
+            .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
     }
 
     /// Runs `script` (a function body; a returned promise is awaited) and returns its result.

@@ -90,6 +90,8 @@ async fn every_asset_the_login_page_needs_is_served_by_the_binary(db: TestDb) {
         let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
         let expected = if a.ends_with(".css") {
             "text/css"
+        } else if a.ends_with(".svg") {
+            "image/svg+xml"
         } else if a.ends_with(".js") {
             "javascript"
         } else {

@@ -15,11 +15,13 @@
     clippy::many_single_char_names
 )]
 
+mod attack;
 mod auth;
 mod browser;
 mod certificates;
 mod dead_letters;
 mod forms;
+mod hardening;
 mod imports;
 mod members;
 mod roles;

@@ -27,11 +27,17 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(db: TestDb) -> Self {
+        Self::spawn_with(db, |_| {}).await
+    }
+
+    /// With settings changed by `configure` (limits, proxies, lifetimes).
+    pub async fn spawn_with(db: TestDb, configure: impl FnOnce(&mut WebConfig)) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");
         let mail = MailSink::start();
-        let config = WebConfig::new(url::Url::parse(&base).unwrap());
+        let mut config = WebConfig::new(url::Url::parse(&base).unwrap());
+        configure(&mut config);
         let mailer = Mailer::smtp(&format!("smtp://{}", mail.addr), "TDS <tds@example.com>").unwrap();
         // ECDSA P-384 keeps CA creation fast; device certificates last one year so that they
         // show as "expiring within 2 years".
@@ -50,10 +56,12 @@ impl TestApp {
             crl_days: 7,
             broker: tds_pki::BrokerInfo::new("mqtt.test"),
         };
-        let state = AppState::new(db.store.clone(), config, mailer, pki.clone());
+        let state = AppState::new(db.store.clone(), config.clone(), mailer, pki.clone());
         let events = state.events().clone();
-        let app = tds_web::router(state).into_make_service_with_connect_info::<SocketAddr>();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let app = tds_web::router(state);
+        tokio::spawn(async move {
+            tds_web::server::serve(listener, app, &config, std::future::pending()).await.unwrap();
+        });
         Self { base, store: db.store.clone(), mail, pki, events, _db: db, _pki_dir: pki_dir }
     }
 
@@ -152,6 +160,15 @@ impl Client {
         let http =
             reqwest::Client::builder().cookie_provider(jar.clone()).default_headers(headers).build().unwrap();
         Self { http, base: base.to_owned(), jar, csrf: Mutex::new(None) }
+    }
+
+    /// An HTTP client with the same cookies that does not follow redirects (to read `Location`).
+    pub fn no_redirect(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_provider(self.jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
     }
 
     /// The `tds_session=…` cookie the browser holds, if any.
