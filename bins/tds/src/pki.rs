@@ -367,6 +367,14 @@ pub async fn current_crl(store: &Store, files: &Arc<CaFiles>, config: &Config) -
     Ok(service(files.clone(), config).current_crl(store).await?)
 }
 
+/// Writes a file that other programs (the broker, running as its own user) must read, whatever
+/// the process's umask: certificates, the CRL, the broker's configuration.
+pub fn write_public(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .with_context(|| format!("cannot make {} readable", path.display()))
+}
+
 /// `tds broker-config --out DIR`: Mosquitto's configuration, ACL, CA and server certificate, and
 /// the current CRL.
 pub async fn broker_config(
@@ -380,10 +388,10 @@ pub async fn broker_config(
     let crl = current_crl(store, &files, config).await?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let dir = std::fs::canonicalize(out).with_context(|| format!("cannot resolve {}", out.display()))?;
-    let write = |name: &str, text: &str| {
-        std::fs::write(dir.join(name), text)
-            .with_context(|| format!("cannot write {}", dir.join(name).display()))
-    };
+    // The broker runs as its own user: everything here but its key is public.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .with_context(|| format!("cannot open {} to the broker", dir.display()))?;
+    let write = |name: &str, text: &str| write_public(&dir.join(name), text.as_bytes());
     write("mosquitto.conf", &broker::mosquitto_conf(&dir, bind, port))?;
     write("acl", &broker::acl())?;
     write("ca.crt", files.ca.cert_pem())?;

@@ -331,7 +331,7 @@ async fn sync_broker_crl_file(
     }
     if std::fs::read_to_string(path).ok().as_deref() != Some(crl.pem.as_str()) {
         let tmp = path.with_extension("pem.tmp");
-        std::fs::write(&tmp, &crl.pem).with_context(|| format!("cannot write {}", tmp.display()))?;
+        crate::pki::write_public(&tmp, crl.pem.as_bytes())?;
         std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
         tracing::info!(file = %path.display(), number = crl.number, "wrote the broker's CRL file; send SIGHUP to the broker (Mosquitto) so that it reloads it");
     }
