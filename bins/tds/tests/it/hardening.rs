@@ -20,6 +20,20 @@ fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
 }
 
+/// `tds serve` on `port` (and a free MQTT port) with `env` added, its output piped.
+fn serve(tds: &Tds, port: u16, env: &[(&str, String)]) -> std::process::Child {
+    let mut cmd = tds.command();
+    cmd.arg("serve")
+        .env("TDS_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("TDS_MQTT_ADDR", format!("127.0.0.1:{}", free_port()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
 fn stop(child: std::process::Child) -> std::process::Output {
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -114,15 +128,7 @@ async fn a_first_start_creates_files_for_its_owner_only_and_an_administrator_nob
 async fn metrics_are_served_only_to_local_requests_or_on_their_own_listener() {
     let tds = Tds::new(None);
     let port = free_port();
-    let child = tds
-        .command()
-        .arg("serve")
-        .env("TDS_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("TDS_MQTT_ADDR", format!("127.0.0.1:{}", free_port()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = serve(&tds, port, &[]);
     let base = format!("http://127.0.0.1:{port}");
     wait_for(&format!("{base}/healthz")).await;
     let client = reqwest::Client::new();
@@ -136,16 +142,7 @@ async fn metrics_are_served_only_to_local_requests_or_on_their_own_listener() {
     stop(child);
 
     let metrics_port = free_port();
-    let child = tds
-        .command()
-        .arg("serve")
-        .env("TDS_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("TDS_MQTT_ADDR", format!("127.0.0.1:{}", free_port()))
-        .env("TDS_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = serve(&tds, port, &[("TDS_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))]);
     wait_for(&format!("{base}/healthz")).await;
     wait_for(&format!("http://127.0.0.1:{metrics_port}/healthz")).await;
     let on_own = client.get(format!("http://127.0.0.1:{metrics_port}/metrics")).send().await.unwrap();
