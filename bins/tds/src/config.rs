@@ -35,6 +35,8 @@ const ENV_KEYS: &[&str] = &[
     "public_url",
     "smtp_url",
     "mail_from",
+    "import_max_rows",
+    "import_max_bytes",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -92,6 +94,10 @@ pub struct Config {
     pub smtp_url: Option<Secret>,
     /// Sender of TDS's emails.
     pub mail_from: String,
+    /// Most data rows in one CSV import (web page and `tds gateway|device import`).
+    pub import_max_rows: usize,
+    /// Most bytes in one CSV import file.
+    pub import_max_bytes: usize,
 }
 
 /// A secret setting: usable through [`Secret::expose`], shown as `***` by `Debug`.
@@ -149,6 +155,8 @@ impl Default for Config {
             public_url: None,
             smtp_url: None,
             mail_from: "TDS <tds@localhost>".into(),
+            import_max_rows: tds_domain::import_rows::DEFAULT_MAX_ROWS,
+            import_max_bytes: tds_domain::import_rows::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -199,6 +207,7 @@ impl Config {
         if self.db_max_connections == 0 {
             bail!("db_max_connections must be at least 1");
         }
+        self.import_limits()?;
         let url = self.database_url();
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
@@ -294,6 +303,17 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("tds.db").display()))
     }
 
+    /// The bounds of a CSV import.
+    pub fn import_limits(&self) -> anyhow::Result<tds_domain::import_rows::ImportLimits> {
+        tds_domain::import_rows::ImportLimits::new(self.import_max_rows, self.import_max_bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "{e} (import_max_rows up to {}, import_max_bytes up to {})",
+                tds_domain::import_rows::CEILING_ROWS,
+                tds_domain::import_rows::CEILING_BYTES
+            )
+        })
+    }
+
     pub fn db_options(&self) -> tds_store::DbOptions {
         tds_store::DbOptions { max_connections: self.db_max_connections, ..Default::default() }
     }
@@ -336,6 +356,10 @@ mod tests {
         let bad = Config { database_url: Some("mysql://u:secret@h/db".into()), ..Config::default() };
         let msg = bad.validate().unwrap_err().to_string();
         assert!(msg.contains("database_url") && !msg.contains("secret"), "{msg}");
+        let bad = Config { import_max_rows: 0, ..Config::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("import_max_rows"));
+        let bad = Config { import_max_bytes: 64 * 1024 * 1024, ..Config::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("import_max_bytes"));
     }
 
     #[test]

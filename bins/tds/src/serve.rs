@@ -300,7 +300,9 @@ async fn sync_broker_crl_file(
 }
 
 fn web_config(config: &Config) -> anyhow::Result<tds_web::WebConfig> {
-    Ok(tds_web::WebConfig::new(config.public_url()?))
+    let mut web = tds_web::WebConfig::new(config.public_url()?);
+    web.import_limits = config.import_limits()?;
+    Ok(web)
 }
 
 fn mailer(config: &Config) -> anyhow::Result<tds_web::Mailer> {

@@ -196,7 +196,9 @@ impl LineCounter {
         loop {
             match bytes.get(at) {
                 Some(b'\r' | b'\n') => at += 1,
-                Some(b'#') => at = bytes[at..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |p| at + p + 1),
+                Some(b'#') => {
+                    at = bytes[at..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |p| at + p + 1);
+                }
                 _ => break,
             }
         }
@@ -352,6 +354,7 @@ impl DeviceRow {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::fmt::Write as _;
 
     fn limits(rows: usize, bytes: usize) -> ImportLimits {
         ImportLimits::new(rows, bytes).unwrap()
@@ -378,7 +381,12 @@ mod tests {
     #[test]
     fn every_row_keeps_its_line_after_blank_and_comment_lines_with_any_line_end() {
         let lines = |text: &str| -> Vec<u64> {
-            read(text.as_bytes(), "mac", ImportLimits::default()).unwrap().rows.iter().map(|r| r.line).collect()
+            read(text.as_bytes(), "mac", ImportLimits::default())
+                .unwrap()
+                .rows
+                .iter()
+                .map(|r| r.line)
+                .collect()
         };
         assert_eq!(lines("a\n\nb\n#c\n\n#d\nc\n"), vec![1, 3, 7]);
         assert_eq!(lines("mac\r\n\r\nb\r\n# x\r\nc\r\n"), vec![3, 5]);
@@ -399,7 +407,7 @@ mod tests {
     fn a_file_over_the_row_bound_is_refused_at_the_first_row_past_it() {
         let mut csv = String::from("mac,code,name\n");
         for i in 0..3 {
-            csv.push_str(&format!("aa:bb:cc:dd:ee:{i:02x},GW-{i},G\n"));
+            writeln!(csv, "aa:bb:cc:dd:ee:{i:02x},GW-{i},G").unwrap();
         }
         assert_eq!(read(csv.as_bytes(), "mac", limits(3, 1000)).unwrap().rows.len(), 3);
         csv.push_str("aa:bb:cc:dd:ee:ff,GW-X,G\n");

@@ -15,6 +15,8 @@ pub struct WebConfig {
     pub invite_ttl: Duration,
     /// How long a password-reset link stays valid.
     pub reset_ttl: Duration,
+    /// How large a CSV import may be (rows and bytes).
+    pub import_limits: tds_domain::import_rows::ImportLimits,
 }
 
 impl WebConfig {
@@ -26,6 +28,7 @@ impl WebConfig {
             session_idle: Duration::from_hours(12),
             invite_ttl: Duration::from_hours(7 * 24),
             reset_ttl: Duration::from_hours(1),
+            import_limits: tds_domain::import_rows::ImportLimits::default(),
         }
     }
 
