@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole TDS test suite: every crate's tests on the embedded SQLite and, through a
 # throw-away PostgreSQL cluster started here (and stopped whatever happens), on PostgreSQL too.
-# Extra arguments go to `cargo test` (e.g. scripts/test.sh -p tds-store).
+# Extra arguments go to `cargo test` (e.g. scripts/test.sh -p tds-store). The whole suite (no
+# arguments) ends with the fuzzing smoke run, scripts/fuzz.sh smoke (TDS_SKIP_FUZZ=1 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
@@ -39,3 +40,8 @@ pg_start -c fsync=off -c synchronous_commit=off -c full_page_writes=off
 export TDS_TEST_DATABASE_URL="$PG_URL"
 export TDS_REQUIRE_POSTGRES=1
 cargo test --workspace --locked "$@"
+
+# Every fuzz target for a bounded time (skipped, with how to install it, without nightly).
+if [ $# -eq 0 ] && [ "${TDS_SKIP_FUZZ:-0}" != 1 ]; then
+  scripts/fuzz.sh smoke
+fi

@@ -45,6 +45,8 @@ const ENV_KEYS: &[&str] = &[
     "session_absolute_hours",
     "max_concurrent_password_hashes",
     "max_range_days",
+    "import_max_rows",
+    "import_max_bytes",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -127,6 +129,10 @@ pub struct Config {
     pub max_concurrent_password_hashes: Option<usize>,
     /// Longest custom range of a chart, in days.
     pub max_range_days: u32,
+    /// Most data rows in one CSV import (web page and `tds gateway|device import`).
+    pub import_max_rows: usize,
+    /// Most bytes in one CSV import file.
+    pub import_max_bytes: usize,
 }
 
 /// A secret setting: usable through [`Secret::expose`], shown as `***` by `Debug`.
@@ -194,6 +200,8 @@ impl Default for Config {
             session_absolute_hours: 7 * 24,
             max_concurrent_password_hashes: None,
             max_range_days: tds_web::config::DEFAULT_MAX_RANGE_DAYS,
+            import_max_rows: tds_domain::import_rows::DEFAULT_MAX_ROWS,
+            import_max_bytes: tds_domain::import_rows::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -244,6 +252,7 @@ impl Config {
         if self.db_max_connections == 0 {
             bail!("db_max_connections must be at least 1");
         }
+        self.import_limits()?;
         let url = self.database_url();
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
@@ -377,6 +386,7 @@ impl Config {
             web.max_concurrent_hashes = n;
         }
         web.max_range_days = self.max_range_days;
+        web.import_limits = self.import_limits()?;
         Ok(web)
     }
 
@@ -391,6 +401,17 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("tds.db").display()))
+    }
+
+    /// The bounds of a CSV import.
+    pub fn import_limits(&self) -> anyhow::Result<tds_domain::import_rows::ImportLimits> {
+        tds_domain::import_rows::ImportLimits::new(self.import_max_rows, self.import_max_bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "{e} (import_max_rows up to {}, import_max_bytes up to {})",
+                tds_domain::import_rows::CEILING_ROWS,
+                tds_domain::import_rows::CEILING_BYTES
+            )
+        })
     }
 
     pub fn db_options(&self) -> tds_store::DbOptions {
@@ -435,6 +456,10 @@ mod tests {
         let bad = Config { database_url: Some("mysql://u:secret@h/db".into()), ..Config::default() };
         let msg = bad.validate().unwrap_err().to_string();
         assert!(msg.contains("database_url") && !msg.contains("secret"), "{msg}");
+        let bad = Config { import_max_rows: 0, ..Config::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("import_max_rows"));
+        let bad = Config { import_max_bytes: 64 * 1024 * 1024, ..Config::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("import_max_bytes"));
     }
 
     #[test]

@@ -44,8 +44,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tenant { command } => admin::tenant(&open_store(&config).await?, command).await,
         Command::User { command } => admin::user(&open_store(&config).await?, command).await,
-        Command::Gateway { command } => import::gateway(&open_store(&config).await?, command).await,
-        Command::Device { command } => import::device(&open_store(&config).await?, command).await,
+        Command::Gateway { command } => {
+            import::gateway(&open_store(&config).await?, command, config.import_limits()?).await
+        }
+        Command::Device { command } => {
+            import::device(&open_store(&config).await?, command, config.import_limits()?).await
+        }
         Command::Simulate(args) => simulate::run(&config, args).await,
         Command::Demo(args) => demo::run(&config, args, serve::shutdown_signal()).await,
         Command::Consumption(args) => consumption::run(&open_store(&config).await?, args).await,

@@ -3,7 +3,8 @@
 //! Every value that arrives from outside (a form, a CSV row, an MQTT payload, a config file) is
 //! parsed into one of these types with `parse`, which returns a [`ValidationError`] saying what is
 //! wrong with which value. Once a value has a domain type it is known to be valid, so the layers
-//! above never re-check it. This crate must not do I/O or depend on any I/O crate.
+//! above never re-check it. This crate must not do I/O or depend on any I/O crate (`csv` is used
+//! only as a parser of bytes already in memory).
 
 pub mod buckets;
 pub mod catalog;
@@ -14,6 +15,7 @@ pub mod email;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod import_rows;
 pub mod licence;
 pub mod limits;
 pub mod mac;

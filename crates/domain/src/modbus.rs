@@ -1,7 +1,7 @@
 //! Modbus addressing of a meter: slave id (1..=247, the valid unicast range) and holding register
 //! (1..=65535, one-based as on meter datasheets).
 
-use crate::ValidationError;
+use crate::{DeviceType, ValidationError};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -72,6 +72,24 @@ macro_rules! int_conversions {
     )*};
 }
 int_conversions!(SlaveId, ModbusRegister);
+
+/// A meter is read over Modbus, so it must have both its slave id and its register; sensors and
+/// actuators may have neither.
+pub fn require_meter_address(
+    device_type: DeviceType,
+    slave_id: Option<SlaveId>,
+    register: Option<ModbusRegister>,
+) -> Result<(), ValidationError> {
+    if device_type == DeviceType::Meter {
+        if slave_id.is_none() {
+            return Err(ValidationError::Required { field: "Modbus slave id" });
+        }
+        if register.is_none() {
+            return Err(ValidationError::Required { field: "Modbus register" });
+        }
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

@@ -5,10 +5,11 @@
 
 use crate::error::{RowError, stored};
 use crate::tenants::found;
-use crate::{Db, StoreError, Ts};
+use crate::{Db, StoreError, Ts, bulk};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
+use std::collections::{HashMap, HashSet};
 use tds_domain::limits::{Amount, ScaleFactor};
 use tds_domain::{
     Description, DeviceCode, DeviceId, DeviceMode, DeviceStatus, DeviceType, GatewayId, Mac, MeasurementKind,
@@ -66,15 +67,7 @@ pub struct DeviceFields {
 impl DeviceFields {
     /// The rules that tie fields together: a meter must have its Modbus address.
     pub fn check(&self) -> Result<(), ValidationError> {
-        if self.device_type == DeviceType::Meter {
-            if self.slave_id.is_none() {
-                return Err(ValidationError::Required { field: "Modbus slave id" });
-            }
-            if self.register.is_none() {
-                return Err(ValidationError::Required { field: "Modbus register" });
-            }
-        }
-        Ok(())
+        tds_domain::modbus::require_meter_address(self.device_type, self.slave_id, self.register)
     }
 }
 
@@ -191,6 +184,66 @@ const CAPACITY: &str = "SELECT g.status, g.max_devices, \
 
 type Capacity = (String, i64, i64, i64, i64);
 
+/// For the tenant's gateways among a list (`IN (…)` from `$2`): id, status, maximum and active
+/// devices.
+const GATEWAY_CAPACITY: &str = "SELECT g.id, g.status, g.max_devices, \
+    (SELECT count(*) FROM devices d WHERE d.gateway_id = g.id AND d.archived_at IS NULL AND d.status = 'ATIVO') \
+    FROM gateways g WHERE g.tenant_id = $1 AND g.id IN";
+
+type GatewayCapacity = (i64, String, i64, i64);
+
+/// The head of a multi-row insert; each row's VALUES are `($1 tenant, gateway, fields…, $2 now,
+/// $2, $3 by)`, see [`bulk::values`].
+const INSERT_MANY: &str = "INSERT INTO devices (tenant_id, gateway_id, code, mac, name, description, \
+    device_type, medium, kind, unit, scale_factor, rollover_value, slave_id, register, mode, status, \
+    alarm_daily, alarm_monthly, created_at, updated_at, created_by) VALUES";
+
+/// The capacity check of [`capacity_problem`] for a whole import at once, as the transaction
+/// finds the counts: `None` when every row still fits.
+fn capacity_recheck(
+    rows: &[(GatewayId, DeviceFields)],
+    tenant: Option<(i64, i64)>,
+    gateways: &HashMap<i64, GatewayCapacity>,
+) -> Option<String> {
+    let Some((tenant_max, tenant_active)) = tenant else {
+        return Some("the tenant does not exist".into());
+    };
+    let mut adding: HashMap<i64, i64> = HashMap::new();
+    for (gateway, fields) in rows {
+        let Some((_, status, _, _)) = gateways.get(&gateway.get()) else {
+            return Some("a gateway of the import no longer exists in this tenant".into());
+        };
+        if status == "decommissioned" {
+            return Some("a gateway of the import was decommissioned meanwhile".into());
+        }
+        if fields.status == DeviceStatus::Active {
+            *adding.entry(gateway.get()).or_default() += 1;
+        }
+    }
+    let total: i64 = adding.values().sum();
+    for (gateway, n) in adding {
+        let Some((_, status, max, active)) = gateways.get(&gateway) else { continue };
+        let cap: Capacity = (status.clone(), *max, *active, tenant_active, tenant_max);
+        if let Some(problem) = capacity_problem(&cap, n, total) {
+            return Some(problem);
+        }
+    }
+    None
+}
+
+/// A unique index refused a row that passed the checks: something was added meanwhile.
+fn raced(err: StoreError) -> StoreError {
+    match err {
+        StoreError::Conflict(what) if what.contains("mac") => StoreError::Conflict(
+            "a device MAC of the import was used meanwhile in this tenant; nothing was imported".into(),
+        ),
+        StoreError::Conflict(what) if what.contains("code") => StoreError::Conflict(
+            "a device code of the import was used meanwhile on its gateway; nothing was imported".into(),
+        ),
+        e => e,
+    }
+}
+
 /// Whether one more active device fits; `adding` is how many this operation adds to the gateway
 /// and to the tenant beyond the counts.
 fn capacity_problem(cap: &Capacity, adding_gateway: i64, adding_tenant: i64) -> Option<String> {
@@ -265,98 +318,201 @@ impl<'a> DeviceStore<'a> {
 
     /// Adds several devices at once, all or none, reporting every row's problems (gateway not the
     /// tenant's, code or MAC taken or repeated, capacity) with 1-based row numbers.
+    ///
+    /// Every check is made first, with O(n) work and a few set-based reads (chunked `IN (…)`
+    /// lookups) outside any transaction: on SQLite not on the one writer connection, which
+    /// ingest's commits need. The write transaction re-checks only the capacity (a few statements
+    /// whatever the size) and inserts many rows per statement; a code or MAC taken meanwhile is
+    /// caught by the unique indexes and refuses the whole import.
     pub async fn import(
         &self,
         tenant: TenantId,
         rows: &[(GatewayId, DeviceFields)],
         by: Option<UserId>,
     ) -> Result<Vec<Device>, StoreError> {
+        let errors = self.import_problems(tenant, rows).await?;
+        if !errors.is_empty() {
+            return Err(StoreError::Import(errors));
+        }
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = Ts::now();
-        let insert = format!(
-            "INSERT INTO devices (tenant_id, gateway_id, code, mac, name, description, device_type, \
-             medium, kind, unit, scale_factor, rollover_value, slave_id, register, mode, status, \
-             alarm_daily, alarm_monthly, created_at, updated_at, created_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19, $20) \
-             RETURNING {COLUMNS}"
-        );
-        in_tx!(self.db, |tx| {
-            let mut errors = Vec::new();
-            let mut tenant_new_active = 0i64;
-            for (i, (gateway, fields)) in rows.iter().enumerate() {
-                let row = i + 1;
-                if let Err(e) = fields.check() {
-                    errors.push(RowError { row, message: e.to_string() });
-                }
-                let earlier = &rows[..i];
-                if earlier.iter().any(|(g, f)| g == gateway && f.code == fields.code) {
-                    errors.push(RowError {
-                        row,
-                        message: format!("device code {} appears twice for one gateway", fields.code),
-                    });
-                }
-                if fields.mac.is_some() && earlier.iter().any(|(_, f)| f.mac == fields.mac) {
-                    errors.push(RowError { row, message: "device MAC appears twice in the file".into() });
-                }
-                let cap: Option<Capacity> = sqlx::query_as(CAPACITY)
-                    .bind(tenant.get())
-                    .bind(gateway.get())
-                    .bind(0i64)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(cap) = cap else {
-                    errors.push(RowError { row, message: "gateway not found".into() });
-                    continue;
-                };
-                if fields.status == DeviceStatus::Active {
-                    tenant_new_active += 1;
-                    let gateway_new = earlier
-                        .iter()
-                        .filter(|(g, f)| g == gateway && f.status == DeviceStatus::Active)
-                        .count() as i64
-                        + 1;
-                    if let Some(problem) = capacity_problem(&cap, gateway_new, tenant_new_active) {
-                        errors.push(RowError { row, message: problem });
-                    }
-                } else if cap.0 == "decommissioned" {
-                    errors.push(RowError { row, message: "the gateway is decommissioned".into() });
-                }
-                let (code_taken, mac_taken): (i64, i64) = sqlx::query_as(
-                    "SELECT (SELECT count(*) FROM devices WHERE gateway_id = $1 AND code = $2 AND archived_at IS NULL), \
-                            (SELECT count(*) FROM devices WHERE tenant_id = $3 AND mac = $4 AND archived_at IS NULL)",
-                )
-                .bind(gateway.get())
-                .bind(fields.code.as_str())
+        let gateways: Vec<i64> =
+            rows.iter().map(|(g, _)| g.get()).collect::<HashSet<_>>().into_iter().collect();
+        let inserted: Vec<DeviceRow> = in_tx!(self.db, |tx| {
+            // Capacity again, inside the transaction: another writer may have added devices
+            // since the check. On PostgreSQL the tenant row is locked so that two imports into
+            // one tenant cannot both pass.
+            let tenant_sql = format!(
+                "SELECT max_devices, (SELECT count(*) FROM devices WHERE tenant_id = $1 \
+                 AND archived_at IS NULL AND status = 'ATIVO') FROM tenants WHERE id = $1 {}",
+                self.db.row_lock()
+            );
+            let tenant_cap: Option<(i64, i64)> = sqlx::query_as(AssertSqlSafe(tenant_sql.as_str()))
                 .bind(tenant.get())
-                .bind(fields.mac.map(|m| m.to_string()))
-                .fetch_one(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
-                if code_taken > 0 {
-                    errors.push(RowError {
-                        row,
-                        message: format!("device code {} is already used on this gateway", fields.code),
-                    });
+            let mut capacity = HashMap::with_capacity(gateways.len());
+            for chunk in gateways.chunks(bulk::LOOKUP) {
+                let sql = format!("{GATEWAY_CAPACITY} ({})", bulk::list(2, chunk.len()));
+                let mut q = sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(tenant.get());
+                for g in chunk {
+                    q = q.bind(*g);
                 }
-                if mac_taken > 0 {
-                    errors
-                        .push(RowError { row, message: "device MAC is already used in this tenant".into() });
-                }
+                let part: Vec<GatewayCapacity> = q.fetch_all(&mut *tx).await?;
+                capacity.extend(part.into_iter().map(|c| (c.0, c)));
             }
-            if !errors.is_empty() {
-                return Err(StoreError::Import(errors));
+            if let Some(message) = capacity_recheck(rows, tenant_cap, &capacity) {
+                return Err(StoreError::Import(vec![RowError { row: 0, message }]));
             }
-            let mut out = Vec::with_capacity(rows.len());
-            for (gateway, fields) in rows {
-                let q = sqlx::query_as(AssertSqlSafe(insert.as_str())).bind(tenant.get()).bind(gateway.get());
-                let row: DeviceRow = bind_fields!(q, fields)
+            let mut inserted = Vec::with_capacity(rows.len());
+            for chunk in rows.chunks(bulk::INSERT_ROWS) {
+                let sql = format!(
+                    "{INSERT_MANY} {} RETURNING {COLUMNS}",
+                    bulk::values(chunk.len(), 4, 17, "$1, ", ", $2, $2, $3")
+                );
+                let mut q = sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
                     .bind(now)
-                    .bind(by.map(UserId::get))
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| conflict_message(fields, e.into()))?;
-                out.push(Device::try_from(row)?);
+                    .bind(by.map(UserId::get));
+                for (gateway, fields) in chunk {
+                    q = bind_fields!(q.bind(gateway.get()), fields);
+                }
+                let batch: Vec<DeviceRow> = q.fetch_all(&mut *tx).await.map_err(|e| raced(e.into()))?;
+                inserted.extend(batch);
             }
-            Ok(out)
-        })
+            Ok(inserted)
+        })?;
+        // Multi-row RETURNING gives no order: put the devices back in the rows' order (a live
+        // device is unique by gateway and code).
+        let mut by_key: HashMap<(i64, String), DeviceRow> =
+            inserted.into_iter().map(|r| ((r.gateway_id, r.code.clone()), r)).collect();
+        rows.iter()
+            .map(|(g, f)| {
+                by_key
+                    .remove(&(g.get(), f.code.as_str().to_owned()))
+                    .ok_or(StoreError::NotFound)
+                    .and_then(Device::try_from)
+            })
+            .collect()
+    }
+
+    /// Every problem of a device import, with its 1-based row.
+    async fn import_problems(
+        &self,
+        tenant: TenantId,
+        rows: &[(GatewayId, DeviceFields)],
+    ) -> Result<Vec<RowError>, StoreError> {
+        let gateways: Vec<i64> =
+            rows.iter().map(|(g, _)| g.get()).collect::<HashSet<_>>().into_iter().collect();
+        let (tenant_max, tenant_active): (i64, i64) = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(
+                    "SELECT max_devices, (SELECT count(*) FROM devices WHERE tenant_id = $1 \
+                     AND archived_at IS NULL AND status = 'ATIVO') FROM tenants WHERE id = $1"
+                )
+                .bind(tenant.get())
+                .fetch_optional(pool)
+                .await
+        )?
+        .ok_or(StoreError::NotFound)?;
+        let mut capacity: HashMap<i64, GatewayCapacity> = HashMap::with_capacity(gateways.len());
+        let mut codes_taken: HashSet<(i64, String)> = HashSet::new();
+        for chunk in gateways.chunks(bulk::LOOKUP) {
+            let cap_sql = format!("{GATEWAY_CAPACITY} ({})", bulk::list(2, chunk.len()));
+            // The gateways are the tenant's (checked by the capacity query): their live devices
+            // are too.
+            let codes_sql = format!(
+                "SELECT gateway_id, code FROM devices WHERE archived_at IS NULL AND gateway_id IN ({})",
+                bulk::list(1, chunk.len())
+            );
+            let (caps, codes): (Vec<GatewayCapacity>, Vec<(i64, String)>) = on_db!(
+                self.db,
+                read | pool | {
+                    let mut q = sqlx::query_as(AssertSqlSafe(cap_sql.as_str())).bind(tenant.get());
+                    for g in chunk {
+                        q = q.bind(*g);
+                    }
+                    let caps = q.fetch_all(pool).await?;
+                    let mut q = sqlx::query_as(AssertSqlSafe(codes_sql.as_str()));
+                    for g in chunk {
+                        q = q.bind(*g);
+                    }
+                    Ok::<_, sqlx::Error>((caps, q.fetch_all(pool).await?))
+                }
+            )?;
+            capacity.extend(caps.into_iter().map(|c| (c.0, c)));
+            codes_taken.extend(codes.into_iter().filter(|(g, _)| capacity.contains_key(g)));
+        }
+        let macs: Vec<String> = rows.iter().filter_map(|(_, f)| f.mac.map(|m| m.to_string())).collect();
+        let mut macs_taken: HashSet<String> = HashSet::new();
+        for chunk in macs.chunks(bulk::LOOKUP) {
+            let sql = format!(
+                "SELECT mac FROM devices WHERE tenant_id = $1 AND archived_at IS NULL AND mac IN ({})",
+                bulk::list(2, chunk.len())
+            );
+            let part: Vec<String> = on_db!(
+                self.db,
+                read | pool | {
+                    let mut q = sqlx::query_scalar(AssertSqlSafe(sql.as_str())).bind(tenant.get());
+                    for m in chunk {
+                        q = q.bind(m);
+                    }
+                    q.fetch_all(pool).await
+                }
+            )?;
+            macs_taken.extend(part);
+        }
+
+        let mut errors = Vec::new();
+        let mut seen_codes: HashSet<(GatewayId, &DeviceCode)> = HashSet::with_capacity(rows.len());
+        let mut seen_macs: HashSet<Mac> = HashSet::new();
+        let mut gateway_new_active: HashMap<GatewayId, i64> = HashMap::new();
+        let mut tenant_new_active = 0i64;
+        for (i, (gateway, fields)) in rows.iter().enumerate() {
+            let row = i + 1;
+            if let Err(e) = fields.check() {
+                errors.push(RowError { row, message: e.to_string() });
+            }
+            if !seen_codes.insert((*gateway, &fields.code)) {
+                errors.push(RowError {
+                    row,
+                    message: format!("device code {} appears twice for one gateway", fields.code),
+                });
+            }
+            if let Some(mac) = fields.mac
+                && !seen_macs.insert(mac)
+            {
+                errors.push(RowError { row, message: "device MAC appears twice in the file".into() });
+            }
+            let Some(cap) = capacity.get(&gateway.get()) else {
+                errors.push(RowError { row, message: "gateway not found".into() });
+                continue;
+            };
+            if fields.status == DeviceStatus::Active {
+                tenant_new_active += 1;
+                let on_gateway = gateway_new_active.entry(*gateway).or_default();
+                *on_gateway += 1;
+                let cap: Capacity = (cap.1.clone(), cap.2, cap.3, tenant_active, tenant_max);
+                if let Some(problem) = capacity_problem(&cap, *on_gateway, tenant_new_active) {
+                    errors.push(RowError { row, message: problem });
+                }
+            } else if cap.1 == "decommissioned" {
+                errors.push(RowError { row, message: "the gateway is decommissioned".into() });
+            }
+            if codes_taken.contains(&(gateway.get(), fields.code.as_str().to_owned())) {
+                errors.push(RowError {
+                    row,
+                    message: format!("device code {} is already used on this gateway", fields.code),
+                });
+            }
+            if fields.mac.is_some_and(|m| macs_taken.contains(&m.to_string())) {
+                errors.push(RowError { row, message: "device MAC is already used in this tenant".into() });
+            }
+        }
+        Ok(errors)
     }
 
     pub async fn get(&self, tenant: TenantId, id: DeviceId) -> Result<Device, StoreError> {
@@ -567,5 +723,79 @@ impl<'a> DeviceStore<'a> {
                 .map(|r| r.rows_affected())
         )?;
         found(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use crate::gateways::GatewayFields;
+    use crate::tenants::{NewTenant, TenantLimits};
+    use tds_domain::GatewayCode;
+    use tds_domain::limits::MaxDevices;
+
+    fn meter(code: &str) -> DeviceFields {
+        DeviceFields {
+            code: DeviceCode::parse(code).unwrap(),
+            mac: None,
+            name: Name::parse("name", "M").unwrap(),
+            description: Description::default(),
+            device_type: DeviceType::Sensor,
+            medium: Medium::Energy,
+            kind: MeasurementKind::Gauge,
+            unit: Unit::parse("kWh").unwrap(),
+            scale_factor: ScaleFactor::default(),
+            rollover_value: None,
+            slave_id: None,
+            register: None,
+            mode: DeviceMode::Auto,
+            status: DeviceStatus::Active,
+            alarm_daily: None,
+            alarm_monthly: None,
+        }
+    }
+
+    /// As for gateways: a refused 5,000-row device import is checked, and reported row by row,
+    /// while another holder keeps SQLite's one writer connection; after it lets go, the same rows
+    /// corrected are written, in their order.
+    #[tokio::test]
+    async fn a_large_device_import_is_checked_without_the_writer_connection() {
+        let (_dir, store) = crate::sqlite_for_test().await;
+        let mut new = NewTenant::named(Name::parse("name", "Acme").unwrap());
+        new.limits = TenantLimits { max_gateways: 1_000, max_devices: 10_000, max_users: 5 };
+        let tenant = store.tenants().staff_create(&new).await.unwrap().id;
+        let gateways: Vec<(Mac, GatewayFields)> = (0..160)
+            .map(|i| {
+                let mut f = GatewayFields::new(
+                    GatewayCode::parse(&format!("GW-{i:03}")).unwrap(),
+                    Name::parse("name", "G").unwrap(),
+                );
+                f.max_devices = MaxDevices::new(32).unwrap();
+                (Mac::parse(&format!("02:00:00:00:00:{i:02x}")).unwrap(), f)
+            })
+            .collect();
+        let gateways = store.gateways().import(tenant, &gateways, None).await.unwrap();
+        let mut rows: Vec<(GatewayId, DeviceFields)> =
+            (0..5_000).map(|i| (gateways[i / 32].id, meter(&format!("D{:02}", i % 32)))).collect();
+        rows[4_999].1.code = rows[4_998].1.code.clone();
+        let Db::Sqlite(db) = store.db() else { panic!("SQLite") };
+        let writer = db.write.acquire().await.unwrap();
+        let outcome = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            store.devices().import(tenant, &rows, None),
+        )
+        .await
+        .expect("the checks must not wait for the writer connection");
+        let Err(StoreError::Import(errors)) = outcome else { panic!("refused: {outcome:?}") };
+        assert_eq!(errors.iter().map(|e| e.row).collect::<Vec<_>>(), vec![5_000], "{errors:?}");
+        drop(writer);
+        rows[4_999].1.code = DeviceCode::parse("LAST").unwrap();
+        let created = store.devices().import(tenant, &rows, None).await.unwrap();
+        assert!(
+            created.iter().zip(&rows).all(|(d, (g, f))| d.gateway_id == *g && d.code == f.code),
+            "in the rows' order"
+        );
+        assert_eq!(created.len(), 5_000);
     }
 }

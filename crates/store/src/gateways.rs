@@ -5,10 +5,11 @@
 
 use crate::error::{RowError, stored};
 use crate::tenants::found;
-use crate::{Db, Page, Paged, StoreError, Ts};
+use crate::{Db, Page, Paged, StoreError, Ts, bulk};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
+use std::collections::{HashMap, HashSet};
 use tds_domain::limits::{MaxDevices, Position, ReportInterval};
 use tds_domain::{Description, GatewayCode, GatewayId, GatewayStatus, Mac, Name, TenantId, UserId};
 
@@ -155,15 +156,45 @@ const COLUMNS: &str = "id, tenant_id, code, mac, name, description, latitude, lo
     serial_number, device_id, hardware_version, firmware_version, max_devices, expected_interval_s, \
     status, last_seen_at, online, created_at, updated_at";
 
-const INSERT: &str = "INSERT INTO gateways (tenant_id, mac, code, name, description, latitude, \
+/// The head of a multi-row insert; each row's VALUES are `($1 tenant, mac, fields…,
+/// 'pre_registered', FALSE, $2 now, $2, $3 by)`, see [`bulk::values`].
+const INSERT_MANY: &str = "INSERT INTO gateways (tenant_id, mac, code, name, description, latitude, \
     longitude, model, serial_number, device_id, hardware_version, firmware_version, max_devices, \
-    expected_interval_s, status, online, created_at, updated_at, created_by) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pre_registered', FALSE, $15, $15, $16) \
-    RETURNING id, tenant_id, code, mac, name, description, latitude, longitude, model, \
-    serial_number, device_id, hardware_version, firmware_version, max_devices, expected_interval_s, \
-    status, last_seen_at, online, created_at, updated_at";
+    expected_interval_s, status, online, created_at, updated_at, created_by) VALUES";
 
-/// Binds a gateway's fields in the order of [`INSERT`] ($3..$14).
+/// Which factory certificates an import links to its new gateways.
+#[derive(Debug, Clone, Copy)]
+enum FactoryLink<'a> {
+    /// None: a tenant's own registration.
+    Never,
+    /// Those a manifest names, one per row.
+    Named(&'a [&'a str]),
+    /// Every unlinked one of the rows' MACs (staff).
+    EveryUnlinked,
+}
+
+/// The tenant's gateway limit, when `adding` more gateways would exceed it.
+fn limit_problem(count: i64, max: i64, adding: usize) -> Option<String> {
+    (count + adding as i64 > max).then(|| {
+        format!("the tenant's limit of {max} gateways would be exceeded ({count} registered, {adding} new)")
+    })
+}
+
+/// A unique index refused a row that passed the checks: something was registered meanwhile.
+fn raced(err: StoreError) -> StoreError {
+    match err {
+        StoreError::Conflict(what) if what.contains("mac") => {
+            StoreError::Conflict("a MAC of the import was registered meanwhile; nothing was imported".into())
+        }
+        StoreError::Conflict(what) if what.contains("code") => StoreError::Conflict(
+            "a gateway code of the import was used meanwhile in this tenant; nothing was imported".into(),
+        ),
+        e => e,
+    }
+}
+
+/// Binds a gateway's fields in the order of the insert's and the update's columns (code to
+/// expected interval).
 macro_rules! bind_fields {
     ($q:expr, $f:expr) => {
         $q.bind($f.code.as_str())
@@ -181,22 +212,6 @@ macro_rules! bind_fields {
     };
 }
 
-const LIMIT_CHECK: &str = "SELECT \
-    (SELECT count(*) FROM gateways WHERE tenant_id = $1 AND status <> 'decommissioned'), \
-    (SELECT max_gateways FROM tenants WHERE id = $1)";
-
-fn conflict_message(mac: Mac, code: &GatewayCode, err: StoreError) -> StoreError {
-    match err {
-        StoreError::Conflict(what) if what.contains("mac") => {
-            StoreError::Conflict(format!("MAC {mac} is already registered"))
-        }
-        StoreError::Conflict(what) if what.contains("code") => {
-            StoreError::Conflict(format!("gateway code {code} is already used in this tenant"))
-        }
-        e => e,
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 pub struct GatewayStore<'a> {
     db: &'a Db,
@@ -207,7 +222,8 @@ impl<'a> GatewayStore<'a> {
         Self { db }
     }
 
-    /// Registers a gateway as pre-registered, within the tenant's gateway limit.
+    /// Registers a gateway as pre-registered, within the tenant's gateway limit. No factory
+    /// certificate is linked (see [`Self::import`]).
     pub async fn create(
         &self,
         tenant: TenantId,
@@ -228,81 +244,292 @@ impl<'a> GatewayStore<'a> {
     /// Registers several gateways at once, all or none. Every row is checked (MAC free across the
     /// platform, code free in the tenant, no repeats inside the batch, the tenant's limit) and all
     /// problems are reported together with their 1-based row numbers.
+    ///
+    /// This is what a tenant's editor may do, so it links no certificate: a certificate that a
+    /// factory batch issued for one of these MACs stays unlinked (knowing a MAC is no proof of
+    /// holding its batch). [`Self::import_manifest`] links the certificates a manifest names;
+    /// [`Self::staff_import`] links every unlinked one of the MACs.
     pub async fn import(
         &self,
         tenant: TenantId,
         rows: &[(Mac, GatewayFields)],
         by: Option<UserId>,
     ) -> Result<Vec<Gateway>, StoreError> {
+        let rows: Vec<_> = rows.iter().map(|(m, f)| (*m, f)).collect();
+        self.import_linking(tenant, &rows, FactoryLink::Never, by).await
+    }
+
+    /// [`Self::import`] for a factory manifest: each row names the certificate the batch issued
+    /// for its MAC (`mac,serial_number,cert_serial,…`: having the manifest shows possession of
+    /// the batch), and that certificate, and only it, is linked to the new gateway. A row whose
+    /// certificate does not exist, names another MAC or already belongs to a gateway is refused.
+    pub async fn import_manifest(
+        &self,
+        tenant: TenantId,
+        rows: &[(Mac, GatewayFields, String)],
+        by: Option<UserId>,
+    ) -> Result<Vec<Gateway>, StoreError> {
+        let gateways: Vec<_> = rows.iter().map(|(m, f, _)| (*m, f)).collect();
+        // Serials are stored in lower-case hex.
+        let serials: Vec<String> = rows.iter().map(|(_, _, s)| s.to_ascii_lowercase()).collect();
+        let serials: Vec<&str> = serials.iter().map(String::as_str).collect();
+        self.import_linking(tenant, &gateways, FactoryLink::Named(&serials), by).await
+    }
+
+    /// [`Self::import`] by platform staff (the operator's `tds gateway import`, a staff user's
+    /// import): every factory certificate issued for one of these MACs and not yet linked now
+    /// belongs to its new gateway.
+    pub async fn staff_import(
+        &self,
+        tenant: TenantId,
+        rows: &[(Mac, GatewayFields)],
+        by: Option<UserId>,
+    ) -> Result<Vec<Gateway>, StoreError> {
+        let rows: Vec<_> = rows.iter().map(|(m, f)| (*m, f)).collect();
+        self.import_linking(tenant, &rows, FactoryLink::EveryUnlinked, by).await
+    }
+
+    /// The import proper. Every check is made first, with a few set-based reads outside any
+    /// transaction (on SQLite: not on the one writer connection, which ingest's commits need);
+    /// only then is the write transaction opened, for the limit's re-check, multi-row inserts and
+    /// the certificate links. What changed between the checks and the transaction (a MAC taken
+    /// meanwhile) is caught by the unique indexes and refuses the whole import.
+    async fn import_linking(
+        &self,
+        tenant: TenantId,
+        rows: &[(Mac, &GatewayFields)],
+        link: FactoryLink<'_>,
+        by: Option<UserId>,
+    ) -> Result<Vec<Gateway>, StoreError> {
+        let errors = self.import_problems(tenant, rows, link).await?;
+        if !errors.is_empty() {
+            return Err(StoreError::Import(errors));
+        }
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = Ts::now();
-        in_tx!(self.db, |tx| {
-            let mut errors = Vec::new();
-            let (count, max): (i64, i64) =
-                sqlx::query_as(LIMIT_CHECK).bind(tenant.get()).fetch_one(&mut *tx).await?;
-            if count + rows.len() as i64 > max {
+        let limit_sql = format!(
+            "SELECT max_gateways, (SELECT count(*) FROM gateways WHERE tenant_id = $1 \
+             AND status <> 'decommissioned') FROM tenants WHERE id = $1 {}",
+            self.db.row_lock()
+        );
+        let inserted: Vec<GatewayRow> = in_tx!(self.db, |tx| {
+            // Again, locked: another import may have taken the room since the check.
+            let limits: Option<(i64, i64)> = sqlx::query_as(AssertSqlSafe(limit_sql.as_str()))
+                .bind(tenant.get())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let (max, count) = limits.ok_or(StoreError::NotFound)?;
+            if let Some(message) = limit_problem(count, max, rows.len()) {
+                return Err(StoreError::Import(vec![RowError { row: 0, message }]));
+            }
+            let mut inserted = Vec::with_capacity(rows.len());
+            for chunk in rows.chunks(bulk::INSERT_ROWS) {
+                let sql = format!(
+                    "{INSERT_MANY} {} RETURNING {COLUMNS}",
+                    bulk::values(chunk.len(), 4, 13, "$1, ", ", 'pre_registered', FALSE, $2, $2, $3")
+                );
+                let mut q = sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .bind(now)
+                    .bind(by.map(UserId::get));
+                for (mac, fields) in chunk {
+                    q = bind_fields!(q.bind(mac.to_string()), fields);
+                }
+                let batch: Vec<GatewayRow> = q.fetch_all(&mut *tx).await.map_err(|e| raced(e.into()))?;
+                inserted.extend(batch);
+            }
+            match link {
+                FactoryLink::Never => {}
+                FactoryLink::EveryUnlinked => {
+                    for chunk in rows.chunks(bulk::LOOKUP) {
+                        let sql = format!(
+                            "UPDATE certificates SET tenant_id = $1, gateway_id = \
+                               (SELECT g.id FROM gateways g WHERE g.tenant_id = $1 AND g.mac = certificates.mac) \
+                             WHERE gateway_id IS NULL AND mac IN ({})",
+                            bulk::list(2, chunk.len())
+                        );
+                        let mut q = sqlx::query(AssertSqlSafe(sql.as_str())).bind(tenant.get());
+                        for (mac, _) in chunk {
+                            q = q.bind(mac.to_string());
+                        }
+                        q.execute(&mut *tx).await?;
+                    }
+                }
+                FactoryLink::Named(serials) => {
+                    for chunk in serials.chunks(bulk::LOOKUP) {
+                        // The serials' MACs were checked against the rows; the gateway condition
+                        // makes sure that a certificate is linked only to its own MAC's gateway.
+                        let sql = format!(
+                            "UPDATE certificates SET tenant_id = $1, gateway_id = \
+                               (SELECT g.id FROM gateways g WHERE g.tenant_id = $1 AND g.mac = certificates.mac) \
+                             WHERE gateway_id IS NULL AND serial IN ({}) AND EXISTS \
+                               (SELECT 1 FROM gateways g WHERE g.tenant_id = $1 AND g.mac = certificates.mac)",
+                            bulk::list(2, chunk.len())
+                        );
+                        let mut q = sqlx::query(AssertSqlSafe(sql.as_str())).bind(tenant.get());
+                        for serial in chunk {
+                            q = q.bind(*serial);
+                        }
+                        let linked = q.execute(&mut *tx).await?.rows_affected();
+                        if linked != chunk.len() as u64 {
+                            return Err(StoreError::Conflict(
+                                "a certificate of the manifest was linked to a gateway meanwhile; nothing was imported"
+                                    .into(),
+                            ));
+                        }
+                    }
+                }
+            }
+            Ok(inserted)
+        })?;
+        // Multi-row RETURNING gives no order: put the gateways back in the rows' order.
+        let mut by_mac: HashMap<String, GatewayRow> =
+            inserted.into_iter().map(|r| (r.mac.clone(), r)).collect();
+        rows.iter()
+            .map(|(mac, _)| {
+                by_mac.remove(&mac.to_string()).ok_or(StoreError::NotFound).and_then(Gateway::try_from)
+            })
+            .collect()
+    }
+
+    /// Every problem of an import, each with its 1-based row (0: the whole file), found with
+    /// O(n) work and a few set-based reads (chunked `IN (…)` lookups), none per row.
+    async fn import_problems(
+        &self,
+        tenant: TenantId,
+        rows: &[(Mac, &GatewayFields)],
+        link: FactoryLink<'_>,
+    ) -> Result<Vec<RowError>, StoreError> {
+        let mut errors = Vec::new();
+        let (max, count): (i64, i64) = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(
+                    "SELECT max_gateways, (SELECT count(*) FROM gateways WHERE tenant_id = $1 \
+                     AND status <> 'decommissioned') FROM tenants WHERE id = $1"
+                )
+                .bind(tenant.get())
+                .fetch_optional(pool)
+                .await
+        )?
+        .ok_or(StoreError::NotFound)?;
+        if let Some(message) = limit_problem(count, max, rows.len()) {
+            errors.push(RowError { row: 0, message });
+        }
+        let macs: Vec<String> = rows.iter().map(|(m, _)| m.to_string()).collect();
+        let codes: Vec<&str> = rows.iter().map(|(_, f)| f.code.as_str()).collect();
+        let macs_taken: HashSet<String> =
+            self.existing("SELECT mac FROM gateways WHERE mac IN", None, &macs).await?;
+        let codes_taken: HashSet<String> = self
+            .existing("SELECT code FROM gateways WHERE tenant_id = $1 AND code IN", Some(tenant), &codes)
+            .await?;
+        let certificates = match link {
+            FactoryLink::Named(serials) => self.factory_certificates(serials).await?,
+            _ => HashMap::new(),
+        };
+        let mut seen_macs = HashSet::with_capacity(rows.len());
+        let mut seen_codes = HashSet::with_capacity(rows.len());
+        let mut seen_serials = HashSet::new();
+        for (i, (mac, fields)) in rows.iter().enumerate() {
+            let row = i + 1;
+            if !seen_macs.insert(*mac) {
+                errors.push(RowError { row, message: format!("MAC {mac} appears twice in the file") });
+            }
+            if !seen_codes.insert(&fields.code) {
                 errors.push(RowError {
-                    row: 0,
-                    message: format!(
-                        "the tenant's limit of {max} gateways would be exceeded ({count} registered, {} new)",
-                        rows.len()
-                    ),
+                    row,
+                    message: format!("code {} appears twice in the file", fields.code),
                 });
             }
-            for (i, (mac, fields)) in rows.iter().enumerate() {
-                let row = i + 1;
-                if rows[..i].iter().any(|(m, _)| m == mac) {
-                    errors.push(RowError { row, message: format!("MAC {mac} appears twice in the file") });
-                }
-                if rows[..i].iter().any(|(_, f)| f.code == fields.code) {
+            if macs_taken.contains(&macs[i]) {
+                errors.push(RowError { row, message: format!("MAC {mac} is already registered") });
+            }
+            if codes_taken.contains(fields.code.as_str()) {
+                errors.push(RowError {
+                    row,
+                    message: format!("gateway code {} is already used in this tenant", fields.code),
+                });
+            }
+            if let FactoryLink::Named(serials) = link {
+                let serial = serials.get(i).copied().unwrap_or_default();
+                if !seen_serials.insert(serial) {
                     errors.push(RowError {
                         row,
-                        message: format!("code {} appears twice in the file", fields.code),
+                        message: format!("certificate {serial} appears twice in the file"),
                     });
                 }
-                let (mac_taken, code_taken): (i64, i64) = sqlx::query_as(
-                    "SELECT (SELECT count(*) FROM gateways WHERE mac = $1), \
-                            (SELECT count(*) FROM gateways WHERE tenant_id = $2 AND code = $3)",
-                )
-                .bind(mac.to_string())
-                .bind(tenant.get())
-                .bind(fields.code.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-                if mac_taken > 0 {
-                    errors.push(RowError { row, message: format!("MAC {mac} is already registered") });
-                }
-                if code_taken > 0 {
-                    errors.push(RowError {
+                match certificates.get(serial) {
+                    Some((cert_mac, None)) if *cert_mac == macs[i] => {}
+                    Some((cert_mac, Some(_))) if *cert_mac == macs[i] => errors.push(RowError {
                         row,
-                        message: format!("gateway code {} is already used in this tenant", fields.code),
-                    });
+                        message: format!("certificate {serial} of {mac} already belongs to a gateway"),
+                    }),
+                    _ => errors.push(RowError {
+                        row,
+                        message: format!("certificate {serial} was not issued for {mac} by a factory batch"),
+                    }),
                 }
             }
-            if !errors.is_empty() {
-                return Err(StoreError::Import(errors));
-            }
-            let mut out = Vec::with_capacity(rows.len());
-            for (mac, fields) in rows {
-                let q = sqlx::query_as(INSERT).bind(tenant.get()).bind(mac.to_string());
-                let row: GatewayRow = bind_fields!(q, fields)
-                    .bind(now)
-                    .bind(by.map(UserId::get))
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| conflict_message(*mac, &fields.code, e.into()))?;
-                // Certificates issued for this MAC by a factory batch now belong to the gateway.
-                sqlx::query(
-                    "UPDATE certificates SET tenant_id = $1, gateway_id = $2 WHERE mac = $3 AND gateway_id IS NULL",
-                )
-                .bind(tenant.get())
-                .bind(row.id)
-                .bind(mac.to_string())
-                .execute(&mut *tx)
-                .await?;
-                out.push(Gateway::try_from(row)?);
-            }
-            Ok(out)
-        })
+        }
+        Ok(errors)
+    }
+
+    /// Which of `values` a `SELECT column FROM … WHERE … IN` (`$1` the tenant when given)
+    /// finds, read in chunks.
+    async fn existing(
+        &self,
+        select_in: &str,
+        tenant: Option<TenantId>,
+        values: &[impl AsRef<str>],
+    ) -> Result<HashSet<String>, StoreError> {
+        let first = if tenant.is_some() { 2 } else { 1 };
+        let mut found = HashSet::new();
+        for chunk in values.chunks(bulk::LOOKUP) {
+            let sql = format!("{select_in} ({})", bulk::list(first, chunk.len()));
+            let part: Vec<String> = on_db!(
+                self.db,
+                read | pool | {
+                    let mut q = sqlx::query_scalar(AssertSqlSafe(sql.as_str()));
+                    if let Some(t) = tenant {
+                        q = q.bind(t.get());
+                    }
+                    for v in chunk {
+                        q = q.bind(v.as_ref());
+                    }
+                    q.fetch_all(pool).await
+                }
+            )?;
+            found.extend(part);
+        }
+        Ok(found)
+    }
+
+    /// The certificates with these serials: their MAC and gateway (`None`: not linked yet).
+    async fn factory_certificates(
+        &self,
+        serials: &[&str],
+    ) -> Result<HashMap<String, (String, Option<i64>)>, StoreError> {
+        let mut found = HashMap::with_capacity(serials.len());
+        for chunk in serials.chunks(bulk::LOOKUP) {
+            let sql = format!(
+                "SELECT serial, mac, gateway_id FROM certificates WHERE serial IN ({})",
+                bulk::list(1, chunk.len())
+            );
+            let part: Vec<(String, String, Option<i64>)> = on_db!(
+                self.db,
+                read | pool | {
+                    let mut q = sqlx::query_as(AssertSqlSafe(sql.as_str()));
+                    for serial in chunk {
+                        q = q.bind(*serial);
+                    }
+                    q.fetch_all(pool).await
+                }
+            )?;
+            found.extend(part.into_iter().map(|(serial, mac, gateway)| (serial, (mac, gateway))));
+        }
+        Ok(found)
     }
 
     pub async fn get(&self, tenant: TenantId, id: GatewayId) -> Result<Gateway, StoreError> {
@@ -345,6 +572,38 @@ impl<'a> GatewayStore<'a> {
                     .await
         )?;
         row.try_into()
+    }
+
+    /// The ids of the tenant's gateways among `macs` (an import's lookups: a few statements
+    /// whatever the number of MACs); MACs of other tenants or of no gateway are absent.
+    pub async fn ids_by_mac(
+        &self,
+        tenant: TenantId,
+        macs: &[Mac],
+    ) -> Result<HashMap<Mac, GatewayId>, StoreError> {
+        let distinct: Vec<String> =
+            macs.iter().copied().collect::<HashSet<_>>().into_iter().map(|m| m.to_string()).collect();
+        let mut found = HashMap::with_capacity(distinct.len());
+        for chunk in distinct.chunks(bulk::LOOKUP) {
+            let sql = format!(
+                "SELECT mac, id FROM gateways WHERE tenant_id = $1 AND mac IN ({})",
+                bulk::list(2, chunk.len())
+            );
+            let part: Vec<(String, i64)> = on_db!(
+                self.db,
+                read | pool | {
+                    let mut q = sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(tenant.get());
+                    for m in chunk {
+                        q = q.bind(m);
+                    }
+                    q.fetch_all(pool).await
+                }
+            )?;
+            for (mac, id) in part {
+                found.insert(stored("gateways.mac", &mac, Mac::parse)?, GatewayId::new(id));
+            }
+        }
+        Ok(found)
     }
 
     /// Finds a gateway by MAC whatever its tenant: the device endpoint's lookup from a
@@ -686,5 +945,52 @@ impl<'a> GatewayStore<'a> {
         .await
         .map(|r| r.rows_affected()))?;
         found(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use crate::tenants::{NewTenant, TenantLimits};
+
+    fn rows(n: usize) -> Vec<(Mac, GatewayFields)> {
+        (0..n)
+            .map(|i| {
+                let mac = Mac::parse(&format!("02:00:00:00:{:02x}:{:02x}", i / 256, i % 256)).unwrap();
+                let code = GatewayCode::parse(&format!("GW-{i:05}")).unwrap();
+                (mac, GatewayFields::new(code, Name::parse("name", "G").unwrap()))
+            })
+            .collect()
+    }
+
+    /// The issue: a large import ran its per-row checks inside the write transaction, holding
+    /// SQLite's one writer connection (and with it every ingest commit) for the whole time. Now
+    /// the checks read through the read pool: with the writer held by someone else, a refused
+    /// 5,000-row import still answers with its full report, so the checks never touched it.
+    /// (The timeout only stops a failing run from waiting for the pool's one-minute timeout.)
+    #[tokio::test]
+    async fn a_large_import_is_checked_without_the_writer_connection() {
+        let (_dir, store) = crate::sqlite_for_test().await;
+        let mut new = NewTenant::named(Name::parse("name", "Acme").unwrap());
+        new.limits = TenantLimits { max_gateways: 10_000, ..TenantLimits::default() };
+        let tenant = store.tenants().staff_create(&new).await.unwrap().id;
+        let mut rows = rows(5_000);
+        rows[4_999].1.code = rows[0].1.code.clone();
+        let Db::Sqlite(db) = store.db() else { panic!("SQLite") };
+        let writer = db.write.acquire().await.unwrap();
+        let outcome = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            store.gateways().import(tenant, &rows, None),
+        )
+        .await
+        .expect("the checks must not wait for the writer connection");
+        let Err(StoreError::Import(errors)) = outcome else { panic!("refused: {outcome:?}") };
+        assert_eq!(errors.iter().map(|e| e.row).collect::<Vec<_>>(), vec![5_000]);
+        drop(writer);
+        rows[4_999].1.code = GatewayCode::parse("GW-LAST").unwrap();
+        let created = store.gateways().import(tenant, &rows, None).await.unwrap();
+        assert_eq!(created.len(), 5_000);
+        assert!(created.iter().zip(&rows).all(|(g, (mac, _))| g.mac == *mac), "in the rows' order");
     }
 }

@@ -12,6 +12,7 @@
 mod macros;
 
 pub mod audit;
+mod bulk;
 pub mod certificates;
 pub mod db;
 pub mod devices;
@@ -108,4 +109,15 @@ impl Store {
     pub fn user_tokens(&self) -> user_tokens::UserTokenStore<'_> {
         user_tokens::UserTokenStore::new(&self.db)
     }
+}
+
+/// A fresh, migrated SQLite store in a temporary directory, for unit tests that need the pools
+/// themselves (the integration suite's `TestDb` cannot reach them).
+#[cfg(test)]
+pub(crate) async fn sqlite_for_test() -> (tempfile::TempDir, Store) {
+    #![allow(clippy::expect_used)]
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = Store::open(&url, &DbOptions::default()).await.expect("open SQLite");
+    (dir, store)
 }

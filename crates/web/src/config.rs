@@ -41,6 +41,8 @@ pub struct WebConfig {
     pub max_form_bytes: usize,
     /// Largest upload (multipart: CSV imports, CSR files) read.
     pub max_upload_bytes: usize,
+    /// How large a CSV import may be (rows and bytes).
+    pub import_limits: tds_domain::import_rows::ImportLimits,
 }
 
 impl WebConfig {
@@ -62,6 +64,7 @@ impl WebConfig {
             body_timeout: Duration::from_mins(1),
             max_form_bytes: 64 * 1024,
             max_upload_bytes: 8 * 1024 * 1024,
+            import_limits: tds_domain::import_rows::ImportLimits::default(),
         }
     }
 

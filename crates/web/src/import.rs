@@ -1,60 +1,39 @@
 //! CSV imports of gateways and devices, shared by the web page and `tds gateway|device import`.
 //!
-//! Every row is parsed into domain types first; if any row is bad, the report names each bad
-//! row by its line and nothing is written. The store then checks what needs the database (MACs
-//! and codes already taken, capacity, limits) in the same all-or-nothing way, and its refusals
-//! are mapped back to lines.
+//! The file is bounded and parsed by [`tds_domain::import_rows`] (formats and rules there); if any
+//! row is bad, the report names each bad row by its line and nothing is written. The store then
+//! checks what needs the database (MACs, codes and certificate serials, capacity, limits) with a
+//! few set-based reads, in the same all-or-nothing way, and its refusals are mapped back to lines.
 //!
-//! Formats (a header row is optional and recognised by its first column):
-//! - gateways: `mac,code,name[,model,serial_number,device_id]`
-//! - a factory manifest written by `tds cert batch`: `mac,serial_number,cert_serial,expires_at`
-//!   (pre-registers each gateway; its certificate must come from a factory batch for that MAC)
-//! - devices: `gateway_mac,code,name,type,medium,kind,unit[,slave_id,register]`
+//! Who imports matters for factory certificates (SPEC §3): a tenant's editor links only the
+//! certificates a factory manifest names (the manifest shows possession of the batch); platform
+//! staff (the operator's `tds gateway import`, a staff user on the page) also link, with a plain
+//! gateway file, the unlinked factory certificates of its MACs.
 
+use tds_domain::import_rows::{DeviceRow, GatewayFile, GatewayRow, ManifestRow, ParsedRow, ReadError};
 use tds_domain::limits::ScaleFactor;
-use tds_domain::{
-    Description, DeviceCode, DeviceMode, DeviceStatus, DeviceType, GatewayCode, GatewayId, Mac,
-    MeasurementKind, Medium, ModbusRegister, Name, SlaveId, TenantId, Unit, UserId, ValidationError,
-};
+use tds_domain::{Description, DeviceMode, DeviceStatus, GatewayId, Mac, TenantId, UserId};
 use tds_store::devices::DeviceFields;
 use tds_store::gateways::GatewayFields;
 use tds_store::{Store, StoreError};
 
-/// Largest file accepted (rows are held in memory while checked).
-pub const MAX_BYTES: usize = 8 * 1024 * 1024;
+pub use tds_domain::import_rows::{ImportLimits, RowProblem};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("the file is not valid CSV: {0}")]
-    Csv(String),
-    #[error("the file has no data rows")]
-    Empty,
+    #[error(transparent)]
+    File(#[from] ReadError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Why a row was refused: a rule of the domain (translatable) or a fact about the database.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RowProblem {
-    Invalid(ValidationError),
-    Columns { found: usize, expected: &'static str },
-    Other(String),
-}
-
-impl std::fmt::Display for RowProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Invalid(e) => e.fmt(f),
-            Self::Columns { found, expected } => write!(f, "{found} columns; expected {expected}"),
-            Self::Other(m) => f.write_str(m),
-        }
-    }
-}
-
-impl From<ValidationError> for RowProblem {
-    fn from(e: ValidationError) -> Self {
-        Self::Invalid(e)
-    }
+/// Who runs an import: what it may link (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Importer {
+    /// A member of the tenant (editor or admin).
+    Tenant,
+    /// Platform staff or the operator's command line.
+    Staff,
 }
 
 /// One line of the report.
@@ -78,78 +57,19 @@ impl ImportOutcome {
     }
 }
 
-/// One data row: its line in the file and its trimmed fields.
-#[derive(Debug)]
-struct CsvRow {
-    line: u64,
-    fields: Vec<String>,
-}
-
-impl CsvRow {
-    fn required(&self, i: usize, name: &'static str) -> Result<&str, ValidationError> {
-        self.optional(i).ok_or(ValidationError::Required { field: name })
-    }
-
-    fn optional(&self, i: usize) -> Option<&str> {
-        self.fields.get(i).map(String::as_str).filter(|s| !s.is_empty())
-    }
-}
-
-/// Reads CSV; a first row whose first field is `header_first` is a header (returned lower-cased).
-fn read(bytes: &[u8], header_first: &str) -> Result<(Option<Vec<String>>, Vec<CsvRow>), ImportError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .comment(Some(b'#'))
-        .from_reader(bytes);
-    let mut rows = Vec::new();
-    let mut header = None;
-    for (i, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| ImportError::Csv(e.to_string()))?;
-        let line = record.position().map_or(i as u64 + 1, csv::Position::line);
-        let fields: Vec<String> =
-            record.iter().map(|f| f.trim_start_matches('\u{feff}').to_owned()).collect();
-        if i == 0 && fields.first().is_some_and(|f| f.eq_ignore_ascii_case(header_first)) {
-            header = Some(fields.iter().map(|f| f.to_ascii_lowercase()).collect());
-            continue;
-        }
-        if fields.iter().all(String::is_empty) {
-            continue;
-        }
-        rows.push(CsvRow { line, fields });
-    }
-    if rows.is_empty() {
-        return Err(ImportError::Empty);
-    }
-    Ok((header, rows))
-}
-
-/// Writes the rows when all parsed, mapping the store's per-row refusals (1-based data rows)
-/// back to file lines.
-fn finish<T>(
-    rows: &[CsvRow],
-    parsed: Vec<Result<T, RowProblem>>,
-    describe: impl Fn(&T) -> String,
-) -> (Vec<RowReport>, Option<Vec<T>>) {
-    let all_ok = parsed.iter().all(Result::is_ok);
-    let report = rows
+/// The report of parsed rows, and their values when every row parsed.
+fn finish<T>(parsed: Vec<ParsedRow<T>>, describe: impl Fn(&T) -> String) -> (Vec<RowReport>, Option<Vec<T>>) {
+    let all_ok = parsed.iter().all(|r| r.parsed.is_ok());
+    let report = parsed
         .iter()
-        .zip(&parsed)
-        .map(|(row, p)| RowReport {
-            line: row.line,
-            outcome: p.as_ref().map(&describe).map_err(Clone::clone),
-        })
+        .map(|r| RowReport { line: r.line, outcome: r.parsed.as_ref().map(&describe).map_err(Clone::clone) })
         .collect();
-    let good = all_ok.then(|| parsed.into_iter().filter_map(Result::ok).collect());
+    let good = all_ok.then(|| parsed.into_iter().filter_map(|r| r.parsed.ok()).collect());
     (report, good)
 }
 
-fn store_refusal(
-    rows: &[CsvRow],
-    mut report: Vec<RowReport>,
-    err: StoreError,
-) -> Result<ImportOutcome, ImportError> {
+/// Maps the store's per-row refusals (1-based data rows; 0 for the whole file) onto the report.
+fn store_refusal(mut report: Vec<RowReport>, err: StoreError) -> Result<ImportOutcome, ImportError> {
     match err {
         StoreError::Import(errors) => {
             for e in errors {
@@ -165,69 +85,18 @@ fn store_refusal(
                     None => report.push(RowReport { line: 0, outcome: Err(RowProblem::Other(e.message)) }),
                 }
             }
-            let _ = rows;
             Ok(ImportOutcome { rows: report, created: 0 })
         }
         e => Err(e.into()),
     }
 }
 
-fn parse_gateway_row(row: &CsvRow) -> Result<(Mac, GatewayFields), RowProblem> {
-    if row.fields.len() > 6 {
-        return Err(RowProblem::Columns {
-            found: row.fields.len(),
-            expected: "mac,code,name[,model,serial_number,device_id]",
-        });
-    }
-    let mac = Mac::parse(row.required(0, "mac")?)?;
-    let code = GatewayCode::parse(row.required(1, "code")?)?;
-    let name = Name::parse("name", row.required(2, "name")?)?;
-    let mut fields = GatewayFields::new(code, name);
-    fields.model = row.optional(3).map(str::to_owned);
-    fields.serial_number = row.optional(4).map(str::to_owned);
-    fields.device_id = row.optional(5).map(str::to_owned);
-    Ok((mac, fields))
-}
-
-/// A manifest row: the gateway is pre-registered with its serial number as code and name, and
-/// the row must name the factory certificate issued for that MAC.
-async fn parse_manifest_row(
-    store: &Store,
-    row: &CsvRow,
-) -> Result<Result<(Mac, GatewayFields), RowProblem>, StoreError> {
-    let parsed = (|| -> Result<(Mac, String, String), RowProblem> {
-        Ok((
-            Mac::parse(row.required(0, "mac")?)?,
-            row.required(1, "serial_number")?.to_owned(),
-            row.required(2, "cert_serial")?.to_ascii_lowercase(),
-        ))
-    })();
-    let (mac, serial_number, cert_serial) = match parsed {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
-    };
-    match store.certificates().staff_by_serial(&cert_serial).await {
-        Ok(c) if c.mac == mac.to_string() => {}
-        Ok(_) | Err(StoreError::NotFound) => {
-            return Ok(Err(RowProblem::Other(format!(
-                "certificate {cert_serial} was not issued for {mac} by a factory batch"
-            ))));
-        }
-        Err(e) => return Err(e),
-    }
-    // The serial number is the code people find on the label; fall back to the MAC when it
-    // does not make a valid code.
-    let code = GatewayCode::parse(&serial_number)
-        .or_else(|_| GatewayCode::parse(&format!("GW-{}", mac.to_string().replace(':', ""))));
-    let name = Name::parse("name", &format!("Gateway {serial_number}"));
-    Ok(match (code, name) {
-        (Ok(code), Ok(name)) => {
-            let mut fields = GatewayFields::new(code, name);
-            fields.serial_number = Some(serial_number);
-            Ok((mac, fields))
-        }
-        (Err(e), _) | (_, Err(e)) => Err(e.into()),
-    })
+fn gateway_fields(row: GatewayRow) -> (Mac, GatewayFields) {
+    let mut fields = GatewayFields::new(row.code, row.name);
+    fields.model = row.model;
+    fields.serial_number = row.serial_number;
+    fields.device_id = row.device_id;
+    (row.mac, fields)
 }
 
 /// Imports gateways (or a factory manifest) into `tenant`, all or none.
@@ -236,49 +105,63 @@ pub async fn gateways(
     tenant: TenantId,
     bytes: &[u8],
     by: Option<UserId>,
+    limits: ImportLimits,
+    importer: Importer,
 ) -> Result<ImportOutcome, ImportError> {
-    let (header, rows) = read(bytes, "mac")?;
-    let is_manifest = header.as_ref().is_some_and(|h| h.get(1).is_some_and(|c| c == "serial_number"));
-    let mut parsed = Vec::with_capacity(rows.len());
-    for row in &rows {
-        parsed.push(if is_manifest { parse_manifest_row(store, row).await? } else { parse_gateway_row(row) });
-    }
-    let (report, good) = finish(&rows, parsed, |(mac, f)| format!("{mac} {} {:?}", f.code, f.name.as_str()));
-    let Some(good) = good else { return Ok(ImportOutcome { rows: report, created: 0 }) };
-    match store.gateways().import(tenant, &good, by).await {
-        Ok(created) => Ok(ImportOutcome { rows: report, created: created.len() }),
-        Err(e) => store_refusal(&rows, report, e),
+    match GatewayFile::parse(bytes, limits)? {
+        GatewayFile::Gateways(rows) => {
+            let (report, good) =
+                finish(rows, |r: &GatewayRow| format!("{} {} {:?}", r.mac, r.code, r.name.as_str()));
+            let Some(good) = good else { return Ok(ImportOutcome { rows: report, created: 0 }) };
+            let rows: Vec<(Mac, GatewayFields)> = good.into_iter().map(gateway_fields).collect();
+            let done = match importer {
+                Importer::Tenant => store.gateways().import(tenant, &rows, by).await,
+                Importer::Staff => store.gateways().staff_import(tenant, &rows, by).await,
+            };
+            match done {
+                Ok(created) => Ok(ImportOutcome { rows: report, created: created.len() }),
+                Err(e) => store_refusal(report, e),
+            }
+        }
+        GatewayFile::Manifest(rows) => {
+            let (report, good) =
+                finish(rows, |r: &ManifestRow| format!("{} {} {:?}", r.mac, r.code, r.name.as_str()));
+            let Some(good) = good else { return Ok(ImportOutcome { rows: report, created: 0 }) };
+            let rows: Vec<(Mac, GatewayFields, String)> = good
+                .into_iter()
+                .map(|r| {
+                    let mut fields = GatewayFields::new(r.code, r.name);
+                    fields.serial_number = Some(r.serial_number);
+                    (r.mac, fields, r.cert_serial)
+                })
+                .collect();
+            match store.gateways().import_manifest(tenant, &rows, by).await {
+                Ok(created) => Ok(ImportOutcome { rows: report, created: created.len() }),
+                Err(e) => store_refusal(report, e),
+            }
+        }
     }
 }
 
-fn parse_device_row(row: &CsvRow) -> Result<(Mac, DeviceFields), RowProblem> {
-    if row.fields.len() > 9 {
-        return Err(RowProblem::Columns {
-            found: row.fields.len(),
-            expected: "gateway_mac,code,name,type,medium,kind,unit[,slave_id,register]",
-        });
-    }
-    let gateway_mac = Mac::parse(row.required(0, "gateway_mac")?)?;
-    let fields = DeviceFields {
-        code: DeviceCode::parse(row.required(1, "code")?)?,
+fn device_fields(row: DeviceRow) -> DeviceFields {
+    DeviceFields {
+        code: row.code,
         mac: None,
-        name: Name::parse("name", row.required(2, "name")?)?,
+        name: row.name,
         description: Description::default(),
-        device_type: DeviceType::parse(row.required(3, "type")?)?,
-        medium: Medium::parse(row.required(4, "medium")?)?,
-        kind: MeasurementKind::parse(row.required(5, "kind")?)?,
-        unit: Unit::parse(row.required(6, "unit")?)?,
+        device_type: row.device_type,
+        medium: row.medium,
+        kind: row.kind,
+        unit: row.unit,
         scale_factor: ScaleFactor::default(),
         rollover_value: None,
-        slave_id: row.optional(7).map(SlaveId::parse).transpose()?,
-        register: row.optional(8).map(ModbusRegister::parse).transpose()?,
+        slave_id: row.slave_id,
+        register: row.register,
         mode: DeviceMode::Auto,
         status: DeviceStatus::Active,
         alarm_daily: None,
         alarm_monthly: None,
-    };
-    fields.check()?;
-    Ok((gateway_mac, fields))
+    }
 }
 
 /// Imports devices into `tenant`'s gateways, all or none.
@@ -287,27 +170,31 @@ pub async fn devices(
     tenant: TenantId,
     bytes: &[u8],
     by: Option<UserId>,
+    limits: ImportLimits,
 ) -> Result<ImportOutcome, ImportError> {
-    let (_, rows) = read(bytes, "gateway_mac")?;
-    let mut parsed: Vec<Result<(GatewayId, DeviceFields), RowProblem>> = Vec::with_capacity(rows.len());
-    for row in &rows {
-        parsed.push(match parse_device_row(row) {
-            Ok((mac, fields)) => match store.gateways().by_mac(tenant, mac).await {
-                Ok(g) => Ok((g.id, fields)),
-                Err(StoreError::NotFound) => {
-                    Err(RowProblem::Other(format!("no gateway with MAC {mac} in this tenant")))
-                }
-                Err(e) => return Err(e.into()),
-            },
-            Err(e) => Err(e),
-        });
+    let mut rows = DeviceRow::parse_file(bytes, limits)?;
+    // The gateways by MAC, in one set-based lookup: a row naming no gateway of the tenant is
+    // refused like a row that does not parse.
+    let macs: Vec<Mac> = rows.iter().filter_map(|r| r.parsed.as_ref().ok().map(|d| d.gateway_mac)).collect();
+    let gateways = store.gateways().ids_by_mac(tenant, &macs).await?;
+    for row in &mut rows {
+        if let Ok(d) = &row.parsed
+            && !gateways.contains_key(&d.gateway_mac)
+        {
+            row.parsed =
+                Err(RowProblem::Other(format!("no gateway with MAC {} in this tenant", d.gateway_mac)));
+        }
     }
-    let (report, good) = finish(&rows, parsed, |(_, f)| {
-        format!("{} {:?} {} {} {}", f.code, f.name.as_str(), f.medium, f.kind, f.unit)
+    let (report, good) = finish(rows, |d: &DeviceRow| {
+        format!("{} {:?} {} {} {}", d.code, d.name.as_str(), d.medium, d.kind, d.unit)
     });
     let Some(good) = good else { return Ok(ImportOutcome { rows: report, created: 0 }) };
-    match store.devices().import(tenant, &good, by).await {
+    let rows: Vec<(GatewayId, DeviceFields)> = good
+        .into_iter()
+        .filter_map(|d| gateways.get(&d.gateway_mac).map(|g| (*g, device_fields(d))))
+        .collect();
+    match store.devices().import(tenant, &rows, by).await {
         Ok(created) => Ok(ImportOutcome { rows: report, created: created.len() }),
-        Err(e) => store_refusal(&rows, report, e),
+        Err(e) => store_refusal(report, e),
     }
 }

@@ -142,10 +142,23 @@ async fn only_a_newer_crl_replaces_the_stored_one(store: Store) {
     assert_eq!(store.certificates().crl().await.unwrap().unwrap().pem, "pem 2");
 }
 
-async fn factory_certificates_are_linked_when_their_gateway_is_pre_registered(store: Store) {
+/// What a factory batch records, and the state of one certificate: (tenant, gateway).
+async fn link_of(
+    store: &Store,
+    serial: &str,
+) -> (Option<tds_domain::TenantId>, Option<tds_domain::GatewayId>) {
+    let c = store.certificates().staff_by_serial(serial).await.unwrap();
+    (c.tenant_id, c.gateway_id)
+}
+
+fn mac(s: &str) -> Mac {
+    Mac::parse(s).unwrap()
+}
+
+async fn staff_registering_a_batched_mac_links_its_factory_certificates(store: Store) {
     let batch = [issued("aa:bb:cc:dd:ee:01", "0e1", 10), issued("aa:bb:cc:dd:ee:02", "0e2", 10)];
     store.certificates().staff_record_factory(&batch).await.unwrap();
-    assert!(store.certificates().staff_has_active(Mac::parse("aa:bb:cc:dd:ee:01").unwrap()).await.unwrap());
+    assert!(store.certificates().staff_has_active(mac("aa:bb:cc:dd:ee:01")).await.unwrap());
     let again = store.certificates().staff_record_factory(&[issued("aa:bb:cc:dd:ee:02", "0e3", 10)]).await;
     assert!(matches!(again, Err(StoreError::Conflict(_))));
     let t = fixtures::tenant(&store, "Acme").await;
@@ -153,16 +166,133 @@ async fn factory_certificates_are_linked_when_their_gateway_is_pre_registered(st
         store.certificates().list(t.id, &CertificateFilter::default(), Page::default()).await.unwrap().total,
         0
     );
-    let g = fixtures::gateway(&store, t.id, "aa:bb:cc:dd:ee:01", "GW1").await;
+    let rows = [(mac("aa:bb:cc:dd:ee:01"), fixtures::gateway_fields("GW1"))];
+    let g = store.gateways().staff_import(t.id, &rows, None).await.unwrap().remove(0);
     let linked = store.certificates().for_gateway(t.id, g.id).await.unwrap();
     assert_eq!(linked.iter().map(|c| c.serial.as_str()).collect::<Vec<_>>(), vec!["0e1"]);
     assert_eq!(linked[0].tenant_id, Some(t.id));
-    let unlinked = store.certificates().staff_by_serial("0e2").await.unwrap();
-    assert_eq!(unlinked.tenant_id, None);
+    assert_eq!(link_of(&store, "0e2").await, (None, None));
+}
+
+/// SPEC §3: a factory certificate is the batch's until its manifest (or staff) says whose it is.
+/// A tenant's editor who registers a MAC that the factory batched, whether for another tenant or
+/// not, must not get its certificate (nor, through it, the gateway's telemetry).
+async fn a_tenant_registering_a_batched_mac_gets_no_factory_certificate(store: Store) {
+    store
+        .certificates()
+        .staff_record_factory(&[
+            issued("aa:bb:cc:00:00:01", "0a01", 10),
+            issued("aa:bb:cc:00:00:02", "0a02", 10),
+        ])
+        .await
+        .unwrap();
+    let b = fixtures::tenant(&store, "Beta").await;
+
+    // The gateway form.
+    let g = fixtures::gateway(&store, b.id, "aa:bb:cc:00:00:01", "STOLEN").await;
+    assert!(store.certificates().for_gateway(b.id, g.id).await.unwrap().is_empty());
+    assert_eq!(link_of(&store, "0a01").await, (None, None), "the certificate stays unlinked");
+
+    // A plain CSV import.
+    let rows = [(mac("aa:bb:cc:00:00:02"), fixtures::gateway_fields("STOLEN2"))];
+    let g2 = store.gateways().import(b.id, &rows, None).await.unwrap().remove(0);
+    assert!(store.certificates().for_gateway(b.id, g2.id).await.unwrap().is_empty());
+    assert_eq!(link_of(&store, "0a02").await, (None, None));
+    assert_eq!(
+        store.certificates().list(b.id, &CertificateFilter::default(), Page::default()).await.unwrap().total,
+        0,
+        "tenant B sees none of the batch's certificates"
+    );
+}
+
+async fn a_manifest_links_only_the_unlinked_certificate_it_names_for_that_mac(store: Store) {
+    store
+        .certificates()
+        .staff_record_factory(&[
+            issued("aa:bb:cc:00:00:01", "0a01", 10),
+            issued("aa:bb:cc:00:00:02", "0a02", 10),
+            issued("aa:bb:cc:00:00:03", "0b03", 10),
+        ])
+        .await
+        .unwrap();
+    let a = fixtures::tenant(&store, "Acme").await;
+    let b = fixtures::tenant(&store, "Beta").await;
+    let row = |m: &str, code: &str, serial: &str| (mac(m), fixtures::gateway_fields(code), serial.to_owned());
+
+    // Tenant B holds the manifest line of its own MAC 03 only. It cannot pair A's MAC with its
+    // serial, nor A's serial with its MAC, nor guess a serial, nor name one twice.
+    let forged = [
+        row("aa:bb:cc:00:00:01", "X1", "0b03"),
+        row("aa:bb:cc:00:00:03", "X3", "0a01"),
+        row("aa:bb:cc:00:00:02", "X2", "ffff"),
+        row("aa:bb:cc:00:00:04", "X4", "0a02"),
+    ];
+    let Err(StoreError::Import(errors)) = store.gateways().import_manifest(b.id, &forged, None).await else {
+        panic!("a forged manifest must be refused")
+    };
+    assert_eq!(errors.iter().map(|e| e.row).collect::<Vec<_>>(), vec![1, 2, 3, 4], "{errors:?}");
+    assert!(errors.iter().all(|e| e.message.contains("not issued for")), "{errors:?}");
+    let twice = [row("aa:bb:cc:00:00:03", "X3", "0b03"), row("aa:bb:cc:00:00:05", "X5", "0B03")];
+    let Err(StoreError::Import(errors)) = store.gateways().import_manifest(b.id, &twice, None).await else {
+        panic!("a serial named twice must be refused")
+    };
+    assert!(errors.iter().any(|e| e.row == 2 && e.message.contains("appears twice")), "{errors:?}");
+    for serial in ["0a01", "0a02", "0b03"] {
+        assert_eq!(link_of(&store, serial).await, (None, None), "{serial}: nothing linked by a refusal");
+    }
+
+    // Its own line works, and links that certificate only.
+    let own = store
+        .gateways()
+        .import_manifest(b.id, &[row("aa:bb:cc:00:00:03", "B3", "0B03")], None)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(link_of(&store, "0b03").await, (Some(b.id), Some(own.id)));
+
+    // A's manifest: both lines, in order; a linked certificate cannot be named again.
+    let created = store
+        .gateways()
+        .import_manifest(
+            a.id,
+            &[row("aa:bb:cc:00:00:01", "A1", "0a01"), row("aa:bb:cc:00:00:02", "A2", "0a02")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.iter().map(|g| g.code.as_str()).collect::<Vec<_>>(), vec!["A1", "A2"]);
+    assert_eq!(link_of(&store, "0a01").await, (Some(a.id), Some(created[0].id)));
+    assert_eq!(link_of(&store, "0a02").await, (Some(a.id), Some(created[1].id)));
+    let Err(StoreError::Import(errors)) =
+        store.gateways().import_manifest(b.id, &[row("aa:bb:cc:00:00:09", "B9", "0a01")], None).await
+    else {
+        panic!("a linked certificate cannot be named again")
+    };
+    assert!(errors[0].message.contains("0a01"), "{errors:?}");
+    assert_eq!(link_of(&store, "0a01").await, (Some(a.id), Some(created[0].id)));
+}
+
+/// Whoever registers a batched MAC first without its manifest keeps the certificate from being
+/// linked at all: the manifest's owner is refused (MAC taken) and staff sort it out.
+async fn a_batched_mac_taken_by_another_tenant_leaves_the_certificate_unlinked(store: Store) {
+    store.certificates().staff_record_factory(&[issued("aa:bb:cc:00:00:01", "0a01", 10)]).await.unwrap();
+    let a = fixtures::tenant(&store, "Acme").await;
+    let b = fixtures::tenant(&store, "Beta").await;
+    fixtures::gateway(&store, b.id, "aa:bb:cc:00:00:01", "SQUAT").await;
+    let manifest = [(mac("aa:bb:cc:00:00:01"), fixtures::gateway_fields("A1"), "0a01".to_owned())];
+    let Err(StoreError::Import(errors)) = store.gateways().import_manifest(a.id, &manifest, None).await
+    else {
+        panic!("the MAC is taken")
+    };
+    assert!(errors.iter().any(|e| e.message.contains("already registered")), "{errors:?}");
+    assert_eq!(link_of(&store, "0a01").await, (None, None));
 }
 
 conformance!(
-    factory_certificates_are_linked_when_their_gateway_is_pre_registered,
+    staff_registering_a_batched_mac_links_its_factory_certificates,
+    a_tenant_registering_a_batched_mac_gets_no_factory_certificate,
+    a_manifest_links_only_the_unlinked_certificate_it_names_for_that_mac,
+    a_batched_mac_taken_by_another_tenant_leaves_the_certificate_unlinked,
     a_gateway_has_one_active_certificate_unless_replaced,
     revocation_keeps_its_reason_and_feeds_the_revoked_list,
     certificates_are_listed_filtered_and_counted_by_expiry_year,

@@ -1,6 +1,7 @@
 //! CSV import from the browser: a row-by-row report, all rows or none, audited.
 
 use crate::support::TestApp;
+use std::fmt::Write as _;
 use tds_domain::Role;
 use tds_testkit::{TestDb, per_backend};
 
@@ -144,8 +145,132 @@ async fn a_factory_manifest_pre_registers_its_gateways_with_their_certificates(d
     assert!(certs.has(&issued.serial_hex), "the factory certificate now belongs to the tenant");
 }
 
+/// Records a factory certificate for `mac`, as `tds cert batch` does; returns its serial.
+async fn factory_certificate(app: &TestApp, mac: tds_domain::Mac) -> String {
+    let issued = app.pki.files.ca.issue_device(mac, tds_pki::DeviceKeyKind::EcdsaP256, 365).unwrap();
+    let record = tds_store::certificates::NewCertificate {
+        mac,
+        serial: issued.serial_hex.clone(),
+        fingerprint_sha256: issued.fingerprint_sha256.clone(),
+        pem: issued.cert_pem.clone(),
+        key_algorithm: issued.key_algorithm.clone(),
+        issued_at: issued.not_before,
+        expires_at: issued.not_after,
+    };
+    app.store.certificates().staff_record_factory(&[record]).await.unwrap();
+    issued.serial_hex
+}
+
+/// Hardening finding 5: tenant B's editor knows a MAC that the factory batched (for tenant A) and
+/// registers it with a plain gateway file. The gateway is created, but without the batch's
+/// certificate: B sees no certificate and cannot issue itself a bundle from it. Staff importing
+/// the same kind of file do link it.
+async fn an_editor_importing_a_batched_mac_without_its_manifest_gets_no_certificate(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let b = app.tenant("B").await;
+    app.user("edu@example.com", Some((b.id, Role::Editor))).await;
+    let mac = tds_domain::Mac::parse("aa:bb:cc:00:00:42").unwrap();
+    let serial = factory_certificate(&app, mac).await;
+    let c = app.login("edu@example.com").await;
+    c.get("/import").await;
+    let page = c.upload("/import/gateways", "mac,code,name\naa:bb:cc:00:00:42,MINE,Meu\n").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let g = app.store.gateways().by_mac(b.id, mac).await.unwrap();
+    assert!(app.store.certificates().for_gateway(b.id, g.id).await.unwrap().is_empty());
+    let cert = app.store.certificates().staff_by_serial(&serial).await.unwrap();
+    assert_eq!((cert.tenant_id, cert.gateway_id), (None, None), "the batch's certificate stays unlinked");
+
+    let staff = app.tenant("S").await;
+    app.user_with("ops@example.com", Some((staff.id, Role::Admin)), true).await;
+    let other = tds_domain::Mac::parse("aa:bb:cc:00:00:43").unwrap();
+    let other_serial = factory_certificate(&app, other).await;
+    let ops = app.login("ops@example.com").await;
+    ops.get("/import").await;
+    let page = ops.upload("/import/gateways", "aa:bb:cc:00:00:43,OPS,Ops\n").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let cert = app.store.certificates().staff_by_serial(&other_serial).await.unwrap();
+    assert_eq!(cert.tenant_id, Some(staff.id), "staff link the factory certificate of the MAC");
+}
+
+/// Hardening finding 12: a file over the row bound (5,000 data rows by default) or the byte bound
+/// (2 MiB) is refused with a clear message, and nothing is written.
+async fn an_import_over_the_row_or_byte_bound_is_refused_with_a_clear_message(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let t = app.tenant("T").await;
+    app.user("edu@example.com", Some((t.id, Role::Editor))).await;
+    let c = app.login("edu@example.com").await;
+    let mut rows = String::from("mac,code,name\n");
+    for i in 0..5_001 {
+        writeln!(rows, "02:00:00:00:{:02x}:{:02x},GW-{i},G", i / 256, i % 256).unwrap();
+    }
+    c.get("/import").await;
+    let page = c.upload("/import/gateways", &rows).await;
+    assert_eq!(page.status, 422);
+    let error = page.text_of("import-error").unwrap();
+    assert!(error.contains("5000 linhas") || error.contains("5.000 linhas"), "{error}");
+
+    // The token goes in the header here: the CSRF check reads a form's fields through axum's
+    // Multipart, which stops at its 2 MB default, so that check refuses a form this large (403)
+    // before the import sees it.
+    let big = format!("mac,code,name\n#{}\n", "x".repeat(2 * 1024 * 1024));
+    c.get("/import").await;
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::text(big).file_name("import.csv"));
+    let resp = c
+        .http
+        .post(format!("{}/import/devices", c.base))
+        .header("x-csrf-token", c.csrf())
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("O arquivo passa de 2 MiB"), "{body}");
+    assert_eq!(
+        app.store.gateways().list(t.id, &Default::default(), tds_store::Page::default()).await.unwrap().total,
+        0
+    );
+}
+
+/// A file at the row bound (5,000 gateways, then 5,000 devices on them) is imported whole, with
+/// its report, on both databases: the checks are set-based, the inserts multi-row.
+async fn an_import_at_the_row_bound_is_written_whole(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let t = app.tenant("T").await;
+    app.store
+        .tenants()
+        .staff_set_limits(
+            t.id,
+            tds_store::tenants::TenantLimits { max_gateways: 5_000, max_devices: 5_000, max_users: 5 },
+        )
+        .await
+        .unwrap();
+    app.user("edu@example.com", Some((t.id, Role::Editor))).await;
+    let c = app.login("edu@example.com").await;
+    let mac = |i: usize| format!("02:00:00:00:{:02x}:{:02x}", i / 256, i % 256);
+    let mut gateways = String::from("mac,code,name\n");
+    let mut devices = String::from("gateway_mac,code,name,type,medium,kind,unit\n");
+    for i in 0..5_000 {
+        writeln!(gateways, "{},GW-{i},Gateway {i}", mac(i)).unwrap();
+        writeln!(devices, "{},T01,Temperatura {i},SENSOR,other,gauge,°C", mac(i)).unwrap();
+    }
+    c.get("/import").await;
+    let page = c.upload("/import/gateways", &gateways).await;
+    assert_eq!(page.status, 200, "{}", page.text_of("import-result").unwrap_or_default());
+    c.get("/import").await;
+    let page = c.upload("/import/devices", &devices).await;
+    assert_eq!(page.status, 200, "{}", page.text_of("import-result").unwrap_or_default());
+    assert_eq!(app.store.devices().list(t.id).await.unwrap().len(), 5_000);
+    let last = app.store.gateways().by_mac(t.id, tds_domain::Mac::parse(&mac(4_999)).unwrap()).await.unwrap();
+    assert_eq!(last.code.as_str(), "GW-4999");
+}
+
 per_backend!(
     a_factory_manifest_pre_registers_its_gateways_with_their_certificates,
+    an_editor_importing_a_batched_mac_without_its_manifest_gets_no_certificate,
+    an_import_over_the_row_or_byte_bound_is_refused_with_a_clear_message,
+    an_import_at_the_row_bound_is_written_whole,
     a_csv_import_reports_every_bad_row_and_writes_nothing_until_all_are_good,
     every_asset_the_login_page_needs_is_served_by_the_binary,
 );
