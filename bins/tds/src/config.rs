@@ -23,6 +23,19 @@ const ENV_KEYS: &[&str] = &[
     "mqtt_mode",
     "mqtt_plain_addr",
     "mqtt_plain_password",
+    "mqtt_max_message_bytes",
+    "mqtt_max_readings",
+    "mqtt_connect_timeout_secs",
+    "mqtt_max_handshakes",
+    "mqtt_connects_per_second_per_ip",
+    "mqtt_connect_burst_per_ip",
+    "mqtt_max_keep_alive_secs",
+    "mqtt_write_timeout_secs",
+    "mqtt_messages_per_second",
+    "mqtt_message_burst",
+    "mqtt_status_interval_secs",
+    "dead_letter_max_bytes",
+    "dead_letter_retention_days",
     "broker_url",
     "broker_client_id",
     "broker_ca_file",
@@ -70,6 +83,33 @@ pub struct Config {
     /// The plain listener's password, required with it. Never logged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mqtt_plain_password: Option<Secret>,
+    /// Largest telemetry message, in bytes (SPEC §2); a larger one is a dead letter.
+    pub mqtt_max_message_bytes: usize,
+    /// Most readings in one telemetry batch; a larger batch is refused whole as one dead letter.
+    pub mqtt_max_readings: usize,
+    /// Seconds allowed for a TLS handshake, and again for the CONNECT packet.
+    pub mqtt_connect_timeout_secs: u64,
+    /// TLS handshakes in progress at once; new connections beyond them are closed at once.
+    pub mqtt_max_handshakes: usize,
+    /// New connections per second from one source address (sustained rate)…
+    pub mqtt_connects_per_second_per_ip: f64,
+    /// …and at once (burst); beyond them a new connection is closed at once.
+    pub mqtt_connect_burst_per_ip: u32,
+    /// The keep-alive given to a gateway asking for none (0) or for more; in seconds.
+    pub mqtt_max_keep_alive_secs: u64,
+    /// A session whose socket does not take a packet within this many seconds is closed.
+    pub mqtt_write_timeout_secs: u64,
+    /// Messages per second read from one gateway (sustained rate)…
+    pub mqtt_messages_per_second: f64,
+    /// …and at once (burst); beyond them TDS stops reading that gateway's socket for a while.
+    pub mqtt_message_burst: u32,
+    /// A gateway's status (online/offline) and connection history are written at most once per
+    /// this many seconds; the latest status is written when the interval ends.
+    pub mqtt_status_interval_secs: u64,
+    /// Most bytes of a refused payload a dead letter keeps (its size as received is recorded).
+    pub dead_letter_max_bytes: usize,
+    /// Days dead letters are kept before the daily retention job deletes them.
+    pub dead_letter_retention_days: u32,
     /// Broker mode: `mqtts://HOST:PORT` of the external broker.
     pub broker_url: String,
     /// Broker mode: this instance's MQTT client id, stable across restarts and different for
@@ -178,6 +218,19 @@ impl Default for Config {
             mqtt_mode: MqttMode::Endpoint,
             mqtt_plain_addr: None,
             mqtt_plain_password: None,
+            mqtt_max_message_bytes: 256 * 1024,
+            mqtt_max_readings: 1_000,
+            mqtt_connect_timeout_secs: 10,
+            mqtt_max_handshakes: 256,
+            mqtt_connects_per_second_per_ip: 5.0,
+            mqtt_connect_burst_per_ip: 20,
+            mqtt_max_keep_alive_secs: 1_200,
+            mqtt_write_timeout_secs: 30,
+            mqtt_messages_per_second: 50.0,
+            mqtt_message_burst: 200,
+            mqtt_status_interval_secs: 5,
+            dead_letter_max_bytes: 64 * 1024,
+            dead_letter_retention_days: 90,
             broker_url: "mqtts://localhost:8883".into(),
             broker_client_id: None,
             broker_ca_file: None,
@@ -226,6 +279,7 @@ impl Config {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         self.http_socket()?;
+        self.validate_limits()?;
         self.mqtt_addr
             .parse::<SocketAddr>()
             .with_context(|| format!("mqtt_addr {:?} is not an address like 0.0.0.0:8883", self.mqtt_addr))?;
@@ -390,6 +444,63 @@ impl Config {
         Ok(web)
     }
 
+    /// Checks the device endpoint's limits (SPEC §2 Limits): every one must be positive.
+    fn validate_limits(&self) -> anyhow::Result<()> {
+        let counts = [
+            ("mqtt_max_message_bytes", self.mqtt_max_message_bytes as u64),
+            ("mqtt_max_readings", self.mqtt_max_readings as u64),
+            ("mqtt_connect_timeout_secs", self.mqtt_connect_timeout_secs),
+            ("mqtt_max_handshakes", self.mqtt_max_handshakes as u64),
+            ("mqtt_connect_burst_per_ip", u64::from(self.mqtt_connect_burst_per_ip)),
+            ("mqtt_max_keep_alive_secs", self.mqtt_max_keep_alive_secs),
+            ("mqtt_write_timeout_secs", self.mqtt_write_timeout_secs),
+            ("mqtt_message_burst", u64::from(self.mqtt_message_burst)),
+            ("dead_letter_max_bytes", self.dead_letter_max_bytes as u64),
+            ("dead_letter_retention_days", u64::from(self.dead_letter_retention_days)),
+        ];
+        for (key, value) in counts {
+            if value == 0 {
+                bail!("{key} must be more than 0");
+            }
+        }
+        for (key, value) in [
+            ("mqtt_connects_per_second_per_ip", self.mqtt_connects_per_second_per_ip),
+            ("mqtt_messages_per_second", self.mqtt_messages_per_second),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                bail!("{key} must be a number more than 0");
+            }
+        }
+        if self.mqtt_max_message_bytes > 16 * 1024 * 1024 {
+            bail!("mqtt_max_message_bytes must be at most 16 MiB");
+        }
+        Ok(())
+    }
+
+    /// The device endpoint's limits of this configuration, set on `ingest`.
+    pub fn apply_ingest_limits(&self, ingest: &mut tds_ingest::IngestConfig) {
+        use std::time::Duration;
+        ingest.max_message_bytes = self.mqtt_max_message_bytes;
+        // A packet a little over the message limit is still read, to be kept as a dead letter.
+        ingest.max_packet_bytes = ingest.max_packet_bytes.max(self.mqtt_max_message_bytes + 64 * 1024);
+        ingest.max_readings = self.mqtt_max_readings;
+        ingest.dead_letter_max_bytes = self.dead_letter_max_bytes;
+        ingest.connect_timeout = Duration::from_secs(self.mqtt_connect_timeout_secs);
+        ingest.max_handshakes = self.mqtt_max_handshakes;
+        ingest.connects_per_second_per_ip = self.mqtt_connects_per_second_per_ip;
+        ingest.connect_burst_per_ip = self.mqtt_connect_burst_per_ip;
+        ingest.max_keep_alive = Duration::from_secs(self.mqtt_max_keep_alive_secs);
+        ingest.write_timeout = Duration::from_secs(self.mqtt_write_timeout_secs);
+        ingest.messages_per_second = self.mqtt_messages_per_second;
+        ingest.message_burst = self.mqtt_message_burst;
+        ingest.status_interval = Duration::from_secs(self.mqtt_status_interval_secs);
+    }
+
+    /// How long dead letters are kept.
+    pub fn dead_letter_retention(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::days(i64::from(self.dead_letter_retention_days))
+    }
+
     pub fn http_socket(&self) -> anyhow::Result<SocketAddr> {
         self.http_addr
             .parse()
@@ -450,9 +561,29 @@ mod tests {
     }
 
     #[test]
+    fn the_default_limits_are_the_endpoints_own() {
+        let mut from_config = tds_ingest::IngestConfig::new("127.0.0.1:0".parse().unwrap());
+        Config::default().apply_ingest_limits(&mut from_config);
+        let own = tds_ingest::IngestConfig::new("127.0.0.1:0".parse().unwrap());
+        assert_eq!(
+            format!("{from_config:?}"),
+            format!("{own:?}"),
+            "a setting's default must be the endpoint's default"
+        );
+        assert_eq!(
+            Config::default().dead_letter_retention(),
+            tds_jobs::retention::DEFAULT_DEAD_LETTER_RETENTION
+        );
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let bad = Config { http_addr: "localhost".into(), ..Config::default() };
         assert!(bad.validate().unwrap_err().to_string().contains("http_addr"));
+        let bad = Config { mqtt_max_handshakes: 0, ..Config::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("mqtt_max_handshakes"));
+        let bad = Config { mqtt_messages_per_second: f64::NAN, ..Config::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("mqtt_messages_per_second"));
         let bad = Config { database_url: Some("mysql://u:secret@h/db".into()), ..Config::default() };
         let msg = bad.validate().unwrap_err().to_string();
         assert!(msg.contains("database_url") && !msg.contains("secret"), "{msg}");

@@ -138,6 +138,7 @@ impl Server {
         // and on PostgreSQL the other instances hear it too.
         let events = crate::live::start(&store).await?;
         let mut ingest = tds_ingest::IngestConfig::new(mqtt);
+        config.apply_ingest_limits(&mut ingest);
         ingest.events = Some(events.local.clone());
         ingest.plain = config.mqtt_plain()?.map(|(addr, password)| tds_ingest::PlainListener {
             addr,
@@ -201,7 +202,8 @@ impl Server {
         let purge_task = tokio::spawn(purge_expired_web_state(self.store.clone()));
         let offline_task = tokio::spawn(mark_silent_gateways_offline(self.store.clone()));
         let rollup_task = tokio::spawn(tds_jobs::rollups::run(self.store.clone()));
-        let retention_task = tokio::spawn(tds_jobs::retention::run(self.store.clone()));
+        let retention_task =
+            tokio::spawn(tds_jobs::retention::run(self.store.clone(), self.config.dead_letter_retention()));
         let broker_crl_task = self.config.broker_crl_file.clone().map(|path| {
             tokio::spawn(keep_broker_crl_file(
                 self.store.clone(),

@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod cnpj;
 pub mod codes;
 pub mod consumption;
+pub mod dead_letter;
 pub mod email;
 pub mod error;
 pub mod events;

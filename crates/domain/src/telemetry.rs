@@ -46,6 +46,10 @@ use thiserror::Error;
 /// Largest telemetry message accepted unless configured otherwise (SPEC §2: 256 KiB).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
+/// Most readings in one batch unless configured otherwise (SPEC §2: a larger batch is refused
+/// whole, as one dead letter).
+pub const DEFAULT_MAX_READINGS: usize = 1_000;
+
 /// How far ahead of the server clock a reading or batch time may be before it is refused.
 pub const MAX_FUTURE_SKEW: TimeDelta = TimeDelta::minutes(5);
 
@@ -290,15 +294,25 @@ pub struct BatchContext {
     pub now: DateTime<Utc>,
     /// Largest payload accepted, in bytes.
     pub max_bytes: usize,
+    /// Most elements of `leituras` accepted; a larger batch is refused whole.
+    pub max_readings: usize,
     /// The oldest time accepted: `now` less the tenant's retention of raw readings; `None`
     /// when the tenant keeps them for ever.
     pub oldest: Option<DateTime<Utc>>,
 }
 
 impl BatchContext {
-    /// A context with the default size limit [`DEFAULT_MAX_MESSAGE_BYTES`] and no retention.
+    /// A context with the default limits [`DEFAULT_MAX_MESSAGE_BYTES`] and
+    /// [`DEFAULT_MAX_READINGS`] and no retention.
     pub const fn new(expected_mac: Mac, zone: Tz, now: DateTime<Utc>) -> Self {
-        Self { expected_mac, zone, now, max_bytes: DEFAULT_MAX_MESSAGE_BYTES, oldest: None }
+        Self {
+            expected_mac,
+            zone,
+            now,
+            max_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_readings: DEFAULT_MAX_READINGS,
+            oldest: None,
+        }
     }
 
     /// The same context refusing times older than `retention` before `now`.
@@ -389,6 +403,8 @@ pub enum BatchRejection {
     MissingReadings,
     #[error("leituras is a JSON {found}, expected an array of readings")]
     ReadingsNotArray { found: &'static str },
+    #[error("leituras has {count} readings, over the limit of {max} per batch")]
+    TooManyReadings { count: usize, max: usize },
 }
 
 impl BatchRejection {
@@ -406,6 +422,7 @@ impl BatchRejection {
             Self::Timestamp(e) => e.code(),
             Self::MissingReadings => "missing_leituras",
             Self::ReadingsNotArray { .. } => "invalid_leituras",
+            Self::TooManyReadings { .. } => "too_many_readings",
         }
     }
 }
@@ -504,6 +521,9 @@ impl TelemetryBatch {
                 return Err(BatchRejection::ReadingsNotArray { found: json_type(&other) });
             }
         };
+        if elements.len() > ctx.max_readings {
+            return Err(BatchRejection::TooManyReadings { count: elements.len(), max: ctx.max_readings });
+        }
 
         let readings = elements
             .into_iter()
@@ -940,6 +960,19 @@ mod tests {
                 assert!(err.to_string().contains(m), "{name}: {err:?} should mention {m:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_batch_over_the_readings_limit_is_refused_whole() {
+        let zeros = batch(&Value::Array(vec![json!(0); 1_001]));
+        let err = TelemetryBatch::parse(&zeros, &ctx()).unwrap_err();
+        assert_eq!(err, BatchRejection::TooManyReadings { count: 1_001, max: 1_000 });
+        assert_eq!(err.code(), "too_many_readings");
+        let mut small = ctx();
+        small.max_readings = 2;
+        let two = batch(&json!([{"dispositivo_codigo": "D01", "valor": 1}, 0]));
+        assert_eq!(TelemetryBatch::parse(&two, &small).unwrap().readings.len(), 2, "the limit is inclusive");
+        assert_eq!(ctx().max_readings, 1_000);
     }
 
     #[test]

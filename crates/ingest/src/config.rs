@@ -19,8 +19,35 @@ pub struct IngestConfig {
     pub max_packet_bytes: usize,
     /// Largest telemetry payload parsed; bigger ones (up to `max_packet_bytes`) are dead letters.
     pub max_message_bytes: usize,
-    /// Time allowed for the TLS handshake and the CONNECT packet.
+    /// Most readings in one telemetry batch; a larger batch is refused whole as one dead letter.
+    pub max_readings: usize,
+    /// Most bytes of a refused payload a dead letter keeps (its size as received is recorded).
+    pub dead_letter_max_bytes: usize,
+    /// Time allowed for the TLS handshake, and again for the CONNECT packet.
     pub connect_timeout: Duration,
+    /// TLS handshakes (and CONNECTs awaited) in progress at once; a new TCP connection beyond
+    /// them is closed at once.
+    pub max_handshakes: usize,
+    /// New connections per second from one source address (token bucket, refilled at this
+    /// rate)…
+    pub connects_per_second_per_ip: f64,
+    /// …with this many at once; beyond them a new connection is closed at once.
+    pub connect_burst_per_ip: u32,
+    /// Source addresses tracked for the limit above; the idlest are forgotten beyond it.
+    pub tracked_addresses: usize,
+    /// The keep-alive of a gateway that asks for none (0), and the most any may ask for.
+    pub max_keep_alive: Duration,
+    /// A session whose socket takes longer than this to take a packet is closed.
+    pub write_timeout: Duration,
+    /// Messages per second read from one gateway (token bucket)…
+    pub messages_per_second: f64,
+    /// …with this many at once; beyond them the session stops reading its socket until a
+    /// token is back (back-pressure: nothing is dropped).
+    pub message_burst: u32,
+    /// Status changes (status topic, connects and disconnects) of one gateway are written at most
+    /// once per this interval; the latest state is written when it ends. Connection history
+    /// entries beyond one per interval (after a small burst) are counted, not written.
+    pub status_interval: Duration,
     /// A commit takes at most this many readings…
     pub commit_max_readings: usize,
     /// …and waits at most this long for more messages after the first.
@@ -43,7 +70,22 @@ impl IngestConfig {
             plain: None,
             max_packet_bytes: 1024 * 1024,
             max_message_bytes: tds_domain::telemetry::DEFAULT_MAX_MESSAGE_BYTES,
+            max_readings: tds_domain::telemetry::DEFAULT_MAX_READINGS,
+            dead_letter_max_bytes: tds_domain::dead_letter::DEFAULT_MAX_DEAD_LETTER_BYTES,
             connect_timeout: Duration::from_secs(10),
+            max_handshakes: 256,
+            // A site of gateways behind one NAT reconnecting after an outage gets through in a
+            // few seconds; a single address opening connections in a loop does not.
+            connects_per_second_per_ip: 5.0,
+            connect_burst_per_ip: 20,
+            tracked_addresses: 10_000,
+            max_keep_alive: Duration::from_secs(20 * 60),
+            write_timeout: Duration::from_secs(30),
+            // Gateways send one batch per poll (a minute, typically) and a backlog after an
+            // outage: 50 a second is far above either.
+            messages_per_second: 50.0,
+            message_burst: 200,
+            status_interval: Duration::from_secs(5),
             // Measured with `tds bench ingest` (100 gateways x 10 meters, 10 in flight each):
             // commits of up to 10 000 rather than 5000 readings gave +20 % readings/s on both
             // databases with lower PUBACK latency, a commit's cost being mostly per device.

@@ -3,12 +3,19 @@
 //! development only), a second, plain listener takes the gateway MAC and a password from CONNECT
 //! instead; its sessions are the same.
 //!
+//! Before a handshake (SPEC §2 Limits): a source address that opened more than its share of
+//! connections lately, or a connection beyond the handshakes allowed in progress at once, is
+//! closed at once, counted and logged once a minute; a handshake (and then the CONNECT) must
+//! finish within the connect timeout. A permit of the handshake semaphore is held until the
+//! session has its CONNECT, so idle connections that never speak cannot pile up.
+//!
 //! The revocation set is reloaded from the store every `revocation_poll`; each reload also tells
 //! the live sessions of newly revoked certificates to close, so a revocation takes effect on
 //! connected gateways within that interval, and on every new handshake at once after it.
 
 use crate::config::{DevPassword, IngestConfig};
 use crate::error::IngestError;
+use crate::limits::AddressBuckets;
 use crate::pipeline::Pipeline;
 use crate::registry::Registry;
 use crate::session::{self, Credentials};
@@ -19,6 +26,7 @@ use tds_pki::CaFiles;
 use tds_pki::tls::{RevocationSet, device_identity, device_server_config};
 use tds_store::Store;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 /// What every connection task shares.
@@ -28,6 +36,10 @@ pub struct Shared {
     pub pipeline: Pipeline,
     pub registry: Registry,
     pub revoked: RevocationSet,
+    /// Handshakes (and CONNECTs awaited) in progress.
+    pub handshakes: Arc<Semaphore>,
+    /// New connections per source address.
+    pub per_address: AddressBuckets,
 }
 
 pub struct Endpoint {
@@ -65,6 +77,12 @@ impl Endpoint {
         let shared = Arc::new(Shared {
             pipeline: Pipeline::start(store, &config),
             registry: Registry::default(),
+            handshakes: Arc::new(Semaphore::new(config.max_handshakes.max(1))),
+            per_address: AddressBuckets::new(
+                config.connects_per_second_per_ip,
+                config.connect_burst_per_ip,
+                config.tracked_addresses,
+            ),
             config,
             revoked,
         });
@@ -105,19 +123,23 @@ impl Endpoint {
                 () = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
-                        let acceptor = self.acceptor.clone();
-                        let shared = self.shared.clone();
-                        tokio::spawn(async move { connection(tcp, peer, acceptor, shared).await });
+                        if let Some(permit) = admit_connection(&self.shared, peer) {
+                            let acceptor = self.acceptor.clone();
+                            let shared = self.shared.clone();
+                            tokio::spawn(async move { connection(tcp, peer, acceptor, shared, permit).await });
+                        }
                     }
                     Err(e) => accept_failed(&e).await,
                 },
                 accepted = plain => match (accepted, &self.plain) {
                     (Ok((tcp, peer)), Some((_, password))) => {
-                        let _ = tcp.set_nodelay(true);
-                        let credentials = Credentials::Password(password.clone());
-                        let shared = self.shared.clone();
-                        tracing::debug!(%peer, "plain MQTT connection");
-                        tokio::spawn(async move { session::run(tcp, credentials, shared).await });
+                        if let Some(permit) = admit_connection(&self.shared, peer) {
+                            let _ = tcp.set_nodelay(true);
+                            let credentials = Credentials::Password(password.clone());
+                            let shared = self.shared.clone();
+                            tracing::debug!(%peer, "plain MQTT connection");
+                            tokio::spawn(async move { session::run(tcp, credentials, shared, Some(permit)).await });
+                        }
                     }
                     (Err(e), _) => accept_failed(&e).await,
                     (Ok(_), None) => {}
@@ -132,6 +154,40 @@ impl Endpoint {
         while !self.shared.registry.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        // The latest status of gateways whose last change waited for its interval.
+        self.shared.pipeline.flush_status().await;
+    }
+}
+
+/// Whether a new TCP connection from `peer` may start its handshake: its address must have a
+/// connection left in its bucket and a handshake permit must be free. A refused connection is
+/// dropped (closed) by the caller at once.
+fn admit_connection(shared: &Shared, peer: SocketAddr) -> Option<HandshakePermit> {
+    if !shared.per_address.allow(peer.ip()) {
+        crate::metrics::refused("connect_rate");
+        shared.pipeline.refusals.note("connect_rate", |suppressed| {
+            tracing::warn!(%peer, suppressed, "new connections refused: too many per second from one address");
+        });
+        return None;
+    }
+    let Ok(permit) = shared.handshakes.clone().try_acquire_owned() else {
+        crate::metrics::refused("handshakes");
+        shared.pipeline.refusals.note("handshakes", |suppressed| {
+            tracing::warn!(%peer, suppressed, limit = shared.config.max_handshakes, "new connections refused: too many handshakes in progress");
+        });
+        return None;
+    };
+    crate::metrics::handshakes(1.0);
+    Some(HandshakePermit(permit))
+}
+
+/// A handshake in progress (counted in the gauge); dropped once the session has its CONNECT.
+#[derive(Debug)]
+pub struct HandshakePermit(#[allow(dead_code)] OwnedSemaphorePermit);
+
+impl Drop for HandshakePermit {
+    fn drop(&mut self) {
+        crate::metrics::handshakes(-1.0);
     }
 }
 
@@ -141,7 +197,13 @@ async fn accept_failed(e: &std::io::Error) {
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
 }
 
-async fn connection(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, shared: Arc<Shared>) {
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+    permit: HandshakePermit,
+) {
     let _ = tcp.set_nodelay(true);
     let handshake = tokio::time::timeout(shared.config.connect_timeout, acceptor.accept(tcp)).await;
     let tls = match handshake {
@@ -149,11 +211,16 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, sha
         Ok(Err(e)) => {
             // Unknown CA, expired or revoked certificate, no certificate, not TLS at all.
             crate::metrics::refused("tls");
-            tracing::info!(%peer, error = %e, "TLS handshake refused");
+            shared.pipeline.refusals.note("tls", |suppressed| {
+                tracing::info!(%peer, error = %e, suppressed, "TLS handshake refused");
+            });
             return;
         }
         Err(_) => {
-            tracing::info!(%peer, "TLS handshake timed out");
+            crate::metrics::refused("handshake_timeout");
+            shared.pipeline.refusals.note("handshake_timeout", |suppressed| {
+                tracing::info!(%peer, suppressed, "TLS handshake timed out");
+            });
             return;
         }
     };
@@ -164,7 +231,9 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, sha
         .and_then(|certs| certs.first())
         .map(|cert| device_identity(cert.as_ref()));
     match identity {
-        Some(Ok(identity)) => session::run(tls, Credentials::Certificate(identity), shared).await,
+        Some(Ok(identity)) => {
+            session::run(tls, Credentials::Certificate(identity), shared, Some(permit)).await
+        }
         Some(Err(e)) => tracing::info!(%peer, error = %e, "refused: the certificate does not name a gateway"),
         None => tracing::info!(%peer, "refused: no client certificate"),
     }

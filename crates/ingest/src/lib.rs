@@ -6,6 +6,8 @@
 //! - [`pipeline`]: a gateway's message turned into readings and dead letters (or a status);
 //! - [`writer`]: group commit of many sessions' messages in one transaction, then their acks;
 //! - [`directory`]: gateways and devices by MAC and code, cached and refreshed on a miss;
+//! - [`limits`]: token buckets and once-per-interval logs for the bounds of SPEC §2 Limits;
+//! - [`status`]: online/offline writes coalesced per gateway;
 //! - [`broker`]: scale-out mode, consuming from an external broker's shared subscription
 //!   through the same pipeline and writer, acknowledging after the commit.
 //!
@@ -17,10 +19,12 @@ pub mod config;
 pub mod directory;
 pub mod endpoint;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod session;
+pub mod status;
 pub mod writer;
 
 pub use broker::{BrokerConsumer, BrokerOptions};

@@ -14,8 +14,13 @@ pub const BATCH_READINGS: &str = "tds_ingest_commit_readings";
 pub const COMMIT_SECONDS: &str = "tds_ingest_commit_seconds";
 pub const ACK_SECONDS: &str = "tds_ingest_ack_seconds";
 pub const QUEUE_DEPTH: &str = "tds_ingest_queue_depth";
+pub const THROTTLED: &str = "tds_ingest_throttled_total";
+pub const THROTTLE_WAIT_SECONDS: &str = "tds_ingest_throttle_wait_seconds";
+pub const HANDSHAKES: &str = "tds_ingest_handshakes_in_progress";
+pub const DEAD_LETTER_TRUNCATED: &str = "tds_ingest_dead_letter_truncated_total";
 
-/// A refused connection, by reason (`tls`, `client_id`, `unknown_gateway`, …).
+/// A refused connection, by reason (`tls`, `client_id`, `unknown_gateway`, `handshakes`,
+/// `connect_rate`, `handshake_timeout`, `write_timeout`, …).
 pub fn refused(reason: &'static str) {
     metrics::counter!(REFUSALS, "reason" => reason).increment(1);
 }
@@ -48,4 +53,26 @@ pub fn acked(took: Duration) {
 
 pub fn queue_depth(depth: usize) {
     metrics::gauge!(QUEUE_DEPTH).set(depth as f64);
+}
+
+/// Something a client asked for that was delayed or coalesced rather than done at once, by what
+/// (`messages`: a session waited before reading; `status`, `history`: a write coalesced).
+pub fn throttled(what: &'static str) {
+    metrics::counter!(THROTTLED, "what" => what).increment(1);
+}
+
+/// Time a session spent not reading its socket because of the message rate limit.
+pub fn throttled_for(took: Duration) {
+    metrics::histogram!(THROTTLE_WAIT_SECONDS).record(took.as_secs_f64());
+}
+
+pub fn handshakes(delta: f64) {
+    metrics::gauge!(HANDSHAKES).increment(delta);
+}
+
+/// A refused payload of `size` bytes kept in a dead letter of at most `max`.
+pub fn dead_letter_payload(size: usize, max: usize) {
+    if size > max {
+        metrics::counter!(DEAD_LETTER_TRUNCATED).increment(1);
+    }
 }

@@ -1,8 +1,10 @@
 //! A message of a known gateway turned into work for the writer, the same whether it came through
 //! the device endpoint or an external broker: telemetry becomes its readings, matched to the
 //! gateway's registered devices, and a dead letter for everything that cannot be stored as a
-//! reading (the whole message, or single readings), with the raw bytes and the reason; a status
-//! message marks the gateway online or offline.
+//! reading, with the raw bytes and the reason: the whole message (at most its first
+//! `dead_letter_max_bytes`), or one dead letter listing the message's refused readings
+//! ([`tds_domain::dead_letter`]), never one per reading; a status message marks the gateway
+//! online or offline.
 //!
 //! Must not: decide who may publish on which topic (the session checks its ACL, the broker
 //! enforces its own), or acknowledge anything (the caller does, once the returned [`Done`]
@@ -10,10 +12,13 @@
 
 use crate::config::IngestConfig;
 use crate::directory::{Directory, GatewayEntry};
+use crate::limits::{KeyedBuckets, RateLog};
+use crate::status::StatusWrites;
 use crate::writer::{Done, ReadingOrigin, Submission, Writer};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tds_domain::Mac;
+use tds_domain::dead_letter::{RefusedEntry, refused_list};
 use tds_domain::telemetry::{BatchContext, TelemetryBatch, Topic, match_devices};
 use tds_store::readings::NewReading;
 use tds_store::rejected::NewRejected;
@@ -26,8 +31,13 @@ pub struct Pipeline {
     pub store: Store,
     pub directory: Directory,
     pub writer: Writer,
-    max_message_bytes: usize,
-    events: Option<tokio::sync::broadcast::Sender<tds_domain::LiveEvent>>,
+    limits: Limits,
+    status: StatusWrites,
+    /// Connection-history entries per gateway (a gateway reconnecting in a loop writes a few,
+    /// then one per status interval).
+    history: KeyedBuckets<tds_domain::GatewayId>,
+    /// Refusals said once a minute each.
+    pub refusals: RateLog,
 }
 
 impl Pipeline {
@@ -39,27 +49,46 @@ impl Pipeline {
             config.commit_max_readings,
             config.commit_max_delay,
             config.events.clone(),
+            config.dead_letter_max_bytes,
         );
         Self {
-            events: config.events.clone(),
+            status: StatusWrites::new(store.clone(), config.events.clone(), config.status_interval),
+            history: KeyedBuckets::new(
+                1.0 / config.status_interval.as_secs_f64().max(0.001),
+                HISTORY_BURST,
+                usize::MAX,
+            ),
+            refusals: RateLog::default(),
             directory: Directory::new(store.clone(), config.cache_ttl),
             store,
             writer,
-            max_message_bytes: config.max_message_bytes,
+            limits: Limits::of(config),
         }
     }
 
-    /// Records the gateway online or offline and tells live pages.
+    /// Records the gateway online or offline and tells live pages, at most once per status
+    /// interval per gateway (see [`StatusWrites`]).
     pub async fn set_online(&self, gateway: &GatewayEntry, online: bool) -> Result<(), StoreError> {
-        self.store.gateways().set_online(gateway.tenant, gateway.id, online).await?;
-        if let Some(events) = self.events.as_ref().filter(|e| e.receiver_count() > 0) {
-            let _ = events.send(tds_domain::LiveEvent::GatewayStatus {
-                tenant: gateway.tenant,
-                gateway: gateway.id,
-                online,
-            });
+        self.status.set(gateway, online).await
+    }
+
+    /// Writes the status changes still waiting for their interval (at shutdown).
+    pub async fn flush_status(&self) {
+        self.status.flush().await;
+    }
+
+    /// Adds to the gateway's connection history, unless it wrote its share of entries lately (a
+    /// gateway reconnecting in a loop); a failure is logged, never fatal.
+    pub async fn history(&self, gateway: &GatewayEntry, kind: &str, detail: &str) {
+        if !self.history.allow(gateway.id) {
+            crate::metrics::throttled("history");
+            return;
         }
-        Ok(())
+        if let Err(e) =
+            self.store.gateway_events().record(gateway.tenant, gateway.id, kind, detail, Utc::now()).await
+        {
+            tracing::warn!(gateway.mac = %gateway.mac, error = %e, "cannot record the connection history");
+        }
     }
 
     /// Handles a message of `gateway` on `topic`, one of the gateway's own (the caller checked):
@@ -78,7 +107,7 @@ impl Pipeline {
         let now = Utc::now();
         let mac = gateway.mac;
         let submission = if topic.is_telemetry() {
-            telemetry(&self.directory, gateway.clone(), raw_topic, payload, self.max_message_bytes, now)
+            telemetry(&self.directory, gateway.clone(), raw_topic, payload, self.limits, &self.refusals, now)
                 .await?
         } else {
             match topic {
@@ -110,11 +139,13 @@ impl Pipeline {
         payload: &[u8],
         (code, reason): (&str, String),
     ) -> Done {
+        crate::metrics::dead_letter_payload(payload.len(), self.limits.dead_letter_max_bytes);
         let letter = NewRejected {
             reason_code: code.to_owned(),
             reason,
-            ..dead_letter(gateway, mac, raw_topic, payload, Utc::now())
-        };
+            ..dead_letter(gateway, mac, raw_topic, Utc::now())
+        }
+        .with_payload(payload, self.limits.dead_letter_max_bytes);
         let submission = Submission {
             tenant: gateway.map(|g| g.tenant),
             gateway: gateway.map(|g| g.id),
@@ -128,15 +159,38 @@ impl Pipeline {
     }
 }
 
+/// The bounds a message is checked against (SPEC §2 Limits).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub max_readings: usize,
+    pub dead_letter_max_bytes: usize,
+}
+
+impl Limits {
+    pub fn of(config: &IngestConfig) -> Self {
+        Self {
+            max_message_bytes: config.max_message_bytes,
+            max_readings: config.max_readings,
+            dead_letter_max_bytes: config.dead_letter_max_bytes,
+        }
+    }
+}
+
+/// Connection-history entries a gateway may write at once before it gets one per status
+/// interval: a reconnect is two (connected, disconnected).
+const HISTORY_BURST: u32 = 6;
+
 /// Youngest cache entry re-read because of an unknown device code.
 const RELOAD_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// A dead letter for a message from `mac` on `topic`, to be completed with a reason.
+/// A dead letter for a message from `mac` on `topic`, to be completed with a payload and a
+/// reason (no payload yet: a template is cloned per dead letter, and a 256 KiB copy per clone
+/// is what made a batch of many bad readings cost gigabytes of copying).
 pub fn dead_letter(
     gateway: Option<&GatewayEntry>,
     mac: Option<Mac>,
     topic: &str,
-    payload: &[u8],
     now: DateTime<Utc>,
 ) -> NewRejected {
     NewRejected {
@@ -144,7 +198,8 @@ pub fn dead_letter(
         gateway_id: gateway.map(|g| g.id),
         mac,
         topic: topic.to_owned(),
-        payload: payload.to_vec(),
+        payload: Vec::new(),
+        payload_size: None,
         reading_index: None,
         reason_code: String::new(),
         reason: String::new(),
@@ -158,21 +213,27 @@ pub async fn telemetry(
     gateway: Arc<GatewayEntry>,
     topic: &str,
     payload: &[u8],
-    max_bytes: usize,
+    limits: Limits,
+    refusals: &RateLog,
     now: DateTime<Utc>,
 ) -> Result<Submission, StoreError> {
-    let template = dead_letter(Some(&gateway), Some(gateway.mac), topic, payload, now);
+    let template = dead_letter(Some(&gateway), Some(gateway.mac), topic, now);
     let mut ctx = BatchContext::new(gateway.mac, gateway.zone, now).with_retention(gateway.retention);
-    ctx.max_bytes = max_bytes;
+    ctx.max_bytes = limits.max_message_bytes;
+    ctx.max_readings = limits.max_readings;
     let batch = match TelemetryBatch::parse(payload, &ctx) {
         Ok(b) => b,
         Err(rejection) => {
-            tracing::info!(gateway.mac = %gateway.mac, reason = rejection.code(), "telemetry message refused");
+            refusals.note(rejection.code(), |suppressed| {
+                tracing::info!(gateway.mac = %gateway.mac, reason = rejection.code(), error = %rejection, suppressed, "telemetry message refused");
+            });
+            crate::metrics::dead_letter_payload(payload.len(), limits.dead_letter_max_bytes);
             let letter = NewRejected {
                 reason_code: rejection.code().into(),
                 reason: rejection.to_string(),
                 ..template
-            };
+            }
+            .with_payload(payload, limits.dead_letter_max_bytes);
             return Ok(Submission {
                 tenant: Some(gateway.tenant),
                 gateway: Some(gateway.id),
@@ -197,17 +258,19 @@ pub async fn telemetry(
     }
     let (matched, refused) =
         match_devices(batch.readings, |code| gateway.devices.get(code).map(|d| (d.id, d.unit.clone())));
-    let rejected = refused
+    // One dead letter listing the refused readings as sent (with their instants); the message's
+    // other readings are stored.
+    let entries: Vec<RefusedEntry> = refused
         .into_iter()
-        .map(|r| NewRejected {
-            reading_index: Some(r.index as i64),
-            // The reading as sent (with its instant); the message's other readings were stored.
-            payload: r.raw.to_string().into_bytes(),
-            reason_code: r.reason.code().into(),
+        .map(|r| RefusedEntry {
+            index: r.index,
+            code: r.reason.code().into(),
             reason: r.reason.to_string(),
-            ..template.clone()
+            raw: r.raw,
         })
         .collect();
+    let rejected =
+        list_letter(&template, batch.timestamp, &entries, limits.dead_letter_max_bytes).into_iter().collect();
     let (readings, origins) = matched
         .into_iter()
         .map(|m| {
@@ -225,5 +288,26 @@ pub async fn telemetry(
         rejected,
         seen_at: Some(now),
         conflict_template: Some(template),
+    })
+}
+
+/// One dead letter listing a message's refused readings (`None` when there are none), from the
+/// message's `template`.
+pub fn list_letter(
+    template: &NewRejected,
+    batch_time: DateTime<Utc>,
+    entries: &[RefusedEntry],
+    max_bytes: usize,
+) -> Option<NewRejected> {
+    let mac = template.mac?;
+    if entries.is_empty() {
+        return None;
+    }
+    let list = refused_list(mac, batch_time, entries, max_bytes);
+    Some(NewRejected {
+        payload: list.payload,
+        reason_code: list.code,
+        reason: list.reason,
+        ..template.clone()
     })
 }

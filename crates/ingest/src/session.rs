@@ -8,16 +8,22 @@
 //! the topic checked before anything is stored (a violation is dead-lettered, logged and ends the
 //! connection); SUBSCRIBE to its own `cert_update` only (others get the failure code);
 //! UNSUBSCRIBE; PINGREQ; DISCONNECT. PUBACKs go out in the order the messages came in, each only
-//! after its message is committed. A session that misses its keep-alive (1.5 × the interval)
-//! ends, and its will, when it is the gateway's own status topic, marks it offline.
+//! after its message is committed. A session that misses its keep-alive (1.5 × the interval; a
+//! keep-alive of 0, or one above the server's maximum, gets the maximum) ends, and its will,
+//! when it is the gateway's own status topic, marks it offline.
+//!
+//! Limits (SPEC §2): a socket that does not take a packet within the write timeout ends the
+//! session; beyond its message rate a gateway's session stops reading its socket for a while
+//! (TCP then holds the gateway back: nothing is dropped); its status and connection history are
+//! written at most once per status interval (the pipeline coalesces them).
 
 use crate::config::DevPassword;
 use crate::directory::GatewayEntry;
-use crate::endpoint::Shared;
+use crate::endpoint::{HandshakePermit, Shared};
+use crate::limits::TokenBucket;
 use crate::registry::Close;
 use crate::writer::{Done, Submission};
 use bytes::{Bytes, BytesMut};
-use chrono::Utc;
 use rumqttc::mqttbytes::v4::{
     ConnAck, Connect, ConnectReturnCode, LastWill, Packet, PingResp, PubAck, Publish, SubAck,
     SubscribeReasonCode, UnsubAck,
@@ -29,11 +35,13 @@ use tds_domain::Mac;
 use tds_domain::telemetry::Topic;
 use tds_pki::tls::DeviceIdentity;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 #[derive(Debug)]
 enum ReadError {
     Closed,
+    /// Nothing read within the keep-alive.
+    KeepAlive,
     Io(std::io::Error),
     Protocol(MqttError),
 }
@@ -113,6 +121,7 @@ enum End {
     Revoked,
     Shutdown,
     CommitFailed,
+    WriteTimeout,
 }
 
 impl End {
@@ -127,6 +136,7 @@ impl End {
             Self::Revoked => "certificate_revoked",
             Self::Shutdown => "server_shutdown",
             Self::CommitFailed => "commit_failed",
+            Self::WriteTimeout => "write_timeout",
         }
     }
 }
@@ -134,7 +144,7 @@ impl End {
 /// Runs a verified connection to its end. One function on purpose: the connection's phases
 /// (CONNECT, the packet loop, the drain) share its halves, buffers and tasks.
 #[allow(clippy::too_many_lines)]
-pub async fn run<S>(stream: S, credentials: Credentials, shared: Arc<Shared>)
+pub async fn run<S>(stream: S, credentials: Credentials, shared: Arc<Shared>, permit: Option<HandshakePermit>)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -160,11 +170,17 @@ where
             return;
         }
         Ok(other) => {
-            tracing::info!(gateway.mac = %mac, first = ?other.map(|p| format!("{p:?}").chars().take(40).collect::<String>()), "refused: CONNECT expected first");
+            crate::metrics::refused("no_connect");
+            shared.pipeline.refusals.note("no_connect", |suppressed| {
+                tracing::info!(gateway.mac = %mac, first = ?other.map(|p| format!("{p:?}").chars().take(40).collect::<String>()), suppressed, "refused: CONNECT expected first");
+            });
             return;
         }
         Err(_) => {
-            tracing::info!(gateway.mac = %mac, "refused: no CONNECT within the connect timeout");
+            crate::metrics::refused("connect_timeout");
+            shared.pipeline.refusals.note("connect_timeout", |suppressed| {
+                tracing::info!(gateway.mac = %mac, suppressed, "refused: no CONNECT within the connect timeout");
+            });
             return;
         }
     };
@@ -185,7 +201,7 @@ where
         Ok(g) => g,
         Err((code, known)) => {
             if let Some(g) = known {
-                history(&shared, &g, "refused", &format!("{code:?}")).await;
+                shared.pipeline.history(&g, "refused", &format!("{code:?}")).await;
             }
             crate::metrics::refused(match code {
                 ConnectReturnCode::BadClientId => "client_id",
@@ -197,6 +213,8 @@ where
             return;
         }
     };
+    // The handshake is over: the permit goes to the next connection.
+    drop(permit);
     let mut registration = shared.registry.register(mac, &identity.serial_hex);
     crate::metrics::connected(1.0);
     if wr.write_all(&encode(&Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)))).await.is_err()
@@ -210,23 +228,39 @@ where
     } else {
         format!("certificate {}", identity.serial_hex)
     };
-    history(&shared, &gateway, "connected", &how).await;
+    shared.pipeline.history(&gateway, "connected", &how).await;
     if let Err(e) = shared.pipeline.set_online(&gateway, true).await {
         tracing::warn!(gateway.mac = %mac, error = %e, "cannot mark the gateway online");
     }
 
-    // Outgoing packets: one task owns the write half.
+    // Outgoing packets: one task owns the write half. A socket that does not take a packet
+    // within the write timeout (a client that stopped reading) ends the session: the task stops,
+    // which closes the channels behind it, and says so.
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(shared.config.inflight_per_session + 8);
+    let (stalled_tx, stalled) = watch::channel(false);
+    let write_timeout = shared.config.write_timeout;
     let writer = tokio::spawn(async move {
         while let Some(bytes) = out_rx.recv().await {
-            if wr.write_all(&bytes).await.is_err() {
-                break;
-            }
-            if out_rx.is_empty() && wr.flush().await.is_err() {
-                break;
+            let flush = out_rx.is_empty();
+            let wrote = tokio::time::timeout(write_timeout, async {
+                wr.write_all(&bytes).await?;
+                if flush {
+                    wr.flush().await?;
+                }
+                Ok::<(), std::io::Error>(())
+            })
+            .await;
+            match wrote {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    let _ = stalled_tx.send(true);
+                    // Not `shutdown`: it would wait on the same full socket.
+                    return;
+                }
             }
         }
-        let _ = wr.shutdown().await;
+        let _ = tokio::time::timeout(write_timeout, wr.shutdown()).await;
     });
     // PUBACKs in arrival order, each after its commit; a failed commit ends the session so the
     // gateway resends.
@@ -249,23 +283,29 @@ where
         }
     });
 
-    let keep_alive =
-        (connect.keep_alive > 0).then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+    let keep_alive = keep_alive_limit(connect.keep_alive, shared.config.max_keep_alive);
+    let mut rate = TokenBucket::new(shared.config.messages_per_second, shared.config.message_burst);
+    let mut wait_before_reading: Option<Duration> = None;
     let end = loop {
+        // Over its message rate: the session stops reading for a while (back-pressure; the
+        // gateway's messages wait in TCP, none is dropped).
+        let wait = wait_before_reading.take();
+        if let Some(wait) = wait {
+            crate::metrics::throttled("messages");
+            crate::metrics::throttled_for(wait);
+            shared.pipeline.refusals.note("message_rate", |suppressed| {
+                tracing::info!(gateway.mac = %mac, suppressed, "gateway over its message rate: reading paused");
+            });
+        }
         let read = async {
-            match keep_alive {
-                Some(limit) => tokio::time::timeout(
-                    limit,
-                    read_packet(&mut rd, &mut buf, shared.config.max_packet_bytes),
-                )
-                .await
-                .unwrap_or(Err(ReadError::Closed))
-                .map_err(|e| (e, true)),
-                None => read_packet(&mut rd, &mut buf, shared.config.max_packet_bytes)
-                    .await
-                    .map_err(|e| (e, false)),
+            if let Some(wait) = wait {
+                tokio::time::sleep(wait).await;
             }
+            tokio::time::timeout(keep_alive, read_packet(&mut rd, &mut buf, shared.config.max_packet_bytes))
+                .await
+                .unwrap_or(Err(ReadError::KeepAlive))
         };
+        let mut stalled_now = stalled.clone();
         let packet = tokio::select! {
             changed = registration.close.changed() => {
                 let why = if changed.is_ok() { *registration.close.borrow() } else { Close::Shutdown };
@@ -275,18 +315,20 @@ where
                     Close::Open | Close::Shutdown => End::Shutdown,
                 };
             }
-            _ = &mut failed_rx => break End::CommitFailed,
+            // A stalled socket also makes the acknowledgements fail: say which it was.
+            _ = &mut failed_rx => break if *stalled.borrow() { End::WriteTimeout } else { End::CommitFailed },
+            Ok(_) = stalled_now.wait_for(|s| *s) => break End::WriteTimeout,
             r = read => r,
         };
         let packet = match packet {
             Ok(p) => p,
-            Err((ReadError::Closed, true)) if keep_alive.is_some() => break End::KeepAlive,
-            Err((ReadError::Io(e), _)) => {
+            Err(ReadError::KeepAlive) => break End::KeepAlive,
+            Err(ReadError::Io(e)) => {
                 tracing::debug!(gateway.mac = %mac, error = %e, "read failed");
                 break End::Closed;
             }
-            Err((ReadError::Closed, _)) => break End::Closed,
-            Err((ReadError::Protocol(e), _)) => {
+            Err(ReadError::Closed) => break End::Closed,
+            Err(ReadError::Protocol(e)) => {
                 tracing::info!(gateway.mac = %mac, error = %e, "protocol error");
                 break End::ProtocolError;
             }
@@ -294,7 +336,12 @@ where
         match packet {
             Packet::Publish(publish) => {
                 if let Err(end) = on_publish(&shared, &gateway, publish, &ack_tx).await {
-                    break end;
+                    // A socket that stopped draining also ends here (the acknowledgements
+                    // could not go out): say so.
+                    break if *stalled.borrow() { End::WriteTimeout } else { end };
+                }
+                if let Some(wait) = rate.take_or_wait() {
+                    wait_before_reading = Some(wait);
                 }
             }
             Packet::Subscribe(sub) => {
@@ -309,7 +356,9 @@ where
                                 QoS::AtLeastOnce
                             })
                         } else {
-                            tracing::info!(gateway.mac = %mac, filter = %f.path, "subscription refused");
+                            shared.pipeline.refusals.note("subscription", |suppressed| {
+                                tracing::info!(gateway.mac = %mac, filter = %f.path.chars().take(120).collect::<String>(), suppressed, "subscription refused");
+                            });
                             SubscribeReasonCode::Failure
                         }
                     })
@@ -335,9 +384,12 @@ where
     let _ = tokio::time::timeout(Duration::from_secs(5), acker).await;
     drop(out_tx);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    if end == End::WriteTimeout {
+        crate::metrics::refused("write_timeout");
+    }
     tracing::info!(gateway.mac = %mac, reason = end.as_str(), "gateway disconnected");
     crate::metrics::connected(-1.0);
-    history(&shared, &gateway, "disconnected", end.as_str()).await;
+    shared.pipeline.history(&gateway, "disconnected", end.as_str()).await;
     if end != End::Replaced {
         let will_offline = connect.last_will.as_ref().is_some_and(|w| is_offline_will(w, mac));
         if end != End::Disconnect && !will_offline {
@@ -384,17 +436,12 @@ async fn admit(
     Ok(gateway)
 }
 
-/// Adds to the gateway's connection history; a failure is logged, never fatal.
-async fn history(shared: &Shared, gateway: &GatewayEntry, kind: &str, detail: &str) {
-    if let Err(e) = shared
-        .pipeline
-        .store
-        .gateway_events()
-        .record(gateway.tenant, gateway.id, kind, detail, Utc::now())
-        .await
-    {
-        tracing::warn!(gateway.mac = %gateway.mac, error = %e, "cannot record the connection history");
-    }
+/// How long a session may stay silent: 1.5 × the keep-alive the gateway asked for, where 0 (none)
+/// or more than `max` counts as `max`.
+fn keep_alive_limit(requested_secs: u16, max: Duration) -> Duration {
+    let asked = Duration::from_secs(u64::from(requested_secs));
+    let granted = if asked.is_zero() || asked > max { max } else { asked };
+    granted * 3 / 2
 }
 
 /// Handles one PUBLISH; `Err` ends the session.

@@ -6,9 +6,11 @@
 //! A full queue makes `submit` wait: sessions stop reading their sockets instead of holding
 //! messages in memory while the database catches up.
 
+use crate::pipeline::list_letter;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::time::Duration;
+use tds_domain::dead_letter::{RefusedEntry, with_time};
 use tds_domain::telemetry::ReadingRejection;
 use tds_domain::{GatewayId, TenantId};
 use tds_domain::{LiveEvent, LiveReading};
@@ -54,9 +56,10 @@ impl Writer {
         max_readings: usize,
         max_delay: Duration,
         events: Option<broadcast::Sender<LiveEvent>>,
+        dead_letter_max_bytes: usize,
     ) -> Self {
         let (tx, rx) = mpsc::channel(capacity);
-        tokio::spawn(run(store, rx, max_readings, max_delay, events));
+        tokio::spawn(run(store, rx, max_readings, max_delay, events, dead_letter_max_bytes));
         Self { tx }
     }
 
@@ -79,6 +82,7 @@ async fn run(
     max_readings: usize,
     max_delay: Duration,
     events: Option<broadcast::Sender<LiveEvent>>,
+    dead_letter_max_bytes: usize,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -95,7 +99,7 @@ async fn run(
         }
         crate::metrics::queue_depth(rx.len());
         let started = std::time::Instant::now();
-        let outcome = commit(&store, &mut batch).await.map_err(|e| e.to_string());
+        let outcome = commit(&store, &mut batch, dead_letter_max_bytes).await.map_err(|e| e.to_string());
         if let Ok((stored, duplicates)) = &outcome {
             crate::metrics::commit(readings, *stored, *duplicates, started.elapsed());
         }
@@ -133,7 +137,7 @@ fn announce(events: &broadcast::Sender<LiveEvent>, batch: &[Item]) {
 /// order: the store then checks each device once per commit and inserts in a few multi-row
 /// statements, instead of once per message (measured with `tds bench ingest`: per-message groups
 /// made commits of 5000 readings take ~200 ms on SQLite, most of it in per-statement overhead).
-async fn commit(store: &Store, batch: &mut [Item]) -> Result<(u64, u64), StoreError> {
+async fn commit(store: &Store, batch: &mut [Item], max_bytes: usize) -> Result<(u64, u64), StoreError> {
     let mut tenants: Vec<TenantId> = Vec::new();
     let mut merged: Vec<Vec<NewReading>> = Vec::new();
     // Per submission: its tenant's group and the position of its first reading there.
@@ -159,7 +163,7 @@ async fn commit(store: &Store, batch: &mut [Item]) -> Result<(u64, u64), StoreEr
         Ok(r) => r,
         // A device left its tenant between the check and the commit: store message by message
         // so that only the message naming it is refused.
-        Err(StoreError::NotFound) => return commit_one_by_one(store, batch).await,
+        Err(StoreError::NotFound) => return commit_one_by_one(store, batch, max_bytes).await,
         Err(e) => return Err(e),
     };
     let stored = reports.iter().map(|r| r.inserted).sum();
@@ -169,7 +173,7 @@ async fn commit(store: &Store, batch: &mut [Item]) -> Result<(u64, u64), StoreEr
         if let Some((g, offset)) = place
             && let Some(report) = reports.get(g)
         {
-            conflicts_to_dead_letters(s, &report.conflicts, offset, &mut dead);
+            conflicts_to_dead_letters(s, &report.conflicts, offset, max_bytes, &mut dead);
         }
         dead.append(&mut s.rejected);
     }
@@ -177,7 +181,11 @@ async fn commit(store: &Store, batch: &mut [Item]) -> Result<(u64, u64), StoreEr
     Ok((stored, duplicates))
 }
 
-async fn commit_one_by_one(store: &Store, batch: &mut [Item]) -> Result<(u64, u64), StoreError> {
+async fn commit_one_by_one(
+    store: &Store,
+    batch: &mut [Item],
+    max_bytes: usize,
+) -> Result<(u64, u64), StoreError> {
     let (mut stored, mut duplicates) = (0, 0);
     let mut dead = Vec::new();
     for (s, _) in batch.iter_mut() {
@@ -189,19 +197,22 @@ async fn commit_one_by_one(store: &Store, batch: &mut [Item]) -> Result<(u64, u6
             Ok(report) => {
                 stored += report.inserted;
                 duplicates += report.duplicates;
-                conflicts_to_dead_letters(s, &report.conflicts, 0, &mut dead);
+                conflicts_to_dead_letters(s, &report.conflicts, 0, max_bytes, &mut dead);
             }
             Err(StoreError::NotFound) => {
                 if let Some(template) = &s.conflict_template {
-                    for origin in &s.origins {
-                        dead.push(NewRejected {
-                            reading_index: Some(origin.index as i64),
-                            payload: origin.raw.to_string().into_bytes(),
-                            reason_code: "unknown_device".into(),
+                    let entries: Vec<RefusedEntry> = s
+                        .origins
+                        .iter()
+                        .zip(&s.readings)
+                        .map(|(origin, r)| RefusedEntry {
+                            index: origin.index,
+                            code: "unknown_device".into(),
                             reason: "the device is no longer registered on this gateway".into(),
-                            ..template.clone()
-                        });
-                    }
+                            raw: with_time(origin.raw.clone(), r.time),
+                        })
+                        .collect();
+                    dead.extend(list_letter(template, template.received_at, &entries, max_bytes));
                 }
                 s.seen_at = None;
             }
@@ -213,31 +224,36 @@ async fn commit_one_by_one(store: &Store, batch: &mut [Item]) -> Result<(u64, u6
     Ok((stored, duplicates))
 }
 
-/// Dead letters for the conflicts that concern `s`, whose readings start at `offset` of the
-/// group the store reported on.
+/// One dead letter listing the conflicts that concern `s`, whose readings start at `offset` of
+/// the group the store reported on.
 fn conflicts_to_dead_letters(
     s: &Submission,
     conflicts: &[ReadingConflict],
     offset: usize,
+    max_bytes: usize,
     dead: &mut Vec<NewRejected>,
 ) {
     let Some(template) = &s.conflict_template else { return };
     let mine = offset..offset + s.readings.len();
-    for c in conflicts.iter().filter(|c| mine.contains(&c.index)) {
-        let origin = s.origins.get(c.index - offset);
-        let reason = ReadingRejection::DuplicateConflict {
-            time: c.time,
-            stored: c.stored_value,
-            received: c.sent_value,
-        };
-        dead.push(NewRejected {
-            reading_index: origin.map(|o| o.index as i64),
-            payload: origin.map(|o| o.raw.to_string().into_bytes()).unwrap_or_default(),
-            reason_code: reason.code().into(),
-            reason: reason.to_string(),
-            ..template.clone()
-        });
-    }
+    let entries: Vec<RefusedEntry> = conflicts
+        .iter()
+        .filter(|c| mine.contains(&c.index))
+        .filter_map(|c| {
+            let origin = s.origins.get(c.index - offset)?;
+            let reason = ReadingRejection::DuplicateConflict {
+                time: c.time,
+                stored: c.stored_value,
+                received: c.sent_value,
+            };
+            Some(RefusedEntry {
+                index: origin.index,
+                code: reason.code().into(),
+                reason: reason.to_string(),
+                raw: with_time(origin.raw.clone(), c.time),
+            })
+        })
+        .collect();
+    dead.extend(list_letter(template, template.received_at, &entries, max_bytes));
 }
 
 async fn finish(store: &Store, batch: &[Item], dead: Vec<NewRejected>) -> Result<(), StoreError> {

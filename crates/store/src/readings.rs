@@ -4,7 +4,9 @@
 //! transaction (the group commit), each group checked against its tenant's devices. A reading whose
 //! (device, time) is already stored is not written again: with the same value it counts as a
 //! duplicate (a gateway resending an unacknowledged batch), with a different value it is returned
-//! as a conflict for the caller to record as a dead letter. The first value stays.
+//! as a conflict for the caller to record as a dead letter. The first value stays. The insert
+//! returns the rows it wrote; only the instants it did not write are read back (to tell a
+//! duplicate from a conflict), and only what was written is marked for a rollup refresh.
 //!
 //! The SQL differs by backend for speed: PostgreSQL takes a whole group in one statement through
 //! `UNNEST` of arrays; SQLite takes multi-row `INSERT`s of up to [`SQLITE_CHUNK`] rows.
@@ -13,7 +15,7 @@ use crate::{Db, StoreError, Ts};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tds_domain::{DeviceId, GatewayId, TenantId};
 
 /// Rows per multi-row INSERT on SQLite: 7 parameters each stays below SQLite's limit of 32766
@@ -101,13 +103,13 @@ fn sqlite_insert_sql(rows: usize) -> String {
         }
         sql.push_str("(?,?,?,?,?,?,?)");
     }
-    sql.push_str(" ON CONFLICT (device_id, time) DO NOTHING");
+    sql.push_str(" ON CONFLICT (device_id, time) DO NOTHING RETURNING device_id, time");
     sql
 }
 
 const PG_INSERT: &str = "INSERT INTO readings (device_id, time, tenant_id, gateway_id, value, unit, ingested_at) \
     SELECT d, t, $1, g, v, u, $2 FROM UNNEST($3::BIGINT[], $4::TIMESTAMPTZ[], $5::BIGINT[], $6::FLOAT8[], $7::TEXT[]) \
-    AS x(d, t, g, v, u) ON CONFLICT (device_id, time) DO NOTHING";
+    AS x(d, t, g, v, u) ON CONFLICT (device_id, time) DO NOTHING RETURNING device_id, time";
 
 /// Which of the group's devices are the tenant's, with their gateway.
 /// Devices looked up per statement (well under SQLite's bound-parameter limit).
@@ -119,20 +121,72 @@ fn device_gateways_sql(n: usize) -> String {
     format!("SELECT id, gateway_id FROM devices WHERE tenant_id = $1 AND id IN ({})", ids.join(", "))
 }
 
-/// The stored values of one device between two instants, to tell duplicates from conflicts.
-const STORED_VALUES: &str =
-    "SELECT time, value FROM readings WHERE device_id = $1 AND time >= $2 AND time <= $3";
+/// The stored values at `n` exact (device, time) pairs, on SQLite: anonymous parameters (see
+/// [`sqlite_insert_sql`]), two per pair.
+fn sqlite_stored_values_sql(n: usize) -> String {
+    let mut sql = String::with_capacity(90 + n * 6);
+    sql.push_str("SELECT device_id, time, value FROM readings WHERE (device_id, time) IN (VALUES ");
+    for i in 0..n {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?)");
+    }
+    sql.push(')');
+    sql
+}
 
-/// Compares a group with what is stored after the insert: a reading whose stored value differs
-/// is a conflict (what was stored first stays).
-fn classify(group: &[NewReading], stored: &HashMap<(i64, i64), f64>, inserted: u64) -> InsertReport {
-    let mut conflicts = Vec::new();
+/// The stored values at exact (device, time) pairs, on PostgreSQL: `$1` devices, `$2` times.
+const PG_STORED_VALUES: &str = "SELECT r.device_id, r.time, r.value FROM readings r \
+    JOIN UNNEST($1::BIGINT[], $2::TIMESTAMPTZ[]) AS x(d, t) ON r.device_id = x.d AND r.time = x.t";
+
+/// Pairs looked up per statement on SQLite.
+const STORED_VALUES_CHUNK: usize = 1000;
+
+/// A (device id, µs) key of a reading.
+type Key = (i64, i64);
+
+/// What one group's insert did, reading by reading.
+struct Sorted {
+    report: InsertReport,
+    /// Per device, the earliest and latest instant (µs) of the readings actually inserted: only
+    /// those change a rollup.
+    inserted_spans: HashMap<i64, (i64, i64)>,
+}
+
+/// Sorts a group's readings into inserted, duplicates and conflicts. `inserted` holds the keys
+/// the insert returned; `stored` the values stored before, at the keys that were not inserted.
+/// A key given twice in one group is inserted once, by its first reading; the later ones are
+/// compared with that first value.
+fn sort_group(group: &[NewReading], inserted: &HashSet<Key>, stored: &HashMap<Key, f64>) -> Sorted {
+    let mut report = InsertReport::default();
+    let mut inserted_spans: HashMap<i64, (i64, i64)> = HashMap::new();
+    let mut written: HashMap<Key, f64> = HashMap::new();
     for (index, r) in group.iter().enumerate() {
         let key = (r.device_id.get(), Ts::from(r.time).micros());
-        if let Some(&stored_value) = stored.get(&key) {
+        let earlier = if inserted.contains(&key) {
+            match written.entry(key) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(r.value);
+                    report.inserted += 1;
+                    inserted_spans
+                        .entry(key.0)
+                        .and_modify(|(lo, hi)| {
+                            *lo = (*lo).min(key.1);
+                            *hi = (*hi).max(key.1);
+                        })
+                        .or_insert((key.1, key.1));
+                    continue;
+                }
+                std::collections::hash_map::Entry::Occupied(o) => Some(*o.get()),
+            }
+        } else {
+            stored.get(&key).copied()
+        };
+        match earlier {
             // Bit-for-bit: the same JSON number always parses to the same f64.
-            if stored_value.to_bits() != r.value.to_bits() {
-                conflicts.push(ReadingConflict {
+            Some(stored_value) if stored_value.to_bits() != r.value.to_bits() => {
+                report.conflicts.push(ReadingConflict {
                     index,
                     device_id: r.device_id,
                     time: r.time,
@@ -140,26 +194,18 @@ fn classify(group: &[NewReading], stored: &HashMap<(i64, i64), f64>, inserted: u
                     sent_value: r.value,
                 });
             }
+            _ => report.duplicates += 1,
         }
     }
-    let duplicates = group.len() as u64 - inserted - conflicts.len() as u64;
-    InsertReport { inserted, duplicates, conflicts }
+    Sorted { report, inserted_spans }
 }
 
-/// Per device, the earliest and latest instants (µs) of a group.
-fn device_spans(group: &[NewReading]) -> HashMap<i64, (i64, i64)> {
-    let mut spans: HashMap<i64, (i64, i64)> = HashMap::new();
-    for r in group {
-        let t = Ts::from(r.time).micros();
-        spans
-            .entry(r.device_id.get())
-            .and_modify(|(lo, hi)| {
-                *lo = (*lo).min(t);
-                *hi = (*hi).max(t);
-            })
-            .or_insert((t, t));
-    }
-    spans
+/// Devices of a group, each once.
+fn devices_of(group: &[NewReading]) -> Vec<i64> {
+    let mut ids: Vec<i64> = group.iter().map(|r| r.device_id.get()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -199,12 +245,11 @@ impl<'a> ReadingStore<'a> {
                     reports.push(InsertReport::default());
                     continue;
                 }
-                let spans = device_spans(group);
-                let mut gateway_of: HashMap<i64, i64> = HashMap::with_capacity(spans.len());
+                let devices = devices_of(group);
+                let mut gateway_of: HashMap<i64, i64> = HashMap::with_capacity(devices.len());
                 // One query per chunk of devices, not per device: with a thousand devices in a
                 // commit the lookups were most of its time (`tds bench ingest`).
-                let ids: Vec<i64> = spans.keys().copied().collect();
-                for chunk in ids.chunks(DEVICE_LOOKUP_CHUNK) {
+                for chunk in devices.chunks(DEVICE_LOOKUP_CHUNK) {
                     let sql = device_gateways_sql(chunk.len());
                     let mut query = sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql)).bind(tenant.get());
                     for id in chunk {
@@ -215,27 +260,34 @@ impl<'a> ReadingStore<'a> {
                     }
                 }
                 // A device that is not the tenant's (or does not exist) fails the whole call.
-                if gateway_of.len() != spans.len() {
+                if gateway_of.len() != devices.len() {
                     return Err(StoreError::NotFound);
                 }
                 let inserted =
                     BulkInsert::insert_readings(&mut *tx, *tenant, ingested_at, group, &gateway_of).await?;
-                let mut stored = HashMap::new();
-                if inserted < group.len() as u64 {
-                    for (&device, &(lo, hi)) in &spans {
-                        let rows: Vec<(Ts, f64)> = sqlx::query_as(STORED_VALUES)
-                            .bind(device)
-                            .bind(Ts::from_micros(lo))
-                            .bind(Ts::from_micros(hi))
-                            .fetch_all(&mut *tx)
-                            .await?;
-                        stored.extend(rows.into_iter().map(|(t, v)| ((device, t.micros()), v)));
+                // Only the instants that were not inserted are read back (a resent reading, or a
+                // different value for a stored instant), not the span of the batch: one duplicate
+                // in a backlog of a year must not read the year back.
+                let mut missing: Vec<Key> = Vec::new();
+                if inserted.len() < group.len() {
+                    let mut seen = HashSet::new();
+                    for r in group.iter() {
+                        let key = (r.device_id.get(), Ts::from(r.time).micros());
+                        if !inserted.contains(&key) && seen.insert(key) {
+                            missing.push(key);
+                        }
                     }
                 }
-                if inserted > 0 {
-                    marks.extend(spans.iter().map(|(&device, &(lo, hi))| (device, tenant.get(), lo, hi)));
-                }
-                reports.push(classify(group, &stored, inserted));
+                let stored = if missing.is_empty() {
+                    HashMap::new()
+                } else {
+                    BulkInsert::stored_values(&mut *tx, &missing).await?
+                };
+                let sorted = sort_group(group, &inserted, &stored);
+                marks.extend(
+                    sorted.inserted_spans.iter().map(|(&device, &(lo, hi))| (device, tenant.get(), lo, hi)),
+                );
+                reports.push(sorted.report);
             }
             // In the same transaction: a committed reading is never missing from the rollups'
             // to-do list (see `crate::rollups`). In device order, as the rollup refresh clears
@@ -396,16 +448,19 @@ impl<'a> ReadingStore<'a> {
     }
 }
 
-/// The backend-specific bulk insert, run on the connection of the open transaction; evaluates to
-/// the number of rows written.
+/// The backend-specific bulk insert, run on the connection of the open transaction.
 trait BulkInsert {
+    /// Inserts a group; returns the keys of the rows written (not those already stored).
     async fn insert_readings(
         &mut self,
         tenant: TenantId,
         at: Ts,
         group: &[NewReading],
         gateway_of: &HashMap<i64, i64>,
-    ) -> Result<u64, sqlx::Error>;
+    ) -> Result<HashSet<Key>, sqlx::Error>;
+
+    /// The stored values at exactly these keys.
+    async fn stored_values(&mut self, keys: &[Key]) -> Result<HashMap<Key, f64>, sqlx::Error>;
 }
 
 impl BulkInsert for sqlx::PgConnection {
@@ -415,14 +470,14 @@ impl BulkInsert for sqlx::PgConnection {
         at: Ts,
         group: &[NewReading],
         gateway_of: &HashMap<i64, i64>,
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<HashSet<Key>, sqlx::Error> {
         let devices: Vec<i64> = group.iter().map(|r| r.device_id.get()).collect();
         let times: Vec<Ts> = group.iter().map(|r| Ts::from(r.time)).collect();
         let gateways: Vec<i64> =
             devices.iter().map(|d| gateway_of.get(d).copied().unwrap_or_default()).collect();
         let values: Vec<f64> = group.iter().map(|r| r.value).collect();
         let units: Vec<&str> = group.iter().map(|r| r.unit.as_str()).collect();
-        Ok(sqlx::query(PG_INSERT)
+        let rows: Vec<(i64, Ts)> = sqlx::query_as(PG_INSERT)
             .bind(tenant.get())
             .bind(at)
             .bind(devices)
@@ -430,9 +485,17 @@ impl BulkInsert for sqlx::PgConnection {
             .bind(gateways)
             .bind(values)
             .bind(units)
-            .execute(&mut *self)
-            .await?
-            .rows_affected())
+            .fetch_all(&mut *self)
+            .await?;
+        Ok(rows.into_iter().map(|(d, t)| (d, t.micros())).collect())
+    }
+
+    async fn stored_values(&mut self, keys: &[Key]) -> Result<HashMap<Key, f64>, sqlx::Error> {
+        let devices: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        let times: Vec<Ts> = keys.iter().map(|k| Ts::from_micros(k.1)).collect();
+        let rows: Vec<(i64, Ts, f64)> =
+            sqlx::query_as(PG_STORED_VALUES).bind(devices).bind(times).fetch_all(&mut *self).await?;
+        Ok(rows.into_iter().map(|(d, t, v)| ((d, t.micros()), v)).collect())
     }
 }
 
@@ -443,11 +506,11 @@ impl BulkInsert for sqlx::SqliteConnection {
         at: Ts,
         group: &[NewReading],
         gateway_of: &HashMap<i64, i64>,
-    ) -> Result<u64, sqlx::Error> {
-        let mut inserted = 0;
+    ) -> Result<HashSet<Key>, sqlx::Error> {
+        let mut inserted = HashSet::with_capacity(group.len());
         for chunk in group.chunks(SQLITE_CHUNK) {
             let sql = sqlite_insert_sql(chunk.len());
-            let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+            let mut q = sqlx::query_as::<_, (i64, Ts)>(AssertSqlSafe(sql.as_str()));
             for r in chunk {
                 let gateway = gateway_of.get(&r.device_id.get()).copied().unwrap_or_default();
                 q = q
@@ -459,8 +522,21 @@ impl BulkInsert for sqlx::SqliteConnection {
                     .bind(r.unit.as_str())
                     .bind(at);
             }
-            inserted += q.execute(&mut *self).await?.rows_affected();
+            inserted.extend(q.fetch_all(&mut *self).await?.into_iter().map(|(d, t)| (d, t.micros())));
         }
         Ok(inserted)
+    }
+
+    async fn stored_values(&mut self, keys: &[Key]) -> Result<HashMap<Key, f64>, sqlx::Error> {
+        let mut stored = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(STORED_VALUES_CHUNK) {
+            let sql = sqlite_stored_values_sql(chunk.len());
+            let mut q = sqlx::query_as::<_, (i64, Ts, f64)>(AssertSqlSafe(sql.as_str()));
+            for &(device, micros) in chunk {
+                q = q.bind(device).bind(Ts::from_micros(micros));
+            }
+            stored.extend(q.fetch_all(&mut *self).await?.into_iter().map(|(d, t, v)| ((d, t.micros()), v)));
+        }
+        Ok(stored)
     }
 }

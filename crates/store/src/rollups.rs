@@ -242,6 +242,19 @@ impl<'a> RollupStore<'a> {
             .collect()
     }
 
+    /// Every device marked for a refresh, with its marked span, by device (for operators and
+    /// tests: what a commit asked to recompute).
+    pub async fn staff_marks(&self) -> Result<Vec<(DeviceId, DateTime<Utc>, DateTime<Utc>)>, StoreError> {
+        let rows: Vec<(i64, Ts, Ts)> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as("SELECT device_id, from_time, to_time FROM rollup_dirty ORDER BY device_id")
+                    .fetch_all(pool)
+                    .await
+        )?;
+        Ok(rows.into_iter().map(|(d, f, t)| (DeviceId::new(d), f.0, t.0)).collect())
+    }
+
     /// Devices waiting for their rollups to be refreshed (0 when everything is current).
     pub async fn staff_pending(&self) -> Result<i64, StoreError> {
         Ok(on_db!(

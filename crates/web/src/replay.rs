@@ -1,7 +1,9 @@
 //! Replaying a dead letter after its cause is fixed (say, the device was registered): the
 //! message, or the single reading, goes through the same rules as when it arrived (parsing, the
 //! gateway's devices, units) and what now passes is stored; duplicates store nothing. The
-//! outcome is recorded on the dead letter.
+//! outcome is recorded on the dead letter. A dead letter listing a batch's refused readings is a
+//! batch itself (see `tds_domain::dead_letter`) and replays like a whole message; one that kept
+//! only the beginning of its payload cannot be replayed and says so.
 
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -20,13 +22,9 @@ pub struct ReplayOutcome {
     pub summary: String,
 }
 
-/// How a fully successful replay's outcome starts; anything else may be replayed again.
+/// How a fully successful replay's outcome starts; anything else may be replayed again (replay
+/// all skips the dead letters whose outcome starts with it).
 pub const DONE_PREFIX: &str = "replayed:";
-
-/// Whether a dead letter still needs a replay (never replayed, or refused again last time).
-pub fn pending(letter: &Rejected) -> bool {
-    !letter.replay_outcome.as_deref().is_some_and(|o| o.starts_with(DONE_PREFIX))
-}
 
 fn refused(summary: impl Into<String>) -> ReplayOutcome {
     let summary = summary.into();
@@ -41,6 +39,13 @@ pub async fn replay(store: &Store, tenant: TenantId, letter: &Rejected) -> Resul
 }
 
 async fn run(store: &Store, tenant: TenantId, letter: &Rejected) -> Result<ReplayOutcome, StoreError> {
+    if letter.truncated() {
+        return Ok(refused(format!(
+            "still refused: only the first {} of its {} bytes were kept, it cannot be replayed",
+            letter.payload.len(),
+            letter.payload_size
+        )));
+    }
     let Some(mac) = letter.mac.as_deref().and_then(|m| Mac::parse(m).ok()) else {
         return Ok(refused("still refused: no gateway MAC, cannot be replayed"));
     };

@@ -23,7 +23,7 @@ fn simulate(tds: &Tds, server: &Server, extra: &[&str]) -> String {
     text(&out.stdout)
 }
 
-async fn stored(db: &TestDb) -> (i64, Vec<tds_store::rejected::Rejected>, Store) {
+async fn stored(db: &TestDb) -> (i64, Vec<tds_store::rejected::RejectedSummary>, Store) {
     let store = Store::open(&db.url, &DbOptions::default()).await.unwrap();
     let tenant = store.tenants().staff_by_name("Simulação").await.unwrap();
     let since = chrono::Utc::now() - chrono::Duration::hours(1);

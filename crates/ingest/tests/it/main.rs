@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(clippy::too_many_lines, clippy::needless_pass_by_value, clippy::default_trait_access)]
 
+mod limits;
 mod protocol;
 mod support;
 mod telemetry;

@@ -12,7 +12,7 @@ use tds_ingest::{Endpoint, IngestConfig};
 use tds_pki::{CaAlgorithm, CaFiles, CaSubject, DeviceKeyKind, IssuedCertificate};
 use tds_store::Store;
 use tds_store::certificates::NewCertificate;
-use tds_store::rejected::Rejected;
+use tds_store::rejected::{Rejected, RejectedSummary};
 use tds_testkit::{TestDb, fixtures};
 
 pub const MAC: &str = "aa:bb:cc:00:00:01";
@@ -120,11 +120,16 @@ impl Bench {
         out
     }
 
-    pub async fn dead_letters(&self) -> Vec<Rejected> {
+    pub async fn dead_letters(&self) -> Vec<RejectedSummary> {
         let mut items =
             self.store.rejected().staff_list(None, tds_store::Page::new(1, 500)).await.unwrap().items;
         items.sort_by_key(|r| (r.reading_index, r.id.get()));
         items
+    }
+
+    /// A dead letter of the tenant, whole.
+    pub async fn dead_letter(&self, summary: &RejectedSummary) -> Rejected {
+        self.store.rejected().get(self.tenant, summary.id).await.unwrap()
     }
 }
 
@@ -133,7 +138,7 @@ pub struct Device {
     pub events: EventLoop,
 }
 
-fn tls(ca_pem: &str, cert_pem: &str, key_pem: &str) -> rustls::ClientConfig {
+pub fn tls(ca_pem: &str, cert_pem: &str, key_pem: &str) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
@@ -179,7 +184,7 @@ impl Device {
         Self::handshake(opts).await
     }
 
-    async fn handshake(opts: MqttOptions) -> Result<Self, String> {
+    pub async fn handshake(opts: MqttOptions) -> Result<Self, String> {
         let (client, mut events) = AsyncClient::new(opts, 100);
         loop {
             match tokio::time::timeout(Duration::from_secs(10), events.poll()).await {

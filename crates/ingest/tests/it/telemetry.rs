@@ -3,7 +3,8 @@
 use crate::support::{Bench, MAC, TOPIC, batch};
 use tds_testkit::{TestDb, per_backend};
 
-/// (name, payload, readings stored as (device, value), dead letters as (reading index, reason code))
+/// (name, payload, readings stored as (device, value), dead letters as (reading index, reason
+/// code)); a message's refused readings make one dead letter listing them (no reading index).
 type Case = (&'static str, String, Vec<(&'static str, f64)>, Vec<(Option<i64>, &'static str)>);
 
 fn cases() -> Vec<Case> {
@@ -24,25 +25,25 @@ fn cases() -> Vec<Case> {
             "an unknown device is a dead letter, the rest is stored",
             batch(MAC, r#"{"dispositivo_codigo":"D01","valor":1},{"dispositivo_codigo":"D99","valor":2}"#),
             vec![("D01", 1.0)],
-            vec![(Some(1), "unknown_device")],
+            vec![(None, "unknown_device")],
         ),
         (
             "a non-numeric value is a dead letter",
             batch(MAC, r#"{"dispositivo_codigo":"D01","valor":"abc"}"#),
             vec![],
-            vec![(Some(0), "invalid_value")],
+            vec![(None, "invalid_value")],
         ),
         (
             "a unit that is not the device's is a dead letter",
             batch(MAC, r#"{"dispositivo_codigo":"D01","valor":3,"unidade":"m3"}"#),
             vec![],
-            vec![(Some(0), "unit_conflict")],
+            vec![(None, "unit_conflict")],
         ),
         (
             "a reading in the future is a dead letter",
             batch(MAC, &format!(r#"{{"dispositivo_codigo":"D01","valor":3,"timestamp":"{future}"}}"#)),
             vec![],
-            vec![(Some(0), "future_timestamp")],
+            vec![(None, "future_timestamp")],
         ),
         (
             "a reading older than the tenant's retention is a dead letter, the rest is stored",
@@ -53,7 +54,7 @@ fn cases() -> Vec<Case> {
                 ),
             ),
             vec![("D02", 4.0)],
-            vec![(Some(0), "before_retention")],
+            vec![(None, "before_retention")],
         ),
         (
             "another gateway's MAC in the payload refuses the message",
@@ -104,7 +105,7 @@ async fn every_telemetry_rule_stores_or_dead_letters_with_its_reason(db: TestDb)
         }
         for l in newest.iter().rev().take(dead.len()) {
             assert_eq!(l.mac.as_deref(), Some(MAC), "{name}");
-            assert!(!l.payload.is_empty() && !l.reason.is_empty(), "{name}: raw bytes and a reason are kept");
+            assert!(!l.preview.is_empty() && !l.reason.is_empty(), "{name}: raw bytes and a reason are kept");
         }
     }
 }
@@ -158,7 +159,10 @@ async fn messages_committed_together_keep_their_own_conflicts(db: TestDb) {
     let letters = bench.dead_letters().await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0].reason_code, "duplicate_conflict");
-    assert_eq!(letters[0].reading_index, Some(1), "the index within its own message");
+    let listed: serde_json::Value =
+        serde_json::from_slice(&bench.dead_letter(&letters[0]).await.payload).unwrap();
+    assert_eq!(listed["refused"][0]["index"], 1, "the index within its own message");
+    assert_eq!(listed["leituras"][0]["valor"], 99, "the reading as sent");
     assert!(letters[0].reason.contains("99"), "{}", letters[0].reason);
 }
 
@@ -196,7 +200,75 @@ async fn a_device_registered_while_the_gateway_is_connected_is_recognised(db: Te
     assert_eq!(bench.readings().await.len(), 1, "the new device's reading is stored on the same session");
 }
 
+/// SPEC §2 Limits: 256 KiB of `"leituras":[0,0,…]` (130,000 readings) used to make a dead letter
+/// per reading, each a copy of the whole payload.
+async fn a_batch_over_the_readings_limit_is_one_dead_letter_keeping_the_first_64_kib(db: TestDb) {
+    let bench = Bench::start_with(db, |c| c.max_message_bytes = 256 * 1024).await;
+    let mut device = bench.gateway_client().await;
+    let head = batch(MAC, "");
+    let zeros = (256 * 1024 - head.len()) / 2;
+    let payload = head.replace("[]", &format!("[{}0]", "0,".repeat(zeros - 1)));
+    assert!(payload.len() <= 256 * 1024 && zeros > 130_000, "{}", payload.len());
+    let started = std::time::Instant::now();
+    device.publish(TOPIC, payload.clone()).await.unwrap();
+    eprintln!("a batch of {zeros} readings acknowledged in {:?}", started.elapsed());
+    let letters = bench.dead_letters().await;
+    assert_eq!(letters.len(), 1, "one dead letter, not one per reading");
+    assert_eq!(letters[0].reason_code, "too_many_readings");
+    assert!(letters[0].reason.contains("1000"), "{}", letters[0].reason);
+    let letter = bench.dead_letter(&letters[0]).await;
+    assert_eq!(letter.payload.len(), 64 * 1024, "the first 64 KiB are kept");
+    assert_eq!(letter.payload_size, payload.len() as i64, "with the size as received");
+    assert!(letter.truncated() && payload.as_bytes().starts_with(&letter.payload));
+    assert!(bench.readings().await.is_empty());
+
+    // A message over the size limit keeps its first 64 KiB too.
+    let big =
+        batch(MAC, &format!(r#"{{"dispositivo_codigo":"D01","valor":1,"x":"{}"}}"#, "x".repeat(300 * 1024)));
+    device.publish(TOPIC, big.clone()).await.unwrap();
+    let letters = bench.dead_letters().await;
+    let too_large = letters.iter().find(|l| l.reason_code == "payload_too_large").unwrap();
+    assert_eq!(too_large.payload_size, big.len() as i64);
+    assert_eq!(bench.dead_letter(too_large).await.payload.len(), 64 * 1024);
+}
+
+/// A batch with many bad readings makes one dead letter listing each (index, code, reason and
+/// the reading as sent), not one per reading; its good readings are stored.
+async fn a_batch_with_many_bad_readings_makes_one_dead_letter_listing_them(db: TestDb) {
+    let bench = Bench::start(db).await;
+    let mut device = bench.gateway_client().await;
+    let mut readings = vec![r#"{"dispositivo_codigo":"D01","valor":1}"#.to_owned()];
+    readings.extend((0..300).map(|i| format!(r#"{{"dispositivo_codigo":"X{i}","valor":{i}}}"#)));
+    readings.push(r#"{"dispositivo_codigo":"D02","valor":"abc"}"#.to_owned());
+    device.publish(TOPIC, batch(MAC, &readings.join(","))).await.unwrap();
+    assert_eq!(bench.readings().await.len(), 1, "the good reading is stored");
+    let letters = bench.dead_letters().await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].reason_code, "readings_refused", "mixed reasons");
+    assert!(
+        letters[0].reason.starts_with("301 readings refused: #1 no device with code X0"),
+        "{}",
+        letters[0].reason
+    );
+    let letter = bench.dead_letter(&letters[0]).await;
+    assert!(!letter.truncated() && letter.payload.len() <= 64 * 1024);
+    let listed: serde_json::Value = serde_json::from_slice(&letter.payload).unwrap();
+    let refused = listed["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 301);
+    assert_eq!(refused[0]["index"], 1);
+    assert_eq!(refused[0]["code"], "unknown_device");
+    assert_eq!(
+        (&refused[300]["index"], &refused[300]["code"]),
+        (&serde_json::json!(301), &serde_json::json!("invalid_value"))
+    );
+    assert!(refused[300]["reason"].as_str().unwrap().contains("abc"), "{}", refused[300]);
+    assert_eq!(listed["leituras"][300]["valor"], "abc", "the reading as sent");
+    assert_eq!(listed["leituras"][0]["dispositivo_codigo"], "X0");
+}
+
 per_backend!(
+    a_batch_over_the_readings_limit_is_one_dead_letter_keeping_the_first_64_kib,
+    a_batch_with_many_bad_readings_makes_one_dead_letter_listing_them,
     a_device_registered_while_the_gateway_is_connected_is_recognised,
     every_telemetry_rule_stores_or_dead_letters_with_its_reason,
     a_resent_message_stores_nothing_twice_and_a_changed_value_is_a_conflict,

@@ -36,4 +36,30 @@ async fn retention_deletes_old_raw_readings_and_keeps_their_rollups(store: Store
     assert_eq!(tds_jobs::retention::purge(&store, now).await.unwrap(), 0, "idempotent");
 }
 
-conformance!(retention_deletes_old_raw_readings_and_keeps_their_rollups);
+async fn retention_deletes_dead_letters_past_their_horizon(store: Store) {
+    let t = fixtures::tenant(&store, "Acme").await;
+    let now = Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap();
+    let letter = |days: i64| tds_store::rejected::NewRejected {
+        tenant_id: Some(t.id),
+        gateway_id: None,
+        mac: None,
+        topic: "tds_new/gateway/aa:bb:cc:dd:ee:01/telemetria".into(),
+        payload: b"{bad".to_vec(),
+        payload_size: None,
+        reading_index: None,
+        reason_code: "invalid_json".into(),
+        reason: "bad".into(),
+        received_at: now - Duration::days(days),
+    };
+    store.rejected().record(&[letter(200), letter(91), letter(89), letter(1)]).await.unwrap();
+    let horizon = tds_jobs::retention::DEFAULT_DEAD_LETTER_RETENTION;
+    assert_eq!(tds_jobs::retention::purge_dead_letters(&store, now, horizon).await.unwrap(), 2);
+    let left = store.rejected().list(t.id, None, tds_store::Page::default()).await.unwrap();
+    assert_eq!(left.total, 2, "the two younger than 90 days stay");
+    assert_eq!(tds_jobs::retention::purge_dead_letters(&store, now, horizon).await.unwrap(), 0, "idempotent");
+}
+
+conformance!(
+    retention_deletes_old_raw_readings_and_keeps_their_rollups,
+    retention_deletes_dead_letters_past_their_horizon
+);

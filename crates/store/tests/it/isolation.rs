@@ -38,6 +38,7 @@ async fn another_tenant_cannot_read_change_or_delete_any_row(store: Store) {
             mac: Some(ga.mac),
             topic: "t".into(),
             payload: b"x".to_vec(),
+            payload_size: None,
             reading_index: None,
             reason_code: "invalid_json".into(),
             reason: "r".into(),

@@ -130,7 +130,52 @@ async fn times_round_trip_to_the_microsecond(store: Store) {
     assert_eq!(back[0].value.to_bits(), (0.1f64 + 0.2).to_bits());
 }
 
+/// Refreshes rollups until no device is marked.
+async fn clear_marks(store: &Store) {
+    while store.rollups().staff_refresh_dirty(100).await.unwrap() > 0 {}
+    assert!(store.rollups().staff_marks().await.unwrap().is_empty());
+}
+
+async fn a_batch_with_duplicates_marks_only_its_new_readings_for_the_rollups(store: Store) {
+    let (t, d1, d2) = setup(&store).await;
+    // A day of readings every 5 minutes on both devices.
+    let day: Vec<_> =
+        (0..288).flat_map(|i| [reading(d1.id, i * 5, i as f64), reading(d2.id, i * 5, 1.0)]).collect();
+    store.readings().insert(t, &day).await.unwrap();
+    clear_marks(&store).await;
+
+    // A resend of the day's first and last readings (one of them with another value) around one
+    // new reading in the middle of the day and one after it, and the same instant twice.
+    let batch = [
+        reading(d1.id, 0, 0.0),
+        reading(d1.id, 700, 999.0),
+        reading(d1.id, 1437, 1.5),
+        reading(d1.id, 1435, 287.0),
+        reading(d2.id, 2000, 2.0),
+        reading(d2.id, 2000, 3.0),
+    ];
+    let report = store.readings().insert(t, &batch).await.unwrap();
+    assert_eq!((report.inserted, report.duplicates), (2, 2), "{report:?}");
+    let conflicts: Vec<(usize, f64, f64)> =
+        report.conflicts.iter().map(|c| (c.index, c.stored_value, c.sent_value)).collect();
+    assert_eq!(conflicts, vec![(1, 140.0, 999.0), (5, 2.0, 3.0)]);
+    let at = |m: i64| t0() + Duration::minutes(m);
+    let mut marks = store.rollups().staff_marks().await.unwrap();
+    marks.sort_by_key(|m| m.0);
+    assert_eq!(
+        marks,
+        vec![(d1.id, at(1437), at(1437)), (d2.id, at(2000), at(2000))],
+        "only the instants inserted are marked, not the span of the batch"
+    );
+
+    // A batch of duplicates only marks nothing.
+    clear_marks(&store).await;
+    store.readings().insert(t, &day[..20]).await.unwrap();
+    assert!(store.rollups().staff_marks().await.unwrap().is_empty());
+}
+
 conformance!(
+    a_batch_with_duplicates_marks_only_its_new_readings_for_the_rollups,
     a_resent_batch_stores_nothing_twice,
     a_different_value_for_a_stored_instant_is_a_conflict_and_the_first_stays,
     large_batches_are_split_and_counted_exactly,

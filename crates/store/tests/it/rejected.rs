@@ -11,6 +11,7 @@ fn dead_letter(tenant: Option<tds_domain::TenantId>, code: &str) -> NewRejected 
         mac: Some(Mac::parse("aa:bb:cc:dd:ee:01").unwrap()),
         topic: "tds_new/gateway/aa:bb:cc:dd:ee:01/telemetria".into(),
         payload: b"{not json\xff".to_vec(),
+        payload_size: None,
         reading_index: None,
         reason_code: code.into(),
         reason: format!("reason {code}"),

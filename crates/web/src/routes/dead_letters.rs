@@ -1,6 +1,7 @@
 //! Mensagens rejeitadas (dead letters): everything a gateway sent that was not stored as a
 //! reading, with its raw bytes and reason; tenant admins list, filter, inspect and replay them
-//! (one, or all of a filter) after fixing the cause. Staff see every tenant's.
+//! (one, or all of a filter) after fixing the cause. Staff see every tenant's. Lists show a
+//! preview and the size of each payload; only the detail page and a replay load one whole.
 
 use crate::auth::{Admin, Staff};
 use crate::error::WebResult;
@@ -17,11 +18,13 @@ use serde::Deserialize;
 use serde_json::json;
 use tds_domain::RejectedId;
 use tds_store::Page;
-use tds_store::rejected::Rejected;
+use tds_store::rejected::{Rejected, RejectedSummary};
 
 const PAGE_SIZE: u32 = 50;
 /// Most dead letters one "replay all" takes on (the page says so when there are more).
-const REPLAY_ALL_MAX: u32 = 500;
+const REPLAY_ALL_MAX: usize = 500;
+/// Dead letters "replay all" looks up at a time; their payloads are loaded one by one.
+const REPLAY_PAGE: i64 = 50;
 
 /// Reason codes offered in the filter (the dead-letter reasons of SPEC §2).
 pub const REASONS: &[&str] = &[
@@ -56,7 +59,7 @@ struct ListQuery {
 #[template(path = "dead_letters/list.html")]
 struct ListTemplate {
     ctx: PageCtx,
-    items: Vec<Rejected>,
+    items: Vec<RejectedSummary>,
     total: i64,
     reason: String,
     reasons: &'static [&'static str],
@@ -177,13 +180,25 @@ async fn replay_all(
     Form(form): Form<ReplayAllForm>,
 ) -> WebResult<Response> {
     let reason = optional(&form.reason);
-    let found =
-        state.store().rejected().list(t.tenant_id(), reason.as_deref(), Page::new(1, REPLAY_ALL_MAX)).await?;
+    let rejected = state.store().rejected();
     let (mut replayed, mut stored) = (0u64, 0u64);
-    for d in found.items.iter().filter(|d| replay::pending(d)) {
-        let outcome = replay::replay(state.store(), t.tenant_id(), d).await?;
-        replayed += 1;
-        stored += outcome.stored;
+    let mut before = None;
+    'pages: loop {
+        let ids = rejected
+            .pending_ids(t.tenant_id(), reason.as_deref(), replay::DONE_PREFIX, before, REPLAY_PAGE)
+            .await?;
+        let Some(&last) = ids.last() else { break };
+        for id in ids {
+            // One payload in memory at a time.
+            let d = rejected.get(t.tenant_id(), id).await?;
+            let outcome = replay::replay(state.store(), t.tenant_id(), &d).await?;
+            replayed += 1;
+            stored += outcome.stored;
+            if replayed as usize >= REPLAY_ALL_MAX {
+                break 'pages;
+            }
+        }
+        before = Some(last);
     }
     audit(
         &state,

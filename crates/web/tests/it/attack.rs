@@ -200,6 +200,7 @@ async fn every_route_refuses_whoever_its_access_excludes_and_another_tenants_ids
         mac: Some(Mac::parse("aa:00:00:00:00:01").unwrap()),
         topic: "tds_new/gateway/aa:00:00:00:00:01/telemetria".into(),
         payload: br#"{"leituras":[{"dispositivo_codigo":"D09","valor":1}]}"#.to_vec(),
+        payload_size: None,
         reading_index: None,
         reason_code: "unknown_device".into(),
         reason: "unknown device D09".into(),
