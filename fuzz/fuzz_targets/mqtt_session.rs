@@ -21,8 +21,6 @@ use tds_domain::{
 use tds_ingest::IngestConfig;
 use tds_ingest::config::DevPassword;
 use tds_ingest::endpoint::Shared;
-use tds_ingest::pipeline::Pipeline;
-use tds_ingest::registry::Registry;
 use tds_ingest::session::{self, Credentials};
 use tds_pki::tls::{DeviceIdentity, RevocationSet};
 use tds_store::devices::DeviceFields;
@@ -80,12 +78,7 @@ fn world() -> &'static World {
             config.max_packet_bytes = 64 * 1024;
             config.max_message_bytes = 16 * 1024;
             config.commit_max_delay = Duration::from_millis(1);
-            Arc::new(Shared {
-                pipeline: Pipeline::start(store, &config),
-                registry: Registry::default(),
-                revoked: RevocationSet::new(Vec::new()),
-                config,
-            })
+            Arc::new(Shared::new(config, store, RevocationSet::new(Vec::new())))
         });
         World { runtime, shared, _dir: dir }
     })

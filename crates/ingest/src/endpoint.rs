@@ -42,6 +42,24 @@ pub struct Shared {
     pub per_address: AddressBuckets,
 }
 
+impl Shared {
+    /// Starts the pipeline (its writer) for `store` with the limits of `config`.
+    pub fn new(config: IngestConfig, store: Store, revoked: RevocationSet) -> Self {
+        Self {
+            pipeline: Pipeline::start(store, &config),
+            registry: Registry::default(),
+            handshakes: Arc::new(Semaphore::new(config.max_handshakes.max(1))),
+            per_address: AddressBuckets::new(
+                config.connects_per_second_per_ip,
+                config.connect_burst_per_ip,
+                config.tracked_addresses,
+            ),
+            config,
+            revoked,
+        }
+    }
+}
+
 pub struct Endpoint {
     listener: TcpListener,
     acceptor: TlsAcceptor,
@@ -74,18 +92,7 @@ impl Endpoint {
             )),
             None => None,
         };
-        let shared = Arc::new(Shared {
-            pipeline: Pipeline::start(store, &config),
-            registry: Registry::default(),
-            handshakes: Arc::new(Semaphore::new(config.max_handshakes.max(1))),
-            per_address: AddressBuckets::new(
-                config.connects_per_second_per_ip,
-                config.connect_burst_per_ip,
-                config.tracked_addresses,
-            ),
-            config,
-            revoked,
-        });
+        let shared = Arc::new(Shared::new(config, store, revoked));
         Ok(Self { listener, acceptor: TlsAcceptor::from(tls), plain, shared })
     }
 
