@@ -95,7 +95,7 @@ fuzz_target!(|data: &[u8]| {
     let verbose = std::env::var_os("TDS_FUZZ_VERBOSE").is_some();
     world.runtime.block_on(async {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let session = session::run(server, credentials, world.shared.clone());
+        let session = session::run(server, credentials, world.shared.clone(), None);
         let gateway = async {
             // Written while reading, so that neither side's buffer fills; then closed.
             let mut replies = Vec::new();
