@@ -13,6 +13,7 @@
 use crate::Mac;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+use std::fmt::Write as _;
 
 /// Most bytes of a refused payload a dead letter keeps unless configured otherwise (64 KiB).
 pub const DEFAULT_MAX_DEAD_LETTER_BYTES: usize = 64 * 1024;
@@ -97,10 +98,10 @@ pub fn refused_list(
         entries.iter().take(REASONS_SHOWN).map(|e| format!("#{} {}", e.index, e.reason)).collect();
     reason.push_str(&shown.join("; "));
     if entries.len() > REASONS_SHOWN {
-        reason.push_str(&format!("; and {} more", entries.len() - REASONS_SHOWN));
+        let _ = write!(reason, "; and {} more", entries.len() - REASONS_SHOWN);
     }
     if omitted > 0 {
-        reason.push_str(&format!(" ({omitted} not kept: over the {max_bytes}-byte bound)"));
+        let _ = write!(reason, " ({omitted} not kept: over the {max_bytes}-byte bound)");
     }
     RefusedList { payload: doc.to_string().into_bytes(), code, reason, listed }
 }

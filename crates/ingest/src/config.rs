@@ -79,7 +79,7 @@ impl IngestConfig {
             connects_per_second_per_ip: 5.0,
             connect_burst_per_ip: 20,
             tracked_addresses: 10_000,
-            max_keep_alive: Duration::from_secs(20 * 60),
+            max_keep_alive: Duration::from_mins(20),
             write_timeout: Duration::from_secs(30),
             // Gateways send one batch per poll (a minute, typically) and a backlog after an
             // outage: 50 a second is far above either.

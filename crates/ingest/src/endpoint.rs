@@ -232,7 +232,7 @@ async fn connection(
         .map(|cert| device_identity(cert.as_ref()));
     match identity {
         Some(Ok(identity)) => {
-            session::run(tls, Credentials::Certificate(identity), shared, Some(permit)).await
+            session::run(tls, Credentials::Certificate(identity), shared, Some(permit)).await;
         }
         Some(Err(e)) => tracing::info!(%peer, error = %e, "refused: the certificate does not name a gateway"),
         None => tracing::info!(%peer, "refused: no client certificate"),

@@ -145,7 +145,7 @@ impl RateLog {
 impl Default for RateLog {
     /// Once a minute.
     fn default() -> Self {
-        Self::new(Duration::from_secs(60))
+        Self::new(Duration::from_mins(1))
     }
 }
 

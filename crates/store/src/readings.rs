@@ -271,7 +271,7 @@ impl<'a> ReadingStore<'a> {
                 let mut missing: Vec<Key> = Vec::new();
                 if inserted.len() < group.len() {
                     let mut seen = HashSet::new();
-                    for r in group.iter() {
+                    for r in *group {
                         let key = (r.device_id.get(), Ts::from(r.time).micros());
                         if !inserted.contains(&key) && seen.insert(key) {
                             missing.push(key);

@@ -6,7 +6,7 @@
 //!
 //! Bounds asserted (generous, for a loaded 2-core CI machine): the good gateway's publish→PUBACK
 //! p99 under [`P99_LIMIT`], every acknowledged reading stored, the server's peak resident memory
-//! (VmHWM) under [`MEMORY_LIMIT_KB`]. The figures are printed.
+//! (`VmHWM`) under [`MEMORY_LIMIT_KB`]. The figures are printed.
 
 use crate::pki::unzip;
 use crate::support::{Tds, free_port, text};
@@ -136,7 +136,7 @@ async fn flooder(port: u16, bundle: &Path, stop: Arc<AtomicBool>, acked: Arc<Ato
                 let sent = match n % 3 {
                     0 => client.publish(&telemetry, QoS::AtLeastOnce, false, zeros.clone()).await,
                     1 => {
-                        let state = if n % 2 == 0 { "online" } else { "offline" };
+                        let state = if n.is_multiple_of(2) { "online" } else { "offline" };
                         client.publish(&status, QoS::AtLeastOnce, false, state).await
                     }
                     _ => {
@@ -169,7 +169,7 @@ async fn flooder(port: u16, bundle: &Path, stop: Arc<AtomicBool>, acked: Arc<Ato
 }
 
 /// A TCP connection from `ip` that starts a TLS handshake (a record header announcing a
-/// ClientHello) and stalls.
+/// `ClientHello`) and stalls.
 async fn stalled_handshake(ip: std::net::IpAddr, port: u16) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     socket.bind((ip, 0).into())?;
@@ -207,7 +207,7 @@ async fn stallers(port: u16, stop: Arc<AtomicBool>) -> usize {
     opened.load(Ordering::Relaxed)
 }
 
-/// VmRSS and VmHWM of a process, in KiB.
+/// `VmRSS` and `VmHWM` of a process, in KiB.
 fn memory_kb(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {

@@ -177,7 +177,7 @@ async fn status_flaps_are_written_once_per_interval_and_the_latest_state_wins(db
 
 /// A gateway reconnecting in a loop writes a few history entries, then one per interval.
 async fn a_gateway_reconnecting_in_a_loop_writes_a_bounded_connection_history(db: TestDb) {
-    let bench = Bench::start_with(db, |c| c.status_interval = Duration::from_secs(60)).await;
+    let bench = Bench::start_with(db, |c| c.status_interval = Duration::from_mins(1)).await;
     let cert = bench.certificate(MAC).await;
     for _ in 0..10 {
         let device = bench.connect(&cert, MAC).await.unwrap();
