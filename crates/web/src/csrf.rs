@@ -18,7 +18,7 @@ use crate::AppState;
 use crate::auth::MaybeUser;
 use crate::error::WebError;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, FromRequestParts, Multipart, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -127,12 +127,13 @@ async fn token_in_body(headers: &HeaderMap, bytes: &Bytes) -> Option<String> {
     if content_type.starts_with("application/x-www-form-urlencoded") {
         url::form_urlencoded::parse(bytes).find(|(k, _)| k == FIELD).map(|(_, v)| v.into_owned())
     } else if content_type.starts_with("multipart/form-data") {
-        let request = Request::builder()
-            .method(Method::POST)
-            .header(header::CONTENT_TYPE, content_type)
-            .body(Body::from(bytes.clone()))
-            .ok()?;
-        let mut multipart = Multipart::from_request(request, &()).await.ok()?;
+        // multer directly, not axum's `Multipart` extractor: the extractor applies the router's
+        // default body limit (2 MB) to a body this check already bounded by `max_upload_bytes`,
+        // so a legitimate upload between the two would be refused as a forgery.
+        let boundary = multer::parse_boundary(content_type).ok()?;
+        let body = bytes.clone();
+        let stream = futures_util::stream::once(async move { Ok::<Bytes, std::convert::Infallible>(body) });
+        let mut multipart = multer::Multipart::new(stream, boundary);
         while let Ok(Some(field)) = multipart.next_field().await {
             if field.name() == Some(FIELD) {
                 return field.text().await.ok();
