@@ -36,6 +36,10 @@ const ENV_KEYS: &[&str] = &[
     "mqtt_status_interval_secs",
     "dead_letter_max_bytes",
     "dead_letter_retention_days",
+    "audit_retention_days",
+    "connection_history_retention_days",
+    "expired_token_retention_days",
+    "job_lease_secs",
     "broker_url",
     "broker_client_id",
     "broker_ca_file",
@@ -110,6 +114,15 @@ pub struct Config {
     pub dead_letter_max_bytes: usize,
     /// Days dead letters are kept before the daily retention job deletes them.
     pub dead_letter_retention_days: u32,
+    /// Days audit-log entries are kept.
+    pub audit_retention_days: u32,
+    /// Days a gateway's connection history (connects, disconnects, refusals) is kept.
+    pub connection_history_retention_days: u32,
+    /// Days invitation and password-reset tokens are kept after they expire.
+    pub expired_token_retention_days: u32,
+    /// Seconds a background job's lease lasts without renewal: how long the other instances wait
+    /// before taking over the jobs of an instance that died.
+    pub job_lease_secs: u64,
     /// Broker mode: `mqtts://HOST:PORT` of the external broker.
     pub broker_url: String,
     /// Broker mode: this instance's MQTT client id, stable across restarts and different for
@@ -231,6 +244,10 @@ impl Default for Config {
             mqtt_status_interval_secs: 5,
             dead_letter_max_bytes: 64 * 1024,
             dead_letter_retention_days: 90,
+            audit_retention_days: 730,
+            connection_history_retention_days: 365,
+            expired_token_retention_days: 30,
+            job_lease_secs: 60,
             broker_url: "mqtts://localhost:8883".into(),
             broker_client_id: None,
             broker_ca_file: None,
@@ -457,6 +474,10 @@ impl Config {
             ("mqtt_message_burst", u64::from(self.mqtt_message_burst)),
             ("dead_letter_max_bytes", self.dead_letter_max_bytes as u64),
             ("dead_letter_retention_days", u64::from(self.dead_letter_retention_days)),
+            ("audit_retention_days", u64::from(self.audit_retention_days)),
+            ("connection_history_retention_days", u64::from(self.connection_history_retention_days)),
+            ("expired_token_retention_days", u64::from(self.expired_token_retention_days)),
+            ("job_lease_secs", self.job_lease_secs),
         ];
         for (key, value) in counts {
             if value == 0 {
@@ -499,6 +520,25 @@ impl Config {
     /// How long dead letters are kept.
     pub fn dead_letter_retention(&self) -> chrono::TimeDelta {
         chrono::TimeDelta::days(i64::from(self.dead_letter_retention_days))
+    }
+
+    /// How long the daily retention job keeps each kind of row.
+    pub fn retention_horizons(&self) -> tds_jobs::retention::Horizons {
+        let days = |d: u32| chrono::TimeDelta::days(i64::from(d));
+        tds_jobs::retention::Horizons {
+            dead_letters: self.dead_letter_retention(),
+            audit_log: days(self.audit_retention_days),
+            connection_history: days(self.connection_history_retention_days),
+            expired_tokens: days(self.expired_token_retention_days),
+        }
+    }
+
+    /// The job runner's timings.
+    pub fn runner_options(&self) -> tds_jobs::RunnerOptions {
+        tds_jobs::RunnerOptions {
+            lease: std::time::Duration::from_secs(self.job_lease_secs),
+            ..tds_jobs::RunnerOptions::default()
+        }
     }
 
     pub fn http_socket(&self) -> anyhow::Result<SocketAddr> {
@@ -570,10 +610,7 @@ mod tests {
             format!("{own:?}"),
             "a setting's default must be the endpoint's default"
         );
-        assert_eq!(
-            Config::default().dead_letter_retention(),
-            tds_jobs::retention::DEFAULT_DEAD_LETTER_RETENTION
-        );
+        assert_eq!(Config::default().retention_horizons(), tds_jobs::retention::Horizons::default());
     }
 
     #[test]

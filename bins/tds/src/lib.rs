@@ -10,6 +10,7 @@ pub mod config;
 pub mod consumption;
 pub mod demo;
 pub mod import;
+pub mod jobs;
 pub mod live;
 pub mod logging;
 pub mod pki;

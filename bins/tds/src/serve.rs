@@ -197,13 +197,6 @@ impl Server {
                 tds_web::server::serve(listener, app, &config, std::future::pending()).await
             })
         });
-        let crl_task =
-            tokio::spawn(keep_crl_fresh(self.store.clone(), self.pki.clone(), self.config.clone()));
-        let purge_task = tokio::spawn(purge_expired_web_state(self.store.clone()));
-        let offline_task = tokio::spawn(mark_silent_gateways_offline(self.store.clone()));
-        let rollup_task = tokio::spawn(tds_jobs::rollups::run(self.store.clone()));
-        let retention_task =
-            tokio::spawn(tds_jobs::retention::run(self.store.clone(), self.config.dead_letter_retention()));
         let broker_crl_task = self.config.broker_crl_file.clone().map(|path| {
             tokio::spawn(keep_broker_crl_file(
                 self.store.clone(),
@@ -222,7 +215,7 @@ impl Server {
                 }
             }
         });
-        // One shutdown signal for both listeners.
+        // One shutdown signal for the listeners and the job runner.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
@@ -231,6 +224,15 @@ impl Server {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
+        let runner = crate::jobs::runner(
+            self.store.clone(),
+            self.pki.clone(),
+            &self.config,
+            crate::jobs::worker_name(),
+            self.config.runner_options(),
+        );
+        tracing::info!(worker = runner.worker(), "job runner started");
+        let jobs_task = tokio::spawn(runner.run(stopped(stop_rx.clone())));
         let devices = match self.devices {
             Devices::Endpoint(endpoint) => {
                 tracing::info!(mqtt = %self.mqtt_addr, "device endpoint on mqtts://{}", self.mqtt_addr);
@@ -240,11 +242,7 @@ impl Server {
         };
         let served = tds_web::server::serve(self.listener, app, &web_config, stopped(stop_rx)).await;
         let _ = tokio::time::timeout(Duration::from_secs(10), devices).await;
-        crl_task.abort();
-        purge_task.abort();
-        offline_task.abort();
-        rollup_task.abort();
-        retention_task.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(10), jobs_task).await;
         if let Some(task) = broker_crl_task {
             task.abort();
         }
@@ -360,48 +358,6 @@ fn router(state: AppState, with_metrics: bool) -> Router {
         .route("/pki/crl.der", get(crl_der));
     let router = if with_metrics { router.route("/metrics", get(metrics)) } else { router };
     router.with_state(state)
-}
-
-/// Marks gateways offline after three times their reporting interval without telemetry. Every
-/// instance may run it: the update is idempotent.
-async fn mark_silent_gateways_offline(store: Store) {
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
-    loop {
-        tick.tick().await;
-        match store.gateways().staff_mark_silent_offline(chrono::Utc::now()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(gateways = n, "gateways silent for three intervals marked offline"),
-            Err(e) => tracing::warn!(error = %e, "offline detection failed; will retry"),
-        }
-    }
-}
-
-/// Deletes expired sessions and login failures too old to count, hourly. Nothing depends on it
-/// for correctness (expired rows are ignored when read); it keeps the tables small.
-async fn purge_expired_web_state(store: Store) {
-    let mut tick = tokio::time::interval(Duration::from_hours(1));
-    loop {
-        tick.tick().await;
-        let now = chrono::Utc::now();
-        if let Err(e) = store.sessions().purge_expired(now).await {
-            tracing::warn!(error = %e, "purging expired sessions failed; will retry");
-        }
-        if let Err(e) = store.login_failures().purge_before(now - chrono::Duration::days(1)).await {
-            tracing::warn!(error = %e, "purging old login failures failed; will retry");
-        }
-    }
-}
-
-/// Re-issues the CRL before its next-update time (checked hourly; every revocation also
-/// re-issues it at once). With several instances each may re-issue; the store keeps the newest.
-async fn keep_crl_fresh(store: Store, pki: Arc<CaFiles>, config: Config) {
-    let mut tick = tokio::time::interval(Duration::from_hours(1));
-    loop {
-        tick.tick().await;
-        if let Err(e) = crate::pki::current_crl(&store, &pki, &config).await {
-            tracing::error!(error = format!("{e:#}"), "CRL refresh failed; will retry");
-        }
-    }
 }
 
 async fn crl_pem(State(state): State<AppState>) -> axum::response::Response {

@@ -1,12 +1,16 @@
 //! TDS background work inside the server (SPEC §8): no separate worker processes.
 //!
+//! - [`runner`]: runs each periodic job on one instance at a time across every instance sharing
+//!   the database (a lease in the `jobs` table), with metrics per job;
 //! - [`rollups`]: keeps hourly, daily and monthly rollups current as readings are committed;
-//! - [`retention`]: removes raw readings older than each tenant's retention, keeping rollups.
+//! - [`retention`]: removes what is past its horizon: raw readings (keeping rollups), dead
+//!   letters, audit log, connection history, expired tokens, sessions.
 //!
-//! Both are safe to run on every instance sharing one PostgreSQL: a rollup refresh computes from
-//! committed rows and clears only the marks it saw (see `tds_store::rollups`), and a retention
-//! delete is idempotent, so neither needs a lease. Must not: serve requests or read the
-//! environment; `bins/tds` starts these loops and stops them.
+//! Must not: serve requests or read the environment; `bins/tds` builds the runner with these
+//! jobs and its own (offline detection, CRL refresh), starts it and stops it.
 
 pub mod retention;
 pub mod rollups;
+pub mod runner;
+
+pub use runner::{Next, Runner, RunnerOptions};

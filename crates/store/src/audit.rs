@@ -1,5 +1,5 @@
-//! The audit log: who did what to which object, when and from where. Append-only: there is no
-//! method to change or delete an entry.
+//! The audit log: who did what to which object, when and from where. Append-only: no method
+//! changes or deletes an entry, except retention, which drops entries past the configured horizon.
 
 use crate::{Db, Page, Paged, StoreError, Ts};
 use chrono::{DateTime, Utc};
@@ -124,5 +124,20 @@ impl<'a> AuditStore<'a> {
             [tenant, prefix.as_deref(), actor, since_flag, since]
         )?;
         Ok(Paged { items, total, page: page.number, size: page.size })
+    }
+
+    /// Retention: deletes every tenant's entries older than `at`; returns how many.
+    pub async fn staff_purge_before(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = on_db!(
+            self.db,
+            write
+                | pool
+                | sqlx::query("DELETE FROM audit_log WHERE at < $1")
+                    .bind(Ts::from(at))
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected())
+        )?;
+        Ok(done)
     }
 }

@@ -13,6 +13,7 @@ mod cli;
 mod consumption;
 mod durability;
 mod hardening;
+mod jobs;
 mod live;
 mod mqtt;
 mod pki;

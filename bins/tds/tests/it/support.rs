@@ -81,10 +81,16 @@ pub struct Server {
 
 impl Server {
     pub async fn start(tds: &Tds) -> Self {
+        Self::start_with(tds, &[]).await
+    }
+
+    /// Like [`start`](Self::start), with more environment variables.
+    pub async fn start_with(tds: &Tds, env: &[(&str, &str)]) -> Self {
         let (http, mqtt) = (free_port(), free_port());
         let child = tds
             .command()
             .arg("serve")
+            .envs(env.iter().copied())
             .env("TDS_HTTP_ADDR", format!("127.0.0.1:{http}"))
             .env("TDS_MQTT_ADDR", format!("127.0.0.1:{mqtt}"))
             .stdout(Stdio::null())

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod runner;
+
 use chrono::{Duration, TimeZone, Utc};
 use tds_domain::Bucket;
 use tds_store::Store;
@@ -59,7 +61,51 @@ async fn retention_deletes_dead_letters_past_their_horizon(store: Store) {
     assert_eq!(tds_jobs::retention::purge_dead_letters(&store, now, horizon).await.unwrap(), 0, "idempotent");
 }
 
+/// The audit log, connection history and expired tokens each go after their own horizon, and
+/// not before.
+async fn retention_purges_audit_history_and_expired_tokens_past_their_horizons(store: Store) {
+    let t = fixtures::tenant(&store, "Acme").await;
+    let g = fixtures::gateway(&store, t.id, "aa:bb:cc:dd:ee:01", "GW1").await;
+    let now = Utc::now();
+    store
+        .audit()
+        .record(&tds_store::audit::NewAuditEntry {
+            tenant_id: Some(t.id),
+            user_id: None,
+            actor: "cli".into(),
+            action: "gateway.create".into(),
+            object_kind: "gateway".into(),
+            object_id: None,
+            detail: "{}".into(),
+            ip: None,
+        })
+        .await
+        .unwrap();
+    store.gateway_events().record(t.id, g.id, "connected", "test", now).await.unwrap();
+    let email = tds_domain::Email::parse("new@example.com").unwrap();
+    store
+        .user_tokens()
+        .create_invite(t.id, &email, tds_domain::Role::Viewer, "hash", now + Duration::days(7), None)
+        .await
+        .unwrap();
+    let horizons = tds_jobs::retention::Horizons::default();
+    let purge = |at| tds_jobs::retention::purge_all(&store, at, horizons);
+    assert_eq!(
+        purge(now + Duration::days(36)).await.unwrap(),
+        tds_jobs::retention::Purged::default(),
+        "nothing is past a horizon yet"
+    );
+    let later = purge(now + Duration::days(38)).await.unwrap();
+    assert_eq!(later.expired_tokens, 1, "an invitation goes 30 days after its expiry");
+    assert_eq!((later.audit_log, later.connection_history), (0, 0));
+    let later = purge(now + Duration::days(366)).await.unwrap();
+    assert_eq!((later.audit_log, later.connection_history), (0, 1), "connection history after 365 days");
+    let later = purge(now + Duration::days(731)).await.unwrap();
+    assert_eq!(later.audit_log, 1, "the audit log after 730 days");
+}
+
 conformance!(
     retention_deletes_old_raw_readings_and_keeps_their_rollups,
-    retention_deletes_dead_letters_past_their_horizon
+    retention_deletes_dead_letters_past_their_horizon,
+    retention_purges_audit_history_and_expired_tokens_past_their_horizons
 );

@@ -216,13 +216,7 @@ async fn an_import_over_the_row_or_byte_bound_is_refused_with_a_clear_message(db
     let form = reqwest::multipart::Form::new()
         .text("_csrf", c.csrf())
         .part("file", reqwest::multipart::Part::text(big).file_name("import.csv"));
-    let resp = c
-        .http
-        .post(format!("{}/import/devices", c.base))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let resp = c.http.post(format!("{}/import/devices", c.base)).multipart(form).send().await.unwrap();
     assert_eq!(resp.status(), 422);
     let body = resp.text().await.unwrap();
     assert!(body.contains("O arquivo passa de 2 MiB"), "{body}");

@@ -1,0 +1,61 @@
+//! The server's periodic jobs, handed to the job runner of `tds-jobs`, which runs each on one
+//! instance at a time however many share the database. Periods:
+//!
+//! | job | every | does |
+//! |---|---|---|
+//! | `rollups` | 1 s (at once while a backlog lasts) | hourly/daily/monthly rollups of new readings |
+//! | `offline-detection` | 30 s | gateways silent for three intervals marked offline |
+//! | `crl-refresh` | 1 h | the CRL re-issued before its next-update time |
+//! | `web-state-purge` | 1 h | expired sessions, old login failures |
+//! | `retention` | 24 h (first an hour after the first start) | rows past their horizon |
+
+use crate::config::Config;
+use std::sync::Arc;
+use std::time::Duration;
+use tds_jobs::{Next, Runner, RunnerOptions};
+use tds_pki::CaFiles;
+use tds_store::Store;
+
+/// Every periodic job of `tds serve`, in a runner named `worker`.
+pub fn runner(
+    store: Store,
+    pki: Arc<CaFiles>,
+    config: &Config,
+    worker: String,
+    options: RunnerOptions,
+) -> Runner {
+    let horizons = config.retention_horizons();
+    let crl_config = config.clone();
+    Runner::new(store, worker, options)
+        .every("rollups", tds_jobs::rollups::PERIOD, Duration::ZERO, tds_jobs::rollups::round)
+        .every(
+            "offline-detection",
+            Duration::from_secs(30),
+            Duration::from_secs(30),
+            |store: Store| async move {
+                let n = store.gateways().staff_mark_silent_offline(chrono::Utc::now()).await?;
+                if n > 0 {
+                    tracing::info!(gateways = n, "gateways silent for three intervals marked offline");
+                }
+                Ok(Next::Period)
+            },
+        )
+        .every("crl-refresh", Duration::from_hours(1), Duration::ZERO, move |store: Store| {
+            let (pki, config) = (pki.clone(), crl_config.clone());
+            async move {
+                crate::pki::current_crl(&store, &pki, &config).await?;
+                Ok(Next::Period)
+            }
+        })
+        .every("web-state-purge", Duration::from_hours(1), Duration::ZERO, tds_jobs::retention::web_state)
+        .every("retention", Duration::from_hours(24), Duration::from_hours(1), move |store| {
+            tds_jobs::retention::daily(store, horizons)
+        })
+}
+
+/// This instance's name in job leases: host name and process id, so that two instances on one
+/// host differ and a restarted instance does not take its predecessor's lease for its own.
+pub fn worker_name() -> String {
+    let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    format!("{host}:{}", std::process::id())
+}
