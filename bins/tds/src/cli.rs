@@ -76,10 +76,47 @@ pub enum Command {
     Demo(DemoArgs),
     /// Consumption per hour, day or month of the tenant's time zone, as CSV or XLSX.
     Consumption(ConsumptionArgs),
+    /// Write a consistent backup (database snapshot, PKI directory, manifest) into one file, while
+    /// the server keeps running.
+    Backup {
+        /// The backup file to write (a ZIP archive).
+        file: PathBuf,
+        /// Overwrite FILE when it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Restore a backup into the configured database and data directory, which must be empty
+    /// (or --force). Stop the servers first.
+    Restore {
+        /// A file written by `tds backup`.
+        file: PathBuf,
+        /// Replace an existing installation (its database rows and PKI files are lost).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Copy a whole installation between databases (SQLite up to PostgreSQL).
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Copy every table from one database into a new, empty one, in one snapshot of the source,
+    /// all or nothing, with the counts verified. Stop the servers first, then point TDS at the copy.
+    Copy {
+        /// Source database URL, e.g. sqlite://./data/tds.db
+        #[arg(long)]
+        from: String,
+        /// Target database URL, e.g. postgres://tds:PASSWORD@localhost/tds (created schema, no rows).
+        #[arg(long)]
+        to: String,
     },
 }
 

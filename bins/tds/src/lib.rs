@@ -3,6 +3,7 @@
 //! configuration, logging, listeners and shutdown live here and nowhere else.
 
 pub mod admin;
+pub mod backup;
 pub mod bench;
 pub mod broker;
 pub mod cli;
@@ -55,6 +56,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(&config, args, serve::shutdown_signal()).await,
         Command::Consumption(args) => consumption::run(&open_store(&config).await?, args).await,
         Command::Bench { command } => bench::run(&config, command).await,
+        Command::Backup { file, force } => backup::backup(&config, &file, force).await,
+        Command::Restore { file, force } => backup::restore(&config, &file, force).await,
+        Command::Db { command: cli::DbCommand::Copy { from, to } } => {
+            backup::db_copy(&config, &from, &to).await
+        }
         Command::Ca { command } => pki::ca(&config, command),
         Command::Cert { command } => pki::cert(&config, &open_store(&config).await?, command).await,
         Command::BrokerConfig { out, bind, port } => {

@@ -143,8 +143,52 @@ impl Db {
         }
     }
 
+    /// The newest schema version this build knows (the last migration's number).
+    pub fn known_schema_version(&self) -> i64 {
+        let migrator = match self {
+            Self::Sqlite(_) => &SQLITE_MIGRATIONS,
+            Self::Postgres(_) => &POSTGRES_MIGRATIONS,
+        };
+        migrator.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
+    /// The schema version of the database: its newest applied migration, `None` for a database
+    /// TDS never migrated.
+    pub async fn schema_version(&self) -> Result<Option<i64>, StoreError> {
+        let exists: bool = match self {
+            Self::Sqlite(s) => sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+            )
+            .fetch_one(&s.read)
+            .await?,
+            Self::Postgres(pg) => sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(pg)
+                .await?,
+        };
+        if !exists {
+            return Ok(None);
+        }
+        let version: Option<i64> = on_db!(
+            self,
+            read | pool
+                | sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                    .fetch_one(pool)
+                    .await
+        )?;
+        Ok(version)
+    }
+
     /// Creates or upgrades the schema. Safe to run on every start and from several instances.
+    /// Refuses a database that a newer TDS upgraded ([`StoreError::SchemaTooNew`]).
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        let known = self.known_schema_version();
+        let found = self.schema_version().await?;
+        if let Some(found) = found.filter(|v| *v > known) {
+            return Err(StoreError::SchemaTooNew { found, known });
+        }
+        if found.is_some_and(|v| v < known) {
+            tracing::info!(from = found, to = known, "upgrading the database schema");
+        }
         match self {
             Self::Sqlite(s) => SQLITE_MIGRATIONS.run(&s.write).await?,
             Self::Postgres(pg) => {

@@ -26,6 +26,16 @@ pub enum StoreError {
     Invalid(#[from] ValidationError),
     #[error("database URL {url:?} is not usable: {reason}")]
     Url { url: String, reason: String },
+    /// The database was upgraded by a newer TDS than this one.
+    #[error(
+        "the database schema is at version {found}, newer than this TDS knows (up to {known}): run the TDS \
+         that upgraded it or a newer one (downgrades are not supported; to go back, restore a backup taken \
+         before the upgrade)"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+    /// Two databases that must have the same schema (a copy, a restore) do not.
+    #[error("schema mismatch: {0}")]
+    SchemaMismatch(String),
     #[error("schema migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error")]

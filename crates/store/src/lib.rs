@@ -30,6 +30,7 @@ pub mod rollups;
 pub mod sessions;
 pub mod tenants;
 pub mod timescale;
+pub mod transfer;
 pub mod ts;
 pub mod user_tokens;
 pub mod users;

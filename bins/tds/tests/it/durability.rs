@@ -71,7 +71,7 @@ async fn wait_listening(mqtt: u16) {
     }
 }
 
-fn tls(dir: &Path) -> rustls::ClientConfig {
+pub(crate) fn tls(dir: &Path) -> rustls::ClientConfig {
     let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut read("ca.crt").as_slice()) {
@@ -101,7 +101,7 @@ struct Outcome {
 
 /// Connects with a new client (no state carried over from an earlier connection) and waits for
 /// the CONNACK; `None` while the server is down.
-async fn connect(
+pub(crate) async fn connect(
     port: u16,
     client_id: &str,
     tls: &Arc<rustls::ClientConfig>,
