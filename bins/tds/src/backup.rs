@@ -382,14 +382,15 @@ impl ProgressLine {
         }
         self.last = Some(now);
         let width = 30;
-        let filled = if p.total == 0 { width } else { (p.rows * width as u64 / p.total) as usize };
+        let percent = (p.rows * 100).checked_div(p.total).unwrap_or(100);
+        let filled = (percent as usize * width / 100).min(width);
         let rate = p.rows as f64 / p.started.elapsed().as_secs_f64().max(0.001);
         let line = format!(
             "{} [{}{}] {:>3}% {} {}/{} · {:.0} rows/s",
             self.what,
             "#".repeat(filled),
-            ".".repeat(width - filled.min(width)),
-            if p.total == 0 { 100 } else { p.rows * 100 / p.total },
+            ".".repeat(width - filled),
+            percent,
             p.table,
             p.table_rows,
             p.table_total,
@@ -443,7 +444,11 @@ fn sha256_file(path: &Path) -> anyhow::Result<String> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 fn mode_of(path: &Path) -> anyhow::Result<u32> {

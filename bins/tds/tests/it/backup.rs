@@ -95,13 +95,19 @@ async fn a_backup_taken_under_load_restores_every_acknowledged_reading(db: TestD
     let tds = Tds::new(Some(&db.url));
     tds.ok(&["ca", "init", "--algorithm", "ecdsa-p384"]);
     tds.ok(&["tenant", "create", "--name", "Acme"]);
-    let gateways: String =
-        GATEWAYS.iter().chain([&LATE]).enumerate().map(|(i, m)| format!("{m},GW{i},G{i}\n")).collect();
+    let gateways: String = GATEWAYS
+        .iter()
+        .chain([&LATE])
+        .enumerate()
+        .map(|(i, m)| format!("{m},GW{i},G{i}\n"))
+        .collect::<Vec<_>>()
+        .concat();
     let devices: String = GATEWAYS
         .iter()
         .chain([&LATE])
         .map(|m| format!("{m},D01,Agua,MEDIDOR,water,counter,m3,1,100\n"))
-        .collect();
+        .collect::<Vec<_>>()
+        .concat();
     tds.ok(&["gateway", "import", "--tenant", "Acme", tds.file("g.csv", &gateways).to_str().unwrap()]);
     tds.ok(&["device", "import", "--tenant", "Acme", tds.file("d.csv", &devices).to_str().unwrap()]);
     let bundles: Vec<_> =

@@ -12,6 +12,7 @@ mod backup;
 mod broker;
 mod cli;
 mod consumption;
+mod db_copy;
 mod durability;
 mod hardening;
 mod jobs;

@@ -27,5 +27,6 @@ mod rollups;
 mod sessions;
 mod tenants;
 mod timescale;
+mod transfer;
 mod user_tokens;
 mod users;
