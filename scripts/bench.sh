@@ -13,6 +13,9 @@
 #                                     (~99 M readings, ~35 min here); SQLite: --devices 1000 unless
 #                                     ARGS say otherwise.
 # TDS_BENCH_DB=sqlite|postgres runs store, ingest and queries on that database only.
+#   scripts/bench.sh copy [ARGS]      `tds bench copy`: an embedded installation (default 1,000,000
+#                                     readings) copied by `tds db copy` into a new database of the
+#                                     throw-away PostgreSQL cluster; prints rows per second
 #   scripts/bench.sh connections [N] [SECONDS]
 #                                     `tds serve` on SQLite in one process and `tds simulate` with N
 #                                     (default 10000) gateways sending one batch a minute in another:
@@ -24,7 +27,7 @@ source scripts/lib/postgres.sh
 
 bench=store
 case "${1:-}" in
-  store | ingest | queries | connections) bench=$1; shift ;;
+  store | ingest | queries | connections | copy) bench=$1; shift ;;
 esac
 
 cargo build --release --locked -p tds
@@ -64,6 +67,13 @@ if [ "$bench" = connections ]; then
   echo "== $gateways gateways: ${n%.*} connected at the end; server RSS $(rss_mb $serve_pid) MB (peak $peak MB), $(( (peak * 1024) / (gateways > 0 ? gateways : 1) )) KB per gateway at peak"
   tail -n 3 "$dir/simulate.log"
   echo "server log lines with error/refused: $(grep -ciE "error|refused" "$dir/serve.log" || true)"
+  exit 0
+fi
+
+if [ "$bench" = copy ]; then
+  pg_start
+  "$(pg_bindir)/psql" -X -q "$PG_URL" -c "CREATE DATABASE tds_copy"
+  "$tds" bench copy --to "${PG_URL%/*}/tds_copy" "$@"
   exit 0
 fi
 

@@ -40,7 +40,40 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Ingest(args) => ingest::run(config, args).await,
         BenchCommand::Queries(args) => queries::run(config, args).await,
+        BenchCommand::Copy { to, readings, devices } => copy(config, &to, readings, devices).await,
     }
+}
+
+/// `tds bench copy`: an embedded installation of `readings` readings (one a minute per device)
+/// with their rollups, copied by `tds db copy` into `to`.
+async fn copy(config: &Config, to: &str, readings: usize, devices: usize) -> anyhow::Result<()> {
+    if devices == 0 || readings == 0 {
+        bail!("--readings and --devices must be at least 1");
+    }
+    let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let (store, from) = open_store(config, None, tmp.path()).await?;
+    let tenant = setup(&store, devices).await?;
+    let ids: Vec<_> = store.devices().list(tenant).await?.into_iter().map(|d| d.id).collect();
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().context("start time")?;
+    let loading = Instant::now();
+    for start in (0..readings).step_by(10_000) {
+        let rows: Vec<NewReading> = (start..(start + 10_000).min(readings))
+            .map(|j| NewReading {
+                device_id: ids[j % ids.len()],
+                time: t0 + Duration::minutes((j / ids.len()) as i64),
+                value: (j / ids.len()) as f64 * 0.25,
+                unit: "kWh".into(),
+            })
+            .collect();
+        store.readings().insert(tenant, &rows).await?;
+    }
+    tds_jobs::rollups::drain(&store).await?;
+    store.db().close().await;
+    println!(
+        "bench copy: {readings} readings over {devices} devices and their rollups loaded into SQLite in {:.1} s",
+        loading.elapsed().as_secs_f64()
+    );
+    crate::backup::db_copy(config, &from, to).await
 }
 
 async fn store(

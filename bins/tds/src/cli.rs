@@ -288,6 +288,17 @@ pub enum BenchCommand {
     /// mutual TLS publishing QoS 1 batches; print messages/s, readings/s and publish→PUBACK
     /// latency at full load, then at half the measured load (or at --rate).
     Ingest(IngestBenchArgs),
+    /// Build an embedded (SQLite) installation with --readings readings and their rollups, then
+    /// `tds db copy` it into --to (an empty PostgreSQL database) and print rows per second.
+    Copy {
+        /// Target database URL (empty; the schema is created).
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        readings: usize,
+        #[arg(long, default_value_t = 100)]
+        devices: usize,
+    },
     /// Load a big data set (default 10k devices x one year, about 100 M readings) through the
     /// ingest path, bring the rollups up to date, and print p50/p95/p99 latency of the telemetry
     /// page's and the home page's queries.
