@@ -184,6 +184,22 @@ async fn a_backup_taken_under_load_restores_every_acknowledged_reading(db: TestD
     }
     store.db().close().await;
 
+    // The same backup restores into the other kind of database too.
+    let other_pg = if new_pg.is_none() { TestDb::postgres().await } else { None };
+    let other = Tds::new(other_pg.as_ref().map(|d| d.url.as_str()));
+    let out = other.run(&["restore", zip.to_str().unwrap()], "");
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    let other_url = other_pg
+        .as_ref()
+        .map_or_else(|| format!("sqlite://{}/data/tds.db", other.path().display()), |d| d.url.clone());
+    let other_db = Db::connect(&other_url, &DbOptions::default()).await.unwrap();
+    assert_eq!(
+        tds_store::transfer::census(&other_db).await.unwrap(),
+        census,
+        "restored across database kinds"
+    );
+    other_db.close().await;
+
     // The restored installation serves the old bundles, and its CA signs new ones.
     let server = Server::start(&restored).await;
     connects_and_publishes(server.mqtt, GATEWAYS[0], bundles[0].clone()).await;
