@@ -11,6 +11,7 @@
 #[macro_use]
 mod macros;
 
+pub mod archive;
 pub mod audit;
 mod bulk;
 pub mod certificates;
@@ -92,6 +93,10 @@ impl Store {
     pub fn rejected(&self) -> rejected::RejectedStore<'_> {
         rejected::RejectedStore::new(&self.db)
     }
+    pub fn archive(&self) -> archive::ArchiveStore<'_> {
+        archive::ArchiveStore::new(&self.db)
+    }
+
     pub fn audit(&self) -> audit::AuditStore<'_> {
         audit::AuditStore::new(&self.db)
     }

@@ -9,6 +9,9 @@ use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use tds_domain::{Cnpj, Licence, Name, TenantId, TimeZone, UserId};
 
+/// Days a new tenant keeps raw readings (SPEC §8: two years); staff change it per tenant.
+pub const DEFAULT_RETENTION_DAYS: i64 = 730;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct TenantLimits {
     pub max_gateways: i64,
@@ -141,7 +144,7 @@ impl<'a> TenantStore<'a> {
         let sql = format!(
             "INSERT INTO tenants (name, name_key, cnpj, active, plan, max_gateways, max_devices, max_users, \
              licence_valid_until, timezone, retention_days, created_at, updated_at, created_by) \
-             VALUES ($1, $11, $2, TRUE, $3, $4, $5, $6, $7, $8, 730, $9, $9, $10) RETURNING {COLUMNS}"
+             VALUES ($1, $11, $2, TRUE, $3, $4, $5, $6, $7, $8, {DEFAULT_RETENTION_DAYS}, $9, $9, $10) RETURNING {COLUMNS}"
         );
         let row: TenantRow = on_db!(
             self.db,
@@ -254,6 +257,26 @@ impl<'a> TenantStore<'a> {
                 | sqlx::query("UPDATE tenants SET licence_valid_until = $2, updated_at = $3 WHERE id = $1")
                     .bind(id.get())
                     .bind(valid_until)
+                    .bind(Ts::now())
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected())
+        )?;
+        found(done)
+    }
+
+    /// Days raw readings are kept (0: for ever); rollups are kept regardless.
+    pub async fn staff_set_retention(&self, id: TenantId, days: i64) -> Result<(), StoreError> {
+        if days < 0 {
+            return Err(StoreError::Limit("retention cannot be negative".into()));
+        }
+        let done = on_db!(
+            self.db,
+            write
+                | pool
+                | sqlx::query("UPDATE tenants SET retention_days = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id.get())
+                    .bind(days)
                     .bind(Ts::now())
                     .execute(pool)
                     .await

@@ -214,6 +214,39 @@ impl<'a> UserStore<'a> {
         found(done)
     }
 
+    /// Every user whose email or name contains `search` (all when blank), by email, a page.
+    pub async fn staff_search(
+        &self,
+        search: &str,
+        page: crate::Page,
+    ) -> Result<crate::Paged<User>, StoreError> {
+        let pattern = crate::page::contains_pattern(search);
+        let filter = "($1 IS NULL OR lower(users.email) LIKE $1 OR lower(users.display_name) LIKE $1)";
+        let total: i64 = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_scalar(AssertSqlSafe(format!("SELECT COUNT(*) FROM users WHERE {filter}")))
+                    .bind(pattern.as_deref())
+                    .fetch_one(pool)
+                    .await
+        )?;
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE {filter} ORDER BY users.email LIMIT $2 OFFSET $3"
+        );
+        let rows: Vec<UserRow> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(pattern.as_deref())
+                    .bind(page.limit())
+                    .bind(page.offset())
+                    .fetch_all(pool)
+                    .await
+        )?;
+        let items = rows.into_iter().map(TryInto::try_into).collect::<Result<Vec<User>, _>>()?;
+        Ok(crate::Paged { items, total, page: page.number, size: page.size })
+    }
+
     pub async fn staff_list(&self) -> Result<Vec<User>, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY email");
         let rows: Vec<UserRow> =

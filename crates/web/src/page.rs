@@ -37,6 +37,9 @@ const NOTICES: &[&str] = &[
     "tenant_created",
     "last_admin",
     "tenant_updated",
+    "user_deactivated",
+    "user_reactivated",
+    "readings_purged",
     "revoked",
     "replayed",
 ];

@@ -10,6 +10,8 @@ pub mod home;
 pub mod imports;
 pub mod members;
 pub mod staff;
+pub mod staff_devices;
+pub mod staff_users;
 pub mod table;
 pub mod telemetry;
 pub mod tenants;
@@ -43,6 +45,8 @@ fn all() -> table::Routes {
         .merge(account::routes())
         .merge(members::routes())
         .merge(staff::routes())
+        .merge(staff_users::routes())
+        .merge(staff_devices::routes())
         .merge(telemetry::routes())
         .route("/alerts", get(placeholder_alerts))
         .route("/reports", get(placeholder_reports))

@@ -25,6 +25,11 @@ use tds_store::gateways::{Gateway, GatewayFilter};
 use tds_store::tenants::{NewTenant, Tenant, TenantLimits, TenantUsage};
 use tds_store::{Page, StoreError};
 
+/// Bounds of a tenant's raw-reading retention (0 keeps readings for ever): less than a month
+/// would delete readings before a monthly report is made; a hundred years is "for ever" anyway.
+const MIN_RETENTION_DAYS: i64 = 30;
+const MAX_RETENTION_DAYS: i64 = 36_500;
+
 /// Upper bound of each tenant limit a form accepts.
 const MAX_LIMIT: i64 = 1_000_000;
 
@@ -62,6 +67,8 @@ pub struct TenantForm {
     #[serde(default)]
     pub licence_valid_until: String,
     #[serde(default)]
+    pub retention_days: String,
+    #[serde(default)]
     pub active: Option<String>,
 }
 
@@ -73,6 +80,7 @@ impl TenantForm {
             max_gateways: l.max_gateways.to_string(),
             max_devices: l.max_devices.to_string(),
             max_users: l.max_users.to_string(),
+            retention_days: tds_store::tenants::DEFAULT_RETENTION_DAYS.to_string(),
             active: Some("on".into()),
             ..Self::default()
         }
@@ -87,6 +95,7 @@ impl TenantForm {
             max_devices: t.limits.max_devices.to_string(),
             max_users: t.limits.max_users.to_string(),
             licence_valid_until: t.licence_valid_until.map(|d| d.to_string()).unwrap_or_default(),
+            retention_days: t.retention_days.to_string(),
             active: t.active.then(|| "on".into()),
         }
     }
@@ -110,6 +119,27 @@ impl TenantForm {
         let d = limit(errors, "max_devices", &self.max_devices);
         let u = limit(errors, "max_users", &self.max_users);
         Some(TenantLimits { max_gateways: g?, max_devices: d?, max_users: u? })
+    }
+
+    /// Days raw readings are kept: 0 (for ever) or 30 to 36,500.
+    fn retention(&self, lang: Lang, errors: &mut FieldErrors) -> Option<i64> {
+        let v = self.retention_days.trim();
+        let parsed = v
+            .parse::<i64>()
+            .map_err(|_| ValidationError::NotANumber { field: "retention_days", value: v.to_owned() })
+            .and_then(|n| {
+                if n == 0 || (MIN_RETENTION_DAYS..=MAX_RETENTION_DAYS).contains(&n) {
+                    Ok(n)
+                } else {
+                    Err(ValidationError::out_of_range(
+                        "retention_days",
+                        n,
+                        MIN_RETENTION_DAYS,
+                        MAX_RETENTION_DAYS,
+                    ))
+                }
+            });
+        field(errors, lang, "retention_days", parsed)
     }
 
     /// `None` when the date is invalid (the error is recorded), `Some(None)` for no end date.
@@ -273,7 +303,8 @@ async fn update_tenant(
     let mut errors = FieldErrors::default();
     let limits = form.limits(lang, &mut errors);
     let licence = form.licence(lang, &mut errors);
-    let (Some(limits), Some(licence)) = (limits, licence) else {
+    let retention = form.retention(lang, &mut errors);
+    let (Some(limits), Some(licence), Some(retention)) = (limits, licence, retention) else {
         let page = tenant_template(&state, &me, ctx, id, Some(form), errors).await?;
         return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
     };
@@ -282,6 +313,7 @@ async fn update_tenant(
     tenants.staff_set_limits(id, limits).await?;
     tenants.staff_set_licence(id, licence).await?;
     tenants.staff_set_active(id, active).await?;
+    tenants.staff_set_retention(id, retention).await?;
     audit(
         &state,
         &me,
@@ -292,6 +324,7 @@ async fn update_tenant(
             "active": {"from": before.active, "to": active},
             "licence_valid_until": {"from": before.licence_valid_until, "to": licence},
             "limits": {"from": before.limits, "to": limits},
+            "retention_days": {"from": before.retention_days, "to": retention},
         }),
     )
     .await?;
