@@ -20,7 +20,7 @@ esac
 
 # The whole exchange is bounded: Docker's own --timeout kills the check too, but a plain `read`
 # on a stalled connection must not outlive it.
-if ! exec 3<>"/dev/tcp/$host/$port"; then
+if ! { exec 3<>"/dev/tcp/$host/$port"; } 2>/dev/null; then
   echo "readyz: cannot connect to $host:$port" >&2
   exit 1
 fi
