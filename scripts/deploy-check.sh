@@ -340,7 +340,8 @@ else
           'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' \
           >"$tmp/rootfs/etc/apt/sources.list.d/debian.sources"
         rm -f "$tmp/rootfs/etc/apt/sources.list"
-        rm -rf "$tmp/rootfs/var/lib/apt/lists/"* "$tmp/rootfs/var/cache/apt/"*.bin
+        rm -rf "$tmp/rootfs/var/lib/apt/lists/"* "$tmp/rootfs/var/cache/apt/"*.bin \
+          "$tmp/rootfs/var/cache/apt/archives/"*.deb
         tar -C "$tmp/rootfs" -c . | docker import -c 'CMD ["bash"]' - "$local_base" >/dev/null
         rm -rf "$tmp/rootfs"
         base=$local_base
