@@ -41,6 +41,10 @@ export TDS_TEST_DATABASE_URL="$PG_URL"
 export TDS_REQUIRE_POSTGRES=1
 cargo test --workspace --locked "$@"
 
+# The deployment files (deploy/) through systemd-analyze, nginx, compose and a container engine
+# where present, against the tds just built; each check without its tool says it was skipped.
+[ $# -gt 0 ] || TDS_BIN="${CARGO_TARGET_DIR:-target}/debug/tds" scripts/deploy-check.sh
+
 # Every fuzz target for a bounded time (skipped, with how to install it, without nightly).
 if [ $# -eq 0 ] && [ "${TDS_SKIP_FUZZ:-0}" != 1 ]; then
   scripts/fuzz.sh smoke
