@@ -12,7 +12,8 @@
 //!    only ever replaced, never deleted, so they outlive raw readings removed by retention;
 //! 3. recomputes the days containing those hours from the hour rows, and the months containing
 //!    those days from the day rows (a day is made of whole local hours, a month of whole days);
-//! 4. clears the mark unless a newer commit marked the device again meanwhile.
+//! 4. clears the mark unless a newer commit marked the device again meanwhile, and moves the
+//!    device's `last_seen_at` to the mark's time.
 //!
 //! Several instances may refresh at once: each computes from committed rows and a mark is only
 //! cleared by whoever saw it last, so the result converges. Must not: be called per reading.
@@ -371,6 +372,16 @@ impl<'a> RollupStore<'a> {
                     .bind(marked_at)
                     .execute(&mut *tx)
                     .await?;
+                // SPEC §2: every accepted message updates the device's last_seen. Its mark says
+                // when its readings were last committed; setting it here, not in the ingest
+                // commit, keeps a per-device UPDATE off the path a PUBACK waits for.
+                sqlx::query(
+                    "UPDATE devices SET last_seen_at = $2 WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at < $2)",
+                )
+                .bind(device)
+                .bind(marked_at)
+                .execute(&mut *tx)
+                .await?;
             }
             Ok(planned.len())
         })

@@ -497,7 +497,26 @@ async fn completeness_is_readings_over_what_the_reporting_interval_promises(stor
     assert_eq!(hours, [12, 12]);
 }
 
+/// SPEC §2: a device's last_seen follows its readings' commits (set by the rollup refresh).
+async fn a_refresh_moves_the_devices_last_seen_to_its_last_commit(store: Store) {
+    let t = fixtures::tenant(&store, "Acme").await;
+    let g = fixtures::gateway(&store, t.id, "aa:bb:cc:dd:ee:01", "GW1").await;
+    let d = fixtures::meter(&store, t.id, &g, "D01").await;
+    assert_eq!(store.devices().get(t.id, d.id).await.unwrap().last_seen_at, None);
+    let before = Utc::now() - chrono::Duration::seconds(1);
+    let time = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc();
+    store
+        .readings()
+        .insert(t.id, &[NewReading { device_id: d.id, time, value: 1.0, unit: "kWh".into() }])
+        .await
+        .unwrap();
+    refresh(&store).await;
+    let seen = store.devices().get(t.id, d.id).await.unwrap().last_seen_at.expect("seen");
+    assert!(seen >= before && seen <= Utc::now(), "{seen}: the commit's time, not the reading's");
+}
+
 conformance!(
+    a_refresh_moves_the_devices_last_seen_to_its_last_commit,
     corpus_series_stored_in_one_insert_roll_up_to_the_hand_computed_buckets,
     corpus_series_refreshed_together_in_one_round_roll_up_to_the_hand_computed_buckets,
     corpus_series_stored_a_reading_at_a_time_roll_up_to_the_hand_computed_buckets,
