@@ -497,7 +497,7 @@ async fn completeness_is_readings_over_what_the_reporting_interval_promises(stor
     assert_eq!(hours, [12, 12]);
 }
 
-/// SPEC §2: a device's last_seen follows its readings' commits (set by the rollup refresh).
+/// SPEC §2: a device's `last_seen` follows its readings' commits (set by the rollup refresh).
 async fn a_refresh_moves_the_devices_last_seen_to_its_last_commit(store: Store) {
     let t = fixtures::tenant(&store, "Acme").await;
     let g = fixtures::gateway(&store, t.id, "aa:bb:cc:dd:ee:01", "GW1").await;
