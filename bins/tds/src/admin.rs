@@ -117,16 +117,17 @@ fn default_first_admin_email(config: &crate::config::Config) -> String {
 }
 
 /// On a platform without any user, creates a staff administrator with a random password and
-/// prints the credentials once (SPEC §9). Returns whether it did.
+/// prints the credentials once (SPEC §9). Returns whether it did: of several instances starting
+/// at once on a new database, exactly one does.
 pub async fn ensure_first_admin(store: &Store, config: &crate::config::Config) -> anyhow::Result<bool> {
     if !store.users().staff_list().await?.is_empty() {
         return Ok(false);
     }
     let email = config.first_admin_email.clone().unwrap_or_else(|| default_first_admin_email(config));
     let password = tds_web::session::new_token()[..20].to_owned();
-    let user = store
+    let created = store
         .users()
-        .create(&NewUser {
+        .create_first(&NewUser {
             email: Email::parse(&email)?,
             display_name: Name::parse("name", "Administrador")?,
             password_hash: Some(hash_password(&password)?),
@@ -135,6 +136,8 @@ pub async fn ensure_first_admin(store: &Store, config: &crate::config::Config) -
             created_by: None,
         })
         .await?;
+    // Another instance starting at the same moment created it first.
+    let Some(user) = created else { return Ok(false) };
     audit(store, None, Some(user.id), "user.create_first_admin", "user", user.id.to_string()).await?;
     println!(
         "\n  First start: platform administrator created.\n    email:    {email}\n    password: {password}\n  \

@@ -89,6 +89,36 @@ impl<'a> UserStore<'a> {
         Self { db }
     }
 
+    /// Creates `new` only if the platform has no user at all; `None` when it has one. Atomic
+    /// across instances starting at once on a new database: on PostgreSQL the check and the
+    /// insert hold a transaction-scoped advisory lock; SQLite's one writer runs the statement
+    /// alone.
+    pub async fn create_first(&self, new: &NewUser) -> Result<Option<User>, StoreError> {
+        let sql = format!(
+            "INSERT INTO users (email, display_name, password_hash, language, active, is_staff, \
+             created_at, updated_at, created_by) SELECT $1, $2, $3, $4, TRUE, $5, $6, $6, $7 \
+             WHERE NOT EXISTS (SELECT 1 FROM users) RETURNING {USER_COLUMNS}"
+        );
+        let row: Option<UserRow> = in_tx!(self.db, |tx| {
+            if let Db::Postgres(_) = self.db {
+                // Any constant key: only this statement takes it.
+                sqlx::query("SELECT pg_advisory_xact_lock(7307001)").execute(&mut *tx).await?;
+            }
+            let row = sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(new.email.as_str())
+                .bind(new.display_name.as_str())
+                .bind(new.password_hash.as_deref())
+                .bind(&new.language)
+                .bind(new.is_staff)
+                .bind(Ts::now())
+                .bind(new.created_by.map(UserId::get))
+                .fetch_optional(&mut *tx)
+                .await?;
+            Ok(row)
+        })?;
+        row.map(TryInto::try_into).transpose()
+    }
+
     pub async fn create(&self, new: &NewUser) -> Result<User, StoreError> {
         let sql = format!(
             "INSERT INTO users (email, display_name, password_hash, language, active, is_staff, \

@@ -99,3 +99,39 @@ conformance!(
     the_last_admin_cannot_be_demoted_or_removed,
     the_user_limit_is_enforced,
 );
+
+/// Instances starting at once on a new database (one pool each) create one first user, not one
+/// each.
+async fn the_first_user_is_created_once_by_racing_instances(db: tds_testkit::TestDb) {
+    let mut racers = Vec::new();
+    for i in 0..6 {
+        let url = db.url.clone();
+        racers.push(tokio::spawn(async move {
+            let store = Store::open(&url, &tds_store::DbOptions::default()).await.unwrap();
+            store
+                .users()
+                .create_first(&NewUser {
+                    email: Email::parse(&format!("admin{i}@x.com")).unwrap(),
+                    display_name: Name::parse("name", "Admin").unwrap(),
+                    password_hash: None,
+                    language: "pt-BR".into(),
+                    is_staff: true,
+                    created_by: None,
+                })
+                .await
+                .unwrap()
+        }));
+    }
+    let mut created = 0;
+    for r in racers {
+        created += usize::from(r.await.unwrap().is_some());
+    }
+    assert_eq!(created, 1);
+    assert_eq!(db.store.users().staff_list().await.unwrap().len(), 1);
+}
+
+mod racing {
+    use super::the_first_user_is_created_once_by_racing_instances;
+    use tds_testkit::per_backend;
+    per_backend!(the_first_user_is_created_once_by_racing_instances);
+}
