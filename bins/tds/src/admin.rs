@@ -1,16 +1,117 @@
 //! `tds tenant …` and `tds user …`: platform administration from the command line. Every change is
 //! written to the audit log with the actor `cli`.
 
-use crate::cli::{TenantCommand, UserCommand};
+use crate::cli::{TenantCommand, TokenCommand, UserCommand};
 use anyhow::{Context, bail};
 use std::io::BufRead;
 use tds_domain::{Cnpj, Email, Name, Role, TenantId, TimeZone, UserId};
 use tds_store::Store;
+use tds_store::api_tokens::NewApiToken;
 use tds_store::audit::NewAuditEntry;
 use tds_store::tenants::NewTenant;
 use tds_store::users::NewUser;
 
 pub const MIN_PASSWORD_LEN: usize = 10;
+
+/// `tds token …`. Creation prints the secret once; every change is audited as the CLI.
+pub async fn token(store: &Store, command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create { tenant, name, role, expires } => {
+            let t = store
+                .tenants()
+                .staff_by_name(&tenant)
+                .await
+                .with_context(|| format!("no tenant named {tenant:?}"))?;
+            let expires_at = match expires {
+                None => None,
+                Some(day) => {
+                    let day = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+                        .with_context(|| format!("--expires {day:?}: expected YYYY-MM-DD"))?;
+                    // The token works through that whole day of the tenant's zone.
+                    let end = day.succ_opt().context("--expires is out of range")?;
+                    Some(crate::consumption::day_start(t.timezone, end)?)
+                }
+            };
+            let secret = tds_web::api_token::generate();
+            let new = NewApiToken {
+                name: Name::parse("name", &name)?,
+                role: Role::parse(&role)?,
+                token_hash: secret.hash.clone(),
+                prefix: secret.prefix.clone(),
+                expires_at,
+                created_by: None,
+            };
+            let created = store.api_tokens().create(t.id, &new).await?;
+            audit(store, Some(t.id), None, "api_token.create", "api_token", created.id.to_string()).await?;
+            println!("{}", secret.secret);
+            eprintln!(
+                "token {:?} of tenant {:?} with role {}{}: the secret above is shown only this once.",
+                created.name,
+                t.name.as_str(),
+                created.role.as_str(),
+                created.expires_at.map(|e| format!(", valid until {e}")).unwrap_or_default()
+            );
+            Ok(())
+        }
+        TokenCommand::List { tenant } => {
+            let tenants = match tenant {
+                Some(name) => vec![
+                    store
+                        .tenants()
+                        .staff_by_name(&name)
+                        .await
+                        .with_context(|| format!("no tenant named {name:?}"))?,
+                ],
+                None => store.tenants().staff_list().await?,
+            };
+            println!(
+                "{:<20} {:<20} {:<8} {:<14} {:<22} {:<22} STATE",
+                "TENANT", "NAME", "ROLE", "PREFIX", "EXPIRES", "LAST USED"
+            );
+            let now = chrono::Utc::now();
+            for t in tenants {
+                for k in store.api_tokens().list(t.id).await? {
+                    let when = |d: Option<chrono::DateTime<chrono::Utc>>| {
+                        d.map_or_else(|| "-".to_owned(), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+                    };
+                    let state = if k.revoked_at.is_some() {
+                        "revoked"
+                    } else if k.is_live(now) {
+                        "active"
+                    } else {
+                        "expired"
+                    };
+                    println!(
+                        "{:<20} {:<20} {:<8} {:<14} {:<22} {:<22} {state}",
+                        t.name.as_str(),
+                        k.name,
+                        k.role.as_str(),
+                        format!("{}…", k.prefix),
+                        when(k.expires_at),
+                        when(k.last_used_at)
+                    );
+                }
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { tenant, name } => {
+            let t = store
+                .tenants()
+                .staff_by_name(&tenant)
+                .await
+                .with_context(|| format!("no tenant named {tenant:?}"))?;
+            let k = store
+                .api_tokens()
+                .by_name(t.id, &name)
+                .await
+                .with_context(|| format!("tenant {tenant:?} has no token named {name:?}"))?;
+            store.api_tokens().revoke(t.id, k.id).await?;
+            audit(store, Some(t.id), None, "api_token.revoke", "api_token", k.id.to_string()).await?;
+            println!("token {name:?} of tenant {tenant:?} revoked");
+            Ok(())
+        }
+    }
+}
 
 pub async fn tenant(store: &Store, command: TenantCommand) -> anyhow::Result<()> {
     match command {

@@ -94,6 +94,11 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// API tokens for integrators (SPEC §7).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Copy a whole installation between databases (SQLite up to PostgreSQL).
     Db {
         #[command(subcommand)]
@@ -103,6 +108,37 @@ pub enum Command {
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print its secret (shown this once only).
+    Create {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        /// A name unique in the tenant, e.g. the integration's ("erp").
+        #[arg(long)]
+        name: String,
+        /// viewer (read), editor (also write) or admin (also certificates and settings).
+        #[arg(long)]
+        role: String,
+        /// Last day the token works (YYYY-MM-DD, in the tenant's time zone); default: no expiry.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List tokens (of one tenant, or of all).
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke a token at once.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
     },
 }
 

@@ -31,7 +31,7 @@ const HEADER: [&str; 14] = [
 ];
 
 /// The local midnight starting `date` in `tz`, as a UTC instant.
-fn day_start(tz: TimeZone, date: NaiveDate) -> anyhow::Result<DateTime<Utc>> {
+pub(crate) fn day_start(tz: TimeZone, date: NaiveDate) -> anyhow::Result<DateTime<Utc>> {
     // Noon always exists; the day's bucket start is its first real instant (DST-safe).
     let noon = date.and_hms_opt(12, 0, 0).context("a date has a noon")?;
     let noon = noon.and_local_timezone(tz.tz()).earliest().context("noon exists in every zone")?;

@@ -56,6 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(&config, args, serve::shutdown_signal()).await,
         Command::Consumption(args) => consumption::run(&open_store(&config).await?, args).await,
         Command::Bench { command } => bench::run(&config, command).await,
+        Command::Token { command } => admin::token(&open_store(&config).await?, command).await,
         Command::Backup { file, force } => backup::backup(&config, &file, force).await,
         Command::Restore { file, force } => backup::restore(&config, &file, force).await,
         Command::Db { command: cli::DbCommand::Copy { from, to } } => {

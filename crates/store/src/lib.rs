@@ -11,6 +11,7 @@
 #[macro_use]
 mod macros;
 
+pub mod api_tokens;
 pub mod archive;
 pub mod audit;
 mod bulk;
@@ -93,6 +94,10 @@ impl Store {
     pub fn rejected(&self) -> rejected::RejectedStore<'_> {
         rejected::RejectedStore::new(&self.db)
     }
+    pub fn api_tokens(&self) -> api_tokens::ApiTokenStore<'_> {
+        api_tokens::ApiTokenStore::new(&self.db)
+    }
+
     pub fn archive(&self) -> archive::ArchiveStore<'_> {
         archive::ArchiveStore::new(&self.db)
     }

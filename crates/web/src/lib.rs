@@ -7,6 +7,7 @@
 
 rust_i18n::i18n!("locales", fallback = "pt-BR");
 
+pub mod api_token;
 pub mod assets;
 pub mod auth;
 pub mod certs;

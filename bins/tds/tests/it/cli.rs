@@ -158,7 +158,48 @@ async fn devices_are_imported_onto_the_tenants_gateways(db: TestDb) {
     );
 }
 
+/// `tds token create` prints a secret that authenticates as the token; `list` shows it without
+/// the secret; `revoke` ends it at once; an expiry day is the tenant's whole day.
+async fn api_tokens_are_created_listed_and_revoked(db: TestDb) {
+    let tds = Tds::new(Some(&db.url));
+    tds.ok(&["tenant", "create", "--name", "Acme", "--timezone", "America/Sao_Paulo"]);
+    let secret = tds.ok(&["token", "create", "--tenant", "Acme", "--name", "erp", "--role", "viewer"]);
+    let secret = secret.trim();
+    assert!(secret.starts_with("tds_") && secret.len() == 68, "{secret}");
+    let now = chrono::Utc::now();
+    let token = db.store.api_tokens().authenticate(&tds_web::api_token::hash(secret), now).await.unwrap();
+    assert_eq!((token.name.as_str(), token.role), ("erp", tds_domain::Role::Viewer));
+
+    tds.ok(&[
+        "token",
+        "create",
+        "--tenant",
+        "Acme",
+        "--name",
+        "bi",
+        "--role",
+        "editor",
+        "--expires",
+        "2031-01-31",
+    ]);
+    let acme = db.store.tenants().staff_by_name("Acme").await.unwrap();
+    let bi = db.store.api_tokens().by_name(acme.id, "bi").await.unwrap();
+    assert_eq!(bi.expires_at.unwrap().to_rfc3339(), "2031-02-01T03:00:00+00:00", "through the local day");
+    let dup = tds.run(&["token", "create", "--tenant", "Acme", "--name", "erp", "--role", "admin"], "");
+    assert!(!dup.status.success() && text(&dup.stderr).contains("already exists"), "{}", text(&dup.stderr));
+    let bad = tds.run(&["token", "create", "--tenant", "Acme", "--name", "x", "--role", "owner"], "");
+    assert!(!bad.status.success());
+
+    let list = tds.ok(&["token", "list", "--tenant", "Acme"]);
+    assert!(list.contains("erp") && list.contains("bi") && list.contains("active"), "{list}");
+    assert!(!list.contains(&secret[12..]), "the secret is never listed");
+    tds.ok(&["token", "revoke", "--tenant", "Acme", "--name", "erp"]);
+    assert!(db.store.api_tokens().authenticate(&tds_web::api_token::hash(secret), now).await.is_err());
+    assert!(tds.ok(&["token", "list"]).contains("revoked"));
+}
+
 per_backend!(
+    api_tokens_are_created_listed_and_revoked,
     tenants_are_created_and_listed,
     a_user_is_created_with_the_password_from_stdin,
     a_gateway_import_with_one_bad_mac_reports_that_row_and_imports_nothing,
