@@ -211,43 +211,32 @@ pub async fn table_names(db: &Db) -> Result<Vec<String>, StoreError> {
     Ok(names)
 }
 
-fn decode_sqlite(row: &sqlx::sqlite::SqliteRow, table: &Table) -> Result<Vec<Value>, sqlx::Error> {
-    let mut out = Vec::with_capacity(table.columns.len());
-    for (i, (_, kind)) in table.columns.iter().enumerate() {
-        out.push(
-            match kind {
-                Kind::Int => row.try_get::<Option<i64>, _>(i)?.map(Value::Int),
-                Kind::Float => row.try_get::<Option<f64>, _>(i)?.map(Value::Float),
-                Kind::Text => row.try_get::<Option<String>, _>(i)?.map(Value::Text),
-                Kind::Bool => row.try_get::<Option<bool>, _>(i)?.map(Value::Bool),
-                Kind::Time => row.try_get::<Option<Ts>, _>(i)?.map(Value::Time),
-                Kind::Date => row.try_get::<Option<NaiveDate>, _>(i)?.map(Value::Date),
-                Kind::Bytes => row.try_get::<Option<Vec<u8>>, _>(i)?.map(Value::Bytes),
+/// Reads one row into values, by the column kinds: the same for either database's row type.
+macro_rules! decode_row {
+    ($name:ident, $row:ty) => {
+        fn $name(row: &$row, table: &Table) -> Result<Vec<Value>, sqlx::Error> {
+            let mut out = Vec::with_capacity(table.columns.len());
+            for (i, (_, kind)) in table.columns.iter().enumerate() {
+                out.push(
+                    match kind {
+                        Kind::Int => row.try_get::<Option<i64>, _>(i)?.map(Value::Int),
+                        Kind::Float => row.try_get::<Option<f64>, _>(i)?.map(Value::Float),
+                        Kind::Text => row.try_get::<Option<String>, _>(i)?.map(Value::Text),
+                        Kind::Bool => row.try_get::<Option<bool>, _>(i)?.map(Value::Bool),
+                        Kind::Time => row.try_get::<Option<Ts>, _>(i)?.map(Value::Time),
+                        Kind::Date => row.try_get::<Option<NaiveDate>, _>(i)?.map(Value::Date),
+                        Kind::Bytes => row.try_get::<Option<Vec<u8>>, _>(i)?.map(Value::Bytes),
+                    }
+                    .unwrap_or(Value::Null),
+                );
             }
-            .unwrap_or(Value::Null),
-        );
-    }
-    Ok(out)
+            Ok(out)
+        }
+    };
 }
 
-fn decode_pg(row: &sqlx::postgres::PgRow, table: &Table) -> Result<Vec<Value>, sqlx::Error> {
-    let mut out = Vec::with_capacity(table.columns.len());
-    for (i, (_, kind)) in table.columns.iter().enumerate() {
-        out.push(
-            match kind {
-                Kind::Int => row.try_get::<Option<i64>, _>(i)?.map(Value::Int),
-                Kind::Float => row.try_get::<Option<f64>, _>(i)?.map(Value::Float),
-                Kind::Text => row.try_get::<Option<String>, _>(i)?.map(Value::Text),
-                Kind::Bool => row.try_get::<Option<bool>, _>(i)?.map(Value::Bool),
-                Kind::Time => row.try_get::<Option<Ts>, _>(i)?.map(Value::Time),
-                Kind::Date => row.try_get::<Option<NaiveDate>, _>(i)?.map(Value::Date),
-                Kind::Bytes => row.try_get::<Option<Vec<u8>>, _>(i)?.map(Value::Bytes),
-            }
-            .unwrap_or(Value::Null),
-        );
-    }
-    Ok(out)
-}
+decode_row!(decode_sqlite, sqlx::sqlite::SqliteRow);
+decode_row!(decode_pg, sqlx::postgres::PgRow);
 
 /// Binds one value whatever the database: the types are the stores' own.
 macro_rules! bind_value {
