@@ -40,6 +40,7 @@ const NOTICES: &[&str] = &[
     "user_deactivated",
     "user_reactivated",
     "readings_purged",
+    "token_revoked",
     "revoked",
     "replayed",
 ];

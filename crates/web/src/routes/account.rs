@@ -28,7 +28,6 @@ use tds_store::user_tokens::TokenPurpose;
 pub fn routes() -> Routes {
     Routes::new()
         .route("/account", get(account_page).post(update_account))
-        .route("/settings", get(settings_page))
         .route("/profile", get(profile_page).post(update_profile))
         .route("/profile/password", post(change_password))
         .route("/profile/logout-others", post(logout_others))
@@ -121,11 +120,6 @@ async fn update_account(
         }
     }
     render_status(StatusCode::UNPROCESSABLE_ENTITY, &account_template(&state, &t, ctx, form, errors).await?)
-}
-
-async fn settings_page(Admin(_): Admin, ctx: PageCtx) -> WebResult<Response> {
-    let ctx = ctx.section("settings", "nav.settings");
-    render(&crate::routes::PlaceholderPage { ctx, issue_key: "settings.placeholder" }, None)
 }
 
 #[derive(Template)]

@@ -9,6 +9,7 @@ pub mod gateways;
 pub mod home;
 pub mod imports;
 pub mod members;
+pub mod settings;
 pub mod staff;
 pub mod staff_devices;
 pub mod staff_users;
@@ -44,6 +45,7 @@ fn all() -> table::Routes {
         .merge(dead_letters::routes())
         .merge(account::routes())
         .merge(members::routes())
+        .merge(settings::routes())
         .merge(staff::routes())
         .merge(staff_users::routes())
         .merge(staff_devices::routes())

@@ -73,6 +73,8 @@ const MATRIX: &[(&str, &str, Access)] = &[
     ("GET", "/account", VIEWER),
     ("POST", "/account", ADMIN),
     ("GET", "/settings", ADMIN),
+    ("POST", "/settings/tokens", ADMIN),
+    ("POST", "/settings/tokens/{id}/revoke", ADMIN),
     ("GET", "/profile", User),
     ("POST", "/profile", User),
     ("POST", "/profile/password", User),
@@ -120,6 +122,7 @@ struct Targets {
     dead_letter: i64,
     member: i64,
     invite: i64,
+    token: i64,
 }
 
 impl Targets {
@@ -141,6 +144,7 @@ impl Targets {
                 ("dead-letters", _) => self.dead_letter.to_string(),
                 ("members" | "users", _) => self.member.to_string(),
                 ("invites", _) => self.invite.to_string(),
+                ("tokens", _) => self.token.to_string(),
                 ("tenants", _) => self.tenant.to_string(),
                 ("invite" | "reset", _) => "0".repeat(64),
                 ("import", _) => "gateways".to_owned(),
@@ -166,11 +170,12 @@ async fn digest(app: &TestApp, a: tds_domain::TenantId, t: &Targets) -> String {
     let certs = s.certificates().for_gateway(a, tds_domain::GatewayId::new(t.gateway)).await.unwrap();
     let members = s.memberships().members(a).await.unwrap();
     let invites = s.user_tokens().pending_invites(a, chrono::Utc::now()).await.unwrap();
+    let tokens = s.api_tokens().list(a).await.unwrap();
     let tenant = s.tenants().get(a).await.unwrap();
     let letter = s.rejected().get(a, tds_domain::RejectedId::new(t.dead_letter)).await.unwrap();
     let tenants = s.tenants().staff_list().await.unwrap().len();
     format!(
-        "{:?}\n{devices:?}\n{certs:?}\n{members:?}\n{invites:?}\n{tenant:?}\n{letter:?}\n{tenants}",
+        "{:?}\n{devices:?}\n{certs:?}\n{members:?}\n{invites:?}\n{tokens:?}\n{tenant:?}\n{letter:?}\n{tenants}",
         gateways.items
     )
 }
@@ -224,6 +229,22 @@ async fn every_route_refuses_whoever_its_access_excludes_and_another_tenants_ids
         )
         .await
         .unwrap();
+    let token = app
+        .store
+        .api_tokens()
+        .create(
+            a.id,
+            &tds_store::api_tokens::NewApiToken {
+                name: tds_domain::Name::parse("name", "erp").unwrap(),
+                role: Role::Viewer,
+                token_hash: "cd".repeat(32),
+                prefix: "tds_cdcdcdcd".into(),
+                expires_at: None,
+                created_by: None,
+            },
+        )
+        .await
+        .unwrap();
     let viewer = app.user("vera@example.com", Some((a.id, Role::Viewer))).await;
     app.user("edu@example.com", Some((a.id, Role::Editor))).await;
     app.user("adm@example.com", Some((a.id, Role::Admin))).await;
@@ -238,6 +259,7 @@ async fn every_route_refuses_whoever_its_access_excludes_and_another_tenants_ids
         dead_letter: dead_letter.get(),
         member: viewer.id.get(),
         invite: invite.id.get(),
+        token: token.id.get(),
     };
 
     // What the router serves, from the router.

@@ -25,6 +25,7 @@ mod hardening;
 mod imports;
 mod members;
 mod roles;
+mod settings;
 mod staff;
 mod support;
 mod telemetry;

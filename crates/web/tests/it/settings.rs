@@ -1,0 +1,59 @@
+//! Configurações → API tokens: created with the secret shown once, listed without it, revoked
+//! at once; every field validated.
+
+use crate::support::TestApp;
+use tds_domain::Role;
+use tds_testkit::{TestDb, per_backend};
+
+async fn an_admin_creates_a_token_sees_its_secret_once_and_revokes_it(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let t = app.tenant("Acme").await;
+    app.user("adm@acme.example", Some((t.id, Role::Admin))).await;
+    let c = app.login("adm@acme.example").await;
+    let page = c.get("/settings").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text_of("no-tokens").is_some());
+    assert!(!page.has("placeholder"), "a real page");
+
+    let created =
+        c.post("/settings/tokens", &[("name", "erp"), ("role", "editor"), ("expires", "2031-01-31")]).await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let secret = created.text_of("new-token-secret").expect("the secret is shown");
+    let secret = secret.trim();
+    assert!(secret.starts_with("tds_") && secret.len() == 68, "{secret}");
+    let now = chrono::Utc::now();
+    let token = app.store.api_tokens().authenticate(&tds_web::api_token::hash(secret), now).await.unwrap();
+    assert_eq!((token.name.as_str(), token.role, token.tenant_id), ("erp", Role::Editor, t.id));
+    assert_eq!(
+        token.expires_at.unwrap().to_rfc3339(),
+        "2031-02-01T03:00:00+00:00",
+        "to the end of the local day"
+    );
+
+    let again = c.get("/settings").await;
+    assert!(!again.has(&secret[12..]), "shown only once");
+    let row = again.text_of(&format!("token-{}", token.id)).unwrap();
+    assert!(row.contains("erp") && row.contains(&secret[..12]), "{row}");
+
+    for (form, field) in [
+        (vec![("name", "erp"), ("role", "viewer"), ("expires", "")], "name"),
+        (vec![("name", "bi"), ("role", "owner"), ("expires", "")], "role"),
+        (vec![("name", "bi"), ("role", "viewer"), ("expires", "2020-01-01")], "expires"),
+        (vec![("name", "bi"), ("role", "viewer"), ("expires", "31/01/2031")], "expires"),
+        (vec![("name", ""), ("role", "viewer"), ("expires", "")], "name"),
+    ] {
+        let bad = c.post("/settings/tokens", &form).await;
+        assert_eq!(bad.status, 422, "{form:?}");
+        assert!(bad.text_of(&format!("{field}-error")).is_some(), "{form:?}: {}", bad.body);
+    }
+    assert_eq!(app.store.api_tokens().list(t.id).await.unwrap().len(), 1, "nothing else created");
+
+    let done = c.post(&format!("/settings/tokens/{}/revoke", token.id), &[]).await;
+    assert_eq!(done.path(), "/settings");
+    assert!(app.store.api_tokens().authenticate(&tds_web::api_token::hash(secret), now).await.is_err());
+    let audit = app.store.audit().list(t.id, &Default::default(), tds_store::Page::default()).await.unwrap();
+    let actions: Vec<_> = audit.items.iter().map(|e| e.action.as_str()).collect();
+    assert!(actions.contains(&"api_token.create") && actions.contains(&"api_token.revoke"), "{actions:?}");
+}
+
+per_backend!(an_admin_creates_a_token_sees_its_secret_once_and_revokes_it);
