@@ -119,8 +119,15 @@ async fn good_gateway(port: u16, bundle: &Path, stop: Arc<AtomicBool>) -> (BTree
 
 /// The flooding gateway: as fast as the server reads, status flaps, batches over the readings
 /// limit (about 100 KB of zeros) and ordinary batches; returns the messages it got acknowledged.
-async fn flooder(port: u16, bundle: &Path, stop: Arc<AtomicBool>, acked: Arc<AtomicUsize>) {
+async fn flooder(
+    port: u16,
+    bundle: &Path,
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicUsize>,
+    connected: Arc<AtomicBool>,
+) {
     let (client, mut events) = connect(port, FLOODER, bundle, 100).await;
+    connected.store(true, Ordering::SeqCst);
     let zeros = format!(
         r#"{{"gateway_mac":"{FLOODER}","timestamp":"2026-11-01T00:00:00Z","leituras":[{}0]}}"#,
         "0,".repeat(50_000)
@@ -291,10 +298,19 @@ async fn a_good_gateway_is_served_while_the_endpoint_is_abused(db: TestDb) {
     // The attackers run on threads of their own, so that the good gateway's latencies are the
     // server's, not those of a client runtime they keep busy.
     let flooded = Arc::new(AtomicUsize::new(0));
+    let flooder_connected = Arc::new(AtomicBool::new(false));
     let flood = on_own_thread({
         let (stop, bundle, flooded) = (stop.clone(), tds.path().join("flood"), flooded.clone());
-        async move { flooder(mqtt, &bundle, stop, flooded).await }
+        let connected = flooder_connected.clone();
+        async move { flooder(mqtt, &bundle, stop, flooded, connected).await }
     });
+    // The flooder too is connected before the handshakes stall: it abuses as a gateway with a
+    // session, and must not race the stallers for a handshake slot (on a loaded machine it lost).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !flooder_connected.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the flooding gateway never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let stall = on_own_thread(stallers(mqtt, stop.clone()));
 
     let started = Instant::now();
