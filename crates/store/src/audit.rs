@@ -128,16 +128,6 @@ impl<'a> AuditStore<'a> {
 
     /// Retention: deletes every tenant's entries older than `at`; returns how many.
     pub async fn staff_purge_before(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = on_db!(
-            self.db,
-            write
-                | pool
-                | sqlx::query("DELETE FROM audit_log WHERE at < $1")
-                    .bind(Ts::from(at))
-                    .execute(pool)
-                    .await
-                    .map(|r| r.rows_affected())
-        )?;
-        Ok(done)
+        crate::purge::older_than(self.db, "audit_log", "at", at).await
     }
 }

@@ -69,16 +69,6 @@ impl<'a> GatewayEventStore<'a> {
 
     /// Retention: deletes every tenant's connection history older than `at`; returns how many.
     pub async fn staff_purge_before(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = on_db!(
-            self.db,
-            write
-                | pool
-                | sqlx::query("DELETE FROM gateway_events WHERE at < $1")
-                    .bind(Ts::from(at))
-                    .execute(pool)
-                    .await
-                    .map(|r| r.rows_affected())
-        )?;
-        Ok(done)
+        crate::purge::older_than(self.db, "gateway_events", "at", at).await
     }
 }

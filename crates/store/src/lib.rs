@@ -26,6 +26,7 @@ pub mod login_failures;
 pub mod memberships;
 pub mod notify;
 pub mod page;
+mod purge;
 pub mod readings;
 pub mod rejected;
 pub mod rollups;

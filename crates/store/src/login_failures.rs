@@ -137,16 +137,6 @@ impl<'a> LoginFailureStore<'a> {
     /// Deletes failures older than `at`, which no lockout window reaches any more; returns how
     /// many.
     pub async fn purge_before(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = on_db!(
-            self.db,
-            write
-                | pool
-                | sqlx::query("DELETE FROM login_failures WHERE at < $1")
-                    .bind(Ts::from(at))
-                    .execute(pool)
-                    .await
-                    .map(|r| r.rows_affected())
-        )?;
-        Ok(done)
+        crate::purge::older_than(self.db, "login_failures", "at", at).await
     }
 }

@@ -396,16 +396,6 @@ impl<'a> UserTokenStore<'a> {
     /// Retention: deletes invitations and reset tokens that expired before `at` (used or not: a
     /// used token is also past its expiry soon after); returns how many.
     pub async fn staff_purge_before(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = on_db!(
-            self.db,
-            write
-                | pool
-                | sqlx::query("DELETE FROM user_tokens WHERE expires_at < $1")
-                    .bind(Ts::from(at))
-                    .execute(pool)
-                    .await
-                    .map(|r| r.rows_affected())
-        )?;
-        Ok(done)
+        crate::purge::older_than(self.db, "user_tokens", "expires_at", at).await
     }
 }
