@@ -8,6 +8,7 @@
 //! p99 under [`P99_LIMIT`], every acknowledged reading stored, the server's peak resident memory
 //! (`VmHWM`) under [`MEMORY_LIMIT_KB`]. The figures are printed.
 
+use crate::durability::tls;
 use crate::pki::unzip;
 use crate::support::{Tds, free_port, text};
 use chrono::{DateTime, TimeZone, Utc};
@@ -34,22 +35,6 @@ const IDLE_CONNECTIONS: usize = 1_000;
 const ADDRESSES: usize = 50;
 const P99_LIMIT: Duration = Duration::from_secs(1);
 const MEMORY_LIMIT_KB: u64 = 400 * 1024;
-
-fn tls(dir: &Path) -> rustls::ClientConfig {
-    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut read("ca.crt").as_slice()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let certs = rustls_pemfile::certs(&mut read("client.crt").as_slice()).map(Result::unwrap).collect();
-    let key = rustls_pemfile::private_key(&mut read("client.key").as_slice()).unwrap().unwrap();
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs, key)
-        .unwrap()
-}
 
 async fn connect(port: u16, mac: &str, bundle: &Path, window: usize) -> (AsyncClient, EventLoop) {
     let mut opts = MqttOptions::new(mac, "localhost", port);
