@@ -1,4 +1,4 @@
-//! Builds the front-end assets that the binary embeds: installs the npm packages pinned by
+//! Builds the front-end assets that the binary embeds (Bootstrap, Chart.js, htmx, Swagger UI): installs the npm packages pinned by
 //! `web/package-lock.json` (only when `web/node_modules` is missing or older than the lockfile)
 //! and copies the files TDS serves into `$OUT_DIR/assets`, next to our own CSS and JS from
 //! `web/src`. Nothing is fetched at run time: `rust-embed` bakes `$OUT_DIR/assets` into the binary.
@@ -16,6 +16,9 @@ const VENDOR: &[(&str, &str)] = &[
     ("bootstrap-icons/font/fonts/bootstrap-icons.woff", "vendor/fonts/bootstrap-icons.woff"),
     ("chart.js/dist/chart.umd.min.js", "vendor/chart.umd.min.js"),
     ("htmx.org/dist/htmx.min.js", "vendor/htmx.min.js"),
+    // The API browser at /api/docs.
+    ("swagger-ui-dist/swagger-ui-bundle.js", "vendor/swagger-ui-bundle.js"),
+    ("swagger-ui-dist/swagger-ui.css", "vendor/swagger-ui.css"),
     // The brand's droplet as the tab icon (also answered at /favicon.ico).
     ("bootstrap-icons/icons/droplet-half.svg", "vendor/favicon.svg"),
 ];

@@ -76,6 +76,19 @@ pub fn bucket_start(tz: TimeZone, bucket: Bucket, instant: DateTime<Utc>) -> Dat
     }
 }
 
+/// The UTC instant at which the local date `date` starts in `tz` (its first real instant, as
+/// for day buckets): what a report's `from`/`to` dates mean.
+pub fn day_start(tz: TimeZone, date: NaiveDate) -> DateTime<Utc> {
+    first_instant_of(tz.tz(), date)
+}
+
+/// The UTC instant at which the ISO week (Monday to Sunday, local) containing `instant` starts.
+pub fn week_start(tz: TimeZone, instant: DateTime<Utc>) -> DateTime<Utc> {
+    let date = local(tz.tz(), instant).date();
+    let monday = date - TimeDelta::days(i64::from(date.weekday().num_days_from_monday()));
+    first_instant_of(tz.tz(), monday)
+}
+
 /// The UTC instant at which the bucket after the one containing `instant` starts (the end of
 /// `instant`'s bucket).
 pub fn next_bucket_start(tz: TimeZone, bucket: Bucket, instant: DateTime<Utc>) -> DateTime<Utc> {
@@ -463,5 +476,30 @@ mod tests {
             };
             prop_assert!((min..=max).contains(&len), "{b} of {len} s at {start}");
         }
+    }
+}
+
+#[cfg(test)]
+mod week_tests {
+    use super::*;
+
+    fn sp() -> TimeZone {
+        TimeZone::parse("America/Sao_Paulo").unwrap()
+    }
+
+    #[test]
+    fn iso_weeks_start_on_local_monday_even_across_a_month_end() {
+        // Sunday 2026-11-01 23:30 in São Paulo (-03:00) is 02:30 UTC on Monday the 2nd.
+        let late_sunday = DateTime::parse_from_rfc3339("2026-11-02T02:30:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(week_start(sp(), late_sunday).to_rfc3339(), "2026-10-26T03:00:00+00:00");
+        let monday = DateTime::parse_from_rfc3339("2026-11-02T03:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(week_start(sp(), monday), monday);
+    }
+
+    #[test]
+    fn a_day_without_a_midnight_starts_at_the_transition() {
+        // 2018-11-04: clocks went from 00:00 to 01:00 in São Paulo; the day starts at 01:00 -02:00.
+        let start = day_start(sp(), NaiveDate::from_ymd_opt(2018, 11, 4).unwrap());
+        assert_eq!(start.to_rfc3339(), "2018-11-04T03:00:00+00:00");
     }
 }

@@ -21,6 +21,8 @@ pub enum CertificateStatus {
 }
 
 impl CertificateStatus {
+    pub const ALL: [Self; 4] = [Self::Active, Self::Superseded, Self::Revoked, Self::Expired];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Active => "active",
@@ -342,6 +344,40 @@ impl<'a> CertificateStore<'a> {
         page: Page,
     ) -> Result<Paged<Certificate>, StoreError> {
         self.list_where(Some(tenant), filter, page).await
+    }
+
+    /// One page of the tenant's certificates in id order (oldest issued first), after `after`
+    /// (keyset paging for the API).
+    pub async fn page_by_id(
+        &self,
+        tenant: TenantId,
+        filter: &CertificateFilter,
+        after: Option<CertificateId>,
+        limit: i64,
+    ) -> Result<Vec<Certificate>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM certificates WHERE tenant_id = $1 \
+             AND (CAST($2 AS TEXT) IS NULL OR status = $2) \
+             AND (CAST($3 AS TEXT) IS NULL OR mac LIKE $3 OR serial LIKE $3) \
+             AND (CAST($4 AS BIGINT) IS NULL OR expires_at < $5) \
+             AND (CAST($6 AS BIGINT) IS NULL OR id > $6) ORDER BY id LIMIT $7"
+        );
+        let search = filter.search.as_deref().and_then(crate::page::contains_pattern);
+        let rows: Vec<CertificateRow> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .bind(filter.status.map(CertificateStatus::as_str))
+                    .bind(search.as_deref())
+                    .bind(filter.expires_before.map(|_| 1i64))
+                    .bind(Ts::from(filter.expires_before.unwrap_or_default()))
+                    .bind(after.map(CertificateId::get))
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await
+        )?;
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     pub async fn staff_list(

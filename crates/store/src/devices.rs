@@ -576,6 +576,18 @@ impl<'a> DeviceStore<'a> {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
+    /// Every device of the tenant, archived ones included (their readings stay reportable), by
+    /// gateway and code.
+    pub async fn list_with_archived(&self, tenant: TenantId) -> Result<Vec<Device>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM devices WHERE tenant_id = $1 ORDER BY gateway_id, code, id");
+        let rows: Vec<DeviceRow> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(tenant.get()).fetch_all(pool).await
+        )?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
     /// Every live device of the tenant (for pickers and imports).
     pub async fn list(&self, tenant: TenantId) -> Result<Vec<Device>, StoreError> {
         let sql = format!(
@@ -603,6 +615,43 @@ impl<'a> DeviceStore<'a> {
     ) -> Result<Vec<DeviceChoice>, StoreError> {
         let pattern = crate::page::contains_pattern(search);
         self.choices(tenant, pattern.is_none(), pattern.as_deref(), include, limit).await
+    }
+
+    /// How the API names the tenant's devices among `ids` (archived ones included, since their
+    /// readings stay): their code and their gateway's MAC.
+    pub async fn labels(
+        &self,
+        tenant: TenantId,
+        ids: &[DeviceId],
+    ) -> Result<HashMap<DeviceId, (DeviceCode, Mac)>, StoreError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        for part in ids.chunks(500) {
+            let list = (0..part.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "SELECT d.id, d.code, g.mac FROM devices d JOIN gateways g ON g.id = d.gateway_id \
+                 WHERE d.tenant_id = $1 AND d.id IN ({list})"
+            );
+            let rows: Vec<(i64, String, String)> = on_db!(
+                self.db,
+                read | pool | {
+                    let mut q = sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(tenant.get());
+                    for id in part {
+                        q = q.bind(id.get());
+                    }
+                    q.fetch_all(pool).await
+                }
+            )?;
+            for (id, code, mac) in rows {
+                found.insert(
+                    DeviceId::new(id),
+                    (
+                        stored("devices.code", &code, DeviceCode::parse)?,
+                        stored("gateways.mac", &mac, Mac::parse)?,
+                    ),
+                );
+            }
+        }
+        Ok(found)
     }
 
     /// The tenant's live devices among `ids`, with their gateway's code, in the order of

@@ -627,6 +627,47 @@ impl<'a> GatewayStore<'a> {
         self.list_where(Some(tenant), filter, page).await
     }
 
+    /// One page of the tenant's gateways in MAC order, after the MAC `after` (keyset paging for
+    /// the API: stable while gateways are added, unlike page numbers).
+    pub async fn page_by_mac(
+        &self,
+        tenant: TenantId,
+        filter: &GatewayFilter,
+        after: Option<Mac>,
+        limit: i64,
+    ) -> Result<Vec<Gateway>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM gateways WHERE tenant_id = $1 \
+             AND (CAST($2 AS TEXT) IS NULL OR lower(code) LIKE $2 OR lower(name) LIKE $2 OR mac LIKE $2) \
+             AND (CAST($3 AS TEXT) IS NULL OR status = $3) \
+             AND (CAST($4 AS TEXT) IS NULL \
+                  OR ($4 = 'online' AND online) \
+                  OR ($4 = 'offline' AND NOT online AND last_seen_at IS NOT NULL) \
+                  OR ($4 = 'never_connected' AND NOT online AND last_seen_at IS NULL)) \
+             AND (CAST($5 AS TEXT) IS NULL OR mac > $5) ORDER BY mac LIMIT $6"
+        );
+        let search = filter.search.as_deref().and_then(crate::page::contains_pattern);
+        let connection = filter.connection.map(|c| match c {
+            Connection::Online => "online",
+            Connection::Offline => "offline",
+            Connection::NeverConnected => "never_connected",
+        });
+        let rows: Vec<GatewayRow> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .bind(search.as_deref())
+                    .bind(filter.status.map(GatewayStatus::as_str))
+                    .bind(connection)
+                    .bind(after.map(|m| m.to_string()))
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await
+        )?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
     /// All gateways of all tenants (staff console).
     pub async fn staff_list(&self, filter: &GatewayFilter, page: Page) -> Result<Paged<Gateway>, StoreError> {
         self.list_where(None, filter, page).await

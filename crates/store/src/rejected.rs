@@ -276,6 +276,34 @@ impl<'a> RejectedStore<'a> {
         self.list_where(Some(tenant), reason_code, page).await
     }
 
+    /// One page of the tenant's dead letters, newest first, before the id `before` (keyset
+    /// paging for the API), optionally of one reason code.
+    pub async fn page_newest(
+        &self,
+        tenant: TenantId,
+        reason_code: Option<&str>,
+        before: Option<RejectedId>,
+        limit: i64,
+    ) -> Result<Vec<RejectedSummary>, StoreError> {
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM rejected_messages WHERE tenant_id = $1 \
+             AND (CAST($2 AS TEXT) IS NULL OR reason_code = $2) \
+             AND (CAST($3 AS BIGINT) IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+        );
+        let rows: Vec<RejectedSummary> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .bind(reason_code)
+                    .bind(before.map(RejectedId::get))
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await
+        )?;
+        Ok(rows)
+    }
+
     /// Every dead letter, including those of unknown gateways (staff console).
     pub async fn staff_list(
         &self,

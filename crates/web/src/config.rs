@@ -43,7 +43,15 @@ pub struct WebConfig {
     pub max_upload_bytes: usize,
     /// How large a CSV import may be (rows and bytes).
     pub import_limits: tds_domain::import_rows::ImportLimits,
+    /// API requests a second each token may make, sustained…
+    pub api_rate_per_second: std::num::NonZeroU32,
+    /// …and at once (the bucket's size).
+    pub api_burst: std::num::NonZeroU32,
 }
+
+/// Default API request rate per token (a second) and burst.
+pub const DEFAULT_API_RATE: std::num::NonZeroU32 = std::num::NonZeroU32::new(20).unwrap();
+pub const DEFAULT_API_BURST: std::num::NonZeroU32 = std::num::NonZeroU32::new(100).unwrap();
 
 impl WebConfig {
     pub fn new(public_url: url::Url) -> Self {
@@ -65,6 +73,8 @@ impl WebConfig {
             max_form_bytes: 64 * 1024,
             max_upload_bytes: 8 * 1024 * 1024,
             import_limits: tds_domain::import_rows::ImportLimits::default(),
+            api_rate_per_second: DEFAULT_API_RATE,
+            api_burst: DEFAULT_API_BURST,
         }
     }
 

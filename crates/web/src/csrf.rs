@@ -96,7 +96,7 @@ fn body_limit(state: &AppState, has_session: bool, headers: &HeaderMap) -> usize
     }
 }
 
-fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), WebError> {
+pub(crate) fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), WebError> {
     let claimed = headers
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER))
@@ -145,7 +145,7 @@ async fn token_in_body(headers: &HeaderMap, bytes: &Bytes) -> Option<String> {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -27,6 +27,11 @@ impl FieldErrors {
         self.fields.get(field).map(String::as_str)
     }
 
+    /// The first field with a message, and the message (the API reports one field).
+    pub fn first(&self) -> Option<(&str, &str)> {
+        self.fields.iter().next().map(|(f, m)| (f.as_str(), m.as_str()))
+    }
+
     pub fn has(&self, field: &str) -> bool {
         self.fields.contains_key(field)
     }

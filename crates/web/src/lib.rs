@@ -7,6 +7,7 @@
 
 rust_i18n::i18n!("locales", fallback = "pt-BR");
 
+pub mod api;
 pub mod api_token;
 pub mod assets;
 pub mod auth;
@@ -34,7 +35,7 @@ pub use config::WebConfig;
 pub use mail::Mailer;
 pub use state::AppState;
 
-/// The whole web application: pages, assets and their middleware.
+/// The whole web application: pages, the API, assets and their middleware.
 pub fn router(state: AppState) -> axum::Router {
     routes::router(state)
 }

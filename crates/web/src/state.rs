@@ -22,6 +22,8 @@ struct Inner {
     pki: Pki,
     events: tokio::sync::broadcast::Sender<tds_domain::LiveEvent>,
     hashes: crate::password::HashLimiter,
+    api_limiter: crate::api::rate::ApiLimiter,
+    api_events: Arc<crate::api::events::Recorder>,
 }
 
 impl AppState {
@@ -39,7 +41,11 @@ impl AppState {
         events: tokio::sync::broadcast::Sender<tds_domain::LiveEvent>,
     ) -> Self {
         let hashes = crate::password::HashLimiter::new(config.max_concurrent_hashes, config.hash_wait);
-        Self { inner: Arc::new(Inner { store, config, mailer, pki, events, hashes }) }
+        let api_limiter = crate::api::rate::ApiLimiter::new(config.api_rate_per_second, config.api_burst);
+        let api_events = Arc::default();
+        Self {
+            inner: Arc::new(Inner { store, config, mailer, pki, events, hashes, api_limiter, api_events }),
+        }
     }
 
     /// The live-event bus: subscribe to stream events to pages.
@@ -62,6 +68,16 @@ impl AppState {
     /// Where every password hash and check runs (bounded; see [`crate::password::HashLimiter`]).
     pub fn hashes(&self) -> &crate::password::HashLimiter {
         &self.inner.hashes
+    }
+
+    /// The API's request rate per token.
+    pub fn api_limiter(&self) -> &crate::api::rate::ApiLimiter {
+        &self.inner.api_limiter
+    }
+
+    /// The API's window of recent live events (for `Last-Event-ID`).
+    pub fn api_events(&self) -> &Arc<crate::api::events::Recorder> {
+        &self.inner.api_events
     }
 
     pub fn mailer(&self) -> &Mailer {

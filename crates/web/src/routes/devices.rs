@@ -65,7 +65,7 @@ async fn show(
     render(&ShowTemplate { ctx, d, g, readings, fig }, None)
 }
 
-#[derive(Debug, Deserialize, Default, Clone)]
+#[derive(Debug, Deserialize, serde::Serialize, Default, Clone)]
 pub struct DeviceForm {
     #[serde(default)]
     pub code: String,
@@ -106,7 +106,7 @@ fn opt_num(v: Option<f64>) -> String {
 }
 
 impl DeviceForm {
-    fn blank() -> Self {
+    pub(crate) fn blank() -> Self {
         Self {
             device_type: DeviceType::Meter.as_str().into(),
             medium: Medium::Water.as_str().into(),
@@ -119,7 +119,7 @@ impl DeviceForm {
         }
     }
 
-    fn from_device(d: &Device) -> Self {
+    pub(crate) fn from_device(d: &Device) -> Self {
         Self {
             code: d.code.to_string(),
             mac: d.mac.map(|m| m.to_string()).unwrap_or_default(),
@@ -140,7 +140,7 @@ impl DeviceForm {
         }
     }
 
-    fn parse(&self, lang: Lang, errors: &mut FieldErrors) -> Option<DeviceFields> {
+    pub(crate) fn parse(&self, lang: Lang, errors: &mut FieldErrors) -> Option<DeviceFields> {
         let e = errors;
         let code = field(e, lang, "code", DeviceCode::parse(&self.code));
         let mac = match optional(&self.mac) {

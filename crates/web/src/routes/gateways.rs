@@ -173,7 +173,7 @@ async fn show(
 }
 
 /// The gateway form's fields as typed (re-shown when something is wrong).
-#[derive(Debug, Deserialize, Default, Clone)]
+#[derive(Debug, Deserialize, serde::Serialize, Default, Clone)]
 pub struct GatewayForm {
     #[serde(default)]
     pub mac: String,
@@ -204,7 +204,7 @@ pub struct GatewayForm {
 }
 
 impl GatewayForm {
-    fn from_gateway(g: &Gateway) -> Self {
+    pub(crate) fn from_gateway(g: &Gateway) -> Self {
         Self {
             mac: g.mac.to_string(),
             code: g.code.to_string(),
@@ -222,7 +222,7 @@ impl GatewayForm {
         }
     }
 
-    fn blank() -> Self {
+    pub(crate) fn blank() -> Self {
         Self {
             max_devices: MaxDevices::default().get().to_string(),
             expected_interval_s: ReportInterval::default().seconds().to_string(),
@@ -231,7 +231,7 @@ impl GatewayForm {
     }
 
     /// Parses every field, collecting every problem (not only the first).
-    fn parse(&self, lang: Lang, errors: &mut FieldErrors) -> Option<GatewayFields> {
+    pub(crate) fn parse(&self, lang: Lang, errors: &mut FieldErrors) -> Option<GatewayFields> {
         let code = field(errors, lang, "code", GatewayCode::parse(&self.code));
         let name = field(errors, lang, "name", Name::parse("name", &self.name));
         let description = field(errors, lang, "description", Description::parse(&self.description));

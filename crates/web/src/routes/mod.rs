@@ -63,7 +63,7 @@ pub fn table() -> Vec<&'static str> {
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config().max_upload_bytes;
-    all()
+    let pages = all()
         .into_router()
         .fallback(not_found)
         // The outer bound of any body a route reads; routes and the CSRF check set tighter ones.
@@ -71,13 +71,18 @@ pub fn router(state: AppState) -> Router {
         // Order matters: the CSRF check runs inside the error-page renderer, so its refusals
         // are explained in the visitor's language too.
         .layer(middleware::from_fn_with_state(state.clone(), csrf::protect))
-        .layer(middleware::from_fn_with_state(state.clone(), error_pages))
-        .layer(middleware::from_fn_with_state(state.clone(), security::headers))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state.clone(), error_pages));
+    // The API has its own errors (JSON) and its own CSRF rule (see `api::auth`); the pages'
+    // layers above do not wrap it.
+    let api = crate::api::router().layer(axum::extract::DefaultBodyLimit::max(max_body));
+    pages.merge(api).layer(middleware::from_fn_with_state(state.clone(), security::headers)).with_state(state)
 }
 
-async fn not_found() -> WebError {
-    WebError::NotFound
+async fn not_found(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        return crate::api::not_found();
+    }
+    WebError::NotFound.into_response()
 }
 
 /// Renders a template as an HTML response (adding the anonymous CSRF cookie when the page set

@@ -439,7 +439,12 @@ async fn events(State(state): State<AppState>, Viewer(t): Viewer) -> impl IntoRe
 
 /// Whether the session is still open, its user active and still a member of `tenant`. A database error
 /// keeps the stream (the next check decides).
-async fn still_allowed(state: &AppState, session: &str, user: tds_domain::UserId, tenant: TenantId) -> bool {
+pub(crate) async fn still_allowed(
+    state: &AppState,
+    session: &str,
+    user: tds_domain::UserId,
+    tenant: TenantId,
+) -> bool {
     match state.store().sessions().get(session, Utc::now()).await {
         Ok(s) if s.tenant_id == Some(tenant) => {}
         Ok(_) | Err(tds_store::StoreError::NotFound) => return false,

@@ -15,6 +15,7 @@
     clippy::many_single_char_names
 )]
 
+mod api;
 mod attack;
 mod auth;
 mod browser;
