@@ -29,7 +29,7 @@ pub mod text;
 pub mod timezone;
 pub mod unit;
 
-pub use alerts::RuleKind;
+pub use alerts::{AlertState, Decision, Rule, RuleKind, Severity, Target};
 pub use buckets::{Bucket, BucketStarts};
 pub use catalog::{DeviceMode, DeviceStatus, DeviceType, GatewayStatus, MeasurementKind, Medium};
 pub use cnpj::Cnpj;
