@@ -159,6 +159,15 @@ pub(super) const fn unknown(state: AlertState) -> Decision {
     }
 }
 
+/// The decision when the condition is known to be over (a gateway back online): an open alert
+/// clears at once.
+pub(super) const fn over(state: AlertState) -> Decision {
+    match state {
+        AlertState::Active => Decision::Clear,
+        AlertState::Inactive => Decision::Nothing,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

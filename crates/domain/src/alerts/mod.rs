@@ -11,8 +11,10 @@
 //! - [`rule`]: severity, target, hysteresis, hold time and the checks across them;
 //! - [`params`]: the rule kinds and their parameters;
 //! - [`decision`]: the decision and the state machine every kind shares;
-//! - [`evaluate`]: consumption, gauge band, dead-letter rate.
+//! - [`evaluate`]: consumption, gauge band, dead-letter rate;
+//! - [`clock`]: no data, gateway offline, certificate expiry.
 
+pub mod clock;
 pub mod decision;
 pub mod evaluate;
 pub mod params;
