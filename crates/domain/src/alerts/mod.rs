@@ -12,13 +12,15 @@
 //! - [`params`]: the rule kinds and their parameters;
 //! - [`decision`]: the decision and the state machine every kind shares;
 //! - [`evaluate`]: consumption, gauge band, dead-letter rate;
-//! - [`clock`]: no data, gateway offline, certificate expiry.
+//! - [`clock`]: no data, gateway offline, certificate expiry;
+//! - [`water`]: night flow and continuous flow.
 
 pub mod clock;
 pub mod decision;
 pub mod evaluate;
 pub mod params;
 pub mod rule;
+pub mod water;
 
 pub use decision::{AlertState, Damping, Decision, Detail, Facts, Side};
 pub use params::{
