@@ -1,11 +1,12 @@
 //! Evaluating the rules on values that arrive with readings and messages: daily and monthly
 //! consumption, a gauge's band and the dead-letter rate.
 //!
-//! Owns: turning each kind's observed inputs into a [`Decision`] through [`decide`]. The caller
-//! fetches the inputs (rollups, samples, dead-letter times) and applies the decision to the store.
-//! Must not: read a clock or the store. Where a hold time needs to know how long a value has been
-//! past the threshold, that is worked out from the samples or event times passed in, never from
-//! state kept elsewhere, so the same inputs always decide the same.
+//! Owns: turning each kind's observed inputs into a [`Decision`] with the state machine of
+//! [`super::decision`]. The caller fetches the inputs (rollups, samples, dead-letter times) and
+//! applies the decision to the store. Must not: read a clock or the store. Where a hold time needs
+//! to know how long a value has been past the threshold, that is worked out from the samples or
+//! event times passed in, never from state kept elsewhere, so the same inputs always decide the
+//! same.
 
 use super::decision::{AlertState, Bound, Damping, Decision, Detail, Facts, Side, Zone, decide, unknown};
 use super::params::{ConsumptionLimit, DeadLetterRate, GaugeBand};
