@@ -74,6 +74,9 @@ macro_rules! vocabulary {
     };
 }
 
+// Other modules' closed vocabularies (alert severity) are declared with the same macro.
+pub(crate) use vocabulary;
+
 vocabulary!(
     /// What a device is.
     DeviceType, "device type" {

@@ -37,6 +37,15 @@ pub enum ValidationError {
     Time { value: String },
     #[error("invalid {field} {value}: {reason}")]
     Meter { field: &'static str, value: String, reason: &'static str },
+    #[error("{field} {value} must be more than 0")]
+    NotPositive { field: &'static str, value: String },
+    /// An alert rule whose settings do not fit together (a hysteresis wider than the threshold, a
+    /// hold time on a rule that has its own period, a target the kind cannot apply to).
+    #[error("invalid {field} {value}: {reason}")]
+    Rule { field: &'static str, value: String, reason: String },
+    /// A rule's stored parameters that do not parse as its kind's (the `params` column).
+    #[error("invalid parameters for a {kind} rule: {reason}")]
+    RuleParams { kind: String, reason: String },
 }
 
 impl ValidationError {

@@ -6,6 +6,7 @@
 //! above never re-check it. This crate must not do I/O or depend on any I/O crate (`csv` is used
 //! only as a parser of bytes already in memory).
 
+pub mod alerts;
 pub mod buckets;
 pub mod catalog;
 pub mod cnpj;
@@ -28,6 +29,7 @@ pub mod text;
 pub mod timezone;
 pub mod unit;
 
+pub use alerts::{AlertState, Decision, Rule, RuleKind, Severity, Target};
 pub use buckets::{Bucket, BucketStarts};
 pub use catalog::{DeviceMode, DeviceStatus, DeviceType, GatewayStatus, MeasurementKind, Medium};
 pub use cnpj::Cnpj;

@@ -4,7 +4,7 @@
 use crate::ValidationError;
 use serde::{Deserialize, Serialize};
 
-fn number(field: &'static str, input: &str) -> Result<f64, ValidationError> {
+pub(crate) fn number(field: &'static str, input: &str) -> Result<f64, ValidationError> {
     // People type decimal commas in pt-BR; accept them.
     let s = input.trim().replace(',', ".");
     s.parse::<f64>()
