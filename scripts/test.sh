@@ -45,6 +45,10 @@ cargo test --workspace --locked "$@"
 # where present, against the tds just built; each check without its tool says it was skipped.
 [ $# -gt 0 ] || TDS_BIN="${CARGO_TARGET_DIR:-target}/debug/tds" scripts/deploy-check.sh
 
+# The REST API through clients nobody here wrote: an OpenAPI 3.1 validator, an integration in
+# Python (requests + Eclipse Paho over MQTT/TLS) and schemathesis against a real `tds serve`.
+[ $# -gt 0 ] || TDS_BIN="${CARGO_TARGET_DIR:-target}/debug/tds" scripts/api-check.sh
+
 # Every fuzz target for a bounded time (skipped, with how to install it, without nightly).
 if [ $# -eq 0 ] && [ "${TDS_SKIP_FUZZ:-0}" != 1 ]; then
   scripts/fuzz.sh smoke

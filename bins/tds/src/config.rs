@@ -64,6 +64,8 @@ const ENV_KEYS: &[&str] = &[
     "max_range_days",
     "import_max_rows",
     "import_max_bytes",
+    "api_rate_per_second",
+    "api_burst",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -173,6 +175,10 @@ pub struct Config {
     pub http_header_timeout_s: u64,
     /// Seconds allowed for a request's whole body.
     pub http_body_timeout_s: u64,
+    /// API requests a second each token may make, sustained…
+    pub api_rate_per_second: u32,
+    /// …and at once.
+    pub api_burst: u32,
     /// A session ends after this many hours without use…
     pub session_idle_hours: u64,
     /// …and this many hours after login, however busy.
@@ -266,6 +272,8 @@ impl Default for Config {
             http_max_connections: 1024,
             http_header_timeout_s: 10,
             http_body_timeout_s: 60,
+            api_rate_per_second: tds_web::config::DEFAULT_API_RATE.get(),
+            api_burst: tds_web::config::DEFAULT_API_BURST.get(),
             session_idle_hours: 12,
             session_absolute_hours: 7 * 24,
             max_concurrent_password_hashes: None,
@@ -342,6 +350,8 @@ impl Config {
             ("http_max_connections", self.http_max_connections as u64, 1..=1_000_000),
             ("http_header_timeout_s", self.http_header_timeout_s, 1..=3600),
             ("http_body_timeout_s", self.http_body_timeout_s, 1..=3600),
+            ("api_rate_per_second", u64::from(self.api_rate_per_second), 1..=1_000_000),
+            ("api_burst", u64::from(self.api_burst), 1..=1_000_000),
             ("session_idle_hours", self.session_idle_hours, 1..=24 * 365),
             ("session_absolute_hours", self.session_absolute_hours, 1..=24 * 365),
             (
@@ -458,6 +468,9 @@ impl Config {
         }
         web.max_range_days = self.max_range_days;
         web.import_limits = self.import_limits()?;
+        web.api_rate_per_second = std::num::NonZeroU32::new(self.api_rate_per_second)
+            .context("api_rate_per_second must be at least 1")?;
+        web.api_burst = std::num::NonZeroU32::new(self.api_burst).context("api_burst must be at least 1")?;
         Ok(web)
     }
 

@@ -301,8 +301,9 @@ impl<'a> DeviceStore<'a> {
     ) -> Result<Device, StoreError> {
         fields.check()?;
         let mut out = self.import(tenant, &[(gateway, fields.clone())], by).await.map_err(|e| match e {
-            StoreError::Import(mut rows) if rows.len() == 1 => {
-                let msg = rows.remove(0).message;
+            // A row may break several rules at once: all of them are said.
+            StoreError::Import(rows) if !rows.is_empty() => {
+                let msg = rows.into_iter().map(|r| r.message).collect::<Vec<_>>().join("; ");
                 if msg == "gateway not found" {
                     StoreError::NotFound
                 } else if msg.contains("maximum") || msg.contains("limit") || msg.contains("decommissioned") {

@@ -231,9 +231,11 @@ impl<'a> GatewayStore<'a> {
         fields: &GatewayFields,
         by: Option<UserId>,
     ) -> Result<Gateway, StoreError> {
+        // One row may break several rules at once (its MAC and its code both taken): all of
+        // them are said, as a limit when one of them is the tenant's limit.
         let mut created = self.import(tenant, &[(mac, fields.clone())], by).await.map_err(|e| match e {
-            StoreError::Import(mut rows) if rows.len() == 1 => {
-                let msg = rows.remove(0).message;
+            StoreError::Import(rows) if !rows.is_empty() => {
+                let msg = rows.into_iter().map(|r| r.message).collect::<Vec<_>>().join("; ");
                 if msg.contains("limit") { StoreError::Limit(msg) } else { StoreError::Conflict(msg) }
             }
             e => e,

@@ -150,6 +150,13 @@ impl Lang {
             V::Date { value } => self.tf("validation.date", &[("value", value)]),
             V::Time { value } => self.tf("validation.time", &[("value", value)]),
             V::Meter { value, .. } => self.tf("validation.meter", &[("value", value)]),
+            V::NotPositive { value, .. } => self.tf("validation.not_positive", &[("value", value)]),
+            V::Rule { value, reason, .. } => {
+                self.tf("validation.rule", &[("value", value), ("reason", reason)])
+            }
+            V::RuleParams { kind, reason } => {
+                self.tf("validation.rule_params", &[("kind", kind), ("reason", reason)])
+            }
         }
     }
 }

@@ -123,6 +123,22 @@ pub fn form_errors(errors: &crate::forms::FieldErrors, renames: &[(&str, &str)])
     ApiError::Invalid { message: errors.form.join("; "), field: None }
 }
 
+/// Path parameters decoded into `T`, refused with a 400 naming the problem (a number too large
+/// for an id, say) instead of axum's plain-text answer.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Self(p.0))
+            .map_err(|e| ApiError::BadRequest { code: "invalid_path", message: e.body_text(), field: None })
+    }
+}
+
 /// A query string decoded into `T`, refused with a 400 naming the parameter.
 #[derive(Debug)]
 pub struct ApiQuery<T>(pub T);

@@ -3,14 +3,14 @@
 //! operations as the pages ([`crate::certs::Pki`]), audited as the token.
 
 use super::auth::{ApiAdmin, ApiViewer};
-use super::body::{ApiQuery, JsonObject, OptionalJson, cursor, decode, limit, position};
+use super::body::{ApiPath, ApiQuery, JsonObject, OptionalJson, cursor, decode, limit, position};
 use super::error::{ApiError, ApiResult};
 use super::gateways::find as find_gateway;
 use super::responses::{ReadErrors, WriteErrors};
 use crate::AppState;
 use crate::certs::CertError;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -118,8 +118,8 @@ pub struct RevokeIn {
 }
 
 /// The tenant's certificates, oldest first.
-#[utoipa::path(get, path = "/api/v1/certificates", tag = "certificates", params(CertificateParams),
-    responses((status = 200, body = CertificatePage), ReadErrors))]
+#[utoipa::path(get, path = "/api/v1/certificates", operation_id = "list_certificates", tag = "certificates", params(CertificateParams),
+    responses((status = 200, description = "A page of certificates", body = CertificatePage), ReadErrors))]
 pub async fn list(
     State(state): State<AppState>,
     ApiViewer(ctx): ApiViewer,
@@ -161,7 +161,7 @@ fn cert_error(e: CertError) -> ApiError {
 
 /// Issues a key and certificate for the gateway: the answer is the ZIP bundle (CA, certificate,
 /// private key, README), which TDS does not keep.
-#[utoipa::path(post, path = "/api/v1/gateways/{mac}/certificate", tag = "certificates",
+#[utoipa::path(post, path = "/api/v1/gateways/{mac}/certificate", operation_id = "issue_certificate", tag = "certificates",
     request_body(content = Option<IssueIn>, description = "Options; may be empty"),
     params(("mac" = String, Path, description = "The gateway's MAC")),
     responses((status = 201, content_type = "application/zip", body = Vec<u8>,
@@ -169,7 +169,7 @@ fn cert_error(e: CertError) -> ApiError {
 pub async fn issue(
     State(state): State<AppState>,
     ApiAdmin(ctx): ApiAdmin,
-    Path(mac): Path<String>,
+    ApiPath(mac): ApiPath<String>,
     OptionalJson(body): OptionalJson,
 ) -> ApiResult<Response> {
     let g = find_gateway(&state, &ctx, &mac).await?;
@@ -197,13 +197,13 @@ pub async fn issue(
 }
 
 /// Signs a CSR made on the gateway (its key never leaves it).
-#[utoipa::path(post, path = "/api/v1/gateways/{mac}/certificate/csr", tag = "certificates",
+#[utoipa::path(post, path = "/api/v1/gateways/{mac}/certificate/csr", operation_id = "sign_csr", tag = "certificates",
     request_body = CsrIn, params(("mac" = String, Path, description = "The gateway's MAC")),
-    responses((status = 201, body = SignedOut), WriteErrors))]
+    responses((status = 201, description = "The signed certificate", body = SignedOut), WriteErrors))]
 pub async fn sign_csr(
     State(state): State<AppState>,
     ApiAdmin(ctx): ApiAdmin,
-    Path(mac): Path<String>,
+    ApiPath(mac): ApiPath<String>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<(StatusCode, Json<SignedOut>)> {
     let g = find_gateway(&state, &ctx, &mac).await?;
@@ -228,13 +228,13 @@ pub async fn sign_csr(
 }
 
 /// Revokes the gateway's active certificate and re-issues the CRL at once.
-#[utoipa::path(post, path = "/api/v1/gateways/{mac}/certificate/revoke", tag = "certificates",
+#[utoipa::path(post, path = "/api/v1/gateways/{mac}/certificate/revoke", operation_id = "revoke_certificate", tag = "certificates",
     request_body = RevokeIn, params(("mac" = String, Path, description = "The gateway's MAC")),
-    responses((status = 200, body = CertificateOut), WriteErrors))]
+    responses((status = 200, description = "The revoked certificate", body = CertificateOut), WriteErrors))]
 pub async fn revoke(
     State(state): State<AppState>,
     ApiAdmin(ctx): ApiAdmin,
-    Path(mac): Path<String>,
+    ApiPath(mac): ApiPath<String>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<CertificateOut>> {
     let g = find_gateway(&state, &ctx, &mac).await?;

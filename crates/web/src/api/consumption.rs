@@ -106,11 +106,12 @@ struct Acc {
 }
 
 /// Consumption of a scope over whole days of the tenant's zone.
-#[utoipa::path(get, path = "/api/v1/consumption", tag = "consumption", params(ConsumptionParams),
+#[utoipa::path(get, path = "/api/v1/consumption", operation_id = "get_consumption", tag = "consumption", params(ConsumptionParams),
     responses(
-        (status = 200, body = ConsumptionOut, content_type = "application/json"),
-        (status = 200, body = String, content_type = "text/csv",
-            description = "gateway_mac, device_code, medium, unit, bucket_start_local, bucket_start_utc, consumption, readings, expected, completeness"),
+        (status = 200, description = "The consumption (JSON), or as CSV (`format=csv`) with the columns \
+            gateway_mac, device_code, medium, unit, bucket_start_local, bucket_start_utc, consumption, readings, \
+            expected, completeness",
+            content((ConsumptionOut = "application/json"), (String = "text/csv"))),
         ReadErrors))]
 pub async fn get(
     State(state): State<AppState>,

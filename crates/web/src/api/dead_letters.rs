@@ -2,12 +2,12 @@
 //! (newest first), and replaying one after its cause is fixed ([`crate::replay`]).
 
 use super::auth::{ApiAdmin, ApiViewer};
-use super::body::{ApiQuery, cursor, limit, position};
+use super::body::{ApiPath, ApiQuery, cursor, limit, position};
 use super::error::{ApiError, ApiResult};
 use super::responses::{ReadErrors, WriteErrors};
 use crate::AppState;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -82,8 +82,8 @@ pub struct ReplayOut {
 }
 
 /// The tenant's dead letters, newest first.
-#[utoipa::path(get, path = "/api/v1/dead-letters", tag = "dead-letters", params(DeadLetterParams),
-    responses((status = 200, body = DeadLetterPage), ReadErrors))]
+#[utoipa::path(get, path = "/api/v1/dead-letters", operation_id = "list_dead_letters", tag = "dead-letters", params(DeadLetterParams),
+    responses((status = 200, description = "A page of dead letters", body = DeadLetterPage), ReadErrors))]
 pub async fn list(
     State(state): State<AppState>,
     ApiViewer(ctx): ApiViewer,
@@ -103,13 +103,13 @@ pub async fn list(
 }
 
 /// Replays a dead letter: what now passes the rules is stored; the outcome is kept with it.
-#[utoipa::path(post, path = "/api/v1/dead-letters/{id}/replay", tag = "dead-letters",
+#[utoipa::path(post, path = "/api/v1/dead-letters/{id}/replay", operation_id = "replay_dead_letter", tag = "dead-letters",
     params(("id" = i64, Path, description = "The dead letter's id")),
-    responses((status = 200, body = ReplayOut), WriteErrors))]
+    responses((status = 200, description = "What the replay did", body = ReplayOut), WriteErrors))]
 pub async fn replay(
     State(state): State<AppState>,
     ApiAdmin(ctx): ApiAdmin,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<ReplayOut>> {
     let letter = state.store().rejected().get(ctx.tenant_id(), RejectedId::new(id)).await?;
     let outcome = crate::replay::replay(state.store(), ctx.tenant_id(), &letter).await?;

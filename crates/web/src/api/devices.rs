@@ -3,7 +3,7 @@
 //! ([`DeviceForm`]); the JSON names follow SPEC §7 (`type`, `scale`).
 
 use super::auth::{ApiEditor, ApiViewer};
-use super::body::{ApiQuery, JsonObject, cursor, form_errors, limit, overlay, position};
+use super::body::{ApiPath, ApiQuery, JsonObject, cursor, form_errors, limit, overlay, position};
 use super::error::{ApiError, ApiResult};
 use super::gateways::find as find_gateway;
 use super::responses::{ReadErrors, WriteErrors};
@@ -12,7 +12,7 @@ use crate::forms::FieldErrors;
 use crate::i18n::Lang;
 use crate::routes::devices::DeviceForm;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -160,13 +160,13 @@ async fn find(
 }
 
 /// A gateway's devices (archived ones are not listed), in code order.
-#[utoipa::path(get, path = "/api/v1/gateways/{mac}/devices", tag = "devices", params(
+#[utoipa::path(get, path = "/api/v1/gateways/{mac}/devices", operation_id = "list_devices", tag = "devices", params(
     ("mac" = String, Path, description = "The gateway's MAC"), DeviceListParams),
-    responses((status = 200, body = DevicePage), ReadErrors))]
+    responses((status = 200, description = "A page of devices", body = DevicePage), ReadErrors))]
 pub async fn list(
     State(state): State<AppState>,
     ApiViewer(ctx): ApiViewer,
-    Path(mac): Path<String>,
+    ApiPath(mac): ApiPath<String>,
     ApiQuery(q): ApiQuery<DeviceListParams>,
 ) -> ApiResult<Json<DevicePage>> {
     let limit = limit(q.limit)? as usize;
@@ -181,13 +181,13 @@ pub async fn list(
 }
 
 /// Adds a device to a gateway.
-#[utoipa::path(post, path = "/api/v1/gateways/{mac}/devices", tag = "devices", request_body = DeviceCreate,
+#[utoipa::path(post, path = "/api/v1/gateways/{mac}/devices", operation_id = "create_device", tag = "devices", request_body = DeviceCreate,
     params(("mac" = String, Path, description = "The gateway's MAC")),
-    responses((status = 201, body = DeviceOut), WriteErrors))]
+    responses((status = 201, description = "The device", body = DeviceOut), WriteErrors))]
 pub async fn create(
     State(state): State<AppState>,
     ApiEditor(ctx): ApiEditor,
-    Path(mac): Path<String>,
+    ApiPath(mac): ApiPath<String>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<(StatusCode, Json<DeviceOut>)> {
     let g = find_gateway(&state, &ctx, &mac).await?;
@@ -206,29 +206,29 @@ pub async fn create(
 }
 
 /// One device.
-#[utoipa::path(get, path = "/api/v1/gateways/{mac}/devices/{code}", tag = "devices", params(
+#[utoipa::path(get, path = "/api/v1/gateways/{mac}/devices/{code}", operation_id = "get_device", tag = "devices", params(
     ("mac" = String, Path, description = "The gateway's MAC"),
     ("code" = String, Path, description = "The device's code within the gateway")),
-    responses((status = 200, body = DeviceOut), ReadErrors))]
+    responses((status = 200, description = "The device", body = DeviceOut), ReadErrors))]
 pub async fn show(
     State(state): State<AppState>,
     ApiViewer(ctx): ApiViewer,
-    Path((mac, code)): Path<(String, String)>,
+    ApiPath((mac, code)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<DeviceOut>> {
     let (g, d) = find(&state, &ctx, &mac, &code).await?;
     Ok(Json(DeviceOut::new(&g, &d)))
 }
 
 /// Changes a device (any subset of its fields, thresholds included).
-#[utoipa::path(patch, path = "/api/v1/gateways/{mac}/devices/{code}", tag = "devices",
+#[utoipa::path(patch, path = "/api/v1/gateways/{mac}/devices/{code}", operation_id = "update_device", tag = "devices",
     request_body = DevicePatch, params(
     ("mac" = String, Path, description = "The gateway's MAC"),
     ("code" = String, Path, description = "The device's code within the gateway")),
-    responses((status = 200, body = DeviceOut), WriteErrors))]
+    responses((status = 200, description = "The device", body = DeviceOut), WriteErrors))]
 pub async fn update(
     State(state): State<AppState>,
     ApiEditor(ctx): ApiEditor,
-    Path((mac, code)): Path<(String, String)>,
+    ApiPath((mac, code)): ApiPath<(String, String)>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<DeviceOut>> {
     let (g, d) = find(&state, &ctx, &mac, &code).await?;
@@ -241,14 +241,14 @@ pub async fn update(
 }
 
 /// Archives a device: it leaves the lists and frees its code; its readings stay.
-#[utoipa::path(delete, path = "/api/v1/gateways/{mac}/devices/{code}", tag = "devices", params(
+#[utoipa::path(delete, path = "/api/v1/gateways/{mac}/devices/{code}", operation_id = "archive_device", tag = "devices", params(
     ("mac" = String, Path, description = "The gateway's MAC"),
     ("code" = String, Path, description = "The device's code within the gateway")),
     responses((status = 204, description = "Archived"), WriteErrors))]
 pub async fn archive(
     State(state): State<AppState>,
     ApiEditor(ctx): ApiEditor,
-    Path((mac, code)): Path<(String, String)>,
+    ApiPath((mac, code)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, d) = find(&state, &ctx, &mac, &code).await?;
     state.store().devices().archive(ctx.tenant_id(), d.id).await?;

@@ -162,6 +162,10 @@ impl From<StoreError> for ApiError {
                 Self::Conflict { message, field: field.map(str::to_owned) }
             }
             StoreError::Limit(message) => Self::Limit(message),
+            StoreError::Import(rows) => Self::Conflict {
+                message: rows.into_iter().map(|r| r.message).collect::<Vec<_>>().join("; "),
+                field: None,
+            },
             StoreError::Invalid(e) => Self::Invalid { message: e.to_string(), field: None },
             other => Self::Internal(format!("store: {other} ({:?})", std::error::Error::source(&other))),
         }

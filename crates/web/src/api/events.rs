@@ -213,7 +213,7 @@ impl Recorder {
 /// The tenant's live events. `readings` and `gateway` events carry JSON ([`ReadingsEvent`],
 /// [`GatewayEvent`]); `resync` says events were missed. The stream ends when the token is revoked
 /// or expires (or the session ends), checked every few seconds.
-#[utoipa::path(get, path = "/api/v1/events", tag = "events",
+#[utoipa::path(get, path = "/api/v1/events", operation_id = "stream_events", tag = "events",
     params(("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received")),
     responses(
         (status = 200, content_type = "text/event-stream", body = String,

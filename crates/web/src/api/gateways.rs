@@ -3,7 +3,7 @@
 //! form refuses is refused here with the same message.
 
 use super::auth::{ApiCtx, ApiEditor, ApiViewer};
-use super::body::{ApiQuery, JsonObject, cursor, form_errors, limit, overlay, position};
+use super::body::{ApiPath, ApiQuery, JsonObject, cursor, form_errors, limit, overlay, position};
 use super::error::{ApiError, ApiResult};
 use super::responses::{ReadErrors, WriteErrors};
 use crate::AppState;
@@ -11,7 +11,7 @@ use crate::forms::{FieldErrors, field};
 use crate::i18n::Lang;
 use crate::routes::gateways::GatewayForm;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -156,8 +156,8 @@ pub async fn find(state: &AppState, ctx: &ApiCtx, mac: &str) -> ApiResult<Gatewa
 }
 
 /// The tenant's gateways, in MAC order.
-#[utoipa::path(get, path = "/api/v1/gateways", tag = "gateways", params(GatewayListParams),
-    responses((status = 200, body = GatewayPage), ReadErrors))]
+#[utoipa::path(get, path = "/api/v1/gateways", operation_id = "list_gateways", tag = "gateways", params(GatewayListParams),
+    responses((status = 200, description = "A page of gateways", body = GatewayPage), ReadErrors))]
 pub async fn list(
     State(state): State<AppState>,
     ApiViewer(ctx): ApiViewer,
@@ -197,8 +197,8 @@ fn page(found: &[Gateway], limit: i64) -> GatewayPage {
 }
 
 /// Registers a gateway (pre-registered until it connects).
-#[utoipa::path(post, path = "/api/v1/gateways", tag = "gateways", request_body = GatewayCreate,
-    responses((status = 201, body = GatewayOut), WriteErrors))]
+#[utoipa::path(post, path = "/api/v1/gateways", operation_id = "create_gateway", tag = "gateways", request_body = GatewayCreate,
+    responses((status = 201, description = "The gateway", body = GatewayOut), WriteErrors))]
 pub async fn create(
     State(state): State<AppState>,
     ApiEditor(ctx): ApiEditor,
@@ -221,25 +221,25 @@ pub async fn create(
 }
 
 /// One gateway.
-#[utoipa::path(get, path = "/api/v1/gateways/{mac}", tag = "gateways",
+#[utoipa::path(get, path = "/api/v1/gateways/{mac}", operation_id = "get_gateway", tag = "gateways",
     params(("mac" = String, Path, description = "The gateway's MAC")),
-    responses((status = 200, body = GatewayOut), ReadErrors))]
+    responses((status = 200, description = "The gateway", body = GatewayOut), ReadErrors))]
 pub async fn show(
     State(state): State<AppState>,
     ApiViewer(ctx): ApiViewer,
-    Path(mac): Path<String>,
+    ApiPath(mac): ApiPath<String>,
 ) -> ApiResult<Json<GatewayOut>> {
     Ok(Json(GatewayOut::from(&find(&state, &ctx, &mac).await?)))
 }
 
 /// Changes a gateway's attributes (any subset).
-#[utoipa::path(patch, path = "/api/v1/gateways/{mac}", tag = "gateways", request_body = GatewayPatch,
+#[utoipa::path(patch, path = "/api/v1/gateways/{mac}", operation_id = "update_gateway", tag = "gateways", request_body = GatewayPatch,
     params(("mac" = String, Path, description = "The gateway's MAC")),
-    responses((status = 200, body = GatewayOut), WriteErrors))]
+    responses((status = 200, description = "The gateway", body = GatewayOut), WriteErrors))]
 pub async fn update(
     State(state): State<AppState>,
     ApiEditor(ctx): ApiEditor,
-    Path(mac): Path<String>,
+    ApiPath(mac): ApiPath<String>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<GatewayOut>> {
     let g = find(&state, &ctx, &mac).await?;
@@ -252,13 +252,13 @@ pub async fn update(
 }
 
 /// Decommissions a gateway for good: it can no longer connect; its devices and readings stay.
-#[utoipa::path(delete, path = "/api/v1/gateways/{mac}", tag = "gateways",
+#[utoipa::path(delete, path = "/api/v1/gateways/{mac}", operation_id = "decommission_gateway", tag = "gateways",
     params(("mac" = String, Path, description = "The gateway's MAC")),
-    responses((status = 200, body = GatewayOut), WriteErrors))]
+    responses((status = 200, description = "The gateway", body = GatewayOut), WriteErrors))]
 pub async fn decommission(
     State(state): State<AppState>,
     ApiEditor(ctx): ApiEditor,
-    Path(mac): Path<String>,
+    ApiPath(mac): ApiPath<String>,
 ) -> ApiResult<Json<GatewayOut>> {
     let g = find(&state, &ctx, &mac).await?;
     if g.status == GatewayStatus::Decommissioned {

@@ -4,8 +4,8 @@
 
 use super::auth::{ApiCtx, ApiEditor};
 use super::body::read_body;
-use super::error::{ApiError, ApiResult, ErrorBody};
-use super::responses::WriteErrors;
+use super::error::{ApiError, ApiResult, ErrorDetail};
+use super::responses::ImportErrors;
 use crate::AppState;
 use crate::import::{ImportError, ImportOutcome, Importer};
 use axum::Json;
@@ -40,9 +40,11 @@ pub struct RowOut {
 
 /// Imports gateways from CSV (`mac,code,name[,model,serial_number,device_id]`, or a factory
 /// manifest).
-#[utoipa::path(post, path = "/api/v1/imports/gateways", tag = "imports",
+#[utoipa::path(post, path = "/api/v1/imports/gateways", operation_id = "import_gateways", tag = "imports",
     request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, body = ImportReport), (status = 422, body = ImportReport), WriteErrors))]
+    responses((status = 200, description = "Every row was imported", body = ImportReport),
+        (status = 422, description = "Refused rows (nothing was imported), or a file that is not CSV", body = ImportReport),
+        ImportErrors))]
 pub async fn gateways(
     State(state): State<AppState>,
     ApiEditor(ctx): ApiEditor,
@@ -52,9 +54,11 @@ pub async fn gateways(
 }
 
 /// Imports devices from CSV (`gateway_mac,code,name,type,medium,kind,unit,…`).
-#[utoipa::path(post, path = "/api/v1/imports/devices", tag = "imports",
+#[utoipa::path(post, path = "/api/v1/imports/devices", operation_id = "import_devices", tag = "imports",
     request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, body = ImportReport), (status = 422, body = ImportReport), WriteErrors))]
+    responses((status = 200, description = "Every row was imported", body = ImportReport),
+        (status = 422, description = "Refused rows (nothing was imported), or a file that is not CSV", body = ImportReport),
+        ImportErrors))]
 pub async fn devices(
     State(state): State<AppState>,
     ApiEditor(ctx): ApiEditor,
@@ -78,7 +82,7 @@ async fn run(state: &AppState, ctx: &ApiCtx, req: Request, kind: &str) -> ApiRes
         Ok(o) => o,
         Err(ImportError::Store(e)) => return Err(e.into()),
         Err(ImportError::File(ReadError::TooLarge { max })) => return Err(ApiError::TooLarge(max)),
-        Err(ImportError::File(e)) => return Err(ApiError::Invalid { message: e.to_string(), field: None }),
+        Err(ImportError::File(e)) => return Ok(refusal(0, Vec::new(), e.to_string())),
     };
     let refused = outcome.refused();
     let rows: Vec<RowOut> = outcome
@@ -101,15 +105,13 @@ async fn run(state: &AppState, ctx: &ApiCtx, req: Request, kind: &str) -> ApiRes
             Json(ImportReport { created: outcome.created, refused, rows, error: None }).into_response()
         );
     }
-    let ErrorBody { error } = ApiError::Invalid {
-        message: format!("{refused} of {} rows refused; nothing was imported", rows.len()),
-        field: None,
-    }
-    .body();
-    let error = super::error::ErrorDetail { code: "import_refused".into(), ..error };
-    Ok((
-        StatusCode::UNPROCESSABLE_ENTITY,
-        Json(ImportReport { created: 0, refused, rows, error: Some(error) }),
-    )
-        .into_response())
+    let message = format!("{refused} of {} rows refused; nothing was imported", rows.len());
+    Ok(refusal(refused, rows, message))
+}
+
+/// The 422 answer: the report, with the error that says why nothing was imported.
+fn refusal(refused: usize, rows: Vec<RowOut>, message: String) -> Response {
+    let error = ErrorDetail { code: "import_refused".into(), message, field: None };
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(ImportReport { created: 0, refused, rows, error: Some(error) }))
+        .into_response()
 }

@@ -166,11 +166,11 @@ fn decode_position(p: &str) -> Option<(DateTime<Utc>, DeviceId)> {
 }
 
 /// Readings in time order (then device), as JSON pages or one CSV (`Accept: text/csv`).
-#[utoipa::path(get, path = "/api/v1/readings", tag = "readings", params(ReadingParams),
+#[utoipa::path(get, path = "/api/v1/readings", operation_id = "list_readings", tag = "readings", params(ReadingParams),
     responses(
-        (status = 200, body = ReadingPage, content_type = "application/json"),
-        (status = 200, body = String, content_type = "text/csv",
-            description = "gateway_mac, device_code, time_utc, time_local (tenant's zone), value, unit"),
+        (status = 200, description = "A page of readings (JSON), or the whole range as CSV with the columns \
+            gateway_mac, device_code, time_utc, time_local (tenant's zone), value, unit (`Accept: text/csv`)",
+            content((ReadingPage = "application/json"), (String = "text/csv"))),
         ReadErrors))]
 pub async fn list(
     State(state): State<AppState>,

@@ -56,3 +56,23 @@ pub enum WriteErrors {
     #[response(status = 429)]
     TooMany(ErrorBody),
 }
+
+/// What an import can fail with besides its 422 report.
+#[derive(Debug, IntoResponses)]
+pub enum ImportErrors {
+    /// No token, or an unknown, revoked or expired one (`unauthorized`).
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The role does not allow it (`forbidden`, `licence_inactive`, `csrf`).
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// The file is larger than an import may be (`too_large`).
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// The body is not `text/csv` (`unsupported_media_type`).
+    #[response(status = 415)]
+    MediaType(ErrorBody),
+    /// Over the token's request rate (`rate_limited`); see `Retry-After`.
+    #[response(status = 429)]
+    TooMany(ErrorBody),
+}

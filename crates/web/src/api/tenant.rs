@@ -43,8 +43,8 @@ pub struct Usage {
 }
 
 /// The token's tenant.
-#[utoipa::path(get, path = "/api/v1/tenant", tag = "tenant",
-    responses((status = 200, body = TenantOut), ReadErrors))]
+#[utoipa::path(get, path = "/api/v1/tenant", operation_id = "get_tenant", tag = "tenant",
+    responses((status = 200, description = "The tenant", body = TenantOut), ReadErrors))]
 pub async fn get(State(state): State<AppState>, ApiViewer(ctx): ApiViewer) -> ApiResult<Json<TenantOut>> {
     let t = &ctx.tenant;
     let usage = state.store().tenants().usage(t.id).await?;

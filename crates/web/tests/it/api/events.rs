@@ -21,13 +21,13 @@ async fn next_events(
             let (mut id, mut name, mut data) = (String::new(), String::new(), String::new());
             for line in block.lines() {
                 if let Some(v) = line.strip_prefix("id:") {
-                    id = v.trim().to_owned();
+                    v.trim().clone_into(&mut id);
                 }
                 if let Some(v) = line.strip_prefix("event:") {
-                    name = v.trim().to_owned();
+                    v.trim().clone_into(&mut name);
                 }
                 if let Some(v) = line.strip_prefix("data:") {
-                    data = v.trim().to_owned();
+                    v.trim().clone_into(&mut data);
                 }
             }
             if !name.is_empty() {

@@ -281,7 +281,7 @@ async fn readings_and_consumption_come_back_as_json_and_csv(db: TestDb) {
     let csv = api.get("/api/v1/consumption?scope=gateway&gateway=02:00:00:00:00:01&bucket=day&from=2026-11-10&to=2026-11-10&format=csv&delimiter=semicolon").await;
     let mut reader = csv::ReaderBuilder::new().delimiter(b';').from_reader(csv.text.as_bytes());
     let row = reader.records().next().unwrap().unwrap();
-    assert_eq!((&row[4], &row[6]), ("2026-11-10T00:00:00", "93"), "{:?}", row);
+    assert_eq!((&row[4], &row[6]), ("2026-11-10T00:00:00", "93"), "{row:?}");
     for bad in [
         "scope=planet&from=2026-11-10&to=2026-11-10",
         "scope=tenant&bucket=year&from=2026-11-10&to=2026-11-10",
@@ -428,9 +428,9 @@ async fn certificates_imports_and_dead_letters(db: TestDb) {
     let mut fields = tds_testkit::fixtures::meter_fields("M9");
     fields.slave_id = Some(tds_domain::SlaveId::new(9).unwrap());
     app.store.devices().create(t.id, g.id, &fields, None).await.unwrap();
-    let replayed = admin.post(&format!("/api/v1/dead-letters/{}/replay", ids[0]), json!({})).await;
-    assert_eq!(replayed.status, StatusCode::OK, "{}", replayed.text);
-    assert_eq!(replayed.json()["stored"], 1, "{}", replayed.text);
+    let replay = admin.post(&format!("/api/v1/dead-letters/{}/replay", ids[0]), json!({})).await;
+    assert_eq!(replay.status, StatusCode::OK, "{}", replay.text);
+    assert_eq!(replay.json()["stored"], 1, "{}", replay.text);
     let actions: Vec<String> = app
         .store
         .audit()
