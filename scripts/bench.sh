@@ -16,6 +16,10 @@
 #   scripts/bench.sh copy [ARGS]      `tds bench copy`: an embedded installation (default 1,000,000
 #                                     readings) copied by `tds db copy` into a new database of the
 #                                     throw-away PostgreSQL cluster; prints rows per second
+#   scripts/bench.sh api [SECONDS]    the REST API's reads under load (wrk, 4 connections, SECONDS
+#                                     each, default 15) against a release `tds serve`: a page of
+#                                     1,000 readings and a month of a 32-meter gateway's daily
+#                                     consumption (JSON and CSV), on SQLite and on PostgreSQL
 #   scripts/bench.sh connections [N] [SECONDS]
 #                                     `tds serve` on SQLite in one process and `tds simulate` with N
 #                                     (default 10000) gateways sending one batch a minute in another:
@@ -27,7 +31,7 @@ source scripts/lib/postgres.sh
 
 bench=store
 case "${1:-}" in
-  store | ingest | queries | connections | copy) bench=$1; shift ;;
+  store | ingest | queries | connections | copy | api) bench=$1; shift ;;
 esac
 
 cargo build --release --locked -p tds
@@ -67,6 +71,50 @@ if [ "$bench" = connections ]; then
   echo "== $gateways gateways: ${n%.*} connected at the end; server RSS $(rss_mb $serve_pid) MB (peak $peak MB), $(( (peak * 1024) / (gateways > 0 ? gateways : 1) )) KB per gateway at peak"
   tail -n 3 "$dir/simulate.log"
   echo "server log lines with error/refused: $(grep -ciE "error|refused" "$dir/serve.log" || true)"
+  exit 0
+fi
+
+if [ "$bench" = api ]; then
+  seconds=${1:-15}
+  if ! command -v wrk >/dev/null; then
+    [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null \
+      || { echo "bench api: wrk not found (apt-get install wrk)" >&2; exit 1; }
+  fi
+  api_bench() { # $1: database URL or empty for SQLite
+    local dir serve_pid
+    dir=$(mktemp -d /tmp/tds-api.XXXXXX)
+    export TDS_DATA_DIR="$dir" TDS_HTTP_ADDR="127.0.0.1:$(free_port)" TDS_MQTT_ADDR="127.0.0.1:$(free_port)"
+    export TDS_API_RATE_PER_SECOND=1000000 TDS_API_BURST=1000000
+    if [ -n "$1" ]; then export TDS_DATABASE_URL=$1; else unset TDS_DATABASE_URL; fi
+    eval "$("$tds" bench api-data)"
+    "$tds" serve >"$dir/serve.log" 2>&1 &
+    serve_pid=$!
+    until curl -fsS "http://$TDS_HTTP_ADDR/readyz" >/dev/null 2>&1; do sleep 0.5; done
+    local base="http://$TDS_HTTP_ADDR/api/v1"
+    local readings="$base/readings?gateway=$MAC&from=$FROM&to=$TO&limit=1000"
+    local month="$base/consumption?scope=gateway&gateway=$MAC&bucket=day&from=$FIRST_DAY&to=$LAST_DAY"
+    local perdev="$base/consumption?scope=device&gateway=$MAC&device=D00&bucket=day&from=$FIRST_DAY&to=$LAST_DAY"
+    echo "   data: $READINGS readings of 32 meters (one gateway), $FIRST_DAY to $LAST_DAY; rollups up to date"
+    for target in "readings page of 1,000 rows|$readings" "consumption of the month, gateway, by day|$month" \
+                  "consumption of the month, one meter, by day|$perdev" "same, as CSV|$month&format=csv"; do
+      local name=${target%%|*} url=${target#*|}
+      curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" "$url" || { echo "bench api: $url failed" >&2; exit 1; }
+      wrk -t 2 -c 4 -d "${seconds}s" --latency -H "Authorization: Bearer $TOKEN" "$url" >"$dir/wrk.out"
+      printf '   %-45s %8s req/s   p50 %8s   p99 %8s\n' "$name" \
+        "$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$dir/wrk.out")" \
+        "$(awk '$1=="50%" {print $2}' "$dir/wrk.out")" "$(awk '$1=="99%" {print $2}' "$dir/wrk.out")"
+      if grep -q "Non-2xx" "$dir/wrk.out"; then grep "Non-2xx" "$dir/wrk.out"; exit 1; fi
+    done
+    kill "$serve_pid"; wait "$serve_pid" 2>/dev/null || true
+    rm -rf "$dir"
+  }
+  echo "== REST API reads, wrk -t 2 -c 4 -d ${seconds}s (release build, server and load on this machine)"
+  if [ "${TDS_BENCH_DB:-both}" != postgres ]; then echo "== SQLite"; api_bench ""; fi
+  if [ "${TDS_BENCH_DB:-both}" != sqlite ]; then
+    pg_start
+    "$(pg_bindir)/psql" -X -q "$PG_URL" -c "CREATE DATABASE tds_api"
+    echo "== PostgreSQL"; api_bench "${PG_URL%/*}/tds_api"
+  fi
   exit 0
 fi
 

@@ -16,7 +16,10 @@ pub const MIN_PASSWORD_LEN: usize = 10;
 /// `tds token …`. Creation prints the secret once; every change is audited as the CLI.
 pub async fn token(store: &Store, command: TokenCommand) -> anyhow::Result<()> {
     match command {
-        TokenCommand::Create { tenant, name, role, expires } => {
+        TokenCommand::Create { staff: true, name, expires, .. } => staff_token(store, &name, expires).await,
+        TokenCommand::Create { tenant, name, role, expires, .. } => {
+            let tenant = tenant.context("--tenant is required (or --staff)")?;
+            let role = role.context("--role is required")?;
             let t = store
                 .tenants()
                 .staff_by_name(&tenant)
@@ -54,6 +57,7 @@ pub async fn token(store: &Store, command: TokenCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TokenCommand::List { tenant } => {
+            let with_staff = tenant.is_none();
             let tenants = match tenant {
                 Some(name) => vec![
                     store
@@ -69,18 +73,32 @@ pub async fn token(store: &Store, command: TokenCommand) -> anyhow::Result<()> {
                 "TENANT", "NAME", "ROLE", "PREFIX", "EXPIRES", "LAST USED"
             );
             let now = chrono::Utc::now();
+            let when = |d: Option<chrono::DateTime<chrono::Utc>>| {
+                d.map_or_else(|| "-".to_owned(), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+            };
+            let state = |revoked: bool, live: bool| match (revoked, live) {
+                (true, _) => "revoked",
+                (false, true) => "active",
+                (false, false) => "expired",
+            };
+            if with_staff {
+                for k in store.staff_tokens().staff_list().await? {
+                    let live = k.revoked_at.is_none() && k.expires_at.is_none_or(|e| e > now);
+                    println!(
+                        "{:<20} {:<20} {:<8} {:<14} {:<22} {:<22} {}",
+                        "(staff)",
+                        k.name,
+                        "staff",
+                        format!("{}…", k.prefix),
+                        when(k.expires_at),
+                        when(k.last_used_at),
+                        state(k.revoked_at.is_some(), live)
+                    );
+                }
+            }
             for t in tenants {
                 for k in store.api_tokens().list(t.id).await? {
-                    let when = |d: Option<chrono::DateTime<chrono::Utc>>| {
-                        d.map_or_else(|| "-".to_owned(), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
-                    };
-                    let state = if k.revoked_at.is_some() {
-                        "revoked"
-                    } else if k.is_live(now) {
-                        "active"
-                    } else {
-                        "expired"
-                    };
+                    let state = state(k.revoked_at.is_some(), k.is_live(now));
                     println!(
                         "{:<20} {:<20} {:<8} {:<14} {:<22} {:<22} {state}",
                         t.name.as_str(),
@@ -94,7 +112,18 @@ pub async fn token(store: &Store, command: TokenCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        TokenCommand::Revoke { tenant, name } => {
+        TokenCommand::Revoke { staff: true, name, .. } => {
+            store
+                .staff_tokens()
+                .staff_revoke(&name)
+                .await
+                .with_context(|| format!("no staff token named {name:?}"))?;
+            audit(store, None, None, "staff_token.revoke", "staff_token", name.clone()).await?;
+            println!("staff token {name:?} revoked");
+            Ok(())
+        }
+        TokenCommand::Revoke { tenant, name, .. } => {
+            let tenant = tenant.context("--tenant is required (or --staff)")?;
             let t = store
                 .tenants()
                 .staff_by_name(&tenant)
@@ -111,6 +140,35 @@ pub async fn token(store: &Store, command: TokenCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `tds token create --staff`: a staff token; an expiry day lasts to the end of that day (UTC).
+async fn staff_token(store: &Store, name: &str, expires: Option<String>) -> anyhow::Result<()> {
+    let expires_at = match expires {
+        None => None,
+        Some(day) => {
+            let day = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+                .with_context(|| format!("--expires {day:?}: expected YYYY-MM-DD"))?;
+            let end = day.succ_opt().context("--expires is out of range")?;
+            Some(end.and_time(chrono::NaiveTime::MIN).and_utc())
+        }
+    };
+    let secret = tds_web::api_token::generate_staff();
+    let new = tds_store::staff_tokens::NewStaffToken {
+        name: Name::parse("name", name)?,
+        token_hash: secret.hash.clone(),
+        prefix: secret.prefix.clone(),
+        expires_at,
+    };
+    let created = store.staff_tokens().staff_create(&new).await?;
+    audit(store, None, None, "staff_token.create", "staff_token", created.name.clone()).await?;
+    println!("{}", secret.secret);
+    eprintln!(
+        "staff token {:?}{}: the secret above is shown only this once. It works on /api/v1/staff only.",
+        created.name,
+        created.expires_at.map(|e| format!(", valid until {e}")).unwrap_or_default()
+    );
+    Ok(())
 }
 
 pub async fn tenant(store: &Store, command: TenantCommand) -> anyhow::Result<()> {

@@ -41,7 +41,68 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Ingest(args) => ingest::run(config, args).await,
         BenchCommand::Queries(args) => queries::run(config, args).await,
         BenchCommand::Copy { to, readings, devices } => copy(config, &to, readings, devices).await,
+        BenchCommand::ApiData { devices, days } => api_data(config, devices, days).await,
     }
+}
+
+/// `tds bench api-data`: what `scripts/bench.sh api` measures the API's reads on, in the
+/// configured database (the one `tds serve` will use).
+async fn api_data(config: &Config, devices: usize, days: i64) -> anyhow::Result<()> {
+    if !(1..=32).contains(&devices) || !(1..=366).contains(&days) {
+        bail!("--devices must be 1 to 32 (one gateway) and --days 1 to 366");
+    }
+    let store = crate::open_store(config).await?;
+    let tenant = setup(&store, devices).await?;
+    let gateway = store
+        .gateways()
+        .list(tenant, &tds_store::gateways::GatewayFilter::default(), tds_store::Page::new(1, 1))
+        .await?;
+    let gateway = gateway.items.first().context("the gateway")?;
+    let ids: Vec<_> = store.devices().list(tenant).await?.into_iter().map(|d| d.id).collect();
+    // Every 15 minutes, ending at the last instant of 2026-11-30 in UTC.
+    let end = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).single().context("end")?;
+    let steps = days * 96;
+    let t0 = end - Duration::minutes(15 * steps);
+    for chunk in (0..steps).collect::<Vec<_>>().chunks(250) {
+        let rows: Vec<NewReading> = chunk
+            .iter()
+            .flat_map(|s| {
+                ids.iter().map(move |d| NewReading {
+                    device_id: *d,
+                    time: t0 + Duration::minutes(15 * s),
+                    value: *s as f64 * 0.25,
+                    unit: "kWh".into(),
+                })
+            })
+            .collect();
+        store.readings().insert(tenant, &rows).await?;
+    }
+    tds_jobs::rollups::drain(&store).await?;
+    let secret = tds_web::api_token::generate();
+    store
+        .api_tokens()
+        .create(
+            tenant,
+            &tds_store::api_tokens::NewApiToken {
+                name: Name::parse("name", "bench")?,
+                role: tds_domain::Role::Admin,
+                token_hash: secret.hash.clone(),
+                prefix: secret.prefix.clone(),
+                expires_at: None,
+                created_by: None,
+            },
+        )
+        .await?;
+    let last_day = (end - Duration::days(1)).date_naive();
+    println!("TOKEN={}", secret.secret);
+    println!("MAC={}", gateway.mac);
+    println!("FROM={}", t0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    println!("TO={}", end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    println!("FIRST_DAY={}", (end - Duration::days(days)).date_naive());
+    println!("LAST_DAY={last_day}");
+    println!("READINGS={}", steps as usize * ids.len());
+    store.db().close().await;
+    Ok(())
 }
 
 /// `tds bench copy`: an embedded installation of `readings` readings (one a minute per device)

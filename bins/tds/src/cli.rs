@@ -115,28 +115,35 @@ pub enum Command {
 pub enum TokenCommand {
     /// Create a token and print its secret (shown this once only).
     Create {
-        /// Tenant name.
+        /// Tenant name (a tenant's token).
+        #[arg(long, required_unless_present = "staff", conflicts_with = "staff")]
+        tenant: Option<String>,
+        /// A staff token instead: platform operations (tenants) through /api/v1/staff, no tenant.
         #[arg(long)]
-        tenant: String,
-        /// A name unique in the tenant, e.g. the integration's ("erp").
+        staff: bool,
+        /// A name unique in the tenant (or among staff tokens), e.g. the integration's ("erp").
         #[arg(long)]
         name: String,
         /// viewer (read), editor (also write) or admin (also certificates and settings).
-        #[arg(long)]
-        role: String,
-        /// Last day the token works (YYYY-MM-DD, in the tenant's time zone); default: no expiry.
+        #[arg(long, required_unless_present = "staff", conflicts_with = "staff")]
+        role: Option<String>,
+        /// Last day the token works (YYYY-MM-DD, in the tenant's time zone; UTC for a staff
+        /// token); default: no expiry.
         #[arg(long)]
         expires: Option<String>,
     },
-    /// List tokens (of one tenant, or of all).
+    /// List tokens (of one tenant, or of all, staff tokens included).
     List {
         #[arg(long)]
         tenant: Option<String>,
     },
     /// Revoke a token at once.
     Revoke {
+        #[arg(long, required_unless_present = "staff", conflicts_with = "staff")]
+        tenant: Option<String>,
+        /// A staff token.
         #[arg(long)]
-        tenant: String,
+        staff: bool,
         #[arg(long)]
         name: String,
     },
@@ -334,6 +341,15 @@ pub enum BenchCommand {
         readings: usize,
         #[arg(long, default_value_t = 100)]
         devices: usize,
+    },
+    /// Seed the configured database for the API benchmark (`scripts/bench.sh api`): a tenant,
+    /// a gateway of --devices meters with a reading every 15 minutes for --days days up to
+    /// 2026-11-30, its rollups, and an admin token; prints shell assignments (TOKEN, MAC, FROM, TO).
+    ApiData {
+        #[arg(long, default_value_t = 32)]
+        devices: usize,
+        #[arg(long, default_value_t = 30)]
+        days: i64,
     },
     /// Load a big data set (default 10k devices x one year, about 100 M readings) through the
     /// ingest path, bring the rollups up to date, and print p50/p95/p99 latency of the telemetry

@@ -31,6 +31,7 @@ pub mod readings;
 pub mod rejected;
 pub mod rollups;
 pub mod sessions;
+pub mod staff_tokens;
 pub mod tenants;
 pub mod timescale;
 pub mod transfer;
@@ -97,6 +98,10 @@ impl Store {
     }
     pub fn api_tokens(&self) -> api_tokens::ApiTokenStore<'_> {
         api_tokens::ApiTokenStore::new(&self.db)
+    }
+
+    pub fn staff_tokens(&self) -> staff_tokens::StaffTokenStore<'_> {
+        staff_tokens::StaffTokenStore::new(&self.db)
     }
 
     pub fn archive(&self) -> archive::ArchiveStore<'_> {

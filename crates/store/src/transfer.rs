@@ -46,6 +46,7 @@ pub const TABLES: &[&str] = &[
     "alerts",
     "audit_log",
     "api_tokens",
+    "staff_api_tokens",
     "jobs",
 ];
 

@@ -18,10 +18,23 @@ impl std::fmt::Debug for NewSecret {
 /// Marks every TDS API token, so that secret scanners and people recognise one.
 pub const SCHEME: &str = "tds_";
 
+/// Marks a staff token (platform operations; see `tds_store::staff_tokens`), so that one is
+/// told from a tenant's token before any lookup.
+pub const STAFF_SCHEME: &str = "tds_staff_";
+
 /// Draws a new secret.
 pub fn generate() -> NewSecret {
-    let secret = format!("{SCHEME}{}", crate::session::new_token());
-    NewSecret { hash: hash(&secret), prefix: secret.chars().take(SCHEME.len() + 8).collect(), secret }
+    draw(SCHEME)
+}
+
+/// Draws a new staff token's secret.
+pub fn generate_staff() -> NewSecret {
+    draw(STAFF_SCHEME)
+}
+
+fn draw(scheme: &str) -> NewSecret {
+    let secret = format!("{scheme}{}", crate::session::new_token());
+    NewSecret { hash: hash(&secret), prefix: secret.chars().take(scheme.len() + 8).collect(), secret }
 }
 
 /// What the store looks a presented secret up by.

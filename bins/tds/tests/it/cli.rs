@@ -196,6 +196,27 @@ async fn api_tokens_are_created_listed_and_revoked(db: TestDb) {
     tds.ok(&["token", "revoke", "--tenant", "Acme", "--name", "erp"]);
     assert!(db.store.api_tokens().authenticate(&tds_web::api_token::hash(secret), now).await.is_err());
     assert!(tds.ok(&["token", "list"]).contains("revoked"));
+
+    // A staff token: no tenant, no role, its own scheme; listed with the others; revoked by name.
+    let staff = tds.ok(&["token", "create", "--staff", "--name", "ops", "--expires", "2031-01-31"]);
+    let staff = staff.trim();
+    assert!(staff.starts_with("tds_staff_") && staff.len() == 74, "{staff}");
+    let k = db.store.staff_tokens().staff_authenticate(&tds_web::api_token::hash(staff), now).await.unwrap();
+    assert_eq!(
+        (k.name.as_str(), k.expires_at.unwrap().to_rfc3339().as_str()),
+        ("ops", "2031-02-01T00:00:00+00:00")
+    );
+    assert!(
+        !tds.run(&["token", "create", "--staff", "--tenant", "Acme", "--name", "x"], "").status.success(),
+        "one kind or the other"
+    );
+    assert!(
+        !tds.run(&["token", "create", "--name", "x"], "").status.success(),
+        "a tenant token needs its tenant"
+    );
+    assert!(tds.ok(&["token", "list"]).contains("(staff)"));
+    tds.ok(&["token", "revoke", "--staff", "--name", "ops"]);
+    assert!(db.store.staff_tokens().staff_authenticate(&tds_web::api_token::hash(staff), now).await.is_err());
 }
 
 per_backend!(

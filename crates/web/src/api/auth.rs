@@ -122,6 +122,9 @@ async fn by_token(state: &AppState, header: &str, ip: String) -> Result<(ApiCtx,
         .map(str::trim)
         .filter(|s| s.starts_with(crate::api_token::SCHEME))
         .ok_or(ApiError::Unauthorized("expected `Authorization: Bearer tds_…`"))?;
+    if secret.starts_with(crate::api_token::STAFF_SCHEME) {
+        return Err(ApiError::Forbidden("a staff token works on /api/v1/staff only"));
+    }
     let hash = crate::api_token::hash(secret);
     let now = Utc::now();
     let token = match state.store().api_tokens().authenticate(&hash, now).await {

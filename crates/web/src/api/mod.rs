@@ -21,6 +21,7 @@ pub mod imports;
 pub mod rate;
 pub mod readings;
 pub mod responses;
+pub mod staff;
 pub mod tenant;
 
 use crate::AppState;
@@ -43,7 +44,7 @@ pub const PREFIX: &str = "/api/v1";
         title = "TDS API",
         version = "1",
         description = "Gateways, devices, readings, consumption, certificates, imports, dead letters \
-            and live events of one tenant. Authenticate with `Authorization: Bearer tds_…` (a token \
+            and live events of one tenant; with a staff token (`tds_staff_…`), the platform's tenants. Authenticate with `Authorization: Bearer tds_…` (a token \
             made on Configurações → Tokens or with `tds token create`). Lists are keyset-paged: pass \
             `next_cursor` back as `cursor`. Errors are `{\"error\": {\"code\", \"message\", \"field\"}}`.",
         license(name = "AGPL-3.0-or-later")
@@ -60,7 +61,8 @@ pub const PREFIX: &str = "/api/v1";
         (name = "certificates", description = "Gateway certificates (admins)"),
         (name = "imports", description = "CSV imports, all or none"),
         (name = "dead-letters", description = "Refused messages and readings"),
-        (name = "events", description = "Live events (server-sent events)")
+        (name = "events", description = "Live events (server-sent events)"),
+        (name = "staff", description = "The platform's tenants, with a staff token")
     )
 )]
 struct ApiDoc;
@@ -103,6 +105,8 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(dead_letters::list))
         .routes(routes!(dead_letters::replay))
         .routes(routes!(events::stream))
+        .routes(routes!(staff::list, staff::create))
+        .routes(routes!(staff::show, staff::update))
 }
 
 /// The OpenAPI document (also served at `/api/v1/openapi.json`).

@@ -50,7 +50,7 @@ pub struct TenantRow {
     pub usage: TenantUsage,
 }
 
-#[derive(Debug, Deserialize, Default, Clone)]
+#[derive(Debug, Deserialize, serde::Serialize, Default, Clone)]
 pub struct TenantForm {
     #[serde(default)]
     pub name: String,
@@ -73,7 +73,7 @@ pub struct TenantForm {
 }
 
 impl TenantForm {
-    fn blank() -> Self {
+    pub(crate) fn blank() -> Self {
         let l = TenantLimits::default();
         Self {
             timezone: TimeZone::DEFAULT_NAME.into(),
@@ -86,7 +86,7 @@ impl TenantForm {
         }
     }
 
-    fn from_tenant(t: &Tenant) -> Self {
+    pub(crate) fn from_tenant(t: &Tenant) -> Self {
         Self {
             name: t.name.to_string(),
             cnpj: t.cnpj.clone().unwrap_or_default(),
@@ -100,7 +100,7 @@ impl TenantForm {
         }
     }
 
-    fn limits(&self, lang: Lang, errors: &mut FieldErrors) -> Option<TenantLimits> {
+    pub(crate) fn limits(&self, lang: Lang, errors: &mut FieldErrors) -> Option<TenantLimits> {
         let limit = |errors: &mut FieldErrors, name: &'static str, v: &str| {
             let parsed = v
                 .trim()
@@ -122,7 +122,7 @@ impl TenantForm {
     }
 
     /// Days raw readings are kept: 0 (for ever) or 30 to 36,500.
-    fn retention(&self, lang: Lang, errors: &mut FieldErrors) -> Option<i64> {
+    pub(crate) fn retention(&self, lang: Lang, errors: &mut FieldErrors) -> Option<i64> {
         let v = self.retention_days.trim();
         let parsed = v
             .parse::<i64>()
@@ -144,7 +144,7 @@ impl TenantForm {
 
     /// `None` when the date is invalid (the error is recorded), `Some(None)` for no end date.
     #[allow(clippy::option_option)]
-    fn licence(&self, lang: Lang, errors: &mut FieldErrors) -> Option<Option<NaiveDate>> {
+    pub(crate) fn licence(&self, lang: Lang, errors: &mut FieldErrors) -> Option<Option<NaiveDate>> {
         match optional(&self.licence_valid_until) {
             None => Some(None),
             Some(d) => field(

@@ -144,6 +144,20 @@ async fn pages_load_without_a_console_error_a_policy_violation_or_a_missing_icon
 }
 
 #[tokio::test]
+async fn the_api_browser_renders_the_document_under_its_content_policy() {
+    let app = TestApp::spawn(TestDb::sqlite().await).await;
+    let Some(b) = Browser::open(&app, DESKTOP).await else { return };
+    b.goto("/api/docs").await;
+    // Swagger UI builds the page from /api/v1/openapi.json: the title and an operation of each tag.
+    assert!(b.text(".swagger-ui .info .title").await.contains("TDS API"));
+    b.find("#operations-gateways-list_gateways").await;
+    b.find("#operations-events-stream_events").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(b.console_errors().await, Vec::<String>::new(), "no script or style refused by the policy");
+    b.close().await;
+}
+
+#[tokio::test]
 async fn switching_to_english_translates_the_page() {
     let app = TestApp::spawn(TestDb::sqlite().await).await;
     let t = app.tenant("T").await;

@@ -5,6 +5,7 @@ mod access;
 mod events;
 mod openapi;
 mod resources;
+mod staff;
 
 use crate::support::TestApp;
 use reqwest::{Method, StatusCode};
