@@ -163,7 +163,7 @@ fn cert_error(e: CertError) -> ApiError {
 /// private key, README), which TDS does not keep.
 #[utoipa::path(post, path = "/api/v1/gateways/{mac}/certificate", operation_id = "issue_certificate", tag = "certificates",
     request_body(content = Option<IssueIn>, description = "Options; may be empty"),
-    params(("mac" = String, Path, description = "The gateway's MAC")),
+    params(("mac" = String, Path, description = "The gateway's MAC", pattern = "^[0-9a-fA-F]{2}([:-]?[0-9a-fA-F]{2}){5}$")),
     responses((status = 201, content_type = "application/zip", body = Vec<u8>,
         description = "The bundle `{mac}.zip`"), WriteErrors))]
 pub async fn issue(
@@ -198,7 +198,7 @@ pub async fn issue(
 
 /// Signs a CSR made on the gateway (its key never leaves it).
 #[utoipa::path(post, path = "/api/v1/gateways/{mac}/certificate/csr", operation_id = "sign_csr", tag = "certificates",
-    request_body = CsrIn, params(("mac" = String, Path, description = "The gateway's MAC")),
+    request_body = CsrIn, params(("mac" = String, Path, description = "The gateway's MAC", pattern = "^[0-9a-fA-F]{2}([:-]?[0-9a-fA-F]{2}){5}$")),
     responses((status = 201, description = "The signed certificate", body = SignedOut), WriteErrors))]
 pub async fn sign_csr(
     State(state): State<AppState>,
@@ -229,7 +229,7 @@ pub async fn sign_csr(
 
 /// Revokes the gateway's active certificate and re-issues the CRL at once.
 #[utoipa::path(post, path = "/api/v1/gateways/{mac}/certificate/revoke", operation_id = "revoke_certificate", tag = "certificates",
-    request_body = RevokeIn, params(("mac" = String, Path, description = "The gateway's MAC")),
+    request_body = RevokeIn, params(("mac" = String, Path, description = "The gateway's MAC", pattern = "^[0-9a-fA-F]{2}([:-]?[0-9a-fA-F]{2}){5}$")),
     responses((status = 200, description = "The revoked certificate", body = CertificateOut), WriteErrors))]
 pub async fn revoke(
     State(state): State<AppState>,

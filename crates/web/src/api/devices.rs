@@ -105,7 +105,9 @@ pub struct DeviceListParams {
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct DeviceCreate {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$", example = "HID-101")]
     pub code: String,
+    #[schema(min_length = 1, max_length = 120, example = "Hidrômetro 101")]
     pub name: String,
     pub mac: Option<String>,
     pub description: Option<String>,
@@ -161,7 +163,7 @@ async fn find(
 
 /// A gateway's devices (archived ones are not listed), in code order.
 #[utoipa::path(get, path = "/api/v1/gateways/{mac}/devices", operation_id = "list_devices", tag = "devices", params(
-    ("mac" = String, Path, description = "The gateway's MAC"), DeviceListParams),
+    ("mac" = String, Path, description = "The gateway's MAC", pattern = "^[0-9a-fA-F]{2}([:-]?[0-9a-fA-F]{2}){5}$"), DeviceListParams),
     responses((status = 200, description = "A page of devices", body = DevicePage), ReadErrors))]
 pub async fn list(
     State(state): State<AppState>,
@@ -182,7 +184,7 @@ pub async fn list(
 
 /// Adds a device to a gateway.
 #[utoipa::path(post, path = "/api/v1/gateways/{mac}/devices", operation_id = "create_device", tag = "devices", request_body = DeviceCreate,
-    params(("mac" = String, Path, description = "The gateway's MAC")),
+    params(("mac" = String, Path, description = "The gateway's MAC", pattern = "^[0-9a-fA-F]{2}([:-]?[0-9a-fA-F]{2}){5}$")),
     responses((status = 201, description = "The device", body = DeviceOut), WriteErrors))]
 pub async fn create(
     State(state): State<AppState>,
@@ -207,8 +209,8 @@ pub async fn create(
 
 /// One device.
 #[utoipa::path(get, path = "/api/v1/gateways/{mac}/devices/{code}", operation_id = "get_device", tag = "devices", params(
-    ("mac" = String, Path, description = "The gateway's MAC"),
-    ("code" = String, Path, description = "The device's code within the gateway")),
+    ("mac" = String, Path, description = "The gateway's MAC", pattern = "^[0-9a-fA-F]{2}([:-]?[0-9a-fA-F]{2}){5}$"),
+    ("code" = String, Path, description = "The device's code within the gateway", pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")),
     responses((status = 200, description = "The device", body = DeviceOut), ReadErrors))]
 pub async fn show(
     State(state): State<AppState>,
@@ -222,8 +224,8 @@ pub async fn show(
 /// Changes a device (any subset of its fields, thresholds included).
 #[utoipa::path(patch, path = "/api/v1/gateways/{mac}/devices/{code}", operation_id = "update_device", tag = "devices",
     request_body = DevicePatch, params(
-    ("mac" = String, Path, description = "The gateway's MAC"),
-    ("code" = String, Path, description = "The device's code within the gateway")),
+    ("mac" = String, Path, description = "The gateway's MAC", pattern = "^[0-9a-fA-F]{2}([:-]?[0-9a-fA-F]{2}){5}$"),
+    ("code" = String, Path, description = "The device's code within the gateway", pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")),
     responses((status = 200, description = "The device", body = DeviceOut), WriteErrors))]
 pub async fn update(
     State(state): State<AppState>,
@@ -242,8 +244,8 @@ pub async fn update(
 
 /// Archives a device: it leaves the lists and frees its code; its readings stay.
 #[utoipa::path(delete, path = "/api/v1/gateways/{mac}/devices/{code}", operation_id = "archive_device", tag = "devices", params(
-    ("mac" = String, Path, description = "The gateway's MAC"),
-    ("code" = String, Path, description = "The device's code within the gateway")),
+    ("mac" = String, Path, description = "The gateway's MAC", pattern = "^[0-9a-fA-F]{2}([:-]?[0-9a-fA-F]{2}){5}$"),
+    ("code" = String, Path, description = "The device's code within the gateway", pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")),
     responses((status = 204, description = "Archived"), WriteErrors))]
 pub async fn archive(
     State(state): State<AppState>,

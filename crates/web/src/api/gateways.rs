@@ -106,8 +106,11 @@ pub struct GatewayListParams {
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct GatewayCreate {
+    #[schema(pattern = "^[0-9a-fA-F]{2}([:-]?[0-9a-fA-F]{2}){5}$", example = "02:5d:00:00:00:01")]
     pub mac: String,
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$", example = "BLOCO-A")]
     pub code: String,
+    #[schema(min_length = 1, max_length = 120, example = "Bloco A")]
     pub name: String,
     pub description: Option<String>,
     pub latitude: Option<f64>,
@@ -117,9 +120,11 @@ pub struct GatewayCreate {
     pub device_id: Option<String>,
     pub hardware_version: Option<String>,
     pub firmware_version: Option<String>,
-    /// Active devices allowed (default 8).
+    /// Active devices allowed, 1 to 32 (default 8).
+    #[schema(minimum = 1, maximum = 32)]
     pub max_devices: Option<i64>,
     /// Seconds between the gateway's batches (default 900).
+    #[schema(minimum = 10, maximum = 86400)]
     pub expected_interval_s: Option<i64>,
 }
 
@@ -127,7 +132,9 @@ pub struct GatewayCreate {
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct GatewayPatch {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")]
     pub code: Option<String>,
+    #[schema(min_length = 1, max_length = 120)]
     pub name: Option<String>,
     pub description: Option<String>,
     pub latitude: Option<f64>,
@@ -222,7 +229,7 @@ pub async fn create(
 
 /// One gateway.
 #[utoipa::path(get, path = "/api/v1/gateways/{mac}", operation_id = "get_gateway", tag = "gateways",
-    params(("mac" = String, Path, description = "The gateway's MAC")),
+    params(("mac" = String, Path, description = "The gateway's MAC", pattern = "^[0-9a-fA-F]{2}([:-]?[0-9a-fA-F]{2}){5}$")),
     responses((status = 200, description = "The gateway", body = GatewayOut), ReadErrors))]
 pub async fn show(
     State(state): State<AppState>,
@@ -234,7 +241,7 @@ pub async fn show(
 
 /// Changes a gateway's attributes (any subset).
 #[utoipa::path(patch, path = "/api/v1/gateways/{mac}", operation_id = "update_gateway", tag = "gateways", request_body = GatewayPatch,
-    params(("mac" = String, Path, description = "The gateway's MAC")),
+    params(("mac" = String, Path, description = "The gateway's MAC", pattern = "^[0-9a-fA-F]{2}([:-]?[0-9a-fA-F]{2}){5}$")),
     responses((status = 200, description = "The gateway", body = GatewayOut), WriteErrors))]
 pub async fn update(
     State(state): State<AppState>,
@@ -253,7 +260,7 @@ pub async fn update(
 
 /// Decommissions a gateway for good: it can no longer connect; its devices and readings stay.
 #[utoipa::path(delete, path = "/api/v1/gateways/{mac}", operation_id = "decommission_gateway", tag = "gateways",
-    params(("mac" = String, Path, description = "The gateway's MAC")),
+    params(("mac" = String, Path, description = "The gateway's MAC", pattern = "^[0-9a-fA-F]{2}([:-]?[0-9a-fA-F]{2}){5}$")),
     responses((status = 200, description = "The gateway", body = GatewayOut), WriteErrors))]
 pub async fn decommission(
     State(state): State<AppState>,
