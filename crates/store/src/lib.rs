@@ -1,6 +1,7 @@
 //! TDS persistence. One store per aggregate (tenants, users, memberships, gateways, devices,
-//! readings, rejected messages, audit log, jobs, web sessions, login failures, invitation and
-//! reset tokens) over one [`Db`], which is SQLite or PostgreSQL chosen at run time from the URL.
+//! readings, rejected messages, alert rules, alerts, audit log, jobs, web sessions, login
+//! failures, invitation and reset tokens) over one [`Db`], which is SQLite or PostgreSQL chosen at
+//! run time from the URL.
 //!
 //! Tenant isolation lives here: every method on tenant-owned rows takes a [`TenantId`] and every
 //! such query filters by it, so a caller cannot read or change another tenant's rows by passing
@@ -11,6 +12,8 @@
 #[macro_use]
 mod macros;
 
+pub mod alert_rules;
+pub mod alerts;
 pub mod api_tokens;
 pub mod archive;
 pub mod audit;
@@ -97,6 +100,12 @@ impl Store {
     }
     pub fn api_tokens(&self) -> api_tokens::ApiTokenStore<'_> {
         api_tokens::ApiTokenStore::new(&self.db)
+    }
+    pub fn alert_rules(&self) -> alert_rules::AlertRuleStore<'_> {
+        alert_rules::AlertRuleStore::new(&self.db)
+    }
+    pub fn alerts(&self) -> alerts::AlertStore<'_> {
+        alerts::AlertStore::new(&self.db)
     }
 
     pub fn archive(&self) -> archive::ArchiveStore<'_> {
