@@ -1,6 +1,7 @@
 //! TDS persistence. One store per aggregate (tenants, users, memberships, gateways, devices,
-//! readings, rejected messages, audit log, jobs, web sessions, login failures, invitation and
-//! reset tokens) over one [`Db`], which is SQLite or PostgreSQL chosen at run time from the URL.
+//! readings, rejected messages, alert rules, alerts, notification channels, outbox and
+//! preferences, audit log, jobs, web sessions, login failures, invitation and reset tokens) over
+//! one [`Db`], which is SQLite or PostgreSQL chosen at run time from the URL.
 //!
 //! Tenant isolation lives here: every method on tenant-owned rows takes a [`TenantId`] and every
 //! such query filters by it, so a caller cannot read or change another tenant's rows by passing
@@ -11,6 +12,8 @@
 #[macro_use]
 mod macros;
 
+pub mod alert_rules;
+pub mod alerts;
 pub mod api_tokens;
 pub mod archive;
 pub mod audit;
@@ -24,6 +27,7 @@ pub mod gateways;
 pub mod jobs;
 pub mod login_failures;
 pub mod memberships;
+pub mod notifications;
 pub mod notify;
 pub mod page;
 mod purge;
@@ -98,6 +102,21 @@ impl Store {
     }
     pub fn api_tokens(&self) -> api_tokens::ApiTokenStore<'_> {
         api_tokens::ApiTokenStore::new(&self.db)
+    }
+    pub fn alert_rules(&self) -> alert_rules::AlertRuleStore<'_> {
+        alert_rules::AlertRuleStore::new(&self.db)
+    }
+    pub fn alerts(&self) -> alerts::AlertStore<'_> {
+        alerts::AlertStore::new(&self.db)
+    }
+    pub fn notification_channels(&self) -> notifications::ChannelStore<'_> {
+        notifications::ChannelStore::new(&self.db)
+    }
+    pub fn outbox(&self) -> notifications::OutboxStore<'_> {
+        notifications::OutboxStore::new(&self.db)
+    }
+    pub fn alert_prefs(&self) -> notifications::AlertPrefsStore<'_> {
+        notifications::AlertPrefsStore::new(&self.db)
     }
 
     pub fn staff_tokens(&self) -> staff_tokens::StaffTokenStore<'_> {

@@ -7,6 +7,9 @@
 // A scenario reads best as one story; helpers take results by value to keep call sites short.
 #![allow(clippy::too_many_lines, clippy::needless_pass_by_value)]
 
+mod alert_notifications;
+mod alert_rules;
+mod alerts;
 mod api_tokens;
 mod audit;
 mod certificates;
