@@ -28,6 +28,7 @@ pub fn runner(
     let crl_config = config.clone();
     Runner::new(store, worker, options)
         .every("rollups", tds_jobs::rollups::PERIOD, Duration::ZERO, tds_jobs::rollups::round)
+        .every("alerts", tds_jobs::alerts::PERIOD, tds_jobs::alerts::PERIOD, tds_jobs::alerts::job)
         .every(
             "offline-detection",
             Duration::from_secs(30),

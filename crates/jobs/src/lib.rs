@@ -3,12 +3,14 @@
 //! - [`runner`]: runs each periodic job on one instance at a time across every instance sharing
 //!   the database (a lease in the `jobs` table), with metrics per job;
 //! - [`rollups`]: keeps hourly, daily and monthly rollups current as readings are committed;
+//! - [`alerts`]: evaluates every enabled alert rule and keeps the alerts' lifecycle;
 //! - [`retention`]: removes what is past its horizon: raw readings (keeping rollups), dead
 //!   letters, audit log, connection history, expired tokens, sessions.
 //!
 //! Must not: serve requests or read the environment; `bins/tds` builds the runner with these
 //! jobs and its own (offline detection, CRL refresh), starts it and stops it.
 
+pub mod alerts;
 pub mod retention;
 pub mod rollups;
 pub mod runner;

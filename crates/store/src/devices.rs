@@ -331,6 +331,38 @@ impl<'a> DeviceStore<'a> {
         rows: &[(GatewayId, DeviceFields)],
         by: Option<UserId>,
     ) -> Result<Vec<Device>, StoreError> {
+        let created = self.insert_rows(tenant, rows, by).await?;
+        // A device's thresholds are alert rules (SPEC §5): made with the device. The device is
+        // stored by then; a failure here is reported, and saving the device again repairs it.
+        for (gateway, fields) in
+            rows.iter().filter(|(_, f)| f.alarm_daily.is_some() || f.alarm_monthly.is_some())
+        {
+            // Matched by gateway and code, not by position: RETURNING promises no order.
+            if let Some(device) = created.iter().find(|d| d.gateway_id == *gateway && d.code == fields.code) {
+                self.sync_thresholds(tenant, device.id, fields).await?;
+            }
+        }
+        Ok(created)
+    }
+
+    async fn sync_thresholds(
+        &self,
+        tenant: TenantId,
+        id: DeviceId,
+        fields: &DeviceFields,
+    ) -> Result<(), StoreError> {
+        crate::alert_rules::AlertRuleStore::new(self.db)
+            .sync_device_thresholds(tenant, id, fields.alarm_daily, fields.alarm_monthly)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_rows(
+        &self,
+        tenant: TenantId,
+        rows: &[(GatewayId, DeviceFields)],
+        by: Option<UserId>,
+    ) -> Result<Vec<Device>, StoreError> {
         let errors = self.import_problems(tenant, rows).await?;
         if !errors.is_empty() {
             return Err(StoreError::Import(errors));
@@ -751,11 +783,13 @@ impl<'a> DeviceStore<'a> {
                 .map_err(|e| conflict_message(fields, e.into()))?;
             Ok(row)
         })?;
-        row.try_into()
+        let device: Device = row.try_into()?;
+        self.sync_thresholds(tenant, device.id, fields).await?;
+        Ok(device)
     }
 
     /// Archives a device: it leaves lists and capacity counts and frees its code; its readings
-    /// stay. Archiving twice is `NotFound`.
+    /// stay, its threshold rules go (clearing their alerts). Archiving twice is `NotFound`.
     pub async fn archive(&self, tenant: TenantId, id: DeviceId) -> Result<(), StoreError> {
         let done = on_db!(
             self.db,
@@ -772,7 +806,11 @@ impl<'a> DeviceStore<'a> {
                 .await
                 .map(|r| r.rows_affected())
         )?;
-        found(done)
+        found(done)?;
+        crate::alert_rules::AlertRuleStore::new(self.db)
+            .sync_device_thresholds(tenant, id, None, None)
+            .await?;
+        Ok(())
     }
 }
 

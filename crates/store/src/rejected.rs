@@ -368,6 +368,28 @@ impl<'a> RejectedStore<'a> {
         Ok(ids.into_iter().map(RejectedId::new).collect())
     }
 
+    /// When each of the tenant's dead letters since `since` arrived, and from which gateway
+    /// (the dead-letter rate rule counts them per gateway).
+    pub async fn times_since(
+        &self,
+        tenant: TenantId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(Option<GatewayId>, DateTime<Utc>)>, StoreError> {
+        let rows: Vec<(Option<i64>, Ts)> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(
+                    "SELECT gateway_id, received_at FROM rejected_messages WHERE tenant_id = $1 \
+                     AND received_at >= $2 ORDER BY received_at LIMIT 100000"
+                )
+                .bind(tenant.get())
+                .bind(Ts::from(since))
+                .fetch_all(pool)
+                .await
+        )?;
+        Ok(rows.into_iter().map(|(g, at)| (g.map(GatewayId::new), at.0)).collect())
+    }
+
     /// How many dead letters the tenant got since `since`.
     pub async fn count_since(&self, tenant: TenantId, since: DateTime<Utc>) -> Result<i64, StoreError> {
         let n: i64 = on_db!(

@@ -105,6 +105,14 @@ struct Acc {
     expected: u32,
 }
 
+impl Acc {
+    fn add(&mut self, consumption: f64, readings: u32, expected: u32) {
+        self.consumption += consumption;
+        self.readings = self.readings.saturating_add(readings);
+        self.expected = self.expected.saturating_add(expected);
+    }
+}
+
 /// Consumption of a scope over whole days of the tenant's zone.
 #[utoipa::path(get, path = "/api/v1/consumption", operation_id = "get_consumption", tag = "consumption", params(ConsumptionParams),
     responses(
@@ -143,20 +151,31 @@ pub async fn get(
     let start = day_start(tz, q.from);
     let end = day_start(tz, q.to.succ_opt().ok_or_else(|| ApiError::bad_param("to", "too far"))?);
     let ids: Vec<_> = devices.iter().map(|(_, d)| d.id).collect();
-    let rows = state.store().rollups().for_devices(ctx.tenant_id(), &ids, granularity, start, end).await?;
-    // Series key: the device (scope device) or its medium and unit.
     let mut series: BTreeMap<SeriesKey, SeriesAcc> = BTreeMap::new();
-    let by_id: std::collections::HashMap<_, _> = devices.iter().map(|(m, d)| (d.id, (*m, d))).collect();
     for (mac, d) in &devices {
         series.entry(key(per_device, *mac, d)).or_default().0 += 1;
     }
-    for r in rows {
-        let (Some(consumption), Some((mac, d))) = (r.consumption, by_id.get(&r.device_id)) else { continue };
-        let acc =
-            series.entry(key(per_device, *mac, d)).or_default().1.entry(regroup(tz, r.start)).or_default();
-        acc.consumption += consumption;
-        acc.readings += r.count;
-        acc.expected += r.expected;
+    let rollups = state.store().rollups();
+    if per_device {
+        let by_id: std::collections::HashMap<_, _> = devices.iter().map(|(m, d)| (d.id, (*m, d))).collect();
+        for r in rollups.for_devices(ctx.tenant_id(), &ids, granularity, start, end).await? {
+            let (Some(consumption), Some((mac, d))) = (r.consumption, by_id.get(&r.device_id)) else {
+                continue;
+            };
+            let acc =
+                series.entry(key(true, *mac, d)).or_default().1.entry(regroup(tz, r.start)).or_default();
+            acc.add(consumption, r.count, r.expected);
+        }
+    } else {
+        // Wider scopes are added up by the database: one row per medium, unit and bucket.
+        for b in rollups.sum_for_devices(ctx.tenant_id(), &ids, granularity, start, end).await? {
+            let k = (String::new(), String::new(), b.medium.as_str().to_owned(), b.unit.clone());
+            series.entry(k).or_default().1.entry(regroup(tz, b.start)).or_default().add(
+                b.consumption,
+                b.readings,
+                b.expected,
+            );
+        }
     }
     let zone = tz.tz();
     let series: Vec<Series> = series

@@ -1,6 +1,10 @@
 //! `GET /api/v1/readings`: stored readings of the tenant, of one gateway or one device, over a
 //! time range, as keyset-paged JSON or, with `Accept: text/csv`, as one streamed CSV of the whole
 //! range (its memory does not grow with the rows: pages of [`CSV_PAGE`] are read one at a time).
+//!
+//! Readings come device by device (in the order devices were registered), each device's in time
+//! order: every page is then a few range reads of the readings' primary key (device, time), on
+//! both databases, however long the range and however many devices, with no sort.
 
 use super::auth::{ApiCtx, ApiViewer};
 use super::body::{ApiQuery, cursor, limit, position};
@@ -16,7 +20,7 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use tds_domain::{DeviceCode, DeviceId, GatewayId, Mac};
+use tds_domain::{DeviceCode, DeviceId, Mac};
 use tds_store::readings::Reading;
 use utoipa::{IntoParams, ToSchema};
 
@@ -66,8 +70,8 @@ pub struct ReadingParams {
 
 /// What the query selects.
 struct Selection {
-    gateway: Option<GatewayId>,
-    device: Option<DeviceId>,
+    /// The devices read, in id order (archived ones too: their readings stay).
+    devices: Vec<DeviceId>,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     /// Names of the devices, when known up front (one gateway or one device).
@@ -82,8 +86,10 @@ async fn select(state: &AppState, ctx: &ApiCtx, q: &ReadingParams) -> ApiResult<
     }
     let store = state.store();
     let mut labels = HashMap::new();
-    let (gateway, device) = match (q.gateway.as_deref(), q.device.as_deref()) {
-        (None, None) => (None, None),
+    let mut devices = match (q.gateway.as_deref(), q.device.as_deref()) {
+        (None, None) => {
+            store.devices().list_with_archived(ctx.tenant_id()).await?.into_iter().map(|d| d.id).collect()
+        }
         (None, Some(_)) => {
             return Err(ApiError::bad_param("device", "device needs gateway (codes are per gateway)"));
         }
@@ -94,50 +100,52 @@ async fn select(state: &AppState, ctx: &ApiCtx, q: &ReadingParams) -> ApiResult<
             for d in &devices {
                 labels.insert(d.id, (d.code.clone(), g.mac));
             }
-            let device = match code {
-                None => None,
-                Some(code) => Some(
+            match code {
+                None => devices.iter().map(|d| d.id).collect(),
+                Some(code) => vec![
                     devices
                         .iter()
                         .filter(|d| d.archived_at.is_none())
                         .find(|d| d.code.as_str() == code)
                         .ok_or(ApiError::NotFound)?
                         .id,
-                ),
-            };
-            (Some(g.id), device)
+                ],
+            }
         }
     };
-    Ok(Selection { gateway, device, from, to, labels })
+    devices.sort_unstable();
+    Ok(Selection { devices, from, to, labels })
 }
 
 impl Selection {
-    /// One page after `after`, with every device named.
+    /// One page after `after` (the last device and time of the previous page), with every
+    /// device named: each device's range read in turn until the page is full.
     async fn page(
         &mut self,
         state: &AppState,
         ctx: &ApiCtx,
-        after: Option<(DateTime<Utc>, DeviceId)>,
+        after: Option<(DeviceId, DateTime<Utc>)>,
         limit: i64,
     ) -> ApiResult<Vec<Reading>> {
         let store = state.store();
-        let rows = match self.device {
-            // One device: its primary-key range directly; a device has one reading per instant.
-            Some(device) => {
-                let from = after.map_or(self.from, |(t, _)| t + Duration::microseconds(1));
-                store.readings().for_device(ctx.tenant_id(), device, from, self.to, limit).await?
+        let first = after.map_or(0, |(d, _)| self.devices.partition_point(|x| *x < d));
+        let mut rows: Vec<Reading> = Vec::new();
+        for &device in &self.devices[first..] {
+            let from = match after {
+                Some((d, t)) if d == device => t + Duration::microseconds(1),
+                _ => self.from,
+            };
+            let want = limit - rows.len() as i64;
+            if from < self.to && want > 0 {
+                rows.extend(store.readings().for_device(ctx.tenant_id(), device, from, self.to, want).await?);
             }
-            None => {
-                store
-                    .readings()
-                    .for_tenant(ctx.tenant_id(), self.gateway, self.from, self.to, after, limit)
-                    .await?
+            if rows.len() as i64 >= limit {
+                break;
             }
-        };
+        }
         let unknown: Vec<DeviceId> = {
             let mut ids: Vec<DeviceId> =
                 rows.iter().map(|r| r.device_id).filter(|d| !self.labels.contains_key(d)).collect();
-            ids.sort_unstable();
             ids.dedup();
             ids
         };
@@ -157,15 +165,16 @@ impl Selection {
 }
 
 fn encode_position(r: &Reading) -> String {
-    format!("{},{}", r.time.timestamp_micros(), r.device_id.get())
+    format!("{},{}", r.device_id.get(), r.time.timestamp_micros())
 }
 
-fn decode_position(p: &str) -> Option<(DateTime<Utc>, DeviceId)> {
-    let (t, d) = p.split_once(',')?;
-    Some((DateTime::from_timestamp_micros(t.parse().ok()?)?, DeviceId::new(d.parse().ok()?)))
+fn decode_position(p: &str) -> Option<(DeviceId, DateTime<Utc>)> {
+    let (d, t) = p.split_once(',')?;
+    Some((DeviceId::new(d.parse().ok()?), DateTime::from_timestamp_micros(t.parse().ok()?)?))
 }
 
-/// Readings in time order (then device), as JSON pages or one CSV (`Accept: text/csv`).
+/// Readings device by device, each device's in time order, as JSON pages or one CSV
+/// (`Accept: text/csv`).
 #[utoipa::path(get, path = "/api/v1/readings", operation_id = "list_readings", tag = "readings", params(ReadingParams),
     responses(
         (status = 200, description = "A page of readings (JSON), or the whole range as CSV with the columns \
@@ -238,7 +247,7 @@ struct Cursor {
     state: AppState,
     ctx: ApiCtx,
     sel: Selection,
-    after: Option<(DateTime<Utc>, DeviceId)>,
+    after: Option<(DeviceId, DateTime<Utc>)>,
     done: bool,
 }
 
@@ -262,7 +271,7 @@ fn csv(state: AppState, ctx: ApiCtx, sel: Selection, q: &ReadingParams) -> ApiRe
             }
         };
         c.done = (rows.len() as i64) < CSV_PAGE;
-        c.after = rows.last().map(|r| (r.time, r.device_id));
+        c.after = rows.last().map(|r| (r.device_id, r.time));
         let chunk = rows_csv(&c.sel, &rows, style, zone);
         Some((chunk.map(Bytes::from), c))
     });

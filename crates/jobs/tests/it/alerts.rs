@@ -1,0 +1,107 @@
+//! Alert evaluation end to end on both databases: a device's daily threshold is a rule the moment
+//! it is saved; a crossing in the rollups raises one alert however often the round runs; the next
+//! local day clears it; a silent device raises a no-data alert from the clock alone; archiving
+//! the device removes its threshold rules and clears their alerts.
+
+use chrono::{Duration, TimeZone, Utc};
+use tds_domain::alerts::{Period, Rule, RuleKind, Severity, Target};
+use tds_domain::limits::Amount;
+use tds_domain::{Name, Unit};
+use tds_store::Store;
+use tds_store::alert_rules::NewAlertRule;
+use tds_store::alerts::AlertStatus;
+use tds_store::readings::NewReading;
+use tds_testkit::{conformance, fixtures};
+
+async fn thresholds_and_silence_raise_once_and_clear(store: Store) {
+    let t = fixtures::tenant(&store, "Acme").await;
+    let g = fixtures::gateway(&store, t.id, "aa:bb:cc:dd:ee:01", "GW1").await;
+    let mut fields = fixtures::meter_fields("D01");
+    fields.unit = Unit::parse("kWh").unwrap();
+    fields.alarm_daily = Some(Amount::parse("alarm_daily", "10").unwrap());
+    let d = store.devices().create(t.id, g.id, &fields, None).await.unwrap();
+    let rules = store.alert_rules().list(t.id, None).await.unwrap();
+    assert_eq!(rules.len(), 1, "the threshold is a rule");
+    assert!(matches!(rules[0].rule.kind(), RuleKind::DailyConsumption(_)));
+
+    // 2026-11-10 in São Paulo: 08:00 to 11:00 local, 4 kWh an hour: 12 kWh by 11:00.
+    let at = |h: u32| Utc.with_ymd_and_hms(2026, 11, 10, h + 3, 0, 0).unwrap();
+    let rows: Vec<NewReading> = (8..=11)
+        .map(|h| NewReading {
+            device_id: d.id,
+            time: at(h),
+            value: 100.0 + 4.0 * f64::from(h - 8),
+            unit: "kWh".into(),
+        })
+        .collect();
+    store.readings().insert(t.id, &rows).await.unwrap();
+    tds_jobs::rollups::drain(&store).await.unwrap();
+
+    let now = at(11) + Duration::minutes(1);
+    let first = tds_jobs::alerts::round(&store, now).await.unwrap();
+    assert_eq!((first.raised, first.cleared), (1, 0));
+    for _ in 0..3 {
+        assert_eq!(tds_jobs::alerts::round(&store, now).await.unwrap().raised, 0, "never twice");
+    }
+    let open = store.alerts().list(t.id, Some(AlertStatus::Active), None, 10).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(
+        (open[0].target, open[0].severity, open[0].value),
+        (Target::Device(d.id), Severity::Warning, Some(12.0))
+    );
+    assert!(
+        open[0].message.contains("12 kWh today") && open[0].message.contains("D01"),
+        "{}",
+        open[0].message
+    );
+    assert_eq!(store.alerts().count_active(t.id).await.unwrap(), 1);
+
+    // The next local day starts at 0: cleared, with its history.
+    let tomorrow = Utc.with_ymd_and_hms(2026, 11, 11, 4, 0, 0).unwrap();
+    let next = tds_jobs::alerts::round(&store, tomorrow).await.unwrap();
+    assert_eq!((next.raised, next.cleared), (0, 1));
+    let history = store.alerts().history(t.id, open[0].id).await.unwrap();
+    let kinds: Vec<_> = history.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["raised", "cleared"]);
+
+    // A no-data rule over the tenant raises for the silent device on the clock alone.
+    let rule = Rule::new(
+        Severity::Critical,
+        Target::Tenant,
+        RuleKind::NoData(Period::new(3600).unwrap()),
+        None,
+        None,
+    )
+    .unwrap();
+    store
+        .alert_rules()
+        .create(
+            t.id,
+            &NewAlertRule {
+                name: Name::parse("name", "silence").unwrap(),
+                rule,
+                enabled: true,
+                created_by: None,
+            },
+        )
+        .await
+        .unwrap();
+    // (Last seen is when its readings were committed: now, on the machine's clock.)
+    let quiet = tds_jobs::alerts::round(&store, Utc::now() + Duration::minutes(30)).await.unwrap();
+    assert_eq!(quiet.raised, 0, "half an hour of silence is within the hour");
+    let quiet = tds_jobs::alerts::round(&store, Utc::now() + Duration::hours(2)).await.unwrap();
+    assert_eq!(quiet.raised, 1, "silent for two hours");
+    let critical = store.alerts().list(t.id, Some(AlertStatus::Active), None, 10).await.unwrap();
+    assert!(critical[0].message.contains("no reading for"), "{}", critical[0].message);
+
+    // Another tenant sees none of it.
+    let other = fixtures::tenant(&store, "Other").await;
+    assert_eq!(store.alerts().count_active(other.id).await.unwrap(), 0);
+
+    // Archiving the device removes its threshold rule.
+    store.devices().archive(t.id, d.id).await.unwrap();
+    let left = store.alert_rules().list(t.id, None).await.unwrap();
+    assert!(left.iter().all(|r| !matches!(r.rule.kind(), RuleKind::DailyConsumption(_))), "{left:?}");
+}
+
+conformance!(thresholds_and_silence_raise_once_and_clear);
