@@ -388,13 +388,14 @@ impl<'a> AlertStore<'a> {
         Ok(Raised { alert: row.try_into()?, new: is_new })
     }
 
-    /// Acknowledges an active alert: `by` is on it, with an optional comment (blank is none).
+    /// Acknowledges an active alert: `by` (a user, or `None` for an API token, which the audit
+    /// log names) is on it, with an optional comment (blank is none).
     /// An alert already acknowledged or cleared is `Conflict`; another tenant's is `NotFound`.
     pub async fn acknowledge(
         &self,
         tenant: TenantId,
         id: AlertId,
-        by: UserId,
+        by: Option<UserId>,
         comment: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<Alert, StoreError> {
@@ -410,7 +411,7 @@ impl<'a> AlertStore<'a> {
                 .bind(tenant.get())
                 .bind(id.get())
                 .bind(at)
-                .bind(by.get())
+                .bind(by.map(UserId::get))
                 .bind(comment)
                 .bind(Ts::now())
                 .fetch_optional(&mut *tx)
@@ -434,7 +435,7 @@ impl<'a> AlertStore<'a> {
                 .bind(row.id)
                 .bind(AlertEventKind::Acknowledged.as_str())
                 .bind(at)
-                .bind(by.get())
+                .bind(by.map(UserId::get))
                 .bind(comment)
                 .bind(&row.severity)
                 .bind(row.value)

@@ -20,6 +20,7 @@ use tds_domain::Role;
 
 /// Notices a redirect may ask for; anything else in `?done=` is ignored.
 const NOTICES: &[&str] = &[
+    "acknowledged",
     "saved",
     "created",
     "archived",

@@ -116,7 +116,7 @@ async fn deleting_a_rule_clears_its_open_alerts_and_keeps_their_history(store: S
     let one = alerts.raise(t.id, &raise(r.id, Target::Tenant, 1.0)).await.unwrap().alert;
     let two = alerts.raise(t.id, &raise(r.id, Target::Medium(Medium::Gas), 1.0)).await.unwrap().alert;
     let kept = alerts.raise(t.id, &raise(other.id, Target::Tenant, 1.0)).await.unwrap().alert;
-    alerts.acknowledge(t.id, two.id, user.id, None, Utc::now()).await.unwrap();
+    alerts.acknowledge(t.id, two.id, Some(user.id), None, Utc::now()).await.unwrap();
 
     store.alert_rules().delete(t.id, r.id, Some(user.id)).await.unwrap();
     assert!(matches!(store.alert_rules().get(t.id, r.id).await, Err(StoreError::NotFound)));

@@ -68,14 +68,14 @@ async fn an_alert_is_raised_once_then_acknowledged_cleared_and_raised_anew(store
     assert_eq!(alerts.count_active(t.id).await.unwrap(), 1);
 
     let acked = alerts
-        .acknowledge(t.id, first.alert.id, user.id, Some("  checking the valve "), Utc::now())
+        .acknowledge(t.id, first.alert.id, Some(user.id), Some("  checking the valve "), Utc::now())
         .await
         .unwrap();
     assert_eq!(acked.status(), AlertStatus::Acknowledged);
     assert_eq!(acked.acknowledged_by, Some(user.id));
     assert_eq!(acked.ack_comment.as_deref(), Some("checking the valve"));
     assert_eq!(alerts.count_active(t.id).await.unwrap(), 0, "the badge counts active alerts only");
-    let twice = alerts.acknowledge(t.id, first.alert.id, user.id, None, Utc::now()).await;
+    let twice = alerts.acknowledge(t.id, first.alert.id, Some(user.id), None, Utc::now()).await;
     assert!(matches!(twice, Err(StoreError::Conflict(_))), "{twice:?}");
     // Still open: evaluation keeps finding it, acknowledged.
     let held = alerts.raise(t.id, &raise(r.id, target, 130.0)).await.unwrap();
@@ -87,7 +87,7 @@ async fn an_alert_is_raised_once_then_acknowledged_cleared_and_raised_anew(store
     assert_eq!(cleared.id, first.alert.id);
     assert_eq!(cleared.status(), AlertStatus::Cleared);
     assert!(alerts.clear(t.id, r.id, target, Utc::now()).await.unwrap().is_none(), "nothing left to clear");
-    let late = alerts.acknowledge(t.id, first.alert.id, user.id, None, Utc::now()).await;
+    let late = alerts.acknowledge(t.id, first.alert.id, Some(user.id), None, Utc::now()).await;
     assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
     let history = alerts.history(t.id, first.alert.id).await.unwrap();
     assert_eq!(
@@ -172,9 +172,9 @@ async fn alerts_are_listed_by_status_newest_first_in_keyset_pages(store: Store) 
         ids.push(alerts.raise(t.id, &raise(r.id, target, 1.0)).await.unwrap().alert.id);
     }
     // 2 acknowledged, 2 cleared (one of them acknowledged first), 3 active.
-    alerts.acknowledge(t.id, ids[0], user.id, None, Utc::now()).await.unwrap();
-    alerts.acknowledge(t.id, ids[1], user.id, None, Utc::now()).await.unwrap();
-    alerts.acknowledge(t.id, ids[2], user.id, None, Utc::now()).await.unwrap();
+    alerts.acknowledge(t.id, ids[0], Some(user.id), None, Utc::now()).await.unwrap();
+    alerts.acknowledge(t.id, ids[1], Some(user.id), None, Utc::now()).await.unwrap();
+    alerts.acknowledge(t.id, ids[2], Some(user.id), None, Utc::now()).await.unwrap();
     alerts
         .clear(t.id, r.id, Target::Device(tds_domain::DeviceId::new(1003)), Utc::now())
         .await
@@ -248,7 +248,7 @@ async fn raises_and_clears_wait_for_the_notifier_and_other_events_do_not(store: 
     let alerts = store.alerts();
     let a = alerts.raise(t.id, &raise(r.id, Target::Tenant, 1.0)).await.unwrap().alert;
     alerts.note_reminder(t.id, a.id, Utc::now()).await.unwrap();
-    alerts.acknowledge(t.id, a.id, user.id, None, Utc::now()).await.unwrap();
+    alerts.acknowledge(t.id, a.id, Some(user.id), None, Utc::now()).await.unwrap();
     let reminder = alerts.note_reminder(t.id, a.id, Utc::now()).await;
     assert!(matches!(reminder, Err(StoreError::Conflict(_))), "an acknowledged alert is not reminded");
     alerts.clear(t.id, r.id, Target::Tenant, Utc::now()).await.unwrap().unwrap();
@@ -286,7 +286,7 @@ async fn another_tenant_cannot_read_acknowledge_or_clear_an_alert(store: Store) 
     not_found("get", alerts.get(b.id, alert.id).await.map(|_| ()));
     not_found(
         "acknowledge",
-        alerts.acknowledge(b.id, alert.id, user_b.id, None, Utc::now()).await.map(|_| ()),
+        alerts.acknowledge(b.id, alert.id, Some(user_b.id), None, Utc::now()).await.map(|_| ()),
     );
     not_found("history", alerts.history(b.id, alert.id).await.map(|_| ()));
     not_found("reminder", alerts.note_reminder(b.id, alert.id, Utc::now()).await);

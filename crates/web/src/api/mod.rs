@@ -8,6 +8,7 @@
 //! middleware stack (no page rendering, no form CSRF: a token is not ambient authority; a
 //! session-authenticated write needs the `X-CSRF-Token` header, see [`auth`]).
 
+pub mod alerts;
 pub mod auth;
 pub mod body;
 pub mod certificates;
@@ -61,6 +62,7 @@ pub const PREFIX: &str = "/api/v1";
         (name = "certificates", description = "Gateway certificates (admins)"),
         (name = "imports", description = "CSV imports, all or none"),
         (name = "dead-letters", description = "Refused messages and readings"),
+        (name = "alerts", description = "Alerts raised by the rules, and acknowledging them"),
         (name = "events", description = "Live events (server-sent events)"),
         (name = "staff", description = "The platform's tenants, with a staff token")
     )
@@ -104,6 +106,8 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(imports::devices))
         .routes(routes!(dead_letters::list))
         .routes(routes!(dead_letters::replay))
+        .routes(routes!(alerts::list))
+        .routes(routes!(alerts::acknowledge))
         .routes(routes!(events::stream))
         .routes(routes!(staff::list, staff::create))
         .routes(routes!(staff::show, staff::update))

@@ -1,6 +1,7 @@
 //! The page routes and the middleware around them. Each submodule owns one section of the UI.
 
 pub mod account;
+pub mod alerts;
 pub mod auth_pages;
 pub mod certificates;
 pub mod dead_letters;
@@ -50,7 +51,7 @@ fn all() -> table::Routes {
         .merge(staff_users::routes())
         .merge(staff_devices::routes())
         .merge(telemetry::routes())
-        .route("/alerts", get(placeholder_alerts))
+        .merge(alerts::routes())
         .route("/reports", get(placeholder_reports))
         .route("/assets/{*path}", get(assets::serve))
         .route("/favicon.ico", get(assets::favicon))
@@ -167,9 +168,6 @@ fn placeholder(section: &'static str, ctx: PageCtx) -> WebResult<Response> {
     render(&PlaceholderPage { ctx, issue_key: "placeholder.text" }, None)
 }
 
-async fn placeholder_alerts(_: crate::auth::Viewer, ctx: PageCtx) -> WebResult<Response> {
-    placeholder("alerts", ctx)
-}
 async fn placeholder_reports(_: crate::auth::Viewer, ctx: PageCtx) -> WebResult<Response> {
     placeholder("reports", ctx)
 }

@@ -107,6 +107,7 @@ const MATRIX: &[(&str, &str, Access)] = &[
     ("GET", "/telemetry/data", VIEWER),
     ("GET", "/events", VIEWER),
     ("GET", "/alerts", VIEWER),
+    ("POST", "/alerts/{id}/ack", EDITOR),
     ("GET", "/reports", VIEWER),
     ("GET", "/assets/{*path}", Public),
     ("GET", "/favicon.ico", Public),
@@ -123,6 +124,7 @@ struct Targets {
     member: i64,
     invite: i64,
     token: i64,
+    alert: i64,
 }
 
 impl Targets {
@@ -145,6 +147,7 @@ impl Targets {
                 ("members" | "users", _) => self.member.to_string(),
                 ("invites", _) => self.invite.to_string(),
                 ("tokens", _) => self.token.to_string(),
+                ("alerts", _) => self.alert.to_string(),
                 ("tenants", _) => self.tenant.to_string(),
                 ("invite" | "reset", _) => "0".repeat(64),
                 ("import", _) => "gateways".to_owned(),
@@ -174,8 +177,9 @@ async fn digest(app: &TestApp, a: tds_domain::TenantId, t: &Targets) -> String {
     let tenant = s.tenants().get(a).await.unwrap();
     let letter = s.rejected().get(a, tds_domain::RejectedId::new(t.dead_letter)).await.unwrap();
     let tenants = s.tenants().staff_list().await.unwrap().len();
+    let alert = s.alerts().get(a, tds_domain::AlertId::new(t.alert)).await.unwrap();
     format!(
-        "{:?}\n{devices:?}\n{certs:?}\n{members:?}\n{invites:?}\n{tokens:?}\n{tenant:?}\n{letter:?}\n{tenants}",
+        "{:?}\n{devices:?}\n{certs:?}\n{members:?}\n{invites:?}\n{tokens:?}\n{tenant:?}\n{letter:?}\n{tenants}\n{alert:?}",
         gateways.items
     )
 }
@@ -245,6 +249,45 @@ async fn every_route_refuses_whoever_its_access_excludes_and_another_tenants_ids
         )
         .await
         .unwrap();
+    let rule = tds_domain::alerts::Rule::new(
+        tds_domain::alerts::Severity::Critical,
+        tds_domain::alerts::Target::Tenant,
+        tds_domain::alerts::RuleKind::NoData(tds_domain::alerts::Period::new(3600).unwrap()),
+        None,
+        None,
+    )
+    .unwrap();
+    let rule = app
+        .store
+        .alert_rules()
+        .create(
+            a.id,
+            &tds_store::alert_rules::NewAlertRule {
+                name: tds_domain::Name::parse("name", "silence").unwrap(),
+                rule,
+                enabled: true,
+                created_by: None,
+            },
+        )
+        .await
+        .unwrap();
+    let alert = app
+        .store
+        .alerts()
+        .raise(
+            a.id,
+            &tds_store::alerts::NewAlert {
+                rule: rule.id,
+                target: tds_domain::alerts::Target::Device(dev.id),
+                severity: tds_domain::alerts::Severity::Critical,
+                message: "device D01 of SECRET-A: no reading for 2 h".into(),
+                value: Some(7200.0),
+                at: chrono::Utc::now(),
+            },
+        )
+        .await
+        .unwrap()
+        .alert;
     let viewer = app.user("vera@example.com", Some((a.id, Role::Viewer))).await;
     app.user("edu@example.com", Some((a.id, Role::Editor))).await;
     app.user("adm@example.com", Some((a.id, Role::Admin))).await;
@@ -260,6 +303,7 @@ async fn every_route_refuses_whoever_its_access_excludes_and_another_tenants_ids
         member: viewer.id.get(),
         invite: invite.id.get(),
         token: token.id.get(),
+        alert: alert.id.get(),
     };
 
     // What the router serves, from the router.

@@ -128,6 +128,7 @@ async fn pages_load_without_a_console_error_a_policy_violation_or_a_missing_icon
         format!("/devices/{}", d.id),
         format!("/telemetry?device={}", d.id),
         "/certificates".to_owned(),
+        "/alerts".to_owned(),
         "/members".to_owned(),
         "/profile".to_owned(),
     ] {

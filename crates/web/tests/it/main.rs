@@ -15,6 +15,7 @@
     clippy::many_single_char_names
 )]
 
+mod alerts;
 mod api;
 mod attack;
 mod auth;
