@@ -53,15 +53,21 @@ fn parse_counts(s: &str) -> Vec<(String, u64)> {
     v
 }
 
-/// Rows for the tables no capability writes yet (renewal log, alert rules and alerts, API
-/// tokens), straight into the SQLite file, as their future writers will.
+/// Rows for tables the test's installation does not fill through its commands (renewal log,
+/// an alert rule, its alert and history, a channel, an outbox row, preferences, tokens),
+/// straight into the SQLite file.
 fn raw_rows(path: &std::path::Path) {
     let now = Utc::now().timestamp_micros();
     let script = format!(
         "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\n\
 c.execute(\"INSERT INTO renewal_log (tenant_id, gateway_id, certificate_id, step, detail, at) VALUES (1, 1, 1, 'offered', 'test', {now})\")\n\
-c.execute(\"INSERT INTO alert_rules (tenant_id, name, kind, severity, target_kind, target_id, params, hysteresis, enabled, created_at, updated_at) VALUES (1, 'Leak', 'night_flow', 'WARNING', 'device', 1, '{{}}', 0.5, 1, {now}, {now})\")\n\
-c.execute(\"INSERT INTO alerts (tenant_id, rule_id, target_kind, target_id, severity, message, value, raised_at, created_at, updated_at) VALUES (1, 1, 'device', 1, 'WARNING', 'night flow', 12.5, {now}, {now}, {now})\")\n\
+c.execute(\"INSERT INTO alert_rules (tenant_id, name, kind, severity, target_kind, target_id, params, hysteresis, enabled, source, created_at, updated_at) VALUES (1, 'Leak', 'night_flow', 'WARNING', 'device', 1, '{{\\\"level\\\": 0.5, \\\"nights\\\": 3}}', 0.5, 1, 'user', {now}, {now})\")\n\
+c.execute(\"INSERT INTO alerts (tenant_id, rule_id, rule_name, rule_kind, target_kind, target_id, severity, message, value, raised_at, created_at, updated_at) VALUES (1, 1, 'Leak', 'night_flow', 'device', 1, 'WARNING', 'night flow', 12.5, {now}, {now}, {now})\")\n\
+c.execute(\"INSERT INTO alert_events (tenant_id, alert_id, event, at, severity, value) VALUES (1, 1, 'raised', {now}, 'WARNING', 12.5)\")\n\
+c.execute(\"INSERT INTO notification_channels (tenant_id, kind, name, config, secret, severities, enabled, created_at, updated_at) VALUES (1, 'webhook', 'ops', '{{}}', 's3cret', 6, 1, {now}, {now})\")\n\
+c.execute(\"INSERT INTO notification_outbox (tenant_id, alert_id, channel_id, event, idempotency_key, payload, attempts, next_attempt_at, created_at) VALUES (1, 1, 1, 'raised', 'key-1', '{{}}', 0, {now}, {now})\")\n\
+c.execute(\"INSERT INTO user_alert_prefs (tenant_id, user_id, email_severities, in_app_severities, updated_at) VALUES (1, (SELECT min(id) FROM users), 6, 7, {now})\")\n\
+c.execute(\"INSERT INTO staff_api_tokens (name, token_hash, prefix, created_at) VALUES ('ops', 'def', 'tds_staff_de', {now})\")\n\
 c.execute(\"INSERT INTO api_tokens (tenant_id, name, role, token_hash, prefix, expires_at, created_at, updated_at) VALUES (1, 'erp', 'viewer', 'abc', 'tds_ab', NULL, {now}, {now})\")\n\
 c.commit()"
     );
