@@ -25,16 +25,8 @@ pub async fn token(store: &Store, command: TokenCommand) -> anyhow::Result<()> {
                 .staff_by_name(&tenant)
                 .await
                 .with_context(|| format!("no tenant named {tenant:?}"))?;
-            let expires_at = match expires {
-                None => None,
-                Some(day) => {
-                    let day = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d")
-                        .with_context(|| format!("--expires {day:?}: expected YYYY-MM-DD"))?;
-                    // The token works through that whole day of the tenant's zone.
-                    let end = day.succ_opt().context("--expires is out of range")?;
-                    Some(crate::consumption::day_start(t.timezone, end)?)
-                }
-            };
+            // The token works through that whole day of the tenant's zone.
+            let expires_at = expiry(expires.as_deref(), t.timezone)?;
             let secret = tds_web::api_token::generate();
             let new = NewApiToken {
                 name: Name::parse("name", &name)?,
@@ -142,17 +134,20 @@ pub async fn token(store: &Store, command: TokenCommand) -> anyhow::Result<()> {
     }
 }
 
+/// When a token given `--expires DAY` stops working: the end of that day in `zone`.
+fn expiry(
+    day: Option<&str>,
+    zone: tds_domain::TimeZone,
+) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    let Some(day) = day else { return Ok(None) };
+    let day = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .with_context(|| format!("--expires {day:?}: expected YYYY-MM-DD"))?;
+    tds_domain::buckets::end_of_day(zone, day).context("--expires is out of range").map(Some)
+}
+
 /// `tds token create --staff`: a staff token; an expiry day lasts to the end of that day (UTC).
 async fn staff_token(store: &Store, name: &str, expires: Option<String>) -> anyhow::Result<()> {
-    let expires_at = match expires {
-        None => None,
-        Some(day) => {
-            let day = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d")
-                .with_context(|| format!("--expires {day:?}: expected YYYY-MM-DD"))?;
-            let end = day.succ_opt().context("--expires is out of range")?;
-            Some(end.and_time(chrono::NaiveTime::MIN).and_utc())
-        }
-    };
+    let expires_at = expiry(expires.as_deref(), tds_domain::TimeZone::parse("UTC")?)?;
     let secret = tds_web::api_token::generate_staff();
     let new = tds_store::staff_tokens::NewStaffToken {
         name: Name::parse("name", name)?,

@@ -7,7 +7,7 @@ use crate::cli::ConsumptionArgs;
 use crate::import::find_tenant;
 use anyhow::{Context, bail};
 use chrono::{DateTime, NaiveDate, Utc};
-use tds_domain::buckets::{Bucket, bucket_start};
+use tds_domain::buckets::{Bucket, day_start};
 use tds_domain::{DeviceCode, Mac, TimeZone};
 use tds_store::Store;
 use tds_store::devices::Device;
@@ -30,14 +30,6 @@ const HEADER: [&str; 14] = [
     "resets",
 ];
 
-/// The local midnight starting `date` in `tz`, as a UTC instant.
-pub(crate) fn day_start(tz: TimeZone, date: NaiveDate) -> anyhow::Result<DateTime<Utc>> {
-    // Noon always exists; the day's bucket start is its first real instant (DST-safe).
-    let noon = date.and_hms_opt(12, 0, 0).context("a date has a noon")?;
-    let noon = noon.and_local_timezone(tz.tz()).earliest().context("noon exists in every zone")?;
-    Ok(bucket_start(tz, Bucket::Day, noon.with_timezone(&Utc)))
-}
-
 fn parse_date(flag: &str, value: &str) -> anyhow::Result<NaiveDate> {
     NaiveDate::parse_from_str(value, "%Y-%m-%d")
         .with_context(|| format!("{flag} {value:?}: expected a date such as 2026-11-30"))
@@ -54,7 +46,8 @@ pub async fn run(store: &Store, args: ConsumptionArgs) -> anyhow::Result<()> {
         bail!("--to {to} is before --from {from}");
     }
     // `--to` is the last day included.
-    let (start, end) = (day_start(tz, from)?, day_start(tz, to.succ_opt().context("a date after --to")?)?);
+    let start = day_start(tz, from);
+    let end = tds_domain::buckets::end_of_day(tz, to).context("--to is out of range")?;
     let mac = Mac::parse(&args.gateway)?;
     let gateway = store
         .gateways()

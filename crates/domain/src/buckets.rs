@@ -82,6 +82,12 @@ pub fn day_start(tz: TimeZone, date: NaiveDate) -> DateTime<Utc> {
     first_instant_of(tz.tz(), date)
 }
 
+/// The instant a period whose last day is `date` ends: the start of the next local day (a token's
+/// or a report's last day lasts through that whole day in `tz`). `None` past chrono's range.
+pub fn end_of_day(tz: TimeZone, date: NaiveDate) -> Option<DateTime<Utc>> {
+    date.succ_opt().map(|next| day_start(tz, next))
+}
+
 /// The UTC instant at which the ISO week (Monday to Sunday, local) containing `instant` starts.
 pub fn week_start(tz: TimeZone, instant: DateTime<Utc>) -> DateTime<Utc> {
     let date = local(tz.tz(), instant).date();

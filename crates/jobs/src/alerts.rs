@@ -22,7 +22,7 @@ use tds_store::alert_rules::AlertRule;
 use tds_store::alerts::NewAlert;
 use tds_store::certificates::CertificateStatus;
 use tds_store::devices::Device;
-use tds_store::gateways::{Gateway, GatewayFilter};
+use tds_store::gateways::Gateway;
 use tds_store::{Store, StoreError};
 
 /// How often the rules are evaluated.
@@ -55,17 +55,8 @@ struct TenantView {
 async fn view(store: &Store, tenant: TenantId) -> Result<TenantView, StoreError> {
     let zone = store.tenants().get(tenant).await?.timezone;
     let devices = store.devices().list(tenant).await?;
-    let mut gateways = HashMap::new();
-    let mut after = None;
-    loop {
-        let page = store.gateways().page_by_mac(tenant, &GatewayFilter::default(), after, 1000).await?;
-        let done = page.len() < 1000;
-        after = page.last().map(|g| g.mac);
-        gateways.extend(page.into_iter().map(|g| (g.id, g)));
-        if done {
-            return Ok(TenantView { zone, devices, gateways });
-        }
-    }
+    let gateways = store.gateways().all(tenant).await?.into_iter().map(|g| (g.id, g)).collect();
+    Ok(TenantView { zone, devices, gateways })
 }
 
 /// Evaluates every enabled rule at `now`.

@@ -670,6 +670,21 @@ impl<'a> GatewayStore<'a> {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
+    /// Every gateway of the tenant, in MAC order, read a thousand at a time (for work over the
+    /// whole tenant: naming alerts' targets, a tenant-wide report).
+    pub async fn all(&self, tenant: TenantId) -> Result<Vec<Gateway>, StoreError> {
+        let mut found: Vec<Gateway> = Vec::new();
+        loop {
+            let after = found.last().map(|g| g.mac);
+            let page = self.page_by_mac(tenant, &GatewayFilter::default(), after, 1000).await?;
+            let done = page.len() < 1000;
+            found.extend(page);
+            if done {
+                return Ok(found);
+            }
+        }
+    }
+
     /// All gateways of all tenants (staff console).
     pub async fn staff_list(&self, filter: &GatewayFilter, page: Page) -> Result<Paged<Gateway>, StoreError> {
         self.list_where(None, filter, page).await

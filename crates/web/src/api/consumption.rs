@@ -264,7 +264,8 @@ async fn devices(
                 (_, None) => None,
             };
             let all = store.devices().list_with_archived(ctx.tenant_id()).await?;
-            let macs = gateway_macs(state, ctx).await?;
+            let macs: std::collections::HashMap<_, _> =
+                store.gateways().all(ctx.tenant_id()).await?.into_iter().map(|g| (g.id, g.mac)).collect();
             Ok((
                 all.into_iter()
                     .filter(|d| counting(d) && medium.is_none_or(|m| d.medium == m))
@@ -274,27 +275,6 @@ async fn devices(
             ))
         }
         _ => Err(ApiError::bad_param("scope", "scope must be device, gateway, medium or tenant")),
-    }
-}
-
-async fn gateway_macs(
-    state: &AppState,
-    ctx: &ApiCtx,
-) -> ApiResult<std::collections::HashMap<tds_domain::GatewayId, Mac>> {
-    let mut macs = std::collections::HashMap::new();
-    let mut after = None;
-    loop {
-        let page = state
-            .store()
-            .gateways()
-            .page_by_mac(ctx.tenant_id(), &tds_store::gateways::GatewayFilter::default(), after, 1000)
-            .await?;
-        let done = page.len() < 1000;
-        after = page.last().map(|g| g.mac);
-        macs.extend(page.into_iter().map(|g| (g.id, g.mac)));
-        if done {
-            return Ok(macs);
-        }
     }
 }
 

@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::json;
-use tds_domain::{ApiTokenId, Bucket, Name, Role, TimeZone, ValidationError};
+use tds_domain::{ApiTokenId, Name, Role, TimeZone, ValidationError};
 use tds_store::StoreError;
 use tds_store::api_tokens::{ApiToken, NewApiToken};
 
@@ -77,10 +77,7 @@ async fn page(State(state): State<AppState>, Admin(t): Admin, ctx: PageCtx) -> W
 
 /// The instant a token whose last day is `day` stops working: the next local midnight.
 fn end_of_day(zone: TimeZone, day: NaiveDate) -> Option<DateTime<Utc>> {
-    let next = day.succ_opt()?;
-    // Noon always exists; the day's start is its first real instant (DST-safe).
-    let noon = next.and_hms_opt(12, 0, 0)?.and_local_timezone(zone.tz()).earliest()?;
-    Some(tds_domain::buckets::bucket_start(zone, Bucket::Day, noon.with_timezone(&Utc)))
+    tds_domain::buckets::end_of_day(zone, day)
 }
 
 async fn create(
