@@ -230,6 +230,7 @@ impl Server {
             &self.config,
             crate::jobs::worker_name(),
             self.config.runner_options(),
+            Some(self.events.local.clone()),
         );
         tracing::info!(worker = runner.worker(), "job runner started");
         let jobs_task = tokio::spawn(runner.run(stopped(stop_rx.clone())));

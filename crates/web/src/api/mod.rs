@@ -52,7 +52,7 @@ pub const PREFIX: &str = "/api/v1";
     ),
     modifiers(&Security),
     security(("bearer" = [])),
-    components(schemas(error::ErrorBody, events::ReadingsEvent, events::GatewayEvent)),
+    components(schemas(error::ErrorBody, events::ReadingsEvent, events::GatewayEvent, events::AlertsEvent)),
     tags(
         (name = "tenant", description = "The token's tenant"),
         (name = "gateways", description = "Gateways, addressed by MAC"),
