@@ -7,6 +7,49 @@ document.addEventListener("DOMContentLoaded", () => {
   });
 });
 
+// One stream of server-sent events per page (/events), shared by whatever on the page listens
+// (the alerts badge on every page of a tenant, the telemetry charts): opened on first use.
+const TDS = {
+  source: null,
+  live() {
+    if (!this.source) this.source = new EventSource("/events");
+    return this.source;
+  },
+};
+
+// The top bar's alerts badge: the count of active alerts of the severities the user sees
+// (data-severities), kept current by `alerts` events; an open Alertas page reloads its list.
+document.addEventListener("DOMContentLoaded", () => {
+  const bell = document.getElementById("alert-bell");
+  if (!bell) return;
+  const badge = document.getElementById("alert-badge");
+  const shown = (bell.dataset.severities || "").split(",").filter((s) => s);
+  const list = document.getElementById("alerts-live");
+  let reloading = null;
+  const reload = () => {
+    if (!list || reloading) return;
+    reloading = fetch(window.location.href, { credentials: "same-origin", headers: { "X-TDS-Fragment": "alerts" } })
+      .then((r) => r.ok ? r.text() : Promise.reject(r.status))
+      .then((html) => {
+        const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("alerts-live");
+        // A form being typed into is left alone: the next event, or a reload, brings the rest.
+        if (fresh && !list.contains(document.activeElement)) list.replaceChildren(...fresh.childNodes);
+      })
+      .catch((e) => console.error("alerts", e))
+      .finally(() => { reloading = null; });
+  };
+  const source = TDS.live();
+  source.addEventListener("alerts", (event) => {
+    const counts = JSON.parse(event.data).active || {};
+    const n = shown.reduce((sum, s) => sum + (counts[s] || 0), 0);
+    badge.textContent = String(n);
+    badge.classList.toggle("d-none", n === 0);
+    bell.dataset.count = String(n);
+    reload();
+  });
+  source.addEventListener("open", () => { bell.dataset.live = "true"; });
+});
+
 // Telemetria: charts from /telemetry/data, kept current by server-sent events from /events.
 // One y axis per unit (two units never share an axis); missing buckets are null, so gaps show.
 document.addEventListener("DOMContentLoaded", () => {
@@ -110,7 +153,8 @@ document.addEventListener("DOMContentLoaded", () => {
   };
 
   const live = document.getElementById("live-status");
-  const source = new EventSource("/events");
+  const source = TDS.live();
+  if (source.readyState === EventSource.OPEN) { live.className = "badge text-bg-success"; live.textContent = root.dataset.labelLive; }
   source.addEventListener("open", () => { live.className = "badge text-bg-success"; live.textContent = root.dataset.labelLive; });
   source.addEventListener("error", () => { live.className = "badge text-bg-secondary"; });
   source.addEventListener("readings", onReadings);

@@ -13,12 +13,14 @@
 //! - [`decision`]: the decision and the state machine every kind shares;
 //! - [`evaluate`]: consumption, gauge band, dead-letter rate;
 //! - [`clock`]: no data, gateway offline, certificate expiry;
-//! - [`water`]: night flow and continuous flow.
+//! - [`water`]: night flow and continuous flow;
+//! - [`preview`]: a rule replayed over a device's hourly rollups, for the rule editor.
 
 pub mod clock;
 pub mod decision;
 pub mod evaluate;
 pub mod params;
+pub mod preview;
 pub mod rule;
 pub mod water;
 
