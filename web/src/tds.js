@@ -179,3 +179,49 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
 });
+
+// An alert's page: the device's data around the raise (data-points [[ms, value], …]), the raise
+// marked by a vertical rule.
+document.addEventListener("DOMContentLoaded", () => {
+  const canvas = document.getElementById("alert-chart");
+  if (!canvas || typeof Chart === "undefined") return;
+  const points = JSON.parse(canvas.dataset.points || "[]");
+  const raised = Number(canvas.dataset.raised);
+  const lang = document.documentElement.lang;
+  const fmt = new Intl.DateTimeFormat(lang, { timeZone: canvas.dataset.zone, day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit" });
+  const marker = {
+    id: "raised",
+    afterDatasetsDraw(chart) {
+      const x = chart.scales.x.getPixelForValue(raised);
+      const { top, bottom } = chart.chartArea;
+      const ctx = chart.ctx;
+      ctx.save();
+      ctx.strokeStyle = "#dc3545";
+      ctx.setLineDash([4, 4]);
+      ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, bottom); ctx.stroke();
+      ctx.restore();
+    },
+  };
+  new Chart(canvas, {
+    type: canvas.dataset.kind === "line" ? "line" : "bar",
+    data: { datasets: [{ label: canvas.dataset.unit, data: points.map(([t, v]) => ({ x: t, y: v })),
+      borderColor: "#0d6efd", backgroundColor: "#0d6efd", pointRadius: 1.5 }] },
+    options: { animation: false, responsive: true, maintainAspectRatio: false, parsing: false,
+      scales: { x: { type: "linear", ticks: { callback: (v) => fmt.format(new Date(v)), maxTicksLimit: 6 } } },
+      plugins: { legend: { display: false }, tooltip: { callbacks: { title: (items) => items.length ? fmt.format(new Date(items[0].parsed.x)) : "" } } } },
+    plugins: [marker],
+  });
+  canvas.dataset.ready = "true";
+});
+
+// The rule editor: only the settings of the chosen kind are shown (all are, without scripts).
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.querySelector("form[data-rule-form]");
+  if (!form) return;
+  const kind = form.querySelector("#kind");
+  const show = () => form.querySelectorAll("[data-kinds]").forEach((el) => {
+    el.classList.toggle("d-none", !el.dataset.kinds.split(" ").includes(kind.value));
+  });
+  kind.addEventListener("change", show);
+  show();
+});

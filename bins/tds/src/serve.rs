@@ -174,12 +174,13 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(http = %self.http_addr, "TDS is listening on http://{}", self.http_addr);
         let web_config = self.config.web_config()?;
-        let web = tds_web::AppState::with_events(
+        let web = tds_web::AppState::with_buses(
             self.store.clone(),
             web_config.clone(),
             mailer(&self.config)?,
             crate::pki::service(self.pki.clone(), &self.config),
             self.events.pages.clone(),
+            self.events.local.clone(),
         );
         let ops = AppState {
             store: self.store.clone(),

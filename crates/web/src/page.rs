@@ -21,6 +21,9 @@ use tds_domain::{Role, Severity};
 /// Notices a redirect may ask for; anything else in `?done=` is ignored.
 const NOTICES: &[&str] = &[
     "acknowledged",
+    "deleted",
+    "test_queued",
+    "prefs_saved",
     "saved",
     "created",
     "archived",

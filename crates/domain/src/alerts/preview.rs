@@ -56,7 +56,13 @@ pub const fn replays_from_rollups(kind: &RuleKind) -> bool {
 /// `from` to `to`. `hours` are the device's hourly rollups in time order, reaching back far enough
 /// before `from` for the kind (its month so far, its nights, its hold time); hours without a row
 /// are hours without readings. Kinds that do not replay from rollups give no hits.
-pub fn replay(rule: &Rule, tz: TimeZone, hours: &[HourRow], from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Hit> {
+pub fn replay(
+    rule: &Rule,
+    tz: TimeZone,
+    hours: &[HourRow],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<Hit> {
     if !replays_from_rollups(rule.kind()) {
         return Vec::new();
     }
@@ -96,8 +102,11 @@ fn decide_at(rule: &Rule, tz: TimeZone, seen: &[HourRow], at: DateTime<Utc>, sta
     // midnight the job sees the new day, with nothing consumed yet.
     match rule.kind() {
         RuleKind::DailyConsumption(limit) | RuleKind::MonthlyConsumption(limit) => {
-            let bucket =
-                if matches!(rule.kind(), RuleKind::DailyConsumption(_)) { Bucket::Day } else { Bucket::Month };
+            let bucket = if matches!(rule.kind(), RuleKind::DailyConsumption(_)) {
+                Bucket::Day
+            } else {
+                Bucket::Month
+            };
             let start = bucket_start(tz, bucket, at);
             let so_far: f64 = since(seen, start).iter().filter_map(|h| h.consumption).sum();
             evaluate::consumption(limit, damping, state, so_far)
@@ -125,7 +134,8 @@ fn decide_at(rule: &Rule, tz: TimeZone, seen: &[HourRow], at: DateTime<Utc>, sta
         RuleKind::NoData(period) => {
             // The last reading was at the latest within its hour; the end of that hour (or `at`,
             // if sooner) is what the job would have seen.
-            let last = seen.iter().rev().find(|h| h.count > 0).map(|h| (h.start + Duration::hours(1)).min(at));
+            let last =
+                seen.iter().rev().find(|h| h.count > 0).map(|h| (h.start + Duration::hours(1)).min(at));
             clock::no_data(period, state, last, at)
         }
         RuleKind::GatewayOffline(_) | RuleKind::CertificateExpiry(_) | RuleKind::DeadLetterRate(_) => {
@@ -193,7 +203,8 @@ mod tests {
     #[test]
     fn hysteresis_keeps_a_hovering_gauge_from_flapping() {
         use crate::alerts::GaugeBand;
-        let gauge = |start, v: f64| HourRow { start, consumption: None, min: Some(v), max: Some(v), count: 4 };
+        let gauge =
+            |start, v: f64| HourRow { start, consumption: None, min: Some(v), max: Some(v), count: 4 };
         // Every other hour at 10.5 and 9.5 around a maximum of 10.
         let hours: Vec<HourRow> = (0..12)
             .map(|h| gauge(at(10, 0) + Duration::hours(h), if h % 2 == 0 { 10.5 } else { 9.5 }))

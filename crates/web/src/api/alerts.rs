@@ -188,6 +188,9 @@ pub async fn acknowledge(
         .await?;
     ctx.audit(&state, "alert.acknowledged", ("alert", Some(id.to_string())), json!({"comment": comment}))
         .await?;
+    if let Ok(active) = state.store().alerts().active_counts(ctx.tenant_id()).await {
+        state.publish(tds_domain::LiveEvent::Alerts { tenant: ctx.tenant_id(), active });
+    }
     let (devices, gateways) = names(&state, ctx.tenant_id(), std::slice::from_ref(&alert)).await?;
     Ok(Json(out(&alert, &devices, &gateways)))
 }
