@@ -107,7 +107,16 @@ const MATRIX: &[(&str, &str, Access)] = &[
     ("GET", "/telemetry/data", VIEWER),
     ("GET", "/events", VIEWER),
     ("GET", "/alerts", VIEWER),
+    ("GET", "/alerts/{id}", VIEWER),
     ("POST", "/alerts/{id}/ack", EDITOR),
+    ("GET", "/alerts/rules", VIEWER),
+    ("GET", "/alerts/rules/new", EDITOR),
+    ("POST", "/alerts/rules/new", EDITOR),
+    ("POST", "/alerts/rules/preview", VIEWER),
+    ("GET", "/alerts/rules/{id}", VIEWER),
+    ("POST", "/alerts/rules/{id}", EDITOR),
+    ("POST", "/alerts/rules/{id}/enabled", EDITOR),
+    ("POST", "/alerts/rules/{id}/delete", EDITOR),
     ("GET", "/reports", VIEWER),
     ("GET", "/assets/{*path}", Public),
     ("GET", "/favicon.ico", Public),
@@ -125,6 +134,7 @@ struct Targets {
     invite: i64,
     token: i64,
     alert: i64,
+    rule: i64,
 }
 
 impl Targets {
@@ -148,6 +158,7 @@ impl Targets {
                 ("invites", _) => self.invite.to_string(),
                 ("tokens", _) => self.token.to_string(),
                 ("alerts", _) => self.alert.to_string(),
+                ("rules", _) => self.rule.to_string(),
                 ("tenants", _) => self.tenant.to_string(),
                 ("invite" | "reset", _) => "0".repeat(64),
                 ("import", _) => "gateways".to_owned(),
@@ -178,8 +189,9 @@ async fn digest(app: &TestApp, a: tds_domain::TenantId, t: &Targets) -> String {
     let letter = s.rejected().get(a, tds_domain::RejectedId::new(t.dead_letter)).await.unwrap();
     let tenants = s.tenants().staff_list().await.unwrap().len();
     let alert = s.alerts().get(a, tds_domain::AlertId::new(t.alert)).await.unwrap();
+    let rules = s.alert_rules().list(a, None).await.unwrap();
     format!(
-        "{:?}\n{devices:?}\n{certs:?}\n{members:?}\n{invites:?}\n{tokens:?}\n{tenant:?}\n{letter:?}\n{tenants}\n{alert:?}",
+        "{:?}\n{devices:?}\n{certs:?}\n{members:?}\n{invites:?}\n{tokens:?}\n{tenant:?}\n{letter:?}\n{tenants}\n{alert:?}\n{rules:?}",
         gateways.items
     )
 }
@@ -304,6 +316,7 @@ async fn every_route_refuses_whoever_its_access_excludes_and_another_tenants_ids
         invite: invite.id.get(),
         token: token.id.get(),
         alert: alert.id.get(),
+        rule: rule.id.get(),
     };
 
     // What the router serves, from the router.

@@ -289,7 +289,7 @@ mod tests {
         f.nights = "3".into();
         let (name, rule, enabled) = f.parse(Lang::PtBr).unwrap();
         assert!(enabled);
-        let again = RuleForm::of(name.as_ref(), &rule, enabled);
+        let again = RuleForm::of(&name.to_string(), &rule, enabled);
         assert_eq!(
             (again.kind.as_str(), again.level.as_str(), again.nights.as_str()),
             ("night_flow", "0.05", "3")
