@@ -9,6 +9,8 @@ document.addEventListener("DOMContentLoaded", () => {
 
 // One stream of server-sent events per page (/events), shared by whatever on the page listens
 // (the alerts badge on every page of a tenant, the telemetry charts): opened on first use.
+// Closed when the page is left: a page kept in the back-forward cache would otherwise hold its
+// connection, and after six of them the browser has none left for this site (HTTP/1.1).
 const TDS = {
   source: null,
   live() {
@@ -16,6 +18,9 @@ const TDS = {
     return this.source;
   },
 };
+window.addEventListener("pagehide", () => { if (TDS.source) TDS.source.close(); });
+// Back from that cache: the page is as it was left, so load it afresh (badge, list, charts).
+window.addEventListener("pageshow", (event) => { if (event.persisted && TDS.source) window.location.reload(); });
 
 // The top bar's alerts badge: the count of active alerts of the severities the user sees
 // (data-severities), kept current by `alerts` events; an open Alertas page reloads its list.

@@ -128,6 +128,8 @@ async fn pages_load_without_a_console_error_a_policy_violation_or_a_missing_icon
         format!("/telemetry?device={}", d.id),
         "/certificates".to_owned(),
         "/alerts".to_owned(),
+        "/alerts/rules".to_owned(),
+        "/alerts/rules/new".to_owned(),
         "/members".to_owned(),
         "/profile".to_owned(),
     ] {
