@@ -13,6 +13,7 @@ mod broker;
 mod cli;
 mod consumption;
 mod db_copy;
+mod demo;
 mod durability;
 mod hardening;
 mod jobs;
