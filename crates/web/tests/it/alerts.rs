@@ -216,6 +216,12 @@ async fn the_rule_editor_previews_saves_and_filters(db: TestDb) {
     );
     let alert = app.store.alerts().list(t.id, None, None, 10).await.unwrap().remove(0);
     assert_eq!(alert.rule_id, Some(silence.id));
+    // Início, the gateway's and the device's pages list it; Início counts it by severity.
+    let home = editor.get("/").await;
+    assert!(home.has(&format!("open-alert-{}", alert.id)));
+    assert!(home.text_of("fig-critical").unwrap().ends_with(": 1"), "{:?}", home.text_of("fig-critical"));
+    assert!(editor.get(&format!("/gateways/{}", g.id)).await.has(&format!("open-alert-{}", alert.id)));
+    assert!(editor.get(&format!("/devices/{}", d.id)).await.has(&format!("open-alert-{}", alert.id)));
     let page = editor.get(&format!("/alerts?severity=CRITICAL&gateway={}", g.id)).await;
     assert!(page.has(&format!("alert-{}", alert.id)));
     assert!(!editor.get("/alerts?severity=INFO").await.has(&format!("alert-{}", alert.id)));

@@ -63,7 +63,7 @@ struct ListQuery {
 
 /// One row: the alert, and what it is about in people's terms.
 #[derive(Debug)]
-pub(super) struct Row {
+pub(crate) struct Row {
     pub alert: Alert,
     pub target: String,
     pub link: Option<String>,
@@ -83,7 +83,7 @@ struct ListTemplate {
     next: Option<i64>,
 }
 
-pub(super) fn severity_class(severity: Severity) -> &'static str {
+pub(crate) fn severity_class(severity: Severity) -> &'static str {
     match severity {
         Severity::Critical => "text-bg-danger",
         Severity::Warning => "text-bg-warning",
@@ -169,6 +169,23 @@ async fn list(
         ])
         .finish();
     render(&ListTemplate { ctx, rows, q, active, gateways, devices, base, next }, None)
+}
+
+/// The open alerts (active, then acknowledged, newest first, at most 10) matching `filter`,
+/// described: what Início, a gateway's and a device's pages show.
+pub(crate) async fn open_rows(
+    state: &AppState,
+    ctx: &PageCtx,
+    tenant: tds_domain::TenantId,
+    filter: AlertFilter,
+) -> WebResult<Vec<Row>> {
+    let mut alerts = Vec::new();
+    for s in [AlertStatus::Active, AlertStatus::Acknowledged] {
+        let open = AlertFilter { status: Some(s), ..filter };
+        alerts.extend(state.store().alerts().list_filtered(tenant, &open, None, 10).await?);
+    }
+    alerts.truncate(10);
+    describe(state, ctx, tenant, alerts).await
 }
 
 /// Names what each alert is about (device code and gateway MAC, gateway code, medium, tenant)
