@@ -90,6 +90,7 @@ pub async fn page(State(state): State<AppState>, Viewer(t): Viewer, ctx: PageCtx
     }
     let active = store.alerts().active_counts(tenant).await?;
     let open_alerts =
-        crate::routes::alerts::open_rows(&state, &ctx, tenant, tds_store::alerts::AlertFilter::default()).await?;
+        crate::routes::alerts::open_rows(&state, &ctx, tenant, tds_store::alerts::AlertFilter::default())
+            .await?;
     render(&HomeTemplate { ctx, f, consumption, active, open_alerts }, None)
 }

@@ -240,4 +240,93 @@ async fn the_rule_editor_previews_saves_and_filters(db: TestDb) {
     assert_eq!(eve.get(&format!("/alerts/rules/{}", silence.id)).await.status, 404);
 }
 
-per_backend!(a_threshold_crossing_is_listed_and_acknowledged, the_rule_editor_previews_saves_and_filters);
+/// Meu perfil → Alertas: the role's defaults until the member chooses; choices are kept per
+/// member and tenant, a wrong time is shown at its field, and the badge counts only the
+/// severities the member sees in the app.
+async fn alert_preferences_are_kept_per_member(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let t = app.tenant("Acme").await;
+    let g = fixtures::gateway(&app.store, t.id, "aa:bb:cc:00:00:03", "GW3").await;
+    let d = fixtures::meter(&app.store, t.id, &g, "D01").await;
+    let vera = app.user("vera@example.com", Some((t.id, Role::Viewer))).await;
+    let viewer = app.login("vera@example.com").await;
+    let page = viewer.get("/profile/alerts").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text_of("prefs-origin").unwrap().contains("padrão"), "{:?}", page.text_of("prefs-origin"));
+    assert!(
+        !page.has("id=\"email_WARNING\" value=\"on\" aria-label=\"Por e-mail WARNING\" checked"),
+        "viewers get no email by default"
+    );
+
+    let wrong = viewer
+        .post(
+            "/profile/alerts",
+            &[("email_CRITICAL", "on"), ("quiet_start", "22:00"), ("quiet_end", "25:99")],
+        )
+        .await;
+    assert_eq!(wrong.status, 422);
+    let fields = [
+        ("email_CRITICAL", "on"),
+        ("app_WARNING", "on"),
+        ("app_CRITICAL", "on"),
+        ("quiet_start", "22:00"),
+        ("quiet_end", "07:00"),
+        ("reminder_hours", "4"),
+    ];
+    assert_eq!(viewer.post("/profile/alerts", &fields).await.path(), "/profile/alerts");
+    let prefs = app.store.alert_prefs().effective(t.id, vera.id).await.unwrap();
+    assert_eq!(prefs.email.severities(), [tds_domain::Severity::Critical]);
+    assert_eq!(prefs.in_app.severities(), [tds_domain::Severity::Warning, tds_domain::Severity::Critical]);
+    assert_eq!(prefs.reminder_hours, Some(4));
+    let quiet = prefs.quiet_hours.unwrap();
+    assert_eq!((quiet.start().to_string(), quiet.end().to_string()), ("22:00:00".into(), "07:00:00".into()));
+
+    // An INFO alert is not in Vera's badge; a WARNING one is.
+    for (severity, name) in [(tds_domain::Severity::Info, "info"), (tds_domain::Severity::Warning, "warn")] {
+        let rule = tds_domain::alerts::Rule::new(
+            severity,
+            tds_domain::alerts::Target::Device(d.id),
+            tds_domain::alerts::RuleKind::NoData(tds_domain::alerts::Period::new(3600).unwrap()),
+            None,
+            None,
+        )
+        .unwrap();
+        let rule = app
+            .store
+            .alert_rules()
+            .create(
+                t.id,
+                &tds_store::alert_rules::NewAlertRule {
+                    name: tds_domain::Name::parse("name", name).unwrap(),
+                    rule,
+                    enabled: true,
+                    created_by: None,
+                },
+            )
+            .await
+            .unwrap();
+        let new = tds_store::alerts::NewAlert {
+            rule: rule.id,
+            target: tds_domain::alerts::Target::Device(d.id),
+            severity,
+            message: name.into(),
+            value: None,
+            at: Utc::now(),
+        };
+        app.store.alerts().raise(t.id, &new).await.unwrap();
+    }
+    assert_eq!(viewer.get("/alerts").await.text_of("alert-badge").as_deref(), Some("1"));
+    viewer.post("/profile/alerts/reset", &[]).await;
+    assert!(app.store.alert_prefs().get(t.id, vera.id).await.unwrap().is_none());
+    assert_eq!(
+        viewer.get("/alerts").await.text_of("alert-badge").as_deref(),
+        Some("2"),
+        "the defaults show all"
+    );
+}
+
+per_backend!(
+    a_threshold_crossing_is_listed_and_acknowledged,
+    the_rule_editor_previews_saves_and_filters,
+    alert_preferences_are_kept_per_member
+);
