@@ -230,3 +230,18 @@ document.addEventListener("DOMContentLoaded", () => {
   kind.addEventListener("change", show);
   show();
 });
+
+// A notification channel's form: the fields of the chosen kind and preset (all, without scripts).
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.querySelector("form[data-channel-form]");
+  if (!form) return;
+  const kind = form.querySelector("#kind");
+  const preset = form.querySelector("#preset");
+  const show = () => form.querySelectorAll("[data-for]").forEach((el) => {
+    const on = el.dataset.for === kind.value || (kind.value === "webhook" && el.dataset.for === preset.value);
+    el.classList.toggle("d-none", !on);
+  });
+  kind.addEventListener("change", show);
+  preset.addEventListener("change", show);
+  show();
+});

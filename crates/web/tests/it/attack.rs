@@ -109,6 +109,7 @@ const MATRIX: &[(&str, &str, Access)] = &[
     ("GET", "/alerts", VIEWER),
     ("GET", "/alerts/{id}", VIEWER),
     ("POST", "/alerts/{id}/ack", EDITOR),
+    ("POST", "/settings/alarm-defaults", ADMIN),
     ("GET", "/profile/alerts", VIEWER),
     ("POST", "/profile/alerts", VIEWER),
     ("POST", "/profile/alerts/reset", VIEWER),

@@ -56,4 +56,55 @@ async fn an_admin_creates_a_token_sees_its_secret_once_and_revokes_it(db: TestDb
     assert!(actions.contains(&"api_token.create") && actions.contains(&"api_token.revoke"), "{actions:?}");
 }
 
-per_backend!(an_admin_creates_a_token_sees_its_secret_once_and_revokes_it);
+/// Threshold defaults: saved per medium on Configurações (a wrong value names its field and
+/// saves nothing); a device made afterwards without thresholds gets its medium's, and its rules;
+/// one given 0 gets none.
+async fn threshold_defaults_apply_to_new_devices(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let t = app.tenant("Acme").await;
+    app.user("adm@acme.example", Some((t.id, Role::Admin))).await;
+    let c = app.login("adm@acme.example").await;
+    c.get("/settings").await;
+    let wrong =
+        c.post("/settings/alarm-defaults", &[("daily_water", "muito"), ("monthly_energy", "900")]).await;
+    assert_eq!(wrong.status, 422);
+    assert!(wrong.has("daily_water") && wrong.has("is-invalid"));
+    assert!(app.store.alarm_defaults().list(t.id).await.unwrap().is_empty(), "nothing saved");
+    let saved = c
+        .post(
+            "/settings/alarm-defaults",
+            &[("daily_water", "2,5"), ("monthly_water", ""), ("monthly_energy", "900")],
+        )
+        .await;
+    assert_eq!(saved.path(), "/settings");
+    let defaults = app.store.alarm_defaults().list(t.id).await.unwrap();
+    assert_eq!(defaults.len(), 2);
+
+    let g = tds_testkit::fixtures::gateway(&app.store, t.id, "aa:bb:cc:00:00:09", "GW9").await;
+    let mut water = tds_testkit::fixtures::meter_fields("W01");
+    water.medium = tds_domain::Medium::Water;
+    let w = app.store.devices().create(t.id, g.id, &water, None).await.unwrap();
+    assert_eq!((w.alarm_daily, w.alarm_monthly), (Some(2.5), None));
+    let rules =
+        app.store.alert_rules().list(t.id, Some(tds_domain::alerts::Target::Device(w.id))).await.unwrap();
+    assert_eq!(rules.len(), 1, "the default threshold is a rule");
+    let mut none = tds_testkit::fixtures::meter_fields("W02");
+    none.medium = tds_domain::Medium::Water;
+    none.alarm_daily = Some(tds_domain::limits::Amount::parse("alarm_daily", "0").unwrap());
+    let n = app.store.devices().create(t.id, g.id, &none, None).await.unwrap();
+    assert!(
+        app.store
+            .alert_rules()
+            .list(t.id, Some(tds_domain::alerts::Target::Device(n.id)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let page = c.get("/settings").await;
+    assert!(page.has("value=\"2.5\""), "the defaults are shown");
+}
+
+per_backend!(
+    an_admin_creates_a_token_sees_its_secret_once_and_revokes_it,
+    threshold_defaults_apply_to_new_devices
+);
