@@ -66,6 +66,14 @@ async fn a_threshold_crossing_is_listed_and_acknowledged(db: TestDb) {
         (item["target"]["gateway"].clone(), item["target"]["device"].clone(), item["kind"].clone()),
         (json!("aa:bb:cc:00:00:01"), json!("D01"), json!("daily_consumption"))
     );
+    let filtered = api.get("/api/v1/alerts?severity=WARNING&gateway=aa:bb:cc:00:00:01&device=D01").await;
+    assert_eq!(filtered.json()["items"].as_array().unwrap().len(), 1, "{}", filtered.text);
+    assert!(api.get("/api/v1/alerts?severity=CRITICAL").await.json()["items"].as_array().unwrap().is_empty());
+    let later = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert!(
+        api.get(&format!("/api/v1/alerts?from={later}")).await.json()["items"].as_array().unwrap().is_empty()
+    );
+    assert_eq!(api.get("/api/v1/alerts?device=D01").await.status, StatusCode::BAD_REQUEST);
     let again = api.post(&format!("/api/v1/alerts/{}/ack", alert.id), json!({})).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert_eq!(api.get("/api/v1/alerts?state=active").await.json()["items"].as_array().unwrap().len(), 0);
