@@ -118,10 +118,7 @@ fn write_private(dir: &std::path::Path, bytes: &[u8]) -> Result<std::path::PathB
 
 /// Twelve hex digits, so that two messages written in the same millisecond get two files.
 fn random_suffix() -> String {
-    use rand::RngCore as _;
-    let mut bytes = [0u8; 6];
-    rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
 }
 
 fn parse_mailbox(address: &str) -> Result<Mailbox, MailError> {

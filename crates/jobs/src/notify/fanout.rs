@@ -143,9 +143,8 @@ pub async fn remind(store: &Store, notifier: &Notifier, now: DateTime<Utc>) -> R
     let mut recipients: HashMap<TenantId, Vec<Recipient>> = HashMap::new();
     let mut queued = 0;
     for alert in alerts {
-        if !recipients.contains_key(&alert.tenant_id) {
-            let list = store.alert_prefs().recipients(alert.tenant_id).await?;
-            recipients.insert(alert.tenant_id, list);
+        if let std::collections::hash_map::Entry::Vacant(slot) = recipients.entry(alert.tenant_id) {
+            slot.insert(store.alert_prefs().recipients(alert.tenant_id).await?);
         }
         let Some(members) = recipients.get(&alert.tenant_id) else { continue };
         let mut notice: Option<Notice> = None;

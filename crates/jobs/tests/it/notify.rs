@@ -66,14 +66,13 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
 fn expected_signature(body: &str) -> String {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(body.as_bytes());
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 fn notifier(mail: &MailSink) -> Notifier {
     let mut options = NotifierOptions::new("https://tds.example.com");
     options.send_timeout = std::time::Duration::from_secs(1);
-    options.lease = std::time::Duration::from_secs(60);
+    options.lease = std::time::Duration::from_mins(1);
     let mailer = Mailer::smtp(&mail.url(), "TDS <tds@example.com>").unwrap();
     Notifier::new(mailer, options).unwrap()
 }
