@@ -4,6 +4,8 @@
 //! | job | every | does |
 //! |---|---|---|
 //! | `rollups` | 1 s (at once while a backlog lasts) | hourly/daily/monthly rollups of new readings |
+//! | `alerts` | 5 s | every enabled alert rule evaluated; alerts raised and cleared |
+//! | `notify` | 2 s (at once while a backlog lasts) | alert events fanned out to the outbox, reminders, due email and webhook deliveries sent |
 //! | `offline-detection` | 30 s | gateways silent for three intervals marked offline |
 //! | `crl-refresh` | 1 h | the CRL re-issued before its next-update time |
 //! | `web-state-purge` | 1 h | expired sessions, old login failures |
@@ -20,6 +22,7 @@ use tds_store::Store;
 pub fn runner(
     store: Store,
     pki: Arc<CaFiles>,
+    notifier: tds_jobs::Notifier,
     config: &Config,
     worker: String,
     options: RunnerOptions,
@@ -29,6 +32,9 @@ pub fn runner(
     Runner::new(store, worker, options)
         .every("rollups", tds_jobs::rollups::PERIOD, Duration::ZERO, tds_jobs::rollups::round)
         .every("alerts", tds_jobs::alerts::PERIOD, tds_jobs::alerts::PERIOD, tds_jobs::alerts::job)
+        .every("notify", tds_jobs::notify::PERIOD, Duration::ZERO, move |store: Store| {
+            notifier.clone().job(store)
+        })
         .every(
             "offline-detection",
             Duration::from_secs(30),
