@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `rollups` | 1 s (at once while a backlog lasts) | hourly/daily/monthly rollups of new readings, then the alert rules on those devices' data |
 //! | `alerts` | 5 s | every alert rule (clock rules, a new day or month clearing consumption alerts) |
+//! | `notify` | 2 s (at once while a backlog lasts) | alert events fanned out to the outbox, reminders, due email and webhook deliveries sent |
 //! | `offline-detection` | 30 s | gateways silent for three intervals marked offline |
 //! | `crl-refresh` | 1 h | the CRL re-issued before its next-update time |
 //! | `web-state-purge` | 1 h | expired sessions, old login failures |
@@ -21,6 +22,7 @@ use tds_store::Store;
 pub fn runner(
     store: Store,
     pki: Arc<CaFiles>,
+    notifier: tds_jobs::Notifier,
     config: &Config,
     worker: String,
     options: RunnerOptions,
@@ -35,6 +37,9 @@ pub fn runner(
         })
         .every("alerts", tds_jobs::alerts::PERIOD, tds_jobs::alerts::PERIOD, move |store| {
             tds_jobs::alerts::job(store, live.clone())
+        })
+        .every("notify", tds_jobs::notify::PERIOD, Duration::ZERO, move |store: Store| {
+            notifier.clone().job(store)
         })
         .every(
             "offline-detection",

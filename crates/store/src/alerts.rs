@@ -5,9 +5,9 @@
 //! Owns: the `alerts` and `alert_events` tables. [`AlertStore::raise`] is idempotent: evaluating
 //! a rule again while its alert is open finds that alert (a unique index on open alerts backs this
 //! up against two evaluators racing) and never writes a second alert or a second `raised` entry.
-//! A raise or a clear decided by evaluation leaves its history entry undispatched until the
-//! notifier has turned it into outbox rows ([`AlertStore::staff_undispatched`]); the other entries
-//! notify nobody. Must not: decide when to raise or clear (the domain's evaluation does), or send
+//! A raise or a clear decided by evaluation, and an acknowledgement (told to webhooks), leave
+//! their history entry undispatched until the notifier has turned it into outbox rows
+//! ([`AlertStore::staff_undispatched`]); the other entries notify nobody. Must not: decide when to raise or clear (the domain's evaluation does), or send
 //! anything (see [`crate::notifications`]).
 
 use crate::alert_rules::{stored_target, target_columns, target_condition, target_key, text_enum};
@@ -456,7 +456,8 @@ impl<'a> AlertStore<'a> {
                 .bind(comment)
                 .bind(&row.severity)
                 .bind(row.value)
-                .bind(at)
+                // The notifier tells the tenant's webhooks.
+                .bind(None::<Ts>)
                 .execute(&mut *tx)
                 .await?;
             Ok(row)
@@ -719,7 +720,22 @@ impl<'a> AlertStore<'a> {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
-    /// Every tenant's raises and clears still to notify, oldest first: the notifier enqueues
+    /// Every tenant's active CRITICAL alerts (open, not acknowledged), oldest first, at most
+    /// `limit`: the notifier's reminders.
+    pub async fn staff_active_critical(&self, limit: i64) -> Result<Vec<Alert>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM alerts WHERE cleared_at IS NULL AND acknowledged_at IS NULL \
+             AND severity = 'CRITICAL' ORDER BY id LIMIT $1"
+        );
+        let rows: Vec<AlertRow> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(limit.max(1)).fetch_all(pool).await
+        )?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// Every tenant's raises, clears and acknowledgements still to notify, oldest first: the notifier enqueues
     /// their deliveries (idempotency keys make a second pass harmless) and then marks each
     /// dispatched.
     pub async fn staff_undispatched(&self, limit: i64) -> Result<Vec<AlertEvent>, StoreError> {

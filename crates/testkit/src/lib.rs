@@ -2,6 +2,8 @@
 //! (a SQLite file in a temporary directory, or a new PostgreSQL database on the server named by
 //! `TDS_TEST_DATABASE_URL`) and fixtures that build typical tenants, gateways and devices.
 //!
+//! [`MailSink`] is a real SMTP server that keeps what it receives.
+//!
 //! `conformance!` turns a list of `async fn(Store)` scenarios into one test per backend, so every
 //! store test runs on SQLite always and on PostgreSQL whenever the URL is set. With
 //! `TDS_REQUIRE_POSTGRES=1` (as the test script sets), a missing URL fails the PostgreSQL tests
@@ -10,6 +12,9 @@
 #![allow(clippy::missing_panics_doc, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod fixtures;
+pub mod mail;
+
+pub use mail::MailSink;
 
 use sqlx::postgres::PgPoolOptions;
 use tds_store::{DbOptions, Store};

@@ -210,14 +210,17 @@ impl TenantView {
     /// time a rule needs it: of the scope's devices when they are few, else of the whole tenant
     /// in one statement (long `IN` lists plan badly once PostgreSQL turns to generic plans:
     /// measured with `tds bench alerts`).
-    async fn load_totals(&mut self, store: &Store, bucket: Bucket, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn load_totals(
+        &mut self,
+        store: &Store,
+        bucket: Bucket,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         if !self.totals.contains_key(&bucket) {
-            let (start, end) = (bucket_start(self.zone, bucket, now), next_bucket_start(self.zone, bucket, now));
-            let only: Option<Vec<DeviceId>> = self
-                .only
-                .as_ref()
-                .filter(|o| o.len() <= FEW_DEVICES)
-                .map(|o| o.iter().copied().collect());
+            let (start, end) =
+                (bucket_start(self.zone, bucket, now), next_bucket_start(self.zone, bucket, now));
+            let only: Option<Vec<DeviceId>> =
+                self.only.as_ref().filter(|o| o.len() <= FEW_DEVICES).map(|o| o.iter().copied().collect());
             let found =
                 store.rollups().totals_by_device(self.tenant, only.as_deref(), bucket, start, end).await?;
             self.totals.insert(bucket, found);

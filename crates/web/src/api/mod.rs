@@ -13,6 +13,7 @@ pub mod alerts;
 pub mod auth;
 pub mod body;
 pub mod certificates;
+pub mod channels;
 pub mod consumption;
 pub mod dead_letters;
 pub mod devices;
@@ -65,6 +66,7 @@ pub const PREFIX: &str = "/api/v1";
         (name = "dead-letters", description = "Refused messages and readings"),
         (name = "alerts", description = "Alerts raised by the rules, and acknowledging them"),
         (name = "alert-rules", description = "Alert rules, and what a rule would have raised"),
+        (name = "notification-channels", description = "Where alerts are sent besides members' email (admins)"),
         (name = "events", description = "Live events (server-sent events)"),
         (name = "staff", description = "The platform's tenants, with a staff token")
     )
@@ -113,6 +115,9 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(alert_rules::list, alert_rules::create))
         .routes(routes!(alert_rules::preview_rule))
         .routes(routes!(alert_rules::show, alert_rules::update, alert_rules::delete))
+        .routes(routes!(channels::list, channels::create))
+        .routes(routes!(channels::show, channels::update, channels::delete))
+        .routes(routes!(channels::test))
         .routes(routes!(events::stream))
         .routes(routes!(staff::list, staff::create))
         .routes(routes!(staff::show, staff::update))

@@ -5,6 +5,7 @@ pub mod alert_prefs;
 pub mod alerts;
 pub mod auth_pages;
 pub mod certificates;
+pub mod channels;
 pub mod dead_letters;
 pub mod devices;
 pub mod gateways;
@@ -54,6 +55,7 @@ fn all() -> table::Routes {
         .merge(telemetry::routes())
         .merge(alerts::routes())
         .merge(alert_prefs::routes())
+        .merge(channels::routes())
         .route("/reports", get(placeholder_reports))
         .route("/assets/{*path}", get(assets::serve))
         .route("/favicon.ico", get(assets::favicon))
