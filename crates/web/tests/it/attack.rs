@@ -110,6 +110,13 @@ const MATRIX: &[(&str, &str, Access)] = &[
     ("GET", "/alerts/{id}", VIEWER),
     ("POST", "/alerts/{id}/ack", EDITOR),
     ("POST", "/settings/alarm-defaults", ADMIN),
+    ("GET", "/settings/channels/new", ADMIN),
+    ("POST", "/settings/channels/new", ADMIN),
+    ("GET", "/settings/channels/{id}", ADMIN),
+    ("POST", "/settings/channels/{id}", ADMIN),
+    ("POST", "/settings/channels/{id}/enabled", ADMIN),
+    ("POST", "/settings/channels/{id}/test", ADMIN),
+    ("POST", "/settings/channels/{id}/delete", ADMIN),
     ("GET", "/profile/alerts", VIEWER),
     ("POST", "/profile/alerts", VIEWER),
     ("POST", "/profile/alerts/reset", VIEWER),
@@ -139,6 +146,7 @@ struct Targets {
     token: i64,
     alert: i64,
     rule: i64,
+    channel: i64,
 }
 
 impl Targets {
@@ -163,6 +171,7 @@ impl Targets {
                 ("tokens", _) => self.token.to_string(),
                 ("alerts", _) => self.alert.to_string(),
                 ("rules", _) => self.rule.to_string(),
+                ("channels", _) => self.channel.to_string(),
                 ("tenants", _) => self.tenant.to_string(),
                 ("invite" | "reset", _) => "0".repeat(64),
                 ("import", _) => "gateways".to_owned(),
@@ -194,8 +203,10 @@ async fn digest(app: &TestApp, a: tds_domain::TenantId, t: &Targets) -> String {
     let tenants = s.tenants().staff_list().await.unwrap().len();
     let alert = s.alerts().get(a, tds_domain::AlertId::new(t.alert)).await.unwrap();
     let rules = s.alert_rules().list(a, None).await.unwrap();
+    let channels = s.notification_channels().list(a).await.unwrap();
+    let outbox = s.outbox().staff_due(chrono::Utc::now() + chrono::Duration::days(1), 100).await.unwrap();
     format!(
-        "{:?}\n{devices:?}\n{certs:?}\n{members:?}\n{invites:?}\n{tokens:?}\n{tenant:?}\n{letter:?}\n{tenants}\n{alert:?}\n{rules:?}",
+        "{:?}\n{devices:?}\n{certs:?}\n{members:?}\n{invites:?}\n{tokens:?}\n{tenant:?}\n{letter:?}\n{tenants}\n{alert:?}\n{rules:?}\n{channels:?}\n{outbox:?}",
         gateways.items
     )
 }
@@ -304,6 +315,23 @@ async fn every_route_refuses_whoever_its_access_excludes_and_another_tenants_ids
         .await
         .unwrap()
         .alert;
+    let channel = app
+        .store
+        .notification_channels()
+        .create(
+            a.id,
+            &tds_store::notifications::NewChannel {
+                kind: tds_store::notifications::ChannelKind::Webhook,
+                name: tds_domain::Name::parse("name", "ops").unwrap(),
+                config: serde_json::json!({"url": "https://hooks.example.com/tds"}),
+                secret: Some(tds_store::notifications::ChannelSecret::new("s3cret".into()).unwrap()),
+                severities: tds_store::notifications::SeveritySet::ALL,
+                enabled: true,
+                created_by: None,
+            },
+        )
+        .await
+        .unwrap();
     let viewer = app.user("vera@example.com", Some((a.id, Role::Viewer))).await;
     app.user("edu@example.com", Some((a.id, Role::Editor))).await;
     app.user("adm@example.com", Some((a.id, Role::Admin))).await;
@@ -321,6 +349,7 @@ async fn every_route_refuses_whoever_its_access_excludes_and_another_tenants_ids
         token: token.id.get(),
         alert: alert.id.get(),
         rule: rule.id.get(),
+        channel: channel.id.get(),
     };
 
     // What the router serves, from the router.

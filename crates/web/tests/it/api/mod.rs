@@ -3,6 +3,7 @@
 
 mod access;
 mod alert_rules;
+mod channels;
 mod events;
 mod openapi;
 mod resources;
