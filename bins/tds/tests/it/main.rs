@@ -18,6 +18,7 @@ mod hardening;
 mod jobs;
 mod live;
 mod mqtt;
+mod notify;
 mod pki;
 mod serve;
 mod simulate;
