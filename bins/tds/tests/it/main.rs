@@ -19,6 +19,7 @@ mod hardening;
 mod jobs;
 mod live;
 mod mqtt;
+mod notify;
 mod pki;
 mod serve;
 mod simulate;
