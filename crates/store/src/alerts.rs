@@ -609,7 +609,7 @@ impl<'a> AlertStore<'a> {
                     .bind(tenant.get())
                     .bind(before.map(AlertId::get))
                     .bind(limit.clamp(1, i64::from(crate::Page::MAX_SIZE)))
-                    .bind(filter.severity.map(|s| s.as_str()))
+                    .bind(filter.severity.map(Severity::as_str))
                     .bind(filter.device.map(DeviceId::get))
                     .bind(filter.gateway.map(GatewayId::get))
                     .bind(filter.from.map(Ts::from))

@@ -114,7 +114,7 @@ pub async fn touched(
     let mut done = Round::default();
     for (tenant, devices) in by_tenant {
         let rules: Vec<AlertRule> =
-            store.alert_rules().enabled(tenant).await?.into_iter().filter(|r| on_device_data(r)).collect();
+            store.alert_rules().enabled(tenant).await?.into_iter().filter(on_device_data).collect();
         if !rules.is_empty() {
             done.add(tenant_round(store, tenant, &rules, Some(&devices), now).await?);
         }

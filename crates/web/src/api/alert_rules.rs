@@ -243,7 +243,7 @@ async fn rule_of(
             RuleKind::from_parts(b.kind().name(), &params.to_string()).map_err(|e| invalid(&e, "params"))?
         }
         (Some(_), None, _) => return Err(required("params")),
-        (None, None, Some(b)) => b.kind().clone(),
+        (None, None, Some(b)) => *b.kind(),
         (None, _, None) => return Err(required("kind")),
     };
     let severity = match (&input.severity, base) {

@@ -61,6 +61,8 @@ struct PrefsTemplate {
 }
 
 impl PrefsTemplate {
+    // Askama hands template fields by reference.
+    #[allow(clippy::trivially_copy_pass_by_ref)]
     fn checked(set: &SeveritySet, severity: &str) -> bool {
         Severity::parse(severity).is_ok_and(|s| set.contains(s))
     }
@@ -101,12 +103,11 @@ async fn save(
         if text.is_empty() {
             return Some(None);
         }
-        match NaiveTime::parse_from_str(text, "%H:%M") {
-            Ok(t) => Some(Some(t)),
-            Err(_) => {
-                errors.set(name, lang.t("prefs.bad_time"));
-                None
-            }
+        if let Ok(t) = NaiveTime::parse_from_str(text, "%H:%M") {
+            Some(Some(t))
+        } else {
+            errors.set(name, lang.t("prefs.bad_time"));
+            None
         }
     };
     let (start, end) = (time(&mut errors, "quiet_start"), time(&mut errors, "quiet_end"));
@@ -139,9 +140,9 @@ async fn save(
     let prefs = AlertPrefs { email: form.set("email"), in_app: form.set("app"), quiet_hours, reminder_hours };
     if !errors.is_empty() {
         let mut page = template(ctx, prefs, true);
-        page.quiet_start = form.text("quiet_start").to_owned();
-        page.quiet_end = form.text("quiet_end").to_owned();
-        page.reminder_hours = form.text("reminder_hours").to_owned();
+        form.text("quiet_start").clone_into(&mut page.quiet_start);
+        form.text("quiet_end").clone_into(&mut page.quiet_end);
+        form.text("reminder_hours").clone_into(&mut page.reminder_hours);
         page.errors = errors;
         return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
     }

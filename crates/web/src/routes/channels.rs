@@ -304,7 +304,7 @@ async fn update(
     let store = state.store().notification_channels();
     let current = store.get(t.tenant_id(), ChannelId::new(id)).await?;
     // The kind is fixed once made.
-    form.kind = current.kind.as_str().to_owned();
+    current.kind.as_str().clone_into(&mut form.kind);
     let (_, name, config, severities) = match form.parse(&ctx) {
         Ok(parsed) => parsed,
         Err(errors) => return form_page(ctx, Some(id), form, errors),

@@ -144,14 +144,14 @@ impl RuleForm {
         };
         match rule.kind() {
             RuleKind::DailyConsumption(l) | RuleKind::MonthlyConsumption(l) => {
-                f.threshold = num(l.threshold())
+                f.threshold = num(l.threshold());
             }
             RuleKind::GaugeBand(b) => {
                 f.band_min = b.min().map(num).unwrap_or_default();
                 f.band_max = b.max().map(num).unwrap_or_default();
             }
             RuleKind::NoData(p) | RuleKind::GatewayOffline(p) => {
-                f.period_minutes = (p.seconds() / 60).to_string()
+                f.period_minutes = (p.seconds() / 60).to_string();
             }
             RuleKind::CertificateExpiry(c) => f.days = c.days().to_string(),
             RuleKind::DeadLetterRate(r) => f.per_hour = r.per_hour().to_string(),
@@ -169,7 +169,7 @@ impl RuleForm {
     }
 
     fn kind(&self, errors: &mut FieldErrors, lang: Lang) -> Option<RuleKind> {
-        let kind = match self.kind.trim() {
+        match self.kind.trim() {
             "daily_consumption" => field(errors, lang, "threshold", decimal("threshold", &self.threshold))
                 .and_then(|v| field(errors, lang, "threshold", ConsumptionLimit::new(v)))
                 .map(RuleKind::DailyConsumption),
@@ -216,8 +216,7 @@ impl RuleForm {
                 field::<()>(errors, lang, "kind", Err(e));
                 None
             }
-        };
-        kind
+        }
     }
 
     /// The rule's name, the rule and whether it is enabled; or every field's error.
