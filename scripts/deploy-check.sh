@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks the deployment files in deploy/ with the tools that read them:
-#   1. deploy/tds.service   systemd-analyze verify (and its security exposure, at most 2.0)
+#   1. deploy/tds.service   systemd-analyze verify (and its security exposure, at most 2.0);
+#      deploy/tds-agent.service  the same for the gateway agent's unit
 #   2. deploy/tds.env       `tds config check` on exactly its settings
 #   3. deploy/nginx/tds.conf  nginx -t, then nginx in front of a real `tds serve` (readyz, the
 #                           /metrics block, the http->https redirect, the 8 MiB body limit,
@@ -113,6 +114,31 @@ if command -v systemd-analyze >/dev/null 2>&1; then
   fi
 else
   skip "systemd unit: systemd-analyze not found (apt-get install systemd)"
+fi
+
+# --- 1b. the agent's systemd unit -----------------------------------------------------------
+step "systemd unit deploy/tds-agent.service"
+if command -v systemd-analyze >/dev/null 2>&1; then
+  root=$tmp/root-agent
+  mkdir -p "$root/etc/systemd/system" "$root/usr/local/bin" "$root/usr/lib/systemd"
+  units=/usr/lib/systemd/system
+  [ -d "$units" ] || units=/lib/systemd/system
+  cp -a "$units" "$root/usr/lib/systemd/"
+  cp deploy/tds-agent.service "$root/etc/systemd/system/tds-agent.service"
+  printf '#!/bin/sh\nexit 0\n' >"$root/usr/local/bin/tds-agent"
+  chmod 0755 "$root/usr/local/bin/tds-agent"
+  if out=$(systemd-analyze verify --root="$root" tds-agent.service 2>&1) && [ -z "$out" ]; then
+    ok "systemd-analyze verify: no complaints"
+  else
+    fail "systemd-analyze verify deploy/tds-agent.service: ${out:-exit status $?}"
+  fi
+  if out=$(systemd-analyze security --offline=yes --root="$root" --threshold=20 tds-agent.service 2>&1); then
+    ok "systemd-analyze security: $(printf '%s\n' "$out" | tail -n 1 | sed 's/^→ //')"
+  else
+    fail "systemd-analyze security deploy/tds-agent.service above 2.0: $(printf '%s\n' "$out" | tail -n 1)"
+  fi
+else
+  skip "agent systemd unit: systemd-analyze not found (apt-get install systemd)"
 fi
 
 # --- 2. the unit's environment file ---------------------------------------------------------

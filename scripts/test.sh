@@ -21,6 +21,18 @@ if ! command -v mosquitto >/dev/null 2>&1 || ! command -v mosquitto_pub >/dev/nu
   fi
 fi
 
+# The agent's RTU test (tds-gateway) runs Modbus over a pseudo-terminal pair made by socat.
+if ! command -v socat >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing socat" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat >/dev/null
+  else
+    echo "socat not found. Install it with: sudo apt-get install socat" >&2
+    exit 1
+  fi
+fi
+
 # The browser tests (tds-web) drive Debian's headless Chromium through chromedriver.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -149,6 +149,166 @@ fn csr_for_key(mac: Mac, key: &KeyPair) -> Result<String, CertError> {
     csr.pem().map_err(g)
 }
 
+/// Where a gateway keeps its identity while a renewal goes on: on disk for the agent
+/// ([`CertFiles`]), in memory for the simulator ([`MemoryIdentity`]). [`on_offer`] decides what
+/// to do with an offer through it, so both run the same checks and the same steps.
+pub trait IdentityStore {
+    /// Checks an offered certificate (with the offered key, or the CSR key waiting) and keeps it
+    /// as the candidate beside the current identity.
+    fn stage(
+        &self,
+        cert_pem: &str,
+        key_pem: Option<&str>,
+        mac: Mac,
+        now: DateTime<Utc>,
+    ) -> Result<(Identity, CertInfo), CertError>;
+    /// Makes a key for CSR mode (or reuses the one waiting) and returns the CSR.
+    fn start_csr(&self, mac: Mac) -> Result<String, CertError>;
+    /// The candidate connected: it becomes the current identity.
+    fn promote(&self) -> Result<(), CertError>;
+    /// The candidate was not accepted: the current identity stays.
+    fn reject(&self);
+}
+
+/// What to do with a `cert_update` message.
+#[derive(Debug)]
+pub enum OfferOutcome {
+    Nothing,
+    /// Publish this CSR on `cert_csr`.
+    Csr(String),
+    /// Reconnect with this (checked, staged) identity; promote it once connected.
+    Swap(Identity, CertInfo),
+    /// The offer failed the checks; the current identity stays.
+    Refused(CertError),
+}
+
+/// Decides what an offer means for a gateway whose identity is `current`. `refused` remembers
+/// the certificates refused since start (by the checks or by the server): a retained offer comes
+/// back after every reconnect and must not be tried again and again; an offer of the certificate
+/// already in use (retained until the server sees it) is nothing to do.
+pub fn on_offer(
+    store: &impl IdentityStore,
+    mac: Mac,
+    current: &Identity,
+    payload: &[u8],
+    refused: &mut std::collections::HashSet<String>,
+    now: DateTime<Utc>,
+) -> OfferOutcome {
+    match parse_offer(payload) {
+        Ok(None) => OfferOutcome::Nothing,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring a cert_update message");
+            OfferOutcome::Refused(e)
+        }
+        Ok(Some(Offer::CsrRequired)) => match store.start_csr(mac) {
+            Ok(csr) => {
+                tracing::info!("certificate renewal by CSR: sending the CSR (the key stays here)");
+                OfferOutcome::Csr(csr)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot make a CSR");
+                OfferOutcome::Refused(e)
+            }
+        },
+        Ok(Some(Offer::NewCert { cert_pem, key_pem, .. })) => {
+            let trimmed = cert_pem.trim().to_owned();
+            if trimmed == current.cert_pem.trim() || refused.contains(&trimmed) {
+                return OfferOutcome::Nothing;
+            }
+            match store.stage(&cert_pem, key_pem.as_deref(), mac, now) {
+                Ok((next, info)) => {
+                    tracing::info!(serial = %info.serial, not_after = %info.not_after, "new certificate checked; reconnecting with it");
+                    OfferOutcome::Swap(next, info)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "refusing the offered certificate; keeping the current one");
+                    refused.insert(trimmed);
+                    OfferOutcome::Refused(e)
+                }
+            }
+        }
+    }
+}
+
+/// The simulator's identity: the same steps as [`CertFiles`], in memory.
+#[derive(Debug)]
+pub struct MemoryIdentity {
+    inner: std::sync::Mutex<MemoryState>,
+}
+
+#[derive(Debug)]
+struct MemoryState {
+    current: Identity,
+    candidate: Option<Identity>,
+    csr_key: Option<Zeroed>,
+}
+
+/// A key kept in memory, never printed.
+struct Zeroed(String);
+
+impl std::fmt::Debug for Zeroed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<key>")
+    }
+}
+
+impl MemoryIdentity {
+    pub fn new(current: Identity) -> Self {
+        Self { inner: std::sync::Mutex::new(MemoryState { current, candidate: None, csr_key: None }) }
+    }
+
+    /// The identity in use.
+    pub fn current(&self) -> Option<Identity> {
+        self.inner.lock().ok().map(|s| s.current.clone())
+    }
+}
+
+impl IdentityStore for MemoryIdentity {
+    fn stage(
+        &self,
+        cert_pem: &str,
+        key_pem: Option<&str>,
+        mac: Mac,
+        now: DateTime<Utc>,
+    ) -> Result<(Identity, CertInfo), CertError> {
+        let mut s = self.inner.lock().map_err(|_| CertError::NoKey)?;
+        let key_pem = match key_pem {
+            Some(k) => k.to_owned(),
+            None => s.csr_key.as_ref().map(|k| k.0.clone()).ok_or(CertError::NoKey)?,
+        };
+        let info = validate(cert_pem, &key_pem, &s.current.ca_pem, mac, now)?;
+        let next = Identity { cert_pem: cert_pem.to_owned(), key_pem, ca_pem: s.current.ca_pem.clone() };
+        s.candidate = Some(next.clone());
+        Ok((next, info))
+    }
+
+    fn start_csr(&self, mac: Mac) -> Result<String, CertError> {
+        let mut s = self.inner.lock().map_err(|_| CertError::NoKey)?;
+        if let Some(existing) = &s.csr_key {
+            let key = KeyPair::from_pem(&existing.0).map_err(|e| CertError::Generate(e.to_string()))?;
+            return csr_for_key(mac, &key);
+        }
+        let (key, csr) = generate_csr(mac)?;
+        s.csr_key = Some(Zeroed(key));
+        Ok(csr)
+    }
+
+    fn promote(&self) -> Result<(), CertError> {
+        let mut s = self.inner.lock().map_err(|_| CertError::NoKey)?;
+        if let Some(next) = s.candidate.take() {
+            s.current = next;
+            s.csr_key = None;
+        }
+        Ok(())
+    }
+
+    fn reject(&self) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.candidate = None;
+        }
+    }
+}
+
 /// The certificate files of a gateway on disk, and their swap.
 ///
 /// `cert_file`/`key_file` are what the gateway uses; a candidate is written beside them as
@@ -235,8 +395,21 @@ impl CertFiles {
         })
     }
 
+    /// Completes a promotion cut short by a power cut (the key was moved, the certificate not):
+    /// the candidate had connected, so it is the identity to keep.
+    pub fn recover(&self) -> Result<(), CertError> {
+        if self.candidate_cert().exists() && !self.candidate_key().exists() {
+            fs::rename(self.candidate_cert(), &self.cert_file)
+                .map_err(|source| CertError::Io { path: self.cert_file.clone(), source })?;
+            sync_parent(&self.cert_file);
+        }
+        Ok(())
+    }
+}
+
+impl IdentityStore for CertFiles {
     /// Writes a CSR key (kept until the signed certificate comes back) and returns the CSR.
-    pub fn start_csr(&self, mac: Mac) -> Result<String, CertError> {
+    fn start_csr(&self, mac: Mac) -> Result<String, CertError> {
         // A CSR request is retained until answered, so it comes again after a reconnect: answer
         // with the key already waiting rather than a new one each time.
         if let Ok(existing) = fs::read_to_string(self.csr_key()) {
@@ -250,7 +423,7 @@ impl CertFiles {
     }
 
     /// Checks an offered certificate and writes it beside the current one as the candidate.
-    pub fn stage(
+    fn stage(
         &self,
         offer_cert: &str,
         offer_key: Option<&str>,
@@ -270,7 +443,7 @@ impl CertFiles {
     }
 
     /// The candidate connected: it becomes the current identity, the old files stay as `*.old`.
-    pub fn promote(&self) -> Result<(), CertError> {
+    fn promote(&self) -> Result<(), CertError> {
         let mv = |from: &Path, to: &Path| {
             fs::rename(from, to).map_err(|source| CertError::Io { path: from.to_owned(), source })
         };
@@ -285,21 +458,104 @@ impl CertFiles {
         Ok(())
     }
 
-    /// Completes a promotion cut short by a power cut (the key was moved, the certificate not):
-    /// the candidate had connected, so it is the identity to keep.
-    pub fn recover(&self) -> Result<(), CertError> {
-        if self.candidate_cert().exists() && !self.candidate_key().exists() {
-            fs::rename(self.candidate_cert(), &self.cert_file)
-                .map_err(|source| CertError::Io { path: self.cert_file.clone(), source })?;
-            sync_parent(&self.cert_file);
-        }
-        Ok(())
-    }
-
     /// The candidate was refused: it is set aside as `*.rejected`, the current files stay.
-    pub fn reject(&self) {
+    fn reject(&self) {
         let _ = fs::rename(self.candidate_cert(), with_suffix(&self.cert_file, ".rejected"));
         let _ = fs::rename(self.candidate_key(), with_suffix(&self.key_file, ".rejected"));
         sync_parent(&self.cert_file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, IsCa, Issuer, SerialNumber};
+    use std::collections::HashSet;
+
+    fn ca() -> (Issuer<'static, KeyPair>, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, "test CA");
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let pem = p.self_signed(&key).unwrap().pem();
+        (Issuer::new(p, key), pem)
+    }
+
+    fn leaf(issuer: &Issuer<'static, KeyPair>, cn: &str, serial: u64) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name = DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.serial_number = Some(SerialNumber::from(serial));
+        (p.signed_by(&key, issuer).unwrap().pem(), key.serialize_pem())
+    }
+
+    fn offer(cert: &str, key: Option<&str>) -> Vec<u8> {
+        serde_json::json!({ "new_cert": cert, "new_key": key, "expires_at": "2036-01-01T00:00:00Z" })
+            .to_string()
+            .into_bytes()
+    }
+
+    /// The simulator's path: the same decisions as the agent's, in memory.
+    #[test]
+    fn the_in_memory_identity_swaps_refuses_and_answers_a_csr() {
+        let mac = Mac::parse("02:00:00:00:00:05").unwrap();
+        let (issuer, ca_pem) = ca();
+        let (cert, key) = leaf(&issuer, &mac.to_string(), 1);
+        let store = MemoryIdentity::new(Identity { ca_pem: ca_pem.clone(), cert_pem: cert, key_pem: key });
+        let mut refused = HashSet::new();
+        let now = Utc::now();
+        let current = store.current().unwrap();
+
+        assert!(matches!(on_offer(&store, mac, &current, b"", &mut refused, now), OfferOutcome::Nothing));
+        let (other, other_key) = leaf(&issuer, "02:00:00:00:00:06", 2);
+        let refusal = on_offer(&store, mac, &current, &offer(&other, Some(&other_key)), &mut refused, now);
+        assert!(matches!(refusal, OfferOutcome::Refused(CertError::WrongName { .. })), "{refusal:?}");
+        let (new, new_key) = leaf(&issuer, &mac.to_string(), 3);
+        let (_, mismatched_key) = leaf(&issuer, &mac.to_string(), 4);
+        let refusal = on_offer(&store, mac, &current, &offer(&new, Some(&mismatched_key)), &mut refused, now);
+        assert!(matches!(refusal, OfferOutcome::Refused(CertError::KeyMismatch(_))), "{refusal:?}");
+        refused.clear();
+        let OfferOutcome::Swap(next, info) =
+            on_offer(&store, mac, &current, &offer(&new, Some(&new_key)), &mut refused, now)
+        else {
+            panic!("a good offer is a swap")
+        };
+        assert_eq!(info.serial, "03");
+        assert_eq!(store.current().unwrap().cert_pem, current.cert_pem, "not before it connected");
+        store.promote().unwrap();
+        assert_eq!(store.current().unwrap().cert_pem, next.cert_pem);
+        let expired = on_offer(
+            &store,
+            mac,
+            &current,
+            &offer(&new, Some(&new_key)),
+            &mut refused,
+            DateTime::from_timestamp(0, 0).unwrap(),
+        );
+        assert!(matches!(expired, OfferOutcome::Refused(CertError::NotValidNow { .. })), "{expired:?}");
+
+        let current = store.current().unwrap();
+        let OfferOutcome::Csr(csr) =
+            on_offer(&store, mac, &current, br#"{"csr_required":true}"#, &mut refused, now)
+        else {
+            panic!("a CSR request is answered with a CSR")
+        };
+        let OfferOutcome::Csr(again) =
+            on_offer(&store, mac, &current, br#"{"csr_required":true}"#, &mut refused, now)
+        else {
+            panic!("…also when it comes again")
+        };
+        let params = rcgen::CertificateSigningRequestParams::from_pem(&csr).unwrap();
+        let again = rcgen::CertificateSigningRequestParams::from_pem(&again).unwrap();
+        assert_eq!(params.public_key.der_bytes(), again.public_key.der_bytes(), "the same key both times");
+        let signed = params.signed_by(&issuer).unwrap().pem();
+        let OfferOutcome::Swap(next, _) =
+            on_offer(&store, mac, &current, &offer(&signed, None), &mut refused, now)
+        else {
+            panic!("the signed CSR is a swap with the gateway's own key")
+        };
+        store.promote().unwrap();
+        assert_eq!(store.current().unwrap().key_pem, next.key_pem);
     }
 }

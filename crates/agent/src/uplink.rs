@@ -9,7 +9,7 @@
 //! its own: the disk queue is the only source of what is unacknowledged, and after a reconnect
 //! the queue is simply sent again from its oldest batch.
 
-use crate::cert::{self, CertFiles, Identity, Offer};
+use crate::cert::{self, CertFiles, Identity, IdentityStore, OfferOutcome};
 use crate::queue::DiskQueue;
 use crate::status::Status;
 use chrono::Utc;
@@ -221,11 +221,8 @@ async fn session(
     let mut window = Window::default();
     let mut up = false;
     // A candidate identity must be accepted within the swap timeout, or it is given up.
-    let deadline = tokio::time::sleep(if is_candidate {
-        settings.swap_timeout
-    } else {
-        Duration::from_hours(365 * 24)
-    });
+    let deadline =
+        tokio::time::sleep(if is_candidate { settings.swap_timeout } else { Duration::from_hours(365 * 24) });
     tokio::pin!(deadline);
     loop {
         tokio::select! {
@@ -288,7 +285,7 @@ async fn session(
                 }
                 Ok(Event::Incoming(Incoming::Publish(p))) if p.topic == update_topic => {
                     match handle_offer(settings, files, identity, &p.payload, refused, shared) {
-                        OfferOutcome::Nothing => {}
+                        OfferOutcome::Nothing | OfferOutcome::Refused(_) => {}
                         OfferOutcome::Csr(csr) => {
                             let body = serde_json::json!({ "csr_pem": csr }).to_string();
                             window.requested.push_back(None);
@@ -296,7 +293,7 @@ async fn session(
                                 window.requested.pop_back();
                             }
                         }
-                        OfferOutcome::Swap(next) => {
+                        OfferOutcome::Swap(next, _) => {
                             // Leave cleanly; what is in flight stays on disk and is sent again.
                             let _ = client.try_disconnect();
                             let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -341,12 +338,6 @@ fn top_up(client: &AsyncClient, topic: &str, size: u16, window: &mut Window, sha
     }
 }
 
-enum OfferOutcome {
-    Nothing,
-    Csr(String),
-    Swap(Identity),
-}
-
 fn handle_offer(
     settings: &UplinkSettings,
     files: &CertFiles,
@@ -355,45 +346,15 @@ fn handle_offer(
     refused: &mut HashSet<String>,
     shared: &Shared,
 ) -> OfferOutcome {
-    let note =
-        |text: String| shared.with_status(|s| s.last_cert_update = Some(format!("{}: {text}", Utc::now())));
-    match cert::parse_offer(payload) {
-        Ok(None) => OfferOutcome::Nothing,
-        Err(e) => {
-            tracing::warn!(error = %e, "ignoring a cert_update message");
-            note(format!("ignored: {e}"));
-            OfferOutcome::Nothing
-        }
-        Ok(Some(Offer::CsrRequired)) => match files.start_csr(settings.mac) {
-            Ok(csr) => {
-                tracing::info!("certificate renewal by CSR: sending the CSR (the key stays here)");
-                note("CSR sent".into());
-                OfferOutcome::Csr(csr)
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot make a CSR");
-                OfferOutcome::Nothing
-            }
-        },
-        Ok(Some(Offer::NewCert { cert_pem, key_pem, .. })) => {
-            let trimmed = cert_pem.trim().to_owned();
-            // The offer stays retained until the server sees us on the new certificate.
-            if trimmed == current.cert_pem.trim() || refused.contains(&trimmed) {
-                return OfferOutcome::Nothing;
-            }
-            match files.stage(&cert_pem, key_pem.as_deref(), settings.mac, Utc::now()) {
-                Ok((next, info)) => {
-                    tracing::info!(serial = %info.serial, not_after = %info.not_after, "new certificate checked; reconnecting with it");
-                    note(format!("trying new certificate {}", info.serial));
-                    OfferOutcome::Swap(next)
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "refusing the offered certificate; keeping the current one");
-                    note(format!("refused: {e}"));
-                    refused.insert(trimmed);
-                    OfferOutcome::Nothing
-                }
-            }
-        }
+    let outcome = cert::on_offer(files, settings.mac, current, payload, refused, Utc::now());
+    let note = match &outcome {
+        OfferOutcome::Nothing => None,
+        OfferOutcome::Csr(_) => Some("CSR sent".to_owned()),
+        OfferOutcome::Swap(_, info) => Some(format!("trying new certificate {}", info.serial)),
+        OfferOutcome::Refused(e) => Some(format!("refused: {e}")),
+    };
+    if let Some(text) = note {
+        shared.with_status(|s| s.last_cert_update = Some(format!("{}: {text}", Utc::now())));
     }
+    outcome
 }

@@ -8,6 +8,7 @@
 #![allow(clippy::too_many_lines, clippy::needless_pass_by_value)]
 
 mod abuse;
+mod agent;
 mod backup;
 mod broker;
 mod cli;
