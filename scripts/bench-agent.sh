@@ -14,7 +14,7 @@ meters=${BENCH_METERS:-32}
 poll=${BENCH_POLL:-10}
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release --locked -q -p tds-agent
-agent="$target/release/tds-agent"
+agent="$(cd "$target/release" && pwd)/tds-agent"
 
 tmp=$(mktemp -d /tmp/tds-bench-agent.XXXXXX)
 pids=()
@@ -51,7 +51,7 @@ max_inflight_messages 100
 max_queued_messages 100000
 CONF
 mosquitto -c mosquitto.conf 2>/dev/null & pids+=($!)
-"$OLDPWD/$agent" bench modbus-sim --meters "$meters" --listen "127.0.0.1:$modbus" 2>/dev/null & pids+=($!)
+"$agent" bench modbus-sim --meters "$meters" --listen "127.0.0.1:$modbus" 2>/dev/null & pids+=($!)
 sleep 1
 
 {
@@ -77,7 +77,7 @@ CONF
     printf '[[meter]]\ncode = "M%02d"\nbus = "lan"\nslave = %d\nregister = 0\ntype = "u32"\nscale = 0.01\nunit = "kWh"\n' "$i" "$i"
   done
 } >agent.toml
-A="$OLDPWD/$agent"
+A=$agent
 "$A" check --config agent.toml
 
 clk=$(getconf CLK_TCK)

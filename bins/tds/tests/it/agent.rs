@@ -120,11 +120,9 @@ async fn stop(child: Child, signal: &str) {
 }
 
 fn queued(data: &Path) -> usize {
-    std::fs::read_dir(data.join("queue"))
-        .map(|d| {
-            d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json"))).count()
-        })
-        .unwrap_or(0)
+    std::fs::read_dir(data.join("queue")).map_or(0, |d| {
+        d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json"))).count()
+    })
 }
 
 async fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -136,7 +134,7 @@ async fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 }
 
 fn acknowledged(data: &Path) -> u64 {
-    tds_gateway::status::Status::load(data).map(|s| s.batches_acknowledged).unwrap_or(0)
+    tds_gateway::status::Status::load(data).map_or(0, |s| s.batches_acknowledged)
 }
 
 async fn agent_readings_survive_outages_and_a_killed_agent(db: TestDb) {
