@@ -186,12 +186,12 @@ pub enum OfferOutcome {
 /// the certificates refused since start (by the checks or by the server): a retained offer comes
 /// back after every reconnect and must not be tried again and again; an offer of the certificate
 /// already in use (retained until the server sees it) is nothing to do.
-pub fn on_offer(
+pub fn on_offer<H: std::hash::BuildHasher>(
     store: &impl IdentityStore,
     mac: Mac,
     current: &Identity,
     payload: &[u8],
-    refused: &mut std::collections::HashSet<String>,
+    refused: &mut std::collections::HashSet<String, H>,
     now: DateTime<Utc>,
 ) -> OfferOutcome {
     match parse_offer(payload) {
