@@ -124,7 +124,8 @@ pub async fn run(config: Config, stop: watch::Receiver<bool>) -> Result<(), Agen
     let _ = uplink.await;
     let _ = writer.await;
     shared.refresh_queue_status();
-    if let Ok(s) = shared.status.lock() {
+    if let Ok(mut s) = shared.status.lock() {
+        s.updated_at = Some(Utc::now());
         let _ = s.save(&config.data_dir);
     }
     Ok(())
@@ -200,22 +201,30 @@ fn record(shared: &Shared, outcomes: Vec<Outcome>) -> Vec<Reading> {
     readings
 }
 
+/// Writes the status file when something changed (checked every 2 s) and at least once a minute
+/// (so that `status` can tell a running agent from a stopped one): a gateway's SD card should not
+/// be rewritten every 2 s for nothing.
 async fn write_status(data_dir: std::path::PathBuf, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(Duration::from_secs(2));
+    let mut last: Option<(Status, tokio::time::Instant)> = None;
     loop {
         tokio::select! {
             _ = every.tick() => {}
             () = crate::sim::stopped(&mut stop) => return,
         }
         shared.refresh_queue_status();
-        let snapshot = shared.status.lock().map(|mut s| {
-            s.updated_at = Some(Utc::now());
-            s.clone()
-        });
-        if let Ok(s) = snapshot
-            && let Err(e) = s.save(&data_dir)
-        {
-            tracing::warn!(error = %e, "cannot write the status file");
+        let Ok(current) = shared.status.lock().map(|s| s.clone()) else { continue };
+        let due = last
+            .as_ref()
+            .is_none_or(|(written, at)| *written != current || at.elapsed() >= Duration::from_mins(1));
+        if !due {
+            continue;
+        }
+        let mut stamped = current.clone();
+        stamped.updated_at = Some(Utc::now());
+        match stamped.save(&data_dir) {
+            Ok(()) => last = Some((current, tokio::time::Instant::now())),
+            Err(e) => tracing::warn!(error = %e, "cannot write the status file"),
         }
     }
 }
