@@ -205,9 +205,26 @@ impl<'a> CertificateStore<'a> {
                         new.mac
                     )));
                 }
+                // Replaced is retired: revoked (reason superseded) so that the CRL says so too,
+                // and a renewal in flight ends (its successor is one of the active ones).
                 sqlx::query(
-                    "UPDATE certificates SET status = 'superseded', updated_at = $2 \
-                     WHERE (gateway_id = $1 OR mac = $3) AND status = 'active'",
+                    "UPDATE renewals SET state = 'failed', detail = 'certificate replaced by hand', \
+                     updated_at = $2, finished_at = $2 WHERE gateway_id = $1 AND finished_at IS NULL",
+                )
+                .bind(gateway.get())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE gateway_messages SET cleared_at = $2, payload = '' WHERE gateway_id = $1 AND cleared_at IS NULL",
+                )
+                .bind(gateway.get())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE certificates SET status = 'superseded', revocation_reason = 'superseded', \
+                     revoked_at = $2, updated_at = $2 WHERE (gateway_id = $1 OR mac = $3) AND status = 'active'",
                 )
                 .bind(gateway.get())
                 .bind(now)
@@ -468,13 +485,13 @@ impl<'a> CertificateStore<'a> {
         self.get(tenant, id).await
     }
 
-    /// Every revoked serial of the platform, oldest revocation first: the CRL's content and the
-    /// device endpoint's revocation set.
+    /// Every revoked serial of the platform (superseded ones included: replacing revokes),
+    /// oldest revocation first: the CRL's content and the device endpoint's revocation set.
     pub async fn staff_revoked(&self) -> Result<Vec<RevokedSerial>, StoreError> {
         let rows: Vec<(String, Option<Ts>, Option<String>)> =
             on_db!(self.db, read |pool| sqlx::query_as(
-            "SELECT serial, revoked_at, revocation_reason FROM certificates WHERE status = 'revoked' \
-             ORDER BY revoked_at, id"
+            "SELECT serial, revoked_at, revocation_reason FROM certificates \
+             WHERE status = 'revoked' OR (status = 'superseded' AND revoked_at IS NOT NULL) ORDER BY revoked_at, id"
         )
         .fetch_all(pool)
         .await)?;
@@ -486,6 +503,25 @@ impl<'a> CertificateStore<'a> {
                 reason: reason.unwrap_or_else(|| "unspecified".into()),
             })
             .collect())
+    }
+
+    /// Certificates retired (no longer active) and gateways decommissioned at or after `since`:
+    /// the device endpoint closes their live sessions.
+    pub async fn staff_retired_since(&self, since: DateTime<Utc>) -> Result<(Vec<String>, Vec<String>), StoreError> {
+        let since = Ts::from(since);
+        let serials: Vec<String> = on_db!(self.db, read |pool| sqlx::query_scalar(
+            "SELECT serial FROM certificates WHERE updated_at >= $1 AND status <> 'active'"
+        )
+        .bind(since)
+        .fetch_all(pool)
+        .await)?;
+        let macs: Vec<String> = on_db!(self.db, read |pool| sqlx::query_scalar(
+            "SELECT mac FROM gateways WHERE updated_at >= $1 AND status = 'decommissioned'"
+        )
+        .bind(since)
+        .fetch_all(pool)
+        .await)?;
+        Ok((serials, macs))
     }
 
     /// Notes the first connection made with a certificate (never-used certificates are listed).

@@ -34,6 +34,7 @@ pub mod page;
 mod purge;
 pub mod readings;
 pub mod rejected;
+pub mod renewals;
 pub mod rollups;
 pub mod sessions;
 pub mod staff_tokens;
@@ -73,6 +74,9 @@ impl Store {
 
     pub fn tenants(&self) -> tenants::TenantStore<'_> {
         tenants::TenantStore::new(&self.db)
+    }
+    pub fn renewals(&self) -> renewals::RenewalStore<'_> {
+        renewals::RenewalStore::new(&self.db)
     }
     pub fn users(&self) -> users::UserStore<'_> {
         users::UserStore::new(&self.db)
