@@ -140,6 +140,9 @@ impl Server {
         let mut ingest = tds_ingest::IngestConfig::new(mqtt);
         config.apply_ingest_limits(&mut ingest);
         ingest.events = Some(events.local.clone());
+        // Renewal CSRs (`cert_csr`) are signed where they arrive, with the device validity.
+        ingest.csr_ca = Some(pki.clone());
+        ingest.device_cert_days = config.device_cert_days;
         ingest.plain = config.mqtt_plain()?.map(|(addr, password)| tds_ingest::PlainListener {
             addr,
             password: tds_ingest::DevPassword::new(password),
