@@ -300,6 +300,22 @@ pub enum CertCommand {
         #[arg(long)]
         notes: Option<String>,
     },
+    /// Start one certificate renewal of a gateway now, outside the daily budget: the offer waits
+    /// retained on its cert_update topic until it connects with the new certificate.
+    Renew {
+        #[arg(long)]
+        mac: String,
+        /// CSR mode (the gateway makes its key); default: the gateway's mode.
+        #[arg(long)]
+        csr: bool,
+    },
+    /// Pause or resume the renewal campaign of a tenant, or show where it stands.
+    Campaign {
+        #[arg(long)]
+        tenant: String,
+        /// pause, resume or status.
+        action: String,
+    },
     /// List certificates (all tenants, or one).
     List {
         #[arg(long)]

@@ -8,6 +8,7 @@
 //! | `notify` | 2 s (at once while a backlog lasts) | alert events fanned out to the outbox, reminders, due email and webhook deliveries sent |
 //! | `offline-detection` | 30 s | gateways silent for three intervals marked offline |
 //! | `crl-refresh` | 1 h | the CRL re-issued before its next-update time |
+//! | `renewal` | 10 min | the certificate renewal campaign (from 02:00 tenant time, within the day's budgets) |
 //! | `web-state-purge` | 1 h | expired sessions, old login failures |
 //! | `retention` | 24 h (first an hour after the first start) | rows past their horizon |
 
@@ -30,6 +31,7 @@ pub fn runner(
 ) -> Runner {
     let horizons = config.retention_horizons();
     let crl_config = config.clone();
+    let campaign = campaign(pki.clone(), config);
     let rollups_live = live.clone();
     Runner::new(store, worker, options)
         .every("rollups", tds_jobs::rollups::PERIOD, Duration::ZERO, move |store| {
@@ -60,10 +62,24 @@ pub fn runner(
                 Ok(Next::Period)
             }
         })
+        .every("renewal", tds_jobs::renewal::PERIOD, Duration::from_mins(1), move |store: Store| {
+            tds_jobs::renewal::job(store, campaign.clone())
+        })
         .every("web-state-purge", Duration::from_hours(1), Duration::ZERO, tds_jobs::retention::web_state)
         .every("retention", Duration::from_hours(24), Duration::from_hours(1), move |store| {
             tds_jobs::retention::daily(store, horizons)
         })
+}
+
+/// The renewal campaign's settings from the configuration.
+pub fn campaign(pki: Arc<CaFiles>, config: &Config) -> tds_jobs::renewal::Campaign {
+    tds_jobs::renewal::Campaign {
+        ca: pki,
+        platform_per_day: i64::from(config.renewal_per_day),
+        tenant_per_day: i64::from(config.renewal_per_day_per_tenant),
+        device_cert_days: config.device_cert_days,
+        hour: 2,
+    }
 }
 
 /// This instance's name in job leases: host name and process id, so that two instances on one

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod live;
 pub mod logging;
 pub mod pki;
+pub mod renewal;
 pub mod serve;
 pub mod simulate;
 

@@ -194,6 +194,9 @@ pub async fn cert(config: &Config, store: &Store, command: CertCommand) -> anyho
             );
             Ok(())
         }
+        command @ (CertCommand::Renew { .. } | CertCommand::Campaign { .. }) => {
+            crate::renewal::cert(config, store, command).await
+        }
         CertCommand::List { tenant, status } => {
             let filter = CertificateFilter {
                 status: status.as_deref().map(parse_status).transpose()?,

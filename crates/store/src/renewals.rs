@@ -113,6 +113,7 @@ pub struct Candidate {
     pub model: Option<String>,
     pub renewal_mode: Option<String>,
     pub certificate_id: i64,
+    pub key_algorithm: String,
     pub expires_at: Ts,
     pub last_seen_at: Option<Ts>,
 }
@@ -170,7 +171,6 @@ impl<'a> RenewalStore<'a> {
     /// CSR the caller already signed) the successor is recorded and offered at once (`issued`);
     /// without, the gateway is asked for a CSR (`offered`). `Conflict` when a renewal of the
     /// gateway is already open or it has no active certificate to renew.
-    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         &self,
         tenant: TenantId,
@@ -180,7 +180,22 @@ impl<'a> RenewalStore<'a> {
         issued: Option<(&NewCertificate, &str)>,
         by: Option<UserId>,
     ) -> Result<Renewal, StoreError> {
-        let now = Ts::now();
+        self.start_at(tenant, gateway, mode, manual, issued, by, Utc::now()).await
+    }
+
+    /// [`Self::start`] as of `at` (the campaign's clock, which its day budgets count in).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_at(
+        &self,
+        tenant: TenantId,
+        gateway: GatewayId,
+        mode: RenewalMode,
+        manual: bool,
+        issued: Option<(&NewCertificate, &str)>,
+        by: Option<UserId>,
+        at: DateTime<Utc>,
+    ) -> Result<Renewal, StoreError> {
+        let now = Ts::from(at);
         let sql = format!(
             "INSERT INTO renewals (tenant_id, gateway_id, old_certificate_id, mode, state, manual, detail, \
              started_at, updated_at, created_by) VALUES ($1, $2, $3, $4, 'offered', $5, $6, $7, $7, $8) RETURNING {COLUMNS}"
@@ -517,7 +532,7 @@ impl<'a> RenewalStore<'a> {
         limit: i64,
     ) -> Result<Vec<Candidate>, StoreError> {
         Ok(on_db!(self.db, read |pool| sqlx::query_as(
-            "SELECT c.tenant_id, c.gateway_id, g.mac, g.model, g.renewal_mode, c.id AS certificate_id, c.expires_at, \
+            "SELECT c.tenant_id, c.gateway_id, g.mac, g.model, g.renewal_mode, c.id AS certificate_id, c.key_algorithm, c.expires_at, \
              g.last_seen_at FROM certificates c JOIN gateways g ON g.id = c.gateway_id AND g.tenant_id = c.tenant_id \
              WHERE c.tenant_id = $1 AND c.status = 'active' AND c.expires_at < $2 AND g.status <> 'decommissioned' \
              AND g.last_seen_at >= $3 \
