@@ -24,6 +24,8 @@ use tds_store::users::NewUser;
 use tds_store::{Store, StoreError};
 use tokio::sync::watch;
 
+/// Validity of the demo gateways' certificates: inside the renewal window (730 days).
+const DEMO_CERT_DAYS: u32 = 600;
 pub const TENANT: &str = "Demo";
 pub const ADMIN_EMAIL: &str = "admin@demo.tds.localhost";
 pub const VIEWER_EMAIL: &str = "viewer@demo.tds.localhost";
@@ -38,7 +40,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let server = crate::serve::Server::bind(config).await?;
     let store = server.store.clone();
-    let pki = crate::pki::service(Arc::new(crate::pki::ensure_ca(config)?), config);
+    // The demo's certificates expire in 600 days, inside the renewal campaign's 730-day window:
+    // the campaign (from 02:00 in the demo tenant's zone, 10 a day) visibly renews them, and the
+    // certificates page shows its backlog and progress.
+    let mut pki = crate::pki::service(Arc::new(crate::pki::ensure_ca(config)?), config);
+    pki.device_cert_days = DEMO_CERT_DAYS.min(config.device_cert_days);
     let plan = Plan {
         tenant: TENANT.into(),
         gateways: args.gateways.max(1),

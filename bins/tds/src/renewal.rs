@@ -25,9 +25,16 @@ pub async fn cert(config: &Config, store: &Store, command: CertCommand) -> anyho
             let files = Arc::new(crate::pki::ensure_ca(config)?);
             let campaign = crate::jobs::campaign(files, config);
             let mode = csr.then_some(RenewalMode::Csr);
-            let renewal = tds_jobs::renewal::renew_now(store, &campaign, gateway.tenant_id, gateway.id, mode, ("cli", None))
-                .await
-                .with_context(|| format!("cannot start a renewal of {mac}"))?;
+            let renewal = tds_jobs::renewal::renew_now(
+                store,
+                &campaign,
+                gateway.tenant_id,
+                gateway.id,
+                mode,
+                ("cli", None),
+            )
+            .await
+            .with_context(|| format!("cannot start a renewal of {mac}"))?;
             println!(
                 "renewal {} of {mac} started ({}, state {}): the offer waits retained on tds_new/gateway/{mac}/cert_update until the gateway connects with its new certificate",
                 renewal.id.get(),
@@ -53,7 +60,12 @@ pub async fn cert(config: &Config, store: &Store, command: CertCommand) -> anyho
                     let day = now - Duration::days(1);
                     let p = store
                         .renewals()
-                        .progress(Some(t), now + Duration::days(RENEWAL_WINDOW_DAYS), day, now - Duration::days(30))
+                        .progress(
+                            Some(t),
+                            now + Duration::days(RENEWAL_WINDOW_DAYS),
+                            day,
+                            now - Duration::days(30),
+                        )
                         .await?;
                     let paused = store.renewals().is_paused(t).await?;
                     println!("renewal campaign of {tenant}: {}", if paused { "paused" } else { "running" });

@@ -40,8 +40,8 @@ pub use email::Email;
 pub use error::ValidationError;
 pub use events::{AlertCounts, LiveEvent, LiveReading};
 pub use ids::{
-    AlertId, AlertRuleId, ApiTokenId, CertificateId, RenewalId, DeviceId, GatewayId, JobId, RejectedId, TenantId,
-    UserId, UserTokenId,
+    AlertId, AlertRuleId, ApiTokenId, CertificateId, DeviceId, GatewayId, JobId, RejectedId, RenewalId,
+    TenantId, UserId, UserTokenId,
 };
 pub use licence::{Licence, LicenceState};
 pub use mac::Mac;

@@ -113,7 +113,9 @@ pub enum CertUpdate {
         new_key: Option<String>,
         expires_at: DateTime<Utc>,
     },
-    CsrRequired { csr_required: bool },
+    CsrRequired {
+        csr_required: bool,
+    },
 }
 
 impl CertUpdate {
@@ -150,7 +152,9 @@ pub fn parse_csr_message(payload: &[u8]) -> Result<String, CsrMessageError> {
     if payload.len() > MAX_CSR_MESSAGE_BYTES {
         return Err(CsrMessageError::TooLarge(payload.len()));
     }
-    serde_json::from_slice::<Msg>(payload).map(|m| m.csr_pem).map_err(|e| CsrMessageError::BadJson(e.to_string()))
+    serde_json::from_slice::<Msg>(payload)
+        .map(|m| m.csr_pem)
+        .map_err(|e| CsrMessageError::BadJson(e.to_string()))
 }
 
 #[cfg(test)]
@@ -160,8 +164,12 @@ mod tests {
     #[test]
     fn payloads_have_the_fields_of_the_protocol() {
         let at = DateTime::parse_from_rfc3339("2036-01-02T03:04:05Z").unwrap().to_utc();
-        let with_key = CertUpdate::Certificate { new_cert: "C".into(), new_key: Some("K".into()), expires_at: at };
-        assert_eq!(with_key.to_json(), r#"{"new_cert":"C","new_key":"K","expires_at":"2036-01-02T03:04:05Z"}"#);
+        let with_key =
+            CertUpdate::Certificate { new_cert: "C".into(), new_key: Some("K".into()), expires_at: at };
+        assert_eq!(
+            with_key.to_json(),
+            r#"{"new_cert":"C","new_key":"K","expires_at":"2036-01-02T03:04:05Z"}"#
+        );
         let csr = CertUpdate::Certificate { new_cert: "C".into(), new_key: None, expires_at: at };
         assert!(!csr.to_json().contains("new_key"));
         assert_eq!(CertUpdate::CsrRequired { csr_required: true }.to_json(), r#"{"csr_required":true}"#);

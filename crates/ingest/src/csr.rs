@@ -33,7 +33,12 @@ impl CsrSigner {
         let csr_pem = parse_csr_message(payload).map_err(|e| (e.code(), e.to_string()))?;
         let renewal = match store.renewals().staff_open_for_mac(mac).await {
             Ok(Some(r)) if matches!(r.state, RenewalState::Offered | RenewalState::CsrReceived) => r,
-            Ok(_) => return Err(("csr_not_requested", format!("no renewal of gateway {mac} is waiting for a CSR"))),
+            Ok(_) => {
+                return Err((
+                    "csr_not_requested",
+                    format!("no renewal of gateway {mac} is waiting for a CSR"),
+                ));
+            }
             Err(e) => return Err(("csr_store_error", format!("cannot read the renewal: {e}"))),
         };
         let Some(ca) = self.ca.clone() else {

@@ -22,9 +22,9 @@ use crate::session::{self, Credentials};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tds_domain::Mac;
 use tds_pki::CaFiles;
 use tds_pki::tls::{RevocationSet, device_identity, device_server_config};
-use tds_domain::Mac;
 use tds_store::Store;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -279,7 +279,10 @@ async fn keep_revocations_current(shared: Arc<Shared>) {
                 let macs: Vec<Mac> = macs.iter().filter_map(|m| Mac::parse(m).ok()).collect();
                 let closed = shared.registry.close_retired(&serials, &macs);
                 if closed > 0 {
-                    tracing::info!(sessions = closed, "closed sessions of retired certificates or decommissioned gateways");
+                    tracing::info!(
+                        sessions = closed,
+                        "closed sessions of retired certificates or decommissioned gateways"
+                    );
                 }
                 for (mac, _) in changed {
                     if let Ok(mac) = Mac::parse(&mac) {

@@ -15,7 +15,9 @@
 use crate::runner::Next;
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use std::sync::Arc;
-use tds_domain::renewal::{CertUpdate, OFFER_EXPIRY_DAYS, OFFLINE_SKIP_DAYS, RENEWAL_WINDOW_DAYS, RenewalMode};
+use tds_domain::renewal::{
+    CertUpdate, OFFER_EXPIRY_DAYS, OFFLINE_SKIP_DAYS, RENEWAL_WINDOW_DAYS, RenewalMode,
+};
 use tds_domain::{GatewayId, Mac, TenantId, UserId};
 use tds_pki::{CaFiles, DeviceKeyKind};
 use tds_store::Store;
@@ -77,7 +79,8 @@ pub async fn run(store: &Store, campaign: &Campaign, now: DateTime<Utc>) -> anyh
         if local.time() < NaiveTime::from_hms_opt(campaign.hour, 0, 0).unwrap_or(NaiveTime::MIN) {
             continue;
         }
-        let Some(day_start) = zone.from_local_datetime(&local.date_naive().and_time(NaiveTime::MIN)).earliest()
+        let Some(day_start) =
+            zone.from_local_datetime(&local.date_naive().and_time(NaiveTime::MIN)).earliest()
         else {
             continue;
         };
@@ -106,7 +109,9 @@ pub async fn run(store: &Store, campaign: &Campaign, now: DateTime<Utc>) -> anyh
                     report.started += 1;
                     platform_left -= 1;
                 }
-                Err(e) => tracing::warn!(gateway.mac = %mac, error = format!("{e:#}"), "cannot start a renewal"),
+                Err(e) => {
+                    tracing::warn!(gateway.mac = %mac, error = format!("{e:#}"), "cannot start a renewal");
+                }
             }
         }
     }
@@ -144,7 +149,8 @@ pub async fn renew_now(
         .into_iter()
         .find(|c| c.status == tds_store::certificates::CertificateStatus::Active);
     let kind = current.map_or(DeviceKeyKind::Rsa2048, |c| key_kind(&c.key_algorithm));
-    let renewal = offer(store, campaign, (tenant, gateway, g.mac), mode, kind, (true, actor.1), Utc::now()).await?;
+    let renewal =
+        offer(store, campaign, (tenant, gateway, g.mac), mode, kind, (true, actor.1), Utc::now()).await?;
     store
         .audit()
         .record(&NewAuditEntry {
@@ -172,7 +178,9 @@ async fn offer(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Renewal> {
     match mode {
-        RenewalMode::Csr => Ok(store.renewals().start_at(tenant, gateway, mode, manual, None, by, now).await?),
+        RenewalMode::Csr => {
+            Ok(store.renewals().start_at(tenant, gateway, mode, manual, None, by, now).await?)
+        }
         RenewalMode::ServerKey => {
             let (ca, days) = (campaign.ca.clone(), campaign.device_cert_days);
             // Key generation (RSA especially) off the async threads.
@@ -192,7 +200,10 @@ async fn offer(
                 issued_at: issued.not_before,
                 expires_at: issued.not_after,
             };
-            Ok(store.renewals().start_at(tenant, gateway, mode, manual, Some((&record, &payload)), by, now).await?)
+            Ok(store
+                .renewals()
+                .start_at(tenant, gateway, mode, manual, Some((&record, &payload)), by, now)
+                .await?)
         }
     }
 }

@@ -507,20 +507,31 @@ impl<'a> CertificateStore<'a> {
 
     /// Certificates retired (no longer active) and gateways decommissioned at or after `since`:
     /// the device endpoint closes their live sessions.
-    pub async fn staff_retired_since(&self, since: DateTime<Utc>) -> Result<(Vec<String>, Vec<String>), StoreError> {
+    pub async fn staff_retired_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<(Vec<String>, Vec<String>), StoreError> {
         let since = Ts::from(since);
-        let serials: Vec<String> = on_db!(self.db, read |pool| sqlx::query_scalar(
-            "SELECT serial FROM certificates WHERE updated_at >= $1 AND status <> 'active'"
-        )
-        .bind(since)
-        .fetch_all(pool)
-        .await)?;
-        let macs: Vec<String> = on_db!(self.db, read |pool| sqlx::query_scalar(
-            "SELECT mac FROM gateways WHERE updated_at >= $1 AND status = 'decommissioned'"
-        )
-        .bind(since)
-        .fetch_all(pool)
-        .await)?;
+        let serials: Vec<String> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_scalar(
+                    "SELECT serial FROM certificates WHERE updated_at >= $1 AND status <> 'active'"
+                )
+                .bind(since)
+                .fetch_all(pool)
+                .await
+        )?;
+        let macs: Vec<String> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_scalar(
+                    "SELECT mac FROM gateways WHERE updated_at >= $1 AND status = 'decommissioned'"
+                )
+                .bind(since)
+                .fetch_all(pool)
+                .await
+        )?;
         Ok((serials, macs))
     }
 

@@ -3,8 +3,8 @@
 //! renewal log (every step), and the tenants whose campaign is paused.
 //!
 //! The transitions are here, each in one transaction, so that the endpoint, the daily job, the
-//! web and the CLI move a renewal the same way: offered → (csr_received →) issued → confirmed,
-//! failed or rolled_back. A successor certificate is recorded `active` beside the current one
+//! web and the CLI move a renewal the same way: `offered` → (`csr_received` →) `issued` →
+//! `confirmed`, `failed` or `rolled_back`. A successor certificate is recorded `active` beside the current one
 //! (the hand-over: both may connect); confirming supersedes and revokes the old one, rolling
 //! back revokes the new one.
 //!
@@ -70,6 +70,9 @@ impl TryFrom<RenewalRow> for Renewal {
         })
     }
 }
+
+/// A certificate as the allow-list reads it: id, MAC, gateway, status, tenant.
+type CertRow = (i64, String, Option<i64>, String, Option<i64>);
 
 const COLUMNS: &str = "id, tenant_id, gateway_id, old_certificate_id, new_certificate_id, mode, state, manual, \
     detail, started_at, updated_at";
@@ -154,13 +157,15 @@ macro_rules! exec {
 
 const LOG: &str = "INSERT INTO renewal_log (tenant_id, gateway_id, certificate_id, step, detail, at) \
     VALUES ($1, $2, $3, $4, $5, $6)";
-const CLEAR: &str = "UPDATE gateway_messages SET cleared_at = $2, payload = '' WHERE renewal_id = $1 AND cleared_at IS NULL";
+const CLEAR: &str =
+    "UPDATE gateway_messages SET cleared_at = $2, payload = '' WHERE renewal_id = $1 AND cleared_at IS NULL";
 const MESSAGE: &str = "INSERT INTO gateway_messages (tenant_id, gateway_id, mac, topic, payload, renewal_id, created_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const NEW_CERT: &str = "INSERT INTO certificates (tenant_id, gateway_id, mac, serial, fingerprint_sha256, pem, \
     key_algorithm, issued_at, expires_at, status, renewal_state, created_at, updated_at, created_by) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', 'issued', $10, $10, $11) RETURNING id";
-const FINISH: &str = "UPDATE renewals SET state = $2, detail = $3, updated_at = $4, finished_at = $4 WHERE id = $1";
+const FINISH: &str =
+    "UPDATE renewals SET state = $2, detail = $3, updated_at = $4, finished_at = $4 WHERE id = $1";
 
 impl<'a> RenewalStore<'a> {
     pub(crate) fn new(db: &'a Db) -> Self {
@@ -201,23 +206,26 @@ impl<'a> RenewalStore<'a> {
              started_at, updated_at, created_by) VALUES ($1, $2, $3, $4, 'offered', $5, $6, $7, $7, $8) RETURNING {COLUMNS}"
         );
         let id: i64 = in_tx!(self.db, |tx| {
-            let gw: Option<(String, String)> = sqlx::query_as(
-                "SELECT mac, status FROM gateways WHERE tenant_id = $1 AND id = $2",
-            )
-            .bind(tenant.get())
-            .bind(gateway.get())
-            .fetch_optional(&mut *tx)
-            .await?;
+            let gw: Option<(String, String)> =
+                sqlx::query_as("SELECT mac, status FROM gateways WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.get())
+                    .bind(gateway.get())
+                    .fetch_optional(&mut *tx)
+                    .await?;
             let (mac, status) = gw.ok_or(StoreError::NotFound)?;
             if status == "decommissioned" {
                 return Err(StoreError::Conflict(format!("gateway {mac} is decommissioned")));
             }
-            let open: i64 = sqlx::query_scalar("SELECT count(*) FROM renewals WHERE gateway_id = $1 AND finished_at IS NULL")
-                .bind(gateway.get())
-                .fetch_one(&mut *tx)
-                .await?;
+            let open: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM renewals WHERE gateway_id = $1 AND finished_at IS NULL",
+            )
+            .bind(gateway.get())
+            .fetch_one(&mut *tx)
+            .await?;
             if open > 0 {
-                return Err(StoreError::Conflict(format!("a renewal of gateway {mac} is already in progress")));
+                return Err(StoreError::Conflict(format!(
+                    "a renewal of gateway {mac} is already in progress"
+                )));
             }
             let old: Option<i64> = sqlx::query_scalar(
                 "SELECT id FROM certificates WHERE gateway_id = $1 AND tenant_id = $2 AND status = 'active' ORDER BY id DESC LIMIT 1",
@@ -226,7 +234,9 @@ impl<'a> RenewalStore<'a> {
             .bind(tenant.get())
             .fetch_optional(&mut *tx)
             .await?;
-            let old = old.ok_or_else(|| StoreError::Conflict(format!("gateway {mac} has no active certificate to renew")))?;
+            let old = old.ok_or_else(|| {
+                StoreError::Conflict(format!("gateway {mac} has no active certificate to renew"))
+            })?;
             let detail = if manual { "renewal started by hand" } else { "renewal started by the campaign" };
             let row: RenewalRow = sqlx::query_as(AssertSqlSafe(sql.as_str()))
                 .bind(tenant.get())
@@ -239,32 +249,72 @@ impl<'a> RenewalStore<'a> {
                 .bind(by.map(UserId::get))
                 .fetch_one(&mut *tx)
                 .await?;
-            exec!(tx, LOG, tenant.get(), gateway.get(), Some(old), "offered", format!("{detail} ({mode})"), now);
-            match issued {
-                Some((new, payload)) => {
-                    let new_id: i64 = sqlx::query_scalar(NEW_CERT)
-                        .bind(tenant.get())
-                        .bind(gateway.get())
-                        .bind(new.mac.to_string())
-                        .bind(&new.serial)
-                        .bind(&new.fingerprint_sha256)
-                        .bind(&new.pem)
-                        .bind(&new.key_algorithm)
-                        .bind(Ts::from(new.issued_at))
-                        .bind(Ts::from(new.expires_at))
-                        .bind(now)
-                        .bind(by.map(UserId::get))
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    exec!(tx, "UPDATE renewals SET state = 'issued', new_certificate_id = $2 WHERE id = $1", row.id, new_id);
-                    exec!(tx, MESSAGE, tenant.get(), gateway.get(), &mac, Topic::CertUpdate(new.mac).to_string(), payload, row.id, now);
-                    exec!(tx, LOG, tenant.get(), gateway.get(), Some(new_id), "issued", format!("certificate {} offered", new.serial), now);
-                }
-                None => {
-                    let mac_v = Mac::parse(&mac).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    let payload = tds_domain::renewal::CertUpdate::CsrRequired { csr_required: true }.to_json();
-                    exec!(tx, MESSAGE, tenant.get(), gateway.get(), &mac, Topic::CertUpdate(mac_v).to_string(), payload, row.id, now);
-                }
+            exec!(
+                tx,
+                LOG,
+                tenant.get(),
+                gateway.get(),
+                Some(old),
+                "offered",
+                format!("{detail} ({mode})"),
+                now
+            );
+            if let Some((new, payload)) = issued {
+                let new_id: i64 = sqlx::query_scalar(NEW_CERT)
+                    .bind(tenant.get())
+                    .bind(gateway.get())
+                    .bind(new.mac.to_string())
+                    .bind(&new.serial)
+                    .bind(&new.fingerprint_sha256)
+                    .bind(&new.pem)
+                    .bind(&new.key_algorithm)
+                    .bind(Ts::from(new.issued_at))
+                    .bind(Ts::from(new.expires_at))
+                    .bind(now)
+                    .bind(by.map(UserId::get))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                exec!(
+                    tx,
+                    "UPDATE renewals SET state = 'issued', new_certificate_id = $2 WHERE id = $1",
+                    row.id,
+                    new_id
+                );
+                exec!(
+                    tx,
+                    MESSAGE,
+                    tenant.get(),
+                    gateway.get(),
+                    &mac,
+                    Topic::CertUpdate(new.mac).to_string(),
+                    payload,
+                    row.id,
+                    now
+                );
+                exec!(
+                    tx,
+                    LOG,
+                    tenant.get(),
+                    gateway.get(),
+                    Some(new_id),
+                    "issued",
+                    format!("certificate {} offered", new.serial),
+                    now
+                );
+            } else {
+                let mac_v = Mac::parse(&mac).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let payload = tds_domain::renewal::CertUpdate::CsrRequired { csr_required: true }.to_json();
+                exec!(
+                    tx,
+                    MESSAGE,
+                    tenant.get(),
+                    gateway.get(),
+                    &mac,
+                    Topic::CertUpdate(mac_v).to_string(),
+                    payload,
+                    row.id,
+                    now
+                );
             }
             Ok(row.id)
         })?;
@@ -273,11 +323,15 @@ impl<'a> RenewalStore<'a> {
 
     pub async fn get(&self, tenant: TenantId, id: RenewalId) -> Result<Renewal, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM renewals WHERE tenant_id = $1 AND id = $2");
-        let row: RenewalRow = on_db!(self.db, read |pool| sqlx::query_as(AssertSqlSafe(sql.as_str()))
-            .bind(tenant.get())
-            .bind(id.get())
-            .fetch_one(pool)
-            .await)?;
+        let row: RenewalRow = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .bind(id.get())
+                    .fetch_one(pool)
+                    .await
+        )?;
         row.try_into()
     }
 
@@ -288,29 +342,47 @@ impl<'a> RenewalStore<'a> {
              WHERE g.mac = $1 AND r.finished_at IS NULL",
             COLUMNS.replace(", ", ", r.")
         );
-        let row: Option<RenewalRow> = on_db!(self.db, read |pool| sqlx::query_as(AssertSqlSafe(sql.as_str()))
-            .bind(mac.to_string())
-            .fetch_optional(pool)
-            .await)?;
+        let row: Option<RenewalRow> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(mac.to_string())
+                    .fetch_optional(pool)
+                    .await
+        )?;
         row.map(TryInto::try_into).transpose()
     }
 
     /// The gateway's renewals, newest first (its page).
-    pub async fn for_gateway(&self, tenant: TenantId, gateway: GatewayId, limit: i64) -> Result<Vec<Renewal>, StoreError> {
+    pub async fn for_gateway(
+        &self,
+        tenant: TenantId,
+        gateway: GatewayId,
+        limit: i64,
+    ) -> Result<Vec<Renewal>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM renewals WHERE tenant_id = $1 AND gateway_id = $2 ORDER BY id DESC LIMIT $3"
         );
-        let rows: Vec<RenewalRow> = on_db!(self.db, read |pool| sqlx::query_as(AssertSqlSafe(sql.as_str()))
-            .bind(tenant.get())
-            .bind(gateway.get())
-            .bind(limit.clamp(1, 500))
-            .fetch_all(pool)
-            .await)?;
+        let rows: Vec<RenewalRow> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .bind(gateway.get())
+                    .bind(limit.clamp(1, 500))
+                    .fetch_all(pool)
+                    .await
+        )?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
     /// The gateway's renewal log, newest first.
-    pub async fn log(&self, tenant: TenantId, gateway: GatewayId, limit: i64) -> Result<Vec<LogEntry>, StoreError> {
+    pub async fn log(
+        &self,
+        tenant: TenantId,
+        gateway: GatewayId,
+        limit: i64,
+    ) -> Result<Vec<LogEntry>, StoreError> {
         Ok(on_db!(self.db, read |pool| sqlx::query_as(
             "SELECT step, detail, at FROM renewal_log WHERE tenant_id = $1 AND gateway_id = $2 ORDER BY at DESC, id DESC LIMIT $3"
         )
@@ -323,14 +395,20 @@ impl<'a> RenewalStore<'a> {
 
     /// A CSR arrived for a renewal waiting for one and was signed: the successor is recorded and
     /// offered in place of the CSR request.
-    pub async fn csr_signed(&self, renewal: &Renewal, new: &NewCertificate, payload: &str) -> Result<(), StoreError> {
+    pub async fn csr_signed(
+        &self,
+        renewal: &Renewal,
+        new: &NewCertificate,
+        payload: &str,
+    ) -> Result<(), StoreError> {
         let now = Ts::now();
         let (t, g) = (renewal.tenant_id.get(), renewal.gateway_id.get());
         in_tx!(self.db, |tx| {
-            let state: Option<String> = sqlx::query_scalar("SELECT state FROM renewals WHERE id = $1 AND finished_at IS NULL")
-                .bind(renewal.id.get())
-                .fetch_optional(&mut *tx)
-                .await?;
+            let state: Option<String> =
+                sqlx::query_scalar("SELECT state FROM renewals WHERE id = $1 AND finished_at IS NULL")
+                    .bind(renewal.id.get())
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if state.as_deref() != Some("offered") && state.as_deref() != Some("csr_received") {
                 return Err(StoreError::Conflict("the renewal is not waiting for a CSR".into()));
             }
@@ -349,10 +427,35 @@ impl<'a> RenewalStore<'a> {
                 .bind(None::<i64>)
                 .fetch_one(&mut *tx)
                 .await?;
-            exec!(tx, "UPDATE renewals SET state = 'issued', new_certificate_id = $2, updated_at = $3 WHERE id = $1", renewal.id.get(), new_id, now);
+            exec!(
+                tx,
+                "UPDATE renewals SET state = 'issued', new_certificate_id = $2, updated_at = $3 WHERE id = $1",
+                renewal.id.get(),
+                new_id,
+                now
+            );
             exec!(tx, CLEAR, renewal.id.get(), now);
-            exec!(tx, MESSAGE, t, g, new.mac.to_string(), Topic::CertUpdate(new.mac).to_string(), payload, renewal.id.get(), now);
-            exec!(tx, LOG, t, g, Some(new_id), "issued", format!("certificate {} signed from the gateway's CSR and offered", new.serial), now);
+            exec!(
+                tx,
+                MESSAGE,
+                t,
+                g,
+                new.mac.to_string(),
+                Topic::CertUpdate(new.mac).to_string(),
+                payload,
+                renewal.id.get(),
+                now
+            );
+            exec!(
+                tx,
+                LOG,
+                t,
+                g,
+                Some(new_id),
+                "issued",
+                format!("certificate {} signed from the gateway's CSR and offered", new.serial),
+                now
+            );
             Ok(())
         })
     }
@@ -363,15 +466,26 @@ impl<'a> RenewalStore<'a> {
         let now = Ts::now();
         let (t, g) = (renewal.tenant_id.get(), renewal.gateway_id.get());
         in_tx!(self.db, |tx| {
-            let done = exec!(tx, "UPDATE renewals SET state = 'failed', detail = $2, updated_at = $3, finished_at = $3 \
-                WHERE id = $1 AND finished_at IS NULL", renewal.id.get(), detail, now);
+            let done = exec!(
+                tx,
+                "UPDATE renewals SET state = 'failed', detail = $2, updated_at = $3, finished_at = $3 \
+                WHERE id = $1 AND finished_at IS NULL",
+                renewal.id.get(),
+                detail,
+                now
+            );
             if done.rows_affected() == 0 {
                 return Err(StoreError::Conflict("the renewal is already over".into()));
             }
             exec!(tx, CLEAR, renewal.id.get(), now);
             if let Some(new) = renewal.new_certificate_id {
-                exec!(tx, "UPDATE certificates SET status = 'revoked', revocation_reason = 'cessation_of_operation', \
-                    revoked_at = $2, updated_at = $2, renewal_state = 'failed' WHERE id = $1 AND status = 'active'", new.get(), now);
+                exec!(
+                    tx,
+                    "UPDATE certificates SET status = 'revoked', revocation_reason = 'cessation_of_operation', \
+                    revoked_at = $2, updated_at = $2, renewal_state = 'failed' WHERE id = $1 AND status = 'active'",
+                    new.get(),
+                    now
+                );
             }
             exec!(tx, LOG, t, g, renewal.new_certificate_id.map(CertificateId::get), "failed", detail, now);
             Ok(())
@@ -380,11 +494,16 @@ impl<'a> RenewalStore<'a> {
 
     /// The allow-list check of a connection with certificate `serial` as gateway `gateway`
     /// (`mac`), and what it means for an open renewal; records the certificate's first use.
-    pub async fn staff_admit(&self, gateway: GatewayId, mac: Mac, serial: &str) -> Result<Admission, StoreError> {
+    pub async fn staff_admit(
+        &self,
+        gateway: GatewayId,
+        mac: Mac,
+        serial: &str,
+    ) -> Result<Admission, StoreError> {
         let now = Ts::now();
         let serial = serial.to_ascii_lowercase();
         in_tx!(self.db, |tx| {
-            let cert: Option<(i64, String, Option<i64>, String, Option<i64>)> = sqlx::query_as(
+            let cert: Option<CertRow> = sqlx::query_as(
                 "SELECT id, mac, gateway_id, status, tenant_id FROM certificates WHERE serial = $1",
             )
             .bind(&serial)
@@ -400,7 +519,12 @@ impl<'a> RenewalStore<'a> {
                 return Ok(Admission::Refused(format!("certificate {status}")));
             }
             let t = tenant.unwrap_or_default();
-            exec!(tx, "UPDATE certificates SET first_used_at = $2 WHERE id = $1 AND first_used_at IS NULL", cert_id, now);
+            exec!(
+                tx,
+                "UPDATE certificates SET first_used_at = $2 WHERE id = $1 AND first_used_at IS NULL",
+                cert_id,
+                now
+            );
             let open: Option<(i64, Option<i64>, Option<i64>, String)> = sqlx::query_as(
                 "SELECT id, old_certificate_id, new_certificate_id, state FROM renewals WHERE gateway_id = $1 AND finished_at IS NULL",
             )
@@ -412,13 +536,32 @@ impl<'a> RenewalStore<'a> {
                 return Ok(Admission::Current);
             }
             if new == Some(cert_id) {
-                exec!(tx, "UPDATE certificates SET status = 'superseded', revocation_reason = 'superseded', revoked_at = $3, \
+                exec!(
+                    tx,
+                    "UPDATE certificates SET status = 'superseded', revocation_reason = 'superseded', revoked_at = $3, \
                     updated_at = $3, renewal_state = 'superseded' WHERE gateway_id = $1 AND id <> $2 AND status = 'active'",
-                    gateway.get(), cert_id, now);
-                exec!(tx, "UPDATE certificates SET renewal_state = 'confirmed', updated_at = $2 WHERE id = $1", cert_id, now);
+                    gateway.get(),
+                    cert_id,
+                    now
+                );
+                exec!(
+                    tx,
+                    "UPDATE certificates SET renewal_state = 'confirmed', updated_at = $2 WHERE id = $1",
+                    cert_id,
+                    now
+                );
                 exec!(tx, FINISH, rid, "confirmed", "the gateway connected with its new certificate", now);
                 exec!(tx, CLEAR, rid, now);
-                exec!(tx, LOG, t, gateway.get(), Some(cert_id), "confirmed", "the gateway connected with its new certificate; the old one is superseded and revoked", now);
+                exec!(
+                    tx,
+                    LOG,
+                    t,
+                    gateway.get(),
+                    Some(cert_id),
+                    "confirmed",
+                    "the gateway connected with its new certificate; the old one is superseded and revoked",
+                    now
+                );
                 return Ok(Admission::Confirmed(RenewalId::new(rid)));
             }
             let received: i64 = sqlx::query_scalar(
@@ -429,12 +572,33 @@ impl<'a> RenewalStore<'a> {
             .await?;
             if old == Some(cert_id) && received > 0 {
                 if let Some(new) = new {
-                    exec!(tx, "UPDATE certificates SET status = 'revoked', revocation_reason = 'cessation_of_operation', \
-                        revoked_at = $2, updated_at = $2, renewal_state = 'rolled_back' WHERE id = $1 AND status = 'active'", new, now);
+                    exec!(
+                        tx,
+                        "UPDATE certificates SET status = 'revoked', revocation_reason = 'cessation_of_operation', \
+                        revoked_at = $2, updated_at = $2, renewal_state = 'rolled_back' WHERE id = $1 AND status = 'active'",
+                        new,
+                        now
+                    );
                 }
-                exec!(tx, FINISH, rid, "rolled_back", "the gateway came back with its old certificate after receiving the new one", now);
+                exec!(
+                    tx,
+                    FINISH,
+                    rid,
+                    "rolled_back",
+                    "the gateway came back with its old certificate after receiving the new one",
+                    now
+                );
                 exec!(tx, CLEAR, rid, now);
-                exec!(tx, LOG, t, gateway.get(), new, "rolled_back", "the gateway came back with its old certificate after receiving the new one; the new one is revoked", now);
+                exec!(
+                    tx,
+                    LOG,
+                    t,
+                    gateway.get(),
+                    new,
+                    "rolled_back",
+                    "the gateway came back with its old certificate after receiving the new one; the new one is revoked",
+                    now
+                );
                 return Ok(Admission::RolledBack(RenewalId::new(rid)));
             }
             Ok(Admission::Current)
@@ -455,20 +619,28 @@ impl<'a> RenewalStore<'a> {
 
     /// The gateway acknowledged the message (PUBACK): it has received it.
     pub async fn staff_delivered(&self, id: i64) -> Result<(), StoreError> {
-        on_db!(self.db, write |pool| sqlx::query(
-            "UPDATE gateway_messages SET delivered_at = $2 WHERE id = $1 AND cleared_at IS NULL"
-        )
-        .bind(id)
-        .bind(Ts::now())
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
+        on_db!(
+            self.db,
+            write
+                | pool
+                | sqlx::query(
+                    "UPDATE gateway_messages SET delivered_at = $2 WHERE id = $1 AND cleared_at IS NULL"
+                )
+                .bind(id)
+                .bind(Ts::now())
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        )?;
         Ok(())
     }
 
     /// Gateways whose messages were created or cleared at or after `since` (the endpoint pushes
     /// new ones to live sessions; the broker mode publishes or clears them retained).
-    pub async fn staff_messages_changed_since(&self, since: DateTime<Utc>) -> Result<Vec<(String, bool)>, StoreError> {
+    pub async fn staff_messages_changed_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, bool)>, StoreError> {
         let rows: Vec<(String, Option<Ts>)> = on_db!(self.db, read |pool| sqlx::query_as(
             "SELECT mac, cleared_at FROM gateway_messages WHERE created_at >= $1 OR cleared_at >= $1 ORDER BY id"
         )
@@ -479,7 +651,12 @@ impl<'a> RenewalStore<'a> {
     }
 
     /// Pauses (or resumes) the tenant's campaign; returns whether that changed anything.
-    pub async fn set_paused(&self, tenant: TenantId, paused: bool, by: Option<UserId>) -> Result<bool, StoreError> {
+    pub async fn set_paused(
+        &self,
+        tenant: TenantId,
+        paused: bool,
+        by: Option<UserId>,
+    ) -> Result<bool, StoreError> {
         let done = if paused {
             on_db!(self.db, write |pool| sqlx::query(
                 "INSERT INTO renewal_pauses (tenant_id, paused_at, paused_by) VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO NOTHING"
@@ -491,26 +668,39 @@ impl<'a> RenewalStore<'a> {
             .await
             .map(|r| r.rows_affected()))?
         } else {
-            on_db!(self.db, write |pool| sqlx::query("DELETE FROM renewal_pauses WHERE tenant_id = $1")
-                .bind(tenant.get())
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected()))?
+            on_db!(
+                self.db,
+                write
+                    | pool
+                    | sqlx::query("DELETE FROM renewal_pauses WHERE tenant_id = $1")
+                        .bind(tenant.get())
+                        .execute(pool)
+                        .await
+                        .map(|r| r.rows_affected())
+            )?
         };
         Ok(done > 0)
     }
 
     pub async fn is_paused(&self, tenant: TenantId) -> Result<bool, StoreError> {
-        let n: i64 = on_db!(self.db, read |pool| sqlx::query_scalar("SELECT count(*) FROM renewal_pauses WHERE tenant_id = $1")
-            .bind(tenant.get())
-            .fetch_one(pool)
-            .await)?;
+        let n: i64 = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_scalar("SELECT count(*) FROM renewal_pauses WHERE tenant_id = $1")
+                    .bind(tenant.get())
+                    .fetch_one(pool)
+                    .await
+        )?;
         Ok(n > 0)
     }
 
     /// Campaign renewals (not manual ones) started at or after `since`, in the tenant or (with
     /// `None`) on the whole platform: what today's budget has used.
-    pub async fn started_since(&self, tenant: Option<TenantId>, since: DateTime<Utc>) -> Result<i64, StoreError> {
+    pub async fn started_since(
+        &self,
+        tenant: Option<TenantId>,
+        since: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
         Ok(on_db!(self.db, read |pool| sqlx::query_scalar(
             "SELECT count(*) FROM renewals WHERE NOT manual AND started_at >= $2 AND (CAST($1 AS BIGINT) IS NULL OR tenant_id = $1)"
         )
@@ -550,11 +740,14 @@ impl<'a> RenewalStore<'a> {
 
     /// Open renewals started before `before` (offers nobody answered), any tenant.
     pub async fn staff_stale(&self, before: DateTime<Utc>) -> Result<Vec<Renewal>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM renewals WHERE finished_at IS NULL AND started_at < $1 ORDER BY id LIMIT 1000");
-        let rows: Vec<RenewalRow> = on_db!(self.db, read |pool| sqlx::query_as(AssertSqlSafe(sql.as_str()))
-            .bind(Ts::from(before))
-            .fetch_all(pool)
-            .await)?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM renewals WHERE finished_at IS NULL AND started_at < $1 ORDER BY id LIMIT 1000"
+        );
+        let rows: Vec<RenewalRow> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(Ts::from(before)).fetch_all(pool).await
+        )?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
@@ -590,29 +783,42 @@ impl<'a> RenewalStore<'a> {
     }
 
     /// Sets a gateway's renewal mode (`None`: by its model).
-    pub async fn set_mode(&self, tenant: TenantId, gateway: GatewayId, mode: Option<RenewalMode>) -> Result<(), StoreError> {
-        let done = on_db!(self.db, write |pool| sqlx::query(
-            "UPDATE gateways SET renewal_mode = $3 WHERE tenant_id = $1 AND id = $2"
-        )
-        .bind(tenant.get())
-        .bind(gateway.get())
-        .bind(mode.map(RenewalMode::as_str))
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
+    pub async fn set_mode(
+        &self,
+        tenant: TenantId,
+        gateway: GatewayId,
+        mode: Option<RenewalMode>,
+    ) -> Result<(), StoreError> {
+        let done = on_db!(
+            self.db,
+            write
+                | pool
+                | sqlx::query("UPDATE gateways SET renewal_mode = $3 WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.get())
+                    .bind(gateway.get())
+                    .bind(mode.map(RenewalMode::as_str))
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected())
+        )?;
         crate::tenants::found(done)
     }
 
     /// The gateway's renewal mode: its setting, else its model's default.
     pub async fn mode(&self, tenant: TenantId, gateway: GatewayId) -> Result<RenewalMode, StoreError> {
-        let row: Option<(Option<String>, Option<String>)> = on_db!(self.db, read |pool| sqlx::query_as(
-            "SELECT renewal_mode, model FROM gateways WHERE tenant_id = $1 AND id = $2"
-        )
-        .bind(tenant.get())
-        .bind(gateway.get())
-        .fetch_optional(pool)
-        .await)?;
+        let row: Option<(Option<String>, Option<String>)> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as("SELECT renewal_mode, model FROM gateways WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.get())
+                    .bind(gateway.get())
+                    .fetch_optional(pool)
+                    .await
+        )?;
         let (mode, model) = row.ok_or(StoreError::NotFound)?;
-        Ok(mode.as_deref().and_then(RenewalMode::parse).unwrap_or_else(|| RenewalMode::default_for_model(model.as_deref())))
+        Ok(mode
+            .as_deref()
+            .and_then(RenewalMode::parse)
+            .unwrap_or_else(|| RenewalMode::default_for_model(model.as_deref())))
     }
 }

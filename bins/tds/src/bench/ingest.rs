@@ -106,7 +106,8 @@ pub async fn run(config: &Config, args: IngestBenchArgs) -> anyhow::Result<()> {
         let issued =
             ca.ca.issue_device(mac, DeviceKeyKind::EcdsaP256, 30).context("cannot issue a certificate")?;
         // Recorded as the gateway's certificate: the endpoint admits only those (allow-list).
-        let gateway = store.gateways().staff_by_mac(mac).await.context("the fleet's gateway is registered")?;
+        let gateway =
+            store.gateways().staff_by_mac(mac).await.context("the fleet's gateway is registered")?;
         store
             .certificates()
             .record_issued(gateway.tenant_id, gateway.id, &tds_web::certs::record(&issued), true, None)

@@ -68,7 +68,10 @@ async fn a_replaced_certificate_is_refused_and_its_live_session_closed_within_a_
     let took = device.closed_within(Duration::from_secs(1)).await.unwrap();
     eprintln!("replaced certificate's session closed after {took:?}");
     assert!(bench.connect(&old, MAC).await.is_err(), "the replaced certificate cannot come back");
-    assert_eq!(stored_status(&bench, &old.serial_hex).await, (CertificateStatus::Superseded, Some("superseded".into())));
+    assert_eq!(
+        stored_status(&bench, &old.serial_hex).await,
+        (CertificateStatus::Superseded, Some("superseded".into()))
+    );
     let revoked = bench.store.certificates().staff_revoked().await.unwrap();
     assert!(revoked.iter().any(|r| r.serial == old.serial_hex && r.reason == "superseded"));
     let mut device = bench.connect(&new, MAC).await.unwrap();
@@ -116,7 +119,8 @@ async fn a_transferred_gateways_certificate_is_refused_and_its_session_closed(db
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crl.pem");
     std::fs::write(&path, &crl.pem).unwrap();
-    let out = std::process::Command::new("openssl").args(["crl", "-noout", "-text", "-in"]).arg(&path).output();
+    let out =
+        std::process::Command::new("openssl").args(["crl", "-noout", "-text", "-in"]).arg(&path).output();
     if let Ok(out) = out {
         let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
         assert!(text.contains(&cert.serial_hex), "{text}");
@@ -150,13 +154,22 @@ async fn offer_server_key(bench: &Bench) -> (tds_store::renewals::Renewal, Issue
     let renewal = bench
         .store
         .renewals()
-        .start(bench.tenant, bench.gateway, RenewalMode::ServerKey, false, Some((&record(&new), &payload)), None)
+        .start(
+            bench.tenant,
+            bench.gateway,
+            RenewalMode::ServerKey,
+            false,
+            Some((&record(&new), &payload)),
+            None,
+        )
         .await
         .unwrap();
     (renewal, new)
 }
 
-async fn a_server_key_offer_is_retained_until_the_gateway_connects_with_it_then_the_old_one_is_refused(db: TestDb) {
+async fn a_server_key_offer_is_retained_until_the_gateway_connects_with_it_then_the_old_one_is_refused(
+    db: TestDb,
+) {
     let bench = Bench::start(db).await;
     let old = bench.certificate(MAC).await;
     let (renewal, _) = offer_server_key(&bench).await;
@@ -247,9 +260,10 @@ async fn a_csr_renewal_round_trip_never_gives_the_server_the_key(db: TestDb) {
     device.publish(csr_topic, serde_json::json!({ "csr_pem": csr }).to_string()).await.unwrap();
     // The signed certificate follows on the same subscription, without a key.
     let offer = loop {
-        match tokio::time::timeout(Duration::from_secs(5), device.events.poll()).await.unwrap().unwrap() {
-            Event::Incoming(Incoming::Publish(p)) => break p,
-            _ => {}
+        let event =
+            tokio::time::timeout(Duration::from_secs(5), device.events.poll()).await.unwrap().unwrap();
+        if let Event::Incoming(Incoming::Publish(p)) = event {
+            break p;
         }
     };
     let update: CertUpdate = serde_json::from_slice(&offer.payload).unwrap();

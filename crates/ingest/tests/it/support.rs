@@ -62,16 +62,7 @@ impl Bench {
         let port = endpoint.local_addr().unwrap().port();
         let plain_port = endpoint.plain_addr().map(|a| a.port());
         tokio::spawn(endpoint.run(std::future::pending()));
-        Self {
-            store,
-            port,
-            plain_port,
-            ca,
-            tenant: tenant.id,
-            gateway: gw.id,
-            _dir: dir,
-            _db: db,
-        }
+        Self { store, port, plain_port, ca, tenant: tenant.id, gateway: gw.id, _dir: dir, _db: db }
     }
 
     /// A certificate for `mac`, recorded as the gateway's when it is registered.

@@ -25,12 +25,24 @@ fn ca() -> (tempfile::TempDir, Arc<tds_pki::CaFiles>) {
 }
 
 fn campaign(ca: &Arc<tds_pki::CaFiles>, platform: i64, tenant: i64) -> Campaign {
-    Campaign { ca: ca.clone(), platform_per_day: platform, tenant_per_day: tenant, device_cert_days: 3650, hour: 2 }
+    Campaign {
+        ca: ca.clone(),
+        platform_per_day: platform,
+        tenant_per_day: tenant,
+        device_cert_days: 3650,
+        hour: 2,
+    }
 }
 
 /// A gateway seen at `seen` with an active (recorded, not real) P-256 certificate expiring at
 /// `expires`.
-async fn gateway(store: &Store, t: TenantId, n: u8, expires: DateTime<Utc>, seen: DateTime<Utc>) -> GatewayId {
+async fn gateway(
+    store: &Store,
+    t: TenantId,
+    n: u8,
+    expires: DateTime<Utc>,
+    seen: DateTime<Utc>,
+) -> GatewayId {
     let mac = format!("aa:bb:cc:00:{:02x}:{n:02x}", t.get());
     let g = fixtures::gateway(store, t, &mac, &format!("GW{n}")).await;
     store.gateways().mark_seen(t, g.id, seen).await.unwrap();
@@ -81,7 +93,8 @@ async fn the_campaign_renews_oldest_first_within_both_budgets_and_skips_offline_
     assert_eq!(renewed(&store, b.id, b3).await, None, "the platform's budget is spent");
     // Server-key mode: the offer holds the certificate and its key, retained until confirmed.
     let mac = store.gateways().get(a.id, a1).await.unwrap().mac;
-    let offer = store.renewals().staff_pending(mac, &format!("tds_new/gateway/{mac}/cert_update")).await.unwrap();
+    let offer =
+        store.renewals().staff_pending(mac, &format!("tds_new/gateway/{mac}/cert_update")).await.unwrap();
     assert!(offer.unwrap().payload.contains("new_key"));
 
     // The same day again, with settings read afresh (a restart, another instance): nothing more.
@@ -121,13 +134,23 @@ async fn renew_now_is_outside_the_budget_and_audited_and_one_at_a_time(store: St
     let now = Utc::now();
     let a = fixtures::tenant(&store, "Alpha").await;
     let g = gateway(&store, a.id, 1, now + Duration::days(3000), now).await;
-    let r = renew_now(&store, &campaign(&ca, 0, 0), a.id, g, Some(RenewalMode::Csr), ("cli", None)).await.unwrap();
+    let r = renew_now(&store, &campaign(&ca, 0, 0), a.id, g, Some(RenewalMode::Csr), ("cli", None))
+        .await
+        .unwrap();
     assert_eq!((r.state, r.mode, r.manual), (RenewalState::Offered, RenewalMode::Csr, true));
     let mac = store.gateways().get(a.id, g).await.unwrap().mac;
-    let offer = store.renewals().staff_pending(mac, &format!("tds_new/gateway/{mac}/cert_update")).await.unwrap();
+    let offer =
+        store.renewals().staff_pending(mac, &format!("tds_new/gateway/{mac}/cert_update")).await.unwrap();
     assert_eq!(offer.unwrap().payload, r#"{"csr_required":true}"#);
-    assert!(renew_now(&store, &campaign(&ca, 0, 0), a.id, g, None, ("cli", None)).await.is_err(), "one open renewal");
-    let audit = store.audit().list(a.id, &Default::default(), tds_store::Page::new(1, 10)).await.unwrap();
+    assert!(
+        renew_now(&store, &campaign(&ca, 0, 0), a.id, g, None, ("cli", None)).await.is_err(),
+        "one open renewal"
+    );
+    let audit = store
+        .audit()
+        .list(a.id, &tds_store::audit::AuditFilter::default(), tds_store::Page::new(1, 10))
+        .await
+        .unwrap();
     assert!(audit.items.iter().any(|e| e.action == "cert.renew"));
 }
 
