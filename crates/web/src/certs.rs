@@ -96,6 +96,10 @@ impl Pki {
             .certificates()
             .record_issued(gateway.tenant_id, gateway.id, &record(&issued), replace, None)
             .await?;
+        if replace {
+            // The replaced certificate is revoked (superseded): the CRL says so at once.
+            self.refresh_crl(store).await?;
+        }
         Ok(Bundle { file_name: tds_pki::bundle_file_name(mac), zip, certificate: issued })
     }
 
@@ -115,6 +119,9 @@ impl Pki {
             .certificates()
             .record_issued(gateway.tenant_id, gateway.id, &record(&issued), replace, None)
             .await?;
+        if replace {
+            self.refresh_crl(store).await?;
+        }
         Ok(issued)
     }
 
