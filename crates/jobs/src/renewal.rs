@@ -102,7 +102,7 @@ pub async fn run(store: &Store, campaign: &Campaign, now: DateTime<Utc>) -> anyh
             .await?;
         for c in due {
             let mac = Mac::parse(&c.mac)?;
-            let kind = key_kind(&c.key_algorithm);
+            let kind = DeviceKeyKind::of_recorded(&c.key_algorithm);
             let target = (TenantId::new(c.tenant_id), GatewayId::new(c.gateway_id), mac);
             match offer(store, campaign, target, c.mode(), kind, (false, None), now).await {
                 Ok(_) => {
@@ -116,15 +116,6 @@ pub async fn run(store: &Store, campaign: &Campaign, now: DateTime<Utc>) -> anyh
         }
     }
     Ok(report)
-}
-
-/// A renewed certificate keeps the key type of the one it replaces.
-fn key_kind(algorithm: &str) -> DeviceKeyKind {
-    if algorithm.to_ascii_uppercase().contains("P256") || algorithm.to_ascii_uppercase().contains("P-256") {
-        DeviceKeyKind::EcdsaP256
-    } else {
-        DeviceKeyKind::Rsa2048
-    }
 }
 
 /// Starts one renewal of the gateway now, outside the daily budget (`tds cert renew`, the "renew
@@ -148,7 +139,7 @@ pub async fn renew_now(
         .await?
         .into_iter()
         .find(|c| c.status == tds_store::certificates::CertificateStatus::Active);
-    let kind = current.map_or(DeviceKeyKind::Rsa2048, |c| key_kind(&c.key_algorithm));
+    let kind = current.map_or(DeviceKeyKind::Rsa2048, |c| DeviceKeyKind::of_recorded(&c.key_algorithm));
     let renewal =
         offer(store, campaign, (tenant, gateway, g.mac), mode, kind, (true, actor.1), Utc::now()).await?;
     store
