@@ -70,8 +70,17 @@ pub async fn cert(config: &Config, store: &Store, command: CertCommand) -> anyho
                     let paused = store.renewals().is_paused(t).await?;
                     println!("renewal campaign of {tenant}: {}", if paused { "paused" } else { "running" });
                     println!(
-                        "backlog {}  in flight {}  started in the last 24 h {}  last 30 days: confirmed {}  failed {}  rolled back {}",
-                        p.backlog, p.in_flight, p.started_today, p.confirmed, p.failed, p.rolled_back
+                        "backlog {}  started in the last 24 h {}  in flight {} (offered {}, csr_received {}, issued {})  \
+                         last 30 days: confirmed {}  failed {}  rolled back {}",
+                        p.backlog,
+                        p.started_today,
+                        p.in_flight,
+                        p.offered,
+                        p.csr_received,
+                        p.issued,
+                        p.confirmed,
+                        p.failed,
+                        p.rolled_back
                     );
                 }
                 other => bail!("unknown campaign action {other:?}: pause, resume or status"),

@@ -61,6 +61,9 @@ pub struct Certificate {
     pub revocation_notes: Option<String>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub first_used_at: Option<DateTime<Utc>>,
+    /// Where the certificate stands in a renewal (`issued`, `confirmed`, `superseded`,
+    /// `rolled_back`, `failed`), `None` when it never took part in one.
+    pub renewal_state: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -111,6 +114,7 @@ struct CertificateRow {
     revocation_notes: Option<String>,
     revoked_at: Option<Ts>,
     first_used_at: Option<Ts>,
+    renewal_state: Option<String>,
     created_at: Ts,
 }
 
@@ -133,13 +137,14 @@ impl TryFrom<CertificateRow> for Certificate {
             revocation_notes: r.revocation_notes,
             revoked_at: r.revoked_at.map(|t| t.0),
             first_used_at: r.first_used_at.map(|t| t.0),
+            renewal_state: r.renewal_state,
             created_at: r.created_at.0,
         })
     }
 }
 
 const COLUMNS: &str = "id, tenant_id, gateway_id, mac, serial, fingerprint_sha256, pem, key_algorithm, \
-    issued_at, expires_at, status, revocation_reason, revocation_notes, revoked_at, first_used_at, created_at";
+    issued_at, expires_at, status, revocation_reason, revocation_notes, revoked_at, first_used_at, renewal_state, created_at";
 
 #[derive(Debug, Clone, Default)]
 pub struct CertificateFilter {
@@ -148,6 +153,8 @@ pub struct CertificateFilter {
     pub search: Option<String>,
     /// Only certificates expiring before this instant.
     pub expires_before: Option<DateTime<Utc>>,
+    /// Only certificates no gateway ever connected with.
+    pub never_used: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -377,7 +384,8 @@ impl<'a> CertificateStore<'a> {
              AND (CAST($2 AS TEXT) IS NULL OR status = $2) \
              AND (CAST($3 AS TEXT) IS NULL OR mac LIKE $3 OR serial LIKE $3) \
              AND (CAST($4 AS BIGINT) IS NULL OR expires_at < $5) \
-             AND (CAST($6 AS BIGINT) IS NULL OR id > $6) ORDER BY id LIMIT $7"
+             AND (CAST($6 AS BIGINT) IS NULL OR id > $6) \
+             AND (CAST($8 AS BIGINT) IS NULL OR first_used_at IS NULL) ORDER BY id LIMIT $7"
         );
         let search = filter.search.as_deref().and_then(crate::page::contains_pattern);
         let rows: Vec<CertificateRow> = on_db!(
@@ -391,6 +399,7 @@ impl<'a> CertificateStore<'a> {
                     .bind(Ts::from(filter.expires_before.unwrap_or_default()))
                     .bind(after.map(CertificateId::get))
                     .bind(limit)
+                    .bind(filter.never_used.then_some(1i64))
                     .fetch_all(pool)
                     .await
         )?;
@@ -414,9 +423,10 @@ impl<'a> CertificateStore<'a> {
         let conditions = "(CAST($1 AS BIGINT) IS NULL OR tenant_id = $1) \
             AND (CAST($2 AS TEXT) IS NULL OR status = $2) \
             AND (CAST($3 AS TEXT) IS NULL OR mac LIKE $3 OR serial LIKE $3) \
-            AND (CAST($4 AS BIGINT) IS NULL OR expires_at < $5)";
+            AND (CAST($4 AS BIGINT) IS NULL OR expires_at < $5) \
+            AND (CAST($6 AS BIGINT) IS NULL OR first_used_at IS NULL)";
         let list = format!(
-            "SELECT {COLUMNS} FROM certificates WHERE {conditions} ORDER BY expires_at, id LIMIT $6 OFFSET $7"
+            "SELECT {COLUMNS} FROM certificates WHERE {conditions} ORDER BY expires_at, id LIMIT $7 OFFSET $8"
         );
         let count = format!("SELECT count(*) FROM certificates WHERE {conditions}");
         let tenant = tenant.map(TenantId::get);
@@ -429,13 +439,14 @@ impl<'a> CertificateStore<'a> {
             .map(|s| format!("%{}%", s.to_lowercase().replace(['\\', '%', '_'], "")));
         let before_flag = filter.expires_before.map(|_| 1i64);
         let before = Ts::from(filter.expires_before.unwrap_or_default());
+        let never_used = filter.never_used.then_some(1i64);
         let (rows, total) = fetch_page!(
             self.db,
             CertificateRow,
             list.as_str(),
             count.as_str(),
             page,
-            [tenant, status, search.as_deref(), before_flag, before]
+            [tenant, status, search.as_deref(), before_flag, before, never_used]
         )?;
         Ok(Paged {
             items: rows.into_iter().map(TryInto::try_into).collect::<Result<_, _>>()?,

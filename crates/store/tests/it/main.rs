@@ -27,6 +27,7 @@ mod login_failures;
 mod meter_series;
 mod readings;
 mod rejected;
+mod renewals;
 mod rollups;
 mod sessions;
 mod tenants;

@@ -140,7 +140,8 @@ pub async fn list(
             Some(CertificateId::new(p.parse().map_err(|_| ApiError::bad_param("cursor", "bad cursor"))?))
         }
     };
-    let filter = CertificateFilter { status, search: None, expires_before: q.expires_before };
+    let filter =
+        CertificateFilter { status, search: None, expires_before: q.expires_before, never_used: false };
     let found = state.store().certificates().page_by_id(ctx.tenant_id(), &filter, after, limit + 1).await?;
     let more = found.len() as i64 > limit;
     let items: Vec<CertificateOut> = found.iter().take(limit as usize).map(CertificateOut::from).collect();
