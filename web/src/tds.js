@@ -185,6 +185,23 @@ document.addEventListener("DOMContentLoaded", () => {
   });
 });
 
+// The certificates page: active certificates by year of expiry (data-horizon [[year, count], …]);
+// the years inside the renewal window (two years) in the warning colour.
+document.addEventListener("DOMContentLoaded", () => {
+  const canvas = document.getElementById("horizon-chart");
+  if (!canvas || typeof Chart === "undefined") return;
+  const years = JSON.parse(canvas.dataset.horizon || "[]");
+  const soon = new Date().getFullYear() + 2;
+  new Chart(canvas, {
+    type: "bar",
+    data: { labels: years.map(([y]) => String(y)), datasets: [{ label: canvas.dataset.label, data: years.map(([, n]) => n),
+      backgroundColor: years.map(([y]) => (y <= soon ? "#ffc107" : "#0d6efd")) }] },
+    options: { animation: false, responsive: true, maintainAspectRatio: false,
+      plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
+  });
+  canvas.dataset.ready = "true";
+});
+
 // An alert's page: the device's data around the raise (data-points [[ms, value], …]), the raise
 // marked by a vertical rule.
 document.addEventListener("DOMContentLoaded", () => {

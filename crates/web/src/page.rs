@@ -47,6 +47,9 @@ const NOTICES: &[&str] = &[
     "token_revoked",
     "revoked",
     "replayed",
+    "renewal_started",
+    "campaign_paused",
+    "campaign_resumed",
 ];
 
 #[derive(Debug, Clone)]

@@ -12,6 +12,7 @@ pub mod gateways;
 pub mod home;
 pub mod imports;
 pub mod members;
+pub mod renewals;
 pub mod settings;
 pub mod staff;
 pub mod staff_devices;
@@ -45,6 +46,7 @@ fn all() -> table::Routes {
         .merge(devices::routes())
         .merge(imports::routes())
         .merge(certificates::routes())
+        .merge(renewals::routes())
         .merge(dead_letters::routes())
         .merge(account::routes())
         .merge(members::routes())

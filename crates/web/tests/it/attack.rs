@@ -65,6 +65,9 @@ const MATRIX: &[(&str, &str, Access)] = &[
     ("POST", "/gateways/{id}/certificate", ADMIN),
     ("POST", "/gateways/{id}/certificate/csr", ADMIN),
     ("GET", "/staff/certificates", Staff),
+    ("POST", "/gateways/{id}/certificate/renew", ADMIN),
+    ("POST", "/certificates/campaign", ADMIN),
+    ("POST", "/staff/tenants/{id}/renewal-campaign", Staff),
     ("GET", "/dead-letters", ADMIN),
     ("POST", "/dead-letters/replay", ADMIN),
     ("GET", "/dead-letters/{id}", ADMIN),
@@ -205,8 +208,10 @@ async fn digest(app: &TestApp, a: tds_domain::TenantId, t: &Targets) -> String {
     let rules = s.alert_rules().list(a, None).await.unwrap();
     let channels = s.notification_channels().list(a).await.unwrap();
     let outbox = s.outbox().staff_due(chrono::Utc::now() + chrono::Duration::days(1), 100).await.unwrap();
+    let renewals = s.renewals().for_gateway(a, tds_domain::GatewayId::new(t.gateway), 10).await.unwrap();
+    let paused = s.renewals().is_paused(a).await.unwrap();
     format!(
-        "{:?}\n{devices:?}\n{certs:?}\n{members:?}\n{invites:?}\n{tokens:?}\n{tenant:?}\n{letter:?}\n{tenants}\n{alert:?}\n{rules:?}\n{channels:?}\n{outbox:?}",
+        "{:?}\n{devices:?}\n{certs:?}\n{members:?}\n{invites:?}\n{tokens:?}\n{tenant:?}\n{letter:?}\n{tenants}\n{alert:?}\n{rules:?}\n{channels:?}\n{outbox:?}\n{renewals:?}\n{paused}",
         gateways.items
     )
 }
