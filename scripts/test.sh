@@ -34,6 +34,9 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
 fi
 export TDS_REQUIRE_BROWSER=1
 
+# The renewal test of the tds binary runs an Eclipse Paho gateway (Python) from this virtualenv.
+source scripts/lib/pyvenv.sh
+
 # Tests create hundreds of databases; durability is not what they test, so skip the fsyncs.
 pg_start -c fsync=off -c synchronous_commit=off -c full_page_writes=off
 

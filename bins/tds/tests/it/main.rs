@@ -21,6 +21,7 @@ mod live;
 mod mqtt;
 mod notify;
 mod pki;
+mod renewal;
 mod serve;
 mod simulate;
 mod support;
