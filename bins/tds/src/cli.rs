@@ -375,6 +375,22 @@ pub enum BenchCommand {
     /// tenant-wide no-data, gateway-offline and water night-flow rules, with today's readings
     /// and rollups; prints the time of a whole evaluation round and of the evaluation after a
     /// rollup round that refreshed every device.
+    /// A day of the certificate renewal campaign over --gateways simulated gateways whose
+    /// certificates all expire within 730 days, with a budget of --budget a day: prints the time
+    /// and the peak memory of the run that starts the day's renewals (server-key mode: a key and
+    /// a certificate each), for RSA-2048 and for P-256 device keys.
+    Renewal {
+        /// Database to load (default: a new SQLite file in a temporary directory, one per key).
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long, default_value_t = 10_000)]
+        gateways: usize,
+        #[arg(long, default_value_t = 2_000)]
+        budget: i64,
+        /// rsa2048, ecdsa-p256 or both.
+        #[arg(long, default_value = "both")]
+        key: String,
+    },
     Alerts {
         /// Database to load (default: a new SQLite file in a temporary directory).
         #[arg(long)]
