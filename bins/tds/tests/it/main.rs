@@ -19,6 +19,7 @@ mod jobs;
 mod live;
 mod mqtt;
 mod pki;
+mod reports;
 mod serve;
 mod simulate;
 mod support;
