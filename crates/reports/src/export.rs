@@ -5,7 +5,7 @@
 //! Owns: reading the range page by page ([`PAGE`] rows, device by device in id order and each
 //! device's readings in time order: a range read of the readings' primary key, no sort) and
 //! writing each page before the next is read, so that memory does not grow with the rows. XLSX
-//! uses rust_xlsxwriter's constant-memory mode (rows go to a temporary file as written) and
+//! uses `rust_xlsxwriter`'s constant-memory mode (rows go to a temporary file as written) and
 //! starts a new sheet every [`XLSX_SHEET_ROWS`] rows (a sheet holds at most 1,048,576).
 //! Must not: build the export in memory.
 

@@ -7,7 +7,7 @@
 //!   summary (a device comparison when several devices are asked for), period-over-period
 //!   comparisons and the month-end projection;
 //! - renderers that all take a [`Report`]: [`pdf`] (typst, fonts embedded), [`xlsx`]
-//!   (rust_xlsxwriter) and [`csv_out`] (RFC 4180 with the SPEC's options);
+//!   (`rust_xlsxwriter`) and [`csv_out`] (RFC 4180 with the SPEC's options);
 //! - [`export`]: raw readings streamed as CSV or XLSX in constant memory.
 //!
 //! No HTTP here: the web and the CLI call these and deliver the bytes. Typst's long build stays

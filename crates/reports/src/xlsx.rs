@@ -1,4 +1,4 @@
-//! The report as an XLSX workbook (SPEC §6), written by rust_xlsxwriter: a first sheet with the
+//! The report as an XLSX workbook (SPEC §6), written by `rust_xlsxwriter`: a first sheet with the
 //! title, tenant, period, zone and notes, then one sheet per section with typed cells (dates are
 //! date cells, quantities and counts numbers, shares percentages, each with a number format), the
 //! header row frozen, an autofilter over the table, incomplete rows shaded and marked in their
