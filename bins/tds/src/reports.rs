@@ -50,7 +50,7 @@ async fn audit(
     tenant: TenantId,
     action: &str,
     kind: &str,
-    detail: serde_json::Value,
+    detail: &serde_json::Value,
 ) -> anyhow::Result<()> {
     audit_detail(store, Some(tenant), action, kind, None, detail.to_string()).await
 }
@@ -94,7 +94,7 @@ pub async fn report(store: &Store, args: ReportArgs) -> anyhow::Result<()> {
         tenant,
         "report.export",
         "report",
-        serde_json::json!({
+        &serde_json::json!({
             "format": args.format, "scope": report.scope, "from": from, "to": to, "bucket": bucket,
             "file": args.out.display().to_string(), "bytes": bytes.len(),
         }),
@@ -156,7 +156,7 @@ pub async fn export(store: &Store, args: ReadingsExportArgs) -> anyhow::Result<(
         tenant_id,
         "readings.export",
         "readings",
-        serde_json::json!({
+        &serde_json::json!({
             "format": args.format, "gateway": args.gateway, "device": args.device,
             "from": q.from, "to": q.to, "rows": rows,
             "file": args.out.as_ref().map(|p| p.display().to_string()),
