@@ -7,6 +7,54 @@ document.addEventListener("DOMContentLoaded", () => {
   });
 });
 
+// One stream of server-sent events per page (/events), shared by whatever on the page listens
+// (the alerts badge on every page of a tenant, the telemetry charts): opened on first use.
+// Closed when the page is left: a page kept in the back-forward cache would otherwise hold its
+// connection, and after six of them the browser has none left for this site (HTTP/1.1).
+const TDS = {
+  source: null,
+  live() {
+    if (!this.source) this.source = new EventSource("/events");
+    return this.source;
+  },
+};
+window.addEventListener("pagehide", () => { if (TDS.source) TDS.source.close(); });
+// Back from that cache: the page is as it was left, so load it afresh (badge, list, charts).
+window.addEventListener("pageshow", (event) => { if (event.persisted && TDS.source) window.location.reload(); });
+
+// The top bar's alerts badge: the count of active alerts of the severities the user sees
+// (data-severities), kept current by `alerts` events; an open Alertas page reloads its list.
+document.addEventListener("DOMContentLoaded", () => {
+  const bell = document.getElementById("alert-bell");
+  if (!bell) return;
+  const badge = document.getElementById("alert-badge");
+  const shown = (bell.dataset.severities || "").split(",").filter((s) => s);
+  const list = document.getElementById("alerts-live");
+  let reloading = null;
+  const reload = () => {
+    if (!list || reloading) return;
+    reloading = fetch(window.location.href, { credentials: "same-origin", headers: { "X-TDS-Fragment": "alerts" } })
+      .then((r) => r.ok ? r.text() : Promise.reject(r.status))
+      .then((html) => {
+        const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("alerts-live");
+        // A form being typed into is left alone: the next event, or a reload, brings the rest.
+        if (fresh && !list.contains(document.activeElement)) list.replaceChildren(...fresh.childNodes);
+      })
+      .catch((e) => console.error("alerts", e))
+      .finally(() => { reloading = null; });
+  };
+  const source = TDS.live();
+  source.addEventListener("alerts", (event) => {
+    const counts = JSON.parse(event.data).active || {};
+    const n = shown.reduce((sum, s) => sum + (counts[s] || 0), 0);
+    badge.textContent = String(n);
+    badge.classList.toggle("d-none", n === 0);
+    bell.dataset.count = String(n);
+    reload();
+  });
+  source.addEventListener("open", () => { bell.dataset.live = "true"; });
+});
+
 // Telemetria: charts from /telemetry/data, kept current by server-sent events from /events.
 // One y axis per unit (two units never share an axis); missing buckets are null, so gaps show.
 document.addEventListener("DOMContentLoaded", () => {
@@ -110,7 +158,8 @@ document.addEventListener("DOMContentLoaded", () => {
   };
 
   const live = document.getElementById("live-status");
-  const source = new EventSource("/events");
+  const source = TDS.live();
+  if (source.readyState === EventSource.OPEN) { live.className = "badge text-bg-success"; live.textContent = root.dataset.labelLive; }
   source.addEventListener("open", () => { live.className = "badge text-bg-success"; live.textContent = root.dataset.labelLive; });
   source.addEventListener("error", () => { live.className = "badge text-bg-secondary"; });
   source.addEventListener("readings", onReadings);
@@ -134,4 +183,65 @@ document.addEventListener("DOMContentLoaded", () => {
         scales: { x: { display: false }, y: { display: false, beginAtZero: true } } },
     });
   });
+});
+
+// An alert's page: the device's data around the raise (data-points [[ms, value], …]), the raise
+// marked by a vertical rule.
+document.addEventListener("DOMContentLoaded", () => {
+  const canvas = document.getElementById("alert-chart");
+  if (!canvas || typeof Chart === "undefined") return;
+  const points = JSON.parse(canvas.dataset.points || "[]");
+  const raised = Number(canvas.dataset.raised);
+  const lang = document.documentElement.lang;
+  const fmt = new Intl.DateTimeFormat(lang, { timeZone: canvas.dataset.zone, day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit" });
+  const marker = {
+    id: "raised",
+    afterDatasetsDraw(chart) {
+      const x = chart.scales.x.getPixelForValue(raised);
+      const { top, bottom } = chart.chartArea;
+      const ctx = chart.ctx;
+      ctx.save();
+      ctx.strokeStyle = "#dc3545";
+      ctx.setLineDash([4, 4]);
+      ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, bottom); ctx.stroke();
+      ctx.restore();
+    },
+  };
+  new Chart(canvas, {
+    type: canvas.dataset.kind === "line" ? "line" : "bar",
+    data: { datasets: [{ label: canvas.dataset.unit, data: points.map(([t, v]) => ({ x: t, y: v })),
+      borderColor: "#0d6efd", backgroundColor: "#0d6efd", pointRadius: 1.5 }] },
+    options: { animation: false, responsive: true, maintainAspectRatio: false, parsing: false,
+      scales: { x: { type: "linear", ticks: { callback: (v) => fmt.format(new Date(v)), maxTicksLimit: 6 } } },
+      plugins: { legend: { display: false }, tooltip: { callbacks: { title: (items) => items.length ? fmt.format(new Date(items[0].parsed.x)) : "" } } } },
+    plugins: [marker],
+  });
+  canvas.dataset.ready = "true";
+});
+
+// The rule editor: only the settings of the chosen kind are shown (all are, without scripts).
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.querySelector("form[data-rule-form]");
+  if (!form) return;
+  const kind = form.querySelector("#kind");
+  const show = () => form.querySelectorAll("[data-kinds]").forEach((el) => {
+    el.classList.toggle("d-none", !el.dataset.kinds.split(" ").includes(kind.value));
+  });
+  kind.addEventListener("change", show);
+  show();
+});
+
+// A notification channel's form: the fields of the chosen kind and preset (all, without scripts).
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.querySelector("form[data-channel-form]");
+  if (!form) return;
+  const kind = form.querySelector("#kind");
+  const preset = form.querySelector("#preset");
+  const show = () => form.querySelectorAll("[data-for]").forEach((el) => {
+    const on = el.dataset.for === kind.value || (kind.value === "webhook" && el.dataset.for === preset.value);
+    el.classList.toggle("d-none", !on);
+  });
+  kind.addEventListener("change", show);
+  preset.addEventListener("change", show);
+  show();
 });

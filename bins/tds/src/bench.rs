@@ -15,6 +15,7 @@ use tds_store::readings::NewReading;
 use tds_store::tenants::{NewTenant, TenantLimits};
 use tds_store::{DbOptions, Store};
 
+pub mod alerts;
 pub mod ingest;
 pub mod queries;
 pub mod report;
@@ -41,6 +42,9 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Ingest(args) => ingest::run(config, args).await,
         BenchCommand::Queries(args) => queries::run(config, args).await,
+        BenchCommand::Alerts { database_url, devices, rounds } => {
+            alerts::run(config, database_url.as_deref(), devices, rounds).await
+        }
         BenchCommand::Copy { to, readings, devices } => copy(config, &to, readings, devices).await,
         BenchCommand::ApiData { devices, days } => api_data(config, devices, days).await,
         BenchCommand::Report { database_url, devices, interval_minutes } => {

@@ -375,6 +375,20 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 60)]
         interval_minutes: i64,
     },
+    /// A tenant of --devices meters, each with a daily and a monthly threshold rule, plus
+    /// tenant-wide no-data, gateway-offline and water night-flow rules, with today's readings
+    /// and rollups; prints the time of a whole evaluation round and of the evaluation after a
+    /// rollup round that refreshed every device.
+    Alerts {
+        /// Database to load (default: a new SQLite file in a temporary directory).
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long, default_value_t = 10_000)]
+        devices: usize,
+        /// Rounds timed (the median is printed).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -405,6 +419,11 @@ pub struct IngestBenchArgs {
     /// (default) or `off`, to measure what they cost.
     #[arg(long, default_value = "on")]
     pub rollups: String,
+    /// Evaluate alert rules as `tds serve` does: every device gets a daily threshold rule, the
+    /// rules of refreshed devices are evaluated after each rollup round and every rule every 5 s:
+    /// `on` or `off` (default), to measure what evaluation costs ingestion. Needs rollups on.
+    #[arg(long, default_value = "off")]
+    pub alerts: String,
 }
 
 #[derive(Debug, Args)]

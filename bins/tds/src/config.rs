@@ -52,6 +52,8 @@ const ENV_KEYS: &[&str] = &[
     "public_url",
     "smtp_url",
     "mail_from",
+    "alert_send_timeout_secs",
+    "alert_send_parallel",
     "first_admin_email",
     "metrics_addr",
     "trusted_proxies",
@@ -159,6 +161,11 @@ pub struct Config {
     pub smtp_url: Option<Secret>,
     /// Sender of TDS's emails.
     pub mail_from: String,
+    /// Longest wait for one alert notification (an SMTP transaction, a webhook's answer); a
+    /// delivery that takes longer is retried with back-off.
+    pub alert_send_timeout_secs: u64,
+    /// Alert notifications in flight at once (each destination sends one at a time).
+    pub alert_send_parallel: u32,
     /// Login of the administrator created on first start. Unset: `admin-` and six random hex
     /// digits at the public URL's host (printed once with the password).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -266,6 +273,8 @@ impl Default for Config {
             public_url: None,
             smtp_url: None,
             mail_from: "TDS <tds@localhost>".into(),
+            alert_send_timeout_secs: 10,
+            alert_send_parallel: 16,
             first_admin_email: None,
             metrics_addr: None,
             trusted_proxies: Vec::new(),
@@ -325,7 +334,7 @@ impl Config {
             bail!("mqtt_public_host must name the host gateways connect to");
         }
         self.public_url()?;
-        if tds_web::Mailer::check_from(&self.mail_from).is_err() {
+        if tds_mail::Mailer::check_from(&self.mail_from).is_err() {
             bail!("mail_from {:?} is not an address such as \"TDS <tds@example.com>\"", self.mail_from);
         }
         if self.db_max_connections == 0 {
@@ -352,6 +361,8 @@ impl Config {
             ("http_body_timeout_s", self.http_body_timeout_s, 1..=3600),
             ("api_rate_per_second", u64::from(self.api_rate_per_second), 1..=1_000_000),
             ("api_burst", u64::from(self.api_burst), 1..=1_000_000),
+            ("alert_send_timeout_secs", self.alert_send_timeout_secs, 1..=300),
+            ("alert_send_parallel", u64::from(self.alert_send_parallel), 1..=256),
             ("session_idle_hours", self.session_idle_hours, 1..=24 * 365),
             ("session_absolute_hours", self.session_absolute_hours, 1..=24 * 365),
             (

@@ -52,10 +52,12 @@ pub async fn run(
     let (tenant, mut fleet) =
         simulate::provision(&store, &pki, &simulate::simulator_dir(config), &plan).await?;
     let written = write_history(&store, tenant, &mut fleet, args.history_days).await?;
+    let rules = ensure_rules(&store, tenant).await?;
     let admin = ensure_user(&store, tenant, ADMIN_EMAIL, "Ana Demo", Role::Admin).await?;
     let viewer = ensure_user(&store, tenant, VIEWER_EMAIL, "Vitor Demo", Role::Viewer).await?;
     println!(
-        "\n  TDS demo: http://{}\n    tenant:  {TENANT} ({} gateways x {} meters, {written} readings of history written)\n    \
+        "\n  TDS demo: http://{}\n    tenant:  {TENANT} ({} gateways x {} meters, {written} readings of history written, \
+         {rules} alert rules)\n    \
          admin:   {ADMIN_EMAIL}  password: {admin}\n    viewer:  {VIEWER_EMAIL}  password: {viewer}\n  \
          The passwords are new at every start. Gateways report every {} s over mqtts://localhost:{}.\n",
         server.http_addr,
@@ -90,6 +92,65 @@ pub async fn run(
             let _ = server_stopped.await;
         })
         .await
+}
+
+/// The demo's alert rules, made once (by name): ones that fire on the simulated data, so that a
+/// newcomer sees alerts within the first minute: a night-flow leak on the first water meter (the
+/// simulated households always draw a little water at night), a low daily threshold on the first
+/// energy meter (crossed early each day), and a comfort band on the first temperature sensor
+/// (which the simulated room is below except at its two daily peaks); plus the silence rules an operator would keep. Returns how
+/// many rules the tenant has.
+async fn ensure_rules(store: &Store, tenant: TenantId) -> anyhow::Result<usize> {
+    use tds_domain::alerts::{
+        ConsumptionLimit, GaugeBand, NightFlow, Period, Rule, RuleKind, Severity, Target,
+    };
+    use tds_domain::{MeasurementKind, Medium};
+    let existing = store.alert_rules().list(tenant, None).await?;
+    let mut devices = store.devices().list(tenant).await?;
+    devices.sort_by_key(|d| (d.gateway_id, d.code.to_string()));
+    let first = |medium: Medium, kind: MeasurementKind, unit: &str| {
+        devices
+            .iter()
+            .find(|d| d.medium == medium && d.kind == kind && d.unit.to_string() == unit)
+            .map(|d| d.id)
+    };
+    let mut wanted: Vec<(&str, Severity, Target, RuleKind)> = vec![
+        (
+            "Gateway sem contato",
+            Severity::Critical,
+            Target::Tenant,
+            RuleKind::GatewayOffline(Period::new(600)?),
+        ),
+        ("Medidor sem leituras", Severity::Warning, Target::Tenant, RuleKind::NoData(Period::new(3600)?)),
+    ];
+    if let Some(water) = first(Medium::Water, MeasurementKind::Counter, "m³") {
+        let leak = RuleKind::NightFlow(NightFlow::new(0.005, 2)?);
+        wanted.push(("Vazamento noturno", Severity::Critical, Target::Device(water), leak));
+    }
+    if let Some(energy) = first(Medium::Energy, MeasurementKind::Counter, "kWh") {
+        let daily = RuleKind::DailyConsumption(ConsumptionLimit::new(0.2)?);
+        wanted.push(("Consumo diário de energia", Severity::Warning, Target::Device(energy), daily));
+    }
+    if let Some(room) =
+        devices.iter().find(|d| d.kind == MeasurementKind::Gauge && d.unit.to_string() == "°C")
+    {
+        let band = RuleKind::GaugeBand(GaugeBand::new(Some(22.0), Some(24.0))?);
+        wanted.push(("Temperatura fora da faixa", Severity::Info, Target::Device(room.id), band));
+    }
+    for (name, severity, target, kind) in wanted {
+        if existing.iter().any(|r| r.name == name) {
+            continue;
+        }
+        let rule = Rule::new(severity, target, kind, None, None)?;
+        let new = tds_store::alert_rules::NewAlertRule {
+            name: Name::parse("name", name)?,
+            rule,
+            enabled: true,
+            created_by: None,
+        };
+        store.alert_rules().create(tenant, &new).await?;
+    }
+    Ok(store.alert_rules().list(tenant, None).await?.len())
 }
 
 /// Creates the demo user, or gives the existing one a new password; returns the password.

@@ -3,7 +3,9 @@
 //!
 //! | job | every | does |
 //! |---|---|---|
-//! | `rollups` | 1 s (at once while a backlog lasts) | hourly/daily/monthly rollups of new readings |
+//! | `rollups` | 1 s (at once while a backlog lasts) | hourly/daily/monthly rollups of new readings, then the alert rules on those devices' data |
+//! | `alerts` | 5 s | every alert rule (clock rules, a new day or month clearing consumption alerts) |
+//! | `notify` | 2 s (at once while a backlog lasts) | alert events fanned out to the outbox, reminders, due email and webhook deliveries sent |
 //! | `offline-detection` | 30 s | gateways silent for three intervals marked offline |
 //! | `crl-refresh` | 1 h | the CRL re-issued before its next-update time |
 //! | `web-state-purge` | 1 h | expired sessions, old login failures |
@@ -20,15 +22,25 @@ use tds_store::Store;
 pub fn runner(
     store: Store,
     pki: Arc<CaFiles>,
+    notifier: tds_jobs::Notifier,
     config: &Config,
     worker: String,
     options: RunnerOptions,
+    live: tds_jobs::alerts::Live,
 ) -> Runner {
     let horizons = config.retention_horizons();
     let crl_config = config.clone();
+    let rollups_live = live.clone();
     Runner::new(store, worker, options)
-        .every("rollups", tds_jobs::rollups::PERIOD, Duration::ZERO, tds_jobs::rollups::round)
-        .every("alerts", tds_jobs::alerts::PERIOD, tds_jobs::alerts::PERIOD, tds_jobs::alerts::job)
+        .every("rollups", tds_jobs::rollups::PERIOD, Duration::ZERO, move |store| {
+            tds_jobs::rollups::round(store, rollups_live.clone())
+        })
+        .every("alerts", tds_jobs::alerts::PERIOD, tds_jobs::alerts::PERIOD, move |store| {
+            tds_jobs::alerts::job(store, live.clone())
+        })
+        .every("notify", tds_jobs::notify::PERIOD, Duration::ZERO, move |store: Store| {
+            notifier.clone().job(store)
+        })
         .every(
             "offline-detection",
             Duration::from_secs(30),

@@ -68,6 +68,7 @@ async fn collect_window(rx: &mut broadcast::Receiver<LiveEvent>) -> Option<Vec<L
     let deadline = tokio::time::Instant::now() + NOTIFY_WINDOW;
     let mut readings: BTreeMap<(i64, i64), BTreeMap<i64, tds_domain::LiveReading>> = BTreeMap::new();
     let mut status: BTreeMap<(i64, i64), bool> = BTreeMap::new();
+    let mut alerts: BTreeMap<i64, tds_domain::AlertCounts> = BTreeMap::new();
     let mut add = |e: LiveEvent| match e {
         LiveEvent::Readings { tenant, gateway, readings: rs } => {
             let slot = readings.entry((tenant.get(), gateway.get())).or_default();
@@ -80,6 +81,10 @@ async fn collect_window(rx: &mut broadcast::Receiver<LiveEvent>) -> Option<Vec<L
         }
         LiveEvent::GatewayStatus { tenant, gateway, online } => {
             status.insert((tenant.get(), gateway.get()), online);
+        }
+        // Each count is the whole figure: the latest one of the window is all that matters.
+        LiveEvent::Alerts { tenant, active } => {
+            alerts.insert(tenant.get(), active);
         }
     };
     add(first);
@@ -102,6 +107,11 @@ async fn collect_window(rx: &mut broadcast::Receiver<LiveEvent>) -> Option<Vec<L
         let (tenant, gateway) = ids(key);
         LiveEvent::GatewayStatus { tenant, gateway, online }
     }));
+    out.extend(
+        alerts
+            .into_iter()
+            .map(|(tenant, active)| LiveEvent::Alerts { tenant: tds_domain::TenantId::new(tenant), active }),
+    );
     Some(out)
 }
 

@@ -174,12 +174,13 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(http = %self.http_addr, "TDS is listening on http://{}", self.http_addr);
         let web_config = self.config.web_config()?;
-        let web = tds_web::AppState::with_events(
+        let web = tds_web::AppState::with_buses(
             self.store.clone(),
             web_config.clone(),
             mailer(&self.config)?,
             crate::pki::service(self.pki.clone(), &self.config),
             self.events.pages.clone(),
+            self.events.local.clone(),
         );
         let ops = AppState {
             store: self.store.clone(),
@@ -227,9 +228,11 @@ impl Server {
         let runner = crate::jobs::runner(
             self.store.clone(),
             self.pki.clone(),
+            notifier(&self.config)?,
             &self.config,
             crate::jobs::worker_name(),
             self.config.runner_options(),
+            Some(self.events.local.clone()),
         );
         tracing::info!(worker = runner.worker(), "job runner started");
         let jobs_task = tokio::spawn(runner.run(stopped(stop_rx.clone())));
@@ -338,14 +341,24 @@ async fn sync_broker_crl_file(
     Ok(stale)
 }
 
-fn mailer(config: &Config) -> anyhow::Result<tds_web::Mailer> {
+fn mailer(config: &Config) -> anyhow::Result<tds_mail::Mailer> {
     Ok(if let Some(url) = &config.smtp_url {
-        tds_web::Mailer::smtp(url.expose(), &config.mail_from)?
+        tds_mail::Mailer::smtp(url.expose(), &config.mail_from)?
     } else {
         let outbox = config.data_dir.join("outbox");
-        tracing::warn!(outbox = %outbox.display(), "no smtp_url configured: invitation and password-reset emails are written as files to the outbox, not sent");
-        tds_web::Mailer::outbox(outbox, &config.mail_from)?
+        tracing::warn!(outbox = %outbox.display(), "no smtp_url configured: emails (invitations, password resets, alerts) are written as files to the outbox, not sent");
+        tds_mail::Mailer::outbox(outbox, &config.mail_from)?
     })
+}
+
+/// The alert notifier: the same mailer as the web's, `public_url` for links.
+pub fn notifier(config: &Config) -> anyhow::Result<tds_jobs::Notifier> {
+    let mut options = tds_jobs::NotifierOptions::new(config.public_url()?.as_str());
+    options.send_timeout = Duration::from_secs(config.alert_send_timeout_secs);
+    options.parallel = config.alert_send_parallel as usize;
+    // A destination's rows go one after another: the lease outlasts a round's worst case.
+    options.lease = options.send_timeout * (options.per_destination as u32 + 2);
+    Ok(tds_jobs::Notifier::new(mailer(config)?, options)?)
 }
 
 /// The health checks and the CRL, and `/metrics` when `with_metrics` (on the web listener only

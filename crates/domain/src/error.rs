@@ -49,6 +49,24 @@ pub enum ValidationError {
 }
 
 impl ValidationError {
+    /// The form field the error belongs to, where it names one (a form shows the message next to
+    /// that field).
+    pub const fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::Required { field }
+            | Self::TooLong { field, .. }
+            | Self::ControlCharacter { field }
+            | Self::Code { field, .. }
+            | Self::Choice { field, .. }
+            | Self::OutOfRange { field, .. }
+            | Self::NotANumber { field, .. }
+            | Self::Meter { field, .. }
+            | Self::NotPositive { field, .. }
+            | Self::Rule { field, .. } => Some(*field),
+            _ => None,
+        }
+    }
+
     /// Shorthand for range errors of any displayable bound type.
     pub fn out_of_range(
         field: &'static str,

@@ -24,13 +24,27 @@ pub enum LiveEvent {
     Readings { tenant: TenantId, gateway: GatewayId, readings: Vec<LiveReading> },
     /// A gateway came online or went offline (connection, status message or will).
     GatewayStatus { tenant: TenantId, gateway: GatewayId, online: bool },
+    /// The tenant's alerts changed (raised, acknowledged, cleared): how many are active
+    /// (not acknowledged, not cleared) now, by severity, for the top bar's badge; an open
+    /// Alertas page reloads its list.
+    Alerts { tenant: TenantId, active: AlertCounts },
+}
+
+/// Active alerts by severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AlertCounts {
+    pub info: u32,
+    pub warning: u32,
+    pub critical: u32,
 }
 
 impl LiveEvent {
     /// The tenant whose pages may see it.
     pub fn tenant(&self) -> TenantId {
         match self {
-            Self::Readings { tenant, .. } | Self::GatewayStatus { tenant, .. } => *tenant,
+            Self::Readings { tenant, .. }
+            | Self::GatewayStatus { tenant, .. }
+            | Self::Alerts { tenant, .. } => *tenant,
         }
     }
 
@@ -39,6 +53,7 @@ impl LiveEvent {
         match self {
             Self::Readings { .. } => "readings",
             Self::GatewayStatus { .. } => "gateway",
+            Self::Alerts { .. } => "alerts",
         }
     }
 }

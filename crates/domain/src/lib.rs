@@ -37,7 +37,7 @@ pub use codes::{DeviceCode, GatewayCode};
 pub use consumption::{ConsumptionEvent, ConsumptionKind, Meter, RawReading};
 pub use email::Email;
 pub use error::ValidationError;
-pub use events::{LiveEvent, LiveReading};
+pub use events::{AlertCounts, LiveEvent, LiveReading};
 pub use ids::{
     AlertId, AlertRuleId, ApiTokenId, CertificateId, DeviceId, GatewayId, JobId, RejectedId, TenantId,
     UserId, UserTokenId,

@@ -4,6 +4,8 @@
 //!   the database (a lease in the `jobs` table), with metrics per job;
 //! - [`rollups`]: keeps hourly, daily and monthly rollups current as readings are committed;
 //! - [`alerts`]: evaluates every enabled alert rule and keeps the alerts' lifecycle;
+//! - [`notify`]: the alert notifier: alert history to outbox rows, reminders, and the
+//!   deliveries (email through `tds-mail`, signed webhooks) with retries;
 //! - [`retention`]: removes what is past its horizon: raw readings (keeping rollups), dead
 //!   letters, audit log, connection history, expired tokens, sessions.
 //!
@@ -11,8 +13,10 @@
 //! jobs and its own (offline detection, CRL refresh), starts it and stops it.
 
 pub mod alerts;
+pub mod notify;
 pub mod retention;
 pub mod rollups;
 pub mod runner;
 
+pub use notify::{Notifier, NotifierOptions};
 pub use runner::{Next, Runner, RunnerOptions};

@@ -1,8 +1,11 @@
 //! The rollup worker: refreshes the rollups of devices with new readings, a batch at a time,
 //! as soon as there are any, and sleeps briefly when there are none. Readings arriving while a
 //! batch is computed simply mark their devices again, so the worker coalesces bursts: a device
-//! that received a hundred readings since the last round is recomputed once.
+//! that received a hundred readings since the last round is recomputed once. Right after each
+//! round, the alert rules on the data of the devices it refreshed are evaluated
+//! ([`crate::alerts::touched`]), so a consumption crossing raises within a round of its commit.
 
+use crate::alerts::Live;
 use crate::runner::Next;
 use std::time::Duration;
 use tds_store::Store;
@@ -29,23 +32,43 @@ pub async fn drain(store: &Store) -> Result<usize, tds_store::StoreError> {
     }
 }
 
-/// One round of the rollup job: refreshes up to [`BATCH`] devices, and asks to run again at once
-/// when a full batch shows a backlog.
-pub async fn round(store: Store) -> anyhow::Result<Next> {
-    let n = store.rollups().staff_refresh_dirty(BATCH).await?;
-    if n > 0 {
-        tracing::debug!(devices = n, "rollups refreshed");
-    }
+/// One round of the rollup job: refreshes up to [`BATCH`] devices, evaluates the alert rules on
+/// their data (changes announced on `live`), and asks to run again at once when a full batch
+/// shows a backlog.
+pub async fn round(store: Store, live: Live) -> anyhow::Result<Next> {
+    let n = refresh_and_evaluate(&store, &live).await?;
     Ok(if n as i64 >= BATCH { Next::Soon } else { Next::Period })
 }
 
+/// Refreshes up to [`BATCH`] devices and evaluates their alert rules; returns how many.
+async fn refresh_and_evaluate(store: &Store, live: &Live) -> Result<usize, tds_store::StoreError> {
+    let touched = store.rollups().staff_refresh_touched(BATCH).await?;
+    if touched.is_empty() {
+        return Ok(0);
+    }
+    tracing::debug!(devices = touched.len(), "rollups refreshed");
+    // The rollups are committed whatever the rules make of them: an evaluation that fails is
+    // logged, and the periodic round evaluates every rule again within seconds.
+    match crate::alerts::touched(store, &touched, chrono::Utc::now()).await {
+        Ok(done) => crate::alerts::announce(store, live, &done).await,
+        Err(e) => tracing::warn!(error = %e, "alert rules of refreshed devices not evaluated"),
+    }
+    Ok(touched.len())
+}
+
 /// Runs until the task is aborted, outside the job runner: for `tds bench ingest`, which measures
-/// the refresh alone. A failing refresh (the database went away) is logged and
-/// retried after a pause; the marks stay, so nothing is lost.
-pub async fn run(store: Store) {
+/// the refresh alone, or with the alert evaluation of refreshed devices when `alerts` is set. A
+/// failing refresh (the database went away) is logged and retried after a pause; the marks stay,
+/// so nothing is lost.
+pub async fn run(store: Store, alerts: bool) {
     loop {
         let started = tokio::time::Instant::now();
-        match store.rollups().staff_refresh_dirty(BATCH).await {
+        let refreshed = if alerts {
+            refresh_and_evaluate(&store, &None).await
+        } else {
+            store.rollups().staff_refresh_dirty(BATCH).await
+        };
+        match refreshed {
             Ok(n) if n as i64 >= BATCH => tracing::debug!(devices = n, "rollups refreshed; more waiting"),
             Ok(n) => {
                 if n > 0 {

@@ -5,9 +5,9 @@
 //! Owns: the `alerts` and `alert_events` tables. [`AlertStore::raise`] is idempotent: evaluating
 //! a rule again while its alert is open finds that alert (a unique index on open alerts backs this
 //! up against two evaluators racing) and never writes a second alert or a second `raised` entry.
-//! A raise or a clear decided by evaluation leaves its history entry undispatched until the
-//! notifier has turned it into outbox rows ([`AlertStore::staff_undispatched`]); the other entries
-//! notify nobody. Must not: decide when to raise or clear (the domain's evaluation does), or send
+//! A raise or a clear decided by evaluation, and an acknowledgement (told to webhooks), leave
+//! their history entry undispatched until the notifier has turned it into outbox rows
+//! ([`AlertStore::staff_undispatched`]); the other entries notify nobody. Must not: decide when to raise or clear (the domain's evaluation does), or send
 //! anything (see [`crate::notifications`]).
 
 use crate::alert_rules::{stored_target, target_columns, target_condition, target_key, text_enum};
@@ -16,7 +16,9 @@ use crate::{Db, StoreError, Ts};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
-use tds_domain::{AlertId, AlertRuleId, Severity, Target, TenantId, UserId};
+use tds_domain::{
+    AlertCounts, AlertId, AlertRuleId, DeviceId, GatewayId, Severity, Target, TenantId, UserId,
+};
 
 text_enum!(
     /// Where an alert is in its life.
@@ -42,6 +44,21 @@ text_enum!(
         Updated = "updated",
     }
 );
+
+/// What the Alertas page and the API filter a list by; `None` is everything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlertFilter {
+    pub status: Option<AlertStatus>,
+    pub severity: Option<Severity>,
+    /// Alerts about this device.
+    pub device: Option<DeviceId>,
+    /// Alerts about this gateway or one of its devices.
+    pub gateway: Option<GatewayId>,
+    /// Raised at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Raised before.
+    pub to: Option<DateTime<Utc>>,
+}
 
 /// An alert.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -439,7 +456,8 @@ impl<'a> AlertStore<'a> {
                 .bind(comment)
                 .bind(&row.severity)
                 .bind(row.value)
-                .bind(at)
+                // The notifier tells the tenant's webhooks.
+                .bind(None::<Ts>)
                 .execute(&mut *tx)
                 .await?;
             Ok(row)
@@ -554,15 +572,35 @@ impl<'a> AlertStore<'a> {
         before: Option<AlertId>,
         limit: i64,
     ) -> Result<Vec<Alert>, StoreError> {
-        let condition = match status {
+        self.list_filtered(tenant, &AlertFilter { status, ..AlertFilter::default() }, before, limit).await
+    }
+
+    /// Like [`Self::list`], with every filter of the Alertas page.
+    pub async fn list_filtered(
+        &self,
+        tenant: TenantId,
+        filter: &AlertFilter,
+        before: Option<AlertId>,
+        limit: i64,
+    ) -> Result<Vec<Alert>, StoreError> {
+        let condition = match filter.status {
             None => "TRUE",
             Some(AlertStatus::Active) => "cleared_at IS NULL AND acknowledged_at IS NULL",
             Some(AlertStatus::Acknowledged) => "cleared_at IS NULL AND acknowledged_at IS NOT NULL",
             Some(AlertStatus::Cleared) => "cleared_at IS NOT NULL",
         };
+        // Bound parameters throughout; a filter left out is `NULL` and matches everything.
         let sql = format!(
             "SELECT {COLUMNS} FROM alerts WHERE tenant_id = $1 AND {condition} \
-             AND (CAST($2 AS BIGINT) IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+             AND (CAST($2 AS BIGINT) IS NULL OR id < $2) \
+             AND (CAST($4 AS TEXT) IS NULL OR severity = $4) \
+             AND (CAST($5 AS BIGINT) IS NULL OR (target_kind = 'device' AND target_id = $5)) \
+             AND (CAST($6 AS BIGINT) IS NULL OR (target_kind = 'gateway' AND target_id = $6) \
+                  OR (target_kind = 'device' AND target_id IN \
+                      (SELECT id FROM devices WHERE tenant_id = $1 AND gateway_id = $6))) \
+             AND ($7 IS NULL OR raised_at >= $7) \
+             AND ($8 IS NULL OR raised_at < $8) \
+             ORDER BY id DESC LIMIT $3"
         );
         let rows: Vec<AlertRow> = on_db!(
             self.db,
@@ -571,10 +609,53 @@ impl<'a> AlertStore<'a> {
                     .bind(tenant.get())
                     .bind(before.map(AlertId::get))
                     .bind(limit.clamp(1, i64::from(crate::Page::MAX_SIZE)))
+                    .bind(filter.severity.map(Severity::as_str))
+                    .bind(filter.device.map(DeviceId::get))
+                    .bind(filter.gateway.map(GatewayId::get))
+                    .bind(filter.from.map(Ts::from))
+                    .bind(filter.to.map(Ts::from))
                     .fetch_all(pool)
                     .await
         )?;
         rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// Every open alert (active or acknowledged) of the tenant, oldest first: what one evaluation
+    /// round starts from, read once instead of once per rule.
+    pub async fn open(&self, tenant: TenantId) -> Result<Vec<Alert>, StoreError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM alerts WHERE tenant_id = $1 AND cleared_at IS NULL ORDER BY id");
+        let rows: Vec<AlertRow> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(tenant.get()).fetch_all(pool).await
+        )?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// The tenant's active alerts (open, not acknowledged) by severity: the top bar's badge.
+    pub async fn active_counts(&self, tenant: TenantId) -> Result<AlertCounts, StoreError> {
+        let rows: Vec<(String, i64)> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(
+                    "SELECT severity, count(*) FROM alerts WHERE tenant_id = $1 AND cleared_at IS NULL \
+                     AND acknowledged_at IS NULL GROUP BY severity"
+                )
+                .bind(tenant.get())
+                .fetch_all(pool)
+                .await
+        )?;
+        let mut counts = AlertCounts::default();
+        for (severity, n) in rows {
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            match crate::error::stored("alerts.severity", &severity, Severity::parse)? {
+                Severity::Info => counts.info = n,
+                Severity::Warning => counts.warning = n,
+                Severity::Critical => counts.critical = n,
+            }
+        }
+        Ok(counts)
     }
 
     /// The open alerts of a rule (active or acknowledged), for evaluating it: a target with one is
@@ -639,7 +720,22 @@ impl<'a> AlertStore<'a> {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
-    /// Every tenant's raises and clears still to notify, oldest first: the notifier enqueues
+    /// Every tenant's active CRITICAL alerts (open, not acknowledged), oldest first, at most
+    /// `limit`: the notifier's reminders.
+    pub async fn staff_active_critical(&self, limit: i64) -> Result<Vec<Alert>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM alerts WHERE cleared_at IS NULL AND acknowledged_at IS NULL \
+             AND severity = 'CRITICAL' ORDER BY id LIMIT $1"
+        );
+        let rows: Vec<AlertRow> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(limit.max(1)).fetch_all(pool).await
+        )?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// Every tenant's raises, clears and acknowledgements still to notify, oldest first: the notifier enqueues
     /// their deliveries (idempotency keys make a second pass harmless) and then marks each
     /// dispatched.
     pub async fn staff_undispatched(&self, limit: i64) -> Result<Vec<AlertEvent>, StoreError> {

@@ -317,6 +317,32 @@ impl<'a> DeviceStore<'a> {
         out.pop().ok_or(StoreError::NotFound)
     }
 
+    /// The rows with the tenant's threshold defaults for their medium where their own are blank
+    /// (a device given 0 keeps none: see [`crate::alarm_defaults`]).
+    async fn with_alarm_defaults(
+        &self,
+        tenant: TenantId,
+        rows: &[(GatewayId, DeviceFields)],
+    ) -> Result<Vec<(GatewayId, DeviceFields)>, StoreError> {
+        let defaults = crate::alarm_defaults::AlarmDefaultStore::new(self.db).list(tenant).await?;
+        let amount = |field: &'static str, v: Option<f64>| v.and_then(|v| Amount::new(field, v).ok());
+        Ok(rows
+            .iter()
+            .map(|(g, f)| {
+                let mut f = f.clone();
+                if let Some(d) = defaults.iter().find(|d| d.medium == f.medium) {
+                    if f.alarm_daily.is_none() {
+                        f.alarm_daily = amount("alarm_daily", d.alarm_daily);
+                    }
+                    if f.alarm_monthly.is_none() {
+                        f.alarm_monthly = amount("alarm_monthly", d.alarm_monthly);
+                    }
+                }
+                (*g, f)
+            })
+            .collect())
+    }
+
     /// Adds several devices at once, all or none, reporting every row's problems (gateway not the
     /// tenant's, code or MAC taken or repeated, capacity) with 1-based row numbers.
     ///
@@ -331,7 +357,8 @@ impl<'a> DeviceStore<'a> {
         rows: &[(GatewayId, DeviceFields)],
         by: Option<UserId>,
     ) -> Result<Vec<Device>, StoreError> {
-        let created = self.insert_rows(tenant, rows, by).await?;
+        let rows = self.with_alarm_defaults(tenant, rows).await?;
+        let created = self.insert_rows(tenant, &rows, by).await?;
         // A device's thresholds are alert rules (SPEC §5): made with the device. The device is
         // stored by then; a failure here is reported, and saving the device again repairs it.
         for (gateway, fields) in

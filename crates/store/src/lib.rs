@@ -12,6 +12,7 @@
 #[macro_use]
 mod macros;
 
+pub mod alarm_defaults;
 pub mod alert_rules;
 pub mod alerts;
 pub mod api_tokens;
@@ -102,6 +103,9 @@ impl Store {
     }
     pub fn api_tokens(&self) -> api_tokens::ApiTokenStore<'_> {
         api_tokens::ApiTokenStore::new(&self.db)
+    }
+    pub fn alarm_defaults(&self) -> alarm_defaults::AlarmDefaultStore<'_> {
+        alarm_defaults::AlarmDefaultStore::new(&self.db)
     }
     pub fn alert_rules(&self) -> alert_rules::AlertRuleStore<'_> {
         alert_rules::AlertRuleStore::new(&self.db)

@@ -22,6 +22,8 @@ use chrono::{DateTime, Duration, NaiveTime, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 use std::fmt;
+/// Quiet hours are the domain's (their arithmetic decides when an email is sent).
+pub use tds_domain::alerts::QuietHours;
 use tds_domain::{AlertId, Name, Role, Severity, TenantId, UserId, ValidationError};
 
 macro_rules! local_id {
@@ -71,6 +73,8 @@ text_enum!(
     OutboxEvent {
         Raised = "raised",
         Cleared = "cleared",
+        /// Told to webhooks only.
+        Acknowledged = "acknowledged",
         Reminder = "reminder",
         /// A channel's "send a test" button.
         Test = "test",
@@ -524,6 +528,24 @@ pub struct NewOutbox {
     pub next_attempt_at: DateTime<Utc>,
 }
 
+impl NewOutbox {
+    /// A channel's test message (the "send a test" button), due at once: `notice` from
+    /// [`tds_domain::alerts::notice::test_notice`], `nonce` any short random text that tells two
+    /// presses of the button apart. The notifier sends it like any alert, even to a disabled
+    /// channel.
+    pub fn test(channel: ChannelId, notice: &tds_domain::alerts::Notice, nonce: &str) -> Self {
+        Self {
+            alert_id: None,
+            channel_id: Some(channel),
+            user_id: None,
+            event: OutboxEvent::Test,
+            idempotency_key: tds_domain::alerts::notice::keys::test(channel.get(), nonce),
+            payload: notice.to_json(),
+            next_attempt_at: notice.sent_at,
+        }
+    }
+}
+
 /// An outbox row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutboxItem {
@@ -708,6 +730,41 @@ impl<'a> OutboxStore<'a> {
         sorted(rows)
     }
 
+    /// Whether a row with this idempotency key exists (any tenant): lets a caller skip building
+    /// a message it queued before without taking the database's writer.
+    pub async fn has_key(&self, idempotency_key: &str) -> Result<bool, StoreError> {
+        let n: i64 = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_scalar("SELECT count(*) FROM notification_outbox WHERE idempotency_key = $1")
+                    .bind(idempotency_key)
+                    .fetch_one(pool)
+                    .await
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Puts back a row taken by [`staff_claim_due`](Self::staff_claim_due) but not attempted
+    /// (its destination failed just before): due again at `at`, no attempt counted.
+    pub async fn release(&self, tenant: TenantId, id: OutboxId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let sql = format!(
+            "UPDATE notification_outbox SET next_attempt_at = $3 WHERE tenant_id = $1 AND id = $2 AND {PENDING}"
+        );
+        on_db!(
+            self.db,
+            write
+                | pool
+                | sqlx::query(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .bind(id.get())
+                    .bind(Ts::from(at))
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected())
+        )?;
+        Ok(())
+    }
+
     /// The row was delivered at `at` (an attempt counted). Marking it again keeps the first time.
     pub async fn mark_delivered(
         &self,
@@ -818,43 +875,6 @@ impl<'a> OutboxStore<'a> {
         let failed = crate::purge::older_than(self.db, "notification_outbox", "failed_at", before).await?;
         Ok(delivered + failed)
     }
-}
-
-/// Quiet hours in the tenant's time, minute precision: non-critical email waits until they end.
-/// `start` after `end` crosses midnight (22:00–07:00).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct QuietHours {
-    start: NaiveTime,
-    end: NaiveTime,
-}
-
-impl QuietHours {
-    /// Seconds are dropped; a start equal to the end is refused (empty, or the whole day).
-    pub fn new(start: NaiveTime, end: NaiveTime) -> Result<Self, ValidationError> {
-        let (start, end) = (minute(start), minute(end));
-        if start == end {
-            return Err(ValidationError::Rule {
-                field: "quiet hours",
-                value: format!("{}–{}", start.format("%H:%M"), end.format("%H:%M")),
-                reason: "must start and end at different times".into(),
-            });
-        }
-        Ok(Self { start, end })
-    }
-    pub const fn start(self) -> NaiveTime {
-        self.start
-    }
-    pub const fn end(self) -> NaiveTime {
-        self.end
-    }
-    /// Whether the local time `t` is inside them (the start included, the end not).
-    pub fn contains(self, t: NaiveTime) -> bool {
-        if self.start < self.end { self.start <= t && t < self.end } else { t >= self.start || t < self.end }
-    }
-}
-
-fn minute(t: NaiveTime) -> NaiveTime {
-    NaiveTime::from_hms_opt(t.hour(), t.minute(), 0).unwrap_or(t)
 }
 
 fn minutes_of_day(t: NaiveTime) -> i64 {
@@ -987,7 +1007,7 @@ impl<'a> AlertPrefsStore<'a> {
     pub async fn set(&self, tenant: TenantId, user: UserId, prefs: &AlertPrefs) -> Result<(), StoreError> {
         prefs.check()?;
         let (start, end) = match prefs.quiet_hours {
-            Some(q) => (Some(minutes_of_day(q.start)), Some(minutes_of_day(q.end))),
+            Some(q) => (Some(minutes_of_day(q.start())), Some(minutes_of_day(q.end()))),
             None => (None, None),
         };
         in_tx!(self.db, |tx| {

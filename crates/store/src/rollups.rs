@@ -253,6 +253,52 @@ impl<'a> RollupStore<'a> {
         Ok(found)
     }
 
+    /// Each device's consumption over the `bucket` rows with `from <= start < to` (e.g. today's
+    /// day row, this month's month row), for all of the tenant's devices or only `devices`:
+    /// what the consumption alert rules compare with their thresholds, in one statement per
+    /// 500 devices. Devices without consumption in the span are absent.
+    pub async fn totals_by_device(
+        &self,
+        tenant: TenantId,
+        devices: Option<&[DeviceId]>,
+        bucket: Bucket,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<HashMap<DeviceId, f64>, StoreError> {
+        let mut found = HashMap::new();
+        let parts: Vec<Option<&[DeviceId]>> = match devices {
+            Some(list) => list.chunks(500).map(Some).collect(),
+            None => vec![None],
+        };
+        for part in parts {
+            let list = part.map_or_else(String::new, |p| {
+                let ids = (0..p.len()).map(|i| format!("${}", i + 5)).collect::<Vec<_>>().join(", ");
+                format!("AND device_id IN ({ids})")
+            });
+            let sql = format!(
+                "SELECT device_id, SUM(consumption) FROM rollups WHERE tenant_id = $1 AND granularity = $2 \
+                 AND bucket_start >= $3 AND bucket_start < $4 AND consumption IS NOT NULL {list} \
+                 GROUP BY device_id"
+            );
+            let rows: Vec<(i64, f64)> = on_db!(
+                self.db,
+                read | pool | {
+                    let mut q = sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                        .bind(tenant.get())
+                        .bind(bucket.as_str())
+                        .bind(Ts::from(from))
+                        .bind(Ts::from(to));
+                    for d in part.unwrap_or_default() {
+                        q = q.bind(d.get());
+                    }
+                    q.fetch_all(pool).await
+                }
+            )?;
+            found.extend(rows.into_iter().map(|(d, c)| (DeviceId::new(d), c)));
+        }
+        Ok(found)
+    }
+
     /// The consumption of several of the tenant's devices added up per medium, unit and bucket
     /// (one granularity, `from <= start < to`), gauges left out: what a report over a gateway,
     /// a medium or the tenant needs, summed by the database instead of read row by row.
@@ -402,10 +448,20 @@ impl<'a> RollupStore<'a> {
     /// [`Self::staff_refresh_dirty`] with the round's row budget given: it takes no more devices
     /// once their new rows reach `max_rows` (at least one device is always refreshed).
     pub async fn staff_refresh_round(&self, limit: i64, max_rows: usize) -> Result<usize, StoreError> {
+        Ok(self.refresh(limit, max_rows).await?.len())
+    }
+
+    /// [`Self::staff_refresh_dirty`], answering which devices (of which tenants) it refreshed:
+    /// the alert rules on consumption are evaluated for exactly these, right after.
+    pub async fn staff_refresh_touched(&self, limit: i64) -> Result<Vec<(TenantId, DeviceId)>, StoreError> {
+        self.refresh(limit, ROUND_ROWS).await
+    }
+
+    async fn refresh(&self, limit: i64, max_rows: usize) -> Result<Vec<(TenantId, DeviceId)>, StoreError> {
         let dirty: Vec<Dirty> =
             on_db!(self.db, read | pool | sqlx::query_as(DIRTY).bind(limit).fetch_all(pool).await)?;
         if dirty.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let mut zones: HashMap<String, TimeZone> = HashMap::new();
         let mut work = Vec::with_capacity(dirty.len());
@@ -423,6 +479,7 @@ impl<'a> RollupStore<'a> {
         }
         let mut upserts: Vec<Upsert> = Vec::new();
         let mut planned: Vec<(i64, Ts)> = Vec::new();
+        let mut touched: Vec<(TenantId, DeviceId)> = Vec::new();
         match self.db {
             // PostgreSQL: a few hundred devices per statement (a live round's devices have a few
             // readings each, and a statement costs more than its rows), fewer when their spans
@@ -444,6 +501,7 @@ impl<'a> RollupStore<'a> {
                     for ((d, tz, meter), input) in chunk.iter().zip(inputs) {
                         upserts.extend(compute(d, *tz, *meter, input));
                         planned.push((d.device_id, d.marked_at));
+                        touched.push((TenantId::new(d.tenant_id), DeviceId::new(d.device_id)));
                     }
                     at = end;
                 }
@@ -460,6 +518,7 @@ impl<'a> RollupStore<'a> {
                     let Some((d, tz, meter)) = next.next() else { break };
                     upserts.extend(compute(d, *tz, *meter, input?));
                     planned.push((d.device_id, d.marked_at));
+                    touched.push((TenantId::new(d.tenant_id), DeviceId::new(d.device_id)));
                     if upserts.len() >= max_rows {
                         break;
                     }
@@ -490,8 +549,9 @@ impl<'a> RollupStore<'a> {
                 .execute(&mut *tx)
                 .await?;
             }
-            Ok(planned.len())
-        })
+            Ok(())
+        })?;
+        Ok(touched)
     }
 
     /// Reads what one marked device's refresh needs, in three statements: the neighbours, the

@@ -48,6 +48,7 @@ pub const TABLES: &[&str] = &[
     "notification_channels",
     "notification_outbox",
     "user_alert_prefs",
+    "alarm_defaults",
     "audit_log",
     "api_tokens",
     "staff_api_tokens",

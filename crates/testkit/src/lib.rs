@@ -2,6 +2,8 @@
 //! (a SQLite file in a temporary directory, or a new PostgreSQL database on the server named by
 //! `TDS_TEST_DATABASE_URL`) and fixtures that build typical tenants, gateways and devices.
 //!
+//! [`MailSink`] is a real SMTP server that keeps what it receives.
+//!
 //! `conformance!` turns a list of `async fn(Store)` scenarios into one test per backend, so every
 //! store test runs on SQLite always and on PostgreSQL whenever the URL is set. With
 //! `TDS_REQUIRE_POSTGRES=1` (as the test script sets), a missing URL fails the PostgreSQL tests
@@ -10,6 +12,9 @@
 #![allow(clippy::missing_panics_doc, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod fixtures;
+pub mod mail;
+
+pub use mail::MailSink;
 
 use sqlx::postgres::PgPoolOptions;
 use tds_store::{DbOptions, Store};
@@ -24,8 +29,16 @@ pub struct TestDb {
     _dir: Option<TempDir>,
 }
 
+/// Makes aws-lc-rs the process's TLS provider, as `tds` does at start. The test HTTP clients
+/// (reqwest with rustls and no provider of its own, as the notifier builds it) need one; every
+/// test that opens a [`TestDb`] gets it, and others call this.
+pub fn tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 impl TestDb {
     pub async fn sqlite() -> Self {
+        tls_provider();
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}", dir.path().join("tds.db").display());
         let store = Store::open(&url, &DbOptions::default()).await.expect("open SQLite test database");
@@ -35,6 +48,7 @@ impl TestDb {
     /// A new, empty, migrated database on the PostgreSQL server of `TDS_TEST_DATABASE_URL`, or
     /// `None` when it is not set (and `TDS_REQUIRE_POSTGRES` is not `1`).
     pub async fn postgres() -> Option<Self> {
+        tls_provider();
         let Ok(admin_url) = std::env::var("TDS_TEST_DATABASE_URL") else {
             assert!(
                 std::env::var("TDS_REQUIRE_POSTGRES").as_deref() != Ok("1"),

@@ -32,6 +32,11 @@ impl FieldErrors {
         self.fields.iter().next().map(|(f, m)| (f.as_str(), m.as_str()))
     }
 
+    /// Every field's message, by field name.
+    pub fn all(&self) -> Vec<(&str, &str)> {
+        self.fields.iter().map(|(f, m)| (f.as_str(), m.as_str())).collect()
+    }
+
     pub fn has(&self, field: &str) -> bool {
         self.fields.contains_key(field)
     }

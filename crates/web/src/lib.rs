@@ -19,7 +19,6 @@ pub mod figures;
 pub mod forms;
 pub mod i18n;
 pub mod import;
-pub mod mail;
 pub mod page;
 pub mod password;
 pub mod proxy;
@@ -32,8 +31,8 @@ pub mod state;
 pub mod throttled_log;
 
 pub use config::WebConfig;
-pub use mail::Mailer;
 pub use state::AppState;
+pub use tds_mail::{MailError, Mailer};
 
 /// The whole web application: pages, the API, assets and their middleware.
 pub fn router(state: AppState) -> axum::Router {

@@ -16,11 +16,14 @@ use axum_extra::extract::cookie::Cookie;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use std::borrow::Borrow;
-use tds_domain::Role;
+use tds_domain::{Role, Severity};
 
 /// Notices a redirect may ask for; anything else in `?done=` is ignored.
 const NOTICES: &[&str] = &[
     "acknowledged",
+    "deleted",
+    "test_queued",
+    "prefs_saved",
     "saved",
     "created",
     "archived",
@@ -63,6 +66,10 @@ pub struct PageCtx {
     pub path: String,
     /// Set when an anonymous page needs its double-submit CSRF cookie.
     pub new_csrf_cookie: Option<Cookie<'static>>,
+    /// The top bar's badge: active alerts of the severities the user sees in the app.
+    pub alert_badge: u32,
+    /// Those severities, comma-separated (`info,warning,critical`), for the live badge.
+    pub alert_severities: String,
 }
 
 impl FromRequestParts<AppState> for PageCtx {
@@ -89,6 +96,9 @@ impl FromRequestParts<AppState> for PageCtx {
             .map(|key| lang.t(&format!("done.{key}")));
         let mut ctx = Self::build(lang, csrf, user.as_ref(), tenant.as_ref(), notice, new_csrf_cookie);
         ctx.path = parts.uri.path_and_query().map_or_else(|| "/".to_owned(), ToString::to_string);
+        if let Some(t) = &tenant {
+            ctx.badge(state, t).await;
+        }
         Ok(ctx)
     }
 }
@@ -116,7 +126,34 @@ impl PageCtx {
             notice,
             path: "/".to_owned(),
             new_csrf_cookie,
+            alert_badge: 0,
+            alert_severities: String::new(),
         }
+    }
+
+    /// Fills the alerts badge. A failure only leaves the badge empty: the page still renders,
+    /// and the live stream or the next page brings the figure.
+    async fn badge(&mut self, state: &AppState, t: &TenantCtx) {
+        let store = state.store();
+        let (Ok(counts), Ok(prefs)) = (
+            store.alerts().active_counts(t.tenant_id()).await,
+            store.alert_prefs().effective(t.tenant_id(), t.me.user.id).await,
+        ) else {
+            return;
+        };
+        let shown = prefs.in_app;
+        let mut names = Vec::new();
+        for (severity, n) in [
+            (Severity::Info, counts.info),
+            (Severity::Warning, counts.warning),
+            (Severity::Critical, counts.critical),
+        ] {
+            if shown.contains(severity) {
+                self.alert_badge += n;
+                names.push(severity.as_str().to_ascii_lowercase());
+            }
+        }
+        self.alert_severities = names.join(",");
     }
 
     /// Sets the sidebar section and the page title (a translation key).

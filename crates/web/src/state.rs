@@ -21,6 +21,9 @@ struct Inner {
     mailer: Mailer,
     pki: Pki,
     events: tokio::sync::broadcast::Sender<tds_domain::LiveEvent>,
+    /// Where the web's own events go: the instance's device-side bus, which forwards to every
+    /// instance's pages; by default the pages' bus itself.
+    publish: tokio::sync::broadcast::Sender<tds_domain::LiveEvent>,
     hashes: crate::password::HashLimiter,
     api_limiter: crate::api::rate::ApiLimiter,
     api_events: Arc<crate::api::events::Recorder>,
@@ -40,17 +43,46 @@ impl AppState {
         pki: Pki,
         events: tokio::sync::broadcast::Sender<tds_domain::LiveEvent>,
     ) -> Self {
+        let publish = events.clone();
+        Self::with_buses(store, config, mailer, pki, events, publish)
+    }
+
+    /// With the pages' bus (`events`) and the bus the web's own events are published on
+    /// (`publish`: in `tds serve`, the one that also reaches the other instances).
+    pub fn with_buses(
+        store: Store,
+        config: WebConfig,
+        mailer: Mailer,
+        pki: Pki,
+        events: tokio::sync::broadcast::Sender<tds_domain::LiveEvent>,
+        publish: tokio::sync::broadcast::Sender<tds_domain::LiveEvent>,
+    ) -> Self {
         let hashes = crate::password::HashLimiter::new(config.max_concurrent_hashes, config.hash_wait);
         let api_limiter = crate::api::rate::ApiLimiter::new(config.api_rate_per_second, config.api_burst);
         let api_events = Arc::default();
         Self {
-            inner: Arc::new(Inner { store, config, mailer, pki, events, hashes, api_limiter, api_events }),
+            inner: Arc::new(Inner {
+                store,
+                config,
+                mailer,
+                pki,
+                events,
+                publish,
+                hashes,
+                api_limiter,
+                api_events,
+            }),
         }
     }
 
     /// The live-event bus: subscribe to stream events to pages.
     pub fn events(&self) -> &tokio::sync::broadcast::Sender<tds_domain::LiveEvent> {
         &self.inner.events
+    }
+
+    /// Announces something the web changed (an alert acknowledged) to every open page.
+    pub fn publish(&self, event: tds_domain::LiveEvent) {
+        let _ = self.inner.publish.send(event);
     }
 
     pub fn pki(&self) -> &Pki {

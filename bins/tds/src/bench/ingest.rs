@@ -78,9 +78,15 @@ pub async fn run(config: &Config, args: IngestBenchArgs) -> anyhow::Result<()> {
     {
         bail!("--rate must be a positive number of messages per second");
     }
+    let alerts = match (args.alerts.as_str(), args.rollups.as_str()) {
+        ("on", "on") => true,
+        ("off", _) => false,
+        ("on", _) => bail!("--alerts on needs --rollups on (the rules read the rollups)"),
+        (other, _) => bail!("--alerts {other:?}: expected on or off"),
+    };
     let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
     let (store, url) = super::open_store(config, args.database_url.as_deref(), tmp.path()).await?;
-    let fleet = setup(&store, args.gateways, args.devices).await?;
+    let (_, fleet) = setup(&store, args.gateways, args.devices, alerts).await?;
     if probe().is_none() {
         tracing::warn!("another metrics recorder is installed: no figures from the endpoint's side");
     }
@@ -105,6 +111,14 @@ pub async fn run(config: &Config, args: IngestBenchArgs) -> anyhow::Result<()> {
     }
 
     let mut ingest = IngestConfig::new(([127, 0, 0, 1], 0).into());
+    // Every simulated gateway connects from 127.0.0.1: the per-address connection limit (against
+    // one misbehaving source among many) would refuse the fleet itself; and each gateway sends
+    // as fast as it is acknowledged, past the per-gateway message rate that protects the server
+    // from one runaway gateway: the benchmark measures the endpoint, not those limits.
+    ingest.connects_per_second_per_ip = 1_000_000.0;
+    ingest.connect_burst_per_ip = 1_000_000;
+    ingest.messages_per_second = 1_000_000.0;
+    ingest.message_burst = 1_000_000;
     if let Some(n) = args.commit_readings {
         ingest.commit_max_readings = n.max(1);
     }
@@ -114,10 +128,24 @@ pub async fn run(config: &Config, args: IngestBenchArgs) -> anyhow::Result<()> {
     let port = endpoint.local_addr()?.port();
     let shared = endpoint.shared();
     let rollups = match args.rollups.as_str() {
-        "on" => Some(tokio::spawn(tds_jobs::rollups::run(store.clone()))),
+        "on" => Some(tokio::spawn(tds_jobs::rollups::run(store.clone(), alerts))),
         "off" => None,
         other => bail!("--rollups {other:?}: expected on or off"),
     };
+    // Every rule, on the job's period, as `tds serve` runs it.
+    let clock_rules = alerts.then(|| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            loop {
+                let started = Instant::now();
+                match tds_jobs::alerts::round(&store, Utc::now()).await {
+                    Ok(done) => tracing::debug!(rules = done.rules, "alert round"),
+                    Err(e) => tracing::warn!(error = %e, "alert round failed"),
+                }
+                tokio::time::sleep(tds_jobs::alerts::PERIOD.saturating_sub(started.elapsed())).await;
+            }
+        })
+    });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(endpoint.run(async {
         let _ = stopped.await;
@@ -125,13 +153,14 @@ pub async fn run(config: &Config, args: IngestBenchArgs) -> anyhow::Result<()> {
 
     println!(
         "bench ingest: {} gateways x {} devices over MQTT/TLS (mutual, ECDSA-P256 clients), QoS 1, {} in flight \
-         per gateway, {} s per run, commits of up to {} readings, rollups {}, on {} ({})",
+         per gateway, {} s per run, commits of up to {} readings, rollups {}, alerts {}, on {} ({})",
         args.gateways,
         args.devices,
         args.inflight,
         args.seconds,
         ingest.commit_max_readings,
         args.rollups,
+        args.alerts,
         store.db().backend(),
         tds_store::redact_url(&url)
     );
@@ -140,6 +169,9 @@ pub async fn run(config: &Config, args: IngestBenchArgs) -> anyhow::Result<()> {
     let _ = stop.send(());
     let _ = server.await;
     let gateways = runs?;
+    if let Some(task) = clock_rules {
+        task.abort();
+    }
     if let Some(worker) = rollups {
         // What the worker had not caught up with when the load stopped, and how long it takes.
         let behind = store.rollups().staff_pending().await?;
@@ -209,7 +241,14 @@ fn report(label: &str, f: &Figures) {
 }
 
 /// A tenant for this run with `gateways` gateways of `devices` meters `D00`, `D01`, …
-async fn setup(store: &Store, gateways: usize, devices: usize) -> anyhow::Result<Vec<(Mac, Vec<String>)>> {
+/// A tenant with the fleet's gateways and devices; with `alerts`, each device has a daily
+/// and monthly threshold (two rules), high enough that evaluating it is the whole cost.
+pub(super) async fn setup(
+    store: &Store,
+    gateways: usize,
+    devices: usize,
+    alerts: bool,
+) -> anyhow::Result<(TenantId, Vec<(Mac, Vec<String>)>)> {
     let tag = format!("{:08x}", rand::random::<u32>());
     let mut new = NewTenant::named(Name::parse("name", &format!("bench-{tag}"))?);
     new.limits = TenantLimits { max_gateways: 1_000_000, max_devices: 10_000_000, max_users: 10 };
@@ -232,11 +271,15 @@ async fn setup(store: &Store, gateways: usize, devices: usize) -> anyhow::Result
         for (d, code) in codes.iter().enumerate() {
             let mut f = super::meter(g * devices + d)?;
             f.code = DeviceCode::parse(code)?;
+            if alerts {
+                f.alarm_daily = Some(tds_domain::limits::Amount::parse("alarm_daily", "1000000000")?);
+                f.alarm_monthly = Some(tds_domain::limits::Amount::parse("alarm_monthly", "1000000000")?);
+            }
             device_rows.push((gateway.id, f));
         }
     }
     store.devices().import(tenant, &device_rows, None).await?;
-    Ok(rows.into_iter().map(|(mac, _)| (mac, codes.clone())).collect())
+    Ok((tenant, rows.into_iter().map(|(mac, _)| (mac, codes.clone())).collect()))
 }
 
 fn client_tls(ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result<rustls::ClientConfig> {

@@ -67,6 +67,7 @@ c.execute(\"INSERT INTO alert_events (tenant_id, alert_id, event, at, severity, 
 c.execute(\"INSERT INTO notification_channels (tenant_id, kind, name, config, secret, severities, enabled, created_at, updated_at) VALUES (1, 'webhook', 'ops', '{{}}', 's3cret', 6, 1, {now}, {now})\")\n\
 c.execute(\"INSERT INTO notification_outbox (tenant_id, alert_id, channel_id, event, idempotency_key, payload, attempts, next_attempt_at, created_at) VALUES (1, 1, 1, 'raised', 'key-1', '{{}}', 0, {now}, {now})\")\n\
 c.execute(\"INSERT INTO user_alert_prefs (tenant_id, user_id, email_severities, in_app_severities, updated_at) VALUES (1, (SELECT min(id) FROM users), 6, 7, {now})\")\n\
+c.execute(\"INSERT INTO alarm_defaults (tenant_id, medium, alarm_daily, alarm_monthly, updated_at) VALUES (1, 'water', 2.5, NULL, {now})\")\n\
 c.execute(\"INSERT INTO staff_api_tokens (name, token_hash, prefix, created_at) VALUES ('ops', 'def', 'tds_staff_de', {now})\")\n\
 c.execute(\"INSERT INTO api_tokens (tenant_id, name, role, token_hash, prefix, expires_at, created_at, updated_at) VALUES (1, 'erp', 'viewer', 'abc', 'tds_ab', NULL, {now}, {now})\")\n\
 c.commit()"

@@ -58,6 +58,27 @@ async fn events_of_one_instance_reach_the_pages_of_every_instance(db: TestDb) {
         // And nothing comes back twice to the sender.
         assert!(tokio::time::timeout(Duration::from_millis(500), a_pages.recv()).await.is_err());
     }
+    // An alerts change (the evaluation job's, on the device-side bus) reaches every instance's
+    // pages too, the latest count of the window only.
+    let count = |critical| tds_domain::AlertCounts { info: 0, warning: 1, critical };
+    a.local.send(LiveEvent::Alerts { tenant: TenantId::new(1), active: count(1) }).unwrap();
+    a.local.send(LiveEvent::Alerts { tenant: TenantId::new(1), active: count(2) }).unwrap();
+    let mut latest = None;
+    while let Ok(Ok(e)) = tokio::time::timeout(Duration::from_secs(2), a_pages.recv()).await {
+        if let LiveEvent::Alerts { active, .. } = e {
+            latest = Some(active.critical);
+        }
+    }
+    assert_eq!(latest, Some(2), "this instance's pages");
+    if let Some(rx) = b_pages.as_mut() {
+        let mut latest = None;
+        while let Ok(Ok(e)) = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+            if let LiveEvent::Alerts { active, .. } = e {
+                latest = Some(active.critical);
+            }
+        }
+        assert_eq!(latest, Some(2), "another instance's pages");
+    }
     a.stop();
     if let Some(b) = b {
         b.stop();

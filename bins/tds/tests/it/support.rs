@@ -12,6 +12,7 @@ pub struct Tds {
 impl Tds {
     /// A fresh working directory; `database_url` `None` means no configuration at all.
     pub fn new(database_url: Option<&str>) -> Self {
+        tds_testkit::tls_provider();
         Self { dir: tempfile::tempdir().unwrap(), database_url: database_url.map(str::to_owned) }
     }
 

@@ -13,16 +13,27 @@
 //! - [`decision`]: the decision and the state machine every kind shares;
 //! - [`evaluate`]: consumption, gauge band, dead-letter rate;
 //! - [`clock`]: no data, gateway offline, certificate expiry;
-//! - [`water`]: night flow and continuous flow.
+//! - [`water`]: night flow and continuous flow;
+//! - [`notice`]: what a notification says (the webhook JSON schema `tds.alert.v1`);
+//! - [`channel`]: a notification channel's validated configuration and webhook presets;
+//! - [`delivery`]: retry back-off and quiet hours;
+//! - [`preview`]: a rule replayed over a device's hourly rollups, for the rule editor.
 
+pub mod channel;
 pub mod clock;
 pub mod decision;
+pub mod delivery;
 pub mod evaluate;
+pub mod notice;
 pub mod params;
+pub mod preview;
 pub mod rule;
 pub mod water;
 
+pub use channel::{ChannelConfig, EmailConfig, Language, Preset, WebhookConfig, WebhookRequest};
 pub use decision::{AlertState, Damping, Decision, Detail, Facts, Side};
+pub use delivery::QuietHours;
+pub use notice::{Notice, NoticeEvent};
 pub use params::{
     CertificateExpiry, ConsumptionLimit, ContinuousFlow, DeadLetterRate, GaugeBand, NightFlow, Period,
     RuleKind,

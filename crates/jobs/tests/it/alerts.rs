@@ -104,4 +104,48 @@ async fn thresholds_and_silence_raise_once_and_clear(store: Store) {
     assert!(left.iter().all(|r| !matches!(r.rule.kind(), RuleKind::DailyConsumption(_))), "{left:?}");
 }
 
-conformance!(thresholds_and_silence_raise_once_and_clear);
+/// The rollup round's own evaluation: the devices it refreshed, and only those, have their
+/// consumption rules evaluated at once (no wait for the periodic round), and the badge's count
+/// by severity follows.
+async fn a_rollup_round_evaluates_the_devices_it_refreshed(store: Store) {
+    let t = fixtures::tenant(&store, "Acme").await;
+    let g = fixtures::gateway(&store, t.id, "aa:bb:cc:dd:ee:02", "GW2").await;
+    let mut devices = Vec::new();
+    for code in ["D01", "D02"] {
+        let mut fields = fixtures::meter_fields(code);
+        fields.unit = Unit::parse("kWh").unwrap();
+        fields.alarm_daily = Some(Amount::parse("alarm_daily", "5").unwrap());
+        devices.push(store.devices().create(t.id, g.id, &fields, None).await.unwrap());
+    }
+    let now = Utc::now();
+    let rows = |d: tds_domain::DeviceId, step: f64| -> Vec<NewReading> {
+        (0..3)
+            .map(|i| NewReading {
+                device_id: d,
+                time: now - Duration::minutes(30 - 10 * i64::from(i)),
+                value: 100.0 + step * f64::from(i),
+                unit: "kWh".into(),
+            })
+            .collect()
+    };
+    // D01 uses 8 kWh (over 5), D02 1 kWh; only D01 is refreshed in this round.
+    store.readings().insert(t.id, &rows(devices[0].id, 4.0)).await.unwrap();
+    let touched = store.rollups().staff_refresh_touched(100).await.unwrap();
+    assert_eq!(touched, vec![(t.id, devices[0].id)]);
+    store.readings().insert(t.id, &rows(devices[1].id, 0.5)).await.unwrap();
+    let done = tds_jobs::alerts::touched(&store, &touched, now).await.unwrap();
+    assert_eq!((done.raised, done.cleared), (1, 0));
+    assert!(done.tenants.contains(&t.id));
+    let active = store.alerts().active_counts(t.id).await.unwrap();
+    assert_eq!((active.info, active.warning, active.critical), (0, 1, 0));
+    // Evaluating the same devices again changes nothing; D02, below its threshold, stays quiet.
+    let touched = store.rollups().staff_refresh_touched(100).await.unwrap();
+    assert_eq!(touched, vec![(t.id, devices[1].id)]);
+    let again = tds_jobs::alerts::touched(&store, &[(t.id, devices[0].id), (t.id, devices[1].id)], now)
+        .await
+        .unwrap();
+    assert_eq!((again.raised, again.cleared), (0, 0));
+    assert!(again.tenants.is_empty());
+}
+
+conformance!(thresholds_and_silence_raise_once_and_clear, a_rollup_round_evaluates_the_devices_it_refreshed);

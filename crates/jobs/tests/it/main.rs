@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod alerts;
+mod notify;
 mod runner;
 
 use chrono::{Duration, TimeZone, Utc};

@@ -300,7 +300,51 @@ async fn another_tenant_cannot_reach_a_channel_an_outbox_row_or_preferences(stor
     assert_eq!((row.attempts, row.delivered_at, row.failed_at), (0, None, None), "A's row is unchanged");
 }
 
+/// What the notifier needs beyond enqueue and claim: acknowledgement rows, a read-only look for
+/// a key, putting back a row it took but did not try, and every tenant's active critical alerts.
+async fn the_notifier_can_queue_acknowledgements_look_up_keys_and_put_rows_back(store: Store) {
+    let t = fixtures::tenant(&store, "Acme").await;
+    let other = fixtures::tenant(&store, "Beta").await;
+    let user = fixtures::member(&store, t.id, "ops@acme.com", Role::Editor).await;
+    let r = rule(&store, t.id, "Silent", Target::Tenant, RuleKind::NoData(Period::new(3600).unwrap())).await;
+    let mut new = raise(r.id, Target::Tenant, 1.0);
+    new.severity = Severity::Critical;
+    let alert = store.alerts().raise(t.id, &new).await.unwrap().alert;
+    let r2 = rule(&store, t.id, "Quiet", Target::Tenant, RuleKind::NoData(Period::new(7200).unwrap())).await;
+    store.alerts().raise(t.id, &raise(r2.id, Target::Tenant, 1.0)).await.unwrap();
+    let critical = store.alerts().staff_active_critical(10).await.unwrap();
+    assert_eq!(critical.iter().map(|a| a.id).collect::<Vec<_>>(), [alert.id], "only the critical one");
+
+    let hook = store.notification_channels().create(t.id, &webhook("Hook")).await.unwrap();
+    let outbox = store.outbox();
+    let mut ack = message("event-9/channel", Some(hook.id), alert.id);
+    ack.event = OutboxEvent::Acknowledged;
+    let id = outbox.enqueue(t.id, &ack).await.unwrap().unwrap();
+    assert_eq!(outbox.get(t.id, id).await.unwrap().event, OutboxEvent::Acknowledged);
+    assert!(outbox.has_key("event-9/channel").await.unwrap());
+    assert!(!outbox.has_key("event-10/channel").await.unwrap());
+
+    let now = Utc::now();
+    assert_eq!(outbox.staff_claim_due(now, Duration::minutes(5), 10).await.unwrap().len(), 1);
+    outbox.release(t.id, id, now + Duration::seconds(30)).await.unwrap();
+    outbox.release(other.id, id, now).await.unwrap();
+    let back = outbox.get(t.id, id).await.unwrap();
+    assert_eq!(
+        (back.attempts, back.next_attempt_at.timestamp()),
+        (0, (now + Duration::seconds(30)).timestamp())
+    );
+    assert!(outbox.staff_claim_due(now, Duration::minutes(5), 10).await.unwrap().is_empty());
+    assert_eq!(
+        outbox.staff_claim_due(now + Duration::seconds(31), Duration::minutes(5), 10).await.unwrap().len(),
+        1
+    );
+
+    store.alerts().acknowledge(t.id, alert.id, Some(user.id), None, now).await.unwrap();
+    assert!(store.alerts().staff_active_critical(10).await.unwrap().is_empty());
+}
+
 conformance!(
+    the_notifier_can_queue_acknowledgements_look_up_keys_and_put_rows_back,
     channels_are_kept_per_tenant_with_their_last_failure,
     the_outbox_keeps_one_row_per_key_and_retries_until_delivered_or_given_up,
     preferences_are_the_role_defaults_until_a_member_sets_them,

@@ -64,6 +64,16 @@ pub struct AlertPage {
 pub struct AlertParams {
     /// `active`, `acknowledged` or `cleared` (default: all).
     pub state: Option<String>,
+    /// `INFO`, `WARNING` or `CRITICAL`.
+    pub severity: Option<String>,
+    /// Alerts about this gateway (MAC) or its devices.
+    pub gateway: Option<String>,
+    /// With `gateway`: alerts about this device (code).
+    pub device: Option<String>,
+    /// Raised at or after (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Raised before (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
     /// Items per page, 1 to 1000 (100).
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
@@ -159,7 +169,35 @@ pub async fn list(
         None => None,
         Some(p) => Some(AlertId::new(p.parse().map_err(|_| ApiError::bad_param("cursor", "bad cursor"))?)),
     };
-    let found = state.store().alerts().list(ctx.tenant_id(), status, before, limit + 1).await?;
+    let severity = match q.severity.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(
+            tds_domain::Severity::parse(s)
+                .map_err(|_| ApiError::bad_param("severity", "severity must be INFO, WARNING or CRITICAL"))?,
+        ),
+    };
+    let mut filter =
+        tds_store::alerts::AlertFilter { status, severity, from: q.from, to: q.to, ..Default::default() };
+    if let Some(mac) = q.gateway.as_deref().filter(|s| !s.is_empty()) {
+        // Another tenant's MAC is simply not one of this tenant's gateways: nothing matches.
+        let unknown = || ApiError::bad_param("gateway", "no such gateway in this tenant");
+        let mac = tds_domain::Mac::parse(mac).map_err(|_| unknown())?;
+        let g = state.store().gateways().by_mac(ctx.tenant_id(), mac).await.map_err(|_| unknown())?;
+        filter.gateway = Some(g.id);
+        if let Some(code) = q.device.as_deref().filter(|s| !s.is_empty()) {
+            let unknown = || ApiError::bad_param("device", "no such device on this gateway");
+            let code = tds_domain::DeviceCode::parse(code).map_err(|_| unknown())?;
+            let d =
+                state.store().devices().by_code(ctx.tenant_id(), g.id, &code).await.map_err(|_| unknown())?;
+            filter.device = Some(d.id);
+        }
+    } else if q.device.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::bad_param(
+            "device",
+            "a device is named with its gateway (gateway=MAC&device=CODE)",
+        ));
+    }
+    let found = state.store().alerts().list_filtered(ctx.tenant_id(), &filter, before, limit + 1).await?;
     let more = found.len() as i64 > limit;
     let found = &found[..found.len().min(limit as usize)];
     let (devices, gateways) = names(&state, ctx.tenant_id(), found).await?;
@@ -188,6 +226,9 @@ pub async fn acknowledge(
         .await?;
     ctx.audit(&state, "alert.acknowledged", ("alert", Some(id.to_string())), json!({"comment": comment}))
         .await?;
+    if let Ok(active) = state.store().alerts().active_counts(ctx.tenant_id()).await {
+        state.publish(tds_domain::LiveEvent::Alerts { tenant: ctx.tenant_id(), active });
+    }
     let (devices, gateways) = names(&state, ctx.tenant_id(), std::slice::from_ref(&alert)).await?;
     Ok(Json(out(&alert, &devices, &gateways)))
 }

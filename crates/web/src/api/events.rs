@@ -52,6 +52,21 @@ pub struct GatewayEvent {
     pub online: bool,
 }
 
+/// An `alerts` event: the tenant's alerts changed; how many are active (neither acknowledged
+/// nor cleared) now, by severity.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertsEvent {
+    pub active: ActiveAlerts,
+}
+
+/// Active alerts by severity.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActiveAlerts {
+    pub info: u32,
+    pub warning: u32,
+    pub critical: u32,
+}
+
 /// One named event of the window.
 #[derive(Debug)]
 struct Recorded {
@@ -135,6 +150,18 @@ impl Recorder {
         let tenant = event.tenant();
         let gateway = match event {
             LiveEvent::Readings { gateway, .. } | LiveEvent::GatewayStatus { gateway, .. } => *gateway,
+            // Not about a gateway: the tenant's active alerts by severity, as they are.
+            LiveEvent::Alerts { active, .. } => {
+                let data = serde_json::to_string(&AlertsEvent {
+                    active: ActiveAlerts {
+                        info: active.info,
+                        warning: active.warning,
+                        critical: active.critical,
+                    },
+                })
+                .ok()?;
+                return Some((tenant, event.name(), data));
+            }
         };
         if let std::collections::hash_map::Entry::Vacant(slot) = names.gateways.entry(gateway) {
             let g = state.store().gateways().get(tenant, gateway).await.ok()?;
@@ -158,6 +185,7 @@ impl Recorder {
             LiveEvent::GatewayStatus { online, .. } => {
                 serde_json::to_string(&GatewayEvent { gateway: mac, online: *online })
             }
+            LiveEvent::Alerts { .. } => return None,
         }
         .ok()?;
         Some((tenant, event.name(), data))
@@ -210,14 +238,14 @@ impl Recorder {
     }
 }
 
-/// The tenant's live events. `readings` and `gateway` events carry JSON ([`ReadingsEvent`],
-/// [`GatewayEvent`]); `resync` says events were missed. The stream ends when the token is revoked
+/// The tenant's live events. `readings`, `gateway` and `alerts` events carry JSON
+/// ([`ReadingsEvent`], [`GatewayEvent`], [`AlertsEvent`]); `resync` says events were missed. The stream ends when the token is revoked
 /// or expires (or the session ends), checked every few seconds.
 #[utoipa::path(get, path = "/api/v1/events", operation_id = "stream_events", tag = "events",
     params(("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received")),
     responses(
         (status = 200, content_type = "text/event-stream", body = String,
-            description = "Server-sent events: `readings` (ReadingsEvent), `gateway` (GatewayEvent), `resync`"),
+            description = "Server-sent events: `readings` (ReadingsEvent), `gateway` (GatewayEvent), `alerts` (AlertsEvent), `resync`"),
         super::responses::ReadErrors))]
 pub async fn stream(
     axum::extract::State(state): axum::extract::State<AppState>,

@@ -8,10 +8,12 @@
 //! middleware stack (no page rendering, no form CSRF: a token is not ambient authority; a
 //! session-authenticated write needs the `X-CSRF-Token` header, see [`auth`]).
 
+pub mod alert_rules;
 pub mod alerts;
 pub mod auth;
 pub mod body;
 pub mod certificates;
+pub mod channels;
 pub mod consumption;
 pub mod dead_letters;
 pub mod devices;
@@ -52,7 +54,7 @@ pub const PREFIX: &str = "/api/v1";
     ),
     modifiers(&Security),
     security(("bearer" = [])),
-    components(schemas(error::ErrorBody, events::ReadingsEvent, events::GatewayEvent)),
+    components(schemas(error::ErrorBody, events::ReadingsEvent, events::GatewayEvent, events::AlertsEvent)),
     tags(
         (name = "tenant", description = "The token's tenant"),
         (name = "gateways", description = "Gateways, addressed by MAC"),
@@ -63,6 +65,8 @@ pub const PREFIX: &str = "/api/v1";
         (name = "imports", description = "CSV imports, all or none"),
         (name = "dead-letters", description = "Refused messages and readings"),
         (name = "alerts", description = "Alerts raised by the rules, and acknowledging them"),
+        (name = "alert-rules", description = "Alert rules, and what a rule would have raised"),
+        (name = "notification-channels", description = "Where alerts are sent besides members' email (admins)"),
         (name = "events", description = "Live events (server-sent events)"),
         (name = "staff", description = "The platform's tenants, with a staff token")
     )
@@ -108,6 +112,12 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(dead_letters::replay))
         .routes(routes!(alerts::list))
         .routes(routes!(alerts::acknowledge))
+        .routes(routes!(alert_rules::list, alert_rules::create))
+        .routes(routes!(alert_rules::preview_rule))
+        .routes(routes!(alert_rules::show, alert_rules::update, alert_rules::delete))
+        .routes(routes!(channels::list, channels::create))
+        .routes(routes!(channels::show, channels::update, channels::delete))
+        .routes(routes!(channels::test))
         .routes(routes!(events::stream))
         .routes(routes!(staff::list, staff::create))
         .routes(routes!(staff::show, staff::update))

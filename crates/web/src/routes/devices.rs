@@ -46,6 +46,7 @@ struct ShowTemplate {
     g: Gateway,
     readings: Vec<Reading>,
     fig: crate::figures::DeviceFigures,
+    open_alerts: Vec<crate::routes::alerts::Row>,
 }
 
 async fn show(
@@ -62,7 +63,9 @@ async fn show(
         crate::figures::device(store, t.tenant_id(), d.id, d.kind, t.tenant.timezone, chrono::Utc::now())
             .await?;
     let ctx = ctx.section("devices", "devices.title").titled(format!("{} · {}", d.code, d.name));
-    render(&ShowTemplate { ctx, d, g, readings, fig }, None)
+    let filter = tds_store::alerts::AlertFilter { device: Some(d.id), ..Default::default() };
+    let open_alerts = crate::routes::alerts::open_rows(&state, &ctx, t.tenant_id(), filter).await?;
+    render(&ShowTemplate { ctx, d, g, readings, fig, open_alerts }, None)
 }
 
 #[derive(Debug, Deserialize, serde::Serialize, Default, Clone)]

@@ -140,6 +140,7 @@ struct ShowTemplate {
     active_devices: i64,
     certificate: Option<Certificate>,
     history: Vec<tds_store::gateway_events::GatewayEvent>,
+    open_alerts: Vec<crate::routes::alerts::Row>,
 }
 
 async fn show(
@@ -169,7 +170,9 @@ async fn show(
         .into_iter()
         .find(|c| c.status == tds_store::certificates::CertificateStatus::Active);
     let history = store.gateway_events().recent(t.tenant_id(), g.id, HISTORY).await?;
-    render(&ShowTemplate { ctx, g, devices, active_devices, certificate, history }, None)
+    let filter = tds_store::alerts::AlertFilter { gateway: Some(g.id), ..Default::default() };
+    let open_alerts = crate::routes::alerts::open_rows(&state, &ctx, t.tenant_id(), filter).await?;
+    render(&ShowTemplate { ctx, g, devices, active_devices, certificate, history, open_alerts }, None)
 }
 
 /// The gateway form's fields as typed (re-shown when something is wrong).

@@ -1,6 +1,6 @@
 //! Início: the tenant's figures at a glance, from real data (SPEC §4), consumption by medium
-//! (today and this month, each medium in its own units) from the rollups. Open alerts arrive
-//! with their own issue.
+//! (today and this month, each medium in its own units) from the rollups, and the open alerts
+//! by severity with the latest of them.
 
 use crate::AppState;
 use crate::auth::Viewer;
@@ -41,6 +41,9 @@ struct HomeTemplate {
     f: HomeFigures,
     /// (medium, unit, today, this month), from the rollups.
     consumption: Vec<(String, String, Option<f64>, Option<f64>)>,
+    /// Active alerts by severity.
+    active: tds_domain::AlertCounts,
+    open_alerts: Vec<crate::routes::alerts::Row>,
 }
 
 pub async fn page(State(state): State<AppState>, Viewer(t): Viewer, ctx: PageCtx) -> WebResult<Response> {
@@ -85,5 +88,9 @@ pub async fn page(State(state): State<AppState>, Viewer(t): Viewer, ctx: PageCtx
             None => consumption.push((d.medium.as_str().to_owned(), d.unit, Some(d.total), None)),
         }
     }
-    render(&HomeTemplate { ctx, f, consumption }, None)
+    let active = store.alerts().active_counts(tenant).await?;
+    let open_alerts =
+        crate::routes::alerts::open_rows(&state, &ctx, tenant, tds_store::alerts::AlertFilter::default())
+            .await?;
+    render(&HomeTemplate { ctx, f, consumption, active, open_alerts }, None)
 }

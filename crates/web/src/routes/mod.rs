@@ -1,9 +1,11 @@
 //! The page routes and the middleware around them. Each submodule owns one section of the UI.
 
 pub mod account;
+pub mod alert_prefs;
 pub mod alerts;
 pub mod auth_pages;
 pub mod certificates;
+pub mod channels;
 pub mod dead_letters;
 pub mod devices;
 pub mod gateways;
@@ -52,6 +54,8 @@ fn all() -> table::Routes {
         .merge(staff_devices::routes())
         .merge(telemetry::routes())
         .merge(alerts::routes())
+        .merge(alert_prefs::routes())
+        .merge(channels::routes())
         .route("/reports", get(placeholder_reports))
         .route("/assets/{*path}", get(assets::serve))
         .route("/favicon.ico", get(assets::favicon))

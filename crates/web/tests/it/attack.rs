@@ -107,7 +107,27 @@ const MATRIX: &[(&str, &str, Access)] = &[
     ("GET", "/telemetry/data", VIEWER),
     ("GET", "/events", VIEWER),
     ("GET", "/alerts", VIEWER),
+    ("GET", "/alerts/{id}", VIEWER),
     ("POST", "/alerts/{id}/ack", EDITOR),
+    ("POST", "/settings/alarm-defaults", ADMIN),
+    ("GET", "/settings/channels/new", ADMIN),
+    ("POST", "/settings/channels/new", ADMIN),
+    ("GET", "/settings/channels/{id}", ADMIN),
+    ("POST", "/settings/channels/{id}", ADMIN),
+    ("POST", "/settings/channels/{id}/enabled", ADMIN),
+    ("POST", "/settings/channels/{id}/test", ADMIN),
+    ("POST", "/settings/channels/{id}/delete", ADMIN),
+    ("GET", "/profile/alerts", VIEWER),
+    ("POST", "/profile/alerts", VIEWER),
+    ("POST", "/profile/alerts/reset", VIEWER),
+    ("GET", "/alerts/rules", VIEWER),
+    ("GET", "/alerts/rules/new", EDITOR),
+    ("POST", "/alerts/rules/new", EDITOR),
+    ("POST", "/alerts/rules/preview", VIEWER),
+    ("GET", "/alerts/rules/{id}", VIEWER),
+    ("POST", "/alerts/rules/{id}", EDITOR),
+    ("POST", "/alerts/rules/{id}/enabled", EDITOR),
+    ("POST", "/alerts/rules/{id}/delete", EDITOR),
     ("GET", "/reports", VIEWER),
     ("GET", "/assets/{*path}", Public),
     ("GET", "/favicon.ico", Public),
@@ -125,6 +145,8 @@ struct Targets {
     invite: i64,
     token: i64,
     alert: i64,
+    rule: i64,
+    channel: i64,
 }
 
 impl Targets {
@@ -148,6 +170,8 @@ impl Targets {
                 ("invites", _) => self.invite.to_string(),
                 ("tokens", _) => self.token.to_string(),
                 ("alerts", _) => self.alert.to_string(),
+                ("rules", _) => self.rule.to_string(),
+                ("channels", _) => self.channel.to_string(),
                 ("tenants", _) => self.tenant.to_string(),
                 ("invite" | "reset", _) => "0".repeat(64),
                 ("import", _) => "gateways".to_owned(),
@@ -178,8 +202,11 @@ async fn digest(app: &TestApp, a: tds_domain::TenantId, t: &Targets) -> String {
     let letter = s.rejected().get(a, tds_domain::RejectedId::new(t.dead_letter)).await.unwrap();
     let tenants = s.tenants().staff_list().await.unwrap().len();
     let alert = s.alerts().get(a, tds_domain::AlertId::new(t.alert)).await.unwrap();
+    let rules = s.alert_rules().list(a, None).await.unwrap();
+    let channels = s.notification_channels().list(a).await.unwrap();
+    let outbox = s.outbox().staff_due(chrono::Utc::now() + chrono::Duration::days(1), 100).await.unwrap();
     format!(
-        "{:?}\n{devices:?}\n{certs:?}\n{members:?}\n{invites:?}\n{tokens:?}\n{tenant:?}\n{letter:?}\n{tenants}\n{alert:?}",
+        "{:?}\n{devices:?}\n{certs:?}\n{members:?}\n{invites:?}\n{tokens:?}\n{tenant:?}\n{letter:?}\n{tenants}\n{alert:?}\n{rules:?}\n{channels:?}\n{outbox:?}",
         gateways.items
     )
 }
@@ -288,6 +315,23 @@ async fn every_route_refuses_whoever_its_access_excludes_and_another_tenants_ids
         .await
         .unwrap()
         .alert;
+    let channel = app
+        .store
+        .notification_channels()
+        .create(
+            a.id,
+            &tds_store::notifications::NewChannel {
+                kind: tds_store::notifications::ChannelKind::Webhook,
+                name: tds_domain::Name::parse("name", "ops").unwrap(),
+                config: serde_json::json!({"url": "https://hooks.example.com/tds"}),
+                secret: Some(tds_store::notifications::ChannelSecret::new("s3cret".into()).unwrap()),
+                severities: tds_store::notifications::SeveritySet::ALL,
+                enabled: true,
+                created_by: None,
+            },
+        )
+        .await
+        .unwrap();
     let viewer = app.user("vera@example.com", Some((a.id, Role::Viewer))).await;
     app.user("edu@example.com", Some((a.id, Role::Editor))).await;
     app.user("adm@example.com", Some((a.id, Role::Admin))).await;
@@ -304,6 +348,8 @@ async fn every_route_refuses_whoever_its_access_excludes_and_another_tenants_ids
         invite: invite.id.get(),
         token: token.id.get(),
         alert: alert.id.get(),
+        rule: rule.id.get(),
+        channel: channel.id.get(),
     };
 
     // What the router serves, from the router.

@@ -16,6 +16,7 @@
 )]
 
 mod alerts;
+mod alerts_e2e;
 mod api;
 mod attack;
 mod auth;

@@ -2,13 +2,12 @@
 //! sink, and `Client`: a cookie-keeping HTTP client that behaves like a browser for forms
 //! (sends the page's CSRF token and an Origin header).
 
-use mailin_embedded::{Handler, Response, Server};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tds_domain::{Email, Name, Role, TenantId};
 use tds_store::Store;
 use tds_store::tenants::Tenant;
 use tds_store::users::{NewUser, User};
+pub use tds_testkit::MailSink;
 use tds_testkit::TestDb;
 use tds_web::{AppState, Mailer, WebConfig};
 
@@ -228,61 +227,6 @@ fn csrf_in(body: &str) -> Option<String> {
     let at = body.find("name=\"_csrf\" value=\"")? + "name=\"_csrf\" value=\"".len();
     let end = at + body[at..].find('"')?;
     Some(body[at..end].to_owned())
-}
-
-/// A real SMTP server (mailin-embedded) on 127.0.0.1:0 that keeps every message it receives.
-#[derive(Clone)]
-pub struct MailSink {
-    pub addr: SocketAddr,
-    messages: Arc<Mutex<Vec<String>>>,
-}
-
-#[derive(Clone)]
-struct SinkHandler {
-    current: Vec<u8>,
-    messages: Arc<Mutex<Vec<String>>>,
-}
-
-impl Handler for SinkHandler {
-    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.current.extend_from_slice(buf);
-        Ok(())
-    }
-
-    fn data_end(&mut self) -> Response {
-        let message = String::from_utf8_lossy(&std::mem::take(&mut self.current)).into_owned();
-        self.messages.lock().unwrap().push(message);
-        mailin_embedded::response::OK
-    }
-}
-
-impl MailSink {
-    pub fn start() -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let messages = Arc::new(Mutex::new(Vec::new()));
-        let mut server = Server::new(SinkHandler { current: Vec::new(), messages: messages.clone() });
-        server.with_name("sink.test").with_tcp_listener(listener);
-        std::thread::spawn(move || {
-            let _ = server.serve();
-        });
-        Self { addr, messages }
-    }
-
-    /// Waits (up to 10 s) for a message to `to` and returns it, decoded enough to read links.
-    pub async fn wait_for(&self, to: &str) -> String {
-        for _ in 0..200 {
-            if let Some(m) = self.messages.lock().unwrap().iter().rev().find(|m| m.contains(to)) {
-                return m.replace("=\r\n", "").replace("=3D", "=");
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("no email to {to} arrived");
-    }
-
-    pub fn count_to(&self, to: &str) -> usize {
-        self.messages.lock().unwrap().iter().filter(|m| m.contains(to)).count()
-    }
 }
 
 /// The first link in `text` starting with `prefix` (e.g. the base URL), up to whitespace.

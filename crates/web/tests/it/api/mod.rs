@@ -2,6 +2,8 @@
 //! made the way `tds token create` makes them, and a plain HTTP client.
 
 mod access;
+mod alert_rules;
+mod channels;
 mod events;
 mod openapi;
 mod resources;

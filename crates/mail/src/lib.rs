@@ -1,8 +1,13 @@
-//! Outgoing email (invitations, password resets) through SMTP with lettre. Without an SMTP
+//! Outgoing email through SMTP with lettre, for every part of the server that writes to people:
+//! the web application (invitations, password resets) and the background jobs (alert
+//! notifications, later scheduled reports), which must not import each other. Without an SMTP
 //! server configured, the development mailer writes each message as an `.eml` file into an
 //! outbox folder readable by its owner only, so a developer can follow an invitation link; the
 //! log names the file and never holds the message (its single-use links are credentials: SPEC
 //! §11).
+//!
+//! Owns: the transport and the sender address. Must not: compose messages (their callers know
+//! the language and the content) or retry (the alert outbox decides when to try again).
 
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -67,15 +72,21 @@ impl Mailer {
         parse_mailbox(from).map(|_| ())
     }
 
+    /// Sends a plain-text message to one address (the SMTP server's answer, or the file written).
     pub async fn send(&self, to: &str, subject: &str, body: String) -> Result<(), MailError> {
-        let to_box = parse_mailbox(to)?;
+        self.send_to_all(&[to], subject, body).await
+    }
+
+    /// Sends one plain-text message to several addresses at once (one SMTP transaction: all of
+    /// them get it, or the call fails).
+    pub async fn send_to_all(&self, to: &[&str], subject: &str, body: String) -> Result<(), MailError> {
         let (Self::Smtp { from, .. } | Self::Outbox { from, .. }) = self;
-        let message = Message::builder()
-            .from(from.clone())
-            .to(to_box)
-            .subject(subject)
-            .body(body)
-            .map_err(|e| MailError::Build(e.to_string()))?;
+        let mut builder = Message::builder().from(from.clone()).subject(subject);
+        for address in to {
+            builder = builder.to(parse_mailbox(address)?);
+        }
+        let message = builder.body(body).map_err(|e| MailError::Build(e.to_string()))?;
+        let to = to.join(", ");
         match self {
             Self::Smtp { transport, .. } => {
                 transport.send(message).await.map_err(|e| MailError::Smtp(e.to_string()))?;
@@ -97,11 +108,7 @@ fn write_private(dir: &std::path::Path, bytes: &[u8]) -> Result<std::path::PathB
     use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
     let io = |e: std::io::Error| MailError::Outbox(format!("{}: {e}", dir.display()));
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
-    let name = format!(
-        "{}-{}.eml",
-        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
-        crate::session::new_token().get(..12).unwrap_or("x")
-    );
+    let name = format!("{}-{}.eml", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), random_suffix());
     let path = dir.join(name);
     let mut file =
         std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io)?;
@@ -109,6 +116,40 @@ fn write_private(dir: &std::path::Path, bytes: &[u8]) -> Result<std::path::PathB
     Ok(path)
 }
 
+/// Twelve hex digits, so that two messages written in the same millisecond get two files.
+fn random_suffix() -> String {
+    format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
 fn parse_mailbox(address: &str) -> Result<Mailbox, MailError> {
     address.parse().map_err(|_| MailError::Address(address.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn the_outbox_keeps_each_message_in_a_file_only_its_owner_reads() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let mailer = Mailer::outbox(dir.path().join("outbox"), "TDS <tds@example.com>").unwrap();
+        mailer.send("ana@example.com", "Olá", "first".into()).await.unwrap();
+        mailer.send("ana@example.com", "Olá", "second".into()).await.unwrap();
+        let files: Vec<_> =
+            std::fs::read_dir(dir.path().join("outbox")).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(files.len(), 2);
+        for file in files {
+            assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+            let text = std::fs::read_to_string(&file).unwrap();
+            assert!(text.contains("To: ana@example.com"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_bad_sender_or_recipient_is_refused() {
+        assert!(Mailer::check_from("not an address").is_err());
+        assert!(Mailer::check_from("TDS <tds@example.com>").is_ok());
+    }
 }

@@ -1,0 +1,11 @@
+-- Threshold defaults for new devices (issue 13, SPEC §4 Configurações): per tenant and medium,
+-- the daily and monthly alarm a device gets when it is created without one (0 on the device
+-- means none).
+CREATE TABLE alarm_defaults (
+    tenant_id     INTEGER NOT NULL REFERENCES tenants (id),
+    medium        TEXT NOT NULL CHECK (medium IN ('water', 'energy', 'gas', 'other')),
+    alarm_daily   REAL,
+    alarm_monthly REAL,
+    updated_at    INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, medium)
+);
