@@ -6,6 +6,7 @@
 //! | `rollups` | 1 s (at once while a backlog lasts) | hourly/daily/monthly rollups of new readings, then the alert rules on those devices' data |
 //! | `alerts` | 5 s | every alert rule (clock rules, a new day or month clearing consumption alerts) |
 //! | `notify` | 2 s (at once while a backlog lasts) | alert events fanned out to the outbox, reminders, due email and webhook deliveries sent |
+//! | `reports` | 30 s | due scheduled reports made, mailed and kept; failed runs retried |
 //! | `offline-detection` | 30 s | gateways silent for three intervals marked offline |
 //! | `crl-refresh` | 1 h | the CRL re-issued before its next-update time |
 //! | `web-state-purge` | 1 h | expired sessions, old login failures |
@@ -23,6 +24,7 @@ pub fn runner(
     store: Store,
     pki: Arc<CaFiles>,
     notifier: tds_jobs::Notifier,
+    reporter: tds_jobs::Reporter,
     config: &Config,
     worker: String,
     options: RunnerOptions,
@@ -40,6 +42,9 @@ pub fn runner(
         })
         .every("notify", tds_jobs::notify::PERIOD, Duration::ZERO, move |store: Store| {
             notifier.clone().job(store)
+        })
+        .every("reports", tds_jobs::reports::PERIOD, tds_jobs::reports::PERIOD, move |store: Store| {
+            reporter.clone().job(store)
         })
         .every(
             "offline-detection",

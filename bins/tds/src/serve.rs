@@ -229,6 +229,7 @@ impl Server {
             self.store.clone(),
             self.pki.clone(),
             notifier(&self.config)?,
+            tds_jobs::Reporter::new(mailer(&self.config)?, self.config.public_url()?.as_str()),
             &self.config,
             crate::jobs::worker_name(),
             self.config.runner_options(),

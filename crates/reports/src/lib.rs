@@ -8,12 +8,15 @@
 //!   comparisons and the month-end projection;
 //! - renderers that all take a [`Report`]: [`pdf`] (typst, fonts embedded), [`xlsx`]
 //!   (`rust_xlsxwriter`) and [`csv_out`] (RFC 4180 with the SPEC's options);
-//! - [`export`]: raw readings streamed as CSV or XLSX in constant memory.
+//! - [`export`]: raw readings streamed as CSV or XLSX in constant memory;
+//! - [`definition`]: a saved report's spec (relative periods such as "the previous month") and the
+//!   file formats; [`schedule`]: when a scheduled report runs.
 //!
 //! No HTTP here: the web and the CLI call these and deliver the bytes. Typst's long build stays
 //! inside this crate.
 
 pub mod csv_out;
+pub mod definition;
 pub mod export;
 pub mod lang;
 pub mod model;
@@ -22,6 +25,7 @@ pub mod period;
 pub mod query;
 pub mod report;
 pub mod rollup_table;
+pub mod schedule;
 pub mod xlsx;
 
 pub use lang::Lang;

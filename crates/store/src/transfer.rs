@@ -49,6 +49,8 @@ pub const TABLES: &[&str] = &[
     "notification_outbox",
     "user_alert_prefs",
     "alarm_defaults",
+    "report_definitions",
+    "report_runs",
     "audit_log",
     "api_tokens",
     "staff_api_tokens",
