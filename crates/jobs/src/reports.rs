@@ -57,24 +57,29 @@ impl Reporter {
         Self { inner: Arc::new(Inner { mailer, public_url: public_url.into() }) }
     }
 
-    /// One round of the job.
+    /// One round of the job, now.
     pub async fn job(self, store: Store) -> anyhow::Result<Next> {
-        let now = Utc::now();
-        let started = schedule_due(&store, now).await?;
+        let attempted = self.round(&store, Utc::now()).await?;
+        Ok(if attempted == RUNS_PER_ROUND as usize { Next::Soon } else { Next::Period })
+    }
+
+    /// One round at `now` (tests drive the clock): due schedules become runs, due runs are
+    /// attempted, files past their 90 days dropped. The number of runs attempted.
+    pub async fn round(&self, store: &Store, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let started = schedule_due(store, now).await?;
         if started > 0 {
             tracing::info!(runs = started, "scheduled reports due");
         }
         let due = store.report_runs().staff_due(now, RUNS_PER_ROUND).await?;
-        let full = i64::try_from(due.len()).unwrap_or(0) == RUNS_PER_ROUND;
-        for run in due {
-            self.attempt(&store, &run).await?;
+        for run in &due {
+            self.attempt(store, run, now).await?;
         }
         store.report_runs().staff_drop_files_before(now - KEEP_FILES).await?;
-        Ok(if full { Next::Soon } else { Next::Period })
+        Ok(due.len())
     }
 
     /// Makes a run and records how it went; only a store error stops the round.
-    async fn attempt(&self, store: &Store, run: &ReportRun) -> Result<(), StoreError> {
+    async fn attempt(&self, store: &Store, run: &ReportRun, now: DateTime<Utc>) -> Result<(), StoreError> {
         let runs = store.report_runs();
         match self.make_and_send(store, run).await {
             Ok(mailed) => {
@@ -84,7 +89,7 @@ impl Reporter {
             }
             Err(e) => {
                 let error = format!("{e:#}");
-                let retry_at = RETRY_AFTER.get(run.attempts as usize).map(|wait| Utc::now() + *wait);
+                let retry_at = RETRY_AFTER.get(run.attempts as usize).map(|wait| now + *wait);
                 runs.fail_attempt(run.tenant_id, run.id, &error, retry_at).await?;
                 tracing::warn!(tenant = %run.tenant_id, run = run.id, attempt = run.attempts + 1, ?retry_at, %error, "report run failed");
                 if retry_at.is_none() {

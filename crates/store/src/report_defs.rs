@@ -331,7 +331,7 @@ impl<'a> ReportDefinitionStore<'a> {
             }
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO report_runs (tenant_id, definition_id, name, trigger, scheduled_for, status, attempts, \
-                 next_attempt_at, delivered, created_at) VALUES ($1, $2, $3, 'schedule', $4, 'pending', 0, $5, '', $5) \
+                 next_attempt_at, delivered, created_at) VALUES ($1, $2, $3, 'schedule', $4, 'pending', 0, $4, '', $5) \
                  RETURNING id",
             )
             .bind(tenant)

@@ -4,6 +4,7 @@
 
 mod alerts;
 mod notify;
+mod reports;
 mod runner;
 
 use chrono::{Duration, TimeZone, Utc};

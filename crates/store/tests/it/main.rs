@@ -27,6 +27,7 @@ mod login_failures;
 mod meter_series;
 mod readings;
 mod rejected;
+mod report_defs;
 mod rollups;
 mod sessions;
 mod tenants;

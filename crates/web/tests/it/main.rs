@@ -27,6 +27,7 @@ mod forms;
 mod hardening;
 mod imports;
 mod members;
+mod reports;
 mod roles;
 mod settings;
 mod staff;

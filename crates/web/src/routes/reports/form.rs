@@ -228,7 +228,8 @@ pub struct TableView {
 
 #[derive(Debug, Clone)]
 pub struct RowView {
-    pub cells: Vec<String>,
+    /// Each cell as shown, and whether it is a number (right-aligned).
+    pub cells: Vec<(String, bool)>,
     /// `incomplete`, `projection` or empty.
     pub mark: &'static str,
 }
@@ -242,9 +243,14 @@ pub struct ChartView {
     pub values: String,
 }
 
-fn row(r: &tds_reports::Row, lang: tds_reports::Lang) -> RowView {
+fn row(r: &tds_reports::Row, lang: tds_reports::Lang, numeric: &[bool]) -> RowView {
     RowView {
-        cells: r.cells.iter().map(|c| c.display(lang)).collect(),
+        cells: r
+            .cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.display(lang), numeric.get(i).copied().unwrap_or(false)))
+            .collect(),
         mark: match r.mark {
             Mark::Whole => "",
             Mark::Incomplete => "incomplete",
@@ -274,19 +280,16 @@ pub fn tables(report: &Report) -> Vec<TableView> {
                     values: serde_json::to_string(&values).unwrap_or_default(),
                 }
             });
+            let numeric: Vec<bool> = s
+                .columns
+                .iter()
+                .map(|c| matches!(c.kind, ColumnKind::Number | ColumnKind::Count | ColumnKind::Percent))
+                .collect();
             TableView {
                 title: s.title.clone(),
-                columns: s
-                    .columns
-                    .iter()
-                    .map(|c| {
-                        let numeric =
-                            matches!(c.kind, ColumnKind::Number | ColumnKind::Count | ColumnKind::Percent);
-                        (c.title.clone(), numeric)
-                    })
-                    .collect(),
-                rows: s.rows.iter().map(|r| row(r, lang)).collect(),
-                total: s.total.as_ref().map(|r| row(r, lang)),
+                columns: s.columns.iter().zip(&numeric).map(|(c, n)| (c.title.clone(), *n)).collect(),
+                rows: s.rows.iter().map(|r| row(r, lang, &numeric)).collect(),
+                total: s.total.as_ref().map(|r| row(r, lang, &numeric)),
                 chart,
             }
         })

@@ -22,7 +22,7 @@ use askama::Template;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use chrono::{NaiveDate, Utc};
 use form::{ReportForm, TableView, query_of, report_lang, set_report_error, tables};
@@ -43,12 +43,14 @@ pub fn routes() -> Routes {
 }
 
 /// A device the form offers: `MAC|CODE`, and how it is shown.
+#[derive(Debug)]
 pub struct DeviceOption {
     pub value: String,
     pub label: String,
 }
 
 /// A gateway the form offers, with its counters.
+#[derive(Debug)]
 pub struct GatewayOption {
     pub mac: String,
     pub label: String,
@@ -360,11 +362,14 @@ async fn readings(State(state): State<AppState>, Viewer(t): Viewer, RawQuery(q):
     let day = |s: &str, field: &str| -> WebResult<NaiveDate> {
         s.parse().map_err(|_| WebError::BadRequest(format!("{field}: expected a date such as 2026-11-30")))
     };
-    let (first, last) = (day(&from, "from")?, day(&to, "to")?);
+    // Without dates: today, as the form offers.
+    let today = Utc::now().with_timezone(&zone.tz()).date_naive().to_string();
+    let or_today = |s: String| if s.is_empty() { today.clone() } else { s };
+    let (first, last) = (day(&or_today(from), "from")?, day(&or_today(to), "to")?);
     let q = ReadingsQuery {
         tenant: t.tenant_id(),
         gateway,
-        device,
+        device: device.clone(),
         from: day_start(zone, first),
         to: end_of_day(zone, last).ok_or(WebError::BadRequest("to".into()))?,
     };

@@ -8,6 +8,7 @@
 //! scripts/test.sh), which makes them fail instead.
 
 mod alerts;
+mod reports;
 mod kit;
 
 use crate::support::{PASSWORD, TestApp};
