@@ -19,12 +19,18 @@ use tds_jobs::{Next, Runner, RunnerOptions};
 use tds_pki::CaFiles;
 use tds_store::Store;
 
+/// What the jobs send out: alert notifications and scheduled reports.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub notifier: tds_jobs::Notifier,
+    pub reporter: tds_jobs::Reporter,
+}
+
 /// Every periodic job of `tds serve`, in a runner named `worker`.
 pub fn runner(
     store: Store,
     pki: Arc<CaFiles>,
-    notifier: tds_jobs::Notifier,
-    reporter: tds_jobs::Reporter,
+    Outgoing { notifier, reporter }: Outgoing,
     config: &Config,
     worker: String,
     options: RunnerOptions,

@@ -84,7 +84,8 @@ impl Reporter {
         match self.make_and_send(store, run).await {
             Ok(mailed) => {
                 runs.succeed(run.tenant_id, run.id).await?;
-                audit(store, run, "report.run", serde_json::json!({ "run": run.id, "mailed": mailed })).await?;
+                audit(store, run, "report.run", serde_json::json!({ "run": run.id, "mailed": mailed }))
+                    .await?;
                 tracing::info!(tenant = %run.tenant_id, run = run.id, mailed, "report made");
             }
             Err(e) => {
@@ -93,7 +94,8 @@ impl Reporter {
                 runs.fail_attempt(run.tenant_id, run.id, &error, retry_at).await?;
                 tracing::warn!(tenant = %run.tenant_id, run = run.id, attempt = run.attempts + 1, ?retry_at, %error, "report run failed");
                 if retry_at.is_none() {
-                    audit(store, run, "report.failed", serde_json::json!({ "run": run.id, "error": error })).await?;
+                    audit(store, run, "report.failed", serde_json::json!({ "run": run.id, "error": error }))
+                        .await?;
                 }
             }
         }
@@ -104,10 +106,12 @@ impl Reporter {
     /// file in the definition's language. The number of messages sent.
     async fn make_and_send(&self, store: &Store, run: &ReportRun) -> anyhow::Result<usize> {
         let definition = run.definition_id.ok_or_else(|| anyhow!("the report's definition was deleted"))?;
-        let def = store.report_definitions().get(run.tenant_id, definition).await.context("the definition")?;
+        let def =
+            store.report_definitions().get(run.tenant_id, definition).await.context("the definition")?;
         let tenant = store.tenants().get(run.tenant_id).await?;
         let spec = ReportSpec::from_json(&def.spec)?;
-        let format = FileFormat::parse(&def.format).ok_or_else(|| anyhow!("unknown format {:?}", def.format))?;
+        let format =
+            FileFormat::parse(&def.format).ok_or_else(|| anyhow!("unknown format {:?}", def.format))?;
         let own_lang = Lang::parse(&def.lang).unwrap_or(Lang::PtBr);
         let mut groups: Vec<(Lang, Vec<String>)> = vec![(own_lang, Vec::new())];
         for address in def.recipients.iter().filter(|a| !run.delivered.contains(a)) {
@@ -122,12 +126,14 @@ impl Reporter {
             if lang != own_lang && addresses.is_empty() {
                 continue;
             }
-            let req = spec.request(tenant.id, tenant.timezone, tenant.billing_day, lang, run.scheduled_for)?;
+            let req =
+                spec.request(tenant.id, tenant.timezone, tenant.billing_day, lang, run.scheduled_for)?;
             let report = tds_reports::build(store, &req).await?;
             let name = file_name(&report, format);
-            let (report, bytes) = tokio::task::spawn_blocking(move || render(&report, format).map(|b| (report, b)))
-                .await
-                .context("the renderer stopped")??;
+            let (report, bytes) =
+                tokio::task::spawn_blocking(move || render(&report, format).map(|b| (report, b)))
+                    .await
+                    .context("the renderer stopped")??;
             if lang == own_lang {
                 let file = RunFile {
                     period_from: report.from,
@@ -138,7 +144,8 @@ impl Reporter {
                 };
                 store.report_runs().set_file(run.tenant_id, run.id, &file).await?;
             }
-            let attachment = Attachment { file_name: name, content_type: format.content_type().to_owned(), bytes };
+            let attachment =
+                Attachment { file_name: name, content_type: format.content_type().to_owned(), bytes };
             for address in addresses {
                 let (subject, body) = message(&def.name, &report, &self.inner.public_url, run.id);
                 self.inner
@@ -201,7 +208,12 @@ fn message(name: &str, report: &Report, public_url: &str, run: i64) -> (String, 
     }
 }
 
-async fn audit(store: &Store, run: &ReportRun, action: &str, detail: serde_json::Value) -> Result<(), StoreError> {
+async fn audit(
+    store: &Store,
+    run: &ReportRun,
+    action: &str,
+    detail: serde_json::Value,
+) -> Result<(), StoreError> {
     store
         .audit()
         .record(&NewAuditEntry {

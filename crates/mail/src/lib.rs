@@ -104,7 +104,8 @@ impl Mailer {
         let content_type = ContentType::parse(&attachment.content_type)
             .map_err(|e| MailError::Build(format!("content type {:?}: {e}", attachment.content_type)))?;
         let parts = MultiPart::mixed().singlepart(SinglePart::plain(body)).singlepart(
-            lettre::message::Attachment::new(attachment.file_name.clone()).body(attachment.bytes.clone(), content_type),
+            lettre::message::Attachment::new(attachment.file_name.clone())
+                .body(attachment.bytes.clone(), content_type),
         );
         let message =
             self.builder(&[to], subject)?.multipart(parts).map_err(|e| MailError::Build(e.to_string()))?;

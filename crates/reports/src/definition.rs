@@ -144,13 +144,15 @@ impl ReportSpec {
 
     pub fn scope(&self) -> Result<Scope, ReportError> {
         let gateway = || -> Result<Mac, ReportError> {
-            let mac = self.gateway.as_deref().ok_or_else(|| invalid("gateway", "this scope needs a gateway"))?;
+            let mac =
+                self.gateway.as_deref().ok_or_else(|| invalid("gateway", "this scope needs a gateway"))?;
             Mac::parse(mac).map_err(|e| invalid("gateway", e))
         };
         match self.scope.as_str() {
             "tenant" => Ok(Scope::Tenant),
             "medium" => {
-                let m = self.medium.as_deref().ok_or_else(|| invalid("medium", "scope medium needs a medium"))?;
+                let m =
+                    self.medium.as_deref().ok_or_else(|| invalid("medium", "scope medium needs a medium"))?;
                 Ok(Scope::Medium(Medium::parse(m).map_err(|e| invalid("medium", e))?))
             }
             "gateway" => Ok(Scope::Gateway(gateway()?)),
@@ -192,7 +194,11 @@ impl ReportSpec {
     }
 
     /// The days covered when the report is made on local day `today`.
-    pub fn days_on(&self, today: NaiveDate, billing_day: Option<u8>) -> Result<(NaiveDate, NaiveDate), ReportError> {
+    pub fn days_on(
+        &self,
+        today: NaiveDate,
+        billing_day: Option<u8>,
+    ) -> Result<(NaiveDate, NaiveDate), ReportError> {
         let yesterday = today.pred_opt().unwrap_or(today);
         Ok(match self.period_kind()? {
             PeriodKind::Fixed => self.fixed()?,
@@ -334,10 +340,19 @@ mod tests {
     fn relative_periods_resolve_against_the_local_day() {
         let today = d("2026-12-01");
         assert_eq!(spec("previous_month").days_on(today, None).unwrap(), (d("2026-11-01"), d("2026-11-30")));
-        assert_eq!(spec("previous_month").days_on(today, Some(15)).unwrap(), (d("2026-10-15"), d("2026-11-14")));
-        assert_eq!(spec("current_month").days_on(d("2026-12-20"), Some(15)).unwrap(), (d("2026-12-15"), d("2026-12-20")));
+        assert_eq!(
+            spec("previous_month").days_on(today, Some(15)).unwrap(),
+            (d("2026-10-15"), d("2026-11-14"))
+        );
+        assert_eq!(
+            spec("current_month").days_on(d("2026-12-20"), Some(15)).unwrap(),
+            (d("2026-12-15"), d("2026-12-20"))
+        );
         // 2026-12-03 is a Thursday: the previous ISO week is Monday 23 to Sunday 29 November.
-        assert_eq!(spec("previous_week").days_on(d("2026-12-03"), None).unwrap(), (d("2026-11-23"), d("2026-11-29")));
+        assert_eq!(
+            spec("previous_week").days_on(d("2026-12-03"), None).unwrap(),
+            (d("2026-11-23"), d("2026-11-29"))
+        );
         let mut last = spec("last_days");
         last.days = Some(7);
         assert_eq!(last.days_on(today, None).unwrap(), (d("2026-11-24"), d("2026-11-30")));
@@ -361,7 +376,9 @@ mod tests {
         s.check().unwrap();
         s.compare = vec!["sideways".into()];
         assert!(s.check().unwrap_err().to_string().starts_with("compare:"));
-        assert!(ReportSpec::from_json(r#"{"scope":"tenant","period":"fixed","bucket":"day","extra":1}"#).is_err());
+        assert!(
+            ReportSpec::from_json(r#"{"scope":"tenant","period":"fixed","bucket":"day","extra":1}"#).is_err()
+        );
     }
 
     #[test]

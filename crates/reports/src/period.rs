@@ -112,16 +112,14 @@ impl DayRange {
                 from: self.from.checked_sub_months(Months::new(12))?,
                 to: self.to.checked_sub_months(Months::new(12))?,
             }),
-            Compare::Previous => match self.whole_months(billing_day.map_or(1, u32::from)) {
-                Some(n) => Some(Self {
-                    from: self.from.checked_sub_months(Months::new(n))?,
-                    to: self.from.pred_opt()?,
-                }),
-                None => {
-                    let len = (self.to - self.from).num_days() + 1;
-                    Some(Self { from: self.from - TimeDelta::days(len), to: self.from.pred_opt()? })
-                }
-            },
+            Compare::Previous => {
+                let from = if let Some(n) = self.whole_months(billing_day.map_or(1, u32::from)) {
+                    self.from.checked_sub_months(Months::new(n))?
+                } else {
+                    self.from - TimeDelta::days((self.to - self.from).num_days() + 1)
+                };
+                Some(Self { from, to: self.from.pred_opt()? })
+            }
         }
     }
 }

@@ -86,7 +86,9 @@ impl Schedule {
                 if date.day() <= day {
                     this
                 } else {
-                    crate::period::next_month_start(date.with_day(1).unwrap_or(date)).with_day(day).unwrap_or(date)
+                    crate::period::next_month_start(date.with_day(1).unwrap_or(date))
+                        .with_day(day)
+                        .unwrap_or(date)
                 }
             }
             Self::Weekly { weekday, .. } => {
@@ -153,7 +155,10 @@ mod tests {
     fn a_skipped_local_hour_runs_after_the_gap() {
         // Europe/Berlin skips 02:00..03:00 on 2027-03-28.
         let s = Schedule::new("monthly", 28, 2).unwrap();
-        assert_eq!(s.next_after(utc("2027-03-01T00:00:00Z"), zone("Europe/Berlin")), utc("2027-03-28T01:00:00Z"));
+        assert_eq!(
+            s.next_after(utc("2027-03-01T00:00:00Z"), zone("Europe/Berlin")),
+            utc("2027-03-28T01:00:00Z")
+        );
     }
 
     #[test]

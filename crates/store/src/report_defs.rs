@@ -108,7 +108,11 @@ impl NewDefinition {
                 _ => false,
             };
             if !ok || s.hour > 23 {
-                return Err(rule("schedule", &s.kind, "monthly on day 1..28 or weekly on day 1..7, hour 0..23"));
+                return Err(rule(
+                    "schedule",
+                    &s.kind,
+                    "monthly on day 1..28 or weekly on day 1..7, hour 0..23",
+                ));
             }
             if self.recipients.is_empty() {
                 return Err(rule("recipients", "", "a scheduled report needs at least one recipient"));
@@ -185,7 +189,11 @@ impl<'a> ReportDefinitionStore<'a> {
     }
 
     /// Saves a definition; its name is unique in the tenant (`Conflict`).
-    pub async fn create(&self, tenant: TenantId, new: &NewDefinition) -> Result<ReportDefinition, StoreError> {
+    pub async fn create(
+        &self,
+        tenant: TenantId,
+        new: &NewDefinition,
+    ) -> Result<ReportDefinition, StoreError> {
         new.check()?;
         let sql = format!(
             "INSERT INTO report_definitions (tenant_id, name, spec, format, lang, recipients, schedule_kind, \
@@ -256,22 +264,29 @@ impl<'a> ReportDefinitionStore<'a> {
     }
 
     pub async fn get(&self, tenant: TenantId, id: i64) -> Result<ReportDefinition, StoreError> {
-        let sql = format!("SELECT {DEFINITION_COLUMNS} FROM report_definitions WHERE tenant_id = $1 AND id = $2");
+        let sql =
+            format!("SELECT {DEFINITION_COLUMNS} FROM report_definitions WHERE tenant_id = $1 AND id = $2");
         let row: DefinitionRow = on_db!(
             self.db,
             read | pool
-                | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(tenant.get()).bind(id).fetch_one(pool).await
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .bind(id)
+                    .fetch_one(pool)
+                    .await
         )?;
         Ok(row.into())
     }
 
     /// The tenant's definitions by name.
     pub async fn list(&self, tenant: TenantId) -> Result<Vec<ReportDefinition>, StoreError> {
-        let sql =
-            format!("SELECT {DEFINITION_COLUMNS} FROM report_definitions WHERE tenant_id = $1 ORDER BY name, id");
+        let sql = format!(
+            "SELECT {DEFINITION_COLUMNS} FROM report_definitions WHERE tenant_id = $1 ORDER BY name, id"
+        );
         let rows: Vec<DefinitionRow> = on_db!(
             self.db,
-            read | pool | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(tenant.get()).fetch_all(pool).await
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(tenant.get()).fetch_all(pool).await
         )?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
@@ -293,14 +308,19 @@ impl<'a> ReportDefinitionStore<'a> {
     }
 
     /// Scheduled definitions of every tenant whose next run is at or before `now`, oldest first.
-    pub async fn staff_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<ReportDefinition>, StoreError> {
+    pub async fn staff_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ReportDefinition>, StoreError> {
         let sql = format!(
             "SELECT {DEFINITION_COLUMNS} FROM report_definitions WHERE next_run_at IS NOT NULL \
              AND next_run_at <= $1 ORDER BY next_run_at, id LIMIT $2"
         );
         let rows: Vec<DefinitionRow> = on_db!(
             self.db,
-            read | pool | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(Ts(now)).bind(limit).fetch_all(pool).await
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(Ts(now)).bind(limit).fetch_all(pool).await
         )?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
@@ -470,7 +490,11 @@ impl<'a> ReportRunStore<'a> {
         let row: RunRow = on_db!(
             self.db,
             read | pool
-                | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(tenant.get()).bind(id).fetch_one(pool).await
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .bind(id)
+                    .fetch_one(pool)
+                    .await
         )?;
         row.try_into()
     }
@@ -522,7 +546,8 @@ impl<'a> ReportRunStore<'a> {
         );
         let rows: Vec<RunRow> = on_db!(
             self.db,
-            read | pool | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(Ts(now)).bind(limit).fetch_all(pool).await
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(Ts(now)).bind(limit).fetch_all(pool).await
         )?;
         rows.into_iter().map(TryInto::try_into).collect()
     }

@@ -3,14 +3,18 @@
 //! independent MIME reader) and read as CSV. The clock is the `now` each round takes.
 
 use chrono::{DateTime, Duration, TimeZone as _, Utc};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use tds_domain::{Name, TimeZone};
 use tds_jobs::Reporter;
+use tds_jobs::{Next, Runner, RunnerOptions};
 use tds_mail::Mailer;
+use tds_store::DbOptions;
 use tds_store::Store;
 use tds_store::readings::NewReading;
 use tds_store::report_defs::{NewDefinition, RunStatus, StoredSchedule};
 use tds_store::tenants::NewTenant;
-use tds_testkit::{MailSink, conformance, fixtures};
+use tds_testkit::{MailSink, TestDb, fixtures, per_backend};
 
 /// 2026-12-01 06:00 in São Paulo (UTC-3): the monthly schedule's first run.
 fn due() -> DateTime<Utc> {
@@ -21,13 +25,19 @@ fn due() -> DateTime<Utc> {
 /// 2026-12-01 00:00 local, +1 kWh each: every day of November is 24 kWh, the month 720.
 async fn tenant_with_november(store: &Store) -> tds_domain::TenantId {
     let zone = TimeZone::parse("America/Sao_Paulo").unwrap();
-    let new = NewTenant { timezone: zone, ..NewTenant::named(Name::parse("name", "Condomínio Sol").unwrap()) };
+    let new =
+        NewTenant { timezone: zone, ..NewTenant::named(Name::parse("name", "Condomínio Sol").unwrap()) };
     let t = store.tenants().staff_create(&new).await.unwrap();
     let g = fixtures::gateway(store, t.id, "aa:bb:cc:00:20:01", "GW-20").await;
     let d = fixtures::meter(store, t.id, &g, "D01").await;
     let first = Utc.with_ymd_and_hms(2026, 11, 1, 2, 0, 0).unwrap();
     let rows: Vec<NewReading> = (0..=721)
-        .map(|h| NewReading { device_id: d.id, time: first + Duration::hours(h), value: 1000.0 + h as f64, unit: "kWh".into() })
+        .map(|h| NewReading {
+            device_id: d.id,
+            time: first + Duration::hours(h),
+            value: 1000.0 + h as f64,
+            unit: "kWh".into(),
+        })
         .collect();
     store.readings().insert(t.id, &rows).await.unwrap();
     while tds_jobs::rollups::drain(store).await.unwrap() > 0 {}
@@ -67,7 +77,8 @@ fn attachments(raw: &str) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-async fn a_monthly_report_is_mailed_in_each_recipients_language_and_kept(store: Store) {
+async fn a_monthly_report_is_mailed_in_each_recipients_language_and_kept(db: TestDb) {
+    let store = db.store.clone();
     let tenant = tenant_with_november(&store).await;
     // A recipient who is a user reading English gets the English report; others the definition's.
     let en = fixtures::user(&store, "owner@example.com").await;
@@ -78,7 +89,8 @@ async fn a_monthly_report_is_mailed_in_each_recipients_language_and_kept(store: 
         .await
         .unwrap();
     let mail = MailSink::start();
-    let reporter = Reporter::new(Mailer::smtp(&mail.url(), "TDS <tds@example.com>").unwrap(), "https://tds.example.com");
+    let reporter =
+        Reporter::new(Mailer::smtp(&mail.url(), "TDS <tds@example.com>").unwrap(), "https://tds.example.com");
 
     assert_eq!(reporter.round(&store, due() - Duration::minutes(1)).await.unwrap(), 0, "not due yet");
     assert_eq!(reporter.round(&store, due()).await.unwrap(), 1);
@@ -100,7 +112,11 @@ async fn a_monthly_report_is_mailed_in_each_recipients_language_and_kept(store: 
     let en_msg = mail.raw_messages().into_iter().find(|m| m.contains("To: owner@example.com")).unwrap();
     assert!(pt.contains("Subject: =?utf-8?") || pt.contains("Subject: Relat"), "{pt}");
     assert!(en_msg.contains("Subject: Report Consumo mensal"), "{en_msg}");
-    assert!(mail.messages().iter().any(|m| m.contains(&format!("https://tds.example.com/reports/runs/{}/file", run.id))));
+    assert!(
+        mail.messages()
+            .iter()
+            .any(|m| m.contains(&format!("https://tds.example.com/reports/runs/{}/file", run.id)))
+    );
 
     let files = attachments(&pt);
     assert_eq!(files.len(), 1);
@@ -119,16 +135,24 @@ async fn a_monthly_report_is_mailed_in_each_recipients_language_and_kept(store: 
     let english = attachments(&en_msg);
     assert_eq!(english[0].0, "consumption-2026-11-01-2026-11-30.csv");
 
-    let audit = store.audit().list(tenant, &tds_store::audit::AuditFilter::default(), tds_store::Page::default()).await.unwrap();
+    let audit = store
+        .audit()
+        .list(tenant, &tds_store::audit::AuditFilter::default(), tds_store::Page::default())
+        .await
+        .unwrap();
     assert!(audit.items.iter().any(|e| e.action == "report.run"), "runs are audited");
 }
 
-async fn a_failing_run_is_retried_without_mailing_anyone_twice_then_fails(store: Store) {
+async fn a_failing_run_is_retried_without_mailing_anyone_twice_then_fails(db: TestDb) {
+    let store = db.store.clone();
     let tenant = tenant_with_november(&store).await;
     let def = store.report_definitions().create(tenant, &definition(&["sindico@example.com"])).await.unwrap();
     // Nothing listens on this port: every SMTP attempt fails.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let broken = Reporter::new(Mailer::smtp(&format!("smtp://127.0.0.1:{closed}"), "tds@example.com").unwrap(), "https://t");
+    let broken = Reporter::new(
+        Mailer::smtp(&format!("smtp://127.0.0.1:{closed}"), "tds@example.com").unwrap(),
+        "https://t",
+    );
     broken.round(&store, due()).await.unwrap();
     let run = &store.report_runs().list(tenant, Some(def.id), 1).await.unwrap()[0];
     assert_eq!((run.status, run.attempts), (RunStatus::Pending, 1));
@@ -154,11 +178,74 @@ async fn a_failing_run_is_retried_without_mailing_anyone_twice_then_fails(store:
     let run = store.report_runs().get(tenant, id).await.unwrap();
     assert_eq!((run.status, run.attempts), (RunStatus::Failed, 4));
     assert!(run.error.is_some() && run.next_attempt_at.is_none());
-    let audit = store.audit().list(tenant, &tds_store::audit::AuditFilter::default(), tds_store::Page::default()).await.unwrap();
+    let audit = store
+        .audit()
+        .list(tenant, &tds_store::audit::AuditFilter::default(), tds_store::Page::default())
+        .await
+        .unwrap();
     assert!(audit.items.iter().any(|e| e.action == "report.failed"));
 }
 
-conformance!(
+/// Two instances (two job runners on two connection pools of one database, as two `tds serve`
+/// processes share it) keep running the reports job past the scheduled time, the job's clock
+/// advancing a second each round: the schedule starts one run, and each recipient gets one message.
+async fn two_instances_mail_a_scheduled_report_once(db: TestDb) {
+    let store = db.store.clone();
+    let other =
+        Store::open(&db.url, &DbOptions { max_connections: 4, ..DbOptions::default() }).await.unwrap();
+    let tenant = tenant_with_november(&store).await;
+    let def = store
+        .report_definitions()
+        .create(tenant, &definition(&["sindico@example.com", "zelador@example.com"]))
+        .await
+        .unwrap();
+    let mail = MailSink::start();
+    let clock = Arc::new(AtomicI64::new(0));
+    let made = Arc::new(AtomicUsize::new(0));
+    let instance = |store: Store, name: &'static str| {
+        let reporter = Reporter::new(Mailer::smtp(&mail.url(), "tds@example.com").unwrap(), "https://t");
+        let (clock, made) = (clock.clone(), made.clone());
+        let options = RunnerOptions {
+            lease: std::time::Duration::from_secs(30),
+            poll: std::time::Duration::from_millis(10),
+            max_retry: std::time::Duration::from_millis(100),
+        };
+        Runner::new(store, name, options).every(
+            "reports",
+            std::time::Duration::from_millis(20),
+            std::time::Duration::ZERO,
+            move |store| {
+                let (reporter, clock, made) = (reporter.clone(), clock.clone(), made.clone());
+                async move {
+                    let now = due() + Duration::seconds(clock.fetch_add(1, Ordering::SeqCst));
+                    made.fetch_add(reporter.round(&store, now).await?, Ordering::SeqCst);
+                    Ok(Next::Period)
+                }
+            },
+        )
+    };
+    let (a, b) = (instance(store.clone(), "a"), instance(other.clone(), "b"));
+    a.register().await.unwrap();
+    b.register().await.unwrap();
+    let mut rounds = 0;
+    let started = std::time::Instant::now();
+    while rounds < 6 && started.elapsed() < std::time::Duration::from_secs(20) {
+        let (x, y) = tokio::join!(a.try_run_once(), b.try_run_once());
+        rounds += usize::from(x.unwrap().is_some()) + usize::from(y.unwrap().is_some());
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(rounds >= 6, "the job kept running: {rounds} rounds");
+    assert_eq!(made.load(Ordering::SeqCst), 1, "one run made across both instances");
+    let runs = store.report_runs().list(tenant, Some(def.id), 10).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, RunStatus::Succeeded, "{:?}", runs[0].error);
+    assert_eq!(mail.count_to("sindico@example.com"), 1);
+    assert_eq!(mail.count_to("zelador@example.com"), 1);
+    other.db().close().await;
+}
+
+per_backend!(
     a_monthly_report_is_mailed_in_each_recipients_language_and_kept,
-    a_failing_run_is_retried_without_mailing_anyone_twice_then_fails
+    a_failing_run_is_retried_without_mailing_anyone_twice_then_fails,
+    two_instances_mail_a_scheduled_report_once
 );

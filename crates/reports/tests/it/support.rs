@@ -1,4 +1,4 @@
-//! The stored history every report test reads: tenant *Medições* in America/Sao_Paulo, gateway
+//! The stored history every report test reads: tenant *Medições* in `America/Sao_Paulo`, gateway
 //! `aa:bb:cc:00:14:01` (reporting every 300 s, the default) with two energy counters, D01 (+0.25
 //! kWh per reading) and D02 (+0.5 kWh), read every 5 minutes on the UTC clock from local
 //! midnight of 2018-10-28 up to local midnight of 2018-12-01, except D01 on 2018-11-20 from

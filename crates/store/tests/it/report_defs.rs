@@ -63,7 +63,10 @@ async fn a_due_schedule_starts_one_run_per_date(store: Store) {
     assert_eq!(store.report_definitions().get(t.id, d.id).await.unwrap().next_run_at, Some(next));
     let runs = store.report_runs().list(t.id, Some(d.id), 10).await.unwrap();
     assert_eq!(runs.len(), 1);
-    assert_eq!((runs[0].trigger, runs[0].status, runs[0].scheduled_for), (RunTrigger::Schedule, RunStatus::Pending, due));
+    assert_eq!(
+        (runs[0].trigger, runs[0].status, runs[0].scheduled_for),
+        (RunTrigger::Schedule, RunStatus::Pending, due)
+    );
 }
 
 async fn a_run_is_retried_then_succeeds_or_fails_and_its_file_is_kept_90_days(store: Store) {
@@ -119,7 +122,10 @@ async fn another_tenant_cannot_read_change_run_or_download(store: Store) {
     let run = store.report_runs().enqueue_manual(a.id, d.id).await.unwrap();
     let theirs: TenantId = b.id;
     assert!(matches!(store.report_definitions().get(theirs, d.id).await, Err(StoreError::NotFound)));
-    assert!(matches!(store.report_definitions().update(theirs, d.id, &monthly("X", None)).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.report_definitions().update(theirs, d.id, &monthly("X", None)).await,
+        Err(StoreError::NotFound)
+    ));
     assert!(matches!(store.report_definitions().delete(theirs, d.id).await, Err(StoreError::NotFound)));
     assert!(matches!(store.report_runs().enqueue_manual(theirs, d.id).await, Err(StoreError::NotFound)));
     assert!(matches!(store.report_runs().get(theirs, run).await, Err(StoreError::NotFound)));

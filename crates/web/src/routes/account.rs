@@ -107,13 +107,13 @@ async fn update_account(
     let zone = field(&mut errors, lang, "timezone", TimeZone::parse(&form.timezone));
     let billing_day = match form.billing_day.trim() {
         "" => Some(None),
-        d => match d.parse::<u8>() {
-            Ok(d @ 1..=28) => Some(Some(d)),
-            _ => {
+        d => {
+            let day = d.parse::<u8>().ok().filter(|d| (1..=28).contains(d));
+            if day.is_none() {
                 errors.set("billing_day", lang.t("account.billing_day_range"));
-                None
             }
-        },
+            day.map(Some)
+        }
     };
     if let (Some(name), Some(cnpj), Some(zone), Some(billing_day)) = (name, cnpj, zone, billing_day) {
         match state.store().tenants().update_profile(t.tenant_id(), &name, cnpj.as_ref(), zone).await {

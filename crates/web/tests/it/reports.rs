@@ -20,7 +20,12 @@ async fn seeded(app: &TestApp) -> tds_store::tenants::Tenant {
     let d = fixtures::meter(&app.store, t.id, &g, "D01").await;
     let first = Utc.with_ymd_and_hms(2026, 11, 1, 2, 0, 0).unwrap();
     let rows: Vec<NewReading> = (0..=721)
-        .map(|h| NewReading { device_id: d.id, time: first + Duration::hours(h), value: 500.0 + h as f64, unit: "kWh".into() })
+        .map(|h| NewReading {
+            device_id: d.id,
+            time: first + Duration::hours(h),
+            value: 500.0 + h as f64,
+            unit: "kWh".into(),
+        })
         .collect();
     app.store.readings().insert(t.id, &rows).await.unwrap();
     while tds_jobs::rollups::drain(&app.store).await.unwrap() > 0 {}
@@ -41,7 +46,12 @@ fn pdftotext(pdf: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.pdf");
     std::fs::write(&path, pdf).unwrap();
-    let out = std::process::Command::new("pdftotext").arg("-layout").arg(&path).arg("-").output().expect("pdftotext (poppler-utils)");
+    let out = std::process::Command::new("pdftotext")
+        .arg("-layout")
+        .arg(&path)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils)");
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap()
 }
@@ -54,25 +64,40 @@ async fn a_viewer_sees_the_report_in_the_page_and_downloads_it(db: TestDb) {
 
     let first = c.get("/reports").await;
     assert_eq!(first.status, 200);
-    assert!(first.text_of("report-form").is_some() && first.text_of("report").is_none(), "the form, no report yet");
+    assert!(
+        first.text_of("report-form").is_some() && first.text_of("report").is_none(),
+        "the form, no report yet"
+    );
     assert!(first.text_of("no-definitions").is_some());
 
     let page = c.get(&format!("/reports?{NOVEMBER}")).await;
     assert_eq!(page.status, 200, "{}", page.body);
     let period = page.text_of("report-period").unwrap();
-    assert!(period.contains("01/11/2026") && period.contains("30/11/2026") && period.contains("America/Sao_Paulo"), "{period}");
+    assert!(
+        period.contains("01/11/2026")
+            && period.contains("30/11/2026")
+            && period.contains("America/Sao_Paulo"),
+        "{period}"
+    );
     let report = page.text_of("report").unwrap();
     // ISO weeks cut at the range: Sunday 1 November alone, four whole weeks, Monday 30 alone.
     assert!(report.contains("720,00"), "the month's total, in Brazilian format: {report}");
-    assert!(report.contains("24,00") && report.contains("168,00"), "a one-day week and a whole week: {report}");
+    assert!(
+        report.contains("24,00") && report.contains("168,00"),
+        "a one-day week and a whole week: {report}"
+    );
     assert!(page.has("class=\"report-chart\""), "a chart");
     assert!(page.text_of("save-form").is_none(), "a viewer cannot save");
 
-    let (status, disposition, pdf) = bytes(&c, &format!("/reports/export?{NOVEMBER}&format=pdf&lang=pt-BR")).await;
+    let (status, disposition, pdf) =
+        bytes(&c, &format!("/reports/export?{NOVEMBER}&format=pdf&lang=pt-BR")).await;
     assert_eq!(status, 200);
     assert!(disposition.contains("consumo-2026-11-01-2026-11-30.pdf"), "{disposition}");
     let text = pdftotext(&pdf);
-    assert!(text.contains("Condomínio Sol") && text.contains("720,00") && text.contains("America/Sao_Paulo"), "{text}");
+    assert!(
+        text.contains("Condomínio Sol") && text.contains("720,00") && text.contains("America/Sao_Paulo"),
+        "{text}"
+    );
 
     let (status, _, csv) = bytes(&c, &format!("/reports/export?{NOVEMBER}&format=csv")).await;
     assert_eq!(status, 200);
@@ -81,11 +106,18 @@ async fn a_viewer_sees_the_report_in_the_page_and_downloads_it(db: TestDb) {
     let total: f64 = r.records().map(|x| x.unwrap()[at].parse::<f64>().unwrap()).sum();
     assert!((total - 720.0).abs() < 1e-9, "{total}");
 
-    let (status, disposition, raw) = bytes(&c, "/reports/readings?gateway=aa:bb:cc:00:30:01&device=D01&from=2026-11-02&to=2026-11-02&format=csv").await;
+    let (status, disposition, raw) = bytes(
+        &c,
+        "/reports/readings?gateway=aa:bb:cc:00:30:01&device=D01&from=2026-11-02&to=2026-11-02&format=csv",
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(disposition.contains("readings-2026-11-02-2026-11-02.csv"));
     let mut r = csv::Reader::from_reader(raw.as_slice());
-    assert_eq!(r.headers().unwrap().iter().collect::<Vec<_>>(), ["gateway_mac", "device_code", "time_utc", "time_local", "value", "unit"]);
+    assert_eq!(
+        r.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["gateway_mac", "device_code", "time_utc", "time_local", "value", "unit"]
+    );
     let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 24, "one reading an hour of the local day");
     assert_eq!(&rows[0][3], "2026-11-02T00:00:00-03:00", "the local time with its offset");
@@ -94,7 +126,8 @@ async fn a_viewer_sees_the_report_in_the_page_and_downloads_it(db: TestDb) {
     let (status, _, _) = bytes(&c, &format!("/reports/export?{NOVEMBER}&format=docx")).await;
     assert_eq!(status, 400);
 
-    let bad = c.get("/reports?scope=devices&period=fixed&from=2026-11-30&to=2026-11-01&bucket=day&show=1").await;
+    let bad =
+        c.get("/reports?scope=devices&period=fixed&from=2026-11-30&to=2026-11-01&bucket=day&show=1").await;
     assert_eq!(bad.status, 422);
     assert!(bad.text_of("devices-error").is_some() && bad.text_of("report").is_none());
 
@@ -111,13 +144,22 @@ async fn an_editor_saves_a_scheduled_definition_runs_it_and_downloads_the_run(db
     let c = app.login("edu@example.com").await;
     let page = c.get(&format!("/reports?{NOVEMBER}")).await;
     assert!(page.text_of("save-form").is_some());
-    let report: Vec<(String, String)> = url::form_urlencoded::parse(NOVEMBER.as_bytes()).into_owned().collect();
+    let report: Vec<(String, String)> =
+        url::form_urlencoded::parse(NOVEMBER.as_bytes()).into_owned().collect();
     let with = |extra: &[(&str, &str)]| -> Vec<(String, String)> {
         let mut f = report.clone();
-        f.extend([("format", "xlsx"), ("lang", "en"), ("schedule", "monthly"), ("schedule_hour", "6"), ("name", "Mensal")]
+        f.extend(
+            [
+                ("format", "xlsx"),
+                ("lang", "en"),
+                ("schedule", "monthly"),
+                ("schedule_hour", "6"),
+                ("name", "Mensal"),
+            ]
             .iter()
             .chain(extra)
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         f
     };
     let post = |f: Vec<(String, String)>| {
@@ -146,7 +188,10 @@ async fn an_editor_saves_a_scheduled_definition_runs_it_and_downloads_the_run(db
     assert_eq!(local.format("%d %H:%M").to_string(), "01 06:00", "the 1st, 06:00 local");
     assert!(next > Utc::now());
     assert!(saved.text_of("definition-name").unwrap().contains("Mensal"));
-    assert!(saved.text_of(&format!("definition-{}", d.id)).unwrap().contains("dia 1"), "the schedule in words");
+    assert!(
+        saved.text_of(&format!("definition-{}", d.id)).unwrap().contains("dia 1"),
+        "the schedule in words"
+    );
 
     // The same name again is a conflict on the name, not a second definition.
     assert!(post(fields).await.text_of("name-error").is_some());
@@ -174,7 +219,12 @@ async fn an_editor_saves_a_scheduled_definition_runs_it_and_downloads_the_run(db
     assert!(app.store.report_definitions().list(t.id).await.unwrap().is_empty());
     let audit = app.store.audit().list(t.id, &Default::default(), tds_store::Page::default()).await.unwrap();
     let actions: Vec<_> = audit.items.iter().map(|e| e.action.as_str()).collect();
-    for a in ["report.definition_created", "report.run_requested", "report.downloaded", "report.definition_deleted"] {
+    for a in [
+        "report.definition_created",
+        "report.run_requested",
+        "report.downloaded",
+        "report.definition_deleted",
+    ] {
         assert!(actions.contains(&a), "{a} in {actions:?}");
     }
 }
@@ -187,7 +237,9 @@ async fn months_follow_the_billing_day_set_on_the_account_page(db: TestDb) {
     app.user("adm@example.com", Some((t.id, Role::Admin))).await;
     let c = app.login("adm@example.com").await;
     c.get("/account").await;
-    let fields = |day: &'static str| [("name", "Condomínio Sol"), ("cnpj", ""), ("timezone", "America/Sao_Paulo"), ("billing_day", day)];
+    let fields = |day: &'static str| {
+        [("name", "Condomínio Sol"), ("cnpj", ""), ("timezone", "America/Sao_Paulo"), ("billing_day", day)]
+    };
     let bad = c.post("/account", &fields("29")).await;
     assert_eq!(bad.status, 422);
     assert!(bad.text_of("billing_day-error").is_some());
@@ -197,9 +249,8 @@ async fn months_follow_the_billing_day_set_on_the_account_page(db: TestDb) {
     assert_eq!(app.store.tenants().get(t.id).await.unwrap().billing_day, Some(15));
     // Billing months from the 15th: 15 Oct..14 Nov holds 1..14 November (14 days × 24 kWh), then
     // 15..30 November (16 days).
-    let page = c
-        .get("/reports?scope=tenant&period=fixed&from=2026-11-01&to=2026-11-30&bucket=month&show=1")
-        .await;
+    let page =
+        c.get("/reports?scope=tenant&period=fixed&from=2026-11-01&to=2026-11-30&bucket=month&show=1").await;
     let report = page.text_of("report").unwrap();
     assert!(report.contains("336,00") && report.contains("384,00"), "{report}");
 }

@@ -33,7 +33,11 @@ pub fn routes() -> Routes {
 }
 
 /// The definition of the save form, or each field's error.
-fn definition(form: &ReportForm, ctx: &PageCtx, created_by: tds_domain::UserId) -> Result<NewDefinition, FieldErrors> {
+fn definition(
+    form: &ReportForm,
+    ctx: &PageCtx,
+    created_by: tds_domain::UserId,
+) -> Result<NewDefinition, FieldErrors> {
     let lang = ctx.lang;
     let mut errors = match form.spec(lang) {
         Ok(_) => FieldErrors::default(),
@@ -66,13 +70,11 @@ fn definition(form: &ReportForm, ctx: &PageCtx, created_by: tds_domain::UserId) 
         kind => {
             let day = form.schedule_day.parse::<u8>().unwrap_or(0);
             let hour = form.schedule_hour.parse::<u8>().unwrap_or(99);
-            match Schedule::new(kind, day, hour) {
-                Some(s) => Some(s),
-                None => {
-                    errors.set("schedule_day", lang.t("reports.bad_schedule"));
-                    None
-                }
+            let schedule = Schedule::new(kind, day, hour);
+            if schedule.is_none() {
+                errors.set("schedule_day", lang.t("reports.bad_schedule"));
             }
+            schedule
         }
     };
     if schedule.is_some() && recipients.is_empty() {
@@ -86,7 +88,11 @@ fn definition(form: &ReportForm, ctx: &PageCtx, created_by: tds_domain::UserId) 
             format: form.format.clone(),
             lang: form.lang.clone(),
             recipients,
-            schedule: schedule.map(|s| StoredSchedule { kind: s.kind().to_owned(), day: s.day(), hour: s.hour() }),
+            schedule: schedule.map(|s| StoredSchedule {
+                kind: s.kind().to_owned(),
+                day: s.day(),
+                hour: s.hour(),
+            }),
             next_run_at: None,
             created_by: Some(created_by),
         }),
@@ -95,7 +101,12 @@ fn definition(form: &ReportForm, ctx: &PageCtx, created_by: tds_domain::UserId) 
 }
 
 /// `POST /reports/definitions`: saves the report shown (new, or the one in `definition`).
-async fn save(State(state): State<AppState>, Editor(t): Editor, ctx: PageCtx, body: String) -> WebResult<Response> {
+async fn save(
+    State(state): State<AppState>,
+    Editor(t): Editor,
+    ctx: PageCtx,
+    body: String,
+) -> WebResult<Response> {
     let form = ReportForm::parse(&body);
     let mut new = match definition(&form, &ctx, t.me.user.id) {
         Ok(new) => new,
@@ -121,7 +132,8 @@ async fn save(State(state): State<AppState>, Editor(t): Editor, ctx: PageCtx, bo
         }
         Err(e) => return Err(e.into()),
     };
-    let action = if form.definition.is_some() { "report.definition_updated" } else { "report.definition_created" };
+    let action =
+        if form.definition.is_some() { "report.definition_updated" } else { "report.definition_created" };
     audit(
         &state,
         &t.me,
@@ -136,27 +148,56 @@ async fn save(State(state): State<AppState>, Editor(t): Editor, ctx: PageCtx, bo
 }
 
 /// `POST /reports/definitions/{id}/run`: a run now, made by the job within half a minute.
-async fn run_now(State(state): State<AppState>, Editor(t): Editor, Path(id): Path<i64>) -> WebResult<Response> {
+async fn run_now(
+    State(state): State<AppState>,
+    Editor(t): Editor,
+    Path(id): Path<i64>,
+) -> WebResult<Response> {
     let run = state.store().report_runs().enqueue_manual(t.tenant_id(), id).await?;
-    audit(&state, &t.me, Some(&t), "report.run_requested", ("report_definition", Some(id.to_string())), json!({"run": run}))
-        .await?;
+    audit(
+        &state,
+        &t.me,
+        Some(&t),
+        "report.run_requested",
+        ("report_definition", Some(id.to_string())),
+        json!({"run": run}),
+    )
+    .await?;
     Ok(Redirect::to(&format!("/reports?definition={id}&done=run_queued")).into_response())
 }
 
-async fn delete(State(state): State<AppState>, Editor(t): Editor, Path(id): Path<i64>) -> WebResult<Response> {
+async fn delete(
+    State(state): State<AppState>,
+    Editor(t): Editor,
+    Path(id): Path<i64>,
+) -> WebResult<Response> {
     let store = state.store().report_definitions();
     let d = store.get(t.tenant_id(), id).await?;
     store.delete(t.tenant_id(), id).await?;
-    audit(&state, &t.me, Some(&t), "report.definition_deleted", ("report_definition", Some(id.to_string())), json!({"name": d.name}))
-        .await?;
+    audit(
+        &state,
+        &t.me,
+        Some(&t),
+        "report.definition_deleted",
+        ("report_definition", Some(id.to_string())),
+        json!({"name": d.name}),
+    )
+    .await?;
     Ok(Redirect::to("/reports?done=deleted").into_response())
 }
 
 /// `GET /reports/runs/{id}/file`: a run's file, while it is kept.
 async fn file(State(state): State<AppState>, Viewer(t): Viewer, Path(id): Path<i64>) -> WebResult<Response> {
     let (run, bytes) = state.store().report_runs().file(t.tenant_id(), id).await?;
-    audit(&state, &t.me, Some(&t), "report.downloaded", ("report_run", Some(id.to_string())), json!({"name": run.name}))
-        .await?;
+    audit(
+        &state,
+        &t.me,
+        Some(&t),
+        "report.downloaded",
+        ("report_run", Some(id.to_string())),
+        json!({"name": run.name}),
+    )
+    .await?;
     let name = run.file_name.unwrap_or_else(|| format!("report-{id}"));
     let content_type = run.content_type.unwrap_or_else(|| "application/octet-stream".into());
     Ok(download(bytes, &content_type, &name))

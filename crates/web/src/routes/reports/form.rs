@@ -125,13 +125,11 @@ impl ReportForm {
         let from = date(&mut errors, "from", &self.from);
         let to = date(&mut errors, "to", &self.to);
         let days = if self.period == "last_days" {
-            match self.days.parse::<u16>() {
-                Ok(n) => Some(n),
-                Err(_) => {
-                    errors.set("days", lang.t("reports.bad_days"));
-                    None
-                }
+            let days = self.days.parse::<u16>().ok();
+            if days.is_none() {
+                errors.set("days", lang.t("reports.bad_days"));
             }
+            days
         } else {
             None
         };

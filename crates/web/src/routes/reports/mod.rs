@@ -124,9 +124,10 @@ fn report_error(e: ReportError) -> WebError {
 fn schedule_text(ctx: &PageCtx, d: &ReportDefinition) -> String {
     match &d.schedule {
         None => ctx.t("reports.not_scheduled"),
-        Some(s) if s.kind == "monthly" => {
-            ctx.t("reports.monthly_on").replace("%{day}", &s.day.to_string()).replace("%{hour}", &format!("{:02}:00", s.hour))
-        }
+        Some(s) if s.kind == "monthly" => ctx
+            .t("reports.monthly_on")
+            .replace("%{day}", &s.day.to_string())
+            .replace("%{hour}", &format!("{:02}:00", s.hour)),
         Some(s) => ctx
             .t("reports.weekly_on")
             .replace("%{day}", &ctx.t(&format!("reports.weekday.{}", s.day)))
@@ -173,7 +174,12 @@ async fn options(state: &AppState, t: &crate::auth::TenantCtx) -> WebResult<Vec<
         .collect())
 }
 
-async fn page(State(state): State<AppState>, Viewer(t): Viewer, ctx: PageCtx, RawQuery(q): RawQuery) -> WebResult<Response> {
+async fn page(
+    State(state): State<AppState>,
+    Viewer(t): Viewer,
+    ctx: PageCtx,
+    RawQuery(q): RawQuery,
+) -> WebResult<Response> {
     let form = ReportForm::parse(&q.unwrap_or_default());
     page_with(&state, &t, ctx, form, FieldErrors::default()).await
 }
@@ -210,7 +216,7 @@ pub(super) async fn page_with(
         definition = Some(d);
     }
     if form.lang.is_empty() {
-        form.lang = ctx.lang.code().to_owned();
+        ctx.lang.code().clone_into(&mut form.lang);
     }
     let mut errors = FieldErrors::default();
     let mut shown = None;
@@ -273,7 +279,9 @@ async fn make(
 
 fn show(ctx: &PageCtx, spec: &ReportSpec, report: &Report) -> Shown {
     let query = query_of(spec);
-    let hidden = url::form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let hidden = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     Shown {
         title: report.title.clone(),
         period: format!("{} – {}", ctx.lang.date(report.from), ctx.lang.date(report.to)),
@@ -302,7 +310,12 @@ pub(crate) fn download(bytes: impl Into<Body>, content_type: &str, name: &str) -
 }
 
 /// `GET /reports/export?…&format=pdf|xlsx|csv|csv-br`: the report shown, as a file.
-async fn export(State(state): State<AppState>, Viewer(t): Viewer, ctx: PageCtx, RawQuery(q): RawQuery) -> WebResult<Response> {
+async fn export(
+    State(state): State<AppState>,
+    Viewer(t): Viewer,
+    ctx: PageCtx,
+    RawQuery(q): RawQuery,
+) -> WebResult<Response> {
     let raw = q.unwrap_or_default();
     let form = ReportForm::parse(&raw);
     let format = FileFormat::parse(&form.format).ok_or(WebError::BadRequest("format".into()))?;
@@ -317,10 +330,11 @@ async fn export(State(state): State<AppState>, Viewer(t): Viewer, ctx: PageCtx, 
     })?;
     let name = file_name(&report, format);
     // Typesetting and workbooks take CPU for a while: off the async workers.
-    let (report, bytes) = tokio::task::spawn_blocking(move || render_file(&report, format).map(|b| (report, b)))
-        .await
-        .map_err(|e| WebError::Internal(format!("report renderer: {e}")))?
-        .map_err(report_error)?;
+    let (report, bytes) =
+        tokio::task::spawn_blocking(move || render_file(&report, format).map(|b| (report, b)))
+            .await
+            .map_err(|e| WebError::Internal(format!("report renderer: {e}")))?
+            .map_err(report_error)?;
     audit(
         &state,
         &t.me,
@@ -335,7 +349,11 @@ async fn export(State(state): State<AppState>, Viewer(t): Viewer, ctx: PageCtx, 
 
 /// `GET /reports/readings?gateway&device&from&to&format=csv|csv-br|xlsx`: raw readings, written
 /// to a temporary file page by page and streamed from it (memory does not grow with the rows).
-async fn readings(State(state): State<AppState>, Viewer(t): Viewer, RawQuery(q): RawQuery) -> WebResult<Response> {
+async fn readings(
+    State(state): State<AppState>,
+    Viewer(t): Viewer,
+    RawQuery(q): RawQuery,
+) -> WebResult<Response> {
     let raw = q.unwrap_or_default();
     let mut gateway = None;
     let mut device = None;
@@ -347,7 +365,8 @@ async fn readings(State(state): State<AppState>, Viewer(t): Viewer, RawQuery(q):
                 gateway = Some(Mac::parse(v).map_err(|e| WebError::BadRequest(format!("gateway: {e}")))?);
             }
             "device" if !v.is_empty() => {
-                device = Some(DeviceCode::parse(v).map_err(|e| WebError::BadRequest(format!("device: {e}")))?);
+                device =
+                    Some(DeviceCode::parse(v).map_err(|e| WebError::BadRequest(format!("device: {e}")))?);
             }
             "from" => v.clone_into(&mut from),
             "to" => v.clone_into(&mut to),
@@ -380,8 +399,12 @@ async fn readings(State(state): State<AppState>, Viewer(t): Viewer, RawQuery(q):
     };
     let (rows, content_type, ext) = match format.as_str() {
         "csv" | "csv-br" => {
-            let style = tds_reports::csv_out::CsvStyle { semicolon: format == "csv-br", bom: format == "csv-br" };
-            let mut out = std::io::BufWriter::with_capacity(1 << 16, tmp.reopen().map_err(|e| WebError::Internal(e.to_string()))?);
+            let style =
+                tds_reports::csv_out::CsvStyle { semicolon: format == "csv-br", bom: format == "csv-br" };
+            let mut out = std::io::BufWriter::with_capacity(
+                1 << 16,
+                tmp.reopen().map_err(|e| WebError::Internal(e.to_string()))?,
+            );
             let rows = tds_reports::export::csv(state.store(), &q, style, &mut out).await.map_err(invalid)?;
             std::io::Write::flush(&mut out).map_err(|e| WebError::Internal(e.to_string()))?;
             (rows, "text/csv; charset=utf-8", "csv")

@@ -8,8 +8,8 @@
 //! scripts/test.sh), which makes them fail instead.
 
 mod alerts;
-mod reports;
 mod kit;
+mod reports;
 
 use crate::support::{PASSWORD, TestApp};
 use kit::{Browser, Screenshot};

@@ -2,8 +2,8 @@
 //! the report of stored readings draws its chart without a console error, and the save form is
 //! there for an editor.
 
-use super::kit::Browser;
 use super::DESKTOP;
+use super::kit::Browser;
 use crate::support::TestApp;
 use chrono::{Duration, TimeZone as _, Utc};
 use serde_json::json;
@@ -20,7 +20,12 @@ async fn the_report_page_switches_its_fields_and_draws_the_chart() {
     let d = fixtures::meter(&app.store, t.id, &g, "D01").await;
     let first = Utc.with_ymd_and_hms(2026, 11, 1, 3, 0, 0).unwrap();
     let rows: Vec<NewReading> = (0..=72)
-        .map(|h| NewReading { device_id: d.id, time: first + Duration::hours(h), value: h as f64, unit: "kWh".into() })
+        .map(|h| NewReading {
+            device_id: d.id,
+            time: first + Duration::hours(h),
+            value: h as f64,
+            unit: "kWh".into(),
+        })
         .collect();
     app.store.readings().insert(t.id, &rows).await.unwrap();
     while tds_jobs::rollups::drain(&app.store).await.unwrap() > 0 {}
@@ -29,7 +34,11 @@ async fn the_report_page_switches_its_fields_and_draws_the_chart() {
     b.login("edu@example.com").await;
     b.goto("/reports").await;
     b.find("#report-form").await;
-    let hidden = |id: &str| format!("return document.getElementById('{id}').closest('[class*=col-]').classList.contains('d-none')");
+    let hidden = |id: &str| {
+        format!(
+            "return document.getElementById('{id}').closest('[class*=col-]').classList.contains('d-none')"
+        )
+    };
     assert_eq!(b.js(&hidden("gateway")).await, json!(true), "the whole tenant needs no gateway");
     b.select("scope", "devices").await;
     assert_eq!(b.js(&hidden("devices")).await, json!(false));
@@ -39,7 +48,11 @@ async fn the_report_page_switches_its_fields_and_draws_the_chart() {
 
     b.goto("/reports?scope=devices&devices=aa%3Abb%3Acc%3A00%3A31%3A01%7CD01&period=fixed&from=2026-11-01&to=2026-11-03&bucket=day&show=1")
         .await;
-    b.until("the chart drawn", "return document.querySelector('canvas.report-chart')?.dataset.ready === 'true'").await;
+    b.until(
+        "the chart drawn",
+        "return document.querySelector('canvas.report-chart')?.dataset.ready === 'true'",
+    )
+    .await;
     assert_eq!(b.js("return document.querySelectorAll('#report tbody tr').length > 0").await, json!(true));
     assert_eq!(b.js("return !!document.getElementById('save-form')").await, json!(true));
     assert_eq!(b.console_errors().await, Vec::<String>::new());
