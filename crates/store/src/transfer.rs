@@ -277,7 +277,7 @@ enum Target {
 impl Target {
     async fn begin(db: &Db) -> Result<Self, StoreError> {
         Ok(match db {
-            Db::Sqlite(s) => Self::Sqlite(s.write.begin().await?),
+            Db::Sqlite(s) => Self::Sqlite(s.write.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres(pg) => Self::Postgres(pg.begin().await?),
         })
     }
