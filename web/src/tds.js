@@ -262,3 +262,32 @@ document.addEventListener("DOMContentLoaded", () => {
   preset.addEventListener("change", show);
   show();
 });
+
+// Relatórios: only the fields of the chosen scope and period are shown (all are, without
+// scripts), and each section's bars are drawn from its data-labels / data-values.
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.querySelector("form[data-report-form]");
+  if (form) {
+    const scope = form.querySelector("#scope");
+    const period = form.querySelector("#period");
+    const show = () => {
+      form.querySelectorAll("[data-scope]").forEach((el) => el.classList.toggle("d-none", el.dataset.scope !== scope.value));
+      form.querySelectorAll("[data-period]").forEach((el) => el.classList.toggle("d-none", el.dataset.period !== period.value));
+    };
+    scope.addEventListener("change", show);
+    period.addEventListener("change", show);
+    show();
+  }
+  if (typeof Chart === "undefined") return;
+  document.querySelectorAll("canvas.report-chart").forEach((canvas) => {
+    const labels = JSON.parse(canvas.dataset.labels || "[]");
+    const values = JSON.parse(canvas.dataset.values || "[]");
+    new Chart(canvas, {
+      type: "bar",
+      data: { labels, datasets: [{ label: canvas.dataset.title, data: values, backgroundColor: "#0d6efd" }] },
+      options: { animation: false, responsive: true, maintainAspectRatio: false,
+        plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true } } },
+    });
+    canvas.dataset.ready = "true";
+  });
+});

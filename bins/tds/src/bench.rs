@@ -20,6 +20,7 @@ pub mod alerts;
 pub mod ingest;
 pub mod queries;
 pub mod renewal;
+pub mod report;
 
 /// A benchmark's database: `database_url`, or a new SQLite file in `tmp`; and its URL.
 pub(crate) async fn open_store(
@@ -55,6 +56,9 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Copy { to, readings, devices } => copy(config, &to, readings, devices).await,
         BenchCommand::ApiData { devices, days } => api_data(config, devices, days).await,
+        BenchCommand::Report { database_url, devices, interval_minutes } => {
+            report::run(config, database_url, devices, interval_minutes).await
+        }
     }
 }
 

@@ -59,6 +59,7 @@ pub async fn run(
         simulate::provision(&store, &pki, &simulate::simulator_dir(config), &plan).await?;
     let written = write_history(&store, tenant, &mut fleet, args.history_days).await?;
     let rules = ensure_rules(&store, tenant).await?;
+    ensure_reports(&store, tenant).await?;
     let admin = ensure_user(&store, tenant, ADMIN_EMAIL, "Ana Demo", Role::Admin).await?;
     let viewer = ensure_user(&store, tenant, VIEWER_EMAIL, "Vitor Demo", Role::Viewer).await?;
     println!(
@@ -106,6 +107,35 @@ pub async fn run(
 /// energy meter (crossed early each day), and a comfort band on the first temperature sensor
 /// (which the simulated room is below except at its two daily peaks); plus the silence rules an operator would keep. Returns how
 /// many rules the tenant has.
+/// Two saved reports on Relatórios (once): last month by day for the whole tenant, and the
+/// current month by week with the previous period. No schedule: the demo mails nobody.
+async fn ensure_reports(store: &Store, tenant: TenantId) -> anyhow::Result<()> {
+    let existing = store.report_definitions().list(tenant).await?;
+    for (name, spec) in [
+        ("Consumo do mês passado", r#"{"scope":"tenant","period":"previous_month","bucket":"day"}"#),
+        (
+            "Mês atual por semana",
+            r#"{"scope":"tenant","period":"current_month","bucket":"week","compare":["previous"]}"#,
+        ),
+    ] {
+        if existing.iter().any(|d| d.name == name) {
+            continue;
+        }
+        let new = tds_store::report_defs::NewDefinition {
+            name: tds_domain::Name::parse("name", name)?,
+            spec: spec.to_owned(),
+            format: "pdf".into(),
+            lang: "pt-BR".into(),
+            recipients: Vec::new(),
+            schedule: None,
+            next_run_at: None,
+            created_by: None,
+        };
+        store.report_definitions().create(tenant, &new).await?;
+    }
+    Ok(())
+}
+
 async fn ensure_rules(store: &Store, tenant: TenantId) -> anyhow::Result<usize> {
     use tds_domain::alerts::{
         ConsumptionLimit, GaugeBand, NightFlow, Period, Rule, RuleKind, Severity, Target,

@@ -6,6 +6,7 @@
 //! | `rollups` | 1 s (at once while a backlog lasts) | hourly/daily/monthly rollups of new readings, then the alert rules on those devices' data |
 //! | `alerts` | 5 s | every alert rule (clock rules, a new day or month clearing consumption alerts) |
 //! | `notify` | 2 s (at once while a backlog lasts) | alert events fanned out to the outbox, reminders, due email and webhook deliveries sent |
+//! | `reports` | 30 s | due scheduled reports made, mailed and kept; failed runs retried |
 //! | `offline-detection` | 30 s | gateways silent for three intervals marked offline |
 //! | `crl-refresh` | 1 h | the CRL re-issued before its next-update time |
 //! | `renewal` | 10 min | the certificate renewal campaign (from 02:00 tenant time, within the day's budgets) |
@@ -19,11 +20,18 @@ use tds_jobs::{Next, Runner, RunnerOptions};
 use tds_pki::CaFiles;
 use tds_store::Store;
 
+/// What the jobs send out: alert notifications and scheduled reports.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub notifier: tds_jobs::Notifier,
+    pub reporter: tds_jobs::Reporter,
+}
+
 /// Every periodic job of `tds serve`, in a runner named `worker`.
 pub fn runner(
     store: Store,
     pki: Arc<CaFiles>,
-    notifier: tds_jobs::Notifier,
+    Outgoing { notifier, reporter }: Outgoing,
     config: &Config,
     worker: String,
     options: RunnerOptions,
@@ -42,6 +50,9 @@ pub fn runner(
         })
         .every("notify", tds_jobs::notify::PERIOD, Duration::ZERO, move |store: Store| {
             notifier.clone().job(store)
+        })
+        .every("reports", tds_jobs::reports::PERIOD, tds_jobs::reports::PERIOD, move |store: Store| {
+            reporter.clone().job(store)
         })
         .every(
             "offline-detection",

@@ -16,6 +16,7 @@ pub mod live;
 pub mod logging;
 pub mod pki;
 pub mod renewal;
+pub mod reports;
 pub mod serve;
 pub mod simulate;
 
@@ -56,6 +57,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => simulate::run(&config, args).await,
         Command::Demo(args) => demo::run(&config, args, serve::shutdown_signal()).await,
         Command::Consumption(args) => consumption::run(&open_store(&config).await?, args).await,
+        Command::Report(args) => reports::report(&open_store(&config).await?, args).await,
+        Command::Readings { command: cli::ReadingsCommand::Export(args) } => {
+            reports::export(&open_store(&config).await?, args).await
+        }
         Command::Bench { command } => bench::run(&config, command).await,
         Command::Token { command } => admin::token(&open_store(&config).await?, command).await,
         Command::Backup { file, force } => backup::backup(&config, &file, force).await,

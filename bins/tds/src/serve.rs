@@ -229,7 +229,10 @@ impl Server {
         let runner = crate::jobs::runner(
             self.store.clone(),
             self.pki.clone(),
-            notifier(&self.config)?,
+            crate::jobs::Outgoing {
+                notifier: notifier(&self.config)?,
+                reporter: tds_jobs::Reporter::new(mailer(&self.config)?, self.config.public_url()?.as_str()),
+            },
             &self.config,
             crate::jobs::worker_name(),
             self.config.runner_options(),

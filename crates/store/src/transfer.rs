@@ -52,6 +52,8 @@ pub const TABLES: &[&str] = &[
     "notification_outbox",
     "user_alert_prefs",
     "alarm_defaults",
+    "report_definitions",
+    "report_runs",
     "audit_log",
     "api_tokens",
     "staff_api_tokens",
@@ -278,7 +280,7 @@ enum Target {
 impl Target {
     async fn begin(db: &Db) -> Result<Self, StoreError> {
         Ok(match db {
-            Db::Sqlite(s) => Self::Sqlite(s.write.begin().await?),
+            Db::Sqlite(s) => Self::Sqlite(s.write.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres(pg) => Self::Postgres(pg.begin().await?),
         })
     }

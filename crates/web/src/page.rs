@@ -23,6 +23,7 @@ const NOTICES: &[&str] = &[
     "acknowledged",
     "deleted",
     "test_queued",
+    "run_queued",
     "prefs_saved",
     "saved",
     "created",

@@ -72,6 +72,8 @@ c.execute(\"INSERT INTO notification_channels (tenant_id, kind, name, config, se
 c.execute(\"INSERT INTO notification_outbox (tenant_id, alert_id, channel_id, event, idempotency_key, payload, attempts, next_attempt_at, created_at) VALUES (1, 1, 1, 'raised', 'key-1', '{{}}', 0, {now}, {now})\")\n\
 c.execute(\"INSERT INTO user_alert_prefs (tenant_id, user_id, email_severities, in_app_severities, updated_at) VALUES (1, (SELECT min(id) FROM users), 6, 7, {now})\")\n\
 c.execute(\"INSERT INTO alarm_defaults (tenant_id, medium, alarm_daily, alarm_monthly, updated_at) VALUES (1, 'water', 2.5, NULL, {now})\")\n\
+c.execute(\"INSERT INTO report_definitions (tenant_id, name, spec, format, lang, recipients, schedule_kind, schedule_day, schedule_hour, next_run_at, created_at, updated_at) VALUES (1, 'Mensal', '{{\\\"scope\\\":\\\"tenant\\\",\\\"period\\\":\\\"previous_month\\\",\\\"bucket\\\":\\\"day\\\"}}', 'pdf', 'pt-BR', 'ana@example.com', 'monthly', 1, 6, {now}, {now}, {now})\")\n\
+c.execute(\"INSERT INTO report_runs (tenant_id, definition_id, name, trigger, scheduled_for, status, attempts, period_from, period_to, file_name, content_type, file, file_size, delivered, created_at, finished_at) VALUES (1, 1, 'Mensal', 'schedule', {now}, 'succeeded', 1, '2026-11-01', '2026-11-30', 'r.pdf', 'application/pdf', X'255044462d', 5, 'ana@example.com', {now}, {now})\")\n\
 c.execute(\"INSERT INTO staff_api_tokens (name, token_hash, prefix, created_at) VALUES ('ops', 'def', 'tds_staff_de', {now})\")\n\
 c.execute(\"INSERT INTO api_tokens (tenant_id, name, role, token_hash, prefix, expires_at, created_at, updated_at) VALUES (1, 'erp', 'viewer', 'abc', 'tds_ab', NULL, {now}, {now})\")\n\
 c.commit()"

@@ -22,6 +22,7 @@ mod mqtt;
 mod notify;
 mod pki;
 mod renewal;
+mod reports;
 mod serve;
 mod simulate;
 mod support;

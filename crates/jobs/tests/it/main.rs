@@ -5,6 +5,7 @@
 mod alerts;
 mod notify;
 mod renewal;
+mod reports;
 mod runner;
 
 use chrono::{Duration, TimeZone, Utc};

@@ -28,6 +28,7 @@ mod meter_series;
 mod readings;
 mod rejected;
 mod renewals;
+mod report_defs;
 mod rollups;
 mod sessions;
 mod tenants;

@@ -28,6 +28,7 @@ mod hardening;
 mod imports;
 mod members;
 mod renewals;
+mod reports;
 mod roles;
 mod settings;
 mod staff;

@@ -9,6 +9,7 @@
 
 mod alerts;
 mod kit;
+mod reports;
 
 use crate::support::{PASSWORD, TestApp};
 use kit::{Browser, Screenshot};
