@@ -62,7 +62,7 @@ pub async fn run(
     ensure_reports(&store, tenant).await?;
     let admin = ensure_user(&store, tenant, ADMIN_EMAIL, "Ana Demo", Role::Admin).await?;
     let viewer = ensure_user(&store, tenant, VIEWER_EMAIL, "Vitor Demo", Role::Viewer).await?;
-    println!(
+    let banner = format!(
         "\n  TDS demo: http://{}\n    tenant:  {TENANT} ({} gateways x {} meters, {written} readings of history written, \
          {rules} alert rules)\n    \
          admin:   {ADMIN_EMAIL}  password: {admin}\n    viewer:  {VIEWER_EMAIL}  password: {viewer}\n  \
@@ -73,6 +73,14 @@ pub async fn run(
         plan.interval.as_secs(),
         server.mqtt_addr.port(),
     );
+    // Not `println!`: a reader that closed our standard output after the line it wanted (`| head`,
+    // a script taking the password) must not make the demo panic on the broken pipe.
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ =
+            out.write_all(banner.as_bytes()).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush());
+    }
 
     let settings = Settings {
         host: "localhost".into(),

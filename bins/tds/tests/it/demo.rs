@@ -33,6 +33,8 @@ async fn the_demo_shows_alerts_from_its_own_history_within_its_first_minute() {
             let line = lines.next().expect("the demo printed its banner").unwrap();
             if let Some(rest) = line.trim().strip_prefix("admin:") {
                 let (_, pw) = rest.split_once("password:").unwrap();
+                // Keep reading (and discarding) the rest, as a terminal would.
+                std::thread::spawn(move || lines.for_each(drop));
                 return pw.trim().to_owned();
             }
         }
