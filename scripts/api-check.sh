@@ -15,22 +15,7 @@ tds_bin=${TDS_BIN:-${CARGO_TARGET_DIR:-target}/debug/tds}
 [ -x "$tds_bin" ] || { echo "api-check: no tds binary at $tds_bin (cargo build, or set TDS_BIN)" >&2; exit 1; }
 tds_bin=$(realpath "$tds_bin")
 
-venv=${TDS_PY_VENV:-$HOME/.cache/tds/venv}
-if [ ! -x "$venv/bin/schemathesis" ] || ! cmp -s tests/api/requirements.txt "$venv/requirements.txt"; then
-  echo "== api-check: installing tests/api/requirements.txt into $venv"
-  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
-    # Debian's python3 keeps venv in a package of its own.
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-      python3 -m venv "$venv"
-    else
-      echo "api-check: python3 -m venv failed; install python3-venv" >&2
-      exit 1
-    fi
-  fi
-  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/api/requirements.txt
-  cp tests/api/requirements.txt "$venv/requirements.txt"
-fi
+source scripts/lib/pyvenv.sh
 
 tmp=$(mktemp -d)
 pid=

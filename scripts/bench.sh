@@ -12,7 +12,10 @@
 #                                     and home pages' queries. PostgreSQL: 10k devices x 365 days
 #                                     (~99 M readings, ~35 min here); SQLite: --devices 1000 unless
 #                                     ARGS say otherwise.
-# TDS_BENCH_DB=sqlite|postgres runs store, ingest and queries on that database only.
+#   scripts/bench.sh renewal [ARGS]   `tds bench renewal`: a day of the certificate renewal campaign
+#                                     over 10,000 gateways due for renewal with a budget of 2,000 a
+#                                     day (server-key mode, RSA-2048 then P-256): time and peak RSS
+# TDS_BENCH_DB=sqlite|postgres runs store, ingest, queries and renewal on that database only.
 #   scripts/bench.sh copy [ARGS]      `tds bench copy`: an embedded installation (default 1,000,000
 #                                     readings) copied by `tds db copy` into a new database of the
 #                                     throw-away PostgreSQL cluster; prints rows per second
@@ -31,7 +34,7 @@ source scripts/lib/postgres.sh
 
 bench=store
 case "${1:-}" in
-  store | ingest | queries | connections | copy | api) bench=$1; shift ;;
+  store | ingest | queries | connections | copy | api | renewal) bench=$1; shift ;;
 esac
 
 cargo build --release --locked -p tds
@@ -122,6 +125,23 @@ if [ "$bench" = copy ]; then
   pg_start
   "$(pg_bindir)/psql" -X -q "$PG_URL" -c "CREATE DATABASE tds_copy"
   "$tds" bench copy --to "${PG_URL%/*}/tds_copy" "$@"
+  exit 0
+fi
+
+if [ "$bench" = renewal ]; then
+  if [ "${TDS_BENCH_DB:-both}" != postgres ]; then
+    echo "== SQLite"
+    "$tds" bench renewal "$@"
+  fi
+  if [ "${TDS_BENCH_DB:-both}" != sqlite ]; then
+    pg_start
+    echo "== PostgreSQL"
+    # A database per key type, as on SQLite.
+    for key in rsa2048 ecdsa-p256; do
+      "$(pg_bindir)/psql" -X -q "$PG_URL" -c "CREATE DATABASE tds_renewal_${key//-/_}"
+      "$tds" bench renewal --database-url "${PG_URL%/*}/tds_renewal_${key//-/_}" --key "$key" "$@"
+    done
+  fi
   exit 0
 fi
 

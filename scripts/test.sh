@@ -46,6 +46,20 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
 fi
 export TDS_REQUIRE_BROWSER=1
 
+# The renewal test of the tds binary runs an Eclipse Paho gateway (Python) from this virtualenv.
+source scripts/lib/pyvenv.sh
+# The reports' tests read their PDFs back with poppler's pdftotext (Debian poppler-utils).
+if ! command -v pdftotext >/dev/null 2>&1 || ! command -v pdftoppm >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing poppler-utils" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null
+  else
+    echo "pdftotext not found. Install it with: sudo apt-get install poppler-utils" >&2
+    exit 1
+  fi
+fi
+
 # Tests create hundreds of databases; durability is not what they test, so skip the fsyncs.
 pg_start -c fsync=off -c synchronous_commit=off -c full_page_writes=off
 

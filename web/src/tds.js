@@ -185,6 +185,23 @@ document.addEventListener("DOMContentLoaded", () => {
   });
 });
 
+// The certificates page: active certificates by year of expiry (data-horizon [[year, count], …]);
+// the years inside the renewal window (two years) in the warning colour.
+document.addEventListener("DOMContentLoaded", () => {
+  const canvas = document.getElementById("horizon-chart");
+  if (!canvas || typeof Chart === "undefined") return;
+  const years = JSON.parse(canvas.dataset.horizon || "[]");
+  const soon = new Date().getFullYear() + 2;
+  new Chart(canvas, {
+    type: "bar",
+    data: { labels: years.map(([y]) => String(y)), datasets: [{ label: canvas.dataset.label, data: years.map(([, n]) => n),
+      backgroundColor: years.map(([y]) => (y <= soon ? "#ffc107" : "#0d6efd")) }] },
+    options: { animation: false, responsive: true, maintainAspectRatio: false,
+      plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
+  });
+  canvas.dataset.ready = "true";
+});
+
 // An alert's page: the device's data around the raise (data-points [[ms, value], …]), the raise
 // marked by a vertical rule.
 document.addEventListener("DOMContentLoaded", () => {
@@ -244,4 +261,33 @@ document.addEventListener("DOMContentLoaded", () => {
   kind.addEventListener("change", show);
   preset.addEventListener("change", show);
   show();
+});
+
+// Relatórios: only the fields of the chosen scope and period are shown (all are, without
+// scripts), and each section's bars are drawn from its data-labels / data-values.
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.querySelector("form[data-report-form]");
+  if (form) {
+    const scope = form.querySelector("#scope");
+    const period = form.querySelector("#period");
+    const show = () => {
+      form.querySelectorAll("[data-scope]").forEach((el) => el.classList.toggle("d-none", el.dataset.scope !== scope.value));
+      form.querySelectorAll("[data-period]").forEach((el) => el.classList.toggle("d-none", el.dataset.period !== period.value));
+    };
+    scope.addEventListener("change", show);
+    period.addEventListener("change", show);
+    show();
+  }
+  if (typeof Chart === "undefined") return;
+  document.querySelectorAll("canvas.report-chart").forEach((canvas) => {
+    const labels = JSON.parse(canvas.dataset.labels || "[]");
+    const values = JSON.parse(canvas.dataset.values || "[]");
+    new Chart(canvas, {
+      type: "bar",
+      data: { labels, datasets: [{ label: canvas.dataset.title, data: values, backgroundColor: "#0d6efd" }] },
+      options: { animation: false, responsive: true, maintainAspectRatio: false,
+        plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true } } },
+    });
+    canvas.dataset.ready = "true";
+  });
 });

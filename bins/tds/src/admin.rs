@@ -323,3 +323,28 @@ pub(crate) async fn audit(
         .await?;
     Ok(())
 }
+
+/// An audit entry of the CLI with details (JSON text), e.g. what an export wrote.
+pub(crate) async fn audit_detail(
+    store: &Store,
+    tenant: Option<TenantId>,
+    action: &str,
+    kind: &str,
+    id: Option<String>,
+    detail: String,
+) -> anyhow::Result<()> {
+    store
+        .audit()
+        .record(&NewAuditEntry {
+            tenant_id: tenant,
+            user_id: None,
+            actor: "cli".into(),
+            action: action.into(),
+            object_kind: kind.into(),
+            object_id: id,
+            detail,
+            ip: None,
+        })
+        .await?;
+    Ok(())
+}

@@ -2,7 +2,8 @@
 //! uses, on the database and with the durability settings of production (SQLite in WAL mode with
 //! `synchronous=NORMAL`; PostgreSQL with its configured `synchronous_commit`, on by default), and
 //! prints rows per second and per-transaction latency. `tds bench ingest` ([`ingest`]) measures
-//! the device endpoint end to end: MQTT over mutual TLS, parsing, group commit, PUBACK.
+//! the device endpoint end to end: MQTT over mutual TLS, parsing, group commit, PUBACK;
+//! `tds bench renewal` ([`renewal`]) a day of the certificate renewal campaign.
 
 use crate::cli::BenchCommand;
 use crate::config::Config;
@@ -18,6 +19,8 @@ use tds_store::{DbOptions, Store};
 pub mod alerts;
 pub mod ingest;
 pub mod queries;
+pub mod renewal;
+pub mod report;
 
 /// A benchmark's database: `database_url`, or a new SQLite file in `tmp`; and its URL.
 pub(crate) async fn open_store(
@@ -44,8 +47,18 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Alerts { database_url, devices, rounds } => {
             alerts::run(config, database_url.as_deref(), devices, rounds).await
         }
+        BenchCommand::Renewal { database_url, gateways, budget, key } => {
+            let keys = match key.as_str() {
+                "both" => vec![tds_pki::DeviceKeyKind::Rsa2048, tds_pki::DeviceKeyKind::EcdsaP256],
+                k => vec![k.parse()?],
+            };
+            renewal::run(config, database_url.as_deref(), gateways, budget, &keys).await
+        }
         BenchCommand::Copy { to, readings, devices } => copy(config, &to, readings, devices).await,
         BenchCommand::ApiData { devices, days } => api_data(config, devices, days).await,
+        BenchCommand::Report { database_url, devices, interval_minutes } => {
+            report::run(config, database_url, devices, interval_minutes).await
+        }
     }
 }
 

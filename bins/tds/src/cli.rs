@@ -76,6 +76,14 @@ pub enum Command {
     Demo(DemoArgs),
     /// Consumption per hour, day or month of the tenant's time zone, as CSV or XLSX.
     Consumption(ConsumptionArgs),
+    /// A consumption report (PDF, XLSX or CSV) of a device or several, a gateway, a medium or the
+    /// whole tenant, with completeness, comparisons and the month-end projection.
+    Report(ReportArgs),
+    /// Raw readings.
+    Readings {
+        #[command(subcommand)]
+        command: ReadingsCommand,
+    },
     /// Write a consistent backup (database snapshot, PKI directory, manifest) into one file, while
     /// the server keeps running.
     Backup {
@@ -300,6 +308,22 @@ pub enum CertCommand {
         #[arg(long)]
         notes: Option<String>,
     },
+    /// Start one certificate renewal of a gateway now, outside the daily budget: the offer waits
+    /// retained on its cert_update topic until it connects with the new certificate.
+    Renew {
+        #[arg(long)]
+        mac: String,
+        /// CSR mode (the gateway makes its key); default: the gateway's mode.
+        #[arg(long)]
+        csr: bool,
+    },
+    /// Pause or resume the renewal campaign of a tenant, or show where it stands.
+    Campaign {
+        #[arg(long)]
+        tenant: String,
+        /// pause, resume or status.
+        action: String,
+    },
     /// List certificates (all tenants, or one).
     List {
         #[arg(long)]
@@ -355,10 +379,38 @@ pub enum BenchCommand {
     /// ingest path, bring the rollups up to date, and print p50/p95/p99 latency of the telemetry
     /// page's and the home page's queries.
     Queries(QueryBenchArgs),
+    /// Seed a tenant of --devices meters with a month of readings and print the time to build its
+    /// monthly consumption report and render it as PDF and XLSX.
+    Report {
+        /// Database to load (default: a new SQLite file in a temporary directory).
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        /// Minutes between two readings of a device.
+        #[arg(long, default_value_t = 60)]
+        interval_minutes: i64,
+    },
     /// A tenant of --devices meters, each with a daily and a monthly threshold rule, plus
     /// tenant-wide no-data, gateway-offline and water night-flow rules, with today's readings
     /// and rollups; prints the time of a whole evaluation round and of the evaluation after a
     /// rollup round that refreshed every device.
+    /// A day of the certificate renewal campaign over --gateways simulated gateways whose
+    /// certificates all expire within 730 days, with a budget of --budget a day: prints the time
+    /// and the peak memory of the run that starts the day's renewals (server-key mode: a key and
+    /// a certificate each), for RSA-2048 and for P-256 device keys.
+    Renewal {
+        /// Database to load (default: a new SQLite file in a temporary directory, one per key).
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long, default_value_t = 10_000)]
+        gateways: usize,
+        #[arg(long, default_value_t = 2_000)]
+        budget: i64,
+        /// rsa2048, ecdsa-p256 or both.
+        #[arg(long, default_value = "both")]
+        key: String,
+    },
     Alerts {
         /// Database to load (default: a new SQLite file in a temporary directory).
         #[arg(long)]
@@ -493,6 +545,89 @@ pub struct ConsumptionArgs {
     /// File to write (needed for xlsx).
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Tenant name.
+    #[arg(long)]
+    pub tenant: String,
+    /// device (one or several --device of --gateway: a comparison), gateway, medium or tenant.
+    #[arg(long)]
+    pub scope: String,
+    /// Gateway MAC (scopes device and gateway).
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// Device code of --gateway (scope device); repeat it to compare several devices.
+    #[arg(long)]
+    pub device: Vec<String>,
+    /// water, energy, gas or other (scope medium).
+    #[arg(long)]
+    pub medium: Option<String>,
+    /// First day (YYYY-MM-DD, in the tenant's time zone).
+    #[arg(long)]
+    pub from: String,
+    /// Last day included (YYYY-MM-DD).
+    #[arg(long)]
+    pub to: String,
+    /// hour, day, week (ISO, from Monday) or month (from the tenant's billing day when it has one).
+    #[arg(long, default_value = "day")]
+    pub bucket: String,
+    /// Compare with the previous period or the same period a year earlier (may be repeated).
+    #[arg(long)]
+    pub compare: Vec<String>,
+    /// pdf, xlsx or csv.
+    #[arg(long)]
+    pub format: String,
+    /// Language of the report: pt-BR (default) or en.
+    #[arg(long, default_value = "pt-BR")]
+    pub lang: String,
+    /// File to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// CSV: comma (default) or semicolon (with decimal commas).
+    #[arg(long, default_value = "comma")]
+    pub delimiter: String,
+    /// CSV: start with a UTF-8 byte-order mark (for Excel).
+    #[arg(long)]
+    pub bom: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReadingsCommand {
+    /// Export raw readings with UTC and local times, streamed (memory does not grow with rows).
+    Export(ReadingsExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReadingsExportArgs {
+    /// Tenant name.
+    #[arg(long)]
+    pub tenant: String,
+    /// Only this gateway's devices (MAC).
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// Only this device of --gateway (its code).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// From this instant (RFC 3339), or from the start of this day (YYYY-MM-DD, tenant's zone).
+    #[arg(long)]
+    pub from: String,
+    /// Until this instant, excluded (RFC 3339), or through this day (YYYY-MM-DD, included).
+    #[arg(long)]
+    pub to: String,
+    /// csv or xlsx.
+    #[arg(long, default_value = "csv")]
+    pub format: String,
+    /// File to write (default for CSV: standard output; needed for XLSX).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// CSV: comma (default) or semicolon (with decimal commas).
+    #[arg(long, default_value = "comma")]
+    pub delimiter: String,
+    /// CSV: start with a UTF-8 byte-order mark (for Excel).
+    #[arg(long)]
+    pub bom: bool,
 }
 
 #[derive(Debug, Args)]

@@ -47,6 +47,8 @@ const ENV_KEYS: &[&str] = &[
     "ca_passphrase",
     "device_cert_days",
     "crl_days",
+    "renewal_per_day",
+    "renewal_per_day_per_tenant",
     "log_level",
     "log_format",
     "public_url",
@@ -149,6 +151,10 @@ pub struct Config {
     pub device_cert_days: u32,
     /// Validity of each issued CRL, in days; it is re-issued before it runs out.
     pub crl_days: u32,
+    /// Certificate renewals the campaign starts per day on the whole platform (SPEC §3)…
+    pub renewal_per_day: u32,
+    /// …and per tenant (manual renewals are outside both).
+    pub renewal_per_day_per_tenant: u32,
     pub log_level: String,
     pub log_format: LogFormat,
     /// The address people use to reach the web UI (links in emails, the CSRF origin check,
@@ -268,6 +274,8 @@ impl Default for Config {
             ca_passphrase: None,
             device_cert_days: 3650,
             crl_days: 7,
+            renewal_per_day: 10,
+            renewal_per_day_per_tenant: 10,
             log_level: "info,sqlx=warn".into(),
             log_format: LogFormat::Text,
             public_url: None,
@@ -319,6 +327,9 @@ impl Config {
             .with_context(|| format!("mqtt_addr {:?} is not an address like 0.0.0.0:8883", self.mqtt_addr))?;
         if !(1..=36_500).contains(&self.device_cert_days) {
             bail!("device_cert_days must be between 1 and 36500");
+        }
+        if self.renewal_per_day > 1_000_000 || self.renewal_per_day_per_tenant > 1_000_000 {
+            bail!("renewal_per_day and renewal_per_day_per_tenant must be at most 1000000");
         }
         if !(1..=365).contains(&self.crl_days) {
             bail!("crl_days must be between 1 and 365");

@@ -24,6 +24,8 @@ use tds_store::users::NewUser;
 use tds_store::{Store, StoreError};
 use tokio::sync::watch;
 
+/// Validity of the demo gateways' certificates: inside the renewal window (730 days).
+const DEMO_CERT_DAYS: u32 = 600;
 pub const TENANT: &str = "Demo";
 pub const ADMIN_EMAIL: &str = "admin@demo.tds.localhost";
 pub const VIEWER_EMAIL: &str = "viewer@demo.tds.localhost";
@@ -38,7 +40,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let server = crate::serve::Server::bind(config).await?;
     let store = server.store.clone();
-    let pki = crate::pki::service(Arc::new(crate::pki::ensure_ca(config)?), config);
+    // The demo's certificates expire in 600 days, inside the renewal campaign's 730-day window:
+    // the campaign (from 02:00 in the demo tenant's zone, 10 a day) visibly renews them, and the
+    // certificates page shows its backlog and progress.
+    let mut pki = crate::pki::service(Arc::new(crate::pki::ensure_ca(config)?), config);
+    pki.device_cert_days = DEMO_CERT_DAYS.min(config.device_cert_days);
     let plan = Plan {
         tenant: TENANT.into(),
         gateways: args.gateways.max(1),
@@ -53,9 +59,10 @@ pub async fn run(
         simulate::provision(&store, &pki, &simulate::simulator_dir(config), &plan).await?;
     let written = write_history(&store, tenant, &mut fleet, args.history_days).await?;
     let rules = ensure_rules(&store, tenant).await?;
+    ensure_reports(&store, tenant).await?;
     let admin = ensure_user(&store, tenant, ADMIN_EMAIL, "Ana Demo", Role::Admin).await?;
     let viewer = ensure_user(&store, tenant, VIEWER_EMAIL, "Vitor Demo", Role::Viewer).await?;
-    println!(
+    let banner = format!(
         "\n  TDS demo: http://{}\n    tenant:  {TENANT} ({} gateways x {} meters, {written} readings of history written, \
          {rules} alert rules)\n    \
          admin:   {ADMIN_EMAIL}  password: {admin}\n    viewer:  {VIEWER_EMAIL}  password: {viewer}\n  \
@@ -66,6 +73,14 @@ pub async fn run(
         plan.interval.as_secs(),
         server.mqtt_addr.port(),
     );
+    // Not `println!`: a reader that closed our standard output after the line it wanted (`| head`,
+    // a script taking the password) must not make the demo panic on the broken pipe.
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ =
+            out.write_all(banner.as_bytes()).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush());
+    }
 
     let settings = Settings {
         host: "localhost".into(),
@@ -100,6 +115,35 @@ pub async fn run(
 /// energy meter (crossed early each day), and a comfort band on the first temperature sensor
 /// (which the simulated room is below except at its two daily peaks); plus the silence rules an operator would keep. Returns how
 /// many rules the tenant has.
+/// Two saved reports on Relatórios (once): last month by day for the whole tenant, and the
+/// current month by week with the previous period. No schedule: the demo mails nobody.
+async fn ensure_reports(store: &Store, tenant: TenantId) -> anyhow::Result<()> {
+    let existing = store.report_definitions().list(tenant).await?;
+    for (name, spec) in [
+        ("Consumo do mês passado", r#"{"scope":"tenant","period":"previous_month","bucket":"day"}"#),
+        (
+            "Mês atual por semana",
+            r#"{"scope":"tenant","period":"current_month","bucket":"week","compare":["previous"]}"#,
+        ),
+    ] {
+        if existing.iter().any(|d| d.name == name) {
+            continue;
+        }
+        let new = tds_store::report_defs::NewDefinition {
+            name: tds_domain::Name::parse("name", name)?,
+            spec: spec.to_owned(),
+            format: "pdf".into(),
+            lang: "pt-BR".into(),
+            recipients: Vec::new(),
+            schedule: None,
+            next_run_at: None,
+            created_by: None,
+        };
+        store.report_definitions().create(tenant, &new).await?;
+    }
+    Ok(())
+}
+
 async fn ensure_rules(store: &Store, tenant: TenantId) -> anyhow::Result<usize> {
     use tds_domain::alerts::{
         ConsumptionLimit, GaugeBand, NightFlow, Period, Rule, RuleKind, Severity, Target,

@@ -15,6 +15,8 @@ pub mod jobs;
 pub mod live;
 pub mod logging;
 pub mod pki;
+pub mod renewal;
+pub mod reports;
 pub mod serve;
 pub mod simulate;
 
@@ -55,6 +57,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => simulate::run(&config, args).await,
         Command::Demo(args) => demo::run(&config, args, serve::shutdown_signal()).await,
         Command::Consumption(args) => consumption::run(&open_store(&config).await?, args).await,
+        Command::Report(args) => reports::report(&open_store(&config).await?, args).await,
+        Command::Readings { command: cli::ReadingsCommand::Export(args) } => {
+            // The export reads one page at a time: one connection. More would take turns and
+            // each fill its own page cache (64 MiB on SQLite), so the process would grow with
+            // the rows until every connection's cache is full.
+            let config = Config { db_max_connections: 1, ..config.clone() };
+            reports::export(&open_store(&config).await?, args).await
+        }
         Command::Bench { command } => bench::run(&config, command).await,
         Command::Token { command } => admin::token(&open_store(&config).await?, command).await,
         Command::Backup { file, force } => backup::backup(&config, &file, force).await,

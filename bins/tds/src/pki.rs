@@ -194,6 +194,9 @@ pub async fn cert(config: &Config, store: &Store, command: CertCommand) -> anyho
             );
             Ok(())
         }
+        command @ (CertCommand::Renew { .. } | CertCommand::Campaign { .. }) => {
+            crate::renewal::cert(config, store, command).await
+        }
         CertCommand::List { tenant, status } => {
             let filter = CertificateFilter {
                 status: status.as_deref().map(parse_status).transpose()?,
@@ -349,12 +352,7 @@ async fn batch(config: &Config, store: &Store, file: &Path, out: &Path, key: &st
 
 /// The certificate service over the CA in `files`, with this configuration's settings.
 pub fn service(files: Arc<CaFiles>, config: &Config) -> tds_web::certs::Pki {
-    tds_web::certs::Pki {
-        files,
-        device_cert_days: config.device_cert_days,
-        crl_days: config.crl_days,
-        broker: broker_info(config),
-    }
+    tds_web::certs::Pki::new(files, config.device_cert_days, config.crl_days, broker_info(config))
 }
 
 /// Issues a new CRL with every revoked serial and stores it (number one above the stored one).

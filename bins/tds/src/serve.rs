@@ -140,6 +140,9 @@ impl Server {
         let mut ingest = tds_ingest::IngestConfig::new(mqtt);
         config.apply_ingest_limits(&mut ingest);
         ingest.events = Some(events.local.clone());
+        // Renewal CSRs (`cert_csr`) are signed where they arrive, with the device validity.
+        ingest.csr_ca = Some(pki.clone());
+        ingest.device_cert_days = config.device_cert_days;
         ingest.plain = config.mqtt_plain()?.map(|(addr, password)| tds_ingest::PlainListener {
             addr,
             password: tds_ingest::DevPassword::new(password),
@@ -198,14 +201,12 @@ impl Server {
                 tds_web::server::serve(listener, app, &config, std::future::pending()).await
             })
         });
-        let broker_crl_task = self.config.broker_crl_file.clone().map(|path| {
-            tokio::spawn(keep_broker_crl_file(
-                self.store.clone(),
-                self.pki.clone(),
-                self.config.clone(),
-                path,
-            ))
-        });
+        let crl_task = tokio::spawn(keep_crl_current(
+            self.store.clone(),
+            self.pki.clone(),
+            self.config.clone(),
+            self.config.broker_crl_file.clone(),
+        ));
         // The recorder keeps histogram samples until upkeep folds them into buckets.
         let upkeep_task = tokio::spawn(async {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -228,7 +229,10 @@ impl Server {
         let runner = crate::jobs::runner(
             self.store.clone(),
             self.pki.clone(),
-            notifier(&self.config)?,
+            crate::jobs::Outgoing {
+                notifier: notifier(&self.config)?,
+                reporter: tds_jobs::Reporter::new(mailer(&self.config)?, self.config.public_url()?.as_str()),
+            },
             &self.config,
             crate::jobs::worker_name(),
             self.config.runner_options(),
@@ -246,9 +250,7 @@ impl Server {
         let served = tds_web::server::serve(self.listener, app, &web_config, stopped(stop_rx)).await;
         let _ = tokio::time::timeout(Duration::from_secs(10), devices).await;
         let _ = tokio::time::timeout(Duration::from_secs(10), jobs_task).await;
-        if let Some(task) = broker_crl_task {
-            task.abort();
-        }
+        crl_task.abort();
         upkeep_task.abort();
         if let Some(task) = metrics_task {
             task.abort();
@@ -285,34 +287,37 @@ fn broker_options(config: &Config, pki: &CaFiles) -> anyhow::Result<tds_ingest::
     Ok(tds_ingest::BrokerOptions::new(host, port, config.broker_client_id(), tls))
 }
 
-/// Keeps `path`, the external broker's `crlfile`, equal to a CRL that lists every revoked
-/// certificate: every 2 s it compares the revoked serials with the stored CRL's, re-issues the
-/// CRL when they still differ on the next look (a revocation made straight in the database, say;
-/// whoever revokes re-issues it at once, and must not lose that race), and rewrites the file
-/// (through a temporary file and a rename) when it differs from the stored CRL. Mosquitto reads
-/// its `crlfile` at start and on SIGHUP only: send it SIGHUP after a change (the log says when).
-async fn keep_broker_crl_file(store: Store, pki: Arc<CaFiles>, config: Config, path: std::path::PathBuf) {
+/// Keeps the stored CRL (served at `/pki/crl.pem`) listing every revoked certificate, and
+/// `path`, the external broker's `crlfile` when there is one, equal to it: every 2 s it compares
+/// the revoked serials with the stored CRL's, re-issues the CRL when they still differ on the next
+/// look (the device endpoint retiring a certificate when a renewal is confirmed or rolled back, a
+/// revocation made straight in the database; the web and the CLI re-issue it at once and must
+/// not lose that race), and rewrites the file (through a temporary file and a rename) when it
+/// differs from the stored CRL. Mosquitto reads its `crlfile` at start and on SIGHUP only: send it
+/// SIGHUP after a change (the log says when).
+async fn keep_crl_current(store: Store, pki: Arc<CaFiles>, config: Config, path: Option<std::path::PathBuf>) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stale = false;
     loop {
         tick.tick().await;
-        match sync_broker_crl_file(&store, &pki, &config, &path, stale).await {
+        match sync_crl(&store, &pki, &config, path.as_deref(), stale).await {
             Ok(still_stale) => stale = still_stale,
             Err(e) => {
-                tracing::warn!(file = %path.display(), error = format!("{e:#}"), "cannot update the broker's CRL file; will retry");
+                tracing::warn!(file = ?path, error = format!("{e:#}"), "cannot bring the CRL up to date; will retry");
             }
         }
     }
 }
 
-/// One look: re-issues the CRL if it misses revocations and `reissue`, writes the file if it
-/// changed; returns whether the stored CRL misses revocations (and was not re-issued).
-async fn sync_broker_crl_file(
+/// One look: re-issues the CRL if it misses revocations and `reissue`, writes the broker's file
+/// (if any) if it changed; returns whether the stored CRL misses revocations (and was not
+/// re-issued).
+async fn sync_crl(
     store: &Store,
     pki: &Arc<CaFiles>,
     config: &Config,
-    path: &std::path::Path,
+    path: Option<&std::path::Path>,
     reissue: bool,
 ) -> anyhow::Result<bool> {
     let mut revoked: Vec<String> = store
@@ -332,6 +337,7 @@ async fn sync_broker_crl_file(
         crl = crate::pki::refresh_crl(store, pki, config).await?;
         stale = false;
     }
+    let Some(path) = path else { return Ok(stale) };
     if std::fs::read_to_string(path).ok().as_deref() != Some(crl.pem.as_str()) {
         let tmp = path.with_extension("pem.tmp");
         crate::pki::write_public(&tmp, crl.pem.as_bytes())?;

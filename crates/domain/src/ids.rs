@@ -44,6 +44,8 @@ id_type!(
     DeviceId,
     /// An issued device certificate.
     CertificateId,
+    /// A renewal of a gateway's certificate.
+    RenewalId,
     /// An alert rule.
     AlertRuleId,
     /// A raised alert.

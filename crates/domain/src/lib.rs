@@ -22,6 +22,7 @@ pub mod licence;
 pub mod limits;
 pub mod mac;
 pub mod modbus;
+pub mod renewal;
 pub mod role;
 pub mod rollup;
 pub mod telemetry;
@@ -39,8 +40,8 @@ pub use email::Email;
 pub use error::ValidationError;
 pub use events::{AlertCounts, LiveEvent, LiveReading};
 pub use ids::{
-    AlertId, AlertRuleId, ApiTokenId, CertificateId, DeviceId, GatewayId, JobId, RejectedId, TenantId,
-    UserId, UserTokenId,
+    AlertId, AlertRuleId, ApiTokenId, CertificateId, DeviceId, GatewayId, JobId, RejectedId, RenewalId,
+    TenantId, UserId, UserTokenId,
 };
 pub use licence::{Licence, LicenceState};
 pub use mac::Mac;

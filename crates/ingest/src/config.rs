@@ -60,6 +60,11 @@ pub struct IngestConfig {
     pub cache_ttl: Duration,
     /// How often the revocation set is refreshed from the store (and revoked sessions closed).
     pub revocation_poll: Duration,
+    /// The CA that signs the CSRs gateways send on `cert_csr` during a renewal; `None`: such a
+    /// message is a dead letter.
+    pub csr_ca: Option<Arc<tds_pki::CaFiles>>,
+    /// Validity of a certificate signed from a gateway's CSR, in days.
+    pub device_cert_days: u32,
 }
 
 impl IngestConfig {
@@ -95,6 +100,8 @@ impl IngestConfig {
             inflight_per_session: 64,
             cache_ttl: Duration::from_secs(10),
             revocation_poll: Duration::from_millis(500),
+            csr_ca: None,
+            device_cert_days: 3650,
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::session::{self, Credentials};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tds_domain::Mac;
 use tds_pki::CaFiles;
 use tds_pki::tls::{RevocationSet, device_identity, device_server_config};
 use tds_store::Store;
@@ -246,12 +247,20 @@ async fn connection(
     }
 }
 
+/// Every `revocation_poll`: reloads the revocation set (closing revoked sessions), closes the
+/// sessions of certificates retired and gateways decommissioned since the last look (SPEC §2:
+/// at once, on whichever instance made the change), and nudges the sessions of gateways whose
+/// messages changed. Each look reaches a little before the previous one so that a change
+/// committed while it ran is not missed.
 async fn keep_revocations_current(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(shared.config.revocation_poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut since = chrono::Utc::now() - chrono::Duration::seconds(2);
     loop {
         tick.tick().await;
-        match shared.pipeline.store.certificates().staff_revoked().await {
+        let started = chrono::Utc::now();
+        let store = &shared.pipeline.store;
+        match store.certificates().staff_revoked().await {
             Ok(list) => {
                 if list.len() != shared.revoked.len() {
                     shared.revoked.replace(list.into_iter().map(|r| r.serial));
@@ -262,6 +271,29 @@ async fn keep_revocations_current(shared: Arc<Shared>) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot refresh the revocation set; keeping the last one"),
+        }
+        let retired = store.certificates().staff_retired_since(since).await;
+        let messages = store.renewals().staff_messages_changed_since(since).await;
+        match (retired, messages) {
+            (Ok((serials, macs)), Ok(changed)) => {
+                let macs: Vec<Mac> = macs.iter().filter_map(|m| Mac::parse(m).ok()).collect();
+                let closed = shared.registry.close_retired(&serials, &macs);
+                if closed > 0 {
+                    tracing::info!(
+                        sessions = closed,
+                        "closed sessions of retired certificates or decommissioned gateways"
+                    );
+                }
+                for (mac, _) in changed {
+                    if let Ok(mac) = Mac::parse(&mac) {
+                        shared.registry.nudge(mac);
+                    }
+                }
+                since = started - chrono::Duration::seconds(2);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot read retired certificates or gateway messages; will look again");
+            }
         }
     }
 }

@@ -16,11 +16,13 @@
 
 pub mod broker;
 pub mod config;
+pub mod csr;
 pub mod directory;
 pub mod endpoint;
 pub mod error;
 pub mod limits;
 pub mod metrics;
+pub mod outbox;
 pub mod pipeline;
 pub mod registry;
 pub mod session;

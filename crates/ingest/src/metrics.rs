@@ -18,6 +18,13 @@ pub const THROTTLED: &str = "tds_ingest_throttled_total";
 pub const THROTTLE_WAIT_SECONDS: &str = "tds_ingest_throttle_wait_seconds";
 pub const HANDSHAKES: &str = "tds_ingest_handshakes_in_progress";
 pub const DEAD_LETTER_TRUNCATED: &str = "tds_ingest_dead_letter_truncated_total";
+pub const RENEWAL_EVENTS: &str = "tds_ingest_renewal_events_total";
+
+/// A renewal event seen by the endpoint (`sent`, `cleared`, `confirmed`, `rolled_back`,
+/// `csr_signed`, `csr_refused`).
+pub fn renewal(event: &'static str) {
+    metrics::counter!(RENEWAL_EVENTS, "event" => event).increment(1);
+}
 
 /// A refused connection, by reason (`tls`, `client_id`, `unknown_gateway`, `handshakes`,
 /// `connect_rate`, `handshake_timeout`, `write_timeout`, …).

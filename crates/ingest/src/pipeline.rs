@@ -38,6 +38,7 @@ pub struct Pipeline {
     history: KeyedBuckets<tds_domain::GatewayId>,
     /// Refusals said once a minute each.
     pub refusals: RateLog,
+    csr: crate::csr::CsrSigner,
 }
 
 impl Pipeline {
@@ -63,6 +64,7 @@ impl Pipeline {
             store,
             writer,
             limits: Limits::of(config),
+            csr: crate::csr::CsrSigner::new(config.csr_ca.clone(), config.device_cert_days),
         }
     }
 
@@ -117,9 +119,16 @@ impl Pipeline {
                         tracing::warn!(gateway.mac = %mac, error = %e, "cannot record the gateway status");
                     }
                 }
-                // Certificate renewal over MQTT is its own feature; until then a CSR is only logged.
+                Topic::CertCsr(_) => {
+                    if let Err(refusal) = self.csr.answer(&self.store, gateway, payload).await {
+                        crate::metrics::renewal("csr_refused");
+                        tracing::info!(gateway.mac = %mac, reason = %refusal.1, "CSR refused");
+                        return Ok(self.refuse(Some(gateway), Some(mac), raw_topic, payload, refusal).await);
+                    }
+                    crate::metrics::renewal("csr_signed");
+                }
                 _ => {
-                    tracing::info!(gateway.mac = %mac, topic = %topic, "message on a topic TDS does not process yet");
+                    tracing::info!(gateway.mac = %mac, topic = %topic, "message on a topic TDS does not process");
                 }
             }
             Submission::dead_letters(gateway, Vec::new())

@@ -1,5 +1,6 @@
 //! The live sessions, by gateway MAC: a second connection with the same identity replaces the
-//! first, and a revoked certificate's session is told to close at once.
+//! first, a revoked or retired certificate's session (or a decommissioned gateway's) is told to
+//! close at once, and a session is nudged when a message for its gateway was stored or cleared.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,6 +14,9 @@ pub enum Close {
     Open,
     Replaced,
     Revoked,
+    /// The certificate is no longer the gateway's (replaced, renewed, transferred) or the
+    /// gateway was decommissioned.
+    Retired,
     Shutdown,
 }
 
@@ -21,6 +25,7 @@ struct Entry {
     id: u64,
     serial: String,
     close: watch::Sender<Close>,
+    nudge: watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -36,6 +41,8 @@ pub struct Registration<'a> {
     mac: Mac,
     id: u64,
     pub close: watch::Receiver<Close>,
+    /// Changes when a message for the gateway was stored or cleared.
+    pub nudge: watch::Receiver<u64>,
 }
 
 impl Registry {
@@ -43,12 +50,14 @@ impl Registry {
     pub fn register(&self, mac: Mac, serial: &str) -> Registration<'_> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(Close::Open);
+        let (nudge_tx, nudge) = watch::channel(0);
         if let Ok(mut sessions) = self.sessions.lock()
-            && let Some(old) = sessions.insert(mac, Entry { id, serial: serial.to_owned(), close: tx })
+            && let Some(old) =
+                sessions.insert(mac, Entry { id, serial: serial.to_owned(), close: tx, nudge: nudge_tx })
         {
             let _ = old.close.send(Close::Replaced);
         }
-        Registration { registry: self, mac, id, close: rx }
+        Registration { registry: self, mac, id, close: rx, nudge }
     }
 
     /// Tells the sessions whose certificate serial is revoked to close; returns how many.
@@ -60,6 +69,31 @@ impl Registry {
             closed += 1;
         }
         closed
+    }
+
+    /// Tells the sessions using one of `serials`, or of a gateway in `macs`, to close (their
+    /// certificate was retired, their gateway decommissioned); returns how many.
+    pub fn close_retired(&self, serials: &[String], macs: &[Mac]) -> usize {
+        let Ok(sessions) = self.sessions.lock() else { return 0 };
+        let mut closed = 0;
+        for (mac, e) in sessions.iter() {
+            let retired = (!e.serial.is_empty() && serials.iter().any(|s| s.eq_ignore_ascii_case(&e.serial)))
+                || macs.contains(mac);
+            if retired && *e.close.borrow() == Close::Open {
+                let _ = e.close.send(Close::Retired);
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    /// Tells the session of `mac`, if any, that its messages changed.
+    pub fn nudge(&self, mac: Mac) {
+        if let Ok(sessions) = self.sessions.lock()
+            && let Some(e) = sessions.get(&mac)
+        {
+            e.nudge.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 
     pub fn close_all(&self) {

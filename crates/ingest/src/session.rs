@@ -21,6 +21,7 @@ use crate::config::DevPassword;
 use crate::directory::GatewayEntry;
 use crate::endpoint::{HandshakePermit, Shared};
 use crate::limits::TokenBucket;
+use crate::outbox::Outbox;
 use crate::registry::Close;
 use crate::writer::{Done, Submission};
 use bytes::{Bytes, BytesMut};
@@ -34,6 +35,7 @@ use std::time::Duration;
 use tds_domain::Mac;
 use tds_domain::telemetry::Topic;
 use tds_pki::tls::DeviceIdentity;
+use tds_store::renewals::Admission;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -44,6 +46,8 @@ enum ReadError {
     KeepAlive,
     Io(std::io::Error),
     Protocol(MqttError),
+    /// Not a read: the gateway's messages changed (see [`Outbox`]).
+    Nudged,
 }
 
 async fn read_packet<S: AsyncRead>(
@@ -119,6 +123,7 @@ enum End {
     AclViolation,
     Replaced,
     Revoked,
+    Retired,
     Shutdown,
     CommitFailed,
     WriteTimeout,
@@ -134,6 +139,7 @@ impl End {
             Self::AclViolation => "acl_violation",
             Self::Replaced => "replaced_by_new_connection",
             Self::Revoked => "certificate_revoked",
+            Self::Retired => "certificate_retired_or_gateway_decommissioned",
             Self::Shutdown => "server_shutdown",
             Self::CommitFailed => "commit_failed",
             Self::WriteTimeout => "write_timeout",
@@ -197,7 +203,7 @@ where
         }
     };
     let mac = identity.mac;
-    let gateway = match admit(&shared, mac, &connect).await {
+    let gateway = match admit(&shared, &identity, &connect).await {
         Ok(g) => g,
         Err((code, known)) => {
             if let Some(g) = known {
@@ -283,6 +289,7 @@ where
         }
     });
 
+    let mut outbox = Outbox::new(mac);
     let keep_alive = keep_alive_limit(connect.keep_alive, shared.config.max_keep_alive);
     let mut rate = TokenBucket::new(shared.config.messages_per_second, shared.config.message_burst);
     let mut wait_before_reading: Option<Duration> = None;
@@ -312,9 +319,11 @@ where
                 break match why {
                     Close::Replaced => End::Replaced,
                     Close::Revoked => End::Revoked,
+                    Close::Retired => End::Retired,
                     Close::Open | Close::Shutdown => End::Shutdown,
                 };
             }
+            Ok(()) = registration.nudge.changed() => Err(ReadError::Nudged),
             // A stalled socket also makes the acknowledgements fail: say which it was.
             _ = &mut failed_rx => break if *stalled.borrow() { End::WriteTimeout } else { End::CommitFailed },
             Ok(_) = stalled_now.wait_for(|s| *s) => break End::WriteTimeout,
@@ -323,6 +332,10 @@ where
         let packet = match packet {
             Ok(p) => p,
             Err(ReadError::KeepAlive) => break End::KeepAlive,
+            Err(ReadError::Nudged) => {
+                outbox.deliver(&shared, &out_tx).await;
+                continue;
+            }
             Err(ReadError::Io(e)) => {
                 tracing::debug!(gateway.mac = %mac, error = %e, "read failed");
                 break End::Closed;
@@ -364,6 +377,13 @@ where
                     })
                     .collect();
                 let _ = out_tx.send(encode(&Packet::SubAck(SubAck::new(sub.pkid, codes)))).await;
+                // Messages kept for the gateway go out retained on every subscription to their
+                // exact topic (SPEC §2), so again after each reconnect until confirmed.
+                if sub.filters.iter().any(|f| f.path == Topic::CertUpdate(mac).to_string()) {
+                    outbox.subscribed = true;
+                    outbox.sent = None;
+                    outbox.deliver(&shared, &out_tx).await;
+                }
             }
             Packet::Unsubscribe(u) => {
                 let _ = out_tx.send(encode(&Packet::UnsubAck(UnsubAck::new(u.pkid)))).await;
@@ -372,9 +392,10 @@ where
                 let _ = out_tx.send(encode(&Packet::PingResp)).await;
                 let _ = PingResp;
             }
+            Packet::PubAck(ack) => outbox.acknowledged(&shared, ack.pkid).await,
             Packet::Disconnect => break End::Disconnect,
             Packet::Connect(_) => break End::ProtocolError,
-            // Nothing TDS sends needs an acknowledgement from the gateway yet; ignore the rest.
+            // Nothing else TDS sends needs an answer; ignore the rest.
             _ => {}
         }
     };
@@ -411,9 +432,10 @@ fn is_offline_will(will: &LastWill, mac: Mac) -> bool {
 /// connection history).
 async fn admit(
     shared: &Shared,
-    mac: Mac,
+    identity: &DeviceIdentity,
     connect: &Connect,
 ) -> Result<Arc<GatewayEntry>, (ConnectReturnCode, Option<Arc<GatewayEntry>>)> {
+    let mac = identity.mac;
     let gateway = match shared.pipeline.directory.load(mac).await {
         Ok(Some(g)) => g,
         Ok(None) => {
@@ -432,6 +454,29 @@ async fn admit(
     if gateway.status == tds_domain::GatewayStatus::Decommissioned {
         tracing::info!(gateway.mac = %mac, "refused: gateway decommissioned");
         return Err((ConnectReturnCode::NotAuthorized, Some(gateway)));
+    }
+    // The allow-list (SPEC §2): only the gateway's current certificate, or the successor of a
+    // renewal in progress. The plain listener has no certificate.
+    if !identity.serial_hex.is_empty() {
+        match shared.pipeline.store.renewals().staff_admit(gateway.id, mac, &identity.serial_hex).await {
+            Ok(Admission::Current) => {}
+            Ok(Admission::Confirmed(renewal)) => {
+                tracing::info!(gateway.mac = %mac, renewal = renewal.get(), serial = %identity.serial_hex, "renewal confirmed: the gateway connected with its new certificate");
+                crate::metrics::renewal("confirmed");
+            }
+            Ok(Admission::RolledBack(renewal)) => {
+                tracing::warn!(gateway.mac = %mac, renewal = renewal.get(), "renewal rolled back: the gateway came back with its old certificate");
+                crate::metrics::renewal("rolled_back");
+            }
+            Ok(Admission::Refused(why)) => {
+                tracing::info!(gateway.mac = %mac, serial = %identity.serial_hex, reason = %why, "refused: not a certificate this gateway may use");
+                return Err((ConnectReturnCode::NotAuthorized, Some(gateway)));
+            }
+            Err(e) => {
+                tracing::error!(gateway.mac = %mac, error = %e, "refused: store unavailable");
+                return Err((ConnectReturnCode::ServiceUnavailable, Some(gateway)));
+            }
+        }
     }
     Ok(gateway)
 }

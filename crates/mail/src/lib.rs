@@ -1,6 +1,6 @@
 //! Outgoing email through SMTP with lettre, for every part of the server that writes to people:
 //! the web application (invitations, password resets) and the background jobs (alert
-//! notifications, later scheduled reports), which must not import each other. Without an SMTP
+//! notifications, scheduled reports with their file attached), which must not import each other. Without an SMTP
 //! server configured, the development mailer writes each message as an `.eml` file into an
 //! outbox folder readable by its owner only, so a developer can follow an invitation link; the
 //! log names the file and never holds the message (its single-use links are credentials: SPEC
@@ -9,7 +9,8 @@
 //! Owns: the transport and the sender address. Must not: compose messages (their callers know
 //! the language and the content) or retry (the alert outbox decides when to try again).
 
-use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 #[derive(Clone)]
@@ -36,6 +37,14 @@ impl std::fmt::Debug for Mailer {
             }
         }
     }
+}
+
+/// A file sent with a message.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub file_name: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,12 +89,39 @@ impl Mailer {
     /// Sends one plain-text message to several addresses at once (one SMTP transaction: all of
     /// them get it, or the call fails).
     pub async fn send_to_all(&self, to: &[&str], subject: &str, body: String) -> Result<(), MailError> {
+        let message = self.builder(to, subject)?.body(body).map_err(|e| MailError::Build(e.to_string()))?;
+        self.deliver(to, subject, message).await
+    }
+
+    /// Sends a plain-text message with a file attached (a scheduled report) to one address.
+    pub async fn send_with_attachment(
+        &self,
+        to: &str,
+        subject: &str,
+        body: String,
+        attachment: &Attachment,
+    ) -> Result<(), MailError> {
+        let content_type = ContentType::parse(&attachment.content_type)
+            .map_err(|e| MailError::Build(format!("content type {:?}: {e}", attachment.content_type)))?;
+        let parts = MultiPart::mixed().singlepart(SinglePart::plain(body)).singlepart(
+            lettre::message::Attachment::new(attachment.file_name.clone())
+                .body(attachment.bytes.clone(), content_type),
+        );
+        let message =
+            self.builder(&[to], subject)?.multipart(parts).map_err(|e| MailError::Build(e.to_string()))?;
+        self.deliver(&[to], subject, message).await
+    }
+
+    fn builder(&self, to: &[&str], subject: &str) -> Result<lettre::message::MessageBuilder, MailError> {
         let (Self::Smtp { from, .. } | Self::Outbox { from, .. }) = self;
         let mut builder = Message::builder().from(from.clone()).subject(subject);
         for address in to {
             builder = builder.to(parse_mailbox(address)?);
         }
-        let message = builder.body(body).map_err(|e| MailError::Build(e.to_string()))?;
+        Ok(builder)
+    }
+
+    async fn deliver(&self, to: &[&str], subject: &str, message: Message) -> Result<(), MailError> {
         let to = to.join(", ");
         match self {
             Self::Smtp { transport, .. } => {

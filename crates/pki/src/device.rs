@@ -47,6 +47,13 @@ impl DeviceKeyKind {
             Self::EcdsaP256 => "ECDSA-P256",
         }
     }
+
+    /// The kind of a recorded certificate's key (its `key_algorithm`), so that a renewal keeps
+    /// the key type the gateway already handles; anything not P-256 is taken as RSA 2048.
+    pub fn of_recorded(key_algorithm: &str) -> Self {
+        let a = key_algorithm.to_ascii_uppercase();
+        if a.contains("P256") || a.contains("P-256") { Self::EcdsaP256 } else { Self::Rsa2048 }
+    }
 }
 
 impl fmt::Display for DeviceKeyKind {

@@ -61,6 +61,9 @@ pub struct Certificate {
     pub revocation_notes: Option<String>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub first_used_at: Option<DateTime<Utc>>,
+    /// Where the certificate stands in a renewal (`issued`, `confirmed`, `superseded`,
+    /// `rolled_back`, `failed`), `None` when it never took part in one.
+    pub renewal_state: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -111,6 +114,7 @@ struct CertificateRow {
     revocation_notes: Option<String>,
     revoked_at: Option<Ts>,
     first_used_at: Option<Ts>,
+    renewal_state: Option<String>,
     created_at: Ts,
 }
 
@@ -133,13 +137,14 @@ impl TryFrom<CertificateRow> for Certificate {
             revocation_notes: r.revocation_notes,
             revoked_at: r.revoked_at.map(|t| t.0),
             first_used_at: r.first_used_at.map(|t| t.0),
+            renewal_state: r.renewal_state,
             created_at: r.created_at.0,
         })
     }
 }
 
 const COLUMNS: &str = "id, tenant_id, gateway_id, mac, serial, fingerprint_sha256, pem, key_algorithm, \
-    issued_at, expires_at, status, revocation_reason, revocation_notes, revoked_at, first_used_at, created_at";
+    issued_at, expires_at, status, revocation_reason, revocation_notes, revoked_at, first_used_at, renewal_state, created_at";
 
 #[derive(Debug, Clone, Default)]
 pub struct CertificateFilter {
@@ -148,6 +153,8 @@ pub struct CertificateFilter {
     pub search: Option<String>,
     /// Only certificates expiring before this instant.
     pub expires_before: Option<DateTime<Utc>>,
+    /// Only certificates no gateway ever connected with.
+    pub never_used: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -205,9 +212,26 @@ impl<'a> CertificateStore<'a> {
                         new.mac
                     )));
                 }
+                // Replaced is retired: revoked (reason superseded) so that the CRL says so too,
+                // and a renewal in flight ends (its successor is one of the active ones).
                 sqlx::query(
-                    "UPDATE certificates SET status = 'superseded', updated_at = $2 \
-                     WHERE (gateway_id = $1 OR mac = $3) AND status = 'active'",
+                    "UPDATE renewals SET state = 'failed', detail = 'certificate replaced by hand', \
+                     updated_at = $2, finished_at = $2 WHERE gateway_id = $1 AND finished_at IS NULL",
+                )
+                .bind(gateway.get())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE gateway_messages SET cleared_at = $2, payload = '' WHERE gateway_id = $1 AND cleared_at IS NULL",
+                )
+                .bind(gateway.get())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE certificates SET status = 'superseded', revocation_reason = 'superseded', \
+                     revoked_at = $2, updated_at = $2 WHERE (gateway_id = $1 OR mac = $3) AND status = 'active'",
                 )
                 .bind(gateway.get())
                 .bind(now)
@@ -360,7 +384,8 @@ impl<'a> CertificateStore<'a> {
              AND (CAST($2 AS TEXT) IS NULL OR status = $2) \
              AND (CAST($3 AS TEXT) IS NULL OR mac LIKE $3 OR serial LIKE $3) \
              AND (CAST($4 AS BIGINT) IS NULL OR expires_at < $5) \
-             AND (CAST($6 AS BIGINT) IS NULL OR id > $6) ORDER BY id LIMIT $7"
+             AND (CAST($6 AS BIGINT) IS NULL OR id > $6) \
+             AND (CAST($8 AS BIGINT) IS NULL OR first_used_at IS NULL) ORDER BY id LIMIT $7"
         );
         let search = filter.search.as_deref().and_then(crate::page::contains_pattern);
         let rows: Vec<CertificateRow> = on_db!(
@@ -374,6 +399,7 @@ impl<'a> CertificateStore<'a> {
                     .bind(Ts::from(filter.expires_before.unwrap_or_default()))
                     .bind(after.map(CertificateId::get))
                     .bind(limit)
+                    .bind(filter.never_used.then_some(1i64))
                     .fetch_all(pool)
                     .await
         )?;
@@ -397,9 +423,10 @@ impl<'a> CertificateStore<'a> {
         let conditions = "(CAST($1 AS BIGINT) IS NULL OR tenant_id = $1) \
             AND (CAST($2 AS TEXT) IS NULL OR status = $2) \
             AND (CAST($3 AS TEXT) IS NULL OR mac LIKE $3 OR serial LIKE $3) \
-            AND (CAST($4 AS BIGINT) IS NULL OR expires_at < $5)";
+            AND (CAST($4 AS BIGINT) IS NULL OR expires_at < $5) \
+            AND (CAST($6 AS BIGINT) IS NULL OR first_used_at IS NULL)";
         let list = format!(
-            "SELECT {COLUMNS} FROM certificates WHERE {conditions} ORDER BY expires_at, id LIMIT $6 OFFSET $7"
+            "SELECT {COLUMNS} FROM certificates WHERE {conditions} ORDER BY expires_at, id LIMIT $7 OFFSET $8"
         );
         let count = format!("SELECT count(*) FROM certificates WHERE {conditions}");
         let tenant = tenant.map(TenantId::get);
@@ -412,13 +439,14 @@ impl<'a> CertificateStore<'a> {
             .map(|s| format!("%{}%", s.to_lowercase().replace(['\\', '%', '_'], "")));
         let before_flag = filter.expires_before.map(|_| 1i64);
         let before = Ts::from(filter.expires_before.unwrap_or_default());
+        let never_used = filter.never_used.then_some(1i64);
         let (rows, total) = fetch_page!(
             self.db,
             CertificateRow,
             list.as_str(),
             count.as_str(),
             page,
-            [tenant, status, search.as_deref(), before_flag, before]
+            [tenant, status, search.as_deref(), before_flag, before, never_used]
         )?;
         Ok(Paged {
             items: rows.into_iter().map(TryInto::try_into).collect::<Result<_, _>>()?,
@@ -468,13 +496,13 @@ impl<'a> CertificateStore<'a> {
         self.get(tenant, id).await
     }
 
-    /// Every revoked serial of the platform, oldest revocation first: the CRL's content and the
-    /// device endpoint's revocation set.
+    /// Every revoked serial of the platform (superseded ones included: replacing revokes),
+    /// oldest revocation first: the CRL's content and the device endpoint's revocation set.
     pub async fn staff_revoked(&self) -> Result<Vec<RevokedSerial>, StoreError> {
         let rows: Vec<(String, Option<Ts>, Option<String>)> =
             on_db!(self.db, read |pool| sqlx::query_as(
-            "SELECT serial, revoked_at, revocation_reason FROM certificates WHERE status = 'revoked' \
-             ORDER BY revoked_at, id"
+            "SELECT serial, revoked_at, revocation_reason FROM certificates \
+             WHERE status = 'revoked' OR (status = 'superseded' AND revoked_at IS NOT NULL) ORDER BY revoked_at, id"
         )
         .fetch_all(pool)
         .await)?;
@@ -486,6 +514,36 @@ impl<'a> CertificateStore<'a> {
                 reason: reason.unwrap_or_else(|| "unspecified".into()),
             })
             .collect())
+    }
+
+    /// Certificates retired (no longer active) and gateways decommissioned at or after `since`:
+    /// the device endpoint closes their live sessions.
+    pub async fn staff_retired_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<(Vec<String>, Vec<String>), StoreError> {
+        let since = Ts::from(since);
+        let serials: Vec<String> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_scalar(
+                    "SELECT serial FROM certificates WHERE updated_at >= $1 AND status <> 'active'"
+                )
+                .bind(since)
+                .fetch_all(pool)
+                .await
+        )?;
+        let macs: Vec<String> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_scalar(
+                    "SELECT mac FROM gateways WHERE updated_at >= $1 AND status = 'decommissioned'"
+                )
+                .bind(since)
+                .fetch_all(pool)
+                .await
+        )?;
+        Ok((serials, macs))
     }
 
     /// Notes the first connection made with a certificate (never-used certificates are listed).

@@ -924,6 +924,31 @@ impl<'a> GatewayStore<'a> {
                 .execute(&mut *tx)
                 .await?;
             }
+            // The certificates follow the gateway (its history), but the one it had is revoked:
+            // the previous owner holds its key (SPEC §2). A renewal in flight ends with it.
+            sqlx::query(
+                "UPDATE renewals SET state = 'failed', detail = 'gateway transferred to another tenant', \
+                 updated_at = $2, finished_at = $2 WHERE gateway_id = $1 AND finished_at IS NULL",
+            )
+            .bind(id.get())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE gateway_messages SET cleared_at = $2, payload = '' WHERE gateway_id = $1 AND cleared_at IS NULL",
+            )
+            .bind(id.get())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE certificates SET status = 'revoked', revocation_reason = 'affiliation_changed', \
+                 revoked_at = $2, updated_at = $2 WHERE gateway_id = $1 AND status = 'active'",
+            )
+            .bind(id.get())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("UPDATE certificates SET tenant_id = $2, updated_at = $3 WHERE gateway_id = $1")
                 .bind(id.get())
                 .bind(to.get())

@@ -34,6 +34,8 @@ pub mod page;
 mod purge;
 pub mod readings;
 pub mod rejected;
+pub mod renewals;
+pub mod report_defs;
 pub mod rollups;
 pub mod sessions;
 pub mod staff_tokens;
@@ -74,6 +76,9 @@ impl Store {
     pub fn tenants(&self) -> tenants::TenantStore<'_> {
         tenants::TenantStore::new(&self.db)
     }
+    pub fn renewals(&self) -> renewals::RenewalStore<'_> {
+        renewals::RenewalStore::new(&self.db)
+    }
     pub fn users(&self) -> users::UserStore<'_> {
         users::UserStore::new(&self.db)
     }
@@ -103,6 +108,12 @@ impl Store {
     }
     pub fn api_tokens(&self) -> api_tokens::ApiTokenStore<'_> {
         api_tokens::ApiTokenStore::new(&self.db)
+    }
+    pub fn report_definitions(&self) -> report_defs::ReportDefinitionStore<'_> {
+        report_defs::ReportDefinitionStore::new(&self.db)
+    }
+    pub fn report_runs(&self) -> report_defs::ReportRunStore<'_> {
+        report_defs::ReportRunStore::new(&self.db)
     }
     pub fn alarm_defaults(&self) -> alarm_defaults::AlarmDefaultStore<'_> {
         alarm_defaults::AlarmDefaultStore::new(&self.db)

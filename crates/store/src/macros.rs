@@ -36,7 +36,11 @@ macro_rules! in_tx {
     ($db:expr, |$tx:ident| $body:block) => {
         match $db {
             $crate::db::Db::Sqlite(s) => {
-                let mut $tx = s.write.begin().await?;
+                // IMMEDIATE: the write lock is taken at BEGIN, so that another process writing
+                // the file meanwhile (a CLI command beside `tds serve`) makes this one wait its
+                // busy timeout instead of failing with SQLITE_BUSY_SNAPSHOT when a transaction
+                // that read first tries to write.
+                let mut $tx = s.write.begin_with("BEGIN IMMEDIATE").await?;
                 let out: Result<_, $crate::StoreError> = async { $body }.await;
                 match out {
                     Ok(v) => {

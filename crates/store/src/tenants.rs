@@ -36,6 +36,8 @@ pub struct Tenant {
     pub licence_valid_until: Option<NaiveDate>,
     pub timezone: TimeZone,
     pub retention_days: i64,
+    /// The day of the month (1..28) billing months start on; `None`: calendar months (SPEC §6).
+    pub billing_day: Option<u8>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -99,6 +101,7 @@ struct TenantRow {
     licence_valid_until: Option<NaiveDate>,
     timezone: String,
     retention_days: i64,
+    billing_day: Option<i64>,
     created_at: Ts,
     updated_at: Ts,
 }
@@ -120,6 +123,7 @@ impl TryFrom<TenantRow> for Tenant {
             licence_valid_until: r.licence_valid_until,
             timezone: stored("tenants.timezone", &r.timezone, TimeZone::parse)?,
             retention_days: r.retention_days,
+            billing_day: r.billing_day.and_then(|d| u8::try_from(d).ok()).filter(|d| (1..=28).contains(d)),
             created_at: r.created_at.0,
             updated_at: r.updated_at.0,
         })
@@ -127,7 +131,7 @@ impl TryFrom<TenantRow> for Tenant {
 }
 
 const COLUMNS: &str = "id, name, cnpj, active, plan, max_gateways, max_devices, max_users, \
-    licence_valid_until, timezone, retention_days, created_at, updated_at";
+    licence_valid_until, timezone, retention_days, billing_day, created_at, updated_at";
 
 #[derive(Debug, Clone, Copy)]
 pub struct TenantStore<'a> {
@@ -257,6 +261,26 @@ impl<'a> TenantStore<'a> {
                 | sqlx::query("UPDATE tenants SET licence_valid_until = $2, updated_at = $3 WHERE id = $1")
                     .bind(id.get())
                     .bind(valid_until)
+                    .bind(Ts::now())
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected())
+        )?;
+        found(done)
+    }
+
+    /// The day billing months start on (1..28), or `None` for calendar months (SPEC §6).
+    pub async fn set_billing_day(&self, id: TenantId, day: Option<u8>) -> Result<(), StoreError> {
+        if day.is_some_and(|d| !(1..=28).contains(&d)) {
+            return Err(StoreError::Limit("the billing day must be 1 to 28".into()));
+        }
+        let done = on_db!(
+            self.db,
+            write
+                | pool
+                | sqlx::query("UPDATE tenants SET billing_day = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id.get())
+                    .bind(day.map(i64::from))
                     .bind(Ts::now())
                     .execute(pool)
                     .await

@@ -40,7 +40,10 @@ pub const TABLES: &[&str] = &[
     "rollup_dirty",
     "rejected_messages",
     "certificates",
+    "renewals",
+    "gateway_messages",
     "renewal_log",
+    "renewal_pauses",
     "crl",
     "alert_rules",
     "alerts",
@@ -49,6 +52,8 @@ pub const TABLES: &[&str] = &[
     "notification_outbox",
     "user_alert_prefs",
     "alarm_defaults",
+    "report_definitions",
+    "report_runs",
     "audit_log",
     "api_tokens",
     "staff_api_tokens",
@@ -275,7 +280,7 @@ enum Target {
 impl Target {
     async fn begin(db: &Db) -> Result<Self, StoreError> {
         Ok(match db {
-            Db::Sqlite(s) => Self::Sqlite(s.write.begin().await?),
+            Db::Sqlite(s) => Self::Sqlite(s.write.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres(pg) => Self::Postgres(pg.begin().await?),
         })
     }

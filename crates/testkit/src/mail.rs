@@ -71,6 +71,11 @@ impl MailSink {
     }
 
     /// Every message received so far, in order, decoded as by [`MailSink::wait_for`].
+    /// Every message as received (MIME encodings kept: attachments stay decodable).
+    pub fn raw_messages(&self) -> Vec<String> {
+        self.messages.lock().unwrap().clone()
+    }
+
     pub fn messages(&self) -> Vec<String> {
         self.messages.lock().unwrap().iter().map(|m| unfold(m)).collect()
     }

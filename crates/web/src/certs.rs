@@ -1,15 +1,18 @@
 //! Certificate operations that need both the CA and the store, shared by the web pages and the
 //! CLI: issue a gateway's certificate (bundle with its private key, returned once and never
-//! stored), sign a gateway's CSR, revoke with an RFC 5280 reason and re-issue the CRL at once.
+//! stored), sign a gateway's CSR, revoke with an RFC 5280 reason and re-issue the CRL at once,
+//! and start one over-the-air renewal now (the gateway page's and the API's "renew").
 
 use chrono::{Duration, Utc};
 use std::sync::Arc;
-use tds_domain::{CertificateId, GatewayStatus, Mac, TenantId};
+use tds_domain::renewal::{CertUpdate, RenewalMode};
+use tds_domain::{CertificateId, GatewayStatus, Mac, TenantId, UserId};
 use tds_pki::{
     BrokerInfo, CaFiles, DeviceKeyKind, IssuedCertificate, PkiError, RevocationReason, RevokedEntry,
 };
 use tds_store::certificates::{Certificate, NewCertificate, StoredCrl};
 use tds_store::gateways::Gateway;
+use tds_store::renewals::Renewal;
 use tds_store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,9 @@ pub struct Pki {
     pub device_cert_days: u32,
     pub crl_days: u32,
     pub broker: BrokerInfo,
+    /// One CRL issued at a time by this process (its clones share it): revocations arriving
+    /// together then queue instead of racing for the next CRL number.
+    crl_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A bundle ready to download: `{mac}.zip` with the CA, the certificate, the key and a README.
@@ -65,6 +71,10 @@ fn check_in_service(gateway: &Gateway) -> Result<(), CertError> {
 }
 
 impl Pki {
+    pub fn new(files: Arc<CaFiles>, device_cert_days: u32, crl_days: u32, broker: BrokerInfo) -> Self {
+        Self { files, device_cert_days, crl_days, broker, crl_lock: Arc::default() }
+    }
+
     async fn check_replace(&self, store: &Store, gateway: &Gateway, replace: bool) -> Result<(), CertError> {
         if !replace && store.certificates().staff_has_active(gateway.mac).await? {
             return Err(CertError::HasActive(gateway.mac));
@@ -96,6 +106,10 @@ impl Pki {
             .certificates()
             .record_issued(gateway.tenant_id, gateway.id, &record(&issued), replace, None)
             .await?;
+        if replace {
+            // The replaced certificate is revoked (superseded): the CRL says so at once.
+            self.refresh_crl(store).await?;
+        }
         Ok(Bundle { file_name: tds_pki::bundle_file_name(mac), zip, certificate: issued })
     }
 
@@ -115,7 +129,55 @@ impl Pki {
             .certificates()
             .record_issued(gateway.tenant_id, gateway.id, &record(&issued), replace, None)
             .await?;
+        if replace {
+            self.refresh_crl(store).await?;
+        }
         Ok(issued)
+    }
+
+    /// Starts one renewal of `gateway` now, outside the campaign's daily budget: in `mode` (or
+    /// the gateway's own). Server-key mode issues the successor (same key type as the current
+    /// certificate) and keeps the offer for the gateway; CSR mode asks the gateway for a CSR.
+    /// `Store(Conflict)` when a renewal is already open or there is no active certificate.
+    /// The campaign job starts its renewals the same way (`tds_jobs::renewal`), which the web
+    /// may not import.
+    pub async fn renew(
+        &self,
+        store: &Store,
+        gateway: &Gateway,
+        mode: Option<RenewalMode>,
+        by: Option<UserId>,
+    ) -> Result<Renewal, CertError> {
+        check_in_service(gateway)?;
+        let (tenant, id) = (gateway.tenant_id, gateway.id);
+        let mode = match mode {
+            Some(m) => m,
+            None => store.renewals().mode(tenant, id).await?,
+        };
+        if mode == RenewalMode::Csr {
+            return Ok(store.renewals().start(tenant, id, mode, true, None, by).await?);
+        }
+        let current = store
+            .certificates()
+            .for_gateway(tenant, id)
+            .await?
+            .into_iter()
+            .find(|c| c.status == tds_store::certificates::CertificateStatus::Active)
+            .ok_or_else(|| {
+                StoreError::Conflict(format!("gateway {} has no active certificate to renew", gateway.mac))
+            })?;
+        let kind = DeviceKeyKind::of_recorded(&current.key_algorithm);
+        let (files, mac, days) = (self.files.clone(), gateway.mac, self.device_cert_days);
+        let issued = tokio::task::spawn_blocking(move || files.ca.issue_device(mac, kind, days))
+            .await
+            .map_err(|e| CertError::Task(e.to_string()))??;
+        let payload = CertUpdate::Certificate {
+            new_cert: issued.cert_pem.clone(),
+            new_key: issued.key_pem.clone(),
+            expires_at: issued.not_after,
+        }
+        .to_json();
+        Ok(store.renewals().start(tenant, id, mode, true, Some((&record(&issued), &payload)), by).await?)
     }
 
     /// Revokes one of the tenant's certificates and issues a new CRL at once.
@@ -133,7 +195,29 @@ impl Pki {
     }
 
     /// Issues a new CRL with every revoked serial and stores it (number one above the stored one).
+    ///
+    /// Several revocations at once (a fleet replacing its certificates) wait for each other;
+    /// instances sharing the database race for the next number, and the loser reads the list
+    /// again and issues the number after the winner's, so that the stored CRL always holds every
+    /// revocation committed before it was read.
     pub async fn refresh_crl(&self, store: &Store) -> Result<StoredCrl, CertError> {
+        const ATTEMPTS: usize = 20;
+        let _one_at_a_time = self.crl_lock.lock().await;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.issue_crl(store).await {
+                Err(CertError::Store(StoreError::Conflict(_))) if attempt < ATTEMPTS => {
+                    // Spread the retries a little: the racers read the same number again.
+                    let pause = 5 + rand::random::<u64>() % 20;
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn issue_crl(&self, store: &Store) -> Result<StoredCrl, CertError> {
         let revoked: Vec<RevokedEntry> = store
             .certificates()
             .staff_revoked()

@@ -23,6 +23,7 @@ const NOTICES: &[&str] = &[
     "acknowledged",
     "deleted",
     "test_queued",
+    "run_queued",
     "prefs_saved",
     "saved",
     "created",
@@ -47,6 +48,9 @@ const NOTICES: &[&str] = &[
     "token_revoked",
     "revoked",
     "replayed",
+    "renewal_started",
+    "campaign_paused",
+    "campaign_resumed",
 ];
 
 #[derive(Debug, Clone)]

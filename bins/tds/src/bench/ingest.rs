@@ -105,6 +105,14 @@ pub async fn run(config: &Config, args: IngestBenchArgs) -> anyhow::Result<()> {
     for (mac, codes) in fleet {
         let issued =
             ca.ca.issue_device(mac, DeviceKeyKind::EcdsaP256, 30).context("cannot issue a certificate")?;
+        // Recorded as the gateway's certificate: the endpoint admits only those (allow-list).
+        let gateway =
+            store.gateways().staff_by_mac(mac).await.context("the fleet's gateway is registered")?;
+        store
+            .certificates()
+            .record_issued(gateway.tenant_id, gateway.id, &tds_web::certs::record(&issued), true, None)
+            .await
+            .context("cannot record a certificate")?;
         let key = issued.key_pem.as_deref().context("an issued certificate comes with its key")?;
         let tls = Arc::new(client_tls(ca.ca.cert_pem(), &issued.cert_pem, key)?);
         gateways.push(Gateway { mac, codes, tls, t0, next: 0 });

@@ -24,10 +24,13 @@ const MAC: &str = "aa:bb:cc:00:17:01";
 /// Batches of the backlog put in the queue before the agent is killed mid-flush.
 const BACKLOG: u64 = 300;
 
+/// A value a meter gave: slave, value, instant.
+type Served = (u8, f64, DateTime<Utc>);
+
 /// Two counting meters (slaves 1 and 2); every value served is recorded with its instant.
 #[derive(Clone, Default)]
 struct Meters {
-    served: Arc<Mutex<Vec<(u8, f64, DateTime<Utc>)>>>,
+    served: Arc<Mutex<Vec<Served>>>,
     next: Arc<Mutex<u32>>,
     /// While set, the meters do not answer (no new readings while the agent is being killed).
     quiet: Arc<AtomicBool>,
@@ -276,12 +279,12 @@ unit = "kWh"
         stored
             .insert(device.code.to_string().to_uppercase(), rows.iter().map(|r| (r.time, r.value)).collect());
     }
-    let served = meters.served.lock().unwrap().clone();
+    let given = meters.served.lock().unwrap().clone();
     for (code, slave) in [("E1", 1u8), ("E2", 2u8)] {
         let rows = &stored[code];
         let live: Vec<_> =
             rows.iter().filter(|(t, _)| !backlog.contains_key(&(code.to_owned(), *t))).collect();
-        let from_meter: Vec<_> = served.iter().filter(|(s, _, _)| *s == slave).collect();
+        let from_meter: Vec<_> = given.iter().filter(|(s, _, _)| *s == slave).collect();
         assert_eq!(live.len(), from_meter.len(), "{code}: every value the meter gave is stored, once");
         for ((t, v), (_, sv, served_at)) in live.iter().zip(&from_meter) {
             assert_eq!(v, sv, "{code}: the stored value is the one read, in order");
@@ -302,7 +305,7 @@ unit = "kWh"
     eprintln!(
         "agent e2e on {}: {} live readings, backlog {BACKLOG} x 2, {left_at_kill} batches left at the SIGKILL, {:.1} s",
         store.db().backend(),
-        served.len(),
+        given.len(),
         started.elapsed().as_secs_f64()
     );
 }

@@ -54,6 +54,7 @@ fn parse_counts(s: &str) -> Vec<(String, u64)> {
 }
 
 /// Rows for tables the test's installation does not fill through its commands (renewal log,
+/// a renewal, its message and a campaign pause,
 /// an alert rule, its alert and history, a channel, an outbox row, preferences, tokens),
 /// straight into the SQLite file.
 fn raw_rows(path: &std::path::Path) {
@@ -61,6 +62,9 @@ fn raw_rows(path: &std::path::Path) {
     let script = format!(
         "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\n\
 c.execute(\"INSERT INTO renewal_log (tenant_id, gateway_id, certificate_id, step, detail, at) VALUES (1, 1, 1, 'offered', 'test', {now})\")\n\
+c.execute(\"INSERT INTO renewals (tenant_id, gateway_id, old_certificate_id, mode, state, manual, detail, started_at, updated_at) VALUES (1, 1, 1, 'csr', 'offered', 1, 'test', {now}, {now})\")\n\
+c.execute(\"INSERT INTO gateway_messages (tenant_id, gateway_id, mac, topic, payload, renewal_id, created_at) VALUES (1, 1, 'aa:bb:cc:dd:ee:01', 'tds_new/gateway/aa:bb:cc:dd:ee:01/cert_update', '{{\\\"csr_required\\\":true}}', 1, {now})\")\n\
+c.execute(\"INSERT INTO renewal_pauses (tenant_id, paused_at) VALUES (1, {now})\")\n\
 c.execute(\"INSERT INTO alert_rules (tenant_id, name, kind, severity, target_kind, target_id, params, hysteresis, enabled, source, created_at, updated_at) VALUES (1, 'Leak', 'night_flow', 'WARNING', 'device', 1, '{{\\\"level\\\": 0.5, \\\"nights\\\": 3}}', 0.5, 1, 'user', {now}, {now})\")\n\
 c.execute(\"INSERT INTO alerts (tenant_id, rule_id, rule_name, rule_kind, target_kind, target_id, severity, message, value, raised_at, created_at, updated_at) VALUES (1, 1, 'Leak', 'night_flow', 'device', 1, 'WARNING', 'night flow', 12.5, {now}, {now}, {now})\")\n\
 c.execute(\"INSERT INTO alert_events (tenant_id, alert_id, event, at, severity, value) VALUES (1, 1, 'raised', {now}, 'WARNING', 12.5)\")\n\
@@ -68,6 +72,8 @@ c.execute(\"INSERT INTO notification_channels (tenant_id, kind, name, config, se
 c.execute(\"INSERT INTO notification_outbox (tenant_id, alert_id, channel_id, event, idempotency_key, payload, attempts, next_attempt_at, created_at) VALUES (1, 1, 1, 'raised', 'key-1', '{{}}', 0, {now}, {now})\")\n\
 c.execute(\"INSERT INTO user_alert_prefs (tenant_id, user_id, email_severities, in_app_severities, updated_at) VALUES (1, (SELECT min(id) FROM users), 6, 7, {now})\")\n\
 c.execute(\"INSERT INTO alarm_defaults (tenant_id, medium, alarm_daily, alarm_monthly, updated_at) VALUES (1, 'water', 2.5, NULL, {now})\")\n\
+c.execute(\"INSERT INTO report_definitions (tenant_id, name, spec, format, lang, recipients, schedule_kind, schedule_day, schedule_hour, next_run_at, created_at, updated_at) VALUES (1, 'Mensal', '{{\\\"scope\\\":\\\"tenant\\\",\\\"period\\\":\\\"previous_month\\\",\\\"bucket\\\":\\\"day\\\"}}', 'pdf', 'pt-BR', 'ana@example.com', 'monthly', 1, 6, {now}, {now}, {now})\")\n\
+c.execute(\"INSERT INTO report_runs (tenant_id, definition_id, name, trigger, scheduled_for, status, attempts, period_from, period_to, file_name, content_type, file, file_size, delivered, created_at, finished_at) VALUES (1, 1, 'Mensal', 'schedule', {now}, 'succeeded', 1, '2026-11-01', '2026-11-30', 'r.pdf', 'application/pdf', X'255044462d', 5, 'ana@example.com', {now}, {now})\")\n\
 c.execute(\"INSERT INTO staff_api_tokens (name, token_hash, prefix, created_at) VALUES ('ops', 'def', 'tds_staff_de', {now})\")\n\
 c.execute(\"INSERT INTO api_tokens (tenant_id, name, role, token_hash, prefix, expires_at, created_at, updated_at) VALUES (1, 'erp', 'viewer', 'abc', 'tds_ab', NULL, {now}, {now})\")\n\
 c.commit()"

@@ -22,6 +22,8 @@ mod live;
 mod mqtt;
 mod notify;
 mod pki;
+mod renewal;
+mod reports;
 mod serve;
 mod simulate;
 mod support;

@@ -7,5 +7,6 @@
 
 mod limits;
 mod protocol;
+mod renewal;
 mod support;
 mod telemetry;

@@ -38,14 +38,16 @@ impl Bench {
     /// [`Bench::start`] with the endpoint's configuration changed by `configure` first.
     pub async fn start_with(db: TestDb, configure: impl FnOnce(&mut IngestConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let ca = CaFiles::init(
-            dir.path(),
-            &CaSubject::default(),
-            CaAlgorithm::EcdsaP384,
-            None,
-            &["localhost".to_owned()],
-        )
-        .unwrap();
+        let ca = Arc::new(
+            CaFiles::init(
+                dir.path(),
+                &CaSubject::default(),
+                CaAlgorithm::EcdsaP384,
+                None,
+                &["localhost".to_owned()],
+            )
+            .unwrap(),
+        );
         let store = db.store.clone();
         let tenant = fixtures::tenant(&store, "T").await;
         let gw = fixtures::gateway(&store, tenant.id, MAC, "GW1").await;
@@ -54,21 +56,13 @@ impl Bench {
         let mut config = IngestConfig::new("127.0.0.1:0".parse().unwrap());
         config.revocation_poll = Duration::from_millis(200);
         config.max_message_bytes = 64 * 1024;
+        config.csr_ca = Some(ca.clone());
         configure(&mut config);
         let endpoint = Endpoint::bind(config, store.clone(), &ca).await.unwrap();
         let port = endpoint.local_addr().unwrap().port();
         let plain_port = endpoint.plain_addr().map(|a| a.port());
         tokio::spawn(endpoint.run(std::future::pending()));
-        Self {
-            store,
-            port,
-            plain_port,
-            ca: Arc::new(ca),
-            tenant: tenant.id,
-            gateway: gw.id,
-            _dir: dir,
-            _db: db,
-        }
+        Self { store, port, plain_port, ca, tenant: tenant.id, gateway: gw.id, _dir: dir, _db: db }
     }
 
     /// A certificate for `mac`, recorded as the gateway's when it is registered.

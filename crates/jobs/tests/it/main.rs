@@ -4,6 +4,8 @@
 
 mod alerts;
 mod notify;
+mod renewal;
+mod reports;
 mod runner;
 
 use chrono::{Duration, TimeZone, Utc};

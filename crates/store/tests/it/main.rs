@@ -27,6 +27,8 @@ mod login_failures;
 mod meter_series;
 mod readings;
 mod rejected;
+mod renewals;
+mod report_defs;
 mod rollups;
 mod sessions;
 mod tenants;

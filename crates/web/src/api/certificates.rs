@@ -1,5 +1,5 @@
 //! Certificates through the API: the tenant's list, and for one gateway: issue (the ZIP bundle
-//! with its private key, shown once), sign a CSR, revoke. Admins only, like the pages; the same
+//! with its private key, shown once), sign a CSR, revoke, renew over the air. Admins only, like the pages; the same
 //! operations as the pages ([`crate::certs::Pki`]), audited as the token.
 
 use super::auth::{ApiAdmin, ApiViewer};
@@ -17,7 +17,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tds_domain::CertificateId;
+use tds_domain::renewal::RenewalMode;
 use tds_pki::{DeviceKeyKind, RevocationReason};
+use tds_store::StoreError;
 use tds_store::certificates::{Certificate, CertificateFilter, CertificateStatus};
 use utoipa::{IntoParams, ToSchema};
 
@@ -38,6 +40,10 @@ pub struct CertificateOut {
     pub revocation_reason: Option<String>,
     /// When the gateway first connected with it (`null`: never used).
     pub first_used_at: Option<DateTime<Utc>>,
+    /// Where it stands in an over-the-air renewal: `issued` (the successor offered to the
+    /// gateway), `confirmed` (the gateway connected with it), `superseded` (the one a renewal
+    /// replaced), `rolled_back` or `failed` (a successor revoked); `null` if never renewed.
+    pub renewal_state: Option<String>,
 }
 
 impl From<&Certificate> for CertificateOut {
@@ -54,6 +60,7 @@ impl From<&Certificate> for CertificateOut {
             revoked_at: c.revoked_at,
             revocation_reason: c.revocation_reason.clone(),
             first_used_at: c.first_used_at,
+            renewal_state: c.renewal_state.clone(),
         }
     }
 }
@@ -72,6 +79,8 @@ pub struct CertificateParams {
     pub status: Option<String>,
     /// Only those expiring before this instant (RFC 3339).
     pub expires_before: Option<DateTime<Utc>>,
+    /// Only those no gateway ever connected with.
+    pub never_used: Option<bool>,
     /// Items per page, 1 to 1000 (100).
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
@@ -140,7 +149,12 @@ pub async fn list(
             Some(CertificateId::new(p.parse().map_err(|_| ApiError::bad_param("cursor", "bad cursor"))?))
         }
     };
-    let filter = CertificateFilter { status, search: None, expires_before: q.expires_before };
+    let filter = CertificateFilter {
+        status,
+        search: None,
+        expires_before: q.expires_before,
+        never_used: q.never_used.unwrap_or(false),
+    };
     let found = state.store().certificates().page_by_id(ctx.tenant_id(), &filter, after, limit + 1).await?;
     let more = found.len() as i64 > limit;
     let items: Vec<CertificateOut> = found.iter().take(limit as usize).map(CertificateOut::from).collect();
@@ -267,4 +281,76 @@ pub async fn revoke(
     )
     .await?;
     Ok(Json(CertificateOut::from(&revoked)))
+}
+
+/// Options of a renewal.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewIn {
+    /// `true`: CSR mode (the gateway makes its key and sends a CSR on `cert_csr`); `false`:
+    /// server-key mode; absent: the gateway's own mode.
+    #[serde(default)]
+    pub csr: Option<bool>,
+}
+
+/// A renewal started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RenewalOut {
+    pub id: i64,
+    /// The gateway's MAC.
+    pub gateway: String,
+    /// `server_key` or `csr`.
+    pub mode: String,
+    /// `offered` (waiting for the gateway's CSR) or `issued` (the new certificate offered).
+    pub state: String,
+    pub started_at: DateTime<Utc>,
+    /// The new certificate's serial once issued (server-key mode at once).
+    pub new_certificate_serial: Option<String>,
+}
+
+/// Starts a renewal of the gateway's certificate now, outside the campaign's daily budget: the
+/// offer waits retained on the gateway's `cert_update` topic until it connects with the new
+/// certificate. 409 when a renewal is already in progress or there is no active certificate.
+#[utoipa::path(post, path = "/api/v1/gateways/{mac}/certificate/renew", operation_id = "renew_certificate", tag = "certificates",
+    request_body(content = Option<RenewIn>, description = "Options; may be empty"),
+    params(("mac" = String, Path, description = "The gateway's MAC", pattern = "^[0-9a-fA-F]{2}([:-]?[0-9a-fA-F]{2}){5}$")),
+    responses((status = 202, description = "The renewal, started", body = RenewalOut), WriteErrors))]
+pub async fn renew(
+    State(state): State<AppState>,
+    ApiAdmin(ctx): ApiAdmin,
+    ApiPath(mac): ApiPath<String>,
+    OptionalJson(body): OptionalJson,
+) -> ApiResult<(StatusCode, Json<RenewalOut>)> {
+    let g = find_gateway(&state, &ctx, &mac).await?;
+    let options: RenewIn = decode(body)?;
+    let mode = options.csr.map(|csr| if csr { RenewalMode::Csr } else { RenewalMode::ServerKey });
+    let renewal = match state.pki().renew(state.store(), &g, mode, ctx.user_id()).await {
+        Ok(r) => r,
+        Err(CertError::Store(StoreError::Conflict(message))) => {
+            return Err(ApiError::Conflict { message, field: None });
+        }
+        Err(e) => return Err(cert_error(e)),
+    };
+    let new_certificate_serial = match renewal.new_certificate_id {
+        Some(id) => Some(state.store().certificates().get(ctx.tenant_id(), id).await?.serial),
+        None => None,
+    };
+    ctx.audit(
+        &state,
+        "cert.renew",
+        ("gateway", Some(g.mac.to_string())),
+        json!({"renewal": renewal.id.get(), "mode": renewal.mode.as_str()}),
+    )
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RenewalOut {
+            id: renewal.id.get(),
+            gateway: g.mac.to_string(),
+            mode: renewal.mode.as_str().to_owned(),
+            state: renewal.state.as_str().to_owned(),
+            started_at: renewal.started_at,
+            new_certificate_serial,
+        }),
+    ))
 }

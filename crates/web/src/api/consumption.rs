@@ -1,15 +1,17 @@
-//! `GET /api/v1/consumption`: consumption per hour, day, ISO week or month of the tenant's zone,
-//! from the rollups, for a device, a gateway, a medium or the whole tenant, with each bucket's
-//! completeness (readings received over readings expected), as JSON or CSV.
+//! `GET /api/v1/consumption`: consumption per hour, day, ISO week or month of the tenant's zone
+//! (billing months when the tenant has a billing day), from the rollups, for one or several
+//! devices, a gateway, a medium or the whole tenant, with each bucket's completeness (readings
+//! received over readings expected), as JSON or CSV, or as the report's XLSX or PDF.
 //!
-//! Weeks and months are summed from the day rollups, so that a range that starts or ends inside
-//! one gives exactly the days asked for. Devices are summed per medium and unit (units are
-//! never added together); gauges have no consumption and are left out.
+//! The figures are the reports crate's ([`tds_reports::query`]): the same code as `tds report`
+//! and the Relatórios page. Every bucket of the range is listed, an empty one too (0 readings of
+//! those expected: incomplete, never left out). Devices are summed per medium and unit (units
+//! are never added together); gauges have no consumption and are left out.
 
 use super::auth::{ApiCtx, ApiViewer};
 use super::body::ApiQuery;
 use super::error::{ApiError, ApiResult};
-use super::readings::CsvStyle;
+use super::readings::{CsvStyle, csv_style};
 use super::responses::ReadErrors;
 use crate::AppState;
 use axum::Json;
@@ -18,10 +20,9 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use tds_domain::buckets::{bucket_start, completeness, day_start, week_start};
-use tds_domain::{Bucket, DeviceCode, Mac, Medium, TimeZone};
-use tds_store::devices::Device;
+use tds_domain::{DeviceCode, Mac, Medium};
+use tds_reports::query::{ConsumptionQuery, consumption};
+use tds_reports::{DayRange, Lang, ReportBucket, ReportError, ReportRequest, Scope};
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -36,18 +37,21 @@ pub struct ConsumptionParams {
     pub device: Option<String>,
     /// `water`, `energy`, `gas`, …
     pub medium: Option<String>,
-    /// `hour`, `day` (default), `week` (ISO, from Monday) or `month`, in the tenant's zone.
+    /// `hour`, `day` (default), `week` (ISO, from Monday) or `month` (from the tenant's billing
+    /// day when it has one), in the tenant's zone.
     pub bucket: Option<String>,
     /// First day (YYYY-MM-DD, tenant's zone), included.
     pub from: NaiveDate,
     /// Last day (YYYY-MM-DD, tenant's zone), included.
     pub to: NaiveDate,
-    /// `json` (default) or `csv`.
+    /// `json` (default), `csv`, `xlsx` or `pdf` (the consumption report).
     pub format: Option<String>,
     /// CSV: `comma` (default) or `semicolon` (with decimal commas).
     pub delimiter: Option<String>,
     /// CSV: start with a UTF-8 byte-order mark.
     pub bom: Option<bool>,
+    /// XLSX and PDF: `pt-BR` (default) or `en`.
+    pub lang: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -65,7 +69,7 @@ pub struct ConsumptionOut {
 /// unit.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Series {
-    /// The gateway's MAC (scopes `device` and `gateway`).
+    /// The gateway's MAC (scope `device`).
     pub gateway: Option<String>,
     /// The device's code (scope `device`).
     pub device: Option<String>,
@@ -79,7 +83,8 @@ pub struct Series {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BucketOut {
-    /// The bucket's first instant (UTC).
+    /// The bucket's first instant (UTC): a week's Monday or a month's first day even when the
+    /// range starts later (the figures then hold the range's days only).
     pub start: DateTime<Utc>,
     /// The same instant on the tenant's clock, without offset (`2026-11-01T00:00:00`).
     pub local_start: String,
@@ -91,25 +96,41 @@ pub struct BucketOut {
     pub completeness: Option<f64>,
 }
 
-/// Moves a rollup's start to the start of the bucket asked for.
-type Regroup = fn(TimeZone, DateTime<Utc>) -> DateTime<Utc>;
-/// A series' key: gateway MAC and device code (scope device, else empty), medium, unit.
-type SeriesKey = (String, String, String, String);
-/// Devices summed, and the buckets by start.
-type SeriesAcc = (usize, BTreeMap<DateTime<Utc>, Acc>);
-
-#[derive(Default)]
-struct Acc {
-    consumption: f64,
-    readings: u32,
-    expected: u32,
+fn report_error(e: ReportError) -> ApiError {
+    match e {
+        ReportError::NotFound(_) => ApiError::NotFound,
+        ReportError::Invalid(m) => ApiError::bad_param("to", m),
+        ReportError::Store(e) => e.into(),
+        e => ApiError::Internal(e.to_string()),
+    }
 }
 
-impl Acc {
-    fn add(&mut self, consumption: f64, readings: u32, expected: u32) {
-        self.consumption += consumption;
-        self.readings = self.readings.saturating_add(readings);
-        self.expected = self.expected.saturating_add(expected);
+/// The scope of the query parameters.
+fn scope(q: &ConsumptionParams) -> ApiResult<Scope> {
+    let gateway = || -> ApiResult<Mac> {
+        let mac =
+            q.gateway.as_deref().ok_or_else(|| ApiError::bad_param("gateway", "this scope needs gateway"))?;
+        Mac::parse(mac).map_err(|e| ApiError::bad_param("gateway", e.to_string()))
+    };
+    match q.scope.as_str() {
+        "device" => {
+            let mac = gateway()?;
+            let code = q
+                .device
+                .as_deref()
+                .ok_or_else(|| ApiError::bad_param("device", "scope device needs device"))?;
+            let code = DeviceCode::parse(code).map_err(|e| ApiError::bad_param("device", e.to_string()))?;
+            Ok(Scope::Devices { gateway: mac, codes: vec![code] })
+        }
+        "gateway" => Ok(Scope::Gateway(gateway()?)),
+        "medium" | "tenant" => match (q.scope.as_str(), q.medium.as_deref()) {
+            ("medium", None) => Err(ApiError::bad_param("medium", "scope medium needs medium")),
+            (_, Some(m)) => {
+                Ok(Scope::Medium(Medium::parse(m).map_err(|e| ApiError::bad_param("medium", e.to_string()))?))
+            }
+            (_, None) => Ok(Scope::Tenant),
+        },
+        _ => Err(ApiError::bad_param("scope", "scope must be device, gateway, medium or tenant")),
     }
 }
 
@@ -118,22 +139,18 @@ impl Acc {
     responses(
         (status = 200, description = "The consumption (JSON), or as CSV (`format=csv`) with the columns \
             gateway_mac, device_code, medium, unit, bucket_start_local, bucket_start_utc, consumption, readings, \
-            expected, completeness",
-            content((ConsumptionOut = "application/json"), (String = "text/csv"))),
+            expected, completeness; or the consumption report as a workbook (`format=xlsx`) or a PDF (`format=pdf`)",
+            content((ConsumptionOut = "application/json"), (String = "text/csv"),
+                (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"), (Vec<u8> = "application/pdf"))),
         ReadErrors))]
 pub async fn get(
     State(state): State<AppState>,
     ApiViewer(ctx): ApiViewer,
     ApiQuery(q): ApiQuery<ConsumptionParams>,
 ) -> ApiResult<Response> {
-    let bucket = q.bucket.as_deref().unwrap_or("day");
-    let (granularity, regroup): (Bucket, Regroup) = match bucket {
-        "hour" => (Bucket::Hour, |_, t| t),
-        "day" => (Bucket::Day, |_, t| t),
-        "week" => (Bucket::Day, week_start),
-        "month" => (Bucket::Day, |tz, t| bucket_start(tz, Bucket::Month, t)),
-        _ => return Err(ApiError::bad_param("bucket", "bucket must be hour, day, week or month")),
-    };
+    let bucket_name = q.bucket.as_deref().unwrap_or("day");
+    let bucket = ReportBucket::parse(bucket_name)
+        .ok_or_else(|| ApiError::bad_param("bucket", "bucket must be hour, day, week or month"))?;
     if q.to < q.from {
         return Err(ApiError::bad_param("to", "to is before from"));
     }
@@ -142,72 +159,64 @@ pub async fn get(
         return Err(ApiError::bad_param("to", format!("at most {max_days} days at a time")));
     }
     let format = q.format.as_deref().unwrap_or("json");
-    if !matches!(format, "json" | "csv") {
-        return Err(ApiError::bad_param("format", "format must be json or csv"));
+    if !matches!(format, "json" | "csv" | "xlsx" | "pdf") {
+        return Err(ApiError::bad_param("format", "format must be json, csv, xlsx or pdf"));
     }
-    let style = CsvStyle::from_params(q.delimiter.as_deref(), q.bom)?;
-    let tz = ctx.tenant.timezone;
-    let (devices, per_device) = devices(&state, &ctx, &q).await?;
-    let start = day_start(tz, q.from);
-    let end = day_start(tz, q.to.succ_opt().ok_or_else(|| ApiError::bad_param("to", "too far"))?);
-    let ids: Vec<_> = devices.iter().map(|(_, d)| d.id).collect();
-    let mut series: BTreeMap<SeriesKey, SeriesAcc> = BTreeMap::new();
-    for (mac, d) in &devices {
-        series.entry(key(per_device, *mac, d)).or_default().0 += 1;
+    let style = csv_style(q.delimiter.as_deref(), q.bom)?;
+    let scope = scope(&q)?;
+    let range = DayRange::new(q.from, q.to, bucket).map_err(report_error)?;
+    let store = state.store();
+    if matches!(format, "xlsx" | "pdf") {
+        let lang = match q.lang.as_deref() {
+            None => Lang::PtBr,
+            Some(l) => {
+                Lang::parse(l).ok_or_else(|| ApiError::bad_param("lang", "lang must be pt-BR or en"))?
+            }
+        };
+        let req = ReportRequest {
+            tenant: ctx.tenant_id(),
+            scope,
+            range,
+            bucket,
+            compare: Vec::new(),
+            lang,
+            now: Utc::now(),
+        };
+        return report_file(&state, &ctx, &req, format).await;
     }
-    let rollups = state.store().rollups();
-    if per_device {
-        let by_id: std::collections::HashMap<_, _> = devices.iter().map(|(m, d)| (d.id, (*m, d))).collect();
-        for r in rollups.for_devices(ctx.tenant_id(), &ids, granularity, start, end).await? {
-            let (Some(consumption), Some((mac, d))) = (r.consumption, by_id.get(&r.device_id)) else {
-                continue;
-            };
-            let acc =
-                series.entry(key(true, *mac, d)).or_default().1.entry(regroup(tz, r.start)).or_default();
-            acc.add(consumption, r.count, r.expected);
-        }
-    } else {
-        // Wider scopes are added up by the database: one row per medium, unit and bucket.
-        for b in rollups.sum_for_devices(ctx.tenant_id(), &ids, granularity, start, end).await? {
-            let k = (String::new(), String::new(), b.medium.as_str().to_owned(), b.unit.clone());
-            series.entry(k).or_default().1.entry(regroup(tz, b.start)).or_default().add(
-                b.consumption,
-                b.readings,
-                b.expected,
-            );
-        }
-    }
-    let zone = tz.tz();
-    let series: Vec<Series> = series
-        .into_iter()
-        .map(|((gateway, device, medium, unit), (count, buckets))| Series {
-            gateway: Some(gateway).filter(|g| !g.is_empty()),
-            device: Some(device).filter(|d| !d.is_empty()),
-            medium,
-            unit,
-            devices: count,
-            total: buckets.values().map(|a| a.consumption).sum(),
-            buckets: buckets
-                .into_iter()
-                .map(|(start, a)| BucketOut {
-                    start,
-                    local_start: start
-                        .with_timezone(&zone)
-                        .naive_local()
-                        .format("%Y-%m-%dT%H:%M:%S")
-                        .to_string(),
-                    consumption: a.consumption,
-                    readings: a.readings,
-                    expected: a.expected,
-                    completeness: completeness(a.readings, a.expected),
+    let c = consumption(store, &ConsumptionQuery { tenant: ctx.tenant_id(), scope, range, bucket })
+        .await
+        .map_err(report_error)?;
+    let series: Vec<Series> = c
+        .series
+        .iter()
+        .map(|s| Series {
+            gateway: s.gateway.map(|m| m.to_string()),
+            device: s.device.as_ref().map(ToString::to_string),
+            medium: s.medium.as_str().to_owned(),
+            unit: s.unit.clone(),
+            devices: s.devices,
+            total: s.total().consumption,
+            buckets: c
+                .axis
+                .periods
+                .iter()
+                .zip(&s.buckets)
+                .map(|(p, b)| BucketOut {
+                    start: p.start,
+                    local_start: p.local_start.format("%Y-%m-%dT%H:%M:%S").to_string(),
+                    consumption: b.consumption,
+                    readings: b.readings,
+                    expected: b.expected,
+                    completeness: b.completeness(),
                 })
                 .collect(),
         })
         .collect();
     let out = ConsumptionOut {
         scope: q.scope.clone(),
-        bucket: bucket.to_owned(),
-        timezone: tz.to_string(),
+        bucket: bucket_name.to_owned(),
+        timezone: c.zone.to_string(),
         from: q.from,
         to: q.to,
         series,
@@ -215,67 +224,45 @@ pub async fn get(
     if format == "csv" { csv(&out, style) } else { Ok(Json(out).into_response()) }
 }
 
-fn key(per_device: bool, mac: Mac, d: &Device) -> SeriesKey {
-    let (gateway, device) =
-        if per_device { (mac.to_string(), d.code.to_string()) } else { (String::new(), String::new()) };
-    (gateway, device, d.medium.as_str().to_owned(), d.unit.to_string())
-}
-
-/// The scope's counting devices with their gateway's MAC, and whether each is its own series.
-async fn devices(
+/// The consumption report as an XLSX or PDF download (audited: an export, SPEC §6).
+async fn report_file(
     state: &AppState,
     ctx: &ApiCtx,
-    q: &ConsumptionParams,
-) -> ApiResult<(Vec<(Mac, Device)>, bool)> {
-    let store = state.store();
-    let gateway = |required: bool| async move {
-        match q.gateway.as_deref() {
-            Some(mac) => {
-                let mac = Mac::parse(mac).map_err(|e| ApiError::bad_param("gateway", e.to_string()))?;
-                Ok(Some(store.gateways().by_mac(ctx.tenant_id(), mac).await?))
-            }
-            None if required => Err(ApiError::bad_param("gateway", "this scope needs gateway")),
-            None => Ok(None),
-        }
+    req: &ReportRequest,
+    format: &str,
+) -> ApiResult<Response> {
+    let report = tds_reports::build(state.store(), req).await.map_err(report_error)?;
+    let (mime, name) = if format == "pdf" {
+        ("application/pdf", "consumption.pdf")
+    } else {
+        ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "consumption.xlsx")
     };
-    let counting = |d: &Device| d.kind != tds_domain::MeasurementKind::Gauge;
-    match q.scope.as_str() {
-        "device" => {
-            let g = gateway(true).await?.ok_or(ApiError::NotFound)?;
-            let code = q
-                .device
-                .as_deref()
-                .ok_or_else(|| ApiError::bad_param("device", "scope device needs device"))?;
-            let code = DeviceCode::parse(code).map_err(|e| ApiError::bad_param("device", e.to_string()))?;
-            let d = store.devices().by_code(ctx.tenant_id(), g.id, &code).await?;
-            Ok((vec![(g.mac, d)], true))
-        }
-        "gateway" => {
-            let g = gateway(true).await?.ok_or(ApiError::NotFound)?;
-            let all = store.devices().list_for_gateway(ctx.tenant_id(), g.id, true).await?;
-            Ok((all.into_iter().filter(counting).map(|d| (g.mac, d)).collect(), false))
-        }
-        "medium" | "tenant" => {
-            let medium = match (q.scope.as_str(), q.medium.as_deref()) {
-                ("medium", None) => return Err(ApiError::bad_param("medium", "scope medium needs medium")),
-                (_, Some(m)) => {
-                    Some(Medium::parse(m).map_err(|e| ApiError::bad_param("medium", e.to_string()))?)
-                }
-                (_, None) => None,
-            };
-            let all = store.devices().list_with_archived(ctx.tenant_id()).await?;
-            let macs: std::collections::HashMap<_, _> =
-                store.gateways().all(ctx.tenant_id()).await?.into_iter().map(|g| (g.id, g.mac)).collect();
-            Ok((
-                all.into_iter()
-                    .filter(|d| counting(d) && medium.is_none_or(|m| d.medium == m))
-                    .filter_map(|d| macs.get(&d.gateway_id).map(|m| (*m, d)))
-                    .collect(),
-                false,
-            ))
-        }
-        _ => Err(ApiError::bad_param("scope", "scope must be device, gateway, medium or tenant")),
+    // Typesetting takes tens of milliseconds of CPU: off the async workers.
+    let pdf = format == "pdf";
+    let (bytes, report) = tokio::task::spawn_blocking(move || {
+        let bytes = if pdf { tds_reports::pdf::render(&report) } else { tds_reports::xlsx::render(&report) };
+        bytes.map(|b| (b, report))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("report renderer: {e}")))?
+    .map_err(report_error)?;
+    ctx.audit(
+        state,
+        "report.export",
+        ("report", None),
+        serde_json::json!({
+            "format": format, "scope": report.scope, "from": report.from, "to": report.to,
+            "bucket": report.bucket, "bytes": bytes.len(),
+        }),
+    )
+    .await?;
+    let mut response = bytes.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
     }
+    Ok(response)
 }
 
 fn csv(out: &ConsumptionOut, style: CsvStyle) -> ApiResult<Response> {

@@ -106,6 +106,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(certificates::issue))
         .routes(routes!(certificates::sign_csr))
         .routes(routes!(certificates::revoke))
+        .routes(routes!(certificates::renew))
         .routes(routes!(imports::gateways))
         .routes(routes!(imports::devices))
         .routes(routes!(dead_letters::list))

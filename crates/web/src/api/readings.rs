@@ -205,41 +205,12 @@ pub async fn list(
     Ok(Json(ReadingPage { items: rows.iter().map(|r| sel.out(r)).collect(), next_cursor }).into_response())
 }
 
-/// CSV settings (SPEC §6): RFC 4180 with `,` and decimal points, or `;` with decimal commas.
-#[derive(Debug, Clone, Copy)]
-pub struct CsvStyle {
-    pub semicolon: bool,
-    pub bom: bool,
-}
+/// CSV settings (SPEC §6), shared with the reports' files.
+pub use tds_reports::csv_out::CsvStyle;
 
-impl CsvStyle {
-    pub fn from_params(delimiter: Option<&str>, bom: Option<bool>) -> ApiResult<Self> {
-        let semicolon = match delimiter.unwrap_or("comma") {
-            "comma" | "," => false,
-            "semicolon" | ";" => true,
-            _ => return Err(ApiError::bad_param("delimiter", "delimiter must be comma or semicolon")),
-        };
-        Ok(Self { semicolon, bom: bom.unwrap_or(false) })
-    }
-
-    /// A writer for rows after the first chunk.
-    pub fn writer(self) -> csv::Writer<Vec<u8>> {
-        self.writer_into(Vec::new())
-    }
-
-    /// A writer for the file's first bytes: the byte-order mark, when asked for, goes first.
-    pub fn head_writer(self) -> csv::Writer<Vec<u8>> {
-        self.writer_into(if self.bom { "\u{feff}".as_bytes().to_vec() } else { Vec::new() })
-    }
-
-    fn writer_into(self, start: Vec<u8>) -> csv::Writer<Vec<u8>> {
-        csv::WriterBuilder::new().delimiter(if self.semicolon { b';' } else { b',' }).from_writer(start)
-    }
-
-    pub fn number(self, v: f64) -> String {
-        let s = v.to_string();
-        if self.semicolon { s.replace('.', ",") } else { s }
-    }
+/// The CSV style of the `delimiter` and `bom` query parameters.
+pub fn csv_style(delimiter: Option<&str>, bom: Option<bool>) -> ApiResult<CsvStyle> {
+    CsvStyle::parse(delimiter, bom).map_err(|e| ApiError::bad_param("delimiter", e.to_string()))
 }
 
 /// Where a CSV export is.
@@ -252,11 +223,10 @@ struct Cursor {
 }
 
 fn csv(state: AppState, ctx: ApiCtx, sel: Selection, q: &ReadingParams) -> ApiResult<Response> {
-    let style = CsvStyle::from_params(q.delimiter.as_deref(), q.bom)?;
+    let style = csv_style(q.delimiter.as_deref(), q.bom)?;
     let zone = ctx.tenant.timezone.tz();
     let mut head = style.head_writer();
-    head.write_record(["gateway_mac", "device_code", "time_utc", "time_local", "value", "unit"])
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    head.write_record(tds_reports::export::HEADER).map_err(|e| ApiError::Internal(e.to_string()))?;
     let first = Bytes::from(head.into_inner().map_err(|e| ApiError::Internal(e.to_string()))?);
     let start = Cursor { state, ctx, sel, after: None, done: false };
     let rest = futures_util::stream::unfold(start, move |mut c| async move {

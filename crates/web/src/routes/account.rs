@@ -43,6 +43,9 @@ struct AccountForm {
     cnpj: String,
     #[serde(default)]
     timezone: String,
+    /// 1..28, or blank for calendar months (SPEC §6).
+    #[serde(default)]
+    billing_day: String,
 }
 
 #[derive(Template)]
@@ -83,6 +86,7 @@ async fn account_page(State(state): State<AppState>, Viewer(t): Viewer, ctx: Pag
         name: t.tenant.name.to_string(),
         cnpj: t.tenant.cnpj.clone().unwrap_or_default(),
         timezone: t.tenant.timezone.name().to_owned(),
+        billing_day: t.tenant.billing_day.map(|d| d.to_string()).unwrap_or_default(),
     };
     render(&account_template(&state, &t, ctx, form, FieldErrors::default()).await?, None)
 }
@@ -101,16 +105,27 @@ async fn update_account(
         Some(c) => field(&mut errors, lang, "cnpj", Cnpj::parse(&c)).map(Some),
     };
     let zone = field(&mut errors, lang, "timezone", TimeZone::parse(&form.timezone));
-    if let (Some(name), Some(cnpj), Some(zone)) = (name, cnpj, zone) {
+    let billing_day = match form.billing_day.trim() {
+        "" => Some(None),
+        d => {
+            let day = d.parse::<u8>().ok().filter(|d| (1..=28).contains(d));
+            if day.is_none() {
+                errors.set("billing_day", lang.t("account.billing_day_range"));
+            }
+            day.map(Some)
+        }
+    };
+    if let (Some(name), Some(cnpj), Some(zone), Some(billing_day)) = (name, cnpj, zone, billing_day) {
         match state.store().tenants().update_profile(t.tenant_id(), &name, cnpj.as_ref(), zone).await {
             Ok(_) => {
+                state.store().tenants().set_billing_day(t.tenant_id(), billing_day).await?;
                 audit(
                     &state,
                     &t.me,
                     Some(&t),
                     "tenant.profile_updated",
                     ("tenant", Some(t.tenant_id().to_string())),
-                    json!({"name": name.as_str(), "timezone": zone.name()}),
+                    json!({"name": name.as_str(), "timezone": zone.name(), "billing_day": billing_day}),
                 )
                 .await?;
                 return Ok(Redirect::to("/account?done=saved").into_response());

@@ -1,7 +1,9 @@
 //! Certificates of the tenant's gateways (admins) and of the whole fleet (staff): status
 //! (active, expiring within 2 years, expired, revoked, superseded), the expiry horizon by year,
-//! search, per-gateway history, and the actions: issue and download a bundle (the private key
-//! is in it and nowhere else), sign an uploaded CSR, revoke with an RFC 5280 reason.
+//! search, certificates never used, revocation reasons, per-gateway history, the renewal
+//! campaign's figures ([`crate::routes::renewals`]), and the actions: issue and download a
+//! bundle (the private key is in it and nowhere else), sign an uploaded CSR, revoke with an
+//! RFC 5280 reason.
 
 use crate::AppState;
 use crate::auth::{Admin, Staff};
@@ -9,6 +11,7 @@ use crate::certs::CertError;
 use crate::error::{WebError, WebResult};
 use crate::forms::optional;
 use crate::page::PageCtx;
+use crate::routes::renewals::{self, CampaignView, TenantCampaign};
 use crate::routes::table::Routes;
 use crate::routes::{audit, page_numbers, render, render_status};
 use askama::Template;
@@ -82,6 +85,10 @@ fn filter_for(q: &ListQuery, now: DateTime<Utc>) -> CertificateFilter {
         }
         "revoked" => f.status = Some(CertificateStatus::Revoked),
         "superseded" => f.status = Some(CertificateStatus::Superseded),
+        "never_used" => {
+            f.status = Some(CertificateStatus::Active);
+            f.never_used = true;
+        }
         _ => {}
     }
     f
@@ -100,6 +107,12 @@ struct ListTemplate {
     rows: Vec<Row>,
     total: i64,
     horizon: Vec<(i32, i64)>,
+    /// The horizon for the chart: `[[year, count], …]`.
+    horizon_json: String,
+    never_used: i64,
+    revoked: i64,
+    campaign: Option<CampaignView>,
+    tenants: Vec<TenantCampaign>,
     status: String,
     q: String,
     page: u32,
@@ -125,6 +138,33 @@ async fn list_page(
         None => certs.staff_list(&filter, page).await?,
     };
     let horizon = certs.expiry_by_year(tenant).await?;
+    let horizon_json = serde_json::to_string(&horizon).map_err(|e| WebError::Internal(e.to_string()))?;
+    let count = |f: CertificateFilter| async move {
+        let one = Page::new(1, 1);
+        match tenant {
+            Some(t) => certs.list(t, &f, one).await.map(|p| p.total),
+            None => certs.staff_list(&f, one).await.map(|p| p.total),
+        }
+    };
+    let never_used = count(CertificateFilter {
+        status: Some(CertificateStatus::Active),
+        never_used: true,
+        ..CertificateFilter::default()
+    })
+    .await?;
+    let revoked =
+        count(CertificateFilter { status: Some(CertificateStatus::Revoked), ..CertificateFilter::default() })
+            .await?;
+    let (campaign, tenants) = match tenant {
+        Some(t) => (Some(renewals::tenant_view(state.store(), t, now).await?), Vec::new()),
+        None => (
+            Some(CampaignView {
+                progress: renewals::progress(state.store(), None, now).await?,
+                paused: false,
+            }),
+            renewals::staff_views(state.store(), now).await?,
+        ),
+    };
     let (pages, page_links) = page_numbers(page.number, found.total, PAGE_SIZE);
     let rows = found.items.into_iter().map(|c| Row { status: shown_status(&c, now), c }).collect();
     let staff = tenant.is_none();
@@ -134,6 +174,11 @@ async fn list_page(
             rows,
             total: found.total,
             horizon,
+            horizon_json,
+            never_used,
+            revoked,
+            campaign,
+            tenants,
             status: q.status,
             q: q.q,
             page: page.number,

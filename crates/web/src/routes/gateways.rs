@@ -141,6 +141,7 @@ struct ShowTemplate {
     certificate: Option<Certificate>,
     history: Vec<tds_store::gateway_events::GatewayEvent>,
     open_alerts: Vec<crate::routes::alerts::Row>,
+    renewals: crate::routes::renewals::GatewayRenewals,
 }
 
 async fn show(
@@ -172,7 +173,11 @@ async fn show(
     let history = store.gateway_events().recent(t.tenant_id(), g.id, HISTORY).await?;
     let filter = tds_store::alerts::AlertFilter { gateway: Some(g.id), ..Default::default() };
     let open_alerts = crate::routes::alerts::open_rows(&state, &ctx, t.tenant_id(), filter).await?;
-    render(&ShowTemplate { ctx, g, devices, active_devices, certificate, history, open_alerts }, None)
+    let renewals = crate::routes::renewals::for_gateway(store, t.tenant_id(), g.id).await?;
+    render(
+        &ShowTemplate { ctx, g, devices, active_devices, certificate, history, open_alerts, renewals },
+        None,
+    )
 }
 
 /// The gateway form's fields as typed (re-shown when something is wrong).

@@ -12,6 +12,8 @@ pub mod gateways;
 pub mod home;
 pub mod imports;
 pub mod members;
+pub mod renewals;
+pub mod reports;
 pub mod settings;
 pub mod staff;
 pub mod staff_devices;
@@ -45,6 +47,7 @@ fn all() -> table::Routes {
         .merge(devices::routes())
         .merge(imports::routes())
         .merge(certificates::routes())
+        .merge(renewals::routes())
         .merge(dead_letters::routes())
         .merge(account::routes())
         .merge(members::routes())
@@ -56,7 +59,7 @@ fn all() -> table::Routes {
         .merge(alerts::routes())
         .merge(alert_prefs::routes())
         .merge(channels::routes())
-        .route("/reports", get(placeholder_reports))
+        .merge(reports::routes())
         .route("/assets/{*path}", get(assets::serve))
         .route("/favicon.ico", get(assets::favicon))
 }
@@ -157,23 +160,6 @@ async fn error_pages(State(state): State<AppState>, request: Request, next: Next
 pub struct Gone {
     pub ctx: PageCtx,
     pub message_key: &'static str,
-}
-
-/// A section that a later release fills in: says so instead of a 404.
-#[derive(Debug, Template)]
-#[template(path = "placeholder.html")]
-pub struct PlaceholderPage {
-    pub ctx: PageCtx,
-    pub issue_key: &'static str,
-}
-
-fn placeholder(section: &'static str, ctx: PageCtx) -> WebResult<Response> {
-    let ctx = ctx.section(section, &format!("nav.{section}"));
-    render(&PlaceholderPage { ctx, issue_key: "placeholder.text" }, None)
-}
-
-async fn placeholder_reports(_: crate::auth::Viewer, ctx: PageCtx) -> WebResult<Response> {
-    placeholder("reports", ctx)
 }
 
 /// Records an audit entry for an action done in the web UI.

@@ -476,6 +476,8 @@ async fn transfer(
     let with_devices = form.with_devices.is_some();
     match state.store().gateways().staff_transfer(g.id, to, with_devices, Some(me.user.id)).await {
         Ok(moved) => {
+            // The gateway's certificate was revoked (affiliation changed): a new CRL at once.
+            state.pki().refresh_crl(state.store()).await.map_err(|e| WebError::Internal(e.to_string()))?;
             audit(
                 &state,
                 &me,

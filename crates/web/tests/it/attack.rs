@@ -65,6 +65,9 @@ const MATRIX: &[(&str, &str, Access)] = &[
     ("POST", "/gateways/{id}/certificate", ADMIN),
     ("POST", "/gateways/{id}/certificate/csr", ADMIN),
     ("GET", "/staff/certificates", Staff),
+    ("POST", "/gateways/{id}/certificate/renew", ADMIN),
+    ("POST", "/certificates/campaign", ADMIN),
+    ("POST", "/staff/tenants/{id}/renewal-campaign", Staff),
     ("GET", "/dead-letters", ADMIN),
     ("POST", "/dead-letters/replay", ADMIN),
     ("GET", "/dead-letters/{id}", ADMIN),
@@ -129,6 +132,12 @@ const MATRIX: &[(&str, &str, Access)] = &[
     ("POST", "/alerts/rules/{id}/enabled", EDITOR),
     ("POST", "/alerts/rules/{id}/delete", EDITOR),
     ("GET", "/reports", VIEWER),
+    ("GET", "/reports/export", VIEWER),
+    ("GET", "/reports/readings", VIEWER),
+    ("POST", "/reports/definitions", EDITOR),
+    ("POST", "/reports/definitions/{id}/run", EDITOR),
+    ("POST", "/reports/definitions/{id}/delete", EDITOR),
+    ("GET", "/reports/runs/{id}/file", VIEWER),
     ("GET", "/assets/{*path}", Public),
     ("GET", "/favicon.ico", Public),
 ];
@@ -147,6 +156,8 @@ struct Targets {
     alert: i64,
     rule: i64,
     channel: i64,
+    definition: i64,
+    run: i64,
 }
 
 impl Targets {
@@ -172,6 +183,8 @@ impl Targets {
                 ("alerts", _) => self.alert.to_string(),
                 ("rules", _) => self.rule.to_string(),
                 ("channels", _) => self.channel.to_string(),
+                ("definitions", _) => self.definition.to_string(),
+                ("runs", _) => self.run.to_string(),
                 ("tenants", _) => self.tenant.to_string(),
                 ("invite" | "reset", _) => "0".repeat(64),
                 ("import", _) => "gateways".to_owned(),
@@ -205,8 +218,12 @@ async fn digest(app: &TestApp, a: tds_domain::TenantId, t: &Targets) -> String {
     let rules = s.alert_rules().list(a, None).await.unwrap();
     let channels = s.notification_channels().list(a).await.unwrap();
     let outbox = s.outbox().staff_due(chrono::Utc::now() + chrono::Duration::days(1), 100).await.unwrap();
+    let renewals = s.renewals().for_gateway(a, tds_domain::GatewayId::new(t.gateway), 10).await.unwrap();
+    let paused = s.renewals().is_paused(a).await.unwrap();
+    let reports = s.report_definitions().list(a).await.unwrap();
+    let runs = s.report_runs().list(a, None, 100).await.unwrap();
     format!(
-        "{:?}\n{devices:?}\n{certs:?}\n{members:?}\n{invites:?}\n{tokens:?}\n{tenant:?}\n{letter:?}\n{tenants}\n{alert:?}\n{rules:?}\n{channels:?}\n{outbox:?}",
+        "{:?}\n{devices:?}\n{certs:?}\n{members:?}\n{invites:?}\n{tokens:?}\n{tenant:?}\n{letter:?}\n{tenants}\n{alert:?}\n{rules:?}\n{channels:?}\n{outbox:?}\n{renewals:?}\n{paused}\n{reports:?}\n{runs:?}",
         gateways.items
     )
 }
@@ -332,6 +349,33 @@ async fn every_route_refuses_whoever_its_access_excludes_and_another_tenants_ids
         )
         .await
         .unwrap();
+    let definition = app
+        .store
+        .report_definitions()
+        .create(
+            a.id,
+            &tds_store::report_defs::NewDefinition {
+                name: tds_domain::Name::parse("name", "Mensal SECRET-A").unwrap(),
+                spec: r#"{"scope":"tenant","period":"previous_month","bucket":"day"}"#.into(),
+                format: "csv".into(),
+                lang: "pt-BR".into(),
+                recipients: vec!["a@example.com".into()],
+                schedule: None,
+                next_run_at: None,
+                created_by: None,
+            },
+        )
+        .await
+        .unwrap();
+    let run = app.store.report_runs().enqueue_manual(a.id, definition.id).await.unwrap();
+    let file = tds_store::report_defs::RunFile {
+        period_from: chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+        period_to: chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+        file_name: "consumo.csv".into(),
+        content_type: "text/csv".into(),
+        bytes: b"gateway_mac\n".to_vec(),
+    };
+    app.store.report_runs().set_file(a.id, run, &file).await.unwrap();
     let viewer = app.user("vera@example.com", Some((a.id, Role::Viewer))).await;
     app.user("edu@example.com", Some((a.id, Role::Editor))).await;
     app.user("adm@example.com", Some((a.id, Role::Admin))).await;
@@ -350,6 +394,8 @@ async fn every_route_refuses_whoever_its_access_excludes_and_another_tenants_ids
         alert: alert.id.get(),
         rule: rule.id.get(),
         channel: channel.id.get(),
+        definition: definition.id,
+        run,
     };
 
     // What the router serves, from the router.

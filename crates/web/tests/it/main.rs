@@ -27,6 +27,8 @@ mod forms;
 mod hardening;
 mod imports;
 mod members;
+mod renewals;
+mod reports;
 mod roles;
 mod settings;
 mod staff;

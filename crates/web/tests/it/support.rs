@@ -49,12 +49,7 @@ impl TestApp {
             &["localhost".to_owned()],
         )
         .unwrap();
-        let pki = tds_web::certs::Pki {
-            files: Arc::new(files),
-            device_cert_days: 365,
-            crl_days: 7,
-            broker: tds_pki::BrokerInfo::new("mqtt.test"),
-        };
+        let pki = tds_web::certs::Pki::new(Arc::new(files), 365, 7, tds_pki::BrokerInfo::new("mqtt.test"));
         let state = AppState::new(db.store.clone(), config.clone(), mailer, pki.clone());
         let events = state.events().clone();
         let app = tds_web::router(state);

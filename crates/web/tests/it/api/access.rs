@@ -30,6 +30,7 @@ const FOREIGN: &[(&str, &str)] = &[
     ("POST", "/api/v1/gateways/02:00:00:00:00:0b/certificate"),
     ("POST", "/api/v1/gateways/02:00:00:00:00:0b/certificate/csr"),
     ("POST", "/api/v1/gateways/02:00:00:00:00:0b/certificate/revoke"),
+    ("POST", "/api/v1/gateways/02:00:00:00:00:0b/certificate/renew"),
     ("POST", "/api/v1/dead-letters/{letter}/replay"),
 ];
 
@@ -96,6 +97,7 @@ async fn another_tenants_resources_are_404_everywhere_and_unchanged(db: TestDb) 
     assert_eq!(certs.len(), 1);
     assert_eq!(certs[0].status, tds_store::certificates::CertificateStatus::Active);
     assert!(app.store.rejected().get(b.id, letter).await.unwrap().replayed_at.is_none());
+    assert!(app.store.renewals().for_gateway(b.id, gb.id, 5).await.unwrap().is_empty(), "no renewal started");
     assert!(
         app.store
             .audit()
@@ -146,6 +148,7 @@ async fn tokens_roles_and_sessions_are_enforced(db: TestDb) {
         (Method::DELETE, "/api/v1/gateways/02:00:00:00:00:01"),
         (Method::POST, "/api/v1/gateways/02:00:00:00:00:01/devices"),
         (Method::POST, "/api/v1/gateways/02:00:00:00:00:01/certificate"),
+        (Method::POST, "/api/v1/gateways/02:00:00:00:00:01/certificate/renew"),
         (Method::POST, "/api/v1/dead-letters/1/replay"),
     ];
     for (method, path) in &writes {
@@ -168,6 +171,13 @@ async fn tokens_roles_and_sessions_are_enforced(db: TestDb) {
     let editor = Api::new(&app, &token(&app, t.id, "erp", Role::Editor).await);
     assert_eq!(
         editor.post("/api/v1/gateways/02:00:00:00:00:01/certificate", json!({})).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        editor
+            .post("/api/v1/gateways/02:00:00:00:00:01/certificate/renew", json!({"csr": true}))
+            .await
+            .status,
         StatusCode::FORBIDDEN
     );
     assert_eq!(app.store.tenants().usage(t.id).await.unwrap().gateways, 1, "no write went through");

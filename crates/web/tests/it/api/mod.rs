@@ -6,6 +6,7 @@ mod alert_rules;
 mod channels;
 mod events;
 mod openapi;
+mod renewals;
 mod resources;
 mod staff;
 

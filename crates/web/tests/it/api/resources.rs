@@ -284,6 +284,14 @@ async fn readings_and_consumption_come_back_as_json_and_csv(db: TestDb) {
     let mut reader = csv::ReaderBuilder::new().delimiter(b';').from_reader(csv.text.as_bytes());
     let row = reader.records().next().unwrap().unwrap();
     assert_eq!((&row[4], &row[6]), ("2026-11-10T00:00:00", "93"), "{row:?}");
+    // The same figures as the report's files (the reports crate's PDF and workbook).
+    let range = "scope=gateway&gateway=02:00:00:00:00:01&bucket=day&from=2026-11-10&to=2026-11-10";
+    let pdf = api.get(&format!("/api/v1/consumption?{range}&format=pdf&lang=en")).await;
+    assert_eq!(pdf.status, StatusCode::OK);
+    assert!(pdf.text.starts_with("%PDF-"), "a PDF");
+    let xlsx = api.get(&format!("/api/v1/consumption?{range}&format=xlsx")).await;
+    assert_eq!(xlsx.status, StatusCode::OK);
+    assert!(xlsx.text.starts_with("PK"), "a workbook is a zip");
     for bad in [
         "scope=planet&from=2026-11-10&to=2026-11-10",
         "scope=tenant&bucket=year&from=2026-11-10&to=2026-11-10",

@@ -9,6 +9,7 @@
 
 mod alerts;
 mod kit;
+mod reports;
 
 use crate::support::{PASSWORD, TestApp};
 use kit::{Browser, Screenshot};
@@ -112,6 +113,8 @@ async fn pages_load_without_a_console_error_a_policy_violation_or_a_missing_icon
     app.user("ana@example.com", Some((t.id, Role::Admin))).await;
     let gw = fixtures::gateway(&app.store, t.id, "aa:00:00:00:00:01", "GW1").await;
     let d = fixtures::meter(&app.store, t.id, &gw, "D01").await;
+    // A certificate, so that the certificates page draws its expiry horizon.
+    app.pki.issue(&app.store, &gw, tds_pki::DeviceKeyKind::EcdsaP256, false).await.unwrap();
     let Some(b) = Browser::open(&app, DESKTOP).await else { return };
     b.goto("/login").await;
     b.find("#email").await;
@@ -139,6 +142,12 @@ async fn pages_load_without_a_console_error_a_policy_violation_or_a_missing_icon
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(b.console_errors().await, Vec::<String>::new(), "{path}");
     }
+    b.goto("/certificates").await;
+    b.until(
+        "the expiry horizon chart",
+        "return document.getElementById('horizon-chart').dataset.ready === 'true'",
+    )
+    .await;
     let icon = reqwest::get(format!("{}/favicon.ico", app.base)).await.unwrap();
     assert_eq!(icon.status(), 200);
     assert_eq!(icon.headers()["content-type"], "image/svg+xml");
