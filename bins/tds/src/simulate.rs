@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tds_domain::limits::{Amount, MaxDevices, ReportInterval};
 use tds_domain::{DeviceCode, GatewayCode, Mac, Name, TenantId};
+use tds_gateway::cert::CertFiles;
 use tds_gateway::sim::{self, Faults, GatewaySpec, Latency, MeterProfile, MeterSpec, Settings, Stats};
 use tds_pki::DeviceKeyKind;
 use tds_store::certificates::CertificateStatus;
@@ -158,7 +159,7 @@ fn summary(stats: &Stats, mut all: Vec<u32>, elapsed: Duration) {
     );
     println!(
         "simulate: done after {:.0} s: {} messages sent, {} acknowledged ({} readings); {latency}; {} bad messages, \
-         {} resets, {} late batches; {} connects, {} connect failures, {} disconnects",
+         {} resets, {} late batches; {} connects, {} connect failures, {} disconnects; {} renewals, {} rollbacks",
         elapsed.as_secs_f64(),
         s.messages_sent,
         s.messages_acked,
@@ -168,7 +169,9 @@ fn summary(stats: &Stats, mut all: Vec<u32>, elapsed: Duration) {
         s.late_batches,
         s.connects,
         s.connect_failures,
-        s.disconnects
+        s.disconnects,
+        s.renewals,
+        s.rollbacks
     );
 }
 
@@ -185,28 +188,29 @@ pub async fn provision(
     ensure_devices(store, tenant, &gateways, plan.devices).await?;
     let (registers, last_reported) = registers(store, tenant).await?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let ca_pem = pki.files.ca.cert_pem().to_owned();
-    let (registers, last_reported) = (&registers, &last_reported);
-    let fleet = futures_util::stream::iter(gateways.into_iter().map(|g| {
-        let ca_pem = ca_pem.clone();
-        async move {
-            let (cert, key) = ensure_certificate(store, pki, dir, &g, plan.key).await?;
-            let tls = sim::client_tls(&ca_pem, &cert, &key)
-                .with_context(|| format!("gateway {}: unusable certificate or key", g.mac))?;
-            let meters = (0..plan.devices)
-                .map(|d| MeterSpec {
-                    code: device_code(d),
-                    profile: MeterProfile::for_index(d),
-                    start: registers.get(&(g.id.get(), device_code(d))).copied(),
-                })
-                .collect();
-            anyhow::Ok(GatewaySpec {
-                mac: g.mac,
-                meters,
-                last_reported: last_reported.get(&g.id.get()).copied(),
-                tls: Arc::new(tls),
+    // The gateways' trust anchor, beside their certificates: a renewal checks the new
+    // certificate's chain against it, as a gateway in the field does with its bundle's CA.
+    let ca_file = dir.join("ca.crt");
+    std::fs::write(&ca_file, pki.files.ca.cert_pem())
+        .with_context(|| format!("cannot write {}", ca_file.display()))?;
+    let (registers, last_reported, ca_file) = (&registers, &last_reported, &ca_file);
+    let fleet = futures_util::stream::iter(gateways.into_iter().map(|g| async move {
+        ensure_certificate(store, pki, dir, &g, plan.key).await?;
+        let (cert_file, key_file) = cert_paths(dir, g.mac);
+        let files = CertFiles { ca_file: ca_file.clone(), cert_file, key_file };
+        let meters = (0..plan.devices)
+            .map(|d| MeterSpec {
+                code: device_code(d),
+                profile: MeterProfile::for_index(d),
+                start: registers.get(&(g.id.get(), device_code(d))).copied(),
             })
-        }
+            .collect();
+        anyhow::Ok(GatewaySpec {
+            mac: g.mac,
+            meters,
+            last_reported: last_reported.get(&g.id.get()).copied(),
+            files,
+        })
     }))
     // Key generation runs on the blocking pool: keep both cores busy.
     .buffered(4)
@@ -386,19 +390,29 @@ fn cert_paths(dir: &Path, mac: Mac) -> (PathBuf, PathBuf) {
 }
 
 /// The gateway's certificate and key from an earlier run when the certificate is still the
-/// gateway's active one; otherwise a new one, issued and recorded like `tds cert issue --replace`.
+/// gateway's active one (a renewal the simulator took has replaced the files); otherwise a new
+/// one, issued and recorded like `tds cert issue --replace`.
 async fn ensure_certificate(
     store: &Store,
     pki: &tds_web::certs::Pki,
     dir: &Path,
     gateway: &Gateway,
     key: DeviceKeyKind,
-) -> anyhow::Result<(String, String)> {
+) -> anyhow::Result<()> {
     let (cert_path, key_path) = cert_paths(dir, gateway.mac);
-    if let (Ok(cert), Ok(key)) = (std::fs::read_to_string(&cert_path), std::fs::read_to_string(&key_path))
+    if let Ok(cert) = std::fs::read_to_string(&cert_path)
+        && key_path.exists()
         && still_active(store, gateway.mac, &cert).await
     {
-        return Ok((cert, key));
+        return Ok(());
+    }
+    // A renewal left half-way belongs to the certificate being replaced.
+    for stale in [".new", ".csr"] {
+        for path in [&cert_path, &key_path] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(stale);
+            let _ = std::fs::remove_file(PathBuf::from(name));
+        }
     }
     let bundle = pki.issue(store, gateway, key, true).await?;
     let issued = bundle.certificate;
@@ -406,7 +420,7 @@ async fn ensure_certificate(
     std::fs::write(&cert_path, &issued.cert_pem)
         .with_context(|| format!("cannot write {}", cert_path.display()))?;
     tds_pki::files::write_secret(&key_path, &key_pem)?;
-    Ok((issued.cert_pem, key_pem))
+    Ok(())
 }
 
 async fn still_active(store: &Store, mac: Mac, cert_pem: &str) -> bool {

@@ -149,9 +149,9 @@ fn csr_for_key(mac: Mac, key: &KeyPair) -> Result<String, CertError> {
     csr.pem().map_err(g)
 }
 
-/// Where a gateway keeps its identity while a renewal goes on: on disk for the agent
-/// ([`CertFiles`]), in memory for the simulator ([`MemoryIdentity`]). [`on_offer`] decides what
-/// to do with an offer through it, so both run the same checks and the same steps.
+/// Where a gateway keeps its identity while a renewal goes on ([`CertFiles`], used by the agent
+/// and by the simulator's gateways alike). [`on_offer`] decides what to do with an offer through
+/// it, so both run the same checks and the same steps.
 pub trait IdentityStore {
     /// Checks an offered certificate (with the offered key, or the CSR key waiting) and keeps it
     /// as the candidate beside the current identity.
@@ -226,85 +226,6 @@ pub fn on_offer<H: std::hash::BuildHasher>(
                     OfferOutcome::Refused(e)
                 }
             }
-        }
-    }
-}
-
-/// The simulator's identity: the same steps as [`CertFiles`], in memory.
-#[derive(Debug)]
-pub struct MemoryIdentity {
-    inner: std::sync::Mutex<MemoryState>,
-}
-
-#[derive(Debug)]
-struct MemoryState {
-    current: Identity,
-    candidate: Option<Identity>,
-    csr_key: Option<Zeroed>,
-}
-
-/// A key kept in memory, never printed.
-struct Zeroed(String);
-
-impl std::fmt::Debug for Zeroed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<key>")
-    }
-}
-
-impl MemoryIdentity {
-    pub fn new(current: Identity) -> Self {
-        Self { inner: std::sync::Mutex::new(MemoryState { current, candidate: None, csr_key: None }) }
-    }
-
-    /// The identity in use.
-    pub fn current(&self) -> Option<Identity> {
-        self.inner.lock().ok().map(|s| s.current.clone())
-    }
-}
-
-impl IdentityStore for MemoryIdentity {
-    fn stage(
-        &self,
-        cert_pem: &str,
-        key_pem: Option<&str>,
-        mac: Mac,
-        now: DateTime<Utc>,
-    ) -> Result<(Identity, CertInfo), CertError> {
-        let mut s = self.inner.lock().map_err(|_| CertError::NoKey)?;
-        let key_pem = match key_pem {
-            Some(k) => k.to_owned(),
-            None => s.csr_key.as_ref().map(|k| k.0.clone()).ok_or(CertError::NoKey)?,
-        };
-        let info = validate(cert_pem, &key_pem, &s.current.ca_pem, mac, now)?;
-        let next = Identity { cert_pem: cert_pem.to_owned(), key_pem, ca_pem: s.current.ca_pem.clone() };
-        s.candidate = Some(next.clone());
-        Ok((next, info))
-    }
-
-    fn start_csr(&self, mac: Mac) -> Result<String, CertError> {
-        let mut s = self.inner.lock().map_err(|_| CertError::NoKey)?;
-        if let Some(existing) = &s.csr_key {
-            let key = KeyPair::from_pem(&existing.0).map_err(|e| CertError::Generate(e.to_string()))?;
-            return csr_for_key(mac, &key);
-        }
-        let (key, csr) = generate_csr(mac)?;
-        s.csr_key = Some(Zeroed(key));
-        Ok(csr)
-    }
-
-    fn promote(&self) -> Result<(), CertError> {
-        let mut s = self.inner.lock().map_err(|_| CertError::NoKey)?;
-        if let Some(next) = s.candidate.take() {
-            s.current = next;
-            s.csr_key = None;
-        }
-        Ok(())
-    }
-
-    fn reject(&self) {
-        if let Ok(mut s) = self.inner.lock() {
-            s.candidate = None;
         }
     }
 }
@@ -496,13 +417,21 @@ mod tests {
             .into_bytes()
     }
 
-    /// The simulator's path: the same decisions as the agent's, in memory.
+    /// The decisions the agent and the simulator share, on the files they share.
     #[test]
-    fn the_in_memory_identity_swaps_refuses_and_answers_a_csr() {
+    fn the_files_swap_refuse_and_answer_a_csr() {
         let mac = Mac::parse("02:00:00:00:00:05").unwrap();
         let (issuer, ca_pem) = ca();
         let (cert, key) = leaf(&issuer, &mac.to_string(), 1);
-        let store = MemoryIdentity::new(Identity { ca_pem: ca_pem.clone(), cert_pem: cert, key_pem: key });
+        let dir = tempfile::tempdir().unwrap();
+        let store = CertFiles {
+            ca_file: dir.path().join("ca.crt"),
+            cert_file: dir.path().join("gw.crt"),
+            key_file: dir.path().join("gw.key"),
+        };
+        fs::write(&store.ca_file, &ca_pem).unwrap();
+        fs::write(&store.cert_file, &cert).unwrap();
+        fs::write(&store.key_file, &key).unwrap();
         let mut refused = HashSet::new();
         let now = Utc::now();
         let current = store.current().unwrap();

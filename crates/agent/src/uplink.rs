@@ -21,6 +21,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tds_domain::Mac;
+use tds_domain::renewal::StatusReport;
 use tokio::sync::{Notify, watch};
 
 /// What the poller and the uplink share.
@@ -70,6 +71,16 @@ pub struct UplinkSettings {
     pub backoff_max: Duration,
 }
 
+/// Certificates given up since start.
+#[derive(Default)]
+struct Refused {
+    /// Refused by our checks or by the server: a retained offer comes back after every
+    /// reconnect and must not be tried again and again.
+    pems: HashSet<String>,
+    /// The serial of one the server refused, for the next status report.
+    to_report: Option<String>,
+}
+
 enum SessionEnd {
     Stopped,
     /// The connection ended (or never came up).
@@ -101,9 +112,7 @@ pub async fn run(
         tracing::error!(error = %e, "cannot complete an interrupted certificate swap");
     }
     let mut candidate = files.pending_candidate();
-    // Offers refused (by our checks or by the server) since start: a retained offer comes back
-    // after every reconnect and must not be tried again and again.
-    let mut refused: HashSet<String> = HashSet::new();
+    let mut refused = Refused::default();
     let mut backoff = settings.backoff_min;
     loop {
         if *stop.borrow() {
@@ -141,12 +150,15 @@ pub async fn run(
                 backoff = settings.backoff_min;
             }
             SessionEnd::Lost { was_up, error } => {
-                if trying.is_some() {
+                // A candidate that connected was promoted at its CONNACK: losing that session
+                // later is an ordinary lost connection, not a refusal.
+                if trying.is_some() && !was_up {
                     tracing::warn!(error = %error, "the new certificate was not accepted; back to the old one");
                     shared.with_status(|s| {
                         s.last_cert_update = Some(format!("{}: rolled back: {error}", Utc::now()));
                     });
-                    refused.insert(identity.cert_pem.trim().to_owned());
+                    refused.pems.insert(identity.cert_pem.trim().to_owned());
+                    refused.to_report = cert::info(&identity.cert_pem).ok().map(|i| i.serial);
                     files.reject();
                     continue;
                 }
@@ -201,7 +213,7 @@ async fn session(
     identity: &Identity,
     is_candidate: bool,
     shared: &Shared,
-    refused: &mut HashSet<String>,
+    refused: &mut Refused,
     stop: &mut watch::Receiver<bool>,
 ) -> SessionEnd {
     let (telemetry, status_topic, update_topic, csr_topic) = topics(settings.mac);
@@ -262,7 +274,14 @@ async fn session(
                     }
                     tracing::info!(host = %settings.host, "connected");
                     window.requested.push_back(None);
-                    let _ = client.try_publish(status_topic.as_str(), QoS::AtLeastOnce, true, "online");
+                    // Which certificate this connection uses (and one the server refused): what
+                    // TDS confirms a renewal by when it sits behind an external broker.
+                    let report = StatusReport {
+                        status: "online".into(),
+                        cert_serial: cert::info(&identity.cert_pem).ok().map(|i| i.serial),
+                        refused_serial: refused.to_report.take(),
+                    };
+                    let _ = client.try_publish(status_topic.as_str(), QoS::AtLeastOnce, true, report.to_json());
                     let _ = client.try_subscribe(update_topic.as_str(), QoS::AtLeastOnce);
                     top_up(&client, &telemetry, settings.window, &mut window, shared);
                 }
@@ -284,7 +303,7 @@ async fn session(
                     }
                 }
                 Ok(Event::Incoming(Incoming::Publish(p))) if p.topic == update_topic => {
-                    match handle_offer(settings, files, identity, &p.payload, refused, shared) {
+                    match handle_offer(settings, files, identity, &p.payload, &mut refused.pems, shared) {
                         OfferOutcome::Nothing | OfferOutcome::Refused(_) => {}
                         OfferOutcome::Csr(csr) => {
                             let body = serde_json::json!({ "csr_pem": csr }).to_string();

@@ -1,5 +1,6 @@
 //! Certificate renewal over the air (SPEC §3): the two modes, the states of one renewal, the
-//! campaign window and the `cert_update` / `cert_csr` payloads exchanged with a gateway.
+//! campaign window, the `cert_update` / `cert_csr` payloads exchanged with a gateway, and the
+//! certificate a gateway reports in its `status` message (what scale-out mode confirms by).
 //!
 //! Must not: sign anything or read the clock (the callers pass `now`).
 
@@ -157,6 +158,50 @@ pub fn parse_csr_message(payload: &[u8]) -> Result<String, CsrMessageError> {
         .map_err(|e| CsrMessageError::BadJson(e.to_string()))
 }
 
+/// A gateway's `status` message: `online` / `offline` as plain text (SPEC §2, what a will
+/// carries), or a JSON object that also says which certificate the gateway connected with and
+/// which new certificate it gave up (a rollback):
+/// `{"status":"online","cert_serial":"…","refused_serial":"…"}`. Behind an external broker TDS
+/// does not see the gateway's certificate, so these serials are how it learns of a renewal's
+/// outcome there; its own endpoint reads the certificate itself and ignores them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_serial: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_serial: Option<String>,
+}
+
+/// Largest `status` payload read as JSON; anything longer is only online-or-not.
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 1024;
+
+impl StatusReport {
+    /// Reads a status payload. Plain text is `offline` (any case) or online; a JSON object is
+    /// read for its fields. A payload that is neither is online without serials (a gateway that
+    /// says anything is there).
+    pub fn parse(payload: &[u8]) -> Self {
+        let trimmed = payload.trim_ascii();
+        if trimmed.first() == Some(&b'{')
+            && trimmed.len() <= MAX_STATUS_MESSAGE_BYTES
+            && let Ok(report) = serde_json::from_slice::<StatusReport>(trimmed)
+        {
+            return report;
+        }
+        let status = if trimmed.eq_ignore_ascii_case(b"offline") { "offline" } else { "online" };
+        Self { status: status.to_owned(), ..Self::default() }
+    }
+
+    pub fn online(&self) -> bool {
+        !self.status.eq_ignore_ascii_case("offline")
+    }
+
+    pub fn to_json(&self) -> String {
+        // A struct of strings always serialises.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,5 +236,24 @@ mod tests {
         assert_eq!(RenewalMode::default_for_model(Some("dcu-8210")), RenewalMode::Csr);
         assert_eq!(RenewalMode::default_for_model(Some("DCU-0080")), RenewalMode::ServerKey);
         assert_eq!(RenewalMode::default_for_model(None), RenewalMode::ServerKey);
+    }
+
+    #[test]
+    fn a_status_is_plain_text_or_a_report_of_the_certificate_in_use() {
+        assert!(!StatusReport::parse(b"offline").online());
+        assert!(!StatusReport::parse(b" OFFLINE\n").online());
+        assert!(StatusReport::parse(b"online").online());
+        assert!(StatusReport::parse(b"{not json").online());
+        let r = StatusReport::parse(br#"{"status":"online","cert_serial":"0a:1b","refused_serial":"ff"}"#);
+        assert!(r.online());
+        assert_eq!(r.cert_serial.as_deref(), Some("0a:1b"));
+        assert_eq!(r.refused_serial.as_deref(), Some("ff"));
+        assert!(!StatusReport::parse(br#"{"status":"offline"}"#).online());
+        let long = format!(r#"{{"status":"online","cert_serial":"{}"}}"#, "a".repeat(2000));
+        assert_eq!(StatusReport::parse(long.as_bytes()).cert_serial, None, "bounded");
+        let sent =
+            StatusReport { status: "online".into(), cert_serial: Some("1f".into()), refused_serial: None };
+        assert_eq!(sent.to_json(), r#"{"status":"online","cert_serial":"1f"}"#);
+        assert_eq!(StatusReport::parse(sent.to_json().as_bytes()), sent);
     }
 }

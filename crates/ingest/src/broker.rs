@@ -15,7 +15,13 @@
 //! connection that delivered the message. When the broker goes away, the consumer reconnects
 //! with a backoff from half a second to half a minute.
 //!
-//! Must not: publish on gateways' topics, or acknowledge a message before its commit.
+//! Messages TDS keeps for gateways (`cert_update`) are published retained on the broker by
+//! [`crate::broker_outbox`], through this consumer's connection. Behind a broker TDS does not see
+//! the gateways' certificates: what a gateway reports in its status confirms its renewal
+//! ([`crate::reported`]).
+//!
+//! Must not: publish on gateways' topics other than `cert_update`, or acknowledge a message
+//! before its commit.
 
 use crate::config::IngestConfig;
 use crate::pipeline::Pipeline;
@@ -33,11 +39,13 @@ use tds_domain::telemetry::Topic;
 use tds_store::{Store, StoreError};
 use tokio::sync::mpsc;
 
-/// The shared subscriptions: telemetry (and its alias) and status, in the share group `tds`.
-pub const SUBSCRIPTIONS: [&str; 3] = [
+/// The shared subscriptions: telemetry (and its alias), status and CSRs, in the share group
+/// `tds`.
+pub const SUBSCRIPTIONS: [&str; 4] = [
     "$share/tds/tds_new/gateway/+/telemetria",
     "$share/tds/tds_new/devices/+/telemetry",
     "$share/tds/tds_new/gateway/+/status",
+    "$share/tds/tds_new/gateway/+/cert_csr",
 ];
 
 /// Requests (acknowledgements, subscriptions) waiting for the MQTT event loop, and messages
@@ -92,16 +100,21 @@ struct Pending {
 pub struct BrokerConsumer {
     options: BrokerOptions,
     max_packet_bytes: usize,
+    /// How often the messages kept for gateways are looked at.
+    message_poll: Duration,
     pipeline: Arc<Pipeline>,
 }
 
 impl BrokerConsumer {
     /// Starts the pipeline (the writer); does not connect yet.
     pub fn new(options: BrokerOptions, config: &IngestConfig, store: Store) -> Self {
+        let mut pipeline = Pipeline::start(store, config);
+        pipeline.certificate_reports = true;
         Self {
             options,
             max_packet_bytes: config.max_packet_bytes,
-            pipeline: Arc::new(Pipeline::start(store, config)),
+            message_poll: config.revocation_poll,
+            pipeline: Arc::new(pipeline),
         }
     }
 
@@ -122,6 +135,13 @@ impl BrokerConsumer {
         let connection = Arc::new(AtomicU64::new(0));
         let (pending_tx, pending_rx) = mpsc::channel::<Pending>(PENDING_CAPACITY);
         let acker = tokio::spawn(acknowledge(client.clone(), pending_rx, connection.clone()));
+        let (connected_tx, connected_rx) = tokio::sync::watch::channel(0u64);
+        let outbox = tokio::spawn(crate::broker_outbox::run(
+            client.clone(),
+            self.pipeline.store.clone(),
+            connected_rx,
+            self.message_poll,
+        ));
         tracing::info!(%broker, client_id = %o.client_id, "consuming from an external broker (scale-out mode)");
         let mut backoff = o.backoff_min;
         let mut failures = 0u32;
@@ -137,6 +157,7 @@ impl BrokerConsumer {
                     backoff = o.backoff_min;
                     failures = 0;
                     tracing::info!(%broker, session_present = ack.session_present, "connected to the broker");
+                    connected_tx.send_modify(|n| *n += 1);
                     // Again on every connection: a broker that lost the session lost them too.
                     for filter in SUBSCRIPTIONS {
                         if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
@@ -183,6 +204,7 @@ impl BrokerConsumer {
             }
         }
         drop(pending_tx);
+        outbox.abort();
         finish(client, events, acker).await;
     }
 

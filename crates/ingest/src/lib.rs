@@ -15,6 +15,7 @@
 //! device protocol allows and never forwards messages between clients).
 
 pub mod broker;
+pub mod broker_outbox;
 pub mod config;
 pub mod csr;
 pub mod directory;
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod registry;
+pub mod reported;
 pub mod session;
 pub mod status;
 pub mod writer;

@@ -39,6 +39,9 @@ pub struct Pipeline {
     /// Refusals said once a minute each.
     pub refusals: RateLog,
     csr: crate::csr::CsrSigner,
+    /// Scale-out mode: TDS does not see the gateways' certificates, so the one a gateway says it
+    /// uses in its status message confirms or rolls back its renewal ([`crate::reported`]).
+    pub certificate_reports: bool,
 }
 
 impl Pipeline {
@@ -65,6 +68,7 @@ impl Pipeline {
             writer,
             limits: Limits::of(config),
             csr: crate::csr::CsrSigner::new(config.csr_ca.clone(), config.device_cert_days),
+            certificate_reports: false,
         }
     }
 
@@ -114,9 +118,12 @@ impl Pipeline {
         } else {
             match topic {
                 Topic::Status(_) => {
-                    let online = !payload.eq_ignore_ascii_case(b"offline");
-                    if let Err(e) = self.set_online(gateway, online).await {
+                    let report = tds_domain::renewal::StatusReport::parse(payload);
+                    if let Err(e) = self.set_online(gateway, report.online()).await {
                         tracing::warn!(gateway.mac = %mac, error = %e, "cannot record the gateway status");
+                    }
+                    if self.certificate_reports {
+                        crate::reported::certificate_in_use(&self.store, gateway, &report).await;
                     }
                 }
                 Topic::CertCsr(_) => {

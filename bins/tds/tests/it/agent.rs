@@ -140,9 +140,9 @@ fn acknowledged(data: &Path) -> u64 {
     tds_gateway::status::Status::load(data).map_or(0, |s| s.batches_acknowledged)
 }
 
-async fn agent_readings_survive_outages_and_a_killed_agent(db: TestDb) {
-    let started = Instant::now();
-    let tds = Tds::new(Some(&db.url));
+/// A tenant with the gateway and its two meters, its bundle unpacked in the agent's directory,
+/// and the agent's configuration polling `modbus` every second and reporting to `mqtt`.
+fn provision(tds: &Tds, modbus: u16, mqtt: u16) -> (PathBuf, PathBuf) {
     tds.ok(&["ca", "init", "--algorithm", "ecdsa-p384"]);
     tds.ok(&["tenant", "create", "--name", "Acme"]);
     tds.ok(&[
@@ -159,10 +159,6 @@ async fn agent_readings_survive_outages_and_a_killed_agent(db: TestDb) {
     tds.ok(&["cert", "issue", "--mac", MAC, "--out", "bundles", "--key", "ecdsa-p256"]);
     let data: PathBuf = tds.path().join("agent");
     unzip(&tds.path().join(format!("bundles/{}.zip", MAC.replace(':', "-"))), &data);
-
-    let meters = Meters::default();
-    let modbus = serve_modbus(meters.clone()).await;
-    let (http, mqtt) = (free_port(), free_port());
     let config = tds.file(
         "agent.toml",
         &format!(
@@ -203,6 +199,16 @@ unit = "kWh"
             data = data.display()
         ),
     );
+    (data, config)
+}
+
+async fn agent_readings_survive_outages_and_a_killed_agent(db: TestDb) {
+    let started = Instant::now();
+    let tds = Tds::new(Some(&db.url));
+    let meters = Meters::default();
+    let modbus = serve_modbus(meters.clone()).await;
+    let (http, mqtt) = (free_port(), free_port());
+    let (data, config) = provision(&tds, modbus, mqtt);
 
     // Reporting.
     let mut server = spawn_server(&tds, http, mqtt);
@@ -310,4 +316,189 @@ unit = "kWh"
     );
 }
 
-per_backend!(agent_readings_survive_outages_and_a_killed_agent);
+fn status(data: &Path) -> tds_gateway::status::Status {
+    tds_gateway::status::Status::load(data).unwrap_or_default()
+}
+
+async fn renewals(store: &Store) -> Vec<tds_store::renewals::Renewal> {
+    let tenant = store.tenants().staff_by_name("Acme").await.unwrap();
+    let gateway = store.gateways().by_mac(tenant.id, tds_domain::Mac::parse(MAC).unwrap()).await.unwrap();
+    store.renewals().for_gateway(tenant.id, gateway.id, 10).await.unwrap()
+}
+
+/// A certificate for the gateway signed by the platform's CA but never recorded by TDS (a
+/// certificate TDS will refuse at the handshake), with its key, made by `openssl`.
+fn unrecorded_certificate(tds: &Tds) -> (String, String) {
+    let dir = tds.path();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").current_dir(dir).args(args).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", text(&out.stderr));
+    };
+    run(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "forged.ec"]);
+    run(&["pkcs8", "-topk8", "-nocrypt", "-in", "forged.ec", "-out", "forged.key"]);
+    run(&["req", "-new", "-key", "forged.key", "-subj", &format!("/CN={MAC}"), "-out", "forged.csr"]);
+    // Extensions as TDS's own device certificates have them (and so a v3 certificate).
+    std::fs::write(
+        dir.join("forged.ext"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "forged.csr",
+        "-CA",
+        "data/pki/ca.crt",
+        "-CAkey",
+        "data/pki/ca.key",
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-extfile",
+        "forged.ext",
+        "-out",
+        "forged.crt",
+    ]);
+    (
+        std::fs::read_to_string(dir.join("forged.crt")).unwrap(),
+        std::fs::read_to_string(dir.join("forged.key")).unwrap(),
+    )
+}
+
+/// The agent takes two renewals from TDS over MQTT (server key, then CSR: the new key made on
+/// the gateway), each confirmed by TDS when the agent connects with it; then an offer of a
+/// certificate TDS does not accept: the agent tries it, is refused at the handshake, goes back
+/// to its certificate and keeps reporting, and TDS marks the renewal rolled back.
+async fn the_agent_swaps_to_renewed_certificates_and_rolls_back_from_a_refused_one(db: TestDb) {
+    let tds = Tds::new(Some(&db.url));
+    let meters = Meters::default();
+    let modbus = serve_modbus(meters.clone()).await;
+    let (http, mqtt) = (free_port(), free_port());
+    let (data, config) = provision(&tds, modbus, mqtt);
+    let store = Store::open(&db.url, &DbOptions::default()).await.unwrap();
+    let server = spawn_server(&tds, http, mqtt);
+    wait_listening(mqtt).await;
+    let agent = spawn_agent(&config);
+    wait_for("first batches acknowledged", 30, || acknowledged(&data) >= 2).await;
+    let original_serial = status(&data).cert_serial.unwrap();
+    let read = |name: &str| std::fs::read_to_string(data.join(name)).unwrap();
+    let original_key = read("client.key");
+
+    // Server-key mode.
+    tds.ok(&["cert", "renew", "--mac", MAC]);
+    wait_for("the server-key renewal confirmed", 60, || {
+        status(&data).cert_serial.as_ref().is_some_and(|s| *s != original_serial)
+            && status(&data).last_cert_update.is_some_and(|u| u.contains("confirmed"))
+    })
+    .await;
+    let mut confirmed = false;
+    for _ in 0..100 {
+        confirmed = renewals(&store).await[0].state == tds_domain::renewal::RenewalState::Confirmed;
+        if confirmed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(confirmed, "TDS confirmed the renewal: {:?}", renewals(&store).await);
+    let first = read("client.crt");
+    assert_ne!(read("client.key"), original_key, "server-key mode: the key came with the offer");
+    assert!(data.join("client.crt.old").exists(), "the old certificate kept beside");
+
+    // CSR mode: the key is made on the gateway and never sent.
+    let key_before = read("client.key");
+    tds.ok(&["cert", "renew", "--mac", MAC, "--csr"]);
+    wait_for("the CSR renewal confirmed", 60, || read("client.crt") != first).await;
+    let mut states = Vec::new();
+    for _ in 0..100 {
+        states = renewals(&store).await;
+        if states[0].state == tds_domain::renewal::RenewalState::Confirmed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(states[0].mode, tds_domain::renewal::RenewalMode::Csr);
+    assert_eq!(states[0].state, tds_domain::renewal::RenewalState::Confirmed, "{states:?}");
+    let second = read("client.crt");
+    assert_ne!(read("client.key"), key_before, "a new key, made here");
+    let stored_key: Option<String> = {
+        let tenant = store.tenants().staff_by_name("Acme").await.unwrap();
+        store
+            .certificates()
+            .list(tenant.id, &tds_store::certificates::CertificateFilter::default(), Page::new(1, 50))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|c| c.pem.trim() == second.trim())
+            .map(|c| c.pem)
+    };
+    assert!(
+        stored_key.is_some_and(|pem| !pem.contains("PRIVATE KEY")),
+        "TDS holds the certificate, not the key"
+    );
+
+    // An offer TDS itself will refuse: a certificate of the right CA, name and dates, whose
+    // serial TDS never recorded (the renewal records another).
+    let (forged, forged_key) = unrecorded_certificate(&tds);
+    let tenant = store.tenants().staff_by_name("Acme").await.unwrap();
+    let gateway = store.gateways().by_mac(tenant.id, tds_domain::Mac::parse(MAC).unwrap()).await.unwrap();
+    let now = Utc::now();
+    let recorded = tds_store::certificates::NewCertificate {
+        mac: gateway.mac,
+        serial: "7e57000000000000000000000000000000000001".into(),
+        fingerprint_sha256: "00".repeat(32),
+        pem: forged.clone(),
+        key_algorithm: "ECDSA P-256".into(),
+        issued_at: now,
+        expires_at: now + chrono::Duration::days(30),
+    };
+    let payload = tds_domain::renewal::CertUpdate::Certificate {
+        new_cert: forged.clone(),
+        new_key: Some(forged_key),
+        expires_at: recorded.expires_at,
+    }
+    .to_json();
+    store
+        .renewals()
+        .start(
+            tenant.id,
+            gateway.id,
+            tds_domain::renewal::RenewalMode::ServerKey,
+            true,
+            Some((&recorded, &payload)),
+            None,
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while !status(&data).last_cert_update.is_some_and(|u| u.contains("rolled back")) {
+        assert!(Instant::now() < deadline, "the agent did not roll back: {:?}", status(&data));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let acked = acknowledged(&data);
+    wait_for("reporting on the old certificate", 30, || acknowledged(&data) >= acked + 3).await;
+    assert_eq!(read("client.crt"), second, "the certificate in use is the one before the refused offer");
+    assert!(data.join("client.crt.rejected").exists(), "the refused certificate set aside");
+    let mut state = None;
+    for _ in 0..100 {
+        state = Some(renewals(&store).await[0].state);
+        if state == Some(tds_domain::renewal::RenewalState::RolledBack) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        state,
+        Some(tds_domain::renewal::RenewalState::RolledBack),
+        "TDS saw the gateway come back on its old certificate"
+    );
+
+    stop(agent, "-TERM").await;
+    stop(server, "-TERM").await;
+}
+
+per_backend!(
+    agent_readings_survive_outages_and_a_killed_agent,
+    the_agent_swaps_to_renewed_certificates_and_rolls_back_from_a_refused_one
+);

@@ -16,13 +16,13 @@ const GATEWAYS: [&str; 4] =
     ["aa:bb:cc:00:00:01", "aa:bb:cc:00:00:02", "aa:bb:cc:00:00:03", "aa:bb:cc:00:00:04"];
 
 /// Mosquitto with every log type on, its log collected in `log`.
-struct Broker {
-    child: Child,
+pub(crate) struct Broker {
+    pub(crate) child: Child,
     log: Arc<Mutex<String>>,
 }
 
 impl Broker {
-    async fn start(conf: &Path, port: u16) -> Self {
+    pub(crate) async fn start(conf: &Path, port: u16) -> Self {
         let mut child = Command::new("mosquitto")
             .arg("-v")
             .arg("-c")
@@ -48,15 +48,15 @@ impl Broker {
         Self { child, log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
-    /// Waits until the consumer `client_id` has its three subscriptions acknowledged.
-    async fn wait_for_subscriptions(&self, client_id: &str) {
+    /// Waits until the consumer `client_id` has its subscriptions acknowledged.
+    pub(crate) async fn wait_for_subscriptions(&self, client_id: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let suback = format!("Sending SUBACK to {client_id}");
-        while self.log().matches(&suback).count() < 3 {
+        while self.log().matches(&suback).count() < tds_ingest::broker::SUBSCRIPTIONS.len() {
             assert!(Instant::now() < deadline, "{client_id} never subscribed:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -75,7 +75,7 @@ impl Drop for Broker {
 }
 
 /// A `tds serve` in broker mode, its log in `{dir}/{name}.log`.
-struct Instance {
+pub(crate) struct Instance {
     child: Child,
     http: u16,
     mqtt: u16,
@@ -83,7 +83,12 @@ struct Instance {
 }
 
 impl Instance {
-    async fn start(tds: &Tds, name: &'static str, broker_port: u16, extra: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start(
+        tds: &Tds,
+        name: &'static str,
+        broker_port: u16,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let (http, mqtt) = (free_port(), free_port());
         let log = std::fs::File::create(tds.path().join(format!("{name}.log"))).unwrap();
         let mut cmd = tds.command();
@@ -113,7 +118,7 @@ impl Instance {
         instance
     }
 
-    fn log(&self, tds: &Tds) -> String {
+    pub(crate) fn log(&self, tds: &Tds) -> String {
         std::fs::read_to_string(tds.path().join(format!("{}.log", self.name))).unwrap_or_default()
     }
 
@@ -130,7 +135,7 @@ impl Instance {
             .map_or(0, |n| n.trim().parse().unwrap())
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         let status = tokio::task::spawn_blocking(move || self.child.wait()).await.unwrap().unwrap();
         assert!(status.success(), "{status}");

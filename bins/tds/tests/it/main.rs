@@ -11,6 +11,7 @@ mod abuse;
 mod agent;
 mod backup;
 mod broker;
+mod broker_renewal;
 mod cli;
 mod consumption;
 mod db_copy;

@@ -127,7 +127,74 @@ async fn with_heavy_faults_every_bad_message_is_a_dead_letter_and_late_batches_k
     server.stop().await;
 }
 
+/// The simulated gateways take renewals as gateways in the field do (tds-gateway's shared
+/// `cert_update` handling): one in server-key mode, one by CSR; both are confirmed by TDS, and
+/// the next run connects with the renewed certificates instead of issuing new ones.
+async fn simulated_gateways_take_their_renewals_and_keep_the_new_certificates(db: TestDb) {
+    let tds = Tds::new(Some(&db.url));
+    tds.ok(&["ca", "init", "--algorithm", "ecdsa-p384"]);
+    let server = Server::start(&tds).await;
+    let fleet = ["--gateways", "2", "--devices", "1", "--faults", "none"];
+    simulate(&tds, &server, &[&fleet[..], &["--duration", "2"]].concat());
+    let store = Store::open(&db.url, &DbOptions::default()).await.unwrap();
+    let before = store
+        .certificates()
+        .staff_list(&CertificateFilter::default(), Page::new(1, 100))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(before.len(), 2);
+    let tenant = store.tenants().staff_by_name("Simulação").await.unwrap();
+    let server_key =
+        store.gateways().staff_by_mac(tds_domain::Mac::parse(&before[0].mac).unwrap()).await.unwrap();
+    store
+        .renewals()
+        .set_mode(tenant.id, server_key.id, Some(tds_domain::renewal::RenewalMode::ServerKey))
+        .await
+        .unwrap();
+    tds.ok(&["cert", "renew", "--mac", &before[0].mac]);
+    tds.ok(&["cert", "renew", "--mac", &before[1].mac, "--csr"]);
+
+    let out = simulate(&tds, &server, &[&fleet[..], &["--duration", "5"]].concat());
+    let summary = out.lines().last().unwrap();
+    assert_eq!(figure(summary, "renewals"), 2, "{out}");
+    assert_eq!(figure(summary, "rollbacks"), 0, "{out}");
+    let after = store
+        .certificates()
+        .staff_list(&CertificateFilter::default(), Page::new(1, 100))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(after.len(), 4, "two renewed certificates: {after:?}");
+    for old in &before {
+        let now = after.iter().find(|c| c.id == old.id).unwrap();
+        assert_ne!(now.status, tds_store::certificates::CertificateStatus::Active, "{now:?}");
+    }
+    let mut modes = Vec::new();
+    for gateway in store
+        .gateways()
+        .list(tenant.id, &tds_store::gateways::GatewayFilter::default(), Page::new(1, 10))
+        .await
+        .unwrap()
+        .items
+    {
+        let renewal = &store.renewals().for_gateway(tenant.id, gateway.id, 1).await.unwrap()[0];
+        assert_eq!(renewal.state, tds_domain::renewal::RenewalState::Confirmed, "{renewal:?}");
+        modes.push(renewal.mode);
+    }
+    modes.sort_by_key(|m| m.as_str());
+    assert_eq!(modes, [tds_domain::renewal::RenewalMode::Csr, tds_domain::renewal::RenewalMode::ServerKey]);
+
+    // A third run presents the renewed certificates: nothing new is issued.
+    simulate(&tds, &server, &[&fleet[..], &["--duration", "2"]].concat());
+    let again =
+        store.certificates().staff_list(&CertificateFilter::default(), Page::new(1, 100)).await.unwrap();
+    assert_eq!(again.total, 4, "the renewed certificates were kept and used");
+    server.stop().await;
+}
+
 per_backend!(
     every_reading_the_simulated_gateways_saw_acknowledged_is_stored_and_a_second_run_reuses_the_fleet,
     with_heavy_faults_every_bad_message_is_a_dead_letter_and_late_batches_keep_their_instants,
+    simulated_gateways_take_their_renewals_and_keep_the_new_certificates,
 );

@@ -2,11 +2,12 @@
 //! a retained `offline` will on its status topic, `online` once connected), reads its meters
 //! every interval and publishes a `QoS` 1 batch. Now and then it loses its uplink for a few
 //! intervals and then flushes the backlog in one late batch with per-reading timestamps, or sends
-//! a bad message. It reconnects with a growing back-off when the connection drops, and rumqttc
-//! resends what was not acknowledged.
+//! a bad message. It reconnects with a growing back-off when the connection drops. It takes
+//! certificate renewals as a gateway in the field does ([`super::renewal`]).
 
 use super::meters::{Meter, MeterProfile};
 use super::payload::{self, BadMessage, Reading};
+use super::renewal::{Renewal, Step};
 use super::stats::Stats;
 use super::stopped;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -32,8 +33,8 @@ pub struct GatewaySpec {
     /// The instant of the gateway's last stored batch, if any: its next one comes after it, even
     /// when a new run starts within the same second as the previous one ended.
     pub last_reported: Option<DateTime<Utc>>,
-    /// Trusts the platform CA and presents the gateway's certificate and key.
-    pub tls: Arc<rustls::ClientConfig>,
+    /// The gateway's identity files (CA, certificate, key), where renewals swap them.
+    pub files: crate::cert::CertFiles,
 }
 
 #[derive(Debug, Clone)]
@@ -103,8 +104,13 @@ struct Flight {
     /// Publishes requested and not yet acknowledged.
     outstanding: std::sync::atomic::AtomicU64,
     acked: tokio::sync::Notify,
-    /// Set by the event loop on every successful CONNACK, so the publisher says `online`.
+    /// Set by the event loop on every successful CONNACK, so the publisher says `online` with
+    /// the status report in `online`.
     connected: tokio::sync::Notify,
+    online: std::sync::Mutex<Vec<u8>>,
+    /// A CSR for the publisher to send (every publish goes through it, see `queued`).
+    csr: std::sync::Mutex<Option<String>>,
+    csr_ready: tokio::sync::Notify,
 }
 
 /// Runs one gateway until `stop` turns true: then it publishes `offline`, waits (at most 5 s) for
@@ -112,20 +118,28 @@ struct Flight {
 pub async fn run(spec: GatewaySpec, settings: Arc<Settings>, stats: Arc<Stats>, stop: watch::Receiver<bool>) {
     let mac = spec.mac;
     let status_topic = format!("tds_new/gateway/{mac}/status");
+    let (renewal, tls) = match Renewal::load(mac, spec.files.clone()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            tracing::error!(%mac, error = %e, "simulated gateway has no usable identity");
+            Stats::add(&stats.connect_failures, 1);
+            return;
+        }
+    };
     let mut opts = MqttOptions::new(mac.to_string(), settings.host.clone(), settings.port);
     opts.set_keep_alive(settings.keep_alive);
     opts.set_clean_session(true);
     opts.set_inflight(settings.inflight.max(1));
     opts.set_max_packet_size(1024 * 1024, 1024 * 1024);
     opts.set_last_will(LastWill::new(status_topic.as_str(), "offline", QoS::AtLeastOnce, true));
-    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(spec.tls.clone())));
+    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
     let (client, events) = AsyncClient::new(opts, usize::from(settings.inflight.max(1)) + 4);
     let mut seed_bytes = [0u8; 8];
     seed_bytes[2..].copy_from_slice(&mac.bytes());
     let seed = settings.seed ^ u64::from_be_bytes(seed_bytes);
     let flight = Flight::default();
     let producer = produce(&spec, &settings, &stats, &client, &flight, stop.clone(), seed);
-    let poller = poll(events, &stats, &flight, stop);
+    let poller = poll(Session { events, client: &client, renewal, mac }, &stats, &flight, stop);
     tokio::join!(producer, poller);
 }
 
@@ -150,6 +164,7 @@ async fn produce(
         .collect();
     let telemetry = format!("tds_new/gateway/{}/telemetria", spec.mac);
     let status_topic = format!("tds_new/gateway/{}/status", spec.mac);
+    let csr_topic = format!("tds_new/gateway/{}/cert_csr", spec.mac);
     // Gateways of a fleet start spread over one interval, as real ones do.
     let phase = settings.interval.mul_f64(rng.random_range(0.0..1.0));
     let mut ticker = tokio::time::interval_at(Instant::now() + phase, settings.interval);
@@ -170,7 +185,17 @@ async fn produce(
         tokio::select! {
             _ = ticker.tick() => {}
             () = flight.connected.notified() => {
-                if publish(&status_topic, b"online".to_vec(), 0, true).await.is_err() {
+                let report = flight.online.lock().map_or_else(|_| b"online".to_vec(), |r| r.clone());
+                if publish(&status_topic, report, 0, true).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            () = flight.csr_ready.notified() => {
+                let csr = flight.csr.lock().ok().and_then(|mut c| c.take());
+                if let Some(body) = csr
+                    && publish(&csr_topic, body.into_bytes(), 0, false).await.is_err()
+                {
                     return;
                 }
                 continue;
@@ -243,11 +268,23 @@ async fn produce(
     let _ = client.disconnect().await;
 }
 
-/// The MQTT event loop: connection state, and each PUBLISH timed to its PUBACK.
-async fn poll(mut events: EventLoop, stats: &Stats, flight: &Flight, stop: watch::Receiver<bool>) {
+/// What the event loop drives: the connection and the gateway's identity.
+struct Session<'a> {
+    events: EventLoop,
+    client: &'a AsyncClient,
+    renewal: Renewal,
+    mac: Mac,
+}
+
+/// The MQTT event loop: connection state, each PUBLISH timed to its PUBACK, and renewal offers.
+async fn poll(session: Session<'_>, stats: &Stats, flight: &Flight, stop: watch::Receiver<bool>) {
+    let Session { mut events, client, mut renewal, mac } = session;
+    let update_topic = format!("tds_new/gateway/{mac}/cert_update");
     // pkid → (written at, readings); a retransmission after a reconnect keeps the first time.
     let mut sent: HashMap<u16, (Instant, u64)> = HashMap::new();
     let mut up = false;
+    // A DISCONNECT sent to reconnect with a new certificate, not to stop.
+    let mut swapping = false;
     let mut backoff = Duration::from_millis(500);
     loop {
         match events.poll().await {
@@ -256,10 +293,42 @@ async fn poll(mut events: EventLoop, stats: &Stats, flight: &Flight, stop: watch
                     up = true;
                     backoff = Duration::from_millis(500);
                     stats.connected(true);
+                    if renewal.connected() {
+                        Stats::add(&stats.renewals, 1);
+                    }
+                    // Clean sessions: subscribe again on every connection; a retained offer
+                    // comes with the SUBACK.
+                    let _ = client.try_subscribe(update_topic.as_str(), QoS::AtLeastOnce);
+                    if let Ok(mut online) = flight.online.lock() {
+                        *online = renewal.status_report();
+                    }
                     flight.connected.notify_one();
                 } else {
                     Stats::add(&stats.connect_failures, 1);
                     tracing::warn!(code = ?ack.code, "simulated gateway refused");
+                }
+            }
+            Ok(Event::Incoming(Incoming::Publish(p))) if p.topic == update_topic => {
+                match renewal.on_offer(&p.payload) {
+                    Step::Nothing => {}
+                    Step::SendCsr(body) => {
+                        if let Ok(mut c) = flight.csr.lock() {
+                            *c = Some(body);
+                        }
+                        flight.csr_ready.notify_one();
+                    }
+                    Step::Reconnect(tls) => {
+                        events
+                            .mqtt_options
+                            .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+                        swapping = client.try_disconnect().is_ok();
+                        if !swapping {
+                            // The request channel is full: drop the connection instead.
+                            events.clean();
+                            up = false;
+                            stats.connected(false);
+                        }
+                    }
                 }
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
@@ -277,7 +346,14 @@ async fn poll(mut events: EventLoop, stats: &Stats, flight: &Flight, stop: watch
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                 if up {
+                    up = false;
                     stats.connected(false);
+                }
+                if swapping && !*stop.borrow() {
+                    // Reconnect at once, presenting the staged certificate.
+                    swapping = false;
+                    events.clean();
+                    continue;
                 }
                 return;
             }
@@ -291,6 +367,12 @@ async fn poll(mut events: EventLoop, stats: &Stats, flight: &Flight, stop: watch
                 } else {
                     Stats::add(&stats.connect_failures, 1);
                     tracing::debug!(error = %e, "simulated gateway cannot connect; retrying");
+                    if let Some(old) = renewal.connect_failed() {
+                        Stats::add(&stats.rollbacks, 1);
+                        events
+                            .mqtt_options
+                            .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(old)));
+                    }
                 }
                 if *stop.borrow() {
                     return;

@@ -9,6 +9,7 @@
 pub mod gateway;
 pub mod meters;
 pub mod payload;
+pub mod renewal;
 pub mod stats;
 
 pub use gateway::{Faults, GatewaySpec, MeterSpec, Settings};

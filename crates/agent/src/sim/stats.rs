@@ -23,6 +23,10 @@ pub struct Stats {
     pub resets: AtomicU64,
     /// Backlog batches sent after a gap.
     pub late_batches: AtomicU64,
+    /// Certificate renewals taken (connected with the new certificate).
+    pub renewals: AtomicU64,
+    /// New certificates given up because the connection with them failed.
+    pub rollbacks: AtomicU64,
     latencies_us: Mutex<Vec<u32>>,
 }
 
@@ -39,6 +43,8 @@ pub struct Snapshot {
     pub bad_messages: u64,
     pub resets: u64,
     pub late_batches: u64,
+    pub renewals: u64,
+    pub rollbacks: u64,
 }
 
 /// Latency percentiles of a window, in milliseconds.
@@ -85,6 +91,8 @@ impl Stats {
             bad_messages: get(&self.bad_messages),
             resets: get(&self.resets),
             late_batches: get(&self.late_batches),
+            renewals: get(&self.renewals),
+            rollbacks: get(&self.rollbacks),
         }
     }
 
@@ -117,7 +125,7 @@ impl Snapshot {
         );
         format!(
             "{} connected; {:.0} messages/s, {:.0} readings/s acknowledged; {latency}; in all {} acked of {} sent, \
-             {} bad, {} resets, {} late batches, {} connect failures, {} disconnects",
+             {} bad, {} resets, {} late batches, {} connect failures, {} disconnects, {} renewals, {} rollbacks",
             self.connected,
             rate(self.messages_acked, earlier.messages_acked),
             rate(self.readings_acked, earlier.readings_acked),
@@ -128,6 +136,8 @@ impl Snapshot {
             self.late_batches,
             self.connect_failures,
             self.disconnects,
+            self.renewals,
+            self.rollbacks,
         )
     }
 }

@@ -256,8 +256,10 @@ unit = "kWh"
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let agent = tokio::spawn(tds_gateway::agent::run(config, stop_rx));
 
-    // Reporting: `online`, then batches with the meter's value.
-    assert_eq!(next_on(&mut seen, "/status").await, b"online");
+    // Reporting: `online` with the certificate in use, then batches with the meter's value.
+    let first = online(&next_on(&mut seen, "/status").await);
+    assert_eq!(first.cert_serial, Some(serial_of(&data.join("client.crt"))));
+    assert_eq!(first.refused_serial, None);
     let batch: serde_json::Value = serde_json::from_slice(&next_on(&mut seen, "/telemetria").await).unwrap();
     assert_eq!(batch["gateway_mac"], MAC);
     assert_eq!(batch["leituras"][0]["valor"], 42.5);
@@ -277,7 +279,8 @@ unit = "kWh"
         status().last_cert_update.is_some_and(|u| u.contains("confirmed")) && status().connected
     })
     .await;
-    assert_eq!(next_on(&mut seen, "/status").await, b"online", "reconnected with the new certificate");
+    let report = online(&next_on(&mut seen, "/status").await);
+    assert_eq!(report.cert_serial, Some(serial_of_pem(&good_cert)), "reconnected with the new certificate");
     next_on(&mut seen, "/telemetria").await;
     // The server clears the offer once it sees the new certificate.
     watch_client.publish(&update, QoS::AtLeastOnce, true, Vec::<u8>::new()).await.unwrap();
@@ -314,6 +317,16 @@ unit = "kWh"
     assert_eq!(serial_of(&cert_file), serial_of_pem(&good_cert), "back on the previous certificate");
     assert!(data.join("client.crt.rejected").exists());
     wait_until("connected again", || status().connected).await;
+    // The status says which certificate is back in use and which was refused (what TDS
+    // behind a broker learns the rollback from). Statuses of the failed attempts never came.
+    let report = loop {
+        let r = online(&next_on(&mut seen, "/status").await);
+        if r.refused_serial.is_some() {
+            break r;
+        }
+    };
+    assert_eq!(report.cert_serial, Some(serial_of_pem(&good_cert)));
+    assert_eq!(report.refused_serial, Some(serial_of_pem(&revoked_cert)));
     next_on(&mut seen, "/telemetria").await;
     watch_client.publish(&update, QoS::AtLeastOnce, true, Vec::<u8>::new()).await.unwrap();
 
@@ -338,6 +351,13 @@ unit = "kWh"
 
 fn mac() -> tds_domain::Mac {
     tds_domain::Mac::parse(MAC).unwrap()
+}
+
+/// An `online` status report.
+fn online(payload: &[u8]) -> tds_domain::renewal::StatusReport {
+    let report = tds_domain::renewal::StatusReport::parse(payload);
+    assert!(report.online(), "{}", String::from_utf8_lossy(payload));
+    report
 }
 
 fn serial_of_pem(pem: &str) -> String {

@@ -573,6 +573,43 @@ impl<'a> RenewalStore<'a> {
         })
     }
 
+    /// Scale-out mode: the gateway reports it gave up certificate `refused_serial` (canonical
+    /// hex). When that is the successor of its open renewal, the offer counts as received, so
+    /// that its coming back on the old certificate is a rollback ([`Self::staff_admit`]).
+    pub async fn staff_gave_up(&self, gateway: GatewayId, refused_serial: &str) -> Result<(), StoreError> {
+        on_db!(
+            self.db,
+            write
+                | pool
+                | sqlx::query(
+                    "UPDATE gateway_messages SET delivered_at = $3 WHERE cleared_at IS NULL AND delivered_at IS NULL \
+                     AND renewal_id IN (SELECT r.id FROM renewals r JOIN certificates c ON c.id = r.new_certificate_id \
+                     WHERE r.gateway_id = $1 AND r.finished_at IS NULL AND c.serial = $2)"
+                )
+                .bind(gateway.get())
+                .bind(refused_serial.to_ascii_lowercase())
+                .bind(Ts::now())
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        )?;
+        Ok(())
+    }
+
+    /// Every message waiting for its gateway (scale-out mode publishes them all retained on the
+    /// broker at each connection: a broker without persistence forgot them when it restarted).
+    pub async fn staff_all_pending(&self) -> Result<Vec<PendingMessage>, StoreError> {
+        let rows: Vec<(i64, String, String, String)> = on_db!(self.db, read |pool| sqlx::query_as(
+            "SELECT id, mac, topic, payload FROM gateway_messages WHERE cleared_at IS NULL ORDER BY id"
+        )
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, mac, topic, payload)| PendingMessage { id, mac, topic, payload })
+            .collect())
+    }
+
     /// The message waiting on `topic` for the gateway `mac`, if any.
     pub async fn staff_pending(&self, mac: Mac, topic: &str) -> Result<Option<PendingMessage>, StoreError> {
         let row: Option<(i64, String, String, String)> = on_db!(self.db, read |pool| sqlx::query_as(
