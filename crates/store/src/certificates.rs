@@ -239,20 +239,16 @@ impl<'a> CertificateStore<'a> {
                 .execute(&mut *tx)
                 .await?;
             }
-            let row: CertificateRow = sqlx::query_as(AssertSqlSafe(insert.as_str()))
-                .bind(tenant.get())
-                .bind(gateway.get())
-                .bind(new.mac.to_string())
-                .bind(&new.serial)
-                .bind(&new.fingerprint_sha256)
-                .bind(&new.pem)
-                .bind(&new.key_algorithm)
-                .bind(Ts::from(new.issued_at))
-                .bind(Ts::from(new.expires_at))
-                .bind(now)
-                .bind(by.map(UserId::get))
-                .fetch_one(&mut *tx)
-                .await?;
+            let row: CertificateRow = bind_new_certificate!(
+                sqlx::query_as(AssertSqlSafe(insert.as_str())),
+                tenant.get(),
+                gateway.get(),
+                new,
+                now,
+                by.map(UserId::get)
+            )
+            .fetch_one(&mut *tx)
+            .await?;
             Ok(row)
         })?;
         row.try_into()

@@ -79,3 +79,23 @@ macro_rules! fetch_page {
         })
     };
 }
+
+/// Binds a `NewCertificate` to an INSERT INTO certificates whose parameters are, in order:
+/// tenant, gateway, MAC, serial, fingerprint, PEM, key algorithm, issued at, expires at, now
+/// (created and updated) and created by. Issuing by hand and renewing record certificates alike.
+macro_rules! bind_new_certificate {
+    ($query:expr, $tenant:expr, $gateway:expr, $new:expr, $now:expr, $by:expr) => {
+        $query
+            .bind($tenant)
+            .bind($gateway)
+            .bind($new.mac.to_string())
+            .bind(&$new.serial)
+            .bind(&$new.fingerprint_sha256)
+            .bind(&$new.pem)
+            .bind(&$new.key_algorithm)
+            .bind(Ts::from($new.issued_at))
+            .bind(Ts::from($new.expires_at))
+            .bind($now)
+            .bind($by)
+    };
+}

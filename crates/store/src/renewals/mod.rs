@@ -228,20 +228,16 @@ impl<'a> RenewalStore<'a> {
                 now
             );
             if let Some((new, payload)) = issued {
-                let new_id: i64 = sqlx::query_scalar(NEW_CERT)
-                    .bind(tenant.get())
-                    .bind(gateway.get())
-                    .bind(new.mac.to_string())
-                    .bind(&new.serial)
-                    .bind(&new.fingerprint_sha256)
-                    .bind(&new.pem)
-                    .bind(&new.key_algorithm)
-                    .bind(Ts::from(new.issued_at))
-                    .bind(Ts::from(new.expires_at))
-                    .bind(now)
-                    .bind(by.map(UserId::get))
-                    .fetch_one(&mut *tx)
-                    .await?;
+                let new_id: i64 = bind_new_certificate!(
+                    sqlx::query_scalar(NEW_CERT),
+                    tenant.get(),
+                    gateway.get(),
+                    new,
+                    now,
+                    by.map(UserId::get)
+                )
+                .fetch_one(&mut *tx)
+                .await?;
                 exec!(
                     tx,
                     "UPDATE renewals SET state = 'issued', new_certificate_id = $2 WHERE id = $1",
@@ -381,20 +377,10 @@ impl<'a> RenewalStore<'a> {
                 return Err(StoreError::Conflict("the renewal is not waiting for a CSR".into()));
             }
             exec!(tx, LOG, t, g, None::<i64>, "csr_received", "CSR received from the gateway", now);
-            let new_id: i64 = sqlx::query_scalar(NEW_CERT)
-                .bind(t)
-                .bind(g)
-                .bind(new.mac.to_string())
-                .bind(&new.serial)
-                .bind(&new.fingerprint_sha256)
-                .bind(&new.pem)
-                .bind(&new.key_algorithm)
-                .bind(Ts::from(new.issued_at))
-                .bind(Ts::from(new.expires_at))
-                .bind(now)
-                .bind(None::<i64>)
-                .fetch_one(&mut *tx)
-                .await?;
+            let new_id: i64 =
+                bind_new_certificate!(sqlx::query_scalar(NEW_CERT), t, g, new, now, None::<i64>)
+                    .fetch_one(&mut *tx)
+                    .await?;
             exec!(
                 tx,
                 "UPDATE renewals SET state = 'issued', new_certificate_id = $2, updated_at = $3 WHERE id = $1",
