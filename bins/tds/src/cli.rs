@@ -447,6 +447,10 @@ pub struct IngestBenchArgs {
     /// The endpoint's largest commit, in readings (default: the server's, 10000).
     #[arg(long)]
     pub commit_readings: Option<usize>,
+    /// How long a commit waits for more messages after the first, in milliseconds (default: the
+    /// server's, 0: it takes what is waiting).
+    #[arg(long)]
+    pub commit_delay_ms: Option<u64>,
     /// Keep rollups as `tds serve` does (the rollup worker runs beside the endpoint): `on`
     /// (default) or `off`, to measure what they cost.
     #[arg(long, default_value = "on")]

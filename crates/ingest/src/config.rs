@@ -50,7 +50,9 @@ pub struct IngestConfig {
     pub status_interval: Duration,
     /// A commit takes at most this many readings…
     pub commit_max_readings: usize,
-    /// …and waits at most this long for more messages after the first.
+    /// …and, when not zero, waits at most this long for more messages after the first. Zero
+    /// (the default) takes what is waiting: under load that is what arrived during the previous
+    /// commit, and a lone message is not kept waiting for company.
     pub commit_max_delay: Duration,
     /// Messages waiting for the writer; when full, sessions stop reading (back-pressure).
     pub queue_capacity: usize,
@@ -95,7 +97,7 @@ impl IngestConfig {
             // commits of up to 10 000 rather than 5000 readings gave +20 % readings/s on both
             // databases with lower PUBACK latency, a commit's cost being mostly per device.
             commit_max_readings: 10_000,
-            commit_max_delay: Duration::from_millis(5),
+            commit_max_delay: Duration::ZERO,
             queue_capacity: 1024,
             inflight_per_session: 64,
             cache_ttl: Duration::from_secs(10),

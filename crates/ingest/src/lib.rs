@@ -27,6 +27,7 @@ pub mod outbox;
 pub mod pipeline;
 pub mod registry;
 pub mod reported;
+pub mod seen;
 pub mod session;
 pub mod status;
 pub mod writer;

@@ -13,8 +13,9 @@
 use crate::config::IngestConfig;
 use crate::directory::{Directory, GatewayEntry};
 use crate::limits::{KeyedBuckets, RateLog};
+use crate::seen::SeenBuffer;
 use crate::status::StatusWrites;
-use crate::writer::{Done, ReadingOrigin, Submission, Writer};
+use crate::writer::{Done, ReadingOrigin, Submission, Writer, WriterSettings};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tds_domain::Mac;
@@ -47,16 +48,20 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts the writer.
     pub fn start(store: Store, config: &IngestConfig) -> Self {
+        let seen = Arc::new(SeenBuffer::default());
         let writer = Writer::spawn(
             store.clone(),
-            config.queue_capacity,
-            config.commit_max_readings,
-            config.commit_max_delay,
-            config.events.clone(),
-            config.dead_letter_max_bytes,
+            WriterSettings {
+                capacity: config.queue_capacity,
+                max_readings: config.commit_max_readings,
+                max_delay: config.commit_max_delay,
+                events: config.events.clone(),
+                dead_letter_max_bytes: config.dead_letter_max_bytes,
+            },
+            seen.clone(),
         );
         Self {
-            status: StatusWrites::new(store.clone(), config.events.clone(), config.status_interval),
+            status: StatusWrites::new(store.clone(), config.events.clone(), config.status_interval, seen),
             history: KeyedBuckets::new(
                 1.0 / config.status_interval.as_secs_f64().max(0.001),
                 HISTORY_BURST,

@@ -6,6 +6,7 @@
 //! Must not: decide the state (sessions and the pipeline do).
 
 use crate::directory::GatewayEntry;
+use crate::seen::SeenBuffer;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,14 +27,21 @@ struct Slot {
 #[derive(Debug, Clone)]
 pub struct StatusWrites {
     store: Store,
+    /// Telemetry instants not yet written: a gateway going offline writes its own first.
+    seen: Arc<SeenBuffer>,
     events: Option<broadcast::Sender<LiveEvent>>,
     interval: Duration,
     slots: Arc<Mutex<HashMap<GatewayId, Slot>>>,
 }
 
 impl StatusWrites {
-    pub fn new(store: Store, events: Option<broadcast::Sender<LiveEvent>>, interval: Duration) -> Self {
-        Self { store, events, interval, slots: Arc::default() }
+    pub fn new(
+        store: Store,
+        events: Option<broadcast::Sender<LiveEvent>>,
+        interval: Duration,
+        seen: Arc<SeenBuffer>,
+    ) -> Self {
+        Self { store, seen, events, interval, slots: Arc::default() }
     }
 
     /// Records the gateway online or offline: at once if nothing was written for it within the
@@ -112,6 +120,11 @@ impl StatusWrites {
     }
 
     async fn write(&self, tenant: TenantId, gateway: GatewayId, online: bool) -> Result<(), StoreError> {
+        // Telemetry noted before the goodbye is recorded without `online`, so that the next flush
+        // of noted instants cannot make the gateway online again.
+        if !online && let Some((seen_tenant, at)) = self.seen.take(gateway) {
+            self.store.gateways().record_last_seen(seen_tenant, gateway, at).await?;
+        }
         self.store.gateways().set_online(tenant, gateway, online).await?;
         if let Some(events) = self.events.as_ref().filter(|e| e.receiver_count() > 0) {
             let _ = events.send(LiveEvent::GatewayStatus { tenant, gateway, online });

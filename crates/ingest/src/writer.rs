@@ -1,14 +1,19 @@
-//! Group commit: messages from every session wait in one bounded queue; the writer takes as many
-//! as arrive within a few milliseconds (up to a few thousand readings), stores all their readings
-//! in one transaction, then their dead letters, marks their gateways seen, and only then tells
-//! each session that its message is stored, so that the PUBACK never precedes the commit.
+//! Group commit: messages from every session wait in one bounded queue; the writer takes all that
+//! are waiting (up to `max_readings`, and lingering up to `max_delay` for more when that is set),
+//! stores all their readings in one transaction, then their dead letters, and only then tells
+//! each session that its message is stored, so that the PUBACK never precedes the commit. Under
+//! load the batch is what arrived during the previous commit; a lone message is committed at once
+//! instead of waiting for company. When gateways were last seen is noted in [`SeenBuffer`] and
+//! written about once a second, after the acknowledgements.
 //!
 //! A full queue makes `submit` wait: sessions stop reading their sockets instead of holding
 //! messages in memory while the database catches up.
 
 use crate::pipeline::list_letter;
+use crate::seen::SeenBuffer;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tds_domain::dead_letter::{RefusedEntry, with_time};
 use tds_domain::telemetry::ReadingRejection;
@@ -50,16 +55,9 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer task.
-    pub fn spawn(
-        store: Store,
-        capacity: usize,
-        max_readings: usize,
-        max_delay: Duration,
-        events: Option<broadcast::Sender<LiveEvent>>,
-        dead_letter_max_bytes: usize,
-    ) -> Self {
-        let (tx, rx) = mpsc::channel(capacity);
-        tokio::spawn(run(store, rx, max_readings, max_delay, events, dead_letter_max_bytes));
+    pub fn spawn(store: Store, settings: WriterSettings, seen: Arc<SeenBuffer>) -> Self {
+        let (tx, rx) = mpsc::channel(settings.capacity);
+        tokio::spawn(run(store, rx, settings, seen));
         Self { tx }
     }
 
@@ -74,44 +72,91 @@ impl Writer {
     }
 }
 
+/// How the writer batches.
+#[derive(Debug, Clone)]
+pub struct WriterSettings {
+    /// Messages waiting for the writer before `submit` waits.
+    pub capacity: usize,
+    /// Most readings in one commit.
+    pub max_readings: usize,
+    /// How long to wait for more messages after the first of a batch (zero: take what is waiting).
+    pub max_delay: Duration,
+    pub events: Option<broadcast::Sender<LiveEvent>>,
+    pub dead_letter_max_bytes: usize,
+}
+
 type Item = (Submission, oneshot::Sender<Result<(), String>>);
 
-async fn run(
-    store: Store,
-    mut rx: mpsc::Receiver<Item>,
-    max_readings: usize,
-    max_delay: Duration,
-    events: Option<broadcast::Sender<LiveEvent>>,
-    dead_letter_max_bytes: usize,
-) {
-    while let Some(first) = rx.recv().await {
+/// How often noted `last_seen` instants are written.
+const SEEN_FLUSH: Duration = Duration::from_secs(1);
+
+async fn run(store: Store, mut rx: mpsc::Receiver<Item>, settings: WriterSettings, seen: Arc<SeenBuffer>) {
+    let mut next_flush = tokio::time::Instant::now() + SEEN_FLUSH;
+    loop {
+        let first = tokio::select! {
+            item = rx.recv() => match item {
+                Some(item) => item,
+                None => break,
+            },
+            () = tokio::time::sleep_until(next_flush), if !seen.is_empty() => {
+                flush_seen(&store, &seen).await;
+                next_flush = tokio::time::Instant::now() + SEEN_FLUSH;
+                continue;
+            }
+        };
         let mut batch = vec![first];
         let mut readings = batch[0].0.readings.len();
-        let deadline = tokio::time::Instant::now() + max_delay;
-        while readings < max_readings {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(item)) => {
+        // What is waiting already: under load, what arrived during the previous commit.
+        while readings < settings.max_readings {
+            match rx.try_recv() {
+                Ok(item) => {
                     readings += item.0.readings.len();
                     batch.push(item);
                 }
-                Ok(None) | Err(_) => break,
+                Err(_) => break,
+            }
+        }
+        if !settings.max_delay.is_zero() {
+            let deadline = tokio::time::Instant::now() + settings.max_delay;
+            while readings < settings.max_readings {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(item)) => {
+                        readings += item.0.readings.len();
+                        batch.push(item);
+                    }
+                    Ok(None) | Err(_) => break,
+                }
             }
         }
         crate::metrics::queue_depth(rx.len());
         let started = std::time::Instant::now();
-        let outcome = commit(&store, &mut batch, dead_letter_max_bytes).await.map_err(|e| e.to_string());
+        let outcome = commit(&store, &mut batch, settings.dead_letter_max_bytes, &seen)
+            .await
+            .map_err(|e| e.to_string());
         if let Ok((stored, duplicates)) = &outcome {
             crate::metrics::commit(readings, *stored, *duplicates, started.elapsed());
         }
         let outcome = outcome.map(|_| ());
         if let Err(e) = &outcome {
             tracing::error!(error = %e, messages = batch.len(), "commit failed; the messages are not acknowledged");
-        } else if let Some(events) = events.as_ref().filter(|e| e.receiver_count() > 0) {
+        } else if let Some(events) = settings.events.as_ref().filter(|e| e.receiver_count() > 0) {
             announce(events, &batch);
         }
         for (_, done) in batch {
             let _ = done.send(outcome.clone());
         }
+        // After the acknowledgements, never before.
+        if tokio::time::Instant::now() >= next_flush {
+            flush_seen(&store, &seen).await;
+            next_flush = tokio::time::Instant::now() + SEEN_FLUSH;
+        }
+    }
+    flush_seen(&store, &seen).await;
+}
+
+async fn flush_seen(store: &Store, seen: &SeenBuffer) {
+    if let Err(e) = seen.flush(store).await {
+        tracing::warn!(error = %e, "cannot record when gateways were last seen; will try again");
     }
 }
 
@@ -137,7 +182,12 @@ fn announce(events: &broadcast::Sender<LiveEvent>, batch: &[Item]) {
 /// order: the store then checks each device once per commit and inserts in a few multi-row
 /// statements, instead of once per message (measured with `tds bench ingest`: per-message groups
 /// made commits of 5000 readings take ~200 ms on SQLite, most of it in per-statement overhead).
-async fn commit(store: &Store, batch: &mut [Item], max_bytes: usize) -> Result<(u64, u64), StoreError> {
+async fn commit(
+    store: &Store,
+    batch: &mut [Item],
+    max_bytes: usize,
+    seen: &SeenBuffer,
+) -> Result<(u64, u64), StoreError> {
     let mut tenants: Vec<TenantId> = Vec::new();
     let mut merged: Vec<Vec<NewReading>> = Vec::new();
     // Per submission: its tenant's group and the position of its first reading there.
@@ -163,7 +213,7 @@ async fn commit(store: &Store, batch: &mut [Item], max_bytes: usize) -> Result<(
         Ok(r) => r,
         // A device left its tenant between the check and the commit: store message by message
         // so that only the message naming it is refused.
-        Err(StoreError::NotFound) => return commit_one_by_one(store, batch, max_bytes).await,
+        Err(StoreError::NotFound) => return commit_one_by_one(store, batch, max_bytes, seen).await,
         Err(e) => return Err(e),
     };
     let stored = reports.iter().map(|r| r.inserted).sum();
@@ -177,7 +227,7 @@ async fn commit(store: &Store, batch: &mut [Item], max_bytes: usize) -> Result<(
         }
         dead.append(&mut s.rejected);
     }
-    finish(store, batch, dead).await?;
+    finish(store, batch, dead, seen).await?;
     Ok((stored, duplicates))
 }
 
@@ -185,6 +235,7 @@ async fn commit_one_by_one(
     store: &Store,
     batch: &mut [Item],
     max_bytes: usize,
+    seen: &SeenBuffer,
 ) -> Result<(u64, u64), StoreError> {
     let (mut stored, mut duplicates) = (0, 0);
     let mut dead = Vec::new();
@@ -220,7 +271,7 @@ async fn commit_one_by_one(
         }
         dead.append(&mut s.rejected);
     }
-    finish(store, batch, dead).await?;
+    finish(store, batch, dead, seen).await?;
     Ok((stored, duplicates))
 }
 
@@ -256,7 +307,12 @@ fn conflicts_to_dead_letters(
     dead.extend(list_letter(template, template.received_at, &entries, max_bytes));
 }
 
-async fn finish(store: &Store, batch: &[Item], dead: Vec<NewRejected>) -> Result<(), StoreError> {
+async fn finish(
+    store: &Store,
+    batch: &[Item],
+    dead: Vec<NewRejected>,
+    seen_buffer: &SeenBuffer,
+) -> Result<(), StoreError> {
     if !dead.is_empty() {
         store.rejected().record(&dead).await?;
         for d in &dead {
@@ -272,9 +328,14 @@ async fn finish(store: &Store, batch: &[Item], dead: Vec<NewRejected>) -> Result
         }
     }
     for ((t, g), at) in seen {
-        match store.gateways().mark_seen(t, g, at).await {
-            Ok(()) | Err(StoreError::NotFound) => {}
-            Err(e) => return Err(e),
+        // At once only the first time (a pre-registered gateway is active before its PUBACK);
+        // later, noted for the next flush.
+        if seen_buffer.note(t, g, at) {
+            match store.gateways().mark_seen(t, g, at).await {
+                Ok(()) => seen_buffer.marked(g),
+                Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(())

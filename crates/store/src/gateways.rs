@@ -13,6 +13,12 @@ use std::collections::{HashMap, HashSet};
 use tds_domain::limits::{MaxDevices, Position, ReportInterval};
 use tds_domain::{Description, GatewayCode, GatewayId, GatewayStatus, Mac, Name, TenantId, UserId};
 
+/// Accepted telemetry: the gateway is seen and online, and a pre-registered one becomes active.
+const MARK_SEEN: &str = "UPDATE gateways SET online = TRUE, \
+    last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < $3 THEN $3 ELSE last_seen_at END, \
+    status = CASE WHEN status = 'pre_registered' THEN 'active' ELSE status END \
+    WHERE tenant_id = $1 AND id = $2";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Gateway {
     pub id: GatewayId,
@@ -1015,8 +1021,50 @@ impl<'a> GatewayStore<'a> {
         id: GatewayId,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let done = on_db!(self.db, write |pool| sqlx::query(
-            "UPDATE gateways SET online = TRUE, \
+        let done = on_db!(
+            self.db,
+            write
+                | pool
+                | sqlx::query(MARK_SEEN)
+                    .bind(tenant.get())
+                    .bind(id.get())
+                    .bind(Ts::from(at))
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected())
+        )?;
+        found(done)
+    }
+
+    /// [`Self::mark_seen`] for many gateways in one transaction (the device endpoint's periodic
+    /// flush); gateways no longer in that tenant are skipped.
+    pub async fn mark_seen_many(
+        &self,
+        seen: &[(TenantId, GatewayId, DateTime<Utc>)],
+    ) -> Result<(), StoreError> {
+        in_tx!(self.db, |tx| {
+            for (tenant, id, at) in seen {
+                sqlx::query(MARK_SEEN)
+                    .bind(tenant.get())
+                    .bind(id.get())
+                    .bind(Ts::from(*at))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Records when the gateway was last heard from without touching `online` (its telemetry
+    /// noted just before it said `offline`).
+    pub async fn record_last_seen(
+        &self,
+        tenant: TenantId,
+        id: GatewayId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_db!(self.db, write |pool| sqlx::query(
+            "UPDATE gateways SET \
                last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < $3 THEN $3 ELSE last_seen_at END, \
                status = CASE WHEN status = 'pre_registered' THEN 'active' ELSE status END \
              WHERE tenant_id = $1 AND id = $2"
@@ -1027,7 +1075,7 @@ impl<'a> GatewayStore<'a> {
         .execute(pool)
         .await
         .map(|r| r.rows_affected()))?;
-        found(done)
+        Ok(())
     }
 }
 

@@ -111,15 +111,8 @@ const PG_INSERT: &str = "INSERT INTO readings (device_id, time, tenant_id, gatew
     SELECT d, t, $1, g, v, u, $2 FROM UNNEST($3::BIGINT[], $4::TIMESTAMPTZ[], $5::BIGINT[], $6::FLOAT8[], $7::TEXT[]) \
     AS x(d, t, g, v, u) ON CONFLICT (device_id, time) DO NOTHING RETURNING device_id, time";
 
-/// Which of the group's devices are the tenant's, with their gateway.
-/// Devices looked up per statement (well under SQLite's bound-parameter limit).
+/// Devices looked up per statement on SQLite (well under its bound-parameter limit).
 const DEVICE_LOOKUP_CHUNK: usize = 500;
-
-/// The gateways of `n` of a tenant's devices: `$1` the tenant, `$2…` the device ids.
-fn device_gateways_sql(n: usize) -> String {
-    let ids: Vec<String> = (2..n + 2).map(|i| format!("${i}")).collect();
-    format!("SELECT id, gateway_id FROM devices WHERE tenant_id = $1 AND id IN ({})", ids.join(", "))
-}
 
 /// The stored values at `n` exact (device, time) pairs, on SQLite: anonymous parameters (see
 /// [`sqlite_insert_sql`]), two per pair.
@@ -246,19 +239,9 @@ impl<'a> ReadingStore<'a> {
                     continue;
                 }
                 let devices = devices_of(group);
-                let mut gateway_of: HashMap<i64, i64> = HashMap::with_capacity(devices.len());
-                // One query per chunk of devices, not per device: with a thousand devices in a
+                // One query for many devices, not one per device: with a thousand devices in a
                 // commit the lookups were most of its time (`tds bench ingest`).
-                for chunk in devices.chunks(DEVICE_LOOKUP_CHUNK) {
-                    let sql = device_gateways_sql(chunk.len());
-                    let mut query = sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql)).bind(tenant.get());
-                    for id in chunk {
-                        query = query.bind(*id);
-                    }
-                    for (id, gateway) in query.fetch_all(&mut *tx).await? {
-                        gateway_of.insert(id, gateway);
-                    }
-                }
+                let gateway_of = BulkInsert::device_gateways(&mut *tx, *tenant, &devices).await?;
                 // A device that is not the tenant's (or does not exist) fails the whole call.
                 if gateway_of.len() != devices.len() {
                     return Err(StoreError::NotFound);
@@ -293,14 +276,7 @@ impl<'a> ReadingStore<'a> {
             // to-do list (see `crate::rollups`). In device order, as the rollup refresh clears
             // marks: two transactions locking the same rows in different orders would deadlock.
             marks.sort_unstable();
-            for chunk in marks.chunks(crate::rollups::MARK_CHUNK) {
-                let sql = crate::rollups::mark_dirty_sql(chunk.len());
-                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(ingested_at);
-                for &(device, tenant, lo, hi) in chunk {
-                    q = q.bind(device).bind(tenant).bind(Ts::from_micros(lo)).bind(Ts::from_micros(hi));
-                }
-                q.execute(&mut *tx).await?;
-            }
+            BulkInsert::mark_dirty(&mut *tx, ingested_at, &marks).await?;
             Ok(reports)
         })
     }
@@ -461,7 +437,24 @@ trait BulkInsert {
 
     /// The stored values at exactly these keys.
     async fn stored_values(&mut self, keys: &[Key]) -> Result<HashMap<Key, f64>, sqlx::Error>;
+
+    /// The gateway of each of `devices` that is the tenant's (the others are left out).
+    async fn device_gateways(
+        &mut self,
+        tenant: TenantId,
+        devices: &[i64],
+    ) -> Result<HashMap<i64, i64>, sqlx::Error>;
+
+    /// Marks devices whose readings changed for the rollup refresh: per device its id, tenant,
+    /// earliest and latest instant (µs), in device order; rows lock in the order given.
+    async fn mark_dirty(&mut self, at: Ts, marks: &[(i64, i64, i64, i64)]) -> Result<(), sqlx::Error>;
 }
+
+/// How a mark already waiting widens to take a new one in (both databases).
+const MARK_MERGE: &str = " ON CONFLICT (device_id) DO UPDATE SET \
+    from_time = CASE WHEN excluded.from_time < rollup_dirty.from_time THEN excluded.from_time ELSE rollup_dirty.from_time END, \
+    to_time = CASE WHEN excluded.to_time > rollup_dirty.to_time THEN excluded.to_time ELSE rollup_dirty.to_time END, \
+    marked_at = excluded.marked_at";
 
 impl BulkInsert for sqlx::PgConnection {
     async fn insert_readings(
@@ -496,6 +489,42 @@ impl BulkInsert for sqlx::PgConnection {
         let rows: Vec<(i64, Ts, f64)> =
             sqlx::query_as(PG_STORED_VALUES).bind(devices).bind(times).fetch_all(&mut *self).await?;
         Ok(rows.into_iter().map(|(d, t, v)| ((d, t.micros()), v)).collect())
+    }
+
+    /// One statement of constant text, whatever the number of devices: prepared once per
+    /// connection, not once per commit.
+    async fn device_gateways(
+        &mut self,
+        tenant: TenantId,
+        devices: &[i64],
+    ) -> Result<HashMap<i64, i64>, sqlx::Error> {
+        let rows: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT id, gateway_id FROM devices WHERE tenant_id = $1 AND id = ANY($2)")
+                .bind(tenant.get())
+                .bind(devices)
+                .fetch_all(&mut *self)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn mark_dirty(&mut self, at: Ts, marks: &[(i64, i64, i64, i64)]) -> Result<(), sqlx::Error> {
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "INSERT INTO rollup_dirty (device_id, tenant_id, from_time, to_time, marked_at) \
+             SELECT d, t, f, e, $1 FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[]) \
+             AS x(d, t, f, e){MARK_MERGE}"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(at)
+            .bind(marks.iter().map(|m| m.0).collect::<Vec<_>>())
+            .bind(marks.iter().map(|m| m.1).collect::<Vec<_>>())
+            .bind(marks.iter().map(|m| Ts::from_micros(m.2)).collect::<Vec<_>>())
+            .bind(marks.iter().map(|m| Ts::from_micros(m.3)).collect::<Vec<_>>())
+            .execute(&mut *self)
+            .await?;
+        Ok(())
     }
 }
 
@@ -539,4 +568,43 @@ impl BulkInsert for sqlx::SqliteConnection {
         }
         Ok(stored)
     }
+
+    /// Anonymous parameters (see [`sqlite_insert_sql`]), a chunk of devices per statement.
+    async fn device_gateways(
+        &mut self,
+        tenant: TenantId,
+        devices: &[i64],
+    ) -> Result<HashMap<i64, i64>, sqlx::Error> {
+        let mut found = HashMap::with_capacity(devices.len());
+        for chunk in devices.chunks(DEVICE_LOOKUP_CHUNK) {
+            let sql = format!(
+                "SELECT id, gateway_id FROM devices WHERE tenant_id = ? AND id IN ({})",
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql)).bind(tenant.get());
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            found.extend(q.fetch_all(&mut *self).await?);
+        }
+        Ok(found)
+    }
+
+    async fn mark_dirty(&mut self, at: Ts, marks: &[(i64, i64, i64, i64)]) -> Result<(), sqlx::Error> {
+        for chunk in marks.chunks(MARK_CHUNK) {
+            let sql = format!(
+                "INSERT INTO rollup_dirty (device_id, tenant_id, from_time, to_time, marked_at) VALUES {}{MARK_MERGE}",
+                vec!["(?,?,?,?,?)"; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for &(device, tenant, lo, hi) in chunk {
+                q = q.bind(device).bind(tenant).bind(Ts::from_micros(lo)).bind(Ts::from_micros(hi)).bind(at);
+            }
+            q.execute(&mut *self).await?;
+        }
+        Ok(())
+    }
 }
+
+/// Devices marked per statement on SQLite (five parameters each).
+const MARK_CHUNK: usize = 500;

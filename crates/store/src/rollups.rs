@@ -24,7 +24,6 @@ use futures_util::{StreamExt as _, stream};
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use tds_domain::buckets::{
     bucket_len_seconds, bucket_start, completeness, expected_readings, next_bucket_start,
 };
@@ -152,31 +151,6 @@ const PG_NEIGHBOURS: &str = "SELECT s.d, b.time, b.value, CAST(0 AS BIGINT) FROM
 const PG_READINGS: &str = "SELECT s.d, r.time, r.value FROM \
      UNNEST($1::BIGINT[], $2::BIGINT[], $3::TIMESTAMPTZ[], $4::TIMESTAMPTZ[]) AS s(d, t, f, e) CROSS JOIN LATERAL \
      (SELECT time, value FROM readings WHERE device_id = s.d AND tenant_id = s.t AND time >= s.f AND time < s.e) AS r";
-
-/// Marks `n` devices whose readings changed: `$1` the instant, then per device its id, tenant,
-/// earliest and latest instant. Same SQL on both databases; rows lock in the order given.
-pub(crate) fn mark_dirty_sql(n: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO rollup_dirty (device_id, tenant_id, from_time, to_time, marked_at) VALUES ",
-    );
-    for i in 0..n {
-        if i > 0 {
-            sql.push(',');
-        }
-        let p = i * 4;
-        let _ = write!(sql, "(${}, ${}, ${}, ${}, $1)", p + 2, p + 3, p + 4, p + 5);
-    }
-    sql.push_str(
-        " ON CONFLICT (device_id) DO UPDATE SET \
-         from_time = CASE WHEN excluded.from_time < rollup_dirty.from_time THEN excluded.from_time ELSE rollup_dirty.from_time END, \
-         to_time = CASE WHEN excluded.to_time > rollup_dirty.to_time THEN excluded.to_time ELSE rollup_dirty.to_time END, \
-         marked_at = excluded.marked_at",
-    );
-    sql
-}
-
-/// Devices marked per statement.
-pub(crate) const MARK_CHUNK: usize = 200;
 
 #[derive(Debug, Clone, Copy)]
 pub struct RollupStore<'a> {
@@ -530,24 +504,10 @@ impl<'a> RollupStore<'a> {
             for chunk in upserts.chunks(UPSERT_CHUNK) {
                 tx.upsert_rollups(chunk, now).await?;
             }
-            // In device order, as the readings' commits mark them (see `mark_dirty_sql`).
+            // In device order, as the readings' commits mark them (`readings::BulkInsert::mark_dirty`).
             planned.sort_unstable_by_key(|p| p.0);
-            for (device, marked_at) in &planned {
-                sqlx::query("DELETE FROM rollup_dirty WHERE device_id = $1 AND marked_at = $2")
-                    .bind(device)
-                    .bind(marked_at)
-                    .execute(&mut *tx)
-                    .await?;
-                // SPEC §2: every accepted message updates the device's last_seen. Its mark says
-                // when its readings were last committed; setting it here, not in the ingest
-                // commit, keeps a per-device UPDATE off the path a PUBACK waits for.
-                sqlx::query(
-                    "UPDATE devices SET last_seen_at = $2 WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at < $2)",
-                )
-                .bind(device)
-                .bind(marked_at)
-                .execute(&mut *tx)
-                .await?;
+            for chunk in planned.chunks(CLEAR_CHUNK) {
+                tx.clear_marks(chunk).await?;
             }
             Ok(())
         })?;
@@ -815,9 +775,19 @@ const UPSERT_SET: &str = " ON CONFLICT (device_id, granularity, bucket_start) DO
 const UPSERT_COLUMNS: &str = "INSERT INTO rollups (device_id, granularity, bucket_start, tenant_id, consumption, \
      min_value, max_value, sum_value, reading_count, expected_count, resets, updated_at) ";
 
-/// Writing rollup rows, in each database's fastest form.
+/// Refreshed devices whose marks one statement clears: 2 parameters each on SQLite.
+const CLEAR_CHUNK: usize = 2000;
+
+/// Writing rollup rows, and clearing the marks of the devices refreshed, in each database's
+/// fastest form: a few statements per round, not two per device.
 trait UpsertRollups {
     async fn upsert_rollups(&mut self, rows: &[Upsert], now: Ts) -> Result<(), sqlx::Error>;
+    /// Deletes each device's mark if it is still the one refreshed (a commit since then moved
+    /// `marked_at`, and its readings wait for the next round), and sets the devices' `last_seen`
+    /// to the mark: SPEC §2 wants every accepted message to update it, and doing it here, not in
+    /// the ingest commit, keeps a per-device UPDATE off the path a PUBACK waits for. `planned`
+    /// is in device order.
+    async fn clear_marks(&mut self, planned: &[(i64, Ts)]) -> Result<(), sqlx::Error>;
 }
 
 impl UpsertRollups for sqlx::PgConnection {
@@ -842,6 +812,34 @@ impl UpsertRollups for sqlx::PgConnection {
             .bind(now)
             .execute(&mut *self)
             .await?;
+        Ok(())
+    }
+
+    async fn clear_marks(&mut self, planned: &[(i64, Ts)]) -> Result<(), sqlx::Error> {
+        let devices: Vec<i64> = planned.iter().map(|p| p.0).collect();
+        let marks: Vec<Ts> = planned.iter().map(|p| p.1).collect();
+        // The marks' rows locked in device order first, as the ingest commits lock them: a
+        // set-based DELETE alone locks in whatever order its plan visits them.
+        sqlx::query("SELECT 1 FROM rollup_dirty WHERE device_id = ANY($1) ORDER BY device_id FOR UPDATE")
+            .bind(&devices)
+            .execute(&mut *self)
+            .await?;
+        sqlx::query(
+            "DELETE FROM rollup_dirty d USING UNNEST($1::BIGINT[], $2::TIMESTAMPTZ[]) AS s(id, m) \
+             WHERE d.device_id = s.id AND d.marked_at = s.m",
+        )
+        .bind(&devices)
+        .bind(&marks)
+        .execute(&mut *self)
+        .await?;
+        sqlx::query(
+            "UPDATE devices d SET last_seen_at = s.m FROM UNNEST($1::BIGINT[], $2::TIMESTAMPTZ[]) AS s(id, m) \
+             WHERE d.id = s.id AND (d.last_seen_at IS NULL OR d.last_seen_at < s.m)",
+        )
+        .bind(&devices)
+        .bind(&marks)
+        .execute(&mut *self)
+        .await?;
         Ok(())
     }
 }
@@ -872,6 +870,26 @@ impl UpsertRollups for sqlx::SqliteConnection {
                 .bind(u.expected)
                 .bind(u.resets)
                 .bind(now);
+        }
+        q.execute(&mut *self).await?;
+        Ok(())
+    }
+
+    async fn clear_marks(&mut self, planned: &[(i64, Ts)]) -> Result<(), sqlx::Error> {
+        let values = vec!["(?,?)"; planned.len()].join(",");
+        let delete = format!("DELETE FROM rollup_dirty WHERE (device_id, marked_at) IN (VALUES {values})");
+        let mut q = sqlx::query(AssertSqlSafe(delete));
+        for (device, marked_at) in planned {
+            q = q.bind(device).bind(marked_at);
+        }
+        q.execute(&mut *self).await?;
+        let update = format!(
+            "UPDATE devices SET last_seen_at = s.m FROM (SELECT column1 AS id, column2 AS m FROM (VALUES {values})) AS s \
+             WHERE devices.id = s.id AND (devices.last_seen_at IS NULL OR devices.last_seen_at < s.m)"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(update));
+        for (device, marked_at) in planned {
+            q = q.bind(device).bind(marked_at);
         }
         q.execute(&mut *self).await?;
         Ok(())

@@ -130,6 +130,9 @@ pub async fn run(config: &Config, args: IngestBenchArgs) -> anyhow::Result<()> {
     if let Some(n) = args.commit_readings {
         ingest.commit_max_readings = n.max(1);
     }
+    if let Some(ms) = args.commit_delay_ms {
+        ingest.commit_max_delay = Duration::from_millis(ms);
+    }
     let endpoint = Endpoint::bind(ingest.clone(), store.clone(), &ca)
         .await
         .context("cannot start the device endpoint")?;
