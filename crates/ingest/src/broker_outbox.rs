@@ -39,6 +39,7 @@ pub async fn run(client: AsyncClient, store: Store, mut connections: watch::Rece
                 match store.renewals().staff_messages_changed_since(since).await {
                     Ok(changed) => {
                         let mut macs: Vec<String> = changed.into_iter().map(|(mac, _)| mac).collect();
+                        macs.sort_unstable();
                         macs.dedup();
                         for mac in macs {
                             if !publish_one(&client, &store, &mac).await {
