@@ -27,6 +27,9 @@ pub struct Rollup {
     pub max: Option<f64>,
     /// Gauges only: the mean of the scaled values (an average register value means nothing).
     pub avg: Option<f64>,
+    /// Gauges only: the sum of the scaled values as accumulated, in time order (`avg` is it
+    /// divided by `count`): what [`resume`] adds later readings to, bit for bit.
+    pub sum: Option<f64>,
     /// Readings in the bucket (after dropping repeated instants), for completeness.
     pub count: u32,
     /// Counter decreases taken as a reset or meter replacement ([`ConsumptionKind::Reset`]).
@@ -35,6 +38,8 @@ pub struct Rollup {
     pub rollovers: u32,
     /// Negative interval values counted as 0 ([`ConsumptionKind::Negative`]).
     pub negatives: u32,
+    /// The bucket's last reading, raw (unscaled): where [`resume`] goes on from.
+    pub last: RawReading,
 }
 
 /// The rollups of `readings` per `bucket` of `tz`, in time order, one for each bucket that holds
@@ -62,6 +67,38 @@ pub fn rollup(
     tz: TimeZone,
     bucket: Bucket,
 ) -> Vec<Rollup> {
+    roll(meter, baseline, None, readings, tz, bucket)
+}
+
+/// The rollups of readings that all come after `last`, the latest reading already rolled up,
+/// going on from `open`, the rollup of `last`'s bucket as it stands (`None` when it is not
+/// kept): the first returned rollup is `open` with the new readings of its bucket added, when
+/// any fall in it; the others are new buckets.
+///
+/// This is how a device that reports in order is kept current without reading its bucket's
+/// earlier readings again. Because values are accumulated in time order, the result is bit for
+/// bit what [`rollup`] over the whole bucket gives (`open` must then be exactly that
+/// function's output for the bucket's readings up to `last`, as stored). Readings at or before
+/// `last` are ignored, as [`rollup`] ignores those at or before its baseline.
+pub fn resume(
+    meter: Meter,
+    last: RawReading,
+    open: Option<&Rollup>,
+    readings: &[RawReading],
+    tz: TimeZone,
+    bucket: Bucket,
+) -> Vec<Rollup> {
+    roll(meter, Some(last), open, readings, tz, bucket)
+}
+
+fn roll(
+    meter: Meter,
+    baseline: Option<RawReading>,
+    mut open_row: Option<&Rollup>,
+    readings: &[RawReading],
+    tz: TimeZone,
+    bucket: Bucket,
+) -> Vec<Rollup> {
     let window = consumption::window(baseline, readings);
     let events = consumption::events_of(meter, baseline, &window);
     let mut out = Vec::new();
@@ -69,10 +106,16 @@ pub fn rollup(
     for (&(at, raw), event) in window.iter().zip(&events) {
         if open.as_ref().is_none_or(|(end, _)| at >= *end) {
             out.extend(open.take().map(|(_, done)| done.finish(meter)));
-            open = Some((next_bucket_start(tz, bucket, at), Accumulator::new(bucket_start(tz, bucket, at))));
+            let start = bucket_start(tz, bucket, at);
+            // Only the first bucket opened can be the one `open_row` holds.
+            let acc = match open_row.take() {
+                Some(row) if row.start == start => Accumulator::resume(row),
+                _ => Accumulator::new(start),
+            };
+            open = Some((next_bucket_start(tz, bucket, at), acc));
         }
         if let Some((_, acc)) = &mut open {
-            acc.add(raw * meter.scale(), event.as_ref());
+            acc.add((at, raw), raw * meter.scale(), event.as_ref());
         }
     }
     out.extend(open.map(|(_, acc)| acc.finish(meter)));
@@ -90,6 +133,7 @@ struct Accumulator {
     resets: u32,
     rollovers: u32,
     negatives: u32,
+    last: Option<RawReading>,
 }
 
 impl Accumulator {
@@ -104,10 +148,29 @@ impl Accumulator {
             resets: 0,
             rollovers: 0,
             negatives: 0,
+            last: None,
         }
     }
 
-    fn add(&mut self, value: f64, event: Option<&ConsumptionEvent>) {
+    /// Goes on from a finished bucket: the same sums, so that adding more gives what adding
+    /// them all from the start would.
+    fn resume(row: &Rollup) -> Self {
+        Self {
+            start: row.start,
+            count: row.count,
+            min: row.min.unwrap_or(f64::INFINITY),
+            max: row.max.unwrap_or(f64::NEG_INFINITY),
+            sum: row.sum.unwrap_or(0.0),
+            consumption: row.consumption.unwrap_or(0.0),
+            resets: row.resets,
+            rollovers: row.rollovers,
+            negatives: row.negatives,
+            last: Some(row.last),
+        }
+    }
+
+    fn add(&mut self, reading: RawReading, value: f64, event: Option<&ConsumptionEvent>) {
+        self.last = Some(reading);
         self.count = self.count.saturating_add(1);
         self.min = self.min.min(value);
         self.max = self.max.max(value);
@@ -135,10 +198,13 @@ impl Accumulator {
             min: some.then_some(self.min),
             max: some.then_some(self.max),
             avg: (gauge && some).then(|| self.sum / f64::from(self.count)),
+            sum: gauge.then_some(self.sum),
             count: self.count,
             resets: self.resets,
             rollovers: self.rollovers,
             negatives: self.negatives,
+            // Every finished bucket has had a reading added (buckets open on one).
+            last: self.last.unwrap_or((self.start, f64::NAN)),
         }
     }
 }
@@ -171,10 +237,12 @@ mod tests {
                     min: Some(10.0),
                     max: Some(10.0),
                     avg: None,
+                    sum: None,
                     count: 1,
                     resets: 0,
                     rollovers: 0,
-                    negatives: 0
+                    negatives: 0,
+                    last: (at(50), 10.0)
                 },
                 Rollup {
                     start: at(60),
@@ -182,10 +250,12 @@ mod tests {
                     min: Some(14.0),
                     max: Some(20.0),
                     avg: None,
+                    sum: None,
                     count: 2,
                     resets: 0,
                     rollovers: 0,
-                    negatives: 0
+                    negatives: 0,
+                    last: (at(110), 20.0)
                 },
                 Rollup {
                     start: at(120),
@@ -193,10 +263,12 @@ mod tests {
                     min: Some(3.0),
                     max: Some(3.0),
                     avg: None,
+                    sum: None,
                     count: 1,
                     resets: 1,
                     rollovers: 0,
-                    negatives: 0
+                    negatives: 0,
+                    last: (at(130), 3.0)
                 },
             ]
         );

@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use tds_domain::consumption::{Meter, consumption, window};
-use tds_domain::rollup::rollup;
+use tds_domain::rollup::{resume, rollup};
 use tds_domain::{Bucket, MeasurementKind, TimeZone};
 
 const ZONES: &[&str] = &["America/Sao_Paulo", "America/New_York", "Asia/Kolkata", "UTC"];
@@ -164,6 +164,42 @@ proptest! {
             from = to;
         }
         prop_assert_eq!(split, whole);
+    }
+
+    /// What the store does for a device reporting in order: each refresh goes on from the last
+    /// bucket as stored, with only the new readings, and must land on exactly the buckets a
+    /// recomputation from all the readings gives (sums accumulated in the same order).
+    #[test]
+    fn resuming_from_the_last_bucket_with_only_new_readings_gives_the_same_buckets(
+        s in series(meter()),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 1..5),
+    ) {
+        let whole = rollup(s.meter, s.baseline, &s.readings, s.zone, s.bucket);
+        let stored = window(s.baseline, &s.readings);
+        prop_assume!(!stored.is_empty());
+        let mut at: Vec<usize> = cuts.iter().map(|i| i.index(stored.len())).collect();
+        at.sort_unstable();
+        at.dedup();
+        let mut rows: Vec<tds_domain::rollup::Rollup> = Vec::new();
+        let mut from = 0;
+        for to in at.into_iter().chain([stored.len()]) {
+            let part = &stored[from..to];
+            from = to;
+            match rows.last().copied() {
+                None => rows = rollup(s.meter, s.baseline, part, s.zone, s.bucket),
+                Some(open) => {
+                    let mut more = resume(s.meter, open.last, Some(&open), part, s.zone, s.bucket).into_iter();
+                    let first = more.next();
+                    match first {
+                        Some(r) if r.start == open.start => *rows.last_mut().unwrap() = r,
+                        Some(r) => rows.push(r),
+                        None => {}
+                    }
+                    rows.extend(more);
+                }
+            }
+        }
+        prop_assert_eq!(rows, whole);
     }
 
     #[test]

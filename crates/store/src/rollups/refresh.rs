@@ -1,0 +1,480 @@
+//! The rollup refresh: marked devices' hour, day and month rows brought up to date (see the
+//! module above for the marks and the guarantees).
+//!
+//! Two ways to bring a device's hours up to date, chosen per device and per round:
+//! - **Going on** ([`tds_domain::rollup::resume`]): when every reading the marks name comes after
+//!   the last reading already rolled up (its latest hour row keeps that reading's time and
+//!   value), only the new readings are read and added to that row. A device reporting in order,
+//!   the usual case, costs the same per reading however full its hour already is.
+//! - **Recomputing** ([`tds_domain::rollup::rollup`]): otherwise (a late reading, a backlog
+//!   interleaved with stored readings, a row written before rows kept their last reading), the
+//!   whole hours from the earliest marked reading through the first stored reading after the
+//!   latest are computed again from the raw readings and the one reading before them.
+//!
+//! Both give the same rows bit for bit (the sums are accumulated in time order either way;
+//! `crates/store/tests/it/rollups.rs` checks it on both databases). Days are then summed from
+//! their stored hours with the new ones put in, months from days.
+
+use super::write::{CLEAR_CHUNK, Part, UPSERT_CHUNK, Upsert, UpsertRollups as _, combine};
+use super::{ROW_COLUMNS, RollupStore, Row};
+use crate::{Db, StoreError, Ts};
+use chrono::{DateTime, Utc};
+use futures_util::{StreamExt as _, stream};
+use sqlx::AssertSqlSafe;
+use std::collections::HashMap;
+use tds_domain::buckets::{bucket_len_seconds, bucket_start, expected_readings, next_bucket_start};
+use tds_domain::consumption::{Meter, RawReading};
+use tds_domain::rollup::{Rollup, resume, rollup};
+use tds_domain::{Bucket, DeviceId, MeasurementKind, TenantId, TimeZone};
+
+/// A marked device, with what its rollups are computed with.
+#[derive(sqlx::FromRow)]
+struct Dirty {
+    device_id: i64,
+    tenant_id: i64,
+    from_time: Ts,
+    to_time: Ts,
+    marked_at: Ts,
+    kind: String,
+    scale_factor: f64,
+    rollover_value: Option<f64>,
+    expected_interval_s: i64,
+    timezone: String,
+}
+
+const DIRTY: &str = "SELECT r.device_id, r.tenant_id, r.from_time, r.to_time, r.marked_at, d.kind, d.scale_factor, \
+     d.rollover_value, g.expected_interval_s, t.timezone \
+     FROM rollup_dirty r JOIN devices d ON d.id = r.device_id JOIN gateways g ON g.id = d.gateway_id \
+     JOIN tenants t ON t.id = r.tenant_id ORDER BY r.marked_at LIMIT $1";
+
+/// A device's reading just before `$3` (`which` 0) and first reading after `$4` (`which` 1).
+const NEIGHBOURS: &str = "SELECT time, value, CAST(0 AS BIGINT) AS which FROM (SELECT time, value FROM readings \
+     WHERE device_id = $1 AND tenant_id = $2 AND time < $3 ORDER BY time DESC LIMIT 1) AS before_span \
+     UNION ALL SELECT time, value, CAST(1 AS BIGINT) FROM (SELECT time, value FROM readings \
+     WHERE device_id = $1 AND tenant_id = $2 AND time > $4 ORDER BY time LIMIT 1) AS after_span";
+
+/// [`NEIGHBOURS`] of many devices: `$1` ids, `$2` tenants, `$3` first hours, `$4` span ends.
+const PG_NEIGHBOURS: &str = "SELECT s.d, b.time, b.value, CAST(0 AS BIGINT) FROM \
+     UNNEST($1::BIGINT[], $2::BIGINT[], $3::TIMESTAMPTZ[]) AS s(d, t, f) CROSS JOIN LATERAL \
+     (SELECT time, value FROM readings WHERE device_id = s.d AND tenant_id = s.t AND time < s.f \
+      ORDER BY time DESC LIMIT 1) AS b \
+     UNION ALL SELECT s.d, n.time, n.value, CAST(1 AS BIGINT) FROM \
+     UNNEST($1::BIGINT[], $2::BIGINT[], $4::TIMESTAMPTZ[]) AS s(d, t, e) CROSS JOIN LATERAL \
+     (SELECT time, value FROM readings WHERE device_id = s.d AND tenant_id = s.t AND time > s.e \
+      ORDER BY time LIMIT 1) AS n";
+
+/// Many devices' readings with `$3 <= time < $4`, per device (ids `$1`, tenants `$2`).
+const PG_READINGS: &str = "SELECT s.d, r.time, r.value FROM \
+     UNNEST($1::BIGINT[], $2::BIGINT[], $3::TIMESTAMPTZ[], $4::TIMESTAMPTZ[]) AS s(d, t, f, e) CROSS JOIN LATERAL \
+     (SELECT time, value FROM readings WHERE device_id = s.d AND tenant_id = s.t AND time >= s.f AND time < s.e) AS r";
+
+impl RollupStore<'_> {
+    pub(super) async fn refresh(
+        &self,
+        limit: i64,
+        max_rows: usize,
+    ) -> Result<Vec<(TenantId, DeviceId)>, StoreError> {
+        let dirty: Vec<Dirty> =
+            on_db!(self.db, read | pool | sqlx::query_as(DIRTY).bind(limit).fetch_all(pool).await)?;
+        if dirty.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut zones: HashMap<String, TimeZone> = HashMap::new();
+        let mut work = Vec::with_capacity(dirty.len());
+        for d in dirty {
+            let tz = *zones
+                .entry(d.timezone.clone())
+                .or_insert_with(|| TimeZone::parse(&d.timezone).unwrap_or_default());
+            let kind = MeasurementKind::parse(&d.kind).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            // A device row the domain refuses (a negative scale typed before the check existed)
+            // is refreshed as scale 1 without rollover rather than blocking the queue.
+            let meter = Meter::new(kind, d.scale_factor, d.rollover_value)
+                .or_else(|_| Meter::new(kind, 1.0, None))
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            work.push((d, tz, meter));
+        }
+        let mut upserts: Vec<Upsert> = Vec::new();
+        let mut planned: Vec<(i64, Ts)> = Vec::new();
+        let mut touched: Vec<(TenantId, DeviceId)> = Vec::new();
+        match self.db {
+            // PostgreSQL: a few hundred devices per statement (a live round's devices have a few
+            // readings each, and a statement costs more than its rows), fewer when their spans
+            // are long; the round stops at the budget after a whole chunk.
+            Db::Postgres(pg) => {
+                let mut at = 0;
+                while at < work.len() && upserts.len() < max_rows {
+                    let room = max_rows - upserts.len();
+                    let mut end = at;
+                    let mut estimate = 0;
+                    while end < work.len()
+                        && (end == at || (estimate < room && end - at < PG_DEVICES_PER_READ))
+                    {
+                        estimate += estimated_rows(&work[end].0);
+                        end += 1;
+                    }
+                    let chunk = &work[at..end];
+                    let inputs = read_many(pg, chunk).await?;
+                    for ((d, tz, meter), input) in chunk.iter().zip(inputs) {
+                        upserts.extend(compute(d, *tz, *meter, input));
+                        planned.push((d.device_id, d.marked_at));
+                        touched.push((TenantId::new(d.tenant_id), DeviceId::new(d.device_id)));
+                    }
+                    at = end;
+                }
+            }
+            // SQLite: a device at a time (its statements are cheap in process), four in flight
+            // so that reading one overlaps computing another.
+            Db::Sqlite(_) => {
+                // The futures are made before the stream takes them: a closure in the stream
+                // would borrow in a way the spawned worker's `Send` check cannot prove.
+                let futures: Vec<_> = work.iter().map(|(d, tz, _)| self.read_one(d, *tz)).collect();
+                let mut reads = stream::iter(futures).buffered(PLAN_CONCURRENCY);
+                let mut next = work.iter();
+                while let Some(input) = reads.next().await {
+                    let Some((d, tz, meter)) = next.next() else { break };
+                    upserts.extend(compute(d, *tz, *meter, input?));
+                    planned.push((d.device_id, d.marked_at));
+                    touched.push((TenantId::new(d.tenant_id), DeviceId::new(d.device_id)));
+                    if upserts.len() >= max_rows {
+                        break;
+                    }
+                }
+            }
+        }
+        let now = Ts::now();
+        in_tx!(self.db, |tx| {
+            for chunk in upserts.chunks(UPSERT_CHUNK) {
+                tx.upsert_rollups(chunk, now).await?;
+            }
+            // In device order, as the readings' commits mark them (`readings::BulkInsert::mark_dirty`).
+            planned.sort_unstable_by_key(|p| p.0);
+            for chunk in planned.chunks(CLEAR_CHUNK) {
+                tx.clear_marks(chunk).await?;
+            }
+            Ok(())
+        })?;
+        Ok(touched)
+    }
+
+    /// Reads what one marked device's refresh needs: its latest hour row, then (when the new
+    /// readings cannot simply be added to it) the neighbours of the span, the raw readings, and
+    /// the stored finer rows the coarser buckets are summed from.
+    async fn read_one(&self, d: &Dirty, tz: TimeZone) -> Result<Inputs, StoreError> {
+        let (device, tenant) = (d.device_id, d.tenant_id);
+        let latest: Option<LatestHour> = on_db!(
+            self.db,
+            read | pool | sqlx::query_as(LATEST_HOUR).bind(device).fetch_optional(pool).await
+        )?;
+        let mut input = Inputs { resume: latest.and_then(|l| l.resumable(d)), ..Inputs::default() };
+        if input.resume.is_none() {
+            let first = bucket_start(tz, Bucket::Hour, d.from_time.0);
+            let neighbours: Vec<(Ts, f64, i64)> = on_db!(
+                self.db,
+                read | pool
+                    | sqlx::query_as(NEIGHBOURS)
+                        .bind(device)
+                        .bind(tenant)
+                        .bind(Ts::from(first))
+                        .bind(d.to_time)
+                        .fetch_all(pool)
+                        .await
+            )?;
+            for (t, v, which) in neighbours {
+                if which == 0 {
+                    input.baseline = Some((t.0, v));
+                } else {
+                    input.next = Some(t.0);
+                }
+            }
+        }
+        let r = Ranges::of(d, tz, &input);
+        let readings: Vec<(Ts, f64)> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(
+                    "SELECT time, value FROM readings WHERE device_id = $1 AND tenant_id = $2 AND time >= $3 \
+                     AND time < $4 ORDER BY time",
+                )
+                .bind(device)
+                .bind(tenant)
+                .bind(Ts::from(r.readings_from))
+                .bind(Ts::from(r.readings_end))
+                .fetch_all(pool)
+                .await
+        )?;
+        input.readings = readings.into_iter().map(|(t, v)| (t.0, v)).collect();
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM rollups WHERE device_id = $1 AND \
+             ((granularity = 'hour' AND bucket_start >= $2 AND bucket_start < $3) \
+              OR (granularity = 'day' AND bucket_start >= $4 AND bucket_start < $5))"
+        );
+        input.stored = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(device)
+                    .bind(Ts::from(r.day_from))
+                    .bind(Ts::from(r.day_to))
+                    .bind(Ts::from(r.month_from))
+                    .bind(Ts::from(r.month_to))
+                    .fetch_all(pool)
+                    .await
+        )?;
+        Ok(input)
+    }
+}
+
+/// A device's latest hour row, with the reading it ends on.
+const LATEST_HOUR: &str = "SELECT device_id, tenant_id, bucket_start, consumption, min_value, max_value, sum_value, \
+     reading_count, resets, last_time, last_value FROM rollups WHERE device_id = $1 AND granularity = 'hour' \
+     ORDER BY bucket_start DESC LIMIT 1";
+
+/// [`LATEST_HOUR`] of many devices (`$1`).
+const PG_LATEST_HOURS: &str = "SELECT h.* FROM UNNEST($1::BIGINT[]) AS s(d) CROSS JOIN LATERAL \
+     (SELECT device_id, tenant_id, bucket_start, consumption, min_value, max_value, sum_value, reading_count, resets, \
+      last_time, last_value FROM rollups WHERE device_id = s.d AND granularity = 'hour' \
+      ORDER BY bucket_start DESC LIMIT 1) AS h";
+
+#[derive(sqlx::FromRow)]
+struct LatestHour {
+    device_id: i64,
+    tenant_id: i64,
+    bucket_start: Ts,
+    consumption: Option<f64>,
+    min_value: Option<f64>,
+    max_value: Option<f64>,
+    sum_value: Option<f64>,
+    reading_count: i64,
+    resets: i64,
+    last_time: Option<Ts>,
+    last_value: Option<f64>,
+}
+
+impl LatestHour {
+    /// Where the device's refresh can go on from, if every marked reading comes after the last
+    /// one rolled up. The marks guarantee that readings after it are all in the mark (a reading
+    /// committed since the last refresh moved the mark's earliest instant to it), so then the
+    /// hour row holds exactly its hour's readings up to that one.
+    fn resumable(self, d: &Dirty) -> Option<Resume> {
+        let last = (self.last_time?.0, self.last_value?);
+        // A device moved to another tenant starts that tenant's rows from its readings.
+        if self.tenant_id != d.tenant_id || last.0 >= d.from_time.0 {
+            return None;
+        }
+        let count = u32::try_from(self.reading_count).ok()?;
+        let open = Rollup {
+            start: self.bucket_start.0,
+            consumption: self.consumption,
+            min: self.min_value,
+            max: self.max_value,
+            avg: None,
+            sum: self.sum_value,
+            count,
+            resets: u32::try_from(self.resets).ok()?,
+            // Not kept: only tallied while a bucket is computed.
+            rollovers: 0,
+            negatives: 0,
+            last,
+        };
+        Some(Resume { open })
+    }
+}
+
+/// A device refreshed by adding its new readings to its latest hour row.
+struct Resume {
+    /// That row, as stored; `open.last` is the last reading rolled up.
+    open: Rollup,
+}
+
+/// What a device's refresh is computed from.
+#[derive(Default)]
+struct Inputs {
+    /// Set when the new readings go on from the latest hour row; the other fields then hold
+    /// only the readings from the earliest marked one and no baseline or next reading.
+    resume: Option<Resume>,
+    /// The last reading before the first recomputed hour.
+    baseline: Option<RawReading>,
+    /// The first reading after the marked span.
+    next: Option<DateTime<Utc>>,
+    /// The readings of the recomputed hours, any order.
+    readings: Vec<RawReading>,
+    /// Stored hour rows of the days and day rows of the months the recomputed hours touch.
+    stored: Vec<Row>,
+}
+
+/// The instants a device's refresh reads between.
+struct Ranges {
+    /// Readings are read from here: the first recomputed hour, or the earliest marked reading
+    /// when going on from the latest hour row.
+    readings_from: DateTime<Utc>,
+    /// The end of the hour of the first reading after the span (or of the span's last).
+    readings_end: DateTime<Utc>,
+    day_from: DateTime<Utc>,
+    day_to: DateTime<Utc>,
+    month_from: DateTime<Utc>,
+    month_to: DateTime<Utc>,
+}
+
+impl Ranges {
+    /// Needs `input`'s `resume`, and `next` when recomputing.
+    fn of(d: &Dirty, tz: TimeZone, input: &Inputs) -> Self {
+        let first = bucket_start(tz, Bucket::Hour, d.from_time.0);
+        let last = input.next.unwrap_or(d.to_time.0);
+        Ranges {
+            readings_from: if input.resume.is_some() { d.from_time.0 } else { first },
+            readings_end: next_bucket_start(tz, Bucket::Hour, last),
+            day_from: bucket_start(tz, Bucket::Day, first),
+            day_to: next_bucket_start(tz, Bucket::Day, last),
+            month_from: bucket_start(tz, Bucket::Month, first),
+            month_to: next_bucket_start(tz, Bucket::Month, last),
+        }
+    }
+}
+
+/// Devices read per statement on PostgreSQL at most.
+const PG_DEVICES_PER_READ: usize = 500;
+
+/// About how many rows a device's refresh writes: its span's hours, and a day and month or so.
+fn estimated_rows(d: &Dirty) -> usize {
+    let hours = usize::try_from((d.to_time.0 - d.from_time.0).num_hours()).unwrap_or(0) + 1;
+    hours + hours / 24 + 2
+}
+
+/// Reads what the refreshes of `work`'s devices need in a few statements for them all, on
+/// PostgreSQL (`UNNEST` of their ids and instants, a `LATERAL` index scan per device); in
+/// `work`'s order.
+async fn read_many(pg: &sqlx::PgPool, work: &[(Dirty, TimeZone, Meter)]) -> Result<Vec<Inputs>, StoreError> {
+    let index: HashMap<i64, usize> = work.iter().enumerate().map(|(i, (d, _, _))| (d.device_id, i)).collect();
+    let mut inputs: Vec<Inputs> = work.iter().map(|_| Inputs::default()).collect();
+    let devices: Vec<i64> = work.iter().map(|(d, _, _)| d.device_id).collect();
+    let tenants: Vec<i64> = work.iter().map(|(d, _, _)| d.tenant_id).collect();
+    let latest: Vec<LatestHour> = sqlx::query_as(PG_LATEST_HOURS).bind(&devices).fetch_all(pg).await?;
+    for l in latest {
+        if let Some(&i) = index.get(&l.device_id) {
+            inputs[i].resume = l.resumable(&work[i].0);
+        }
+    }
+    // The neighbours of the devices whose hours are recomputed.
+    let recompute: Vec<usize> = (0..work.len()).filter(|&i| inputs[i].resume.is_none()).collect();
+    if !recompute.is_empty() {
+        let firsts: Vec<Ts> = recompute
+            .iter()
+            .map(|&i| Ts::from(bucket_start(work[i].1, Bucket::Hour, work[i].0.from_time.0)))
+            .collect();
+        let neighbours: Vec<(i64, Ts, f64, i64)> = sqlx::query_as(PG_NEIGHBOURS)
+            .bind(recompute.iter().map(|&i| devices[i]).collect::<Vec<_>>())
+            .bind(recompute.iter().map(|&i| tenants[i]).collect::<Vec<_>>())
+            .bind(&firsts)
+            .bind(recompute.iter().map(|&i| work[i].0.to_time).collect::<Vec<_>>())
+            .fetch_all(pg)
+            .await?;
+        for (device, t, v, which) in neighbours {
+            if let Some(input) = index.get(&device).and_then(|&i| inputs.get_mut(i)) {
+                if which == 0 {
+                    input.baseline = Some((t.0, v));
+                } else {
+                    input.next = Some(t.0);
+                }
+            }
+        }
+    }
+    let ranges: Vec<Ranges> =
+        work.iter().zip(&inputs).map(|((d, tz, _), input)| Ranges::of(d, *tz, input)).collect();
+    let readings: Vec<(i64, Ts, f64)> = sqlx::query_as(PG_READINGS)
+        .bind(&devices)
+        .bind(&tenants)
+        .bind(ranges.iter().map(|r| Ts::from(r.readings_from)).collect::<Vec<_>>())
+        .bind(ranges.iter().map(|r| Ts::from(r.readings_end)).collect::<Vec<_>>())
+        .fetch_all(pg)
+        .await?;
+    for (device, t, v) in readings {
+        if let Some(input) = index.get(&device).and_then(|&i| inputs.get_mut(i)) {
+            input.readings.push((t.0, v));
+        }
+    }
+    let sql = format!(
+        "SELECT r.* FROM UNNEST($1::BIGINT[], $2::TIMESTAMPTZ[], $3::TIMESTAMPTZ[], $4::TIMESTAMPTZ[], \
+         $5::TIMESTAMPTZ[]) AS s(d, hf, ht, df, dt) CROSS JOIN LATERAL (SELECT {ROW_COLUMNS} FROM rollups \
+         WHERE device_id = s.d AND ((granularity = 'hour' AND bucket_start >= s.hf AND bucket_start < s.ht) \
+         OR (granularity = 'day' AND bucket_start >= s.df AND bucket_start < s.dt))) AS r"
+    );
+    let stored: Vec<Row> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(&devices)
+        .bind(ranges.iter().map(|r| Ts::from(r.day_from)).collect::<Vec<_>>())
+        .bind(ranges.iter().map(|r| Ts::from(r.day_to)).collect::<Vec<_>>())
+        .bind(ranges.iter().map(|r| Ts::from(r.month_from)).collect::<Vec<_>>())
+        .bind(ranges.iter().map(|r| Ts::from(r.month_to)).collect::<Vec<_>>())
+        .fetch_all(pg)
+        .await?;
+    for row in stored {
+        if let Some(input) = index.get(&row.device_id).and_then(|&i| inputs.get_mut(i)) {
+            input.stored.push(row);
+        }
+    }
+    Ok(inputs)
+}
+
+/// A device's new hour rows from its readings, and its day and month rows from the stored finer
+/// rows with the new ones in their place.
+fn compute(d: &Dirty, tz: TimeZone, meter: Meter, input: Inputs) -> Vec<Upsert> {
+    let (device, tenant) = (d.device_id, d.tenant_id);
+    let interval = d.expected_interval_s.max(1);
+    let mut raw = input.readings;
+    raw.sort_by_key(|r| r.0);
+    let hours = match &input.resume {
+        Some(r) => resume(meter, r.open.last, Some(&r.open), &raw, tz, Bucket::Hour),
+        None => rollup(meter, input.baseline, &raw, tz, Bucket::Hour),
+    };
+    let mut fresh: Vec<Upsert> = hours
+        .iter()
+        .map(|h| Upsert {
+            device,
+            tenant,
+            bucket: Bucket::Hour,
+            start: h.start,
+            consumption: h.consumption,
+            min: h.min,
+            max: h.max,
+            sum: h.sum,
+            count: i64::from(h.count),
+            expected: i64::from(expected_readings(bucket_len_seconds(tz, Bucket::Hour, h.start), interval)),
+            resets: i64::from(h.resets),
+            last: Some(h.last),
+        })
+        .collect();
+    let mut stored = input.stored;
+    for (coarse, fine) in [(Bucket::Day, Bucket::Hour), (Bucket::Month, Bucket::Day)] {
+        let finer: Vec<Row>;
+        (finer, stored) = stored.into_iter().partition(|r| r.granularity == fine.as_str());
+        let mut parts: std::collections::BTreeMap<DateTime<Utc>, Part> =
+            finer.into_iter().map(|r| (r.bucket_start.0, Part::from(&r))).collect();
+        for u in fresh.iter().filter(|u| u.bucket == fine) {
+            parts.insert(u.start, Part::from(u));
+        }
+        let coarse_rows: Vec<Upsert> = combine(parts.into_iter(), |t| bucket_start(tz, coarse, t))
+            .into_iter()
+            .map(|c| Upsert {
+                device,
+                tenant,
+                bucket: coarse,
+                start: c.start,
+                consumption: c.consumption,
+                min: c.min,
+                max: c.max,
+                sum: c.sum,
+                count: c.count,
+                expected: i64::from(expected_readings(bucket_len_seconds(tz, coarse, c.start), interval)),
+                resets: c.resets,
+                last: None,
+            })
+            .collect();
+        fresh.extend(coarse_rows);
+    }
+    fresh
+}
+
+/// Devices whose rows a refresh reads at once.
+pub(super) const PLAN_CONCURRENCY: usize = 4;
+
+/// New rows after which a refresh round takes no more devices (~20 MB in memory).
+pub(super) const ROUND_ROWS: usize = 200_000;
