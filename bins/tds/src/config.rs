@@ -34,6 +34,8 @@ const ENV_KEYS: &[&str] = &[
     "mqtt_messages_per_second",
     "mqtt_message_burst",
     "mqtt_status_interval_secs",
+    "mqtt_commit_max_readings",
+    "mqtt_queue_capacity",
     "dead_letter_max_bytes",
     "dead_letter_retention_days",
     "audit_retention_days",
@@ -116,6 +118,12 @@ pub struct Config {
     /// A gateway's status (online/offline) and connection history are written at most once per
     /// this many seconds; the latest status is written when the interval ends.
     pub mqtt_status_interval_secs: u64,
+    /// Most readings the writer commits in one transaction (the messages waiting are taken up to
+    /// this many readings).
+    pub mqtt_commit_max_readings: usize,
+    /// Messages waiting for the writer; when it is full, sessions stop reading their sockets
+    /// (gateways are slowed down, nothing is held in memory beyond it).
+    pub mqtt_queue_capacity: usize,
     /// Most bytes of a refused payload a dead letter keeps (its size as received is recorded).
     pub dead_letter_max_bytes: usize,
     /// Days dead letters are kept before the daily retention job deletes them.
@@ -261,6 +269,8 @@ impl Default for Config {
             mqtt_messages_per_second: 50.0,
             mqtt_message_burst: 200,
             mqtt_status_interval_secs: 5,
+            mqtt_commit_max_readings: 10_000,
+            mqtt_queue_capacity: 1024,
             dead_letter_max_bytes: 64 * 1024,
             dead_letter_retention_days: 90,
             audit_retention_days: 730,
@@ -507,6 +517,8 @@ impl Config {
             ("mqtt_max_keep_alive_secs", self.mqtt_max_keep_alive_secs),
             ("mqtt_write_timeout_secs", self.mqtt_write_timeout_secs),
             ("mqtt_message_burst", u64::from(self.mqtt_message_burst)),
+            ("mqtt_commit_max_readings", self.mqtt_commit_max_readings as u64),
+            ("mqtt_queue_capacity", self.mqtt_queue_capacity as u64),
             ("dead_letter_max_bytes", self.dead_letter_max_bytes as u64),
             ("dead_letter_retention_days", u64::from(self.dead_letter_retention_days)),
             ("audit_retention_days", u64::from(self.audit_retention_days)),
@@ -550,6 +562,8 @@ impl Config {
         ingest.messages_per_second = self.mqtt_messages_per_second;
         ingest.message_burst = self.mqtt_message_burst;
         ingest.status_interval = Duration::from_secs(self.mqtt_status_interval_secs);
+        ingest.commit_max_readings = self.mqtt_commit_max_readings;
+        ingest.queue_capacity = self.mqtt_queue_capacity;
     }
 
     /// How long dead letters are kept.

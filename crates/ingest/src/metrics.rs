@@ -12,6 +12,7 @@ pub const READINGS: &str = "tds_ingest_readings_total";
 pub const DEAD_LETTERS: &str = "tds_ingest_dead_letters_total";
 pub const BATCH_READINGS: &str = "tds_ingest_commit_readings";
 pub const COMMIT_SECONDS: &str = "tds_ingest_commit_seconds";
+pub const COMMIT_PHASE_SECONDS: &str = "tds_ingest_commit_phase_seconds";
 pub const ACK_SECONDS: &str = "tds_ingest_ack_seconds";
 pub const QUEUE_DEPTH: &str = "tds_ingest_queue_depth";
 pub const THROTTLED: &str = "tds_ingest_throttled_total";
@@ -48,6 +49,19 @@ pub fn commit(readings: usize, stored: u64, duplicates: u64, took: Duration) {
     metrics::histogram!(COMMIT_SECONDS).record(took.as_secs_f64());
     metrics::counter!(READINGS, "outcome" => "stored").increment(stored);
     metrics::counter!(READINGS, "outcome" => "duplicate").increment(duplicates);
+}
+
+/// Where a commit's time went (`begin`, `lookup`, `insert`, `marks`, `commit`).
+pub fn commit_phases(p: &tds_store::readings::CommitPhases) {
+    for (phase, took) in [
+        ("begin", p.begin),
+        ("lookup", p.lookup),
+        ("insert", p.insert),
+        ("marks", p.marks),
+        ("commit", p.commit),
+    ] {
+        metrics::histogram!(COMMIT_PHASE_SECONDS, "phase" => phase).record(took.as_secs_f64());
+    }
 }
 
 pub fn dead_letter(reason: &str) {

@@ -209,8 +209,11 @@ async fn commit(
     }
     let groups: Vec<(TenantId, &[NewReading])> =
         tenants.iter().copied().zip(merged.iter().map(Vec::as_slice)).collect();
-    let reports = match store.readings().insert_groups(&groups).await {
-        Ok(r) => r,
+    let reports = match store.readings().insert_groups_timed(&groups).await {
+        Ok((r, phases)) => {
+            crate::metrics::commit_phases(&phases);
+            r
+        }
         // A device left its tenant between the check and the commit: store message by message
         // so that only the message naming it is refused.
         Err(StoreError::NotFound) => return commit_one_by_one(store, batch, max_bytes, seen).await,

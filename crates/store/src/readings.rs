@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 use tds_domain::{DeviceId, GatewayId, TenantId};
 
 /// Rows per multi-row INSERT on SQLite: 7 parameters each stays below SQLite's limit of 32766
@@ -201,6 +202,22 @@ fn devices_of(group: &[NewReading]) -> Vec<i64> {
     ids
 }
 
+/// Where an [`ReadingStore::insert_groups_timed`] call spent its time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CommitPhases {
+    /// Waiting for the write connection (SQLite: the one writer, which the rollup refresh and
+    /// other writers share) and `BEGIN`.
+    pub begin: Duration,
+    /// Checking the devices are the tenant's and finding their gateways.
+    pub lookup: Duration,
+    /// The inserts, with the stored values read back for duplicates.
+    pub insert: Duration,
+    /// Marking the devices for the rollup refresh.
+    pub marks: Duration,
+    /// The rest: sorting the results and `COMMIT` (on PostgreSQL, the WAL flush).
+    pub commit: Duration,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct ReadingStore<'a> {
     db: &'a Db,
@@ -228,8 +245,19 @@ impl<'a> ReadingStore<'a> {
         &self,
         groups: &[(TenantId, &[NewReading])],
     ) -> Result<Vec<InsertReport>, StoreError> {
+        Ok(self.insert_groups_timed(groups).await?.0)
+    }
+
+    /// [`Self::insert_groups`], with where the time went (the device endpoint's metrics).
+    pub async fn insert_groups_timed(
+        &self,
+        groups: &[(TenantId, &[NewReading])],
+    ) -> Result<(Vec<InsertReport>, CommitPhases), StoreError> {
         let ingested_at = Ts::now();
-        in_tx!(self.db, |tx| {
+        let started = Instant::now();
+        let mut phases = CommitPhases::default();
+        let reports = in_tx!(self.db, |tx| {
+            phases.begin = started.elapsed();
             let mut reports = Vec::with_capacity(groups.len());
             // (device, tenant, earliest µs, latest µs) of every device given new readings.
             let mut marks: Vec<(i64, i64, i64, i64)> = Vec::new();
@@ -239,6 +267,7 @@ impl<'a> ReadingStore<'a> {
                     continue;
                 }
                 let devices = devices_of(group);
+                let at = Instant::now();
                 // One query for many devices, not one per device: with a thousand devices in a
                 // commit the lookups were most of its time (`tds bench ingest`).
                 let gateway_of = BulkInsert::device_gateways(&mut *tx, *tenant, &devices).await?;
@@ -246,6 +275,8 @@ impl<'a> ReadingStore<'a> {
                 if gateway_of.len() != devices.len() {
                     return Err(StoreError::NotFound);
                 }
+                phases.lookup += at.elapsed();
+                let at = Instant::now();
                 let inserted =
                     BulkInsert::insert_readings(&mut *tx, *tenant, ingested_at, group, &gateway_of).await?;
                 // Only the instants that were not inserted are read back (a resent reading, or a
@@ -266,6 +297,7 @@ impl<'a> ReadingStore<'a> {
                 } else {
                     BulkInsert::stored_values(&mut *tx, &missing).await?
                 };
+                phases.insert += at.elapsed();
                 let sorted = sort_group(group, &inserted, &stored);
                 marks.extend(
                     sorted.inserted_spans.iter().map(|(&device, &(lo, hi))| (device, tenant.get(), lo, hi)),
@@ -276,9 +308,14 @@ impl<'a> ReadingStore<'a> {
             // to-do list (see `crate::rollups`). In device order, as the rollup refresh clears
             // marks: two transactions locking the same rows in different orders would deadlock.
             marks.sort_unstable();
+            let at = Instant::now();
             BulkInsert::mark_dirty(&mut *tx, ingested_at, &marks).await?;
+            phases.marks = at.elapsed();
             Ok(reports)
-        })
+        })?;
+        let total = started.elapsed();
+        phases.commit = total.saturating_sub(phases.begin + phases.lookup + phases.insert + phases.marks);
+        Ok((reports, phases))
     }
 
     /// A device's readings in `[from, to)`, oldest first, at most `limit`.

@@ -1,7 +1,10 @@
 //! SPEC §2 delivery guarantee against the real binary: a PUBACK means the readings are committed.
 //! Gateways publish numbered `QoS` 1 batches while `tds serve` is killed with SIGKILL and started
 //! again; each gateway keeps its unacknowledged messages and resends them on a new connection.
-//! Every acknowledged reading must be stored, with the value sent, and nothing twice.
+//! Every acknowledged reading must be stored, with the value sent, and nothing twice. Twice: at a
+//! steady pace, and during an overload (issue 20), with more messages in flight than the
+//! server's queue holds and the per-gateway rate limit lifted, so that the writer is behind and
+//! sessions wait on the full queue when the server dies.
 
 use crate::pki::unzip;
 use crate::support::{Tds, free_port, text};
@@ -19,13 +22,45 @@ use std::time::{Duration, Instant};
 use tds_store::{DbOptions, Page, Store};
 use tds_testkit::{TestDb, per_backend};
 
-const GATEWAYS: usize = 3;
-/// Unacknowledged messages a gateway keeps in flight.
+/// How hard the gateways push.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    gateways: usize,
+    /// Unacknowledged messages a gateway keeps in flight.
+    window: usize,
+    /// Every gateway has at least this many acknowledged messages when the server is killed…
+    acked_before_kill: usize,
+    /// …and after its resends, sends at least this many new ones to the restarted server.
+    new_after_restart: u64,
+    /// For `tds serve`.
+    env: &'static [(&'static str, &'static str)],
+    /// Messages waiting for the writer when the server is killed, at least (the server's
+    /// `tds_ingest_queue_depth` as of its last commit).
+    min_waiting: f64,
+}
+
+const STEADY: Load =
+    Load { gateways: 3, window: 8, acked_before_kill: 40, new_after_restart: 20, env: &[], min_waiting: 0.0 };
+
+/// 1,536 messages in flight, as fast as the server acknowledges, against a queue of 256 messages
+/// and commits of at most 100 (200 readings): the queue stays full and sessions wait for room.
+const OVERLOAD: Load = Load {
+    gateways: 16,
+    window: 96,
+    acked_before_kill: 300,
+    new_after_restart: 200,
+    env: &[
+        ("TDS_MQTT_MESSAGES_PER_SECOND", "1000000"),
+        ("TDS_MQTT_MESSAGE_BURST", "1000000"),
+        ("TDS_MQTT_QUEUE_CAPACITY", "256"),
+        ("TDS_MQTT_COMMIT_MAX_READINGS", "200"),
+    ],
+    // A quarter of the queue: the writer is behind, not keeping up.
+    min_waiting: 64.0,
+};
+
+/// Request queue of the test clients that [`connect`] makes for other suites.
 const WINDOW: usize = 8;
-/// Every gateway has at least this many acknowledged messages when the server is killed…
-const ACKED_BEFORE_KILL: usize = 40;
-/// …and after its resends, sends at least this many new ones to the restarted server.
-const NEW_AFTER_RESTART: u64 = 20;
 
 fn mac(g: usize) -> String {
     format!("aa:bb:cc:00:01:{:02x}", g + 1)
@@ -52,9 +87,10 @@ fn message(g: usize, n: u64) -> String {
     )
 }
 
-fn spawn_server(tds: &Tds, http: u16, mqtt: u16) -> Child {
+fn spawn_server(tds: &Tds, http: u16, mqtt: u16, env: &[(&str, &str)]) -> Child {
     tds.command()
         .arg("serve")
+        .envs(env.iter().copied())
         .env("TDS_HTTP_ADDR", format!("127.0.0.1:{http}"))
         .env("TDS_MQTT_ADDR", format!("127.0.0.1:{mqtt}"))
         .stdout(Stdio::null())
@@ -106,11 +142,21 @@ pub(crate) async fn connect(
     client_id: &str,
     tls: &Arc<rustls::ClientConfig>,
 ) -> Option<(AsyncClient, EventLoop)> {
+    connect_with_window(port, client_id, tls, WINDOW).await
+}
+
+async fn connect_with_window(
+    port: u16,
+    client_id: &str,
+    tls: &Arc<rustls::ClientConfig>,
+    window: usize,
+) -> Option<(AsyncClient, EventLoop)> {
     let mut opts = MqttOptions::new(client_id, "localhost", port);
     opts.set_keep_alive(Duration::from_secs(5));
     opts.set_clean_session(true);
+    opts.set_inflight(u16::try_from(window).unwrap());
     opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls.clone())));
-    let (client, mut events) = AsyncClient::new(opts, 2 * WINDOW);
+    let (client, mut events) = AsyncClient::new(opts, 2 * window);
     loop {
         match tokio::time::timeout(Duration::from_secs(5), events.poll()).await {
             Ok(Ok(Event::Incoming(Incoming::ConnAck(ack)))) => {
@@ -123,10 +169,11 @@ pub(crate) async fn connect(
     }
 }
 
-/// Publishes numbered messages with up to [`WINDOW`] unacknowledged, until the server has been
-/// killed (`killed`), this gateway reconnected, resent everything unacknowledged and had
-/// [`NEW_AFTER_RESTART`] new messages acknowledged.
+/// Publishes numbered messages with up to `load.window` unacknowledged, until the server has
+/// been killed (`killed`), this gateway reconnected, resent everything unacknowledged and had
+/// `load.new_after_restart` new messages acknowledged.
 async fn gateway(
+    load: Load,
     g: usize,
     port: u16,
     bundle: PathBuf,
@@ -138,11 +185,12 @@ async fn gateway(
     let topic = format!("tds_new/gateway/{client_id}/telemetria");
     let mut out = Outcome::default();
     let mut unacked: BTreeSet<u64> = BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_mins(1);
     loop {
         assert!(Instant::now() < deadline, "gateway {g} did not finish: {out:?}");
         let after_kill = killed.load(Ordering::SeqCst);
-        let Some((client, mut events)) = connect(port, &client_id, &tls).await else {
+        let Some((client, mut events)) = connect_with_window(port, &client_id, &tls, load.window).await
+        else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
@@ -157,15 +205,15 @@ async fn gateway(
         let mut queued: VecDeque<u64> = VecDeque::new();
         let mut by_pkid: HashMap<u16, u64> = HashMap::new();
         loop {
-            let done = after_kill && out.next >= first_new + NEW_AFTER_RESTART && unacked.is_empty();
+            let done = after_kill && out.next >= first_new + load.new_after_restart && unacked.is_empty();
             if done {
                 let _ = client.disconnect().await;
                 return out;
             }
-            while queued.len() + by_pkid.len() < WINDOW {
+            while queued.len() + by_pkid.len() < load.window {
                 let n = match resend.pop_front() {
                     Some(n) => n,
-                    None if after_kill && out.next >= first_new + NEW_AFTER_RESTART => break,
+                    None if after_kill && out.next >= first_new + load.new_after_restart => break,
                     None => {
                         out.next += 1;
                         out.next - 1
@@ -195,14 +243,30 @@ async fn gateway(
 }
 
 async fn acknowledged_readings_survive_a_killed_server(db: TestDb) {
+    survives_a_kill(db, STEADY).await;
+}
+
+async fn acknowledged_readings_survive_a_server_killed_during_an_overload(db: TestDb) {
+    survives_a_kill(db, OVERLOAD).await;
+}
+
+/// The server's queue depth (messages waiting for the writer) as it last reported it.
+async fn queue_depth(http: u16) -> Option<f64> {
+    let metrics = reqwest::get(format!("http://127.0.0.1:{http}/metrics")).await.ok()?.text().await.ok()?;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tds_ingest_queue_depth ").and_then(|v| v.trim().parse().ok()))
+}
+
+async fn survives_a_kill(db: TestDb, load: Load) {
     let started = Instant::now();
     let tds = Tds::new(Some(&db.url));
     tds.ok(&["ca", "init", "--algorithm", "ecdsa-p384"]);
     tds.ok(&["tenant", "create", "--name", "Acme"]);
     let gateways =
-        (0..GATEWAYS).map(|g| format!("{},GW{g},Bloco {g}\n", mac(g))).collect::<Vec<_>>().concat();
+        (0..load.gateways).map(|g| format!("{},GW{g},Bloco {g}\n", mac(g))).collect::<Vec<_>>().concat();
     tds.ok(&["gateway", "import", "--tenant", "Acme", tds.file("g.csv", &gateways).to_str().unwrap()]);
-    let devices = (0..GATEWAYS)
+    let devices = (0..load.gateways)
         .map(|g| {
             let m = mac(g);
             format!("{m},G{g}A,Meter A,MEDIDOR,energy,counter,kWh,1,100\n{m},G{g}B,Meter B,MEDIDOR,energy,counter,kWh,2,100\n")
@@ -210,21 +274,22 @@ async fn acknowledged_readings_survive_a_killed_server(db: TestDb) {
         .collect::<Vec<_>>()
         .concat();
     tds.ok(&["device", "import", "--tenant", "Acme", tds.file("d.csv", &devices).to_str().unwrap()]);
-    for g in 0..GATEWAYS {
+    for g in 0..load.gateways {
         tds.ok(&["cert", "issue", "--mac", &mac(g), "--out", "bundles", "--key", "ecdsa-p256"]);
         let zip = tds.path().join(format!("bundles/{}.zip", mac(g).replace(':', "-")));
         unzip(&zip, &tds.path().join(format!("gw{g}")));
     }
 
     let (http, mqtt) = (free_port(), free_port());
-    let server = spawn_server(&tds, http, mqtt);
+    let server = spawn_server(&tds, http, mqtt, load.env);
     wait_listening(mqtt).await;
 
     let killed = Arc::new(AtomicBool::new(false));
-    let counts: Vec<Arc<AtomicUsize>> = (0..GATEWAYS).map(|_| Arc::new(AtomicUsize::new(0))).collect();
-    let clients: Vec<_> = (0..GATEWAYS)
+    let counts: Vec<Arc<AtomicUsize>> = (0..load.gateways).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+    let clients: Vec<_> = (0..load.gateways)
         .map(|g| {
             tokio::spawn(gateway(
+                load,
                 g,
                 mqtt,
                 tds.path().join(format!("gw{g}")),
@@ -235,11 +300,16 @@ async fn acknowledged_readings_survive_a_killed_server(db: TestDb) {
         .collect();
 
     // Kill while every gateway is mid-stream, with messages in flight.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while counts.iter().any(|c| c.load(Ordering::SeqCst) < ACKED_BEFORE_KILL) {
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while counts.iter().any(|c| c.load(Ordering::SeqCst) < load.acked_before_kill) {
         assert!(Instant::now() < deadline, "the gateways were not acknowledged in time");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let waiting = queue_depth(http).await;
+    assert!(
+        waiting.is_some_and(|w| w >= load.min_waiting),
+        "{waiting:?} messages waiting for the writer at the kill: not the load meant"
+    );
     killed.store(true, Ordering::SeqCst);
     let pid = server.id().to_string();
     assert!(Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
@@ -247,7 +317,7 @@ async fn acknowledged_readings_survive_a_killed_server(db: TestDb) {
     assert!(!out.status.success(), "the server was killed");
     let killed_at: Vec<usize> = counts.iter().map(|c| c.load(Ordering::SeqCst)).collect();
 
-    let server = spawn_server(&tds, http, mqtt);
+    let server = spawn_server(&tds, http, mqtt, load.env);
     let mut outcomes = Vec::new();
     for c in clients {
         outcomes.push(c.await.unwrap());
@@ -300,11 +370,15 @@ async fn acknowledged_readings_survive_a_killed_server(db: TestDb) {
     assert!(dead.is_empty(), "resends of the same values are not conflicts: {dead:?}");
     let resent: usize = outcomes.iter().map(|o| o.resent).sum();
     eprintln!(
-        "durability on {}: acked before the kill {killed_at:?}, resent {resent}, stored {} messages, in {:.1} s",
+        "durability on {} ({load:?}): acked before the kill {killed_at:?}, {waiting:?} messages waiting for \
+         the writer, resent {resent}, stored {} messages, in {:.1} s",
         store.db().backend(),
         stored.len(),
         started.elapsed().as_secs_f64()
     );
 }
 
-per_backend!(acknowledged_readings_survive_a_killed_server);
+per_backend!(
+    acknowledged_readings_survive_a_killed_server,
+    acknowledged_readings_survive_a_server_killed_during_an_overload,
+);
