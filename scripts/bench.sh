@@ -6,7 +6,13 @@
 #   scripts/bench.sh [store] [ARGS]   `tds bench store`: readings through the store (e.g. --readings 200000)
 #   scripts/bench.sh ingest [ARGS]    `tds bench ingest`: the MQTT device endpoint end to end, over
 #                                     mutual TLS with simulated gateways in the same process
-#                                     (e.g. --gateways 100 --devices 10 --inflight 10 --seconds 20)
+#                                     (e.g. --gateways 100 --devices 10 --inflight 10 --seconds 20);
+#                                     prints the server's (and PostgreSQL's) CPU per stored reading;
+#                                     --overload 60 adds 60 s offered twice the sustained load, then
+#                                     half load again to show the latency recover
+#   scripts/bench.sh compare [ARGS]   the same load generator against Debian's Mosquitto (mutual
+#                                     TLS, QoS 1, no persistence) and against TDS (durable), in one
+#                                     run per database, side by side with the ratio TDS / Mosquitto
 #   scripts/bench.sh queries [ARGS]   `tds bench queries`: loads a data set through the ingest path,
 #                                     refreshes the rollups and prints p50/p95/p99 of the telemetry
 #                                     and home pages' queries. PostgreSQL: 10k devices x 365 days
@@ -34,7 +40,7 @@ source scripts/lib/postgres.sh
 
 bench=store
 case "${1:-}" in
-  store | ingest | queries | connections | copy | api | renewal) bench=$1; shift ;;
+  store | ingest | queries | connections | copy | api | renewal | compare) bench=$1; shift ;;
 esac
 
 cargo build --release --locked -p tds
@@ -119,6 +125,16 @@ if [ "$bench" = api ]; then
     echo "== PostgreSQL"; api_bench "${PG_URL%/*}/tds_api"
   fi
   exit 0
+fi
+
+if [ "$bench" = compare ]; then
+  if ! command -v mosquitto >/dev/null; then
+    [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null \
+      || { echo "bench compare: mosquitto not found (apt-get install mosquitto)" >&2; exit 1; }
+  fi
+  # Debian's package starts a broker of its own on port 1883; the benchmark starts its own.
+  bench=ingest
+  set -- --compare mosquitto "$@"
 fi
 
 if [ "$bench" = copy ]; then

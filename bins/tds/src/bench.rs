@@ -17,7 +17,11 @@ use tds_store::tenants::{NewTenant, TenantLimits};
 use tds_store::{DbOptions, Store};
 
 pub mod alerts;
+mod compare;
+mod cpu;
 pub mod ingest;
+mod load;
+mod probe;
 pub mod queries;
 pub mod renewal;
 pub mod report;

@@ -460,6 +460,15 @@ pub struct IngestBenchArgs {
     /// `on` or `off` (default), to measure what evaluation costs ingestion. Needs rollups on.
     #[arg(long, default_value = "off")]
     pub alerts: String,
+    /// After the full and half-load runs, offer twice the sustained load for this many seconds
+    /// (0: not at all), then half the load again, and print the throughput kept, the server's
+    /// peak memory and how soon the latency recovers.
+    #[arg(long, default_value_t = 0)]
+    pub overload: u64,
+    /// Run the same gateways against another MQTT server first, at full and half load, and
+    /// print both side by side: `mosquitto` (Debian's, mutual TLS, no persistence).
+    #[arg(long)]
+    pub compare: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -1,0 +1,350 @@
+//! The load generator of `tds bench ingest` and `tds bench compare`: simulated gateways, each
+//! connecting over mutual TLS with its own ECDSA-P256 certificate and publishing `QoS` 1
+//! telemetry batches (one reading per device) with `--inflight` unacknowledged, at full speed or
+//! paced. What they measure is what a gateway sees: acknowledged messages per second and the time
+//! from a PUBLISH leaving the client to its PUBACK arriving.
+//!
+//! The gateways run on their own runtime, whose threads are named [`cpu::LOAD_THREADS`], so that
+//! their CPU time can be told from the server's when both share the process.
+
+use super::cpu;
+use super::probe::{Probe, server_side};
+use anyhow::{Context, anyhow, bail};
+use chrono::{DateTime, Utc};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS, TlsConfiguration,
+    Transport,
+};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tds_domain::Mac;
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// One simulated gateway between runs: what it needs to connect and where its numbering is.
+#[derive(Debug)]
+pub(super) struct Gateway {
+    pub mac: Mac,
+    pub codes: Vec<String>,
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Message `n` is stamped `t0 + n` seconds.
+    pub t0: DateTime<Utc>,
+    /// Number of its next message.
+    pub next: u64,
+}
+
+/// What one gateway measured in one run.
+#[derive(Debug, Default)]
+struct Sample {
+    /// Acknowledged before the end of the run.
+    acked: u64,
+    /// Publish→PUBACK of every message acknowledged before the end of the run, in microseconds,
+    /// with the second of the run the PUBACK arrived in.
+    latencies_us: Vec<(u32, u32)>,
+}
+
+/// A run's figures over all gateways.
+#[derive(Debug)]
+pub(super) struct Figures {
+    pub messages_per_s: f64,
+    pub readings_per_s: f64,
+    /// Readings acknowledged during the run.
+    pub readings: u64,
+    pub run_for: Duration,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// p99 of the PUBACKs that arrived in each second of the run, in milliseconds.
+    pub p99_by_second_ms: Vec<f64>,
+    /// The endpoint's side, when the probe is installed.
+    pub server: Option<String>,
+    /// CPU time over the run (from its start to its deadline).
+    pub cpu: Option<cpu::Used>,
+}
+
+/// How one run loads the server.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Run {
+    /// The server's MQTT port on 127.0.0.1.
+    pub port: u16,
+    pub inflight: u16,
+    pub duration: Duration,
+    /// Messages per second over all gateways; `None`: as fast as they are acknowledged.
+    pub rate: Option<f64>,
+    /// A broker process whose CPU time is counted (`tds bench compare`'s Mosquitto).
+    pub broker_pid: Option<u32>,
+    /// Count the CPU time of the machine's PostgreSQL processes (the server's database).
+    pub postgres_cpu: bool,
+}
+
+/// The load generator's runtime: two worker threads named [`cpu::LOAD_THREADS`]. Shut down
+/// without waiting when dropped (a runtime dropped inside another one's task would panic).
+pub(super) struct LoadRuntime(Option<tokio::runtime::Runtime>);
+
+impl LoadRuntime {
+    pub fn new() -> anyhow::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(cpu::LOAD_THREADS)
+            .enable_all()
+            .build()
+            .context("cannot start the load generator's runtime")?;
+        Ok(Self(Some(rt)))
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.0.as_ref().map_or_else(Handle::current, |rt| rt.handle().clone())
+    }
+}
+
+impl Drop for LoadRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+pub(super) fn client_tls(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())?.context("no key in the device's PEM")?;
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)?)
+}
+
+/// Connects every gateway (not timed), runs them together for `run.duration`, at full speed or
+/// at `run.rate` messages per second in all, on the load generator's runtime (`on`), and gives
+/// the gateways back with the run's figures; the endpoint's side from `probe`, when given.
+pub(super) async fn load(
+    on: &Handle,
+    gateways: Vec<Gateway>,
+    run: Run,
+    probe: Option<&Probe>,
+) -> anyhow::Result<(Vec<Gateway>, Figures)> {
+    let Run { port, inflight, duration: run_for, rate, broker_pid, postgres_cpu } = run;
+    let count = gateways.len();
+    let connect_started = Instant::now();
+    let mut connecting = JoinSet::new();
+    for (i, g) in gateways.into_iter().enumerate() {
+        connecting.spawn_on(
+            async move {
+                let connected = connect(&g, port, inflight).await;
+                (i, g, connected)
+            },
+            on,
+        );
+    }
+    let mut sessions = Vec::with_capacity(count);
+    while let Some(joined) = connecting.join_next().await {
+        let (i, g, connected) = joined.context("a connecting gateway panicked")?;
+        let (client, events) = connected.with_context(|| format!("gateway {} cannot connect", g.mac))?;
+        sessions.push((i, g, client, events));
+    }
+    tracing::info!(gateways = count, took_ms = connect_started.elapsed().as_millis(), "gateways connected");
+
+    if let Some(p) = probe {
+        p.reset();
+    }
+    // Everyone starts together, a little after the last connection.
+    let start = Instant::now() + Duration::from_millis(200);
+    let deadline = start + run_for;
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(start).await;
+        let before = cpu::Sample::now(postgres_cpu, broker_pid);
+        tokio::time::sleep_until(deadline).await;
+        before.zip(cpu::Sample::now(postgres_cpu, broker_pid)).map(|(a, b)| b.since(&a))
+    });
+    let period = rate.map(|r| Duration::from_secs_f64(count as f64 / r));
+    let mut running = JoinSet::new();
+    for (i, mut g, client, events) in sessions {
+        // Spread the paced gateways over one period instead of publishing all at once.
+        let phase = period.map(|p| p.mul_f64(i as f64 / count as f64));
+        running.spawn_on(
+            async move {
+                let sample = publish(&mut g, client, events, start, deadline, period.zip(phase)).await;
+                (i, g, sample)
+            },
+            on,
+        );
+    }
+    let mut back: Vec<Option<Gateway>> = (0..count).map(|_| None).collect();
+    let mut acked = 0u64;
+    let mut latencies = Vec::new();
+    while let Some(joined) = running.join_next().await {
+        let (i, g, sample) = joined.context("a gateway panicked")?;
+        let sample = sample.with_context(|| format!("gateway {}", g.mac))?;
+        acked += sample.acked;
+        latencies.extend(sample.latencies_us);
+        back[i] = Some(g);
+    }
+    let gateways: Vec<Gateway> = back.into_iter().flatten().collect();
+    let mut by_second: Vec<Vec<u32>> = vec![Vec::new(); usize::try_from(run_for.as_secs()).unwrap_or(0) + 1];
+    for &(second, us) in &latencies {
+        if let Some(s) = by_second.get_mut(second as usize) {
+            s.push(us);
+        }
+    }
+    let mut all: Vec<u32> = latencies.into_iter().map(|(_, us)| us).collect();
+    all.sort_unstable();
+    let seconds = run_for.as_secs_f64();
+    let devices = gateways.first().map_or(0, |g| g.codes.len());
+    let figures = Figures {
+        messages_per_s: acked as f64 / seconds,
+        readings_per_s: (acked * devices as u64) as f64 / seconds,
+        readings: acked * devices as u64,
+        run_for,
+        p50_ms: percentile_ms(&all, 0.5),
+        p99_ms: percentile_ms(&all, 0.99),
+        max_ms: percentile_ms(&all, 1.0),
+        p99_by_second_ms: by_second
+            .into_iter()
+            .map(|mut s| {
+                s.sort_unstable();
+                percentile_ms(&s, 0.99)
+            })
+            .collect(),
+        server: probe.map(|p| server_side(p, run_for)),
+        cpu: cpu.await.ok().flatten(),
+    };
+    Ok((gateways, figures))
+}
+
+/// The `p` quantile of sorted microseconds, in milliseconds (NaN when there are none).
+fn percentile_ms(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    f64::from(sorted[((sorted.len() - 1) as f64 * p).round() as usize]) / 1e3
+}
+
+async fn connect(g: &Gateway, port: u16, inflight: u16) -> anyhow::Result<(AsyncClient, EventLoop)> {
+    let mut opts = MqttOptions::new(g.mac.to_string(), "localhost", port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_clean_session(true);
+    opts.set_inflight(inflight);
+    opts.set_max_packet_size(1024 * 1024, 1024 * 1024);
+    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(g.tls.clone())));
+    let (client, mut events) = AsyncClient::new(opts, usize::from(inflight));
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), events.poll()).await {
+            Ok(Ok(Event::Incoming(Incoming::ConnAck(ack)))) => {
+                if ack.code != ConnectReturnCode::Success {
+                    bail!("refused: {:?}", ack.code);
+                }
+                return Ok((client, events));
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e).context("connection failed"),
+            Err(_) => bail!("no CONNACK within 30 s"),
+        }
+    }
+}
+
+/// The telemetry batch of message `n`: one reading per device at `t0 + n` seconds.
+fn message(g: &Gateway, n: u64) -> String {
+    let at = (g.t0 + chrono::Duration::seconds(n as i64)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut out = format!(r#"{{"gateway_mac":"{}","timestamp":"{at}","leituras":["#, g.mac);
+    for (d, code) in g.codes.iter().enumerate() {
+        let sep = if d == 0 { "" } else { "," };
+        let value = n as f64 * 0.5 + d as f64;
+        let _ = write!(out, r#"{sep}{{"dispositivo_codigo":"{code}","valor":{value},"unidade":"kWh"}}"#);
+    }
+    out.push_str("]}");
+    out
+}
+
+/// One gateway's run: a producer publishes (paced by `pacing` = (period, phase), or as fast as
+/// rumqttc's in-flight window allows) until `deadline`, waits for its last PUBACKs and
+/// disconnects; meanwhile the event loop times each PUBLISH to its PUBACK.
+async fn publish(
+    g: &mut Gateway,
+    client: AsyncClient,
+    mut events: EventLoop,
+    start: Instant,
+    deadline: Instant,
+    pacing: Option<(Duration, Duration)>,
+) -> anyhow::Result<Sample> {
+    let topic = format!("tds_new/gateway/{}/telemetria", g.mac);
+    let acked_total = AtomicU64::new(0);
+    let ack_arrived = Notify::new();
+    let first = g.next;
+
+    let producer = async {
+        tokio::time::sleep_until(start).await;
+        let mut ticker = pacing.map(|(period, phase)| {
+            let mut t = tokio::time::interval_at(start + phase, period);
+            t.set_missed_tick_behavior(MissedTickBehavior::Skip);
+            t
+        });
+        let mut n = first;
+        loop {
+            if let Some(t) = ticker.as_mut() {
+                t.tick().await;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            // Waits while the in-flight window and the request queue are full.
+            client.publish(topic.as_str(), QoS::AtLeastOnce, false, message(g, n)).await?;
+            n += 1;
+        }
+        let published = n - first;
+        let drained = async {
+            while acked_total.load(Ordering::Acquire) < published {
+                ack_arrived.notified().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), drained)
+            .await
+            .map_err(|_| anyhow!("messages still unacknowledged 30 s after the run"))?;
+        client.disconnect().await?;
+        anyhow::Ok(n)
+    };
+
+    let poller = async {
+        let mut sent: HashMap<u16, Instant> = HashMap::new();
+        let mut sample = Sample::default();
+        loop {
+            match events.poll().await {
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                    sent.insert(pkid, Instant::now());
+                }
+                Ok(Event::Incoming(Incoming::PubAck(ack))) => {
+                    let now = Instant::now();
+                    if let Some(at) = sent.remove(&ack.pkid)
+                        && now <= deadline
+                    {
+                        sample.acked += 1;
+                        let second =
+                            u32::try_from(now.saturating_duration_since(start).as_secs()).unwrap_or(0);
+                        let us = u32::try_from((now - at).as_micros()).unwrap_or(u32::MAX);
+                        sample.latencies_us.push((second, us));
+                    }
+                    acked_total.fetch_add(1, Ordering::Release);
+                    ack_arrived.notify_one();
+                }
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => return anyhow::Ok(sample),
+                Ok(_) => {}
+                Err(e) => return Err(e).context("the connection failed during the run"),
+            }
+        }
+    };
+    let (next, sample) = tokio::try_join!(producer, poller)?;
+    g.next = next;
+    Ok(sample)
+}
