@@ -8,6 +8,9 @@
 //!
 //! A full queue makes `submit` wait: sessions stop reading their sockets instead of holding
 //! messages in memory while the database catches up.
+//!
+//! On PostgreSQL two writers take turns at the queue, so that a batch is inserted while the
+//! previous one's commit is flushing (see [`Writer::spawn`]).
 
 use crate::pipeline::list_letter;
 use crate::seen::SeenBuffer;
@@ -22,7 +25,7 @@ use tds_domain::{LiveEvent, LiveReading};
 use tds_store::readings::{NewReading, ReadingConflict};
 use tds_store::rejected::NewRejected;
 use tds_store::{Store, StoreError};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
 
 /// Where a reading of a submission came from, to dead-letter it if the store finds a conflict.
 #[derive(Debug, Clone)]
@@ -54,9 +57,20 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task.
+    /// Starts the writer tasks: one on SQLite (one connection writes), two on PostgreSQL, so
+    /// that the next batch is inserted while the previous one's commit waits for its WAL flush.
+    /// Each takes what is waiting when it is free; a session acknowledges in arrival order
+    /// whichever commits first, so two batches in flight never reorder a gateway's PUBACKs.
     pub fn spawn(store: Store, settings: WriterSettings, seen: Arc<SeenBuffer>) -> Self {
         let (tx, rx) = mpsc::channel(settings.capacity);
+        let rx = Arc::new(Mutex::new(rx));
+        let writers = match store.db() {
+            tds_store::Db::Postgres(_) => 2,
+            tds_store::Db::Sqlite(_) => 1,
+        };
+        for _ in 1..writers {
+            tokio::spawn(run(store.clone(), rx.clone(), settings.clone(), seen.clone()));
+        }
         tokio::spawn(run(store, rx, settings, seen));
         Self { tx }
     }
@@ -90,45 +104,82 @@ type Item = (Submission, oneshot::Sender<Result<(), String>>);
 /// How often noted `last_seen` instants are written.
 const SEEN_FLUSH: Duration = Duration::from_secs(1);
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Item>, settings: WriterSettings, seen: Arc<SeenBuffer>) {
+/// What a writer got from the queue.
+enum Next {
+    Batch(Vec<Item>, usize),
+    FlushSeen,
+    Closed,
+}
+
+/// Takes the next batch: waits for a first message (or for the time to write `last_seen`), then
+/// takes what is waiting, up to `max_readings`, lingering `max_delay` for more when that is set.
+/// Holds the queue meanwhile, so that two writers never split one moment's messages.
+async fn next_batch(
+    rx: &Mutex<mpsc::Receiver<Item>>,
+    settings: &WriterSettings,
+    flush_at: Option<tokio::time::Instant>,
+) -> Next {
+    let mut rx = rx.lock().await;
+    let first = tokio::select! {
+        item = rx.recv() => match item {
+            Some(item) => item,
+            None => return Next::Closed,
+        },
+        () = sleep_until_some(flush_at) => return Next::FlushSeen,
+    };
+    let mut readings = first.0.readings.len();
+    let mut batch = vec![first];
+    // What is waiting already: under load, what arrived during the previous commit.
+    while readings < settings.max_readings {
+        match rx.try_recv() {
+            Ok(item) => {
+                readings += item.0.readings.len();
+                batch.push(item);
+            }
+            Err(_) => break,
+        }
+    }
+    if !settings.max_delay.is_zero() {
+        let deadline = tokio::time::Instant::now() + settings.max_delay;
+        while readings < settings.max_readings {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(item)) => {
+                    readings += item.0.readings.len();
+                    batch.push(item);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    crate::metrics::queue_depth(rx.len());
+    Next::Batch(batch, readings)
+}
+
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn run(
+    store: Store,
+    rx: Arc<Mutex<mpsc::Receiver<Item>>>,
+    settings: WriterSettings,
+    seen: Arc<SeenBuffer>,
+) {
     let mut next_flush = tokio::time::Instant::now() + SEEN_FLUSH;
     loop {
-        let first = tokio::select! {
-            item = rx.recv() => match item {
-                Some(item) => item,
-                None => break,
-            },
-            () = tokio::time::sleep_until(next_flush), if !seen.is_empty() => {
+        let flush_at = (!seen.is_empty()).then_some(next_flush);
+        let (mut batch, readings) = match next_batch(&rx, &settings, flush_at).await {
+            Next::Batch(batch, readings) => (batch, readings),
+            Next::FlushSeen => {
                 flush_seen(&store, &seen).await;
                 next_flush = tokio::time::Instant::now() + SEEN_FLUSH;
                 continue;
             }
+            Next::Closed => break,
         };
-        let mut batch = vec![first];
-        let mut readings = batch[0].0.readings.len();
-        // What is waiting already: under load, what arrived during the previous commit.
-        while readings < settings.max_readings {
-            match rx.try_recv() {
-                Ok(item) => {
-                    readings += item.0.readings.len();
-                    batch.push(item);
-                }
-                Err(_) => break,
-            }
-        }
-        if !settings.max_delay.is_zero() {
-            let deadline = tokio::time::Instant::now() + settings.max_delay;
-            while readings < settings.max_readings {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(item)) => {
-                        readings += item.0.readings.len();
-                        batch.push(item);
-                    }
-                    Ok(None) | Err(_) => break,
-                }
-            }
-        }
-        crate::metrics::queue_depth(rx.len());
         let started = std::time::Instant::now();
         let outcome = commit(&store, &mut batch, settings.dead_letter_max_bytes, &seen)
             .await

@@ -808,6 +808,16 @@ impl<'a> DeviceStore<'a> {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| conflict_message(fields, e.into()))?;
+            // The next refresh recomputes the device's current hour from its readings instead of
+            // going on from the stored row, which the old kind, scale or rollover made.
+            sqlx::query(
+                "UPDATE rollups SET last_time = NULL, last_value = NULL WHERE device_id = $1 \
+                 AND granularity = 'hour' AND bucket_start = \
+                 (SELECT MAX(bucket_start) FROM rollups WHERE device_id = $1 AND granularity = 'hour')",
+            )
+            .bind(id.get())
+            .execute(&mut *tx)
+            .await?;
             Ok(row)
         })?;
         let device: Device = row.try_into()?;

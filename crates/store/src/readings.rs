@@ -488,10 +488,25 @@ trait BulkInsert {
 }
 
 /// How a mark already waiting widens to take a new one in (both databases).
-const MARK_MERGE: &str = " ON CONFLICT (device_id) DO UPDATE SET \
+/// A mark merged with the one already there: the span widened, and `marked_at` always moved
+/// forward, at least by a microsecond: a refresh clears a mark only if `marked_at` is still what
+/// it read, so two commits in one microsecond (two writers, or a clock stepping back) must not
+/// leave it equal, or the second commit's readings would be cleared unread.
+macro_rules! mark_merge {
+    ($later:literal) => {
+        concat!(
+            " ON CONFLICT (device_id) DO UPDATE SET \
     from_time = CASE WHEN excluded.from_time < rollup_dirty.from_time THEN excluded.from_time ELSE rollup_dirty.from_time END, \
     to_time = CASE WHEN excluded.to_time > rollup_dirty.to_time THEN excluded.to_time ELSE rollup_dirty.to_time END, \
-    marked_at = excluded.marked_at";
+    marked_at = CASE WHEN excluded.marked_at > rollup_dirty.marked_at THEN excluded.marked_at ELSE ",
+            $later,
+            " END"
+        )
+    };
+}
+const PG_MARK_MERGE: &str = mark_merge!("rollup_dirty.marked_at + INTERVAL '1 microsecond'");
+/// SQLite keeps instants as integer microseconds.
+const SQLITE_MARK_MERGE: &str = mark_merge!("rollup_dirty.marked_at + 1");
 
 impl BulkInsert for sqlx::PgConnection {
     async fn insert_readings(
@@ -551,7 +566,7 @@ impl BulkInsert for sqlx::PgConnection {
         let sql = format!(
             "INSERT INTO rollup_dirty (device_id, tenant_id, from_time, to_time, marked_at) \
              SELECT d, t, f, e, $1 FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[]) \
-             AS x(d, t, f, e){MARK_MERGE}"
+             AS x(d, t, f, e){PG_MARK_MERGE}"
         );
         sqlx::query(AssertSqlSafe(sql))
             .bind(at)
@@ -630,7 +645,7 @@ impl BulkInsert for sqlx::SqliteConnection {
     async fn mark_dirty(&mut self, at: Ts, marks: &[(i64, i64, i64, i64)]) -> Result<(), sqlx::Error> {
         for chunk in marks.chunks(MARK_CHUNK) {
             let sql = format!(
-                "INSERT INTO rollup_dirty (device_id, tenant_id, from_time, to_time, marked_at) VALUES {}{MARK_MERGE}",
+                "INSERT INTO rollup_dirty (device_id, tenant_id, from_time, to_time, marked_at) VALUES {}{SQLITE_MARK_MERGE}",
                 vec!["(?,?,?,?,?)"; chunk.len()].join(",")
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));

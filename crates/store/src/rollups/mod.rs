@@ -17,8 +17,10 @@
 //! 4. clears the mark unless a newer commit marked the device again meanwhile, and moves the
 //!    device's `last_seen_at` to the mark's time.
 //!
-//! Several instances may refresh at once: each computes from committed rows and a mark is only
-//! cleared by whoever saw it last, so the result converges. Must not: be called per reading.
+//! Several instances may refresh at once: each computes from committed rows, a mark is only
+//! cleared by whoever saw it last, and a row is only replaced by one counting at least as many
+//! readings (an overtaken refresh cannot write an older state over a newer one), so the result
+//! converges. Must not: be called per reading.
 
 mod refresh;
 mod write;

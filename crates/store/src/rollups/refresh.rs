@@ -165,7 +165,7 @@ impl RollupStore<'_> {
             self.db,
             read | pool | sqlx::query_as(LATEST_HOUR).bind(device).fetch_optional(pool).await
         )?;
-        let mut input = Inputs { resume: latest.and_then(|l| l.resumable(d)), ..Inputs::default() };
+        let mut input = Inputs { resume: latest.and_then(|l| l.resumable(d, tz)), ..Inputs::default() };
         if input.resume.is_none() {
             let first = bucket_start(tz, Bucket::Hour, d.from_time.0);
             let neighbours: Vec<(Ts, f64, i64)> = on_db!(
@@ -255,10 +255,14 @@ impl LatestHour {
     /// one rolled up. The marks guarantee that readings after it are all in the mark (a reading
     /// committed since the last refresh moved the mark's earliest instant to it), so then the
     /// hour row holds exactly its hour's readings up to that one.
-    fn resumable(self, d: &Dirty) -> Option<Resume> {
+    fn resumable(self, d: &Dirty, tz: TimeZone) -> Option<Resume> {
         let last = (self.last_time?.0, self.last_value?);
-        // A device moved to another tenant starts that tenant's rows from its readings.
-        if self.tenant_id != d.tenant_id || last.0 >= d.from_time.0 {
+        // A device moved to another tenant starts that tenant's rows from its readings; a
+        // tenant whose time zone changed has its hours recomputed where they now fall.
+        if self.tenant_id != d.tenant_id
+            || last.0 >= d.from_time.0
+            || bucket_start(tz, Bucket::Hour, last.0) != self.bucket_start.0
+        {
             return None;
         }
         let count = u32::try_from(self.reading_count).ok()?;
@@ -351,7 +355,7 @@ async fn read_many(pg: &sqlx::PgPool, work: &[(Dirty, TimeZone, Meter)]) -> Resu
     let latest: Vec<LatestHour> = sqlx::query_as(PG_LATEST_HOURS).bind(&devices).fetch_all(pg).await?;
     for l in latest {
         if let Some(&i) = index.get(&l.device_id) {
-            inputs[i].resume = l.resumable(&work[i].0);
+            inputs[i].resume = l.resumable(&work[i].0, work[i].1);
         }
     }
     // The neighbours of the devices whose hours are recomputed.

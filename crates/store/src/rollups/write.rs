@@ -30,11 +30,18 @@ pub(super) struct Upsert {
 /// 28,000 in all, under its limit of 32,766.
 pub(super) const UPSERT_CHUNK: usize = 2000;
 
+/// A row replaces the stored one only if it counts at least as many readings: readings are only
+/// ever added to a bucket (retention removes whole old hours' raw readings, whose rows are never
+/// recomputed), so a row counting fewer was computed from an older state by a refresh that was
+/// overtaken (two refreshers at once: `tds serve` and a CLI command's catch-up, or two
+/// instances). Written anyway, it would stand, and the next refresh would go on from it with the
+/// overtaking refresh's readings missing.
 const UPSERT_SET: &str = " ON CONFLICT (device_id, granularity, bucket_start) DO UPDATE SET tenant_id = excluded.tenant_id, \
      consumption = excluded.consumption, min_value = excluded.min_value, max_value = excluded.max_value, \
      sum_value = excluded.sum_value, reading_count = excluded.reading_count, \
      expected_count = excluded.expected_count, resets = excluded.resets, updated_at = excluded.updated_at, \
-     last_time = excluded.last_time, last_value = excluded.last_value";
+     last_time = excluded.last_time, last_value = excluded.last_value \
+     WHERE excluded.reading_count >= rollups.reading_count";
 
 const UPSERT_COLUMNS: &str = "INSERT INTO rollups (device_id, granularity, bucket_start, tenant_id, consumption, \
      min_value, max_value, sum_value, reading_count, expected_count, resets, updated_at, last_time, last_value) ";

@@ -1,7 +1,8 @@
 //! Incremental rollups (issue 20): a device whose new readings all come after the last one
 //! rolled up has them added to its latest hour row instead of its hour being read again. The
-//! rows must be exactly, bit for bit, those of a recomputation from all the readings; and a late
-//! reading must still recompute from the raw readings. On both databases.
+//! rows must be exactly, bit for bit, those of a recomputation from all the readings; a late
+//! reading must still recompute from the raw readings; an edited meter recomputes its hour; and
+//! an overtaken refresh cannot write an older row over a newer one. On both databases.
 
 use chrono::{DateTime, Duration, Utc};
 use tds_domain::limits::ScaleFactor;
@@ -11,7 +12,7 @@ use tds_store::devices::{Device, DeviceFields};
 use tds_store::readings::NewReading;
 use tds_store::rollups::RollupRow;
 use tds_store::tenants::NewTenant;
-use tds_testkit::{conformance, fixtures};
+use tds_testkit::{TestDb, fixtures, per_backend};
 
 fn utc(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -59,7 +60,8 @@ fn value(kind: MeasurementKind, i: u32) -> f64 {
     }
 }
 
-async fn a_device_reporting_in_order_gets_exactly_the_rows_of_a_recomputation(store: Store) {
+async fn a_device_reporting_in_order_gets_exactly_the_rows_of_a_recomputation(db: TestDb) {
+    let store = db.store.clone();
     let new = NewTenant {
         timezone: TimeZone::parse("America/Sao_Paulo").unwrap(),
         ..NewTenant::named(Name::parse("name", "Acme").unwrap())
@@ -103,7 +105,22 @@ async fn a_device_reporting_in_order_gets_exactly_the_rows_of_a_recomputation(st
     }
 }
 
-async fn an_in_order_reading_goes_on_from_the_stored_hour_and_a_late_one_recomputes_it(store: Store) {
+/// Runs `sql` on the test database directly (to mark a stored row).
+async fn execute(db: &TestDb, sql: &str) {
+    match db.store.db() {
+        tds_store::Db::Postgres(_) => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+        }
+        tds_store::Db::Sqlite(_) => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+        }
+    }
+}
+
+async fn an_in_order_reading_goes_on_from_the_stored_hour_and_a_late_one_recomputes_it(db: TestDb) {
+    let store = db.store.clone();
     let t = fixtures::tenant(&store, "Acme").await.id;
     let g = fixtures::gateway(&store, t, "aa:bb:cc:dd:ee:01", "GW1").await;
     let d = fixtures::meter(&store, t, &g, "D01").await;
@@ -118,28 +135,85 @@ async fn an_in_order_reading_goes_on_from_the_stored_hour_and_a_late_one_recompu
     let rollups = store.rollups();
     let (from, to) = (at(0), at(60));
     let rows = || rollups.for_device(t, d.id, Bucket::Hour, from, to);
-    let hour = |rows: Vec<RollupRow>| (rows[0].count, rows[0].consumption);
-    assert_eq!(hour(rows().await.unwrap()), (6, Some(5.0)));
-    // Retention removes the hour's first five raw readings: only a refresh that reads the hour
-    // again can tell (its count drops), which is how the two paths are told apart here.
-    store.readings().purge_before(t, at(25)).await.unwrap();
+    let hour = |rows: Vec<RollupRow>| (rows[0].count, rows[0].consumption, rows[0].max);
+    assert_eq!(hour(rows().await.unwrap()), (6, Some(5.0), Some(105.0)));
+    // A mark no reading could make: only a refresh that goes on from the stored row keeps it,
+    // one that reads the hour's readings again loses it. How the two paths are told apart here.
+    execute(
+        &db,
+        &format!(
+            "UPDATE rollups SET max_value = 999 WHERE device_id = {} AND granularity = 'hour'",
+            d.id.get()
+        ),
+    )
+    .await;
     // In order (after the last rolled-up reading): added to the stored hour.
     store.readings().insert(t, &[put(30, 106.0)]).await.unwrap();
     refresh(&store).await;
-    assert_eq!(hour(rows().await.unwrap()), (7, Some(6.0)), "went on from the stored hour");
-    // Late (before the last rolled-up reading): the hour is recomputed from what is stored.
+    assert_eq!(hour(rows().await.unwrap()), (7, Some(6.0), Some(999.0)), "went on from the stored hour");
+    // Late (before the last rolled-up reading): the hour is recomputed from its readings.
     store.readings().insert(t, &[put(27, 105.5)]).await.unwrap();
     refresh(&store).await;
-    assert_eq!(hour(rows().await.unwrap()), (3, Some(1.0)), "recomputed from the raw readings");
+    assert_eq!(hour(rows().await.unwrap()), (8, Some(6.0), Some(106.0)), "recomputed from the raw readings");
     // And in order again from there.
     store.readings().insert(t, &[put(35, 107.0)]).await.unwrap();
     refresh(&store).await;
-    assert_eq!(hour(rows().await.unwrap()), (4, Some(2.0)));
+    assert_eq!(hour(rows().await.unwrap()), (9, Some(7.0), Some(107.0)));
     let day = store.rollups().for_device(t, d.id, Bucket::Day, at(-24 * 60), at(24 * 60)).await.unwrap();
-    assert_eq!((day[0].count, day[0].consumption), (4, Some(2.0)), "the day is its hours");
+    assert_eq!((day[0].count, day[0].consumption), (9, Some(7.0)), "the day is its hours");
 }
 
-conformance!(
+/// A refresh overtaken by another (two refreshers at once) must not write its older state over
+/// the newer one: a row counting fewer readings than the stored one is not written.
+async fn a_row_counting_fewer_readings_does_not_replace_the_stored_one(db: TestDb) {
+    let store = db.store.clone();
+    let t = fixtures::tenant(&store, "Acme").await.id;
+    let g = fixtures::gateway(&store, t, "aa:bb:cc:dd:ee:01", "GW1").await;
+    let d = fixtures::meter(&store, t, &g, "D01").await;
+    let at = |m: i64| utc("2026-03-10T13:00:00Z") + Duration::minutes(m);
+    let put = |m: i64, v: f64| NewReading { device_id: d.id, time: at(m), value: v, unit: "kWh".into() };
+    store.readings().insert(t, &[put(0, 100.0), put(10, 110.0)]).await.unwrap();
+    refresh(&store).await;
+    // As if a faster refresh had already stored the hour with more readings than this one sees.
+    execute(
+        &db,
+        &format!(
+            "UPDATE rollups SET reading_count = 50 WHERE device_id = {} AND granularity = 'hour'",
+            d.id.get()
+        ),
+    )
+    .await;
+    store.readings().insert(t, &[put(5, 105.0)]).await.unwrap();
+    refresh(&store).await;
+    let hour = store.rollups().for_device(t, d.id, Bucket::Hour, at(0), at(60)).await.unwrap();
+    assert_eq!((hour[0].count, hour[0].min), (50, Some(100.0)), "the stored row stands");
+    assert_eq!(store.rollups().staff_pending().await.unwrap(), 0);
+}
+
+/// A device edited to another scale factor has its current hour recomputed with it, not the
+/// new readings added to a row made with the old one.
+async fn an_edited_meter_recomputes_its_current_hour(db: TestDb) {
+    let store = db.store.clone();
+    let t = fixtures::tenant(&store, "Acme").await.id;
+    let g = fixtures::gateway(&store, t, "aa:bb:cc:dd:ee:01", "GW1").await;
+    let d = fixtures::meter(&store, t, &g, "D01").await;
+    let at = |m: i64| utc("2026-03-10T13:00:00Z") + Duration::minutes(m);
+    let put = |m: i64, v: f64| NewReading { device_id: d.id, time: at(m), value: v, unit: "kWh".into() };
+    store.readings().insert(t, &[put(0, 100.0), put(10, 110.0)]).await.unwrap();
+    refresh(&store).await;
+    let mut fields = fixtures::meter_fields("D01");
+    fields.scale_factor = ScaleFactor::new(2.0).unwrap();
+    store.devices().update(t, d.id, &fields).await.unwrap();
+    store.readings().insert(t, &[put(20, 120.0)]).await.unwrap();
+    refresh(&store).await;
+    let hour = store.rollups().for_device(t, d.id, Bucket::Hour, at(0), at(60)).await.unwrap();
+    // (110 - 100) * 2 + (120 - 110) * 2, not 10 + 20.
+    assert_eq!((hour[0].count, hour[0].consumption, hour[0].max), (3, Some(40.0), Some(240.0)));
+}
+
+per_backend!(
     a_device_reporting_in_order_gets_exactly_the_rows_of_a_recomputation,
+    an_edited_meter_recomputes_its_current_hour,
     an_in_order_reading_goes_on_from_the_stored_hour_and_a_late_one_recomputes_it,
+    a_row_counting_fewer_readings_does_not_replace_the_stored_one,
 );
