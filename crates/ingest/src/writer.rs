@@ -8,9 +8,6 @@
 //!
 //! A full queue makes `submit` wait: sessions stop reading their sockets instead of holding
 //! messages in memory while the database catches up.
-//!
-//! On PostgreSQL two writers take turns at the queue, so that a batch is inserted while the
-//! previous one's commit is flushing (see [`Writer::spawn`]).
 
 use crate::pipeline::list_letter;
 use crate::seen::SeenBuffer;
@@ -25,7 +22,7 @@ use tds_domain::{LiveEvent, LiveReading};
 use tds_store::readings::{NewReading, ReadingConflict};
 use tds_store::rejected::NewRejected;
 use tds_store::{Store, StoreError};
-use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Where a reading of a submission came from, to dead-letter it if the store finds a conflict.
 #[derive(Debug, Clone)]
@@ -57,20 +54,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer tasks: one on SQLite (one connection writes), two on PostgreSQL, so
-    /// that the next batch is inserted while the previous one's commit waits for its WAL flush.
-    /// Each takes what is waiting when it is free; a session acknowledges in arrival order
-    /// whichever commits first, so two batches in flight never reorder a gateway's PUBACKs.
+    /// Starts the writer task. One, on PostgreSQL too: a second writer taking the next batch
+    /// while the first commits was tried (issue 20) and lost. Two batches committing at once put
+    /// a gateway's consecutive messages in either order, so the rollup refresh saw late readings
+    /// and recomputed whole hours instead of going on from them (PostgreSQL read 1 to 3 million
+    /// readings a second back), and the second commit waited for the first's rollup marks.
     pub fn spawn(store: Store, settings: WriterSettings, seen: Arc<SeenBuffer>) -> Self {
         let (tx, rx) = mpsc::channel(settings.capacity);
-        let rx = Arc::new(Mutex::new(rx));
-        let writers = match store.db() {
-            tds_store::Db::Postgres(_) => 2,
-            tds_store::Db::Sqlite(_) => 1,
-        };
-        for _ in 1..writers {
-            tokio::spawn(run(store.clone(), rx.clone(), settings.clone(), seen.clone()));
-        }
         tokio::spawn(run(store, rx, settings, seen));
         Self { tx }
     }
@@ -113,13 +103,11 @@ enum Next {
 
 /// Takes the next batch: waits for a first message (or for the time to write `last_seen`), then
 /// takes what is waiting, up to `max_readings`, lingering `max_delay` for more when that is set.
-/// Holds the queue meanwhile, so that two writers never split one moment's messages.
 async fn next_batch(
-    rx: &Mutex<mpsc::Receiver<Item>>,
+    rx: &mut mpsc::Receiver<Item>,
     settings: &WriterSettings,
     flush_at: Option<tokio::time::Instant>,
 ) -> Next {
-    let mut rx = rx.lock().await;
     let first = tokio::select! {
         item = rx.recv() => match item {
             Some(item) => item,
@@ -162,16 +150,11 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     }
 }
 
-async fn run(
-    store: Store,
-    rx: Arc<Mutex<mpsc::Receiver<Item>>>,
-    settings: WriterSettings,
-    seen: Arc<SeenBuffer>,
-) {
+async fn run(store: Store, mut rx: mpsc::Receiver<Item>, settings: WriterSettings, seen: Arc<SeenBuffer>) {
     let mut next_flush = tokio::time::Instant::now() + SEEN_FLUSH;
     loop {
         let flush_at = (!seen.is_empty()).then_some(next_flush);
-        let (mut batch, readings) = match next_batch(&rx, &settings, flush_at).await {
+        let (mut batch, readings) = match next_batch(&mut rx, &settings, flush_at).await {
             Next::Batch(batch, readings) => (batch, readings),
             Next::FlushSeen => {
                 flush_seen(&store, &seen).await;

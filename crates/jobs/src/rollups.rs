@@ -15,9 +15,12 @@ use tds_store::Store;
 pub const BATCH: i64 = 2_000;
 /// Rounds start at most this often unless a full batch shows a backlog: under a steady load
 /// every device is marked again within the period, so longer rounds coalesce more readings per
-/// refresh and leave the database writer to the device endpoint (measured with `tds bench
-/// ingest --rollups on|off`). It is also the delay from a commit to its rollups.
-pub const PERIOD: Duration = Duration::from_secs(1);
+/// refresh and leave the database to the device endpoint. It is also the delay from a commit to
+/// its rollups and to the consumption alerts they raise ("within seconds", SPEC §6). 3 s, not
+/// 1 s, since the refresh goes on from the stored hour (its cost per round is then mostly per
+/// device, not per reading): `tds bench ingest --seconds 15`, rollups on, PostgreSQL 15,
+/// 107,000 → 131,500 readings/s at full load and 14.3 → 9.4 µs of CPU per reading.
+pub const PERIOD: Duration = Duration::from_secs(3);
 
 /// Refreshes until nothing is waiting; returns how many device refreshes it made. For tests,
 /// the demo's history, and `tds consumption` (which wants current figures).
