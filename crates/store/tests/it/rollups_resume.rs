@@ -105,6 +105,18 @@ async fn a_device_reporting_in_order_gets_exactly_the_rows_of_a_recomputation(db
     }
 }
 
+/// A tenant with one gateway and one energy counter.
+async fn one_meter(store: &Store) -> (tds_domain::TenantId, Device) {
+    let t = fixtures::tenant(store, "Acme").await.id;
+    let g = fixtures::gateway(store, t, "aa:bb:cc:dd:ee:01", "GW1").await;
+    (t, fixtures::meter(store, t, &g, "D01").await)
+}
+
+/// `m` minutes after 13:00 UTC on a day of the tests below.
+fn at(m: i64) -> DateTime<Utc> {
+    utc("2026-03-10T13:00:00Z") + Duration::minutes(m)
+}
+
 /// Runs `sql` on the test database directly (to mark a stored row).
 async fn execute(db: &TestDb, sql: &str) {
     match db.store.db() {
@@ -121,10 +133,7 @@ async fn execute(db: &TestDb, sql: &str) {
 
 async fn an_in_order_reading_goes_on_from_the_stored_hour_and_a_late_one_recomputes_it(db: TestDb) {
     let store = db.store.clone();
-    let t = fixtures::tenant(&store, "Acme").await.id;
-    let g = fixtures::gateway(&store, t, "aa:bb:cc:dd:ee:01", "GW1").await;
-    let d = fixtures::meter(&store, t, &g, "D01").await;
-    let at = |m: i64| utc("2026-03-10T13:00:00Z") + Duration::minutes(m);
+    let (t, d) = one_meter(&store).await;
     let put = |m: i64, v: f64| NewReading { device_id: d.id, time: at(m), value: v, unit: "kWh".into() };
     store
         .readings()
@@ -167,10 +176,7 @@ async fn an_in_order_reading_goes_on_from_the_stored_hour_and_a_late_one_recompu
 /// the newer one: a row counting fewer readings than the stored one is not written.
 async fn a_row_counting_fewer_readings_does_not_replace_the_stored_one(db: TestDb) {
     let store = db.store.clone();
-    let t = fixtures::tenant(&store, "Acme").await.id;
-    let g = fixtures::gateway(&store, t, "aa:bb:cc:dd:ee:01", "GW1").await;
-    let d = fixtures::meter(&store, t, &g, "D01").await;
-    let at = |m: i64| utc("2026-03-10T13:00:00Z") + Duration::minutes(m);
+    let (t, d) = one_meter(&store).await;
     let put = |m: i64, v: f64| NewReading { device_id: d.id, time: at(m), value: v, unit: "kWh".into() };
     store.readings().insert(t, &[put(0, 100.0), put(10, 110.0)]).await.unwrap();
     refresh(&store).await;
@@ -194,10 +200,7 @@ async fn a_row_counting_fewer_readings_does_not_replace_the_stored_one(db: TestD
 /// new readings added to a row made with the old one.
 async fn an_edited_meter_recomputes_its_current_hour(db: TestDb) {
     let store = db.store.clone();
-    let t = fixtures::tenant(&store, "Acme").await.id;
-    let g = fixtures::gateway(&store, t, "aa:bb:cc:dd:ee:01", "GW1").await;
-    let d = fixtures::meter(&store, t, &g, "D01").await;
-    let at = |m: i64| utc("2026-03-10T13:00:00Z") + Duration::minutes(m);
+    let (t, d) = one_meter(&store).await;
     let put = |m: i64, v: f64| NewReading { device_id: d.id, time: at(m), value: v, unit: "kWh".into() };
     store.readings().insert(t, &[put(0, 100.0), put(10, 110.0)]).await.unwrap();
     refresh(&store).await;
