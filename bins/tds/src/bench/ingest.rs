@@ -92,6 +92,9 @@ pub async fn run(config: &Config, args: IngestBenchArgs) -> anyhow::Result<()> {
     ingest.connect_burst_per_ip = 1_000_000;
     ingest.messages_per_second = 1_000_000.0;
     ingest.message_burst = 1_000_000;
+    // And the whole fleet connects at once: more handshakes at a time than a server allows
+    // (256) would be refused, and the run would end before it began.
+    ingest.max_handshakes = ingest.max_handshakes.max(args.gateways);
     if let Some(n) = args.commit_readings {
         ingest.commit_max_readings = n.max(1);
     }
