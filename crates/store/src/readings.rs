@@ -305,11 +305,17 @@ impl<'a> ReadingStore<'a> {
                 reports.push(sorted.report);
             }
             // In the same transaction: a committed reading is never missing from the rollups'
-            // to-do list (see `crate::rollups`). In device order, as the rollup refresh clears
-            // marks: two transactions locking the same rows in different orders would deadlock.
-            marks.sort_unstable();
+            // to-do list. One row for the whole commit, which no other transaction locks (see
+            // `crate::rollups::pending`); nothing when nothing new was stored.
             let at = Instant::now();
-            BulkInsert::mark_dirty(&mut *tx, ingested_at, &marks).await?;
+            if !marks.is_empty() {
+                marks.sort_unstable();
+                sqlx::query(crate::rollups::pending::LOG)
+                    .bind(ingested_at)
+                    .bind(crate::rollups::pending::encode(&marks)?)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             phases.marks = at.elapsed();
             Ok(reports)
         })?;
@@ -481,32 +487,7 @@ trait BulkInsert {
         tenant: TenantId,
         devices: &[i64],
     ) -> Result<HashMap<i64, i64>, sqlx::Error>;
-
-    /// Marks devices whose readings changed for the rollup refresh: per device its id, tenant,
-    /// earliest and latest instant (µs), in device order; rows lock in the order given.
-    async fn mark_dirty(&mut self, at: Ts, marks: &[(i64, i64, i64, i64)]) -> Result<(), sqlx::Error>;
 }
-
-/// How a mark already waiting widens to take a new one in (both databases).
-/// A mark merged with the one already there: the span widened, and `marked_at` always moved
-/// forward, at least by a microsecond: a refresh clears a mark only if `marked_at` is still what
-/// it read, so two commits in one microsecond (two writers, or a clock stepping back) must not
-/// leave it equal, or the second commit's readings would be cleared unread.
-macro_rules! mark_merge {
-    ($later:literal) => {
-        concat!(
-            " ON CONFLICT (device_id) DO UPDATE SET \
-    from_time = CASE WHEN excluded.from_time < rollup_dirty.from_time THEN excluded.from_time ELSE rollup_dirty.from_time END, \
-    to_time = CASE WHEN excluded.to_time > rollup_dirty.to_time THEN excluded.to_time ELSE rollup_dirty.to_time END, \
-    marked_at = CASE WHEN excluded.marked_at > rollup_dirty.marked_at THEN excluded.marked_at ELSE ",
-            $later,
-            " END"
-        )
-    };
-}
-const PG_MARK_MERGE: &str = mark_merge!("rollup_dirty.marked_at + INTERVAL '1 microsecond'");
-/// SQLite keeps instants as integer microseconds.
-const SQLITE_MARK_MERGE: &str = mark_merge!("rollup_dirty.marked_at + 1");
 
 impl BulkInsert for sqlx::PgConnection {
     async fn insert_readings(
@@ -557,26 +538,6 @@ impl BulkInsert for sqlx::PgConnection {
                 .fetch_all(&mut *self)
                 .await?;
         Ok(rows.into_iter().collect())
-    }
-
-    async fn mark_dirty(&mut self, at: Ts, marks: &[(i64, i64, i64, i64)]) -> Result<(), sqlx::Error> {
-        if marks.is_empty() {
-            return Ok(());
-        }
-        let sql = format!(
-            "INSERT INTO rollup_dirty (device_id, tenant_id, from_time, to_time, marked_at) \
-             SELECT d, t, f, e, $1 FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[]) \
-             AS x(d, t, f, e){PG_MARK_MERGE}"
-        );
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(at)
-            .bind(marks.iter().map(|m| m.0).collect::<Vec<_>>())
-            .bind(marks.iter().map(|m| m.1).collect::<Vec<_>>())
-            .bind(marks.iter().map(|m| Ts::from_micros(m.2)).collect::<Vec<_>>())
-            .bind(marks.iter().map(|m| Ts::from_micros(m.3)).collect::<Vec<_>>())
-            .execute(&mut *self)
-            .await?;
-        Ok(())
     }
 }
 
@@ -641,22 +602,4 @@ impl BulkInsert for sqlx::SqliteConnection {
         }
         Ok(found)
     }
-
-    async fn mark_dirty(&mut self, at: Ts, marks: &[(i64, i64, i64, i64)]) -> Result<(), sqlx::Error> {
-        for chunk in marks.chunks(MARK_CHUNK) {
-            let sql = format!(
-                "INSERT INTO rollup_dirty (device_id, tenant_id, from_time, to_time, marked_at) VALUES {}{SQLITE_MARK_MERGE}",
-                vec!["(?,?,?,?,?)"; chunk.len()].join(",")
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for &(device, tenant, lo, hi) in chunk {
-                q = q.bind(device).bind(tenant).bind(Ts::from_micros(lo)).bind(Ts::from_micros(hi)).bind(at);
-            }
-            q.execute(&mut *self).await?;
-        }
-        Ok(())
-    }
 }
-
-/// Devices marked per statement on SQLite (five parameters each).
-const MARK_CHUNK: usize = 500;

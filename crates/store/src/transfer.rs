@@ -38,6 +38,7 @@ pub const TABLES: &[&str] = &[
     "readings",
     "rollups",
     "rollup_dirty",
+    "rollup_pending",
     "rejected_messages",
     "certificates",
     "renewals",

@@ -1,10 +1,11 @@
 //! Rollups (SPEC §1): hourly, daily and monthly aggregates per device in the tenant's time zone,
 //! kept up to date as readings are committed, late and out-of-order ones included.
 //!
-//! How they stay current: [`crate::readings::ReadingStore::insert_groups`] marks each device it
-//! stored readings for in `rollup_dirty` (earliest and latest instant), in the readings' own
-//! transaction. [`RollupStore::staff_refresh_dirty`], run by the rollup worker, takes a batch of
-//! marked devices and for each:
+//! How they stay current: [`crate::readings::ReadingStore::insert_groups`] writes, in the
+//! readings' own transaction, one `rollup_pending` row naming each device it stored readings for
+//! (earliest and latest instant; module `pending`). [`RollupStore::staff_refresh_dirty`], run by
+//! the rollup worker, first folds those rows into per-device marks in `rollup_dirty`, then takes
+//! a batch of marked devices and for each:
 //! 1. widens the marked span to whole hours, through the hour of the first stored reading after
 //!    it (a late reading shortens the interval that reading closes, so its bucket changes too);
 //! 2. recomputes those hours from the raw readings and the one reading before them, with the
@@ -22,6 +23,7 @@
 //! readings (an overtaken refresh cannot write an older state over a newer one), so the result
 //! converges. Must not: be called per reading.
 
+pub(crate) mod pending;
 mod refresh;
 mod write;
 
@@ -30,7 +32,7 @@ use chrono::{DateTime, Utc};
 use refresh::ROUND_ROWS;
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use tds_domain::buckets::completeness;
 use tds_domain::{Bucket, DeviceId, Medium, TenantId};
 
@@ -333,7 +335,7 @@ impl<'a> RollupStore<'a> {
     }
 
     /// Every device marked for a refresh, with its marked span, by device (for operators and
-    /// tests: what a commit asked to recompute).
+    /// tests: what a commit asked to recompute), whether or not its commit's row was folded yet.
     pub async fn staff_marks(&self) -> Result<Vec<(DeviceId, DateTime<Utc>, DateTime<Utc>)>, StoreError> {
         let rows: Vec<(i64, Ts, Ts)> = on_db!(
             self.db,
@@ -342,15 +344,27 @@ impl<'a> RollupStore<'a> {
                     .fetch_all(pool)
                     .await
         )?;
-        Ok(rows.into_iter().map(|(d, f, t)| (DeviceId::new(d), f.0, t.0)).collect())
+        let mut marks: BTreeMap<i64, (i64, i64)> =
+            rows.into_iter().map(|(d, f, t)| (d, (f.micros(), t.micros()))).collect();
+        for (device, lo, hi) in pending::unfolded(self.db).await? {
+            marks
+                .entry(device)
+                .and_modify(|m| {
+                    m.0 = m.0.min(lo);
+                    m.1 = m.1.max(hi);
+                })
+                .or_insert((lo, hi));
+        }
+        Ok(marks
+            .into_iter()
+            .map(|(d, (f, t))| (DeviceId::new(d), Ts::from_micros(f).0, Ts::from_micros(t).0))
+            .collect())
     }
 
     /// Devices waiting for their rollups to be refreshed (0 when everything is current).
     pub async fn staff_pending(&self) -> Result<i64, StoreError> {
-        Ok(on_db!(
-            self.db,
-            read | pool | sqlx::query_scalar("SELECT count(*) FROM rollup_dirty").fetch_one(pool).await
-        )?)
+        let marks = self.staff_marks().await?;
+        Ok(i64::try_from(marks.len()).unwrap_or(i64::MAX))
     }
 
     /// Brings PostgreSQL's planner statistics of readings and rollups up to date (`ANALYZE`),

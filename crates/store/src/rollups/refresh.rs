@@ -14,6 +14,13 @@
 //! Both give the same rows bit for bit (the sums are accumulated in time order either way;
 //! `crates/store/tests/it/rollups.rs` checks it on both databases). Days are then summed from
 //! their stored hours with the new ones put in, months from days.
+//!
+//! What a round sees of a device: only the readings committed by its mark's instant
+//! (`ingested_at <= marked_at`), not every reading visible when it reads. Readings committed
+//! after the fold that made the mark are marked again by their own commit; read now as well,
+//! they would be before the hour row's last reading when their mark comes, and every round
+//! under a steady load would recompute the hour instead of going on from it (`tds bench
+//! ingest` saw no device go on, and each round read the devices' whole hours again).
 
 use super::write::{CLEAR_CHUNK, Part, UPSERT_CHUNK, Upsert, UpsertRollups as _, combine};
 use super::{ROW_COLUMNS, RollupStore, Row};
@@ -47,26 +54,30 @@ const DIRTY: &str = "SELECT r.device_id, r.tenant_id, r.from_time, r.to_time, r.
      FROM rollup_dirty r JOIN devices d ON d.id = r.device_id JOIN gateways g ON g.id = d.gateway_id \
      JOIN tenants t ON t.id = r.tenant_id ORDER BY r.marked_at LIMIT $1";
 
-/// A device's reading just before `$3` (`which` 0) and first reading after `$4` (`which` 1).
+/// A device's reading just before `$3` (`which` 0) and first reading after `$4` (`which` 1), of
+/// those committed by `$5` (see [`RollupStore::refresh`]).
 const NEIGHBOURS: &str = "SELECT time, value, CAST(0 AS BIGINT) AS which FROM (SELECT time, value FROM readings \
-     WHERE device_id = $1 AND tenant_id = $2 AND time < $3 ORDER BY time DESC LIMIT 1) AS before_span \
+     WHERE device_id = $1 AND tenant_id = $2 AND time < $3 AND ingested_at <= $5 ORDER BY time DESC LIMIT 1) AS before_span \
      UNION ALL SELECT time, value, CAST(1 AS BIGINT) FROM (SELECT time, value FROM readings \
-     WHERE device_id = $1 AND tenant_id = $2 AND time > $4 ORDER BY time LIMIT 1) AS after_span";
+     WHERE device_id = $1 AND tenant_id = $2 AND time > $4 AND ingested_at <= $5 ORDER BY time LIMIT 1) AS after_span";
 
-/// [`NEIGHBOURS`] of many devices: `$1` ids, `$2` tenants, `$3` first hours, `$4` span ends.
+/// [`NEIGHBOURS`] of many devices: `$1` ids, `$2` tenants, `$3` first hours, `$4` span ends,
+/// `$5` marks' instants.
 const PG_NEIGHBOURS: &str = "SELECT s.d, b.time, b.value, CAST(0 AS BIGINT) FROM \
-     UNNEST($1::BIGINT[], $2::BIGINT[], $3::TIMESTAMPTZ[]) AS s(d, t, f) CROSS JOIN LATERAL \
+     UNNEST($1::BIGINT[], $2::BIGINT[], $3::TIMESTAMPTZ[], $5::TIMESTAMPTZ[]) AS s(d, t, f, m) CROSS JOIN LATERAL \
      (SELECT time, value FROM readings WHERE device_id = s.d AND tenant_id = s.t AND time < s.f \
-      ORDER BY time DESC LIMIT 1) AS b \
+      AND ingested_at <= s.m ORDER BY time DESC LIMIT 1) AS b \
      UNION ALL SELECT s.d, n.time, n.value, CAST(1 AS BIGINT) FROM \
-     UNNEST($1::BIGINT[], $2::BIGINT[], $4::TIMESTAMPTZ[]) AS s(d, t, e) CROSS JOIN LATERAL \
+     UNNEST($1::BIGINT[], $2::BIGINT[], $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[]) AS s(d, t, e, m) CROSS JOIN LATERAL \
      (SELECT time, value FROM readings WHERE device_id = s.d AND tenant_id = s.t AND time > s.e \
-      ORDER BY time LIMIT 1) AS n";
+      AND ingested_at <= s.m ORDER BY time LIMIT 1) AS n";
 
-/// Many devices' readings with `$3 <= time < $4`, per device (ids `$1`, tenants `$2`).
+/// Many devices' readings with `$3 <= time < $4` committed by `$5`, per device (ids `$1`,
+/// tenants `$2`).
 const PG_READINGS: &str = "SELECT s.d, r.time, r.value FROM \
-     UNNEST($1::BIGINT[], $2::BIGINT[], $3::TIMESTAMPTZ[], $4::TIMESTAMPTZ[]) AS s(d, t, f, e) CROSS JOIN LATERAL \
-     (SELECT time, value FROM readings WHERE device_id = s.d AND tenant_id = s.t AND time >= s.f AND time < s.e) AS r";
+     UNNEST($1::BIGINT[], $2::BIGINT[], $3::TIMESTAMPTZ[], $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[]) AS s(d, t, f, e, m) \
+     CROSS JOIN LATERAL (SELECT time, value FROM readings WHERE device_id = s.d AND tenant_id = s.t \
+     AND time >= s.f AND time < s.e AND ingested_at <= s.m) AS r";
 
 impl RollupStore<'_> {
     pub(super) async fn refresh(
@@ -74,6 +85,8 @@ impl RollupStore<'_> {
         limit: i64,
         max_rows: usize,
     ) -> Result<Vec<(TenantId, DeviceId)>, StoreError> {
+        // Commits since the last round become marks first (one short transaction).
+        super::pending::fold(self.db).await?;
         let dirty: Vec<Dirty> =
             on_db!(self.db, read | pool | sqlx::query_as(DIRTY).bind(limit).fetch_all(pool).await)?;
         if dirty.is_empty() {
@@ -146,7 +159,7 @@ impl RollupStore<'_> {
             for chunk in upserts.chunks(UPSERT_CHUNK) {
                 tx.upsert_rollups(chunk, now).await?;
             }
-            // In device order, as the readings' commits mark them (`readings::BulkInsert::mark_dirty`).
+            // In device order, as the fold upserts them (`super::pending::fold`).
             planned.sort_unstable_by_key(|p| p.0);
             for chunk in planned.chunks(CLEAR_CHUNK) {
                 tx.clear_marks(chunk).await?;
@@ -176,6 +189,7 @@ impl RollupStore<'_> {
                         .bind(tenant)
                         .bind(Ts::from(first))
                         .bind(d.to_time)
+                        .bind(d.marked_at)
                         .fetch_all(pool)
                         .await
             )?;
@@ -193,12 +207,13 @@ impl RollupStore<'_> {
             read | pool
                 | sqlx::query_as(
                     "SELECT time, value FROM readings WHERE device_id = $1 AND tenant_id = $2 AND time >= $3 \
-                     AND time < $4 ORDER BY time",
+                     AND time < $4 AND ingested_at <= $5 ORDER BY time",
                 )
                 .bind(device)
                 .bind(tenant)
                 .bind(Ts::from(r.readings_from))
                 .bind(Ts::from(r.readings_end))
+                .bind(d.marked_at)
                 .fetch_all(pool)
                 .await
         )?;
@@ -370,6 +385,7 @@ async fn read_many(pg: &sqlx::PgPool, work: &[(Dirty, TimeZone, Meter)]) -> Resu
             .bind(recompute.iter().map(|&i| tenants[i]).collect::<Vec<_>>())
             .bind(&firsts)
             .bind(recompute.iter().map(|&i| work[i].0.to_time).collect::<Vec<_>>())
+            .bind(recompute.iter().map(|&i| work[i].0.marked_at).collect::<Vec<_>>())
             .fetch_all(pg)
             .await?;
         for (device, t, v, which) in neighbours {
@@ -389,6 +405,7 @@ async fn read_many(pg: &sqlx::PgPool, work: &[(Dirty, TimeZone, Meter)]) -> Resu
         .bind(&tenants)
         .bind(ranges.iter().map(|r| Ts::from(r.readings_from)).collect::<Vec<_>>())
         .bind(ranges.iter().map(|r| Ts::from(r.readings_end)).collect::<Vec<_>>())
+        .bind(work.iter().map(|(d, _, _)| d.marked_at).collect::<Vec<_>>())
         .fetch_all(pg)
         .await?;
     for (device, t, v) in readings {

@@ -214,7 +214,51 @@ async fn an_edited_meter_recomputes_its_current_hour(db: TestDb) {
     assert_eq!((hour[0].count, hour[0].consumption, hour[0].max), (3, Some(40.0), Some(240.0)));
 }
 
+/// A commit landing while a round runs (after it took the marks, before it read the readings)
+/// is rolled up by the round its own mark is taken in, so that round still goes on from the
+/// stored hour: the earlier round reads only what its marks' commits stored.
+async fn a_commit_during_a_round_waits_for_its_own_mark_and_the_hour_goes_on(db: TestDb) {
+    let store = db.store.clone();
+    let (t, d) = one_meter(&store).await;
+    let put = |m: i64, v: f64| NewReading { device_id: d.id, time: at(m), value: v, unit: "kWh".into() };
+    store.readings().insert(t, &[put(0, 100.0), put(5, 101.0)]).await.unwrap();
+    refresh(&store).await;
+    // The going-on path keeps this mark; a recomputation loses it (see the test above).
+    execute(
+        &db,
+        &format!(
+            "UPDATE rollups SET max_value = 999 WHERE device_id = {} AND granularity = 'hour'",
+            d.id.get()
+        ),
+    )
+    .await;
+    store.readings().insert(t, &[put(10, 102.0)]).await.unwrap();
+    store.readings().insert(t, &[put(15, 103.0)]).await.unwrap();
+    // The second commit's mark is held back, as if it had committed after the round took the
+    // marks: its reading is stored, but the round must not roll it up yet.
+    execute(
+        &db,
+        "CREATE TABLE held AS SELECT * FROM rollup_pending WHERE id = (SELECT MAX(id) FROM rollup_pending)",
+    )
+    .await;
+    execute(&db, "DELETE FROM rollup_pending WHERE id IN (SELECT id FROM held)").await;
+    refresh(&store).await;
+    let hour = || async { store.rollups().for_device(t, d.id, Bucket::Hour, at(0), at(60)).await.unwrap() };
+    let h = hour().await;
+    assert_eq!(
+        (h[0].count, h[0].consumption, h[0].max),
+        (3, Some(2.0), Some(999.0)),
+        "only its marks' readings"
+    );
+    // Its mark comes: the round goes on from the stored hour, not from its readings.
+    execute(&db, "INSERT INTO rollup_pending SELECT * FROM held").await;
+    refresh(&store).await;
+    let h = hour().await;
+    assert_eq!((h[0].count, h[0].consumption, h[0].max), (4, Some(3.0), Some(999.0)), "went on");
+}
+
 per_backend!(
+    a_commit_during_a_round_waits_for_its_own_mark_and_the_hour_goes_on,
     a_device_reporting_in_order_gets_exactly_the_rows_of_a_recomputation,
     an_edited_meter_recomputes_its_current_hour,
     an_in_order_reading_goes_on_from_the_stored_hour_and_a_late_one_recomputes_it,
