@@ -175,10 +175,17 @@ async fn a_copy_from_sqlite_to_postgres_is_the_same_installation() {
     }
     store.readings().insert(tenant.id, &batch).await.unwrap();
     tds_jobs::rollups::drain(&store).await.unwrap();
-    // One late reading leaves its device marked for a rollup refresh: rollup_dirty has a row.
-    let late =
-        NewReading { device_id: devs[0].id, time: start - Duration::days(1), value: 0.0, unit: "m3".into() };
-    store.readings().insert(tenant.id, &[late]).await.unwrap();
+    // One late reading leaves its device marked for a rollup refresh (rollup_dirty has a row),
+    // and another one's commit waits to be folded (rollup_pending has a row).
+    let late = |d: usize| NewReading {
+        device_id: devs[d].id,
+        time: start - Duration::days(1),
+        value: 0.0,
+        unit: "m3".into(),
+    };
+    store.readings().insert(tenant.id, &[late(0)]).await.unwrap();
+    store.rollups().staff_fold().await.unwrap();
+    store.readings().insert(tenant.id, &[late(1)]).await.unwrap();
 
     store.gateway_events().record(tenant.id, gw.id, "connected", "127.0.0.1:5000", start).await.unwrap();
     store.login_failures().record("ana@example.com", "10.0.0.1", Utc::now()).await.unwrap();

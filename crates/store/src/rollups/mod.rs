@@ -361,6 +361,12 @@ impl<'a> RollupStore<'a> {
             .collect())
     }
 
+    /// Folds the commits' rows into per-device marks, as each refresh round starts by doing,
+    /// without refreshing anything; returns how many commits' rows it folded.
+    pub async fn staff_fold(&self) -> Result<usize, StoreError> {
+        pending::fold(self.db).await
+    }
+
     /// Devices waiting for their rollups to be refreshed (0 when everything is current).
     pub async fn staff_pending(&self) -> Result<i64, StoreError> {
         let marks = self.staff_marks().await?;

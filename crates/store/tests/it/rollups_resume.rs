@@ -131,6 +131,15 @@ async fn execute(db: &TestDb, sql: &str) {
     }
 }
 
+/// Sets a column of the device's stored hour rows directly (to mark or age them).
+async fn set_hour_rows(db: &TestDb, device: &Device, assignment: &str) {
+    let sql = format!(
+        "UPDATE rollups SET {assignment} WHERE device_id = {} AND granularity = 'hour'",
+        device.id.get()
+    );
+    execute(db, &sql).await;
+}
+
 async fn an_in_order_reading_goes_on_from_the_stored_hour_and_a_late_one_recomputes_it(db: TestDb) {
     let store = db.store.clone();
     let (t, d) = one_meter(&store).await;
@@ -148,14 +157,7 @@ async fn an_in_order_reading_goes_on_from_the_stored_hour_and_a_late_one_recompu
     assert_eq!(hour(rows().await.unwrap()), (6, Some(5.0), Some(105.0)));
     // A mark no reading could make: only a refresh that goes on from the stored row keeps it,
     // one that reads the hour's readings again loses it. How the two paths are told apart here.
-    execute(
-        &db,
-        &format!(
-            "UPDATE rollups SET max_value = 999 WHERE device_id = {} AND granularity = 'hour'",
-            d.id.get()
-        ),
-    )
-    .await;
+    set_hour_rows(&db, &d, "max_value = 999").await;
     // In order (after the last rolled-up reading): added to the stored hour.
     store.readings().insert(t, &[put(30, 106.0)]).await.unwrap();
     refresh(&store).await;
@@ -181,14 +183,7 @@ async fn a_row_counting_fewer_readings_does_not_replace_the_stored_one(db: TestD
     store.readings().insert(t, &[put(0, 100.0), put(10, 110.0)]).await.unwrap();
     refresh(&store).await;
     // As if a faster refresh had already stored the hour with more readings than this one sees.
-    execute(
-        &db,
-        &format!(
-            "UPDATE rollups SET reading_count = 50 WHERE device_id = {} AND granularity = 'hour'",
-            d.id.get()
-        ),
-    )
-    .await;
+    set_hour_rows(&db, &d, "reading_count = 50").await;
     store.readings().insert(t, &[put(5, 105.0)]).await.unwrap();
     refresh(&store).await;
     let hour = store.rollups().for_device(t, d.id, Bucket::Hour, at(0), at(60)).await.unwrap();
@@ -224,14 +219,7 @@ async fn a_commit_during_a_round_waits_for_its_own_mark_and_the_hour_goes_on(db:
     store.readings().insert(t, &[put(0, 100.0), put(5, 101.0)]).await.unwrap();
     refresh(&store).await;
     // The going-on path keeps this mark; a recomputation loses it (see the test above).
-    execute(
-        &db,
-        &format!(
-            "UPDATE rollups SET max_value = 999 WHERE device_id = {} AND granularity = 'hour'",
-            d.id.get()
-        ),
-    )
-    .await;
+    set_hour_rows(&db, &d, "max_value = 999").await;
     store.readings().insert(t, &[put(10, 102.0)]).await.unwrap();
     store.readings().insert(t, &[put(15, 103.0)]).await.unwrap();
     // The second commit's mark is held back, as if it had committed after the round took the
