@@ -210,12 +210,16 @@ impl<'a> RollupStore<'a> {
         };
         for part in parts {
             let list = part.map_or_else(String::new, |p| {
-                let ids = (0..p.len()).map(|i| format!("${}", i + 5)).collect::<Vec<_>>().join(", ");
+                let ids = (0..p.len()).map(|i| format!("${}", i + 4)).collect::<Vec<_>>().join(", ");
                 format!("AND device_id IN ({ids})")
             });
+            // The granularity is written into the statement (one of three constants), not bound:
+            // PostgreSQL uses the covering index of day and month rows (`rollups_tenant_sums`)
+            // only for a statement whose granularity it can see is one of those.
+            let granularity = bucket.as_str();
             let sql = format!(
-                "SELECT device_id, SUM(consumption) FROM rollups WHERE tenant_id = $1 AND granularity = $2 \
-                 AND bucket_start >= $3 AND bucket_start < $4 AND consumption IS NOT NULL {list} \
+                "SELECT device_id, SUM(consumption) FROM rollups WHERE tenant_id = $1 AND granularity = '{granularity}' \
+                 AND bucket_start >= $2 AND bucket_start < $3 AND consumption IS NOT NULL {list} \
                  GROUP BY device_id"
             );
             let rows: Vec<(i64, f64)> = on_db!(
@@ -223,7 +227,6 @@ impl<'a> RollupStore<'a> {
                 read | pool | {
                     let mut q = sqlx::query_as(AssertSqlSafe(sql.as_str()))
                         .bind(tenant.get())
-                        .bind(bucket.as_str())
                         .bind(Ts::from(from))
                         .bind(Ts::from(to));
                     for d in part.unwrap_or_default() {
@@ -308,20 +311,24 @@ impl<'a> RollupStore<'a> {
     ) -> Result<Vec<MediumConsumption>, StoreError> {
         // Devices of the tenant first: a reading taken under a former owner stays with that
         // owner's rollups (their tenant_id), which the tenant filter on rollups keeps out.
+        // The granularity is written into the statement, as in `totals_by_device`: the home
+        // page's sums then read only `rollups_tenant_sums` (one index entry per device), not a
+        // row of the table per device.
+        let granularity = bucket.as_str();
+        let sql = format!(
+            "SELECT d.medium, d.unit, SUM(r.consumption) FROM rollups r JOIN devices d ON d.id = r.device_id \
+             WHERE r.tenant_id = $1 AND d.tenant_id = $1 AND r.granularity = '{granularity}' AND r.bucket_start >= $2 \
+             AND r.bucket_start < $3 AND r.consumption IS NOT NULL GROUP BY d.medium, d.unit ORDER BY d.medium, d.unit"
+        );
         let rows: Vec<(String, String, f64)> = on_db!(
             self.db,
             read | pool
-                | sqlx::query_as(
-                    "SELECT d.medium, d.unit, SUM(r.consumption) FROM rollups r JOIN devices d ON d.id = r.device_id \
-                     WHERE r.tenant_id = $1 AND d.tenant_id = $1 AND r.granularity = $2 AND r.bucket_start >= $3 \
-                     AND r.bucket_start < $4 AND r.consumption IS NOT NULL GROUP BY d.medium, d.unit ORDER BY d.medium, d.unit"
-                )
-                .bind(tenant.get())
-                .bind(bucket.as_str())
-                .bind(Ts::from(from))
-                .bind(Ts::from(to))
-                .fetch_all(pool)
-                .await
+                | sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.get())
+                    .bind(Ts::from(from))
+                    .bind(Ts::from(to))
+                    .fetch_all(pool)
+                    .await
         )?;
         rows.into_iter()
             .map(|(medium, unit, total)| {
