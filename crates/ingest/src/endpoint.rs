@@ -240,7 +240,10 @@ async fn connection(
         .map(|cert| device_identity(cert.as_ref()));
     match identity {
         Some(Ok(identity)) => {
-            session::run(tls, Credentials::Certificate(identity), shared, Some(permit)).await;
+            // The session is a task of its own and this one ends: awaited here, it would keep
+            // this task's room for the handshake (the TLS stream, 1.2 KiB) beside its own for
+            // as long as the gateway stays connected.
+            tokio::spawn(session::run(tls, Credentials::Certificate(identity), shared, Some(permit)));
         }
         Some(Err(e)) => tracing::info!(%peer, error = %e, "refused: the certificate does not name a gateway"),
         None => tracing::info!(%peer, "refused: no client certificate"),

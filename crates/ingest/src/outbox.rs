@@ -8,6 +8,7 @@
 //! gateway that does not acknowledge gets it again after its next subscription).
 
 use crate::endpoint::Shared;
+use crate::session::Outgoing;
 use bytes::Bytes;
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Packet, Publish};
@@ -40,7 +41,7 @@ impl Outbox {
 
     /// Sends the pending message if the session listens and has not been sent it yet, or an
     /// empty retained message when the one it was sent is cleared.
-    pub async fn deliver(&mut self, shared: &Shared, out: &mpsc::Sender<Bytes>) {
+    pub async fn deliver(&mut self, shared: &Shared, out: &mpsc::Sender<Outgoing>) {
         if !self.subscribed {
             return;
         }
@@ -64,7 +65,7 @@ impl Outbox {
         if Packet::Publish(publish).write(&mut bytes, usize::MAX).is_err() {
             return;
         }
-        if out.send(bytes.freeze()).await.is_ok() {
+        if out.send(Outgoing::Packet(bytes.freeze())).await.is_ok() {
             tracing::info!(gateway.mac = %self.mac, message = id, "cert_update sent to the gateway");
             crate::metrics::renewal(if id == 0 { "cleared" } else { "sent" });
             self.sent = Some((id, pkid));

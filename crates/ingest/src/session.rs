@@ -36,8 +36,8 @@ use tds_domain::Mac;
 use tds_domain::telemetry::Topic;
 use tds_pki::tls::DeviceIdentity;
 use tds_store::renewals::Admission;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, watch};
 
 #[derive(Debug)]
 enum ReadError {
@@ -163,14 +163,42 @@ impl End {
     }
 }
 
-/// Runs a verified connection to its end. One function on purpose: the connection's phases
-/// (CONNECT, the packet loop, the drain) share its halves, buffers and tasks.
-#[allow(clippy::too_many_lines)]
-pub async fn run<S>(stream: S, credentials: Credentials, shared: Arc<Shared>, permit: Option<HandshakePermit>)
+/// Runs a verified connection to its end.
+///
+/// The stream is split (moved into the halves' shared allocation) before the session's future
+/// exists, so that the future, which lives as long as the connection, does not also keep room
+/// for the stream.
+pub fn run<S>(
+    stream: S,
+    credentials: Credentials,
+    shared: Arc<Shared>,
+    permit: Option<HandshakePermit>,
+) -> impl Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (rd, wr) = tokio::io::split(stream);
+    converse(rd, wr, credentials, shared, permit)
+}
+
+/// The session itself. One function on purpose: the connection's phases (CONNECT, the packet
+/// loop, the drain) share its halves, buffers and tasks.
+///
+/// An idle gateway's whole session is this future waiting in its read, kept for as long as the
+/// gateway stays connected, and a future is as large as the largest state it may await: every
+/// await of the store (CONNECT's checks, history, status, a message's devices, the outbox) is
+/// boxed, so that its state is allocated only while it runs. Unboxed, they made the future
+/// 15 KiB, a third of an idle gateway's memory.
+#[allow(clippy::too_many_lines)]
+async fn converse<S>(
+    mut rd: ReadHalf<S>,
+    mut wr: WriteHalf<S>,
+    credentials: Credentials,
+    shared: Arc<Shared>,
+    permit: Option<HandshakePermit>,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let mut buf = BytesMut::new();
     let mac = credentials.known();
     let first = tokio::time::timeout(
@@ -219,11 +247,11 @@ where
         }
     };
     let mac = identity.mac;
-    let gateway = match admit(&shared, &identity, &connect).await {
+    let gateway = match Box::pin(admit(&shared, &identity, &connect)).await {
         Ok(g) => g,
         Err((code, known)) => {
             if let Some(g) = known {
-                shared.pipeline.history(&g, "refused", &format!("{code:?}")).await;
+                Box::pin(shared.pipeline.history(&g, "refused", &format!("{code:?}"))).await;
             }
             crate::metrics::refused(match code {
                 ConnectReturnCode::BadClientId => "client_id",
@@ -250,60 +278,19 @@ where
     } else {
         format!("certificate {}", identity.serial_hex)
     };
-    shared.pipeline.history(&gateway, "connected", &how).await;
-    if let Err(e) = shared.pipeline.set_online(&gateway, true).await {
+    Box::pin(shared.pipeline.history(&gateway, "connected", &how)).await;
+    if let Err(e) = Box::pin(shared.pipeline.set_online(&gateway, true)).await {
         tracing::warn!(gateway.mac = %mac, error = %e, "cannot mark the gateway online");
     }
 
-    // Outgoing packets: one task owns the write half. A socket that does not take a packet
-    // within the write timeout (a client that stopped reading) ends the session: the task stops,
-    // which closes the channels behind it, and says so.
-    let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(shared.config.inflight_per_session + 8);
-    let (stalled_tx, stalled) = watch::channel(false);
-    let write_timeout = shared.config.write_timeout;
-    let writer = tokio::spawn(async move {
-        while let Some(bytes) = out_rx.recv().await {
-            let flush = out_rx.is_empty();
-            let wrote = tokio::time::timeout(write_timeout, async {
-                wr.write_all(&bytes).await?;
-                if flush {
-                    wr.flush().await?;
-                }
-                Ok::<(), std::io::Error>(())
-            })
-            .await;
-            match wrote {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => break,
-                Err(_) => {
-                    let _ = stalled_tx.send(true);
-                    // Not `shutdown`: it would wait on the same full socket.
-                    return;
-                }
-            }
-        }
-        let _ = tokio::time::timeout(write_timeout, wr.shutdown()).await;
-    });
-    // PUBACKs in arrival order, each after its commit; a failed commit ends the session so the
-    // gateway resends.
-    let (ack_tx, mut ack_rx) =
-        mpsc::channel::<(Option<u16>, std::time::Instant, Done)>(shared.config.inflight_per_session);
-    let (failed_tx, mut failed_rx) = oneshot::channel::<()>();
-    let acks_out = out_tx.clone();
-    let acker = tokio::spawn(async move {
-        while let Some((pkid, received, done)) = ack_rx.recv().await {
-            let Ok(Ok(())) = done.await else {
-                let _ = failed_tx.send(());
-                return;
-            };
-            if let Some(pkid) = pkid {
-                if acks_out.send(encode(&Packet::PubAck(PubAck::new(pkid)))).await.is_err() {
-                    return;
-                }
-                crate::metrics::acked(received.elapsed());
-            }
-        }
-    });
+    // Outgoing packets: one task owns the write half, in the order the session queued them.
+    // PUBACKs are queued with their commit and go out after it, so they leave in arrival order;
+    // a failed commit ends the session so the gateway resends. A socket that does not take a
+    // packet within the write timeout (a client that stopped reading) ends the session too.
+    // One task and one queue for both (not one each): every connected gateway keeps them.
+    let (out_tx, out_rx) = mpsc::channel::<Outgoing>(shared.config.inflight_per_session + 8);
+    let (fault_tx, fault) = watch::channel(None::<End>);
+    let sender = tokio::spawn(send_in_order(wr, out_rx, fault_tx, shared.config.write_timeout));
 
     let mut outbox = Outbox::new(mac);
     let keep_alive = keep_alive_limit(connect.keep_alive, shared.config.max_keep_alive);
@@ -328,7 +315,7 @@ where
                 .await
                 .unwrap_or(Err(ReadError::KeepAlive))
         };
-        let mut stalled_now = stalled.clone();
+        let mut fault_now = fault.clone();
         let packet = tokio::select! {
             changed = registration.close.changed() => {
                 let why = if changed.is_ok() { *registration.close.borrow() } else { Close::Shutdown };
@@ -340,16 +327,14 @@ where
                 };
             }
             Ok(()) = registration.nudge.changed() => Err(ReadError::Nudged),
-            // A stalled socket also makes the acknowledgements fail: say which it was.
-            _ = &mut failed_rx => break if *stalled.borrow() { End::WriteTimeout } else { End::CommitFailed },
-            Ok(_) = stalled_now.wait_for(|s| *s) => break End::WriteTimeout,
+            Ok(why) = fault_now.wait_for(Option::is_some) => break why.unwrap_or(End::Closed),
             r = read => r,
         };
         let packet = match packet {
             Ok(p) => p,
             Err(ReadError::KeepAlive) => break End::KeepAlive,
             Err(ReadError::Nudged) => {
-                outbox.deliver(&shared, &out_tx).await;
+                Box::pin(outbox.deliver(&shared, &out_tx)).await;
                 continue;
             }
             Err(ReadError::Io(e)) => {
@@ -364,10 +349,10 @@ where
         };
         match packet {
             Packet::Publish(publish) => {
-                if let Err(end) = on_publish(&shared, &gateway, publish, &ack_tx).await {
-                    // A socket that stopped draining also ends here (the acknowledgements
-                    // could not go out): say so.
-                    break if *stalled.borrow() { End::WriteTimeout } else { end };
+                if let Err(end) = Box::pin(on_publish(&shared, &gateway, publish, &out_tx)).await {
+                    // A socket that stopped draining, or a failed commit, also ends here (the
+                    // queue is closed): say which.
+                    break (*fault.borrow()).unwrap_or(end);
                 }
                 if let Some(wait) = rate.take_or_wait() {
                     wait_before_reading = Some(wait);
@@ -392,23 +377,25 @@ where
                         }
                     })
                     .collect();
-                let _ = out_tx.send(encode(&Packet::SubAck(SubAck::new(sub.pkid, codes)))).await;
+                let _ = out_tx
+                    .send(Outgoing::Packet(encode(&Packet::SubAck(SubAck::new(sub.pkid, codes)))))
+                    .await;
                 // Messages kept for the gateway go out retained on every subscription to their
                 // exact topic (SPEC §2), so again after each reconnect until confirmed.
                 if sub.filters.iter().any(|f| f.path == Topic::CertUpdate(mac).to_string()) {
                     outbox.subscribed = true;
                     outbox.sent = None;
-                    outbox.deliver(&shared, &out_tx).await;
+                    Box::pin(outbox.deliver(&shared, &out_tx)).await;
                 }
             }
             Packet::Unsubscribe(u) => {
-                let _ = out_tx.send(encode(&Packet::UnsubAck(UnsubAck::new(u.pkid)))).await;
+                let _ = out_tx.send(Outgoing::Packet(encode(&Packet::UnsubAck(UnsubAck::new(u.pkid))))).await;
             }
             Packet::PingReq => {
-                let _ = out_tx.send(encode(&Packet::PingResp)).await;
+                let _ = out_tx.send(Outgoing::Packet(encode(&Packet::PingResp))).await;
                 let _ = PingResp;
             }
-            Packet::PubAck(ack) => outbox.acknowledged(&shared, ack.pkid).await,
+            Packet::PubAck(ack) => Box::pin(outbox.acknowledged(&shared, ack.pkid)).await,
             Packet::Disconnect => break End::Disconnect,
             Packet::Connect(_) => break End::ProtocolError,
             // Nothing else TDS sends needs an answer; ignore the rest.
@@ -417,22 +404,20 @@ where
     };
 
     // Let the acknowledgements of what was committed go out before closing.
-    drop(ack_tx);
-    let _ = tokio::time::timeout(Duration::from_secs(5), acker).await;
     drop(out_tx);
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), sender).await;
     if end == End::WriteTimeout {
         crate::metrics::refused("write_timeout");
     }
     tracing::info!(gateway.mac = %mac, reason = end.as_str(), "gateway disconnected");
     crate::metrics::connected(-1.0);
-    shared.pipeline.history(&gateway, "disconnected", end.as_str()).await;
+    Box::pin(shared.pipeline.history(&gateway, "disconnected", end.as_str())).await;
     if end != End::Replaced {
         let will_offline = connect.last_will.as_ref().is_some_and(|w| is_offline_will(w, mac));
         if end != End::Disconnect && !will_offline {
             tracing::debug!(gateway.mac = %mac, "no offline will; marking offline anyway (not connected)");
         }
-        if let Err(e) = shared.pipeline.set_online(&gateway, false).await {
+        if let Err(e) = Box::pin(shared.pipeline.set_online(&gateway, false)).await {
             tracing::warn!(gateway.mac = %mac, error = %e, "cannot mark the gateway offline");
         }
     }
@@ -505,12 +490,65 @@ fn keep_alive_limit(requested_secs: u16, max: Duration) -> Duration {
     granted * 3 / 2
 }
 
+/// What the session's sender task writes, in order.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A packet to write as it is.
+    Packet(Bytes),
+    /// A message handed to the writer: when its commit is done, its PUBACK (`QoS` 1) goes out,
+    /// timed from `received`; a failed commit ends the session.
+    Committed { pkid: Option<u16>, received: std::time::Instant, done: Done },
+}
+
+/// The sender task: writes what the session queues, in order, flushing when the queue is empty,
+/// and says why it stopped early (a stalled socket, a failed commit) through `fault`.
+async fn send_in_order<W: AsyncWrite>(
+    mut wr: WriteHalf<W>,
+    mut queue: mpsc::Receiver<Outgoing>,
+    fault: watch::Sender<Option<End>>,
+    write_timeout: Duration,
+) {
+    while let Some(item) = queue.recv().await {
+        let bytes = match item {
+            Outgoing::Packet(bytes) => bytes,
+            Outgoing::Committed { pkid, received, done } => {
+                let Ok(Ok(())) = done.await else {
+                    let _ = fault.send(Some(End::CommitFailed));
+                    return;
+                };
+                let Some(pkid) = pkid else { continue };
+                crate::metrics::acked(received.elapsed());
+                encode(&Packet::PubAck(PubAck::new(pkid)))
+            }
+        };
+        let flush = queue.is_empty();
+        let wrote = tokio::time::timeout(write_timeout, async {
+            wr.write_all(&bytes).await?;
+            if flush {
+                wr.flush().await?;
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
+        match wrote {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+            Err(_) => {
+                let _ = fault.send(Some(End::WriteTimeout));
+                // Not `shutdown`: it would wait on the same full socket.
+                return;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(write_timeout, wr.shutdown()).await;
+}
+
 /// Handles one PUBLISH; `Err` ends the session.
 async fn on_publish(
     shared: &Shared,
     gateway: &Arc<GatewayEntry>,
     publish: Publish,
-    acks: &mpsc::Sender<(Option<u16>, std::time::Instant, Done)>,
+    out: &mpsc::Sender<Outgoing>,
 ) -> Result<(), End> {
     let received = std::time::Instant::now();
     let mac = gateway.mac;
@@ -545,7 +583,7 @@ async fn on_publish(
         }
     };
     // Bounded: a gateway with too many unacknowledged messages waits here (back-pressure).
-    if acks.send((pkid, received, done)).await.is_err() {
+    if out.send(Outgoing::Committed { pkid, received, done }).await.is_err() {
         return Err(End::Closed);
     }
     Ok(())
@@ -563,5 +601,27 @@ impl Submission {
             seen_at: None,
             conflict_template: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future an `async fn` returns, without calling it.
+    fn future_size<Fut>(_: impl FnOnce() -> Fut) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// An idle gateway's session is its future waiting in a read: anything awaited in it unboxed
+    /// (a store query's state is several KiB) would be kept, unused, for every connected
+    /// gateway. It was 15 KiB before the store's awaits were boxed.
+    #[test]
+    #[allow(unreachable_code)]
+    fn a_session_waiting_for_its_gateway_is_a_small_future() {
+        let session = future_size(|| {
+            run::<tokio::io::DuplexStream>(unreachable!(), unreachable!(), unreachable!(), unreachable!())
+        });
+        assert!(session <= 3 * 1024, "the session's future is {session} bytes");
     }
 }
