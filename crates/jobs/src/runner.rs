@@ -35,6 +35,10 @@ pub enum Next {
     Period,
     /// Work is left over (a backlog): run again as soon as possible.
     Soon,
+    /// Work is left over, but the next run waits this long: a backlog worked through at a pace
+    /// that leaves the machine to other work (the rollup refresh under a load it cannot keep up
+    /// with, see `rollups::round`).
+    After(Duration),
 }
 
 pub type JobFuture = Pin<Box<dyn Future<Output = anyhow::Result<Next>> + Send>>;
@@ -253,6 +257,7 @@ async fn run_claimed(
     let (next, error) = match &result {
         Ok(Next::Period) => (after(started, every), None),
         Ok(Next::Soon) => (Utc::now(), None),
+        Ok(Next::After(pause)) => (after(Utc::now(), *pause), None),
         Err(e) => {
             let retry = retry_after(job.attempts, every, options.max_retry);
             (after(Utc::now(), retry), Some(format!("{e:#}")))

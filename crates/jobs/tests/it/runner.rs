@@ -156,7 +156,28 @@ async fn a_restart_keeps_the_schedule_of_a_periodic_job(db: TestDb) {
     assert_eq!(log.lock().unwrap().len(), 1);
 }
 
+/// A backlog worked through at a pace (`Next::After`): the next run comes after the pause the
+/// run asked for, neither at once (`Soon`) nor a period later.
+async fn a_job_that_asks_for_a_pause_runs_again_after_it(db: TestDb) {
+    let runner = Runner::new(db.store.clone(), "a", options(2_000)).every(
+        "paced",
+        Duration::from_hours(1),
+        Duration::ZERO,
+        move |_store| async move { Ok(Next::After(Duration::from_millis(1_500))) },
+    );
+    runner.register().await.unwrap();
+    assert_eq!(runner.try_run_once().await.unwrap(), Some("paced"));
+    let row = db.store.jobs().periodic("paced").await.unwrap();
+    let wait = row.run_after - chrono::Utc::now();
+    assert!(wait > chrono::Duration::milliseconds(750), "due again in {wait}: the pause was not kept");
+    assert!(wait <= chrono::Duration::milliseconds(1_500), "due again in {wait}: more than the pause");
+    assert_eq!(runner.try_run_once().await.unwrap(), None, "ran again before the pause ended");
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    assert_eq!(runner.try_run_once().await.unwrap(), Some("paced"));
+}
+
 per_backend!(
+    a_job_that_asks_for_a_pause_runs_again_after_it,
     a_periodic_job_runs_once_per_period_across_two_instances,
     killing_the_instance_that_holds_a_job_hands_it_to_the_other,
     a_failing_job_keeps_its_error_and_is_retried_with_back_off,
