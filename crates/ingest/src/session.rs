@@ -510,20 +510,28 @@ async fn send_in_order<W: AsyncWrite>(
 ) {
     while let Some(item) = queue.recv().await {
         let bytes = match item {
-            Outgoing::Packet(bytes) => bytes,
+            Outgoing::Packet(bytes) => Some(bytes),
             Outgoing::Committed { pkid, received, done } => {
                 let Ok(Ok(())) = done.await else {
                     let _ = fault.send(Some(End::CommitFailed));
                     return;
                 };
-                let Some(pkid) = pkid else { continue };
-                crate::metrics::acked(received.elapsed());
-                encode(&Packet::PubAck(PubAck::new(pkid)))
+                // A QoS 0 message has no PUBACK, but may be the last of the queue: what was
+                // written before it is flushed all the same.
+                pkid.map(|pkid| {
+                    crate::metrics::acked(received.elapsed());
+                    encode(&Packet::PubAck(PubAck::new(pkid)))
+                })
             }
         };
         let flush = queue.is_empty();
+        if bytes.is_none() && !flush {
+            continue;
+        }
         let wrote = tokio::time::timeout(write_timeout, async {
-            wr.write_all(&bytes).await?;
+            if let Some(bytes) = &bytes {
+                wr.write_all(bytes).await?;
+            }
             if flush {
                 wr.flush().await?;
             }
