@@ -14,7 +14,6 @@ use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Packet, Publish};
 use tds_domain::Mac;
 use tds_domain::telemetry::Topic;
-use tokio::sync::mpsc;
 
 #[derive(Debug)]
 pub struct Outbox {
@@ -41,7 +40,7 @@ impl Outbox {
 
     /// Sends the pending message if the session listens and has not been sent it yet, or an
     /// empty retained message when the one it was sent is cleared.
-    pub async fn deliver(&mut self, shared: &Shared, out: &mpsc::Sender<Outgoing>) {
+    pub async fn deliver(&mut self, shared: &Shared, out: &flume::Sender<Outgoing>) {
         if !self.subscribed {
             return;
         }
@@ -65,7 +64,7 @@ impl Outbox {
         if Packet::Publish(publish).write(&mut bytes, usize::MAX).is_err() {
             return;
         }
-        if out.send(Outgoing::Packet(bytes.freeze())).await.is_ok() {
+        if out.send_async(Outgoing::Packet(bytes.freeze())).await.is_ok() {
             tracing::info!(gateway.mac = %self.mac, message = id, "cert_update sent to the gateway");
             crate::metrics::renewal(if id == 0 { "cleared" } else { "sent" });
             self.sent = Some((id, pkid));

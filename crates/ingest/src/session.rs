@@ -22,7 +22,7 @@ use crate::directory::GatewayEntry;
 use crate::endpoint::{HandshakePermit, Shared};
 use crate::limits::TokenBucket;
 use crate::outbox::Outbox;
-use crate::registry::Close;
+use crate::registry::{Close, Signal};
 use crate::writer::{Done, Submission};
 use bytes::{Bytes, BytesMut};
 use rumqttc::mqttbytes::v4::{
@@ -37,7 +37,6 @@ use tds_domain::telemetry::Topic;
 use tds_pki::tls::DeviceIdentity;
 use tds_store::renewals::Admission;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, watch};
 
 #[derive(Debug)]
 enum ReadError {
@@ -146,6 +145,23 @@ enum End {
 }
 
 impl End {
+    /// The fault codes the sender task leaves in the session's [`Signal`].
+    const fn fault_code(self) -> u8 {
+        match self {
+            Self::CommitFailed => 1,
+            _ => 2,
+        }
+    }
+
+    /// The fault the sender task left, if any.
+    fn fault(signal: &Signal) -> Option<Self> {
+        match signal.fault_code() {
+            0 => None,
+            1 => Some(Self::CommitFailed),
+            _ => Some(Self::WriteTimeout),
+        }
+    }
+
     const fn as_str(self) -> &'static str {
         match self {
             Self::Disconnect => "disconnect",
@@ -265,7 +281,7 @@ async fn converse<S>(
     };
     // The handshake is over: the permit goes to the next connection.
     drop(permit);
-    let mut registration = shared.registry.register(mac, &identity.serial_hex);
+    let registration = shared.registry.register(mac, &identity.serial_hex);
     crate::metrics::connected(1.0);
     if wr.write_all(&encode(&Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)))).await.is_err()
     {
@@ -287,10 +303,16 @@ async fn converse<S>(
     // PUBACKs are queued with their commit and go out after it, so they leave in arrival order;
     // a failed commit ends the session so the gateway resends. A socket that does not take a
     // packet within the write timeout (a client that stopped reading) ends the session too.
-    // One task and one queue for both (not one each): every connected gateway keeps them.
-    let (out_tx, out_rx) = mpsc::channel::<Outgoing>(shared.config.inflight_per_session + 8);
-    let (fault_tx, fault) = watch::channel(None::<End>);
-    let sender = tokio::spawn(send_in_order(wr, out_rx, fault_tx, shared.config.write_timeout));
+    // One task and one queue for both (not one each): every connected gateway keeps them. The
+    // queue is flume's, which allocates room for what is queued as it comes (tokio's allocates
+    // a block of 32 slots up front, 1.8 KiB per gateway with its channel).
+    let (out_tx, out_rx) = flume::bounded::<Outgoing>(shared.config.inflight_per_session + 8);
+    let sender = tokio::spawn(send_in_order(
+        wr,
+        out_rx,
+        Arc::clone(&registration.signal),
+        shared.config.write_timeout,
+    ));
 
     let mut outbox = Outbox::new(mac);
     let keep_alive = keep_alive_limit(connect.keep_alive, shared.config.max_keep_alive);
@@ -315,19 +337,27 @@ async fn converse<S>(
                 .await
                 .unwrap_or(Err(ReadError::KeepAlive))
         };
-        let mut fault_now = fault.clone();
+        let signal = &registration.signal;
         let packet = tokio::select! {
-            changed = registration.close.changed() => {
-                let why = if changed.is_ok() { *registration.close.borrow() } else { Close::Shutdown };
-                break match why {
-                    Close::Replaced => End::Replaced,
-                    Close::Revoked => End::Revoked,
-                    Close::Retired => End::Retired,
-                    Close::Open | Close::Shutdown => End::Shutdown,
-                };
+            () = signal.changed() => {
+                if let Some(why) = signal.closing() {
+                    break match why {
+                        Close::Replaced => End::Replaced,
+                        Close::Revoked => End::Revoked,
+                        Close::Retired => End::Retired,
+                        Close::Open | Close::Shutdown => End::Shutdown,
+                    };
+                }
+                if let Some(fault) = End::fault(signal) {
+                    break fault;
+                }
+                if !signal.take_nudge() {
+                    // A wake-up already answered: the pause for the message rate still holds.
+                    wait_before_reading = wait;
+                    continue;
+                }
+                Err(ReadError::Nudged)
             }
-            Ok(()) = registration.nudge.changed() => Err(ReadError::Nudged),
-            Ok(why) = fault_now.wait_for(Option::is_some) => break why.unwrap_or(End::Closed),
             r = read => r,
         };
         let packet = match packet {
@@ -352,7 +382,7 @@ async fn converse<S>(
                 if let Err(end) = Box::pin(on_publish(&shared, &gateway, publish, &out_tx)).await {
                     // A socket that stopped draining, or a failed commit, also ends here (the
                     // queue is closed): say which.
-                    break (*fault.borrow()).unwrap_or(end);
+                    break End::fault(&registration.signal).unwrap_or(end);
                 }
                 if let Some(wait) = rate.take_or_wait() {
                     wait_before_reading = Some(wait);
@@ -378,7 +408,7 @@ async fn converse<S>(
                     })
                     .collect();
                 let _ = out_tx
-                    .send(Outgoing::Packet(encode(&Packet::SubAck(SubAck::new(sub.pkid, codes)))))
+                    .send_async(Outgoing::Packet(encode(&Packet::SubAck(SubAck::new(sub.pkid, codes)))))
                     .await;
                 // Messages kept for the gateway go out retained on every subscription to their
                 // exact topic (SPEC §2), so again after each reconnect until confirmed.
@@ -389,10 +419,12 @@ async fn converse<S>(
                 }
             }
             Packet::Unsubscribe(u) => {
-                let _ = out_tx.send(Outgoing::Packet(encode(&Packet::UnsubAck(UnsubAck::new(u.pkid))))).await;
+                let _ = out_tx
+                    .send_async(Outgoing::Packet(encode(&Packet::UnsubAck(UnsubAck::new(u.pkid)))))
+                    .await;
             }
             Packet::PingReq => {
-                let _ = out_tx.send(Outgoing::Packet(encode(&Packet::PingResp))).await;
+                let _ = out_tx.send_async(Outgoing::Packet(encode(&Packet::PingResp))).await;
                 let _ = PingResp;
             }
             Packet::PubAck(ack) => Box::pin(outbox.acknowledged(&shared, ack.pkid)).await,
@@ -501,19 +533,20 @@ pub enum Outgoing {
 }
 
 /// The sender task: writes what the session queues, in order, flushing when the queue is empty,
-/// and says why it stopped early (a stalled socket, a failed commit) through `fault`.
+/// and says why it stopped early (a stalled socket, a failed commit) through the session's
+/// `signal`, before it lets the queue go.
 async fn send_in_order<W: AsyncWrite>(
     mut wr: WriteHalf<W>,
-    mut queue: mpsc::Receiver<Outgoing>,
-    fault: watch::Sender<Option<End>>,
+    queue: flume::Receiver<Outgoing>,
+    signal: Arc<Signal>,
     write_timeout: Duration,
 ) {
-    while let Some(item) = queue.recv().await {
+    while let Ok(item) = queue.recv_async().await {
         let bytes = match item {
             Outgoing::Packet(bytes) => Some(bytes),
             Outgoing::Committed { pkid, received, done } => {
                 let Ok(Ok(())) = done.await else {
-                    let _ = fault.send(Some(End::CommitFailed));
+                    signal.fault(End::CommitFailed.fault_code());
                     return;
                 };
                 // A QoS 0 message has no PUBACK, but may be the last of the queue: what was
@@ -542,7 +575,7 @@ async fn send_in_order<W: AsyncWrite>(
             Ok(Ok(())) => {}
             Ok(Err(_)) => break,
             Err(_) => {
-                let _ = fault.send(Some(End::WriteTimeout));
+                signal.fault(End::WriteTimeout.fault_code());
                 // Not `shutdown`: it would wait on the same full socket.
                 return;
             }
@@ -556,7 +589,7 @@ async fn on_publish(
     shared: &Shared,
     gateway: &Arc<GatewayEntry>,
     publish: Publish,
-    out: &mpsc::Sender<Outgoing>,
+    out: &flume::Sender<Outgoing>,
 ) -> Result<(), End> {
     let received = std::time::Instant::now();
     let mac = gateway.mac;
@@ -591,7 +624,7 @@ async fn on_publish(
         }
     };
     // Bounded: a gateway with too many unacknowledged messages waits here (back-pressure).
-    if out.send(Outgoing::Committed { pkid, received, done }).await.is_err() {
+    if out.send_async(Outgoing::Committed { pkid, received, done }).await.is_err() {
         return Err(End::Closed);
     }
     Ok(())
