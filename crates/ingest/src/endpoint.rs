@@ -19,6 +19,7 @@ use crate::limits::AddressBuckets;
 use crate::pipeline::Pipeline;
 use crate::registry::Registry;
 use crate::session::{self, Credentials};
+use crate::tls_stream;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,7 +29,6 @@ use tds_pki::tls::{RevocationSet, device_identity, device_server_config};
 use tds_store::Store;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_rustls::TlsAcceptor;
 
 /// What every connection task shares.
 #[derive(Debug)]
@@ -63,7 +63,7 @@ impl Shared {
 
 pub struct Endpoint {
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    tls: Arc<rustls::ServerConfig>,
     plain: Option<(TcpListener, DevPassword)>,
     shared: Arc<Shared>,
 }
@@ -94,7 +94,7 @@ impl Endpoint {
             None => None,
         };
         let shared = Arc::new(Shared::new(config, store, revoked));
-        Ok(Self { listener, acceptor: TlsAcceptor::from(tls), plain, shared })
+        Ok(Self { listener, tls, plain, shared })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -132,9 +132,9 @@ impl Endpoint {
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
                         if let Some(permit) = admit_connection(&self.shared, peer) {
-                            let acceptor = self.acceptor.clone();
+                            let tls = Arc::clone(&self.tls);
                             let shared = self.shared.clone();
-                            tokio::spawn(async move { connection(tcp, peer, acceptor, shared, permit).await });
+                            tokio::spawn(async move { connection(tcp, peer, tls, shared, permit).await });
                         }
                     }
                     Err(e) => accept_failed(&e).await,
@@ -208,12 +208,12 @@ async fn accept_failed(e: &std::io::Error) {
 async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
+    tls: Arc<rustls::ServerConfig>,
     shared: Arc<Shared>,
     permit: HandshakePermit,
 ) {
     let _ = tcp.set_nodelay(true);
-    let handshake = tokio::time::timeout(shared.config.connect_timeout, acceptor.accept(tcp)).await;
+    let handshake = tokio::time::timeout(shared.config.connect_timeout, tls_stream::accept(tcp, tls)).await;
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -232,16 +232,12 @@ async fn connection(
             return;
         }
     };
-    let identity = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|certs| certs.first())
-        .map(|cert| device_identity(cert.as_ref()));
+    let identity =
+        tls.peer_certificates().and_then(|certs| certs.first()).map(|cert| device_identity(cert.as_ref()));
     match identity {
         Some(Ok(identity)) => {
             // The session is a task of its own and this one ends: awaited here, it would keep
-            // this task's room for the handshake (the TLS stream, 1.2 KiB) beside its own for
+            // this task's room for the handshake (the TLS stream) beside its own for
             // as long as the gateway stays connected.
             tokio::spawn(session::run(tls, Credentials::Certificate(identity), shared, Some(permit)));
         }

@@ -2,6 +2,7 @@
 //! telemetry batches, and every reading is stored exactly once before the gateway is told so.
 //!
 //! - [`endpoint`]: the TLS accept loop, the live revocation set, the registry of sessions;
+//! - [`tls_stream`]: the TLS connection over rustls's unbuffered API, holding no buffer idle;
 //! - [`session`]: one gateway's MQTT conversation (CONNECT checks, topic ACL, PUBACK order);
 //! - [`pipeline`]: a gateway's message turned into readings and dead letters (or a status);
 //! - [`writer`]: group commit of many sessions' messages in one transaction, then their acks;
@@ -30,6 +31,7 @@ pub mod reported;
 pub mod seen;
 pub mod session;
 pub mod status;
+pub mod tls_stream;
 pub mod writer;
 
 pub use broker::{BrokerConsumer, BrokerOptions};
