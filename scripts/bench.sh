@@ -29,11 +29,15 @@
 #                                     each, default 15) against a release `tds serve`: a page of
 #                                     1,000 readings and a month of a 32-meter gateway's daily
 #                                     consumption (JSON and CSV), on SQLite and on PostgreSQL
-#   scripts/bench.sh connections [N] [SECONDS]
+#   scripts/bench.sh connections [N] [SECONDS] [INTERVAL]
 #                                     `tds serve` on SQLite in one process and `tds simulate` with N
-#                                     (default 10000) gateways sending one batch a minute in another:
+#                                     (default 10000) gateways sending one batch every INTERVAL
+#                                     seconds (default 60; 3600 for a fleet that stays idle, the
+#                                     gateways starting spread over one interval) in another:
 #                                     gateways held connected and the server's memory (RSS), sampled
-#                                     every 10 s for SECONDS (default 240) after the fleet is up
+#                                     every 10 s for SECONDS (default 240) after the fleet is up;
+#                                     N is bounded by the open-file hard limit (ulimit -Hn) of each
+#                                     process, and the ephemeral ports are widened when N needs it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
@@ -55,8 +59,29 @@ connected() { curl -fsS "http://$1/metrics" 2>/dev/null | awk '$1=="tds_ingest_c
 if [ "$bench" = connections ]; then
   gateways=${1:-10000}
   seconds=${2:-240}
+  interval=${3:-60}
+  # Each gateway is a socket in `tds serve` and another in `tds simulate`: both processes need
+  # as many open files (they raise their soft limit to the hard one themselves).
+  files=$(ulimit -Hn)
+  if [ "$files" != unlimited ] && [ "$gateways" -gt $((files - 500)) ]; then
+    echo "bench connections: $gateways gateways need $gateways open files in each of tds serve and tds simulate;" \
+      "this machine allows $files per process (ulimit -Hn), so at most $((files - 500)) here." \
+      "Raise the hard limit (limits.conf, systemd LimitNOFILE) as root to go further." >&2
+    exit 1
+  fi
+  # The whole fleet connects from 127.0.0.1 to one port: the ephemeral port range bounds it
+  # (28,231 ports by default). Widened for the run when the fleet needs more, then put back.
+  ports=/proc/sys/net/ipv4/ip_local_port_range
+  read -r port_lo port_hi <"$ports"
+  restore_ports=
+  if [ "$gateways" -gt $((port_hi - port_lo - 1000)) ]; then
+    echo "1024 65535" >"$ports" \
+      || { echo "bench connections: $gateways gateways need more than $((port_hi - port_lo)) ephemeral ports; widen $ports" >&2; exit 1; }
+    restore_ports="$port_lo $port_hi"
+    echo "== ephemeral ports widened to 1024-65535 for the run (were $port_lo-$port_hi)"
+  fi
   dir=$(mktemp -d /tmp/tds-conn.XXXXXX)
-  trap 'kill $serve_pid $sim_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
+  trap 'kill $serve_pid $sim_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"; [ -z "$restore_ports" ] || echo "$restore_ports" >"$ports"' EXIT
   export TDS_DATA_DIR="$dir" TDS_HTTP_ADDR="127.0.0.1:$(free_port)" TDS_MQTT_ADDR="127.0.0.1:$(free_port)"
   # The whole fleet connects from 127.0.0.1: lift the per-address connection limit (5 a second by
   # default, against one misbehaving source among many), which would take it half an hour.
@@ -65,11 +90,12 @@ if [ "$bench" = connections ]; then
   "$tds" serve >"$dir/serve.log" 2>&1 &
   serve_pid=$!
   until curl -fsS "http://$TDS_HTTP_ADDR/readyz" >/dev/null 2>&1; do sleep 0.5; done
-  echo "== tds serve (pid $serve_pid) ready: RSS $(rss_mb $serve_pid) MB with no gateway"
-  "$tds" simulate --tenant Bench --gateways "$gateways" --devices 1 --interval 60 --faults none \
+  base=$(rss_mb $serve_pid)
+  echo "== tds serve (pid $serve_pid) ready: RSS $base MB with no gateway"
+  "$tds" simulate --tenant Bench --gateways "$gateways" --devices 1 --interval "$interval" --faults none \
     --connect-rate 500 --report-every 30 --duration $((seconds + gateways / 400 + 60)) >"$dir/simulate.log" 2>&1 &
   sim_pid=$!
-  echo "== tds simulate: $gateways gateways, one batch a minute each (provisioning, then 500 connections/s)"
+  echo "== tds simulate: $gateways gateways, one batch every $interval s each (provisioning, then 500 connections/s)"
   start=$(date +%s); peak=0; held=0
   while kill -0 $sim_pid 2>/dev/null; do
     sleep 10
@@ -80,7 +106,7 @@ if [ "$bench" = connections ]; then
     if [ "$held" != 0 ] && [ $(( $(date +%s) - held )) -ge "$seconds" ]; then break; fi
   done
   n=$(connected "$TDS_HTTP_ADDR")
-  echo "== $gateways gateways: ${n%.*} connected at the end; server RSS $(rss_mb $serve_pid) MB (peak $peak MB), $(( (peak * 1024) / (gateways > 0 ? gateways : 1) )) KB per gateway at peak"
+  echo "== $gateways gateways: ${n%.*} connected at the end; server RSS $(rss_mb $serve_pid) MB (peak $peak MB), $(( ((peak - base) * 1024) / (gateways > 0 ? gateways : 1) )) KB per gateway at peak above the server with none"
   tail -n 3 "$dir/simulate.log"
   echo "server log lines with error/refused: $(grep -ciE "error|refused" "$dir/serve.log" || true)"
   exit 0

@@ -291,6 +291,12 @@ async fn converse<S>(
     }
     let _ = wr.flush().await;
     tracing::info!(gateway.mac = %mac, keep_alive = connect.keep_alive, "gateway connected");
+    // What the session needs of CONNECT later; the packet itself goes now: its will's message
+    // is a slice of the buffer CONNECT was read into (4 KiB when it came in two reads), which
+    // it would otherwise keep for as long as the gateway stays connected.
+    let keep_alive = keep_alive_limit(connect.keep_alive, shared.config.max_keep_alive);
+    let will_offline = connect.last_will.as_ref().is_some_and(|w| is_offline_will(w, mac));
+    drop(connect);
     let how = if identity.serial_hex.is_empty() {
         "development password (plain listener)".to_owned()
     } else {
@@ -317,7 +323,6 @@ async fn converse<S>(
     ));
 
     let mut outbox = Outbox::new(mac);
-    let keep_alive = keep_alive_limit(connect.keep_alive, shared.config.max_keep_alive);
     let mut rate = TokenBucket::new(shared.config.messages_per_second, shared.config.message_burst);
     let mut wait_before_reading: Option<Duration> = None;
     let end = loop {
@@ -447,7 +452,6 @@ async fn converse<S>(
     crate::metrics::connected(-1.0);
     Box::pin(shared.pipeline.history(&gateway, "disconnected", end.as_str())).await;
     if end != End::Replaced {
-        let will_offline = connect.last_will.as_ref().is_some_and(|w| is_offline_will(w, mac));
         if end != End::Disconnect && !will_offline {
             tracing::debug!(gateway.mac = %mac, "no offline will; marking offline anyway (not connected)");
         }
