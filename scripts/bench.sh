@@ -109,6 +109,9 @@ if [ "$bench" = connections ]; then
   echo "== $gateways gateways: ${n%.*} connected at the end; server RSS $(rss_mb $serve_pid) MB (peak $peak MB), $(( ((peak - base) * 1024) / (gateways > 0 ? gateways : 1) )) KB per gateway at peak above the server with none"
   tail -n 3 "$dir/simulate.log"
   echo "server log lines with error/refused: $(grep -ciE "error|refused" "$dir/serve.log" || true)"
+  refusals=$(curl -fsS "http://$TDS_HTTP_ADDR/metrics" \
+    | awk -F'[{}"]' '/^tds_ingest_refusals_total\{/ {printf "%s %s  ", $3, $5}' || true)
+  echo "connections the server refused, by reason: ${refusals:-none}"
   exit 0
 fi
 

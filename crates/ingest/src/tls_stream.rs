@@ -10,8 +10,9 @@
 //!
 //! Reads and writes may come from two tasks (the session reads, its sender task writes, through
 //! `tokio::io::split`). The socket keeps one waker per direction, so only the write side ever
-//! waits for the socket to be writable: TLS bytes that reading makes rustls send (a key update's
-//! answer, an alert) are written without waiting and otherwise go out with the next write.
+//! waits for the socket to be writable: TLS bytes that reading makes rustls send (the alert of a
+//! record it refused) are written without waiting and otherwise go out with the next write or
+//! the shutdown.
 
 use rustls::server::{ServerConfig, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, InsufficientSizeError};
@@ -43,15 +44,25 @@ pub struct TlsStream {
     out_at: usize,
     /// The peer closed its side (`close_notify` or end of stream): reads return end of stream.
     peer_closed: bool,
-    /// Our `close_notify` is asked for (`closing`, until it is encrypted) or queued (`closed`).
-    closing: bool,
-    closed: bool,
+    /// Where our `close_notify` is.
+    close: OurClose,
+    /// rustls refused what the peer sent: the connection is over (its alert is in `outgoing`).
+    failed: bool,
 }
 
 impl std::fmt::Debug for TlsStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsStream").field("peer", &self.tcp.peer_addr().ok()).finish_non_exhaustive()
     }
+}
+
+/// Our side's `close_notify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OurClose {
+    Open,
+    /// To be encrypted the next time application data may be sent.
+    Asked,
+    Queued,
 }
 
 /// What [`TlsStream::process`] reached.
@@ -96,14 +107,14 @@ fn append<E>(
 const fn encode_needs(e: &EncodeError) -> Option<usize> {
     match e {
         EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => Some(*required_size),
-        _ => None,
+        EncodeError::AlreadyEncoded => None,
     }
 }
 
 const fn encrypt_needs(e: &EncryptError) -> Option<usize> {
     match e {
         EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => Some(*required_size),
-        _ => None,
+        EncryptError::EncryptExhausted => None,
     }
 }
 
@@ -121,8 +132,8 @@ pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<Tls
         outgoing: Vec::new(),
         out_at: 0,
         peer_closed: false,
-        closing: false,
-        closed: false,
+        close: OurClose::Open,
+        failed: false,
     };
     loop {
         let reached = tls.process(None);
@@ -132,7 +143,8 @@ pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<Tls
             Ok(Reached::Closed) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(Reached::Blocked) => {}
             Err(e) => {
-                tls.send_alert().await;
+                // rustls's alert, if the socket takes it at once.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tls.send_all()).await;
                 return Err(e);
             }
         }
@@ -154,14 +166,34 @@ impl TlsStream {
 
     /// Lets rustls process the TLS bytes received: application data goes to `plain`, records
     /// rustls must send to `outgoing`; when application data may be sent, `write` (if any) is
-    /// encrypted into `outgoing` and, once asked for, our `close_notify` after it.
+    /// encrypted into `outgoing` and, once asked for, our `close_notify` after it. An error is
+    /// final: the alert rustls queued for it goes to `outgoing` and rustls is not called again
+    /// (it would read the refused bytes a second time).
     fn process(&mut self, mut write: Option<&[u8]>) -> io::Result<Reached> {
-        let Self { conn, incoming, plain, outgoing, peer_closed, closing, .. } = self;
+        let Self { conn, incoming, plain, outgoing, peer_closed, close, failed, .. } = self;
+        if *failed {
+            return Err(tls_error("the TLS connection failed"));
+        }
         loop {
             let status = conn.process_tls_records(incoming);
             let mut discard = status.discard;
             let mut reached = None;
-            match status.state.map_err(tls_error)? {
+            let state = match status.state {
+                Ok(state) => state,
+                Err(e) => {
+                    *failed = true;
+                    incoming.drain(..discard.min(incoming.len()));
+                    // The alert comes out of the next call, before rustls reads anything again.
+                    if let Ok(ConnectionState::EncodeTlsData(mut alert)) =
+                        conn.process_tls_records(incoming).state
+                    {
+                        let _ = append(outgoing, |out| alert.encode(out), encode_needs);
+                    }
+                    *incoming = Vec::new();
+                    return Err(tls_error(e));
+                }
+            };
+            match state {
                 ConnectionState::ReadTraffic(mut read) => {
                     while let Some(record) = read.next_record() {
                         let record = record.map_err(tls_error)?;
@@ -185,8 +217,8 @@ impl TlsStream {
                         append(outgoing, |out| traffic.encrypt(data, out), encrypt_needs)
                             .map_err(tls_error)?;
                     }
-                    if *closing {
-                        *closing = false;
+                    if *close == OurClose::Asked {
+                        *close = OurClose::Queued;
                         append(outgoing, |out| traffic.queue_close_notify(out), encrypt_needs)
                             .map_err(tls_error)?;
                     }
@@ -205,12 +237,6 @@ impl TlsStream {
                 return Ok(reached);
             }
         }
-    }
-
-    /// After a failed handshake: the alert rustls queued, sent if the socket takes it at once.
-    async fn send_alert(&mut self) {
-        let _ = self.process(None);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.send_all()).await;
     }
 
     async fn send_all(&mut self) -> io::Result<()> {
@@ -276,11 +302,17 @@ impl AsyncRead for TlsStream {
             if this.read_plain(buf) || this.peer_closed || buf.remaining() == 0 {
                 return Poll::Ready(Ok(()));
             }
+            if this.failed {
+                return Poll::Ready(Err(tls_error("the TLS connection failed")));
+            }
             // Whole records received are decrypted before reading more.
             if !this.incoming.is_empty() {
                 let before = this.plain.len();
-                this.process(None)?;
-                this.try_send()?;
+                let processed = this.process(None);
+                // Whatever rustls queued (the alert of a refused record) goes before the error.
+                let sent = this.try_send();
+                processed?;
+                sent?;
                 if this.plain.len() > before || this.peer_closed {
                     continue;
                 }
@@ -327,12 +359,11 @@ impl AsyncWrite for TlsStream {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_send(cx))?;
-        if !this.closed {
-            this.closed = true;
-            this.closing = true;
+        if this.close == OurClose::Open {
+            this.close = OurClose::Asked;
             // Queues our close_notify (unless the connection is closed already).
             let _ = this.process(None);
-            this.closing = false;
+            this.close = OurClose::Queued;
             ready!(this.poll_send(cx))?;
         }
         Pin::new(&mut this.tcp).poll_shutdown(cx)
@@ -475,6 +506,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn bytes_that_are_not_tls_are_refused_with_an_alert() {
+        let keys = keys();
+        let server = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![keys.cert.clone()], keys.key.clone_key())
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepting = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            accept(tcp, Arc::new(server)).await.map(|_| ())
+        });
+        let mut probe = TcpStream::connect(addr).await.unwrap();
+        probe.write_all(b"GET / HTTP/1.1\r\nHost: tds\r\n\r\n").await.unwrap();
+        assert!(accepting.await.unwrap().is_err());
+        let mut answer = Vec::new();
+        let _ = probe.read_to_end(&mut answer).await;
+        // A TLS record of type 21 (alert), level 2 (fatal).
+        assert_eq!(answer.first(), Some(&21), "the server answered {answer:?}");
+        assert_eq!(answer.get(5), Some(&2), "the server answered {answer:?}");
+    }
+
+    #[tokio::test]
+    async fn a_tampered_record_ends_the_stream_and_the_peer_hears_why() {
+        let (mut server, mut client) = pair().await;
+        // An application-data record that was not encrypted with the session's keys.
+        let mut forged = vec![23, 3, 3, 0, 32];
+        forged.extend_from_slice(&[7u8; 32]);
+        client.get_mut().0.write_all(&forged).await.unwrap();
+        let mut buf = [0u8; 8];
+        assert!(server.read(&mut buf).await.is_err());
+        assert!(server.read(&mut buf).await.is_err(), "a failed stream stays failed");
+        let _ = server.shutdown().await;
+        let heard = client.read(&mut buf).await.map_or_else(|e| e.to_string(), |n| format!("read {n} bytes"));
+        assert!(heard.contains("BadRecordMac"), "the client heard: {heard}");
+    }
+
+    #[tokio::test]
     async fn a_client_refused_in_the_handshake_hears_why() {
         let keys = keys();
         let verifier = rustls::server::WebPkiClientVerifier::builder(roots(&keys)).build().unwrap();
@@ -490,11 +559,7 @@ mod tests {
             Err(e) => e.to_string(),
             Ok(mut client) => {
                 let mut buf = [0u8; 8];
-                client
-                    .read(&mut buf)
-                    .await
-                    .map(|n| format!("read {n} bytes"))
-                    .unwrap_or_else(|e| e.to_string())
+                client.read(&mut buf).await.map_or_else(|e| e.to_string(), |n| format!("read {n} bytes"))
             }
         };
         assert!(refused.contains("CertificateRequired"), "the client heard: {refused}");
