@@ -188,3 +188,41 @@ impl Drop for Registration<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn woken(signal: &Signal) -> bool {
+        tokio::time::timeout(Duration::from_secs(1), signal.changed()).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_signal_given_while_the_session_was_busy_wakes_its_next_wait() {
+        let registry = Registry::default();
+        let mac = Mac::parse("aa:bb:cc:00:00:01").unwrap();
+        let first = registry.register(mac, "01");
+        // Nudged before the session waits: its next wait returns at once, and the nudge is
+        // taken once.
+        registry.nudge(mac);
+        assert!(woken(&first.signal).await);
+        assert!(first.signal.take_nudge());
+        assert!(!first.signal.take_nudge());
+        assert!(!woken(&first.signal).await, "nothing new: the wait goes on");
+        // A second connection with the same MAC replaces the first.
+        let second = registry.register(mac, "02");
+        assert!(woken(&first.signal).await);
+        assert_eq!(first.signal.closing(), Some(Close::Replaced));
+        assert_eq!(second.signal.closing(), None);
+        drop(first);
+        assert_eq!(registry.len(), 1, "the replaced session does not take the new one with it");
+        assert_eq!(registry.close_retired(&["02".to_owned()], &[]), 1);
+        assert_eq!(second.signal.closing(), Some(Close::Retired));
+        assert_eq!(registry.close_retired(&["02".to_owned()], &[]), 0, "told once");
+        // The sender task's fault: the first one stays.
+        second.signal.fault(2);
+        second.signal.fault(1);
+        assert_eq!(second.signal.fault_code(), 2);
+    }
+}

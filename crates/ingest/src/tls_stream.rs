@@ -196,13 +196,15 @@ impl TlsStream {
             match state {
                 ConnectionState::ReadTraffic(mut read) => {
                     while let Some(record) = read.next_record() {
-                        let record = record.map_err(tls_error)?;
+                        let record = record.map_err(tls_error).inspect_err(|_| *failed = true)?;
                         discard += record.discard;
                         plain.extend_from_slice(record.payload);
                     }
                 }
                 ConnectionState::EncodeTlsData(mut encode) => {
-                    append(outgoing, |out| encode.encode(out), encode_needs).map_err(tls_error)?;
+                    append(outgoing, |out| encode.encode(out), encode_needs)
+                        .map_err(tls_error)
+                        .inspect_err(|_| *failed = true)?;
                 }
                 // Sent by whoever writes next, before anything encrypted after it.
                 ConnectionState::TransmitTlsData(transmit) => transmit.done(),
@@ -215,17 +217,22 @@ impl TlsStream {
                 ConnectionState::WriteTraffic(mut traffic) => {
                     if let Some(data) = write.take() {
                         append(outgoing, |out| traffic.encrypt(data, out), encrypt_needs)
-                            .map_err(tls_error)?;
+                            .map_err(tls_error)
+                            .inspect_err(|_| *failed = true)?;
                     }
                     if *close == OurClose::Asked {
                         *close = OurClose::Queued;
                         append(outgoing, |out| traffic.queue_close_notify(out), encrypt_needs)
-                            .map_err(tls_error)?;
+                            .map_err(tls_error)
+                            .inspect_err(|_| *failed = true)?;
                     }
                     reached = Some(Reached::Traffic);
                 }
                 // No early data is accepted (the server config allows none).
-                other => return Err(tls_error(format!("unexpected TLS state {other:?}"))),
+                other => {
+                    *failed = true;
+                    return Err(tls_error(format!("unexpected TLS state {other:?}")));
+                }
             }
             if discard > 0 {
                 incoming.drain(..discard);
