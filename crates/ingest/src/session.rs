@@ -329,13 +329,6 @@ async fn converse<S>(
         // Over its message rate: the session stops reading for a while (back-pressure; the
         // gateway's messages wait in TCP, none is dropped).
         let wait = wait_before_reading.take();
-        if let Some(wait) = wait {
-            crate::metrics::throttled("messages");
-            crate::metrics::throttled_for(wait);
-            shared.pipeline.refusals.note("message_rate", |suppressed| {
-                tracing::info!(gateway.mac = %mac, suppressed, "gateway over its message rate: reading paused");
-            });
-        }
         let read = async {
             if let Some(wait) = wait {
                 tokio::time::sleep(wait).await;
@@ -392,6 +385,13 @@ async fn converse<S>(
                     break End::fault(&registration.signal).unwrap_or(end);
                 }
                 if let Some(wait) = rate.take_or_wait() {
+                    // Counted here, once, where the pause is decided (the loop may take it up
+                    // again after a wake-up that changed nothing).
+                    crate::metrics::throttled("messages");
+                    crate::metrics::throttled_for(wait);
+                    shared.pipeline.refusals.note("message_rate", |suppressed| {
+                        tracing::info!(gateway.mac = %mac, suppressed, "gateway over its message rate: reading paused");
+                    });
                     wait_before_reading = Some(wait);
                 }
             }

@@ -327,8 +327,9 @@ impl AsyncRead for TlsStream {
             if this.incoming.len() >= MAX_INCOMING {
                 return Poll::Ready(Err(tls_error("TLS record too large")));
             }
-            let mut chunk = [0u8; READ_CHUNK];
-            let mut into = ReadBuf::new(&mut chunk);
+            // Not zeroed first: every poll of the socket would clear 16 KiB for nothing.
+            let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut into = ReadBuf::uninit(&mut chunk);
             ready!(Pin::new(&mut this.tcp).poll_read(cx, &mut into))?;
             if into.filled().is_empty() {
                 // End of stream without close_notify: the gateway went away; nothing it sent
