@@ -51,15 +51,10 @@ pub fn commit(readings: usize, stored: u64, duplicates: u64, took: Duration) {
     metrics::counter!(READINGS, "outcome" => "duplicate").increment(duplicates);
 }
 
-/// Where a commit's time went (`begin`, `lookup`, `insert`, `marks`, `commit`).
+/// Where a commit's time went (`begin`, `insert`, `marks`, `commit`).
 pub fn commit_phases(p: &tds_store::readings::CommitPhases) {
-    for (phase, took) in [
-        ("begin", p.begin),
-        ("lookup", p.lookup),
-        ("insert", p.insert),
-        ("marks", p.marks),
-        ("commit", p.commit),
-    ] {
+    for (phase, took) in [("begin", p.begin), ("insert", p.insert), ("marks", p.marks), ("commit", p.commit)]
+    {
         metrics::histogram!(COMMIT_PHASE_SECONDS, "phase" => phase).record(took.as_secs_f64());
     }
 }

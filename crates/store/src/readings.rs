@@ -5,7 +5,8 @@
 //! (device, time) is already stored is not written again: with the same value it counts as a
 //! duplicate (a gateway resending an unacknowledged batch), with a different value it is returned
 //! as a conflict for the caller to record as a dead letter. The first value stays. The insert
-//! returns the rows it wrote; only the instants it did not write are read back (to tell a
+//! itself checks the devices (it joins them, taking each reading's gateway from its device) and
+//! tells which rows it wrote; only the instants it did not write are read back (to tell a
 //! duplicate from a conflict), and only what was written is marked for a rollup refresh.
 //!
 //! The SQL differs by backend for speed: PostgreSQL takes a whole group in one statement through
@@ -93,26 +94,44 @@ const COLUMNS: &str = "device_id, gateway_id, tenant_id, time, value, unit, inge
 /// Not `$N`: for every numbered parameter sqlx asks SQLite for its name, which SQLite finds by a
 /// linear scan, making a 7000-parameter statement quadratic (measured: 30 k rows/s instead of
 /// 200 k+). Anonymous parameters have no name to look up.
-fn sqlite_insert_sql(rows: usize) -> String {
-    let mut sql = String::with_capacity(120 + rows * 16);
+fn sqlite_insert_sql(rows: usize, returning: bool) -> String {
+    let mut sql = String::with_capacity(300 + rows * 10);
+    // CROSS JOIN: SQLite then keeps the VALUES as the outer loop, so the rows are inserted in
+    // the group's order (a key given twice is written by its first reading, as `sort_group`
+    // expects). WHERE before ON CONFLICT: without it SQLite would read `ON` as the join's.
     sql.push_str(
-        "INSERT INTO readings (device_id, time, tenant_id, gateway_id, value, unit, ingested_at) VALUES ",
+        "INSERT INTO readings (device_id, time, tenant_id, gateway_id, value, unit, ingested_at) \
+         SELECT v.column1, v.column2, ?, dv.gateway_id, v.column3, v.column4, ? FROM (VALUES ",
     );
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
-        sql.push_str("(?,?,?,?,?,?,?)");
+        sql.push_str("(?,?,?,?)");
     }
-    sql.push_str(" ON CONFLICT (device_id, time) DO NOTHING RETURNING device_id, time");
+    sql.push_str(
+        ") AS v CROSS JOIN devices dv WHERE dv.id = v.column1 AND dv.tenant_id = ? \
+         ON CONFLICT (device_id, time) DO NOTHING",
+    );
+    if returning {
+        sql.push_str(" RETURNING device_id, time");
+    }
     sql
 }
 
+/// The group's readings of the tenant's devices, each with its device's gateway, in the group's
+/// order: the device check is part of the insert, not a query of its own (one round trip less
+/// per commit). `$1` tenant, `$2` ingested at, `$3`… devices, times, values, units.
 const PG_INSERT: &str = "INSERT INTO readings (device_id, time, tenant_id, gateway_id, value, unit, ingested_at) \
-    SELECT d, t, $1, g, v, u, $2 FROM UNNEST($3::BIGINT[], $4::TIMESTAMPTZ[], $5::BIGINT[], $6::FLOAT8[], $7::TEXT[]) \
-    AS x(d, t, g, v, u) ON CONFLICT (device_id, time) DO NOTHING RETURNING device_id, time";
+    SELECT x.d, x.t, $1, dv.gateway_id, x.v, x.u, $2 \
+    FROM UNNEST($3::BIGINT[], $4::TIMESTAMPTZ[], $5::FLOAT8[], $6::TEXT[]) WITH ORDINALITY AS x(d, t, v, u, n) \
+    JOIN devices dv ON dv.id = x.d AND dv.tenant_id = $1 \
+    ORDER BY x.n ON CONFLICT (device_id, time) DO NOTHING RETURNING device_id, time";
 
-/// Devices looked up per statement on SQLite (well under its bound-parameter limit).
+/// How many of `$2` (distinct device ids) are the tenant's `$1`, on PostgreSQL.
+const PG_OWNED: &str = "SELECT count(*) FROM devices WHERE tenant_id = $1 AND id = ANY($2)";
+
+/// Devices checked per statement on SQLite (well under its bound-parameter limit).
 const DEVICE_LOOKUP_CHUNK: usize = 500;
 
 /// The stored values at `n` exact (device, time) pairs, on SQLite: anonymous parameters (see
@@ -208,9 +227,8 @@ pub struct CommitPhases {
     /// Waiting for the write connection (SQLite: the one writer, which the rollup refresh and
     /// other writers share) and `BEGIN`.
     pub begin: Duration,
-    /// Checking the devices are the tenant's and finding their gateways.
-    pub lookup: Duration,
-    /// The inserts, with the stored values read back for duplicates.
+    /// The inserts (which check the devices are the tenant's and take their gateways), with the
+    /// stored values read back for duplicates.
     pub insert: Duration,
     /// Marking the devices for the rollup refresh.
     pub marks: Duration,
@@ -266,19 +284,12 @@ impl<'a> ReadingStore<'a> {
                     reports.push(InsertReport::default());
                     continue;
                 }
-                let devices = devices_of(group);
                 let at = Instant::now();
-                // One query for many devices, not one per device: with a thousand devices in a
-                // commit the lookups were most of its time (`tds bench ingest`).
-                let gateway_of = BulkInsert::device_gateways(&mut *tx, *tenant, &devices).await?;
                 // A device that is not the tenant's (or does not exist) fails the whole call.
-                if gateway_of.len() != devices.len() {
+                let Some(inserted) = BulkInsert::insert_owned(&mut *tx, *tenant, ingested_at, group).await?
+                else {
                     return Err(StoreError::NotFound);
-                }
-                phases.lookup += at.elapsed();
-                let at = Instant::now();
-                let inserted =
-                    BulkInsert::insert_readings(&mut *tx, *tenant, ingested_at, group, &gateway_of).await?;
+                };
                 // Only the instants that were not inserted are read back (a resent reading, or a
                 // different value for a stored instant), not the span of the batch: one duplicate
                 // in a backlog of a year must not read the year back.
@@ -320,7 +331,7 @@ impl<'a> ReadingStore<'a> {
             Ok(reports)
         })?;
         let total = started.elapsed();
-        phases.commit = total.saturating_sub(phases.begin + phases.lookup + phases.insert + phases.marks);
+        phases.commit = total.saturating_sub(phases.begin + phases.insert + phases.marks);
         Ok((reports, phases))
     }
 
@@ -469,38 +480,32 @@ impl<'a> ReadingStore<'a> {
 
 /// The backend-specific bulk insert, run on the connection of the open transaction.
 trait BulkInsert {
-    /// Inserts a group; returns the keys of the rows written (not those already stored).
-    async fn insert_readings(
+    /// Inserts a group, each reading with its device's gateway. Returns the keys of the rows
+    /// written (not those already stored), or `None` when a device of the group is not the
+    /// tenant's (the insert leaves its readings out; the caller then rolls back).
+    async fn insert_owned(
         &mut self,
         tenant: TenantId,
         at: Ts,
         group: &[NewReading],
-        gateway_of: &HashMap<i64, i64>,
-    ) -> Result<HashSet<Key>, sqlx::Error>;
+    ) -> Result<Option<HashSet<Key>>, sqlx::Error>;
 
     /// The stored values at exactly these keys.
     async fn stored_values(&mut self, keys: &[Key]) -> Result<HashMap<Key, f64>, sqlx::Error>;
 
-    /// The gateway of each of `devices` that is the tenant's (the others are left out).
-    async fn device_gateways(
-        &mut self,
-        tenant: TenantId,
-        devices: &[i64],
-    ) -> Result<HashMap<i64, i64>, sqlx::Error>;
+    /// Whether every one of `devices` (distinct ids) is the tenant's.
+    async fn all_owned(&mut self, tenant: TenantId, devices: &[i64]) -> Result<bool, sqlx::Error>;
 }
 
 impl BulkInsert for sqlx::PgConnection {
-    async fn insert_readings(
+    async fn insert_owned(
         &mut self,
         tenant: TenantId,
         at: Ts,
         group: &[NewReading],
-        gateway_of: &HashMap<i64, i64>,
-    ) -> Result<HashSet<Key>, sqlx::Error> {
+    ) -> Result<Option<HashSet<Key>>, sqlx::Error> {
         let devices: Vec<i64> = group.iter().map(|r| r.device_id.get()).collect();
         let times: Vec<Ts> = group.iter().map(|r| Ts::from(r.time)).collect();
-        let gateways: Vec<i64> =
-            devices.iter().map(|d| gateway_of.get(d).copied().unwrap_or_default()).collect();
         let values: Vec<f64> = group.iter().map(|r| r.value).collect();
         let units: Vec<&str> = group.iter().map(|r| r.unit.as_str()).collect();
         let rows: Vec<(i64, Ts)> = sqlx::query_as(PG_INSERT)
@@ -508,12 +513,16 @@ impl BulkInsert for sqlx::PgConnection {
             .bind(at)
             .bind(devices)
             .bind(times)
-            .bind(gateways)
             .bind(values)
             .bind(units)
             .fetch_all(&mut *self)
             .await?;
-        Ok(rows.into_iter().map(|(d, t)| (d, t.micros())).collect())
+        // Fewer rows than readings: duplicates, or readings the join left out because their
+        // device is not the tenant's. Only then are the devices checked on their own.
+        if rows.len() < group.len() && !self.all_owned(tenant, &devices_of(group)).await? {
+            return Ok(None);
+        }
+        Ok(Some(rows.into_iter().map(|(d, t)| (d, t.micros())).collect()))
     }
 
     async fn stored_values(&mut self, keys: &[Key]) -> Result<HashMap<Key, f64>, sqlx::Error> {
@@ -525,48 +534,53 @@ impl BulkInsert for sqlx::PgConnection {
     }
 
     /// One statement of constant text, whatever the number of devices: prepared once per
-    /// connection, not once per commit.
-    async fn device_gateways(
-        &mut self,
-        tenant: TenantId,
-        devices: &[i64],
-    ) -> Result<HashMap<i64, i64>, sqlx::Error> {
-        let rows: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT id, gateway_id FROM devices WHERE tenant_id = $1 AND id = ANY($2)")
-                .bind(tenant.get())
-                .bind(devices)
-                .fetch_all(&mut *self)
-                .await?;
-        Ok(rows.into_iter().collect())
+    /// connection.
+    async fn all_owned(&mut self, tenant: TenantId, devices: &[i64]) -> Result<bool, sqlx::Error> {
+        let owned: i64 =
+            sqlx::query_scalar(PG_OWNED).bind(tenant.get()).bind(devices).fetch_one(&mut *self).await?;
+        Ok(usize::try_from(owned).is_ok_and(|n| n == devices.len()))
     }
 }
 
 impl BulkInsert for sqlx::SqliteConnection {
-    async fn insert_readings(
+    /// Without `RETURNING` first: SQLite's driver hands every returned row from its worker
+    /// thread to the async side one by one, which cost more than the insert. When the chunks
+    /// wrote as many rows as the group has readings, every key was written; otherwise the group
+    /// is undone to a savepoint and written again returning its keys (duplicates are rare: a
+    /// gateway resending what it did not see acknowledged).
+    async fn insert_owned(
         &mut self,
         tenant: TenantId,
         at: Ts,
         group: &[NewReading],
-        gateway_of: &HashMap<i64, i64>,
-    ) -> Result<HashSet<Key>, sqlx::Error> {
+    ) -> Result<Option<HashSet<Key>>, sqlx::Error> {
+        sqlx::query("SAVEPOINT tds_readings").execute(&mut *self).await?;
+        let mut written = 0;
+        for chunk in group.chunks(SQLITE_CHUNK) {
+            written += sqlite_insert(chunk, tenant, at).execute(&mut *self).await?.rows_affected();
+        }
+        if usize::try_from(written).is_ok_and(|n| n == group.len()) {
+            sqlx::query("RELEASE tds_readings").execute(&mut *self).await?;
+            return Ok(Some(group.iter().map(|r| (r.device_id.get(), Ts::from(r.time).micros())).collect()));
+        }
+        sqlx::query("ROLLBACK TO tds_readings").execute(&mut *self).await?;
+        sqlx::query("RELEASE tds_readings").execute(&mut *self).await?;
+        if !self.all_owned(tenant, &devices_of(group)).await? {
+            return Ok(None);
+        }
         let mut inserted = HashSet::with_capacity(group.len());
         for chunk in group.chunks(SQLITE_CHUNK) {
-            let sql = sqlite_insert_sql(chunk.len());
-            let mut q = sqlx::query_as::<_, (i64, Ts)>(AssertSqlSafe(sql.as_str()));
+            let sql = sqlite_insert_sql(chunk.len(), true);
+            let mut q =
+                sqlx::query_as::<_, (i64, Ts)>(AssertSqlSafe(sql.as_str())).bind(tenant.get()).bind(at);
             for r in chunk {
-                let gateway = gateway_of.get(&r.device_id.get()).copied().unwrap_or_default();
-                q = q
-                    .bind(r.device_id.get())
-                    .bind(Ts::from(r.time))
-                    .bind(tenant.get())
-                    .bind(gateway)
-                    .bind(r.value)
-                    .bind(r.unit.as_str())
-                    .bind(at);
+                q = q.bind(r.device_id.get()).bind(Ts::from(r.time)).bind(r.value).bind(r.unit.as_str());
             }
-            inserted.extend(q.fetch_all(&mut *self).await?.into_iter().map(|(d, t)| (d, t.micros())));
+            inserted.extend(
+                q.bind(tenant.get()).fetch_all(&mut *self).await?.into_iter().map(|(d, t)| (d, t.micros())),
+            );
         }
-        Ok(inserted)
+        Ok(Some(inserted))
     }
 
     async fn stored_values(&mut self, keys: &[Key]) -> Result<HashMap<Key, f64>, sqlx::Error> {
@@ -583,23 +597,34 @@ impl BulkInsert for sqlx::SqliteConnection {
     }
 
     /// Anonymous parameters (see [`sqlite_insert_sql`]), a chunk of devices per statement.
-    async fn device_gateways(
-        &mut self,
-        tenant: TenantId,
-        devices: &[i64],
-    ) -> Result<HashMap<i64, i64>, sqlx::Error> {
-        let mut found = HashMap::with_capacity(devices.len());
+    async fn all_owned(&mut self, tenant: TenantId, devices: &[i64]) -> Result<bool, sqlx::Error> {
         for chunk in devices.chunks(DEVICE_LOOKUP_CHUNK) {
             let sql = format!(
-                "SELECT id, gateway_id FROM devices WHERE tenant_id = ? AND id IN ({})",
+                "SELECT count(*) FROM devices WHERE tenant_id = ? AND id IN ({})",
                 vec!["?"; chunk.len()].join(",")
             );
-            let mut q = sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql)).bind(tenant.get());
+            let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)).bind(tenant.get());
             for id in chunk {
                 q = q.bind(*id);
             }
-            found.extend(q.fetch_all(&mut *self).await?);
+            if !usize::try_from(q.fetch_one(&mut *self).await?).is_ok_and(|n| n == chunk.len()) {
+                return Ok(false);
+            }
         }
-        Ok(found)
+        Ok(true)
     }
+}
+
+/// One chunk's insert without `RETURNING` (see [`sqlite_insert_sql`] for the binding order).
+fn sqlite_insert(
+    chunk: &[NewReading],
+    tenant: TenantId,
+    at: Ts,
+) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    let sql = sqlite_insert_sql(chunk.len(), false);
+    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant.get()).bind(at);
+    for r in chunk {
+        q = q.bind(r.device_id.get()).bind(Ts::from(r.time)).bind(r.value).bind(r.unit.as_str());
+    }
+    q.bind(tenant.get())
 }

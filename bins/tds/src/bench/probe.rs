@@ -41,11 +41,11 @@ pub(super) struct Probe {
     commit_readings: Arc<Values>,
     ack_seconds: Arc<Values>,
     /// `tds_ingest_commit_phase_seconds` by phase, in [`PHASES`] order.
-    phases: [Arc<Values>; 5],
+    phases: [Arc<Values>; 4],
 }
 
 /// The phases of a commit, as the endpoint labels them.
-const PHASES: [&str; 5] = ["begin", "lookup", "insert", "marks", "commit"];
+const PHASES: [&str; 4] = ["begin", "insert", "marks", "commit"];
 
 impl metrics::Recorder for Probe {
     fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}

@@ -85,6 +85,44 @@ async fn groups_of_several_tenants_commit_together(store: Store) {
     assert!(matches!(store.readings().insert(a, &ghost).await, Err(StoreError::NotFound)));
 }
 
+async fn a_group_naming_another_tenants_device_writes_none_of_its_readings(store: Store) {
+    let (a, da, _) = setup(&store).await;
+    let b = fixtures::tenant(&store, "Beta").await;
+    let gb = fixtures::gateway(&store, b.id, "aa:bb:cc:dd:ee:02", "GW1").await;
+    let db = fixtures::meter(&store, b.id, &gb, "D01").await;
+    // New readings of the tenant's own device around one of the other tenant's, in one group and
+    // past a chunk of the multi-row insert: the insert leaves the foreign reading out, and the
+    // call must still refuse the whole group, not store the rest.
+    let mut group: Vec<_> = (0..1_500).map(|i| reading(da.id, i, 1.0)).collect();
+    group.insert(1_200, reading(db.id, 0, 2.0));
+    assert!(matches!(store.readings().insert(a, &group).await, Err(StoreError::NotFound)));
+    assert!(store.readings().latest(a, da.id, 10).await.unwrap().is_empty());
+    assert!(store.readings().latest(b.id, db.id, 10).await.unwrap().is_empty());
+    assert!(store.rollups().staff_marks().await.unwrap().is_empty(), "nothing marked either");
+    // The same group without the stranger is stored whole.
+    group.remove(1_200);
+    assert_eq!(store.readings().insert(a, &group).await.unwrap().inserted, 1_500);
+}
+
+async fn one_resent_reading_in_a_large_new_batch_is_told_apart(store: Store) {
+    let (t, d1, d2) = setup(&store).await;
+    store.readings().insert(t, &[reading(d2.id, 2_000, 4.0)]).await.unwrap();
+    // 2,400 new readings over several chunks, with a duplicate and a conflict of the stored one
+    // in the last chunk: every new reading is written once, in the batch's order.
+    let mut batch: Vec<_> =
+        (0..1_200).flat_map(|i| [reading(d1.id, i, i as f64), reading(d2.id, i, 1.0)]).collect();
+    batch.push(reading(d2.id, 2_000, 4.0));
+    batch.push(reading(d2.id, 2_000, 5.0));
+    let report = store.readings().insert(t, &batch).await.unwrap();
+    assert_eq!((report.inserted, report.duplicates), (2_400, 1), "{report:?}");
+    let conflicts: Vec<(usize, f64, f64)> =
+        report.conflicts.iter().map(|c| (c.index, c.stored_value, c.sent_value)).collect();
+    assert_eq!(conflicts, vec![(2_401, 4.0, 5.0)]);
+    let stored = store.readings().for_device(t, d1.id, t0(), t0() + Duration::days(2), 5_000).await.unwrap();
+    assert_eq!(stored.len(), 1_200);
+    assert!(stored.iter().enumerate().all(|(i, r)| r.value == i as f64 && r.gateway_id == d1.gateway_id));
+}
+
 async fn an_archived_devices_readings_stay_readable(store: Store) {
     let (t, d1, _) = setup(&store).await;
     store.readings().insert(t, &[reading(d1.id, 0, 5.0), reading(d1.id, 1, 6.0)]).await.unwrap();
@@ -180,7 +218,10 @@ conformance!(
     a_different_value_for_a_stored_instant_is_a_conflict_and_the_first_stays,
     large_batches_are_split_and_counted_exactly,
     groups_of_several_tenants_commit_together,
+    a_group_naming_another_tenants_device_writes_none_of_its_readings,
+    one_resent_reading_in_a_large_new_batch_is_told_apart,
     tenant_range_queries_page_by_time_and_device,
     times_round_trip_to_the_microsecond,
     an_archived_devices_readings_stay_readable,
 );
+
