@@ -6,6 +6,7 @@
 //! connections, in WAL mode so readers never block the writer.
 
 use crate::StoreError;
+use crate::checkpoint::{self, Checkpointer};
 use sqlx::Connection;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -14,6 +15,7 @@ use sqlx::sqlite::{
 };
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -24,6 +26,8 @@ pub struct SqliteDb {
     pub(crate) read: SqlitePool,
     pub(crate) write: SqlitePool,
     path: PathBuf,
+    /// Copies the WAL into the database file beside the writer; stops with the last clone.
+    checkpointer: Arc<Checkpointer>,
 }
 
 impl SqliteDb {
@@ -123,19 +127,28 @@ impl Db {
                 .busy_timeout(Duration::from_secs(10))
                 .pragma("temp_store", "memory")
                 .pragma("cache_size", "-65536");
+            // The writer checkpoints only when the background passes fell behind (see
+            // `crate::checkpoint`).
+            let writer = base
+                .clone()
+                .create_if_missing(true)
+                .pragma("wal_autocheckpoint", checkpoint::WRITER_PAGES.to_string())
+                .pragma("journal_size_limit", checkpoint::KEEP_WAL_BYTES.to_string());
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_mins(1))
-                .connect_with(base.clone().create_if_missing(true))
+                .connect_with(writer)
                 .await
                 .map_err(|e| url_error(format!("cannot open: {e}")))?;
+            let checkpointer =
+                Checkpointer::start(&base).await.map_err(|e| url_error(format!("cannot open: {e}")))?;
             let read = SqlitePoolOptions::new()
                 .max_connections(opts.max_connections)
                 .acquire_timeout(opts.connect_timeout)
                 .connect_with(base.read_only(true))
                 .await
                 .map_err(|e| url_error(format!("cannot open: {e}")))?;
-            Ok(Self::Sqlite(SqliteDb { read, write, path }))
+            Ok(Self::Sqlite(SqliteDb { read, write, path, checkpointer }))
         } else {
             Err(url_error(
                 "expected sqlite://PATH (embedded) or postgres://USER:PASSWORD@HOST:PORT/DATABASE".into(),
@@ -236,6 +249,7 @@ impl Db {
     pub async fn close(&self) {
         match self {
             Self::Sqlite(s) => {
+                s.checkpointer.stop();
                 s.read.close().await;
                 s.write.close().await;
             }

@@ -20,6 +20,7 @@ pub mod archive;
 pub mod audit;
 mod bulk;
 pub mod certificates;
+mod checkpoint;
 pub mod db;
 pub mod devices;
 pub mod error;

@@ -1,0 +1,73 @@
+//! SQLite's WAL checkpoints, moved off the writer.
+//!
+//! In WAL mode a commit appends the pages it changed to the `-wal` file, and a checkpoint copies
+//! them into the database file. By default the connection that commits runs the checkpoint
+//! itself whenever the WAL holds 1,000 pages, so with the readings of a thousand meters (each
+//! commit changes each meter's newest page) nearly every commit of the ingest writer paid for a
+//! checkpoint: half of its COMMIT time and a third of its whole time (`tds bench ingest`, commit
+//! phases; `perf`: `sqlite3WalDefaultHook`).
+//!
+//! Here a connection of its own checkpoints every [`EVERY`] in `PASSIVE` mode, beside the writer
+//! (it never waits for it nor makes it wait), on the other core; a page changed by many commits
+//! between two passes is copied once. The writer still checkpoints when the WAL reaches
+//! [`WRITER_PAGES`], but by then the background passes have copied all but the last fraction of
+//! a second, and its checkpoint is the one that lets the WAL start over from the beginning: SQLite
+//! restarts the file only when a write begins with every frame copied, which a checkpoint
+//! running beside a busy writer never sees.
+
+use sqlx::Connection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// How often the background connection checkpoints.
+pub(crate) const EVERY: Duration = Duration::from_millis(200);
+
+/// WAL size, in pages, at which the writer checkpoints itself (`wal_autocheckpoint`): 40 MiB of
+/// 4 KiB pages. Up to this the background passes do the copying.
+pub(crate) const WRITER_PAGES: u32 = 10_000;
+
+/// Largest `-wal` file kept after it starts over (`journal_size_limit`, bytes): a burst (an
+/// import, a long backlog) that grew it beyond gives the space back.
+pub(crate) const KEEP_WAL_BYTES: u64 = 64 << 20;
+
+/// Stops the checkpointer when the last handle to the database goes, or on [`Self::stop`].
+#[derive(Debug)]
+pub(crate) struct Checkpointer {
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl Checkpointer {
+    /// Opens the checkpointer's connection and starts it.
+    pub(crate) async fn start(options: &SqliteConnectOptions) -> Result<Arc<Self>, sqlx::Error> {
+        let conn = SqliteConnection::connect_with(options).await?;
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(run(conn, rx));
+        Ok(Arc::new(Self { stop: Mutex::new(Some(tx)) }))
+    }
+
+    /// Stops it now (its connection closes); a pass under way finishes first.
+    pub(crate) fn stop(&self) {
+        if let Ok(mut stop) = self.stop.lock() {
+            stop.take();
+        }
+    }
+}
+
+async fn run(mut conn: SqliteConnection, mut stop: oneshot::Receiver<()>) {
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            // A sent value or a dropped sender: either way, stop.
+            _ = &mut stop => break,
+            _ = tick.tick() => {}
+        }
+        // Busy (the writer is checkpointing) is an answer, not an error: the next pass goes on.
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut conn).await {
+            tracing::warn!(error = %e, "background WAL checkpoint failed; the writer checkpoints instead");
+        }
+    }
+    let _ = conn.close().await;
+}
