@@ -20,6 +20,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 /// How often the background connection checkpoints.
 pub(crate) const EVERY: Duration = Duration::from_millis(200);
@@ -36,6 +37,7 @@ pub(crate) const KEEP_WAL_BYTES: u64 = 64 << 20;
 #[derive(Debug)]
 pub(crate) struct Checkpointer {
     stop: Mutex<Option<oneshot::Sender<()>>>,
+    task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Checkpointer {
@@ -43,14 +45,21 @@ impl Checkpointer {
     pub(crate) async fn start(options: &SqliteConnectOptions) -> Result<Arc<Self>, sqlx::Error> {
         let conn = SqliteConnection::connect_with(options).await?;
         let (tx, rx) = oneshot::channel();
-        tokio::spawn(run(conn, rx));
-        Ok(Arc::new(Self { stop: Mutex::new(Some(tx)) }))
+        let task = tokio::spawn(run(conn, rx));
+        Ok(Arc::new(Self { stop: Mutex::new(Some(tx)), task: Mutex::new(Some(task)) }))
     }
 
-    /// Stops it now (its connection closes); a pass under way finishes first.
-    pub(crate) fn stop(&self) {
+    /// Stops it and returns once its connection is closed (a pass under way finishes first), so
+    /// that the writer, closed after it, is the last connection: SQLite's last connection to
+    /// close checkpoints the whole WAL and removes it, which a backup that copies the file next
+    /// relies on.
+    pub(crate) async fn stop(&self) {
         if let Ok(mut stop) = self.stop.lock() {
             stop.take();
+        }
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
         }
     }
 }
@@ -58,6 +67,7 @@ impl Checkpointer {
 async fn run(mut conn: SqliteConnection, mut stop: oneshot::Receiver<()>) {
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
         tokio::select! {
             // A sent value or a dropped sender: either way, stop.
@@ -65,8 +75,18 @@ async fn run(mut conn: SqliteConnection, mut stop: oneshot::Receiver<()>) {
             _ = tick.tick() => {}
         }
         // Busy (the writer is checkpointing) is an answer, not an error: the next pass goes on.
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut conn).await {
-            tracing::warn!(error = %e, "background WAL checkpoint failed; the writer checkpoints instead");
+        // A failure is logged when it starts and when it ends, not five times a second.
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut conn).await {
+            Ok(_) if failing => {
+                failing = false;
+                tracing::info!("background WAL checkpoints work again");
+            }
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "background WAL checkpoint failed; the writer checkpoints instead until it works again");
+            }
+            // Still working, or still failing.
+            Ok(_) | Err(_) => {}
         }
     }
     let _ = conn.close().await;

@@ -2,8 +2,9 @@
 //!
 //! Stores run the same SQL on either pool through the [`on_db!`] and [`in_tx!`] macros; where the
 //! dialects differ, a store matches on [`Db`] itself. SQLite gets one writer connection (so that
-//! writers queue in the pool instead of failing with `SQLITE_BUSY`) and a pool of read-only
-//! connections, in WAL mode so readers never block the writer.
+//! writers queue in the pool instead of failing with `SQLITE_BUSY`), a pool of read-only
+//! connections, in WAL mode so readers never block the writer, and one connection that copies the
+//! WAL into the database file beside the writer ([`crate::checkpoint`]).
 
 use crate::StoreError;
 use crate::checkpoint::{self, Checkpointer};
@@ -249,7 +250,8 @@ impl Db {
     pub async fn close(&self) {
         match self {
             Self::Sqlite(s) => {
-                s.checkpointer.stop();
+                // The writer last, as before the checkpointer: see `Checkpointer::stop`.
+                s.checkpointer.stop().await;
                 s.read.close().await;
                 s.write.close().await;
             }
