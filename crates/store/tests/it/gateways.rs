@@ -30,6 +30,47 @@ async fn first_telemetry_activates_and_marks_online(store: Store) {
     assert_eq!(g.connection(), Connection::Online);
 }
 
+async fn many_gateways_are_marked_seen_at_once_and_never_moved_back(store: Store) {
+    let a = fixtures::tenant(&store, "Alpha").await;
+    let b = fixtures::tenant(&store, "Beta").await;
+    let now = Utc::now();
+    // More than one statement's worth on SQLite (500 a statement), over several tenants (at most
+    // 100 gateways each by default).
+    let mut seen = Vec::new();
+    let mut tenant = a.id;
+    for i in 0..520_i64 {
+        if i > 0 && i % 90 == 0 {
+            tenant = fixtures::tenant(&store, &format!("T{i}")).await.id;
+        }
+        let mac = format!("aa:bb:cc:dd:{:02x}:{:02x}", i / 256, i % 256);
+        let g = fixtures::gateway(&store, tenant, &mac, &format!("G{i}")).await;
+        seen.push((tenant, g.id, now - Duration::seconds(i)));
+    }
+    let gb = fixtures::gateway(&store, b.id, "aa:bb:cc:ee:00:01", "B1").await;
+    store.gateways().mark_seen(b.id, gb.id, now).await.unwrap();
+    // Beta's gateway named under Alpha is skipped: it stays as it was.
+    seen.push((a.id, gb.id, now + Duration::hours(1)));
+    store.gateways().mark_seen_many(&seen).await.unwrap();
+    for &(t, g, at) in &seen[..520] {
+        let g = store.gateways().get(t, g).await.unwrap();
+        assert_eq!((g.status, g.connection()), (GatewayStatus::Active, Connection::Online));
+        assert_eq!(g.last_seen_at.map(|s| s.timestamp_micros()), Some(at.timestamp_micros()));
+    }
+    let other = store.gateways().get(b.id, gb.id).await.unwrap();
+    assert_eq!(other.last_seen_at.map(|s| s.timestamp_micros()), Some(now.timestamp_micros()));
+    // An older instant does not move last_seen_at back; a newer one moves it on.
+    let first = seen[0];
+    store
+        .gateways()
+        .mark_seen_many(&[(a.id, first.1, now - Duration::days(1)), (a.id, seen[1].1, now)])
+        .await
+        .unwrap();
+    let g0 = store.gateways().get(a.id, first.1).await.unwrap();
+    assert_eq!(g0.last_seen_at.map(|s| s.timestamp_micros()), Some(now.timestamp_micros()));
+    let g1 = store.gateways().get(a.id, seen[1].1).await.unwrap();
+    assert_eq!(g1.last_seen_at.map(|s| s.timestamp_micros()), Some(now.timestamp_micros()));
+}
+
 async fn mac_is_unique_across_tenants(store: Store) {
     let a = fixtures::tenant(&store, "Alpha").await;
     let b = fixtures::tenant(&store, "Beta").await;
@@ -366,6 +407,7 @@ conformance!(
     gateways_silent_for_three_intervals_go_offline,
     a_new_gateway_is_pre_registered_and_never_connected,
     first_telemetry_activates_and_marks_online,
+    many_gateways_are_marked_seen_at_once_and_never_moved_back,
     mac_is_unique_across_tenants,
     import_is_all_or_nothing_and_reports_every_bad_row,
     gateway_limit_is_enforced,
