@@ -75,6 +75,17 @@ fn merge(into: &mut Merged, at: Ts, marks: Vec<Mark>) {
     }
 }
 
+/// The commits' rows (id, time, marks) merged per device, and their ids.
+fn merge_rows(rows: Vec<(i64, Ts, String)>) -> Result<(Merged, Vec<i64>), StoreError> {
+    let mut merged = Merged::new();
+    let mut ids = Vec::with_capacity(rows.len());
+    for (id, at, marks) in rows {
+        merge(&mut merged, at, decode(&marks)?);
+        ids.push(id);
+    }
+    Ok((merged, ids))
+}
+
 /// Folds up to [`FOLD_COMMITS`] commits' rows into `rollup_dirty`, in one transaction; returns
 /// how many rows it folded. Devices deleted since their commit are left out (their marks would
 /// never be refreshed). Marks are upserted in device order, the order in which the refresh
@@ -89,12 +100,13 @@ pub(super) async fn fold(db: &Db) -> Result<usize, StoreError> {
         if rows.is_empty() {
             return Ok(0);
         }
-        let mut merged = Merged::new();
-        let mut ids = Vec::with_capacity(rows.len());
-        for (id, at, marks) in rows {
-            merge(&mut merged, at, decode(&marks)?);
-            ids.push(id);
-        }
+        // Off the async threads: at half load a round folds a couple of thousand small commits,
+        // a quarter of a million marks of JSON (tens of milliseconds of CPU), which on one of
+        // the runtime's threads held up the sessions and the writer queued behind it (the
+        // PUBACK tail while the refresh ran, `tds bench ingest` on PostgreSQL).
+        let (merged, ids) = tokio::task::spawn_blocking(move || merge_rows(rows))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("rollup marks: the fold stopped: {e}")))??;
         tx.merge_marks(&merged).await?;
         tx.delete_pending(&ids).await?;
         Ok(ids.len())

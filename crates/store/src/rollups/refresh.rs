@@ -35,7 +35,7 @@ use tds_domain::rollup::{Rollup, resume, rollup};
 use tds_domain::{Bucket, DeviceId, MeasurementKind, TenantId, TimeZone};
 
 /// A marked device, with what its rollups are computed with.
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, Clone)]
 struct Dirty {
     device_id: i64,
     tenant_id: i64,
@@ -125,10 +125,22 @@ impl RollupStore<'_> {
                         estimate += estimated_rows(&work[end].0);
                         end += 1;
                     }
-                    let chunk = &work[at..end];
-                    let inputs = read_many(pg, chunk).await?;
-                    for ((d, tz, meter), input) in chunk.iter().zip(inputs) {
-                        upserts.extend(compute(d, *tz, *meter, input));
+                    let chunk = work[at..end].to_vec();
+                    let inputs = read_many(pg, &chunk).await?;
+                    // Computed off the async threads: hundreds of devices at once are
+                    // milliseconds of CPU that would hold up the sessions on that thread (see
+                    // `super::pending::fold`).
+                    let computed = tokio::task::spawn_blocking(move || {
+                        chunk
+                            .into_iter()
+                            .zip(inputs)
+                            .map(|((d, tz, meter), input)| (compute(&d, tz, meter, input), d))
+                            .collect::<Vec<_>>()
+                    })
+                    .await
+                    .map_err(|e| StoreError::Corrupt(format!("rollups: the refresh stopped: {e}")))?;
+                    for (rows, d) in computed {
+                        upserts.extend(rows);
                         planned.push((d.device_id, d.marked_at));
                         touched.push((TenantId::new(d.tenant_id), DeviceId::new(d.device_id)));
                     }
