@@ -565,7 +565,11 @@ impl BulkInsert for sqlx::SqliteConnection {
         sqlx::query("SAVEPOINT tds_readings").execute(&mut *self).await?;
         let mut written = 0;
         for chunk in group.chunks(SQLITE_CHUNK) {
-            written += sqlite_insert(chunk, tenant, at).execute(&mut *self).await?.rows_affected();
+            let sql = sqlite_insert_sql(chunk.len(), false);
+            written += sqlx::query_with(AssertSqlSafe(sql), sqlite_insert_args(chunk, tenant, at)?)
+                .execute(&mut *self)
+                .await?
+                .rows_affected();
         }
         if usize::try_from(written).is_ok_and(|n| n == group.len()) {
             sqlx::query("RELEASE tds_readings").execute(&mut *self).await?;
@@ -579,14 +583,11 @@ impl BulkInsert for sqlx::SqliteConnection {
         let mut inserted = HashSet::with_capacity(group.len());
         for chunk in group.chunks(SQLITE_CHUNK) {
             let sql = sqlite_insert_sql(chunk.len(), true);
-            let mut q =
-                sqlx::query_as::<_, (i64, Ts)>(AssertSqlSafe(sql.as_str())).bind(tenant.get()).bind(at);
-            for r in chunk {
-                q = q.bind(r.device_id.get()).bind(Ts::from(r.time)).bind(r.value).bind(r.unit.as_str());
-            }
-            inserted.extend(
-                q.bind(tenant.get()).fetch_all(&mut *self).await?.into_iter().map(|(d, t)| (d, t.micros())),
-            );
+            let rows: Vec<(i64, Ts)> =
+                sqlx::query_as_with(AssertSqlSafe(sql), sqlite_insert_args(chunk, tenant, at)?)
+                    .fetch_all(&mut *self)
+                    .await?;
+            inserted.extend(rows.into_iter().map(|(d, t)| (d, t.micros())));
         }
         Ok(Some(inserted))
     }
@@ -623,16 +624,24 @@ impl BulkInsert for sqlx::SqliteConnection {
     }
 }
 
-/// One chunk's insert without `RETURNING` (see [`sqlite_insert_sql`] for the binding order).
-fn sqlite_insert(
+/// The parameters of one chunk's insert, in [`sqlite_insert_sql`]'s order (with or without
+/// `RETURNING`).
+fn sqlite_insert_args(
     chunk: &[NewReading],
     tenant: TenantId,
     at: Ts,
-) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
-    let sql = sqlite_insert_sql(chunk.len(), false);
-    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant.get()).bind(at);
+) -> Result<sqlx::sqlite::SqliteArguments, sqlx::Error> {
+    use sqlx::Arguments as _;
+    let mut args = sqlx::sqlite::SqliteArguments::default();
+    args.reserve(chunk.len() * 4 + 3, 0);
+    args.add(tenant.get()).map_err(sqlx::Error::Encode)?;
+    args.add(at).map_err(sqlx::Error::Encode)?;
     for r in chunk {
-        q = q.bind(r.device_id.get()).bind(Ts::from(r.time)).bind(r.value).bind(r.unit.as_str());
+        args.add(r.device_id.get()).map_err(sqlx::Error::Encode)?;
+        args.add(Ts::from(r.time)).map_err(sqlx::Error::Encode)?;
+        args.add(r.value).map_err(sqlx::Error::Encode)?;
+        args.add(r.unit.as_str()).map_err(sqlx::Error::Encode)?;
     }
-    q.bind(tenant.get())
+    args.add(tenant.get()).map_err(sqlx::Error::Encode)?;
+    Ok(args)
 }
