@@ -3,8 +3,10 @@
 //! stores all their readings in one transaction, then their dead letters, and only then tells
 //! each session that its message is stored, so that the PUBACK never precedes the commit. Under
 //! load the batch is what arrived during the previous commit; a lone message is committed at once
-//! instead of waiting for company. When gateways were last seen is noted in [`SeenBuffer`] and
-//! written about once a second, after the acknowledgements.
+//! instead of waiting for company. On PostgreSQL the next batch is written on a second
+//! connection while the one before it commits, and its own `COMMIT` follows (see `run`). When
+//! gateways were last seen is noted in [`SeenBuffer`] and written about once a second, after the
+//! acknowledgements.
 //!
 //! A full queue makes `submit` wait: sessions stop reading their sockets instead of holding
 //! messages in memory while the database catches up.
@@ -19,7 +21,7 @@ use tds_domain::dead_letter::{RefusedEntry, with_time};
 use tds_domain::telemetry::ReadingRejection;
 use tds_domain::{GatewayId, TenantId};
 use tds_domain::{LiveEvent, LiveReading};
-use tds_store::readings::{NewReading, ReadingConflict};
+use tds_store::readings::{NewReading, PreparedInsert, ReadingConflict};
 use tds_store::rejected::NewRejected;
 use tds_store::{Store, StoreError};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -54,11 +56,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task. One, on PostgreSQL too: a second writer taking the next batch
-    /// while the first commits was tried (issue 20) and lost. Two batches committing at once put
-    /// a gateway's consecutive messages in either order, so the rollup refresh saw late readings
-    /// and recomputed whole hours instead of going on from them (PostgreSQL read 1 to 3 million
-    /// readings a second back), and the second commit waited for the first's rollup marks.
+    /// Starts the writer task. One, on PostgreSQL too: two independent writers were tried (issue
+    /// 20) and lost. Two batches committing in either order put a gateway's consecutive messages
+    /// out of order, so the rollup refresh saw late readings and recomputed whole hours instead
+    /// of going on from them (PostgreSQL read 1 to 3 million readings a second back), and the
+    /// second commit waited for the first's rollup marks. The one writer overlaps the next
+    /// batch's inserts with the previous `COMMIT` instead, the `COMMIT`s in order.
     pub fn spawn(store: Store, settings: WriterSettings, seen: Arc<SeenBuffer>) -> Self {
         let (tx, rx) = mpsc::channel(settings.capacity);
         tokio::spawn(run(store, rx, settings, seen));
@@ -97,6 +100,8 @@ const SEEN_FLUSH: Duration = Duration::from_secs(1);
 /// What a writer got from the queue.
 enum Next {
     Batch(Vec<Item>, usize),
+    /// Nothing waiting (only asked for while a prepared commit waits for its `COMMIT`).
+    Empty,
     FlushSeen,
     Closed,
 }
@@ -115,18 +120,7 @@ async fn next_batch(
         },
         () = sleep_until_some(flush_at) => return Next::FlushSeen,
     };
-    let mut readings = first.0.readings.len();
-    let mut batch = vec![first];
-    // What is waiting already: under load, what arrived during the previous commit.
-    while readings < settings.max_readings {
-        match rx.try_recv() {
-            Ok(item) => {
-                readings += item.0.readings.len();
-                batch.push(item);
-            }
-            Err(_) => break,
-        }
-    }
+    let (mut batch, mut readings) = take_waiting(rx, settings, first);
     if !settings.max_delay.is_zero() {
         let deadline = tokio::time::Instant::now() + settings.max_delay;
         while readings < settings.max_readings {
@@ -143,6 +137,37 @@ async fn next_batch(
     Next::Batch(batch, readings)
 }
 
+/// `first` and what is waiting behind it (under load, what arrived during the previous commit),
+/// up to `max_readings`.
+fn take_waiting(rx: &mut mpsc::Receiver<Item>, settings: &WriterSettings, first: Item) -> (Vec<Item>, usize) {
+    let mut readings = first.0.readings.len();
+    let mut batch = vec![first];
+    while readings < settings.max_readings {
+        match rx.try_recv() {
+            Ok(item) => {
+                readings += item.0.readings.len();
+                batch.push(item);
+            }
+            Err(_) => break,
+        }
+    }
+    (batch, readings)
+}
+
+/// What is waiting now, without waiting or lingering: the next batch while a prepared one waits
+/// for its `COMMIT`, which must not be held back for company.
+fn next_waiting(rx: &mut mpsc::Receiver<Item>, settings: &WriterSettings) -> Next {
+    match rx.try_recv() {
+        Ok(first) => {
+            let (batch, readings) = take_waiting(rx, settings, first);
+            crate::metrics::queue_depth(rx.len());
+            Next::Batch(batch, readings)
+        }
+        Err(mpsc::error::TryRecvError::Empty) => Next::Empty,
+        Err(mpsc::error::TryRecvError::Disconnected) => Next::Closed,
+    }
+}
+
 async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -150,42 +175,108 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     }
 }
 
+/// A batch taken from the queue, on its way to the database.
+struct InFlight {
+    batch: Vec<Item>,
+    readings: usize,
+    started: std::time::Instant,
+    staged: Staged,
+}
+
+/// How far a batch got before its `COMMIT`.
+enum Staged {
+    /// Its readings and marks are written in an open transaction.
+    Prepared {
+        prepared: PreparedInsert,
+        placed: Vec<Option<(usize, usize)>>,
+    },
+    /// A device left its tenant between the check and the commit: stored message by message
+    /// when its turn comes, so that only the message naming it is refused.
+    OneByOne,
+    Failed(StoreError),
+}
+
 async fn run(store: Store, mut rx: mpsc::Receiver<Item>, settings: WriterSettings, seen: Arc<SeenBuffer>) {
+    // On PostgreSQL the next batch is written on a second connection while the one before it
+    // commits (its WAL flush); the COMMITs stay in the batches' order, so readings become
+    // visible in the order they arrived, as with one transaction at a time. Not while a batch
+    // is stored message by message: those inserts could wait for the next batch's uncommitted
+    // rows, which wait for them.
+    let overlap = store.readings().overlaps_commits();
     let mut next_flush = tokio::time::Instant::now() + SEEN_FLUSH;
+    let mut held: Option<InFlight> = None;
     loop {
-        let flush_at = (!seen.is_empty()).then_some(next_flush);
-        let (mut batch, readings) = match next_batch(&mut rx, &settings, flush_at).await {
-            Next::Batch(batch, readings) => (batch, readings),
+        let next = if held.is_some() {
+            next_waiting(&mut rx, &settings)
+        } else {
+            let flush_at = (!seen.is_empty()).then_some(next_flush);
+            next_batch(&mut rx, &settings, flush_at).await
+        };
+        match next {
+            Next::Batch(batch, readings) => {
+                let started = std::time::Instant::now();
+                match held.take() {
+                    Some(before) if matches!(before.staged, Staged::Prepared { .. }) => {
+                        let ((), staged) =
+                            tokio::join!(settle(&store, before, &settings, &seen), prepare(&store, &batch));
+                        held = Some(InFlight { batch, readings, started, staged });
+                    }
+                    before => {
+                        if let Some(before) = before {
+                            settle(&store, before, &settings, &seen).await;
+                        }
+                        let staged = prepare(&store, &batch).await;
+                        let this = InFlight { batch, readings, started, staged };
+                        if overlap {
+                            held = Some(this);
+                        } else {
+                            settle(&store, this, &settings, &seen).await;
+                        }
+                    }
+                }
+            }
+            Next::Empty => {
+                if let Some(before) = held.take() {
+                    settle(&store, before, &settings, &seen).await;
+                }
+            }
             Next::FlushSeen => {
                 flush_seen(&store, &seen).await;
                 next_flush = tokio::time::Instant::now() + SEEN_FLUSH;
                 continue;
             }
             Next::Closed => break,
-        };
-        let started = std::time::Instant::now();
-        let outcome = commit(&store, &mut batch, settings.dead_letter_max_bytes, &seen)
-            .await
-            .map_err(|e| e.to_string());
-        if let Ok((stored, duplicates)) = &outcome {
-            crate::metrics::commit(readings, *stored, *duplicates, started.elapsed());
         }
-        let outcome = outcome.map(|_| ());
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, messages = batch.len(), "commit failed; the messages are not acknowledged");
-        } else if let Some(events) = settings.events.as_ref().filter(|e| e.receiver_count() > 0) {
-            announce(events, &batch);
-        }
-        for (_, done) in batch {
-            let _ = done.send(outcome.clone());
-        }
-        // After the acknowledgements, never before.
+        // After the acknowledgements, never before (a batch still held has noted nothing yet).
         if tokio::time::Instant::now() >= next_flush {
             flush_seen(&store, &seen).await;
             next_flush = tokio::time::Instant::now() + SEEN_FLUSH;
         }
     }
+    if let Some(before) = held.take() {
+        settle(&store, before, &settings, &seen).await;
+    }
     flush_seen(&store, &seen).await;
+}
+
+/// Commits a batch (or stores it message by message), records its dead letters and tells its
+/// sessions the outcome.
+async fn settle(store: &Store, mut f: InFlight, settings: &WriterSettings, seen: &SeenBuffer) {
+    let outcome = complete(store, &mut f.batch, f.staged, settings.dead_letter_max_bytes, seen)
+        .await
+        .map_err(|e| e.to_string());
+    if let Ok((stored, duplicates)) = &outcome {
+        crate::metrics::commit(f.readings, *stored, *duplicates, f.started.elapsed());
+    }
+    let outcome = outcome.map(|_| ());
+    if let Err(e) = &outcome {
+        tracing::error!(error = %e, messages = f.batch.len(), "commit failed; the messages are not acknowledged");
+    } else if let Some(events) = settings.events.as_ref().filter(|e| e.receiver_count() > 0) {
+        announce(events, &f.batch);
+    }
+    for (_, done) in f.batch {
+        let _ = done.send(outcome.clone());
+    }
 }
 
 async fn flush_seen(store: &Store, seen: &SeenBuffer) {
@@ -210,23 +301,18 @@ fn announce(events: &broadcast::Sender<LiveEvent>, batch: &[Item]) {
     }
 }
 
-/// Commits a batch; returns the readings stored and the duplicates skipped.
+/// Writes a batch's readings in an open transaction, not yet committed.
 ///
 /// The readings of all the batch's messages of a tenant go to the store as one group, in arrival
 /// order: the store then checks each device once per commit and inserts in a few multi-row
 /// statements, instead of once per message (measured with `tds bench ingest`: per-message groups
 /// made commits of 5000 readings take ~200 ms on SQLite, most of it in per-statement overhead).
-async fn commit(
-    store: &Store,
-    batch: &mut [Item],
-    max_bytes: usize,
-    seen: &SeenBuffer,
-) -> Result<(u64, u64), StoreError> {
+async fn prepare(store: &Store, batch: &[Item]) -> Staged {
     let mut tenants: Vec<TenantId> = Vec::new();
     let mut merged: Vec<Vec<NewReading>> = Vec::new();
     // Per submission: its tenant's group and the position of its first reading there.
     let mut placed: Vec<Option<(usize, usize)>> = Vec::with_capacity(batch.len());
-    for (s, _) in batch.iter() {
+    for (s, _) in batch {
         let Some(tenant) = s.tenant.filter(|_| !s.readings.is_empty()) else {
             placed.push(None);
             continue;
@@ -243,16 +329,29 @@ async fn commit(
     }
     let groups: Vec<(TenantId, &[NewReading])> =
         tenants.iter().copied().zip(merged.iter().map(Vec::as_slice)).collect();
-    let reports = match store.readings().insert_groups_timed(&groups).await {
-        Ok((r, phases)) => {
-            crate::metrics::commit_phases(&phases);
-            r
-        }
-        // A device left its tenant between the check and the commit: store message by message
-        // so that only the message naming it is refused.
-        Err(StoreError::NotFound) => return commit_one_by_one(store, batch, max_bytes, seen).await,
-        Err(e) => return Err(e),
+    match store.readings().prepare_groups(&groups).await {
+        Ok(prepared) => Staged::Prepared { prepared, placed },
+        Err(StoreError::NotFound) => Staged::OneByOne,
+        Err(e) => Staged::Failed(e),
+    }
+}
+
+/// Commits a prepared batch and records its dead letters; returns the readings stored and the
+/// duplicates skipped.
+async fn complete(
+    store: &Store,
+    batch: &mut [Item],
+    staged: Staged,
+    max_bytes: usize,
+    seen: &SeenBuffer,
+) -> Result<(u64, u64), StoreError> {
+    let (prepared, placed) = match staged {
+        Staged::Prepared { prepared, placed } => (prepared, placed),
+        Staged::OneByOne => return commit_one_by_one(store, batch, max_bytes, seen).await,
+        Staged::Failed(e) => return Err(e),
     };
+    let (reports, phases) = prepared.commit().await?;
+    crate::metrics::commit_phases(&phases);
     let stored = reports.iter().map(|r| r.inserted).sum();
     let duplicates = reports.iter().map(|r| r.duplicates).sum();
     let mut dead = Vec::new();

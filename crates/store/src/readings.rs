@@ -17,8 +17,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tds_domain::{DeviceId, GatewayId, TenantId};
+
+mod commit;
+pub use commit::PreparedInsert;
 
 /// Rows per multi-row INSERT on SQLite: 4 parameters each (and 3 shared) stays below SQLite's
 /// limit of 32766 bound parameters, and the statement is prepared once and cached.
@@ -272,78 +275,27 @@ impl<'a> ReadingStore<'a> {
         &self,
         groups: &[(TenantId, &[NewReading])],
     ) -> Result<(Vec<InsertReport>, CommitPhases), StoreError> {
-        let ingested_at = Ts::now();
-        let started = Instant::now();
-        let mut phases = CommitPhases::default();
-        let reports = in_tx!(self.db, |tx| {
-            phases.begin = started.elapsed();
-            let mut reports = Vec::with_capacity(groups.len());
-            // (device, tenant, earliest µs, latest µs) of every device given new readings.
-            let mut marks: Vec<(i64, i64, i64, i64)> = Vec::new();
-            for (tenant, group) in groups {
-                if group.is_empty() {
-                    reports.push(InsertReport::default());
-                    continue;
-                }
-                let at = Instant::now();
-                // A device that is not the tenant's (or does not exist) fails the whole call.
-                let Some(inserted) = BulkInsert::insert_owned(&mut *tx, *tenant, ingested_at, group).await?
-                else {
-                    return Err(StoreError::NotFound);
-                };
-                // Only the instants that were not inserted are read back (a resent reading, or a
-                // different value for a stored instant), not the span of the batch: one duplicate
-                // in a backlog of a year must not read the year back.
-                let mut missing: Vec<Key> = Vec::new();
-                if inserted.len() < group.len() {
-                    let mut seen = HashSet::new();
-                    for r in *group {
-                        let key = (r.device_id.get(), Ts::from(r.time).micros());
-                        if !inserted.contains(&key) && seen.insert(key) {
-                            missing.push(key);
-                        }
-                    }
-                }
-                let stored = if missing.is_empty() {
-                    HashMap::new()
-                } else {
-                    BulkInsert::stored_values(&mut *tx, &missing).await?
-                };
-                // Neither written nor stored: the insert left the reading out because its device
-                // was not the tenant's then (on PostgreSQL the device check after the insert sees
-                // a later snapshot: a gateway transfer committed between the two). Refused like a
-                // foreign device, never counted as a duplicate of nothing.
-                if missing.iter().any(|key| !stored.contains_key(key)) {
-                    return Err(StoreError::NotFound);
-                }
-                phases.insert += at.elapsed();
-                let sorted = sort_group(group, &inserted, &stored);
-                marks.extend(
-                    sorted.inserted_spans.iter().map(|(&device, &(lo, hi))| (device, tenant.get(), lo, hi)),
-                );
-                reports.push(sorted.report);
-            }
-            // In the same transaction: a committed reading is never missing from the rollups'
-            // to-do list. One row for the whole commit, which no other transaction locks (see
-            // `crate::rollups::pending`); nothing when nothing new was stored.
-            let at = Instant::now();
-            if !marks.is_empty() {
-                marks.sort_unstable();
-                sqlx::query(crate::rollups::pending::LOG)
-                    .bind(ingested_at)
-                    .bind(crate::rollups::pending::encode(&marks)?)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            phases.marks = at.elapsed();
-            Ok(reports)
-        })?;
-        let total = started.elapsed();
-        phases.commit = total.saturating_sub(phases.begin + phases.insert + phases.marks);
-        Ok((reports, phases))
+        self.prepare_groups(groups).await?.commit().await
     }
 
-    /// A device's readings in `[from, to)`, oldest first, at most `limit`.
+    /// [`Self::insert_groups`] up to its `COMMIT`: the readings are written in an open
+    /// transaction, which [`PreparedInsert::commit`] commits (dropping it rolls back). On
+    /// PostgreSQL the next group commit can be prepared on another connection meanwhile (see
+    /// [`Self::overlaps_commits`]); on SQLite the open transaction holds the one write connection.
+    pub async fn prepare_groups(
+        &self,
+        groups: &[(TenantId, &[NewReading])],
+    ) -> Result<PreparedInsert, StoreError> {
+        commit::prepare(self.db, groups).await
+    }
+
+    /// Whether a group commit can be prepared while the one before it commits: PostgreSQL, where
+    /// the second transaction has a connection of its own (its `COMMIT` must still come after
+    /// the first's, which the caller orders). Not SQLite, which has one writer.
+    pub fn overlaps_commits(&self) -> bool {
+        matches!(self.db, Db::Postgres(_))
+    }
+
     pub async fn for_device(
         &self,
         tenant: TenantId,

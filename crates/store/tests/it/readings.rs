@@ -212,7 +212,59 @@ async fn a_batch_with_duplicates_marks_only_its_new_readings_for_the_rollups(sto
     assert!(store.rollups().staff_marks().await.unwrap().is_empty());
 }
 
+/// The two steps of a group commit: nothing is visible or marked before the `COMMIT`, and a
+/// prepared commit that is dropped leaves nothing behind.
+async fn a_prepared_commit_stores_nothing_until_committed_and_nothing_when_dropped(store: Store) {
+    let (t, d1, _) = setup(&store).await;
+    let batch: Vec<_> = (0..5).map(|i| reading(d1.id, i * 5, i as f64)).collect();
+    let end = t0() + Duration::days(1);
+    let dropped = store.readings().prepare_groups(&[(t, &batch)]).await.unwrap();
+    drop(dropped);
+    assert!(store.readings().for_device(t, d1.id, t0(), end, 100).await.unwrap().is_empty());
+    assert!(store.rollups().staff_marks().await.unwrap().is_empty(), "a dropped commit marks nothing");
+
+    let prepared = store.readings().prepare_groups(&[(t, &batch)]).await.unwrap();
+    assert!(
+        store.readings().for_device(t, d1.id, t0(), end, 100).await.unwrap().is_empty(),
+        "not visible before its COMMIT"
+    );
+    let (reports, _) = prepared.commit().await.unwrap();
+    assert_eq!((reports[0].inserted, reports[0].duplicates), (5, 0));
+    assert_eq!(store.readings().for_device(t, d1.id, t0(), end, 100).await.unwrap().len(), 5);
+    let at = |m: i64| t0() + Duration::minutes(m);
+    assert_eq!(store.rollups().staff_marks().await.unwrap(), vec![(d1.id, at(0), at(20))]);
+}
+
+/// The device endpoint's overlap on PostgreSQL: the next batch is written while the one before
+/// it commits. A reading the next one resends waits for the first's `COMMIT` (PostgreSQL's unique
+/// check on an uncommitted row; on SQLite the second waits for the write connection) and is then
+/// told apart as a duplicate or a conflict, the first value staying.
+async fn a_commit_prepared_while_the_one_before_commits_tells_its_resends_apart(store: Store) {
+    let (t, d1, d2) = setup(&store).await;
+    let first: Vec<_> = (0..10).map(|i| reading(d1.id, i * 5, i as f64)).collect();
+    let mut second = vec![reading(d1.id, 40, 8.0), reading(d1.id, 45, 99.0)];
+    second.extend((0..10).map(|i| reading(d2.id, i * 5, 1.0)));
+    let a = store.readings().prepare_groups(&[(t, &first)]).await.unwrap();
+    let (readings, groups) = (store.readings(), [(t, second.as_slice())]);
+    let (a, b) = tokio::join!(a.commit(), readings.prepare_groups(&groups));
+    let (a, _) = a.unwrap();
+    assert_eq!((a[0].inserted, a[0].duplicates), (10, 0));
+    let (b, _) = b.unwrap().commit().await.unwrap();
+    assert_eq!((b[0].inserted, b[0].duplicates), (10, 1), "{b:?}");
+    let conflicts: Vec<(usize, f64, f64)> =
+        b[0].conflicts.iter().map(|c| (c.index, c.stored_value, c.sent_value)).collect();
+    assert_eq!(conflicts, vec![(1, 9.0, 99.0)]);
+    let end = t0() + Duration::days(1);
+    let stored = store.readings().for_device(t, d1.id, t0(), end, 100).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|r| r.value).collect::<Vec<_>>(),
+        (0..10).map(f64::from).collect::<Vec<_>>()
+    );
+}
+
 conformance!(
+    a_prepared_commit_stores_nothing_until_committed_and_nothing_when_dropped,
+    a_commit_prepared_while_the_one_before_commits_tells_its_resends_apart,
     a_batch_with_duplicates_marks_only_its_new_readings_for_the_rollups,
     a_resent_batch_stores_nothing_twice,
     a_different_value_for_a_stored_instant_is_a_conflict_and_the_first_stays,

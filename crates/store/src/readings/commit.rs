@@ -1,0 +1,146 @@
+//! A group commit in two steps, so that on PostgreSQL the next batch is written while this one
+//! commits: [`prepare`] writes a batch's readings and its rollup marks in an open transaction,
+//! [`PreparedInsert::commit`] commits it (see [`super::ReadingStore::prepare_groups`]).
+
+use super::{BulkInsert, CommitPhases, InsertReport, Key, NewReading, sort_group};
+use crate::{Db, StoreError, Ts};
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+use tds_domain::TenantId;
+
+/// The open transaction of a prepared group commit.
+enum OpenTx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// A group commit whose readings and marks are written, not yet committed. Dropped, it rolls
+/// back: nothing of it is stored.
+#[must_use = "a prepared group commit stores nothing until it is committed"]
+pub struct PreparedInsert {
+    tx: OpenTx,
+    reports: Vec<InsertReport>,
+    phases: CommitPhases,
+}
+
+impl std::fmt::Debug for PreparedInsert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedInsert")
+            .field("reports", &self.reports)
+            .field("phases", &self.phases)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedInsert {
+    /// Commits; returns per group what was new, duplicate or conflicting, and where the time of
+    /// the whole group commit went (`COMMIT` included in [`CommitPhases::commit`]).
+    pub async fn commit(self) -> Result<(Vec<InsertReport>, CommitPhases), StoreError> {
+        let at = Instant::now();
+        match self.tx {
+            OpenTx::Sqlite(tx) => tx.commit().await?,
+            OpenTx::Postgres(tx) => tx.commit().await?,
+        }
+        let mut phases = self.phases;
+        phases.commit += at.elapsed();
+        Ok((self.reports, phases))
+    }
+}
+
+/// The body of a group commit on the open transaction `$tx` (either backend's): the groups'
+/// inserts, then one `rollup_pending` row for them all; evaluates to the per-group reports.
+macro_rules! write_groups {
+    ($tx:ident, $groups:expr, $at:expr, $phases:ident) => {
+        async {
+            let mut reports = Vec::with_capacity($groups.len());
+            // (device, tenant, earliest µs, latest µs) of every device given new readings.
+            let mut marks: Vec<(i64, i64, i64, i64)> = Vec::new();
+            for (tenant, group) in $groups {
+                if group.is_empty() {
+                    reports.push(InsertReport::default());
+                    continue;
+                }
+                let t0 = Instant::now();
+                // A device that is not the tenant's (or does not exist) fails the whole call.
+                let Some(inserted) = BulkInsert::insert_owned(&mut *$tx, *tenant, $at, group).await? else {
+                    return Err(StoreError::NotFound);
+                };
+                // Only the instants that were not inserted are read back (a resent reading, or a
+                // different value for a stored instant), not the span of the batch: one duplicate
+                // in a backlog of a year must not read the year back.
+                let mut missing: Vec<Key> = Vec::new();
+                if inserted.len() < group.len() {
+                    let mut seen = HashSet::new();
+                    for r in *group {
+                        let key = (r.device_id.get(), Ts::from(r.time).micros());
+                        if !inserted.contains(&key) && seen.insert(key) {
+                            missing.push(key);
+                        }
+                    }
+                }
+                let stored = if missing.is_empty() {
+                    HashMap::new()
+                } else {
+                    BulkInsert::stored_values(&mut *$tx, &missing).await?
+                };
+                // Neither written nor stored: the insert left the reading out because its device
+                // was not the tenant's then (on PostgreSQL the device check after the insert sees
+                // a later snapshot: a gateway transfer committed between the two). Refused like a
+                // foreign device, never counted as a duplicate of nothing.
+                if missing.iter().any(|key| !stored.contains_key(key)) {
+                    return Err(StoreError::NotFound);
+                }
+                $phases.insert += t0.elapsed();
+                let sorted = sort_group(group, &inserted, &stored);
+                marks.extend(
+                    sorted.inserted_spans.iter().map(|(&device, &(lo, hi))| (device, tenant.get(), lo, hi)),
+                );
+                reports.push(sorted.report);
+            }
+            // In the same transaction: a committed reading is never missing from the rollups'
+            // to-do list. One row for the whole commit, which no other transaction locks (see
+            // `crate::rollups::pending`); nothing when nothing new was stored.
+            let t0 = Instant::now();
+            if !marks.is_empty() {
+                marks.sort_unstable();
+                sqlx::query(crate::rollups::pending::LOG)
+                    .bind($at)
+                    .bind(crate::rollups::pending::encode(&marks)?)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
+            $phases.marks = t0.elapsed();
+            Ok::<_, StoreError>(reports)
+        }
+        .await
+    };
+}
+
+/// Begins a transaction and writes the groups in it (see [`super::ReadingStore::insert_groups`]
+/// for what is written and refused).
+pub(super) async fn prepare(
+    db: &Db,
+    groups: &[(TenantId, &[NewReading])],
+) -> Result<PreparedInsert, StoreError> {
+    let ingested_at = Ts::now();
+    let started = Instant::now();
+    let mut phases = CommitPhases::default();
+    let (tx, reports) = match db {
+        Db::Sqlite(s) => {
+            // IMMEDIATE, as `in_tx!`: the write lock is taken at BEGIN.
+            let mut tx = s.write.begin_with("BEGIN IMMEDIATE").await?;
+            phases.begin = started.elapsed();
+            let reports = write_groups!(tx, groups, ingested_at, phases)?;
+            (OpenTx::Sqlite(tx), reports)
+        }
+        Db::Postgres(pg) => {
+            let mut tx = pg.begin().await?;
+            phases.begin = started.elapsed();
+            let reports = write_groups!(tx, groups, ingested_at, phases)?;
+            (OpenTx::Postgres(tx), reports)
+        }
+    };
+    // Sorting the results; `commit` adds the `COMMIT`.
+    phases.commit = started.elapsed().saturating_sub(phases.begin + phases.insert + phases.marks);
+    Ok(PreparedInsert { tx, reports, phases })
+}
