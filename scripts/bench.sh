@@ -22,6 +22,8 @@
 #                                     over 10,000 gateways due for renewal with a budget of 2,000 a
 #                                     day (server-key mode, RSA-2048 then P-256): time and peak RSS
 # TDS_BENCH_DB=sqlite|postgres runs store, ingest, queries and renewal on that database only.
+# TDS_BENCH_PG_SETTINGS="-c shared_buffers=4GB -c max_wal_size=8GB" starts the throw-away cluster
+# with those settings (docs/operations.md §6: PostgreSQL for a large fleet); its defaults otherwise.
 #   scripts/bench.sh copy [ARGS]      `tds bench copy`: an embedded installation (default 1,000,000
 #                                     readings) copied by `tds db copy` into a new database of the
 #                                     throw-away PostgreSQL cluster; prints rows per second
@@ -41,6 +43,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
+# The benchmarks' cluster: PostgreSQL's defaults, or the settings given (word-split on purpose).
+# shellcheck disable=SC2086
+bench_pg_start() { pg_start ${TDS_BENCH_PG_SETTINGS:-}; }
 
 bench=store
 case "${1:-}" in
@@ -152,7 +157,7 @@ if [ "$bench" = api ]; then
   echo "== REST API reads, wrk -t 2 -c 4 -d ${seconds}s (release build, server and load on this machine)"
   if [ "${TDS_BENCH_DB:-both}" != postgres ]; then echo "== SQLite"; api_bench ""; fi
   if [ "${TDS_BENCH_DB:-both}" != sqlite ]; then
-    pg_start
+    bench_pg_start
     "$(pg_bindir)/psql" -X -q "$PG_URL" -c "CREATE DATABASE tds_api"
     echo "== PostgreSQL"; api_bench "${PG_URL%/*}/tds_api"
   fi
@@ -170,7 +175,7 @@ if [ "$bench" = compare ]; then
 fi
 
 if [ "$bench" = copy ]; then
-  pg_start
+  bench_pg_start
   "$(pg_bindir)/psql" -X -q "$PG_URL" -c "CREATE DATABASE tds_copy"
   "$tds" bench copy --to "${PG_URL%/*}/tds_copy" "$@"
   exit 0
@@ -182,7 +187,7 @@ if [ "$bench" = renewal ]; then
     "$tds" bench renewal "$@"
   fi
   if [ "${TDS_BENCH_DB:-both}" != sqlite ]; then
-    pg_start
+    bench_pg_start
     echo "== PostgreSQL"
     # A database per key type, as on SQLite.
     for key in rsa2048 ecdsa-p256; do
@@ -201,7 +206,7 @@ if [ "$bench" = queries ]; then
     "$tds" bench queries "${sqlite_size[@]}" "$@"
   fi
   if [ "${TDS_BENCH_DB:-both}" != sqlite ]; then
-    pg_start
+    bench_pg_start
     echo "== PostgreSQL"
     "$tds" bench queries --database-url "$PG_URL" "$@"
     "$(pg_bindir)/psql" -X -q "$PG_URL" -c "SELECT relname AS \"table\", reltuples::bigint AS \"rows (estimate)\", \
@@ -216,7 +221,7 @@ if [ "${TDS_BENCH_DB:-both}" != postgres ]; then
   "$tds" bench "$bench" "$@"
 fi
 if [ "${TDS_BENCH_DB:-both}" != sqlite ]; then
-  pg_start
+  bench_pg_start
   echo "== PostgreSQL"
   "$tds" bench "$bench" --database-url "$PG_URL" "$@"
 fi

@@ -291,9 +291,14 @@ impl<'a> ReadingStore<'a> {
 
     /// Whether a group commit can be prepared while the one before it commits: PostgreSQL, where
     /// the second transaction has a connection of its own (its `COMMIT` must still come after
-    /// the first's, which the caller orders). Not SQLite, which has one writer.
+    /// the first's, which the caller orders), with a pool of two connections or more: the
+    /// prepared transaction keeps one, and what the caller writes after a `COMMIT` (dead letters,
+    /// `last_seen`) needs another. Not SQLite, which has one writer.
     pub fn overlaps_commits(&self) -> bool {
-        matches!(self.db, Db::Postgres(_))
+        match self.db {
+            Db::Postgres(pg) => pg.options().get_max_connections() >= 2,
+            Db::Sqlite(_) => false,
+        }
     }
 
     pub async fn for_device(
