@@ -52,7 +52,9 @@ pub struct IngestConfig {
     pub commit_max_readings: usize,
     /// …and, when not zero, waits at most this long for more messages after the first. Zero
     /// (the default) takes what is waiting: under load that is what arrived during the previous
-    /// commit, and a lone message is not kept waiting for company.
+    /// commit, and a lone message is not kept waiting for company. On PostgreSQL, while a
+    /// written batch waits for its `COMMIT`, the next one takes what is waiting without this
+    /// delay (the writer never holds a commit back for company).
     pub commit_max_delay: Duration,
     /// Messages waiting for the writer; when full, sessions stop reading (back-pressure).
     pub queue_capacity: usize,

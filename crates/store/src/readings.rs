@@ -240,6 +240,12 @@ pub struct CommitPhases {
     pub commit: Duration,
 }
 
+/// The smallest PostgreSQL pool with which group commits overlap: one connection for the
+/// prepared transaction, one for what the device endpoint writes after the `COMMIT` before it
+/// (dead letters, a gateway's first `last_seen`), one that `tds serve`'s live-update listener
+/// keeps for as long as it runs, and one for the rest (the web pages, the jobs).
+pub const OVERLAP_MIN_POOL: u32 = 4;
+
 #[derive(Debug, Clone, Copy)]
 pub struct ReadingStore<'a> {
     db: &'a Db,
@@ -291,16 +297,16 @@ impl<'a> ReadingStore<'a> {
 
     /// Whether a group commit can be prepared while the one before it commits: PostgreSQL, where
     /// the second transaction has a connection of its own (its `COMMIT` must still come after
-    /// the first's, which the caller orders), with a pool of two connections or more: the
-    /// prepared transaction keeps one, and what the caller writes after a `COMMIT` (dead letters,
-    /// `last_seen`) needs another. Not SQLite, which has one writer.
+    /// the first's, which the caller orders), with a pool of at least [`OVERLAP_MIN_POOL`]
+    /// connections. Not SQLite, which has one writer.
     pub fn overlaps_commits(&self) -> bool {
         match self.db {
-            Db::Postgres(pg) => pg.options().get_max_connections() >= 2,
+            Db::Postgres(pg) => pg.options().get_max_connections() >= OVERLAP_MIN_POOL,
             Db::Sqlite(_) => false,
         }
     }
 
+    /// A device's readings in `[from, to)`, oldest first, at most `limit`.
     pub async fn for_device(
         &self,
         tenant: TenantId,

@@ -245,11 +245,15 @@ async fn a_commit_prepared_while_the_one_before_commits_tells_its_resends_apart(
     let mut second = vec![reading(d1.id, 40, 8.0), reading(d1.id, 45, 99.0)];
     second.extend((0..10).map(|i| reading(d2.id, i * 5, 1.0)));
     let a = store.readings().prepare_groups(&[(t, &first)]).await.unwrap();
-    let (readings, groups) = (store.readings(), [(t, second.as_slice())]);
-    let (a, b) = tokio::join!(a.commit(), readings.prepare_groups(&groups));
-    let (a, _) = a.unwrap();
+    let b = tokio::spawn({
+        let store = store.clone();
+        async move { store.readings().prepare_groups(&[(t, &second)]).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!b.is_finished(), "the second waits for the first's COMMIT");
+    let (a, _) = a.commit().await.unwrap();
     assert_eq!((a[0].inserted, a[0].duplicates), (10, 0));
-    let (b, _) = b.unwrap().commit().await.unwrap();
+    let (b, _) = b.await.unwrap().unwrap().commit().await.unwrap();
     assert_eq!((b[0].inserted, b[0].duplicates), (10, 1), "{b:?}");
     let conflicts: Vec<(usize, f64, f64)> =
         b[0].conflicts.iter().map(|c| (c.index, c.stored_value, c.sent_value)).collect();
