@@ -466,9 +466,17 @@ trait BulkInsert {
 
     /// Whether every one of `devices` (distinct ids) is the tenant's.
     async fn all_owned(&mut self, tenant: TenantId, devices: &[i64]) -> Result<bool, sqlx::Error>;
+
+    /// The commit's one `rollup_pending` row (marks encoded by `crate::rollups::pending`).
+    async fn log_marks(&mut self, at: Ts, marks: String) -> Result<(), sqlx::Error>;
 }
 
 impl BulkInsert for sqlx::PgConnection {
+    async fn log_marks(&mut self, at: Ts, marks: String) -> Result<(), sqlx::Error> {
+        sqlx::query(crate::rollups::pending::LOG).bind(at).bind(marks).execute(&mut *self).await?;
+        Ok(())
+    }
+
     async fn insert_owned(
         &mut self,
         tenant: TenantId,
@@ -514,6 +522,11 @@ impl BulkInsert for sqlx::PgConnection {
 }
 
 impl BulkInsert for sqlx::SqliteConnection {
+    async fn log_marks(&mut self, at: Ts, marks: String) -> Result<(), sqlx::Error> {
+        sqlx::query(crate::rollups::pending::LOG).bind(at).bind(marks).execute(&mut *self).await?;
+        Ok(())
+    }
+
     /// Without `RETURNING` first: SQLite's driver hands every returned row from its worker
     /// thread to the async side one by one, which cost more than the insert. When the chunks
     /// wrote as many rows as the group has readings, every key was written; otherwise the group

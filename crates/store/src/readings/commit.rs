@@ -47,73 +47,63 @@ impl PreparedInsert {
     }
 }
 
-/// The body of a group commit on the open transaction `$tx` (either backend's): the groups'
-/// inserts, then one `rollup_pending` row for them all; evaluates to the per-group reports.
-macro_rules! write_groups {
-    ($tx:ident, $groups:expr, $at:expr, $phases:ident) => {
-        async {
-            let mut reports = Vec::with_capacity($groups.len());
-            // (device, tenant, earliest µs, latest µs) of every device given new readings.
-            let mut marks: Vec<(i64, i64, i64, i64)> = Vec::new();
-            for (tenant, group) in $groups {
-                if group.is_empty() {
-                    reports.push(InsertReport::default());
-                    continue;
-                }
-                let t0 = Instant::now();
-                // A device that is not the tenant's (or does not exist) fails the whole call.
-                let Some(inserted) = BulkInsert::insert_owned(&mut *$tx, *tenant, $at, group).await? else {
-                    return Err(StoreError::NotFound);
-                };
-                // Only the instants that were not inserted are read back (a resent reading, or a
-                // different value for a stored instant), not the span of the batch: one duplicate
-                // in a backlog of a year must not read the year back.
-                let mut missing: Vec<Key> = Vec::new();
-                if inserted.len() < group.len() {
-                    let mut seen = HashSet::new();
-                    for r in *group {
-                        let key = (r.device_id.get(), Ts::from(r.time).micros());
-                        if !inserted.contains(&key) && seen.insert(key) {
-                            missing.push(key);
-                        }
-                    }
-                }
-                let stored = if missing.is_empty() {
-                    HashMap::new()
-                } else {
-                    BulkInsert::stored_values(&mut *$tx, &missing).await?
-                };
-                // Neither written nor stored: the insert left the reading out because its device
-                // was not the tenant's then (on PostgreSQL the device check after the insert sees
-                // a later snapshot: a gateway transfer committed between the two). Refused like a
-                // foreign device, never counted as a duplicate of nothing.
-                if missing.iter().any(|key| !stored.contains_key(key)) {
-                    return Err(StoreError::NotFound);
-                }
-                $phases.insert += t0.elapsed();
-                let sorted = sort_group(group, &inserted, &stored);
-                marks.extend(
-                    sorted.inserted_spans.iter().map(|(&device, &(lo, hi))| (device, tenant.get(), lo, hi)),
-                );
-                reports.push(sorted.report);
-            }
-            // In the same transaction: a committed reading is never missing from the rollups'
-            // to-do list. One row for the whole commit, which no other transaction locks (see
-            // `crate::rollups::pending`); nothing when nothing new was stored.
-            let t0 = Instant::now();
-            if !marks.is_empty() {
-                marks.sort_unstable();
-                sqlx::query(crate::rollups::pending::LOG)
-                    .bind($at)
-                    .bind(crate::rollups::pending::encode(&marks)?)
-                    .execute(&mut *$tx)
-                    .await?;
-            }
-            $phases.marks = t0.elapsed();
-            Ok::<_, StoreError>(reports)
+/// The body of a group commit on the open transaction's connection (either backend's): the
+/// groups' inserts, then one `rollup_pending` row for them all; returns the per-group reports.
+async fn write_groups<C: BulkInsert>(
+    conn: &mut C,
+    groups: &[(TenantId, &[NewReading])],
+    at: Ts,
+    phases: &mut CommitPhases,
+) -> Result<Vec<InsertReport>, StoreError> {
+    let mut reports = Vec::with_capacity(groups.len());
+    // (device, tenant, earliest µs, latest µs) of every device given new readings.
+    let mut marks: Vec<(i64, i64, i64, i64)> = Vec::new();
+    for (tenant, group) in groups {
+        if group.is_empty() {
+            reports.push(InsertReport::default());
+            continue;
         }
-        .await
-    };
+        let t0 = Instant::now();
+        // A device that is not the tenant's (or does not exist) fails the whole call.
+        let Some(inserted) = conn.insert_owned(*tenant, at, group).await? else {
+            return Err(StoreError::NotFound);
+        };
+        // Only the instants that were not inserted are read back (a resent reading, or a
+        // different value for a stored instant), not the span of the batch: one duplicate
+        // in a backlog of a year must not read the year back.
+        let mut missing: Vec<Key> = Vec::new();
+        if inserted.len() < group.len() {
+            let mut seen = HashSet::new();
+            for r in *group {
+                let key = (r.device_id.get(), Ts::from(r.time).micros());
+                if !inserted.contains(&key) && seen.insert(key) {
+                    missing.push(key);
+                }
+            }
+        }
+        let stored = if missing.is_empty() { HashMap::new() } else { conn.stored_values(&missing).await? };
+        // Neither written nor stored: the insert left the reading out because its device
+        // was not the tenant's then (on PostgreSQL the device check after the insert sees
+        // a later snapshot: a gateway transfer committed between the two). Refused like a
+        // foreign device, never counted as a duplicate of nothing.
+        if missing.iter().any(|key| !stored.contains_key(key)) {
+            return Err(StoreError::NotFound);
+        }
+        phases.insert += t0.elapsed();
+        let sorted = sort_group(group, &inserted, &stored);
+        marks.extend(sorted.inserted_spans.iter().map(|(&device, &(lo, hi))| (device, tenant.get(), lo, hi)));
+        reports.push(sorted.report);
+    }
+    // In the same transaction: a committed reading is never missing from the rollups'
+    // to-do list. One row for the whole commit, which no other transaction locks (see
+    // `crate::rollups::pending`); nothing when nothing new was stored.
+    let t0 = Instant::now();
+    if !marks.is_empty() {
+        marks.sort_unstable();
+        conn.log_marks(at, crate::rollups::pending::encode(&marks)?).await?;
+    }
+    phases.marks = t0.elapsed();
+    Ok(reports)
 }
 
 /// Begins a transaction and writes the groups in it (see [`super::ReadingStore::insert_groups`]
@@ -130,13 +120,13 @@ pub(super) async fn prepare(
             // IMMEDIATE, as `in_tx!`: the write lock is taken at BEGIN.
             let mut tx = s.write.begin_with("BEGIN IMMEDIATE").await?;
             phases.begin = started.elapsed();
-            let reports = write_groups!(tx, groups, ingested_at, phases)?;
+            let reports = write_groups(&mut *tx, groups, ingested_at, &mut phases).await?;
             (OpenTx::Sqlite(tx), reports)
         }
         Db::Postgres(pg) => {
             let mut tx = pg.begin().await?;
             phases.begin = started.elapsed();
-            let reports = write_groups!(tx, groups, ingested_at, phases)?;
+            let reports = write_groups(&mut *tx, groups, ingested_at, &mut phases).await?;
             (OpenTx::Postgres(tx), reports)
         }
     };
