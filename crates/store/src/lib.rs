@@ -56,22 +56,30 @@ pub use ts::Ts;
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
+    /// The readings this store's commits stored, until the rollup refresh takes them.
+    feed: std::sync::Arc<rollups::feed::Feed>,
 }
 
 impl Store {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self { db, feed: std::sync::Arc::default() }
     }
 
     /// Connects and brings the schema up to date.
     pub async fn open(url: &str, opts: &DbOptions) -> Result<Self, StoreError> {
         let db = Db::connect(url, opts).await?;
         db.migrate().await?;
-        Ok(Self { db })
+        Ok(Self::new(db))
     }
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// How many devices this store's rollup refreshes took their new readings for from memory,
+    /// and how many they read back (`tds bench ingest`, tests).
+    pub fn rollup_feed_counts(&self) -> rollups::FeedCounts {
+        self.feed.counts()
     }
 
     pub fn tenants(&self) -> tenants::TenantStore<'_> {
@@ -96,13 +104,13 @@ impl Store {
         devices::DeviceStore::new(&self.db)
     }
     pub fn readings(&self) -> readings::ReadingStore<'_> {
-        readings::ReadingStore::new(&self.db)
+        readings::ReadingStore::new(&self.db, &self.feed)
     }
     pub fn notify(&self) -> notify::NotifyStore<'_> {
         notify::NotifyStore::new(&self.db)
     }
     pub fn rollups(&self) -> rollups::RollupStore<'_> {
-        rollups::RollupStore::new(&self.db)
+        rollups::RollupStore::new(&self.db, &self.feed)
     }
     pub fn rejected(&self) -> rejected::RejectedStore<'_> {
         rejected::RejectedStore::new(&self.db)

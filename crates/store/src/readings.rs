@@ -175,7 +175,13 @@ struct Sorted {
 /// the insert returned; `stored` the values stored before, at the keys that were not inserted.
 /// A key given twice in one group is inserted once, by its first reading; the later ones are
 /// compared with that first value.
-fn sort_group(group: &[NewReading], inserted: &HashSet<Key>, stored: &HashMap<Key, f64>) -> Sorted {
+/// With `kept`, the inserted readings are also added to it (for [`crate::rollups::feed`]).
+fn sort_group(
+    group: &[NewReading],
+    inserted: &HashSet<Key>,
+    stored: &HashMap<Key, f64>,
+    mut kept: Option<&mut Vec<crate::rollups::feed::Kept>>,
+) -> Sorted {
     let mut report = InsertReport::default();
     let mut inserted_spans: HashMap<i64, (i64, i64)> = HashMap::new();
     let mut written: HashMap<Key, f64> = HashMap::new();
@@ -186,6 +192,9 @@ fn sort_group(group: &[NewReading], inserted: &HashSet<Key>, stored: &HashMap<Ke
                 std::collections::hash_map::Entry::Vacant(v) => {
                     v.insert(r.value);
                     report.inserted += 1;
+                    if let Some(kept) = kept.as_deref_mut() {
+                        kept.push((key.0, key.1, r.value));
+                    }
                     inserted_spans
                         .entry(key.0)
                         .and_modify(|(lo, hi)| {
@@ -249,11 +258,12 @@ pub const OVERLAP_MIN_POOL: u32 = 4;
 #[derive(Debug, Clone, Copy)]
 pub struct ReadingStore<'a> {
     db: &'a Db,
+    feed: &'a std::sync::Arc<crate::rollups::feed::Feed>,
 }
 
 impl<'a> ReadingStore<'a> {
-    pub(crate) fn new(db: &'a Db) -> Self {
-        Self { db }
+    pub(crate) fn new(db: &'a Db, feed: &'a std::sync::Arc<crate::rollups::feed::Feed>) -> Self {
+        Self { db, feed }
     }
 
     /// Stores one tenant's readings; see [`Self::insert_groups`].
@@ -292,7 +302,7 @@ impl<'a> ReadingStore<'a> {
         &self,
         groups: &[(TenantId, &[NewReading])],
     ) -> Result<PreparedInsert, StoreError> {
-        commit::prepare(self.db, groups).await
+        commit::prepare(self.db, self.feed, groups).await
     }
 
     /// Whether a group commit can be prepared while the one before it commits: PostgreSQL, where
@@ -467,14 +477,19 @@ trait BulkInsert {
     /// Whether every one of `devices` (distinct ids) is the tenant's.
     async fn all_owned(&mut self, tenant: TenantId, devices: &[i64]) -> Result<bool, sqlx::Error>;
 
-    /// The commit's one `rollup_pending` row (marks encoded by `crate::rollups::pending`).
-    async fn log_marks(&mut self, at: Ts, marks: String) -> Result<(), sqlx::Error>;
+    /// The commit's one `rollup_pending` row (marks encoded by `crate::rollups::pending`, the
+    /// store's feed token); returns its id.
+    async fn log_marks(&mut self, at: Ts, marks: String, token: i64) -> Result<i64, sqlx::Error>;
 }
 
 impl BulkInsert for sqlx::PgConnection {
-    async fn log_marks(&mut self, at: Ts, marks: String) -> Result<(), sqlx::Error> {
-        sqlx::query(crate::rollups::pending::LOG).bind(at).bind(marks).execute(&mut *self).await?;
-        Ok(())
+    async fn log_marks(&mut self, at: Ts, marks: String, token: i64) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(crate::rollups::pending::LOG)
+            .bind(at)
+            .bind(marks)
+            .bind(token)
+            .fetch_one(&mut *self)
+            .await
     }
 
     async fn insert_owned(
@@ -522,9 +537,13 @@ impl BulkInsert for sqlx::PgConnection {
 }
 
 impl BulkInsert for sqlx::SqliteConnection {
-    async fn log_marks(&mut self, at: Ts, marks: String) -> Result<(), sqlx::Error> {
-        sqlx::query(crate::rollups::pending::LOG).bind(at).bind(marks).execute(&mut *self).await?;
-        Ok(())
+    async fn log_marks(&mut self, at: Ts, marks: String, token: i64) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(crate::rollups::pending::LOG)
+            .bind(at)
+            .bind(marks)
+            .bind(token)
+            .fetch_one(&mut *self)
+            .await
     }
 
     /// Without `RETURNING` first: SQLite's driver hands every returned row from its worker

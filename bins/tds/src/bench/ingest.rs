@@ -208,6 +208,11 @@ async fn check_stored(
             "rollups: {behind} devices still to refresh when the load stopped, caught up in {:.1} s",
             started.elapsed().as_secs_f64()
         );
+        let feed = store.rollup_feed_counts();
+        println!(
+            "rollups: {} device refreshes took their new readings from memory, {} read them from the database",
+            feed.fed, feed.read
+        );
     }
     let dead = store.rejected().staff_list(None, Page::new(1, 1)).await?;
     if dead.total > 0 {

@@ -3,8 +3,10 @@
 //! [`PreparedInsert::commit`] commits it (see [`super::ReadingStore::prepare_groups`]).
 
 use super::{BulkInsert, CommitPhases, InsertReport, Key, NewReading, sort_group};
+use crate::rollups::feed::{Feed, Kept};
 use crate::{Db, StoreError, Ts};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 use tds_domain::TenantId;
 
@@ -21,6 +23,10 @@ pub struct PreparedInsert {
     tx: OpenTx,
     reports: Vec<InsertReport>,
     phases: CommitPhases,
+    feed: Arc<Feed>,
+    /// The commit's `rollup_pending` id and the readings it inserted, for the feed (`None` when
+    /// nothing new was stored or the feed is not keeping).
+    kept: Option<(i64, Vec<Kept>)>,
 }
 
 impl std::fmt::Debug for PreparedInsert {
@@ -37,9 +43,21 @@ impl PreparedInsert {
     /// the whole group commit went (`COMMIT` included in [`CommitPhases::commit`]).
     pub async fn commit(self) -> Result<(Vec<InsertReport>, CommitPhases), StoreError> {
         let at = Instant::now();
-        match self.tx {
-            OpenTx::Sqlite(tx) => tx.commit().await?,
-            OpenTx::Postgres(tx) => tx.commit().await?,
+        let done = match self.tx {
+            OpenTx::Sqlite(tx) => tx.commit().await,
+            OpenTx::Postgres(tx) => tx.commit().await,
+        };
+        // Kept only once committed; a failed `COMMIT` (which may still have committed) forgets
+        // the id, in case an earlier row's readings were left under it.
+        match (done, self.kept) {
+            (Ok(()), Some((id, readings))) => self.feed.keep(id, readings),
+            (Err(e), kept) => {
+                if let Some((id, _)) = kept {
+                    self.feed.forget(id);
+                }
+                return Err(e.into());
+            }
+            (Ok(()), None) => {}
         }
         let mut phases = self.phases;
         phases.commit += at.elapsed();
@@ -47,15 +65,24 @@ impl PreparedInsert {
     }
 }
 
+/// What a group commit wrote: per group what was new, duplicate or conflicting, and what it
+/// gives the feed.
+struct Written {
+    reports: Vec<InsertReport>,
+    kept: Option<(i64, Vec<Kept>)>,
+}
+
 /// The body of a group commit on the open transaction's connection (either backend's): the
-/// groups' inserts, then one `rollup_pending` row for them all; returns the per-group reports.
+/// groups' inserts, then one `rollup_pending` row for them all.
 async fn write_groups<C: BulkInsert>(
     conn: &mut C,
     groups: &[(TenantId, &[NewReading])],
     at: Ts,
+    feed: &Feed,
     phases: &mut CommitPhases,
-) -> Result<Vec<InsertReport>, StoreError> {
+) -> Result<Written, StoreError> {
     let mut reports = Vec::with_capacity(groups.len());
+    let mut kept: Option<Vec<Kept>> = feed.keeping().then(Vec::new);
     // (device, tenant, earliest µs, latest µs) of every device given new readings.
     let mut marks: Vec<(i64, i64, i64, i64)> = Vec::new();
     for (tenant, group) in groups {
@@ -90,7 +117,7 @@ async fn write_groups<C: BulkInsert>(
             return Err(StoreError::NotFound);
         }
         phases.insert += t0.elapsed();
-        let sorted = sort_group(group, &inserted, &stored);
+        let sorted = sort_group(group, &inserted, &stored, kept.as_mut());
         marks.extend(sorted.inserted_spans.iter().map(|(&device, &(lo, hi))| (device, tenant.get(), lo, hi)));
         reports.push(sorted.report);
     }
@@ -98,39 +125,41 @@ async fn write_groups<C: BulkInsert>(
     // to-do list. One row for the whole commit, which no other transaction locks (see
     // `crate::rollups::pending`); nothing when nothing new was stored.
     let t0 = Instant::now();
+    let mut id = None;
     if !marks.is_empty() {
         marks.sort_unstable();
-        conn.log_marks(at, crate::rollups::pending::encode(&marks)?).await?;
+        id = Some(conn.log_marks(at, crate::rollups::pending::encode(&marks)?, feed.token()).await?);
     }
     phases.marks = t0.elapsed();
-    Ok(reports)
+    Ok(Written { reports, kept: id.zip(kept) })
 }
 
 /// Begins a transaction and writes the groups in it (see [`super::ReadingStore::insert_groups`]
 /// for what is written and refused).
 pub(super) async fn prepare(
     db: &Db,
+    feed: &Arc<Feed>,
     groups: &[(TenantId, &[NewReading])],
 ) -> Result<PreparedInsert, StoreError> {
     let ingested_at = Ts::now();
     let started = Instant::now();
     let mut phases = CommitPhases::default();
-    let (tx, reports) = match db {
+    let (tx, written) = match db {
         Db::Sqlite(s) => {
             // IMMEDIATE, as `in_tx!`: the write lock is taken at BEGIN.
             let mut tx = s.write.begin_with("BEGIN IMMEDIATE").await?;
             phases.begin = started.elapsed();
-            let reports = write_groups(&mut *tx, groups, ingested_at, &mut phases).await?;
-            (OpenTx::Sqlite(tx), reports)
+            let written = write_groups(&mut *tx, groups, ingested_at, feed, &mut phases).await?;
+            (OpenTx::Sqlite(tx), written)
         }
         Db::Postgres(pg) => {
             let mut tx = pg.begin().await?;
             phases.begin = started.elapsed();
-            let reports = write_groups(&mut *tx, groups, ingested_at, &mut phases).await?;
-            (OpenTx::Postgres(tx), reports)
+            let written = write_groups(&mut *tx, groups, ingested_at, feed, &mut phases).await?;
+            (OpenTx::Postgres(tx), written)
         }
     };
     // Sorting the results; `commit` adds the `COMMIT`.
     phases.commit = started.elapsed().saturating_sub(phases.begin + phases.insert + phases.marks);
-    Ok(PreparedInsert { tx, reports, phases })
+    Ok(PreparedInsert { tx, reports: written.reports, phases, feed: Arc::clone(feed), kept: written.kept })
 }

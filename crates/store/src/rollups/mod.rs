@@ -23,8 +23,11 @@
 //! readings (an overtaken refresh cannot write an older state over a newer one), so the result
 //! converges. Must not: be called per reading.
 
+pub(crate) mod feed;
 pub(crate) mod pending;
 mod refresh;
+
+pub use feed::FeedCounts;
 mod write;
 
 use crate::{Db, StoreError, Ts};
@@ -119,11 +122,12 @@ const ROW_COLUMNS: &str = "device_id, granularity, bucket_start, consumption, mi
 #[derive(Debug, Clone, Copy)]
 pub struct RollupStore<'a> {
     db: &'a Db,
+    feed: &'a feed::Feed,
 }
 
 impl<'a> RollupStore<'a> {
-    pub(crate) fn new(db: &'a Db) -> Self {
-        Self { db }
+    pub(crate) fn new(db: &'a Db, feed: &'a feed::Feed) -> Self {
+        Self { db, feed }
     }
 
     /// A device's rollups of one granularity with `from <= start < to`, oldest first.
@@ -371,7 +375,7 @@ impl<'a> RollupStore<'a> {
     /// Folds the commits' rows into per-device marks, as each refresh round starts by doing,
     /// without refreshing anything; returns how many commits' rows it folded.
     pub async fn staff_fold(&self) -> Result<usize, StoreError> {
-        pending::fold(self.db).await
+        pending::fold(self.db, self.feed).await
     }
 
     /// Devices waiting for their rollups to be refreshed (0 when everything is current).

@@ -9,9 +9,10 @@
 //! spans per device) before each round. A crash loses nothing: the row commits with the readings
 //! it names, and the fold deletes it in the transaction that merges it.
 
+use super::feed::{FedMark, Feed, Kept};
 use crate::{Db, StoreError, Ts};
 use sqlx::AssertSqlSafe;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A device's mark: (device, tenant, earliest µs, latest µs) of the readings a commit stored.
 pub(crate) type Mark = (i64, i64, i64, i64);
@@ -20,7 +21,7 @@ pub(crate) type Mark = (i64, i64, i64, i64);
 /// commits is taken over the next rounds.
 const FOLD_COMMITS: i64 = 5_000;
 
-/// Devices merged per statement on SQLite (five parameters each).
+/// Devices merged per statement on SQLite (seven parameters each).
 const MERGE_CHUNK: usize = 500;
 
 /// Commit ids deleted per statement on SQLite.
@@ -38,7 +39,9 @@ macro_rules! mark_merge {
     to_time = CASE WHEN excluded.to_time > rollup_dirty.to_time THEN excluded.to_time ELSE rollup_dirty.to_time END, \
     marked_at = CASE WHEN excluded.marked_at > rollup_dirty.marked_at THEN excluded.marked_at ELSE ",
             $later,
-            " END"
+            " END, feed = CASE WHEN excluded.feed_from <> 0 AND rollup_dirty.feed = excluded.feed_from \
+    THEN excluded.feed ELSE 0 END, feed_from = 0 \
+    RETURNING device_id, tenant_id, from_time, to_time, marked_at, feed, feed_from"
         )
     };
 }
@@ -55,8 +58,10 @@ fn decode(text: &str) -> Result<Vec<Mark>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("rollup marks: {e}")))
 }
 
-/// The statement a commit runs (the same text on both databases).
-pub(crate) const LOG: &str = "INSERT INTO rollup_pending (marked_at, marks) VALUES ($1, $2)";
+/// The statement a commit runs (the same text on both databases): `$3` is the store's token
+/// (see [`super::feed`]); returns the row's id.
+pub(crate) const LOG: &str =
+    "INSERT INTO rollup_pending (marked_at, marks, feed) VALUES ($1, $2, $3) RETURNING id";
 
 /// Per device, the commits' marks merged: (tenant, earliest µs, latest µs, last commit's time).
 /// The tenant is the latest commit's: a device moved to another tenant is rolled up under it.
@@ -75,42 +80,110 @@ fn merge(into: &mut Merged, at: Ts, marks: Vec<Mark>) {
     }
 }
 
-/// The commits' rows (id, time, marks) merged per device, and their ids.
-fn merge_rows(rows: Vec<(i64, Ts, String)>) -> Result<(Merged, Vec<i64>), StoreError> {
+/// A fold's commits merged: the marks per device, the rows' ids, and the devices every one of
+/// whose commits this store kept, with their readings.
+struct Folding {
+    merged: Merged,
+    ids: Vec<i64>,
+    kept: HashMap<i64, Vec<(i64, f64)>>,
+}
+
+/// The commits' rows (id, time, marks) merged per device, with what this store kept of them
+/// (by id). A device is fed when every commit marking it was kept, all of one tenant.
+fn merge_rows(
+    rows: Vec<(i64, Ts, String)>,
+    mut kept: HashMap<i64, Vec<Kept>>,
+) -> Result<Folding, StoreError> {
     let mut merged = Merged::new();
     let mut ids = Vec::with_capacity(rows.len());
+    // Per device: its tenant while every commit marking it is kept, `None` once one is not.
+    let mut whole: HashMap<i64, Option<i64>> = HashMap::new();
+    let mut readings: Vec<Vec<Kept>> = Vec::new();
     for (id, at, marks) in rows {
-        merge(&mut merged, at, decode(&marks)?);
+        let marks = decode(&marks)?;
+        let this = kept.remove(&id);
+        for &(device, tenant, _, _) in &marks {
+            let w = whole.entry(device).or_insert(Some(tenant));
+            if this.is_none() || *w != Some(tenant) {
+                *w = None;
+            }
+        }
+        merge(&mut merged, at, marks);
+        readings.extend(this);
         ids.push(id);
     }
-    Ok((merged, ids))
+    let mut fed: HashMap<i64, Vec<(i64, f64)>> =
+        whole.into_iter().filter(|(_, t)| t.is_some()).map(|(d, _)| (d, Vec::new())).collect();
+    for (device, t, v) in readings.into_iter().flatten() {
+        if let Some(r) = fed.get_mut(&device) {
+            r.push((t, v));
+        }
+    }
+    Ok(Folding { merged, ids, kept: fed })
 }
+
+/// A mark as the fold's upsert left it: (device, tenant, from, to, `marked_at`, `feed`,
+/// `feed_from`).
+type Upserted = (i64, i64, Ts, Ts, Ts, i64, i64);
 
 /// Folds up to [`FOLD_COMMITS`] commits' rows into `rollup_dirty`, in one transaction; returns
 /// how many rows it folded. Devices deleted since their commit are left out (their marks would
 /// never be refreshed). Marks are upserted in device order, the order in which the refresh
-/// locks them when it clears them.
-pub(super) async fn fold(db: &Db) -> Result<usize, StoreError> {
-    in_tx!(db, |tx| {
-        let rows: Vec<(i64, Ts, String)> =
-            sqlx::query_as("SELECT id, marked_at, marks FROM rollup_pending ORDER BY id LIMIT $1")
+/// locks them when it clears them. The readings `feed` kept of the commits go with the marks
+/// they make whole (see [`super::feed`]).
+pub(super) async fn fold(db: &Db, feed: &Feed) -> Result<usize, StoreError> {
+    let fold_id = Feed::new_id();
+    let (n, made_whole, not_whole) = in_tx!(db, |tx| {
+        let rows: Vec<(i64, Ts, String, i64)> =
+            sqlx::query_as("SELECT id, marked_at, marks, feed FROM rollup_pending ORDER BY id LIMIT $1")
                 .bind(FOLD_COMMITS)
                 .fetch_all(&mut *tx)
                 .await?;
         if rows.is_empty() {
-            return Ok(0);
+            return Ok((0, Vec::new(), Vec::new()));
         }
+        let ours: Vec<i64> = rows.iter().filter(|r| r.3 == feed.token()).map(|r| r.0).collect();
+        let kept = feed.take_commits(&ours);
+        let rows: Vec<(i64, Ts, String)> =
+            rows.into_iter().map(|(id, at, marks, _)| (id, at, marks)).collect();
         // Off the async threads: at half load a round folds a couple of thousand small commits,
         // a quarter of a million marks of JSON (tens of milliseconds of CPU), which on one of
         // the runtime's threads held up the sessions and the writer queued behind it (the
         // PUBACK tail while the refresh ran, `tds bench ingest` on PostgreSQL).
-        let (merged, ids) = tokio::task::spawn_blocking(move || merge_rows(rows))
+        let mut folding = tokio::task::spawn_blocking(move || merge_rows(rows, kept))
             .await
             .map_err(|e| StoreError::Corrupt(format!("rollup marks: the fold stopped: {e}")))??;
-        tx.merge_marks(&merged).await?;
-        tx.delete_pending(&ids).await?;
-        Ok(ids.len())
-    })
+        // Per device: (feed, feed_from) for the upsert.
+        let feeds: Vec<(i64, i64)> = folding
+            .merged
+            .iter()
+            .map(|(device, m)| {
+                if folding.kept.contains_key(device) { (fold_id, feed.kept_id(*device, m.0)) } else { (0, 0) }
+            })
+            .collect();
+        let upserted = tx.merge_marks(&folding.merged, &feeds).await?;
+        let given: HashMap<i64, i64> =
+            folding.merged.keys().zip(&feeds).map(|(&device, &(_, from))| (device, from)).collect();
+        tx.delete_pending(&folding.ids).await?;
+        let mut made_whole = Vec::new();
+        let mut not_whole = Vec::new();
+        for (device, tenant, from, to, marked_at, id, from_id) in upserted {
+            let readings = folding.kept.remove(&device).filter(|_| id == fold_id && id != 0);
+            let Some(readings) = readings else {
+                not_whole.push(device);
+                continue;
+            };
+            // A new row keeps the `feed_from` it was given; going on from a mark clears it.
+            let given = given.get(&device).copied().unwrap_or(0);
+            let went_on = (given != 0 && from_id == 0).then_some(given);
+            let mark =
+                FedMark { feed: id, tenant, from: from.micros(), to: to.micros(), marked_at, readings };
+            made_whole.push((device, mark, went_on));
+        }
+        Ok((folding.ids.len(), made_whole, not_whole))
+    })?;
+    feed.folded(made_whole, &not_whole);
+    Ok(n)
 }
 
 /// Every device a commit marked and no fold has taken yet, merged (for [`super::RollupStore`]'s
@@ -130,29 +203,39 @@ pub(super) async fn unfolded(db: &Db) -> Result<Vec<(i64, i64, i64)>, StoreError
 
 /// The fold's writes, in each database's form.
 trait FoldMarks {
-    /// Upserts the merged marks into `rollup_dirty` for devices that still exist.
-    async fn merge_marks(&mut self, merged: &Merged) -> Result<(), sqlx::Error>;
+    /// Upserts the merged marks into `rollup_dirty` for devices that still exist, each with its
+    /// (`feed`, `feed_from`) of `feeds` (in `merged`'s order); returns the marks as written.
+    async fn merge_marks(
+        &mut self,
+        merged: &Merged,
+        feeds: &[(i64, i64)],
+    ) -> Result<Vec<Upserted>, sqlx::Error>;
     /// Deletes the folded commits' rows.
     async fn delete_pending(&mut self, ids: &[i64]) -> Result<(), sqlx::Error>;
 }
 
 impl FoldMarks for sqlx::PgConnection {
-    async fn merge_marks(&mut self, merged: &Merged) -> Result<(), sqlx::Error> {
+    async fn merge_marks(
+        &mut self,
+        merged: &Merged,
+        feeds: &[(i64, i64)],
+    ) -> Result<Vec<Upserted>, sqlx::Error> {
         let sql = format!(
-            "INSERT INTO rollup_dirty (device_id, tenant_id, from_time, to_time, marked_at) \
-             SELECT x.d, x.t, x.f, x.e, x.m FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TIMESTAMPTZ[], \
-             $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[]) AS x(d, t, f, e, m) \
+            "INSERT INTO rollup_dirty (device_id, tenant_id, from_time, to_time, marked_at, feed, feed_from) \
+             SELECT x.d, x.t, x.f, x.e, x.m, x.fd, x.ff FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TIMESTAMPTZ[], \
+             $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[], $6::BIGINT[], $7::BIGINT[]) AS x(d, t, f, e, m, fd, ff) \
              WHERE EXISTS (SELECT 1 FROM devices WHERE id = x.d) ORDER BY x.d{PG_MARK_MERGE}"
         );
-        sqlx::query(AssertSqlSafe(sql))
+        sqlx::query_as(AssertSqlSafe(sql))
             .bind(merged.keys().copied().collect::<Vec<_>>())
             .bind(merged.values().map(|m| m.0).collect::<Vec<_>>())
             .bind(merged.values().map(|m| Ts::from_micros(m.1)).collect::<Vec<_>>())
             .bind(merged.values().map(|m| Ts::from_micros(m.2)).collect::<Vec<_>>())
             .bind(merged.values().map(|m| m.3).collect::<Vec<_>>())
-            .execute(&mut *self)
-            .await?;
-        Ok(())
+            .bind(feeds.iter().map(|f| f.0).collect::<Vec<_>>())
+            .bind(feeds.iter().map(|f| f.1).collect::<Vec<_>>())
+            .fetch_all(&mut *self)
+            .await
     }
 
     async fn delete_pending(&mut self, ids: &[i64]) -> Result<(), sqlx::Error> {
@@ -162,24 +245,36 @@ impl FoldMarks for sqlx::PgConnection {
 }
 
 impl FoldMarks for sqlx::SqliteConnection {
-    async fn merge_marks(&mut self, merged: &Merged) -> Result<(), sqlx::Error> {
-        let marks: Vec<_> = merged.iter().collect();
+    async fn merge_marks(
+        &mut self,
+        merged: &Merged,
+        feeds: &[(i64, i64)],
+    ) -> Result<Vec<Upserted>, sqlx::Error> {
+        let marks: Vec<_> = merged.iter().zip(feeds).collect();
+        let mut out = Vec::with_capacity(marks.len());
         for chunk in marks.chunks(MERGE_CHUNK) {
             // A SELECT over VALUES, not VALUES alone, so that deleted devices can be left out;
             // its WHERE also lets SQLite tell the upsert's ON CONFLICT from a join.
             let sql = format!(
-                "INSERT INTO rollup_dirty (device_id, tenant_id, from_time, to_time, marked_at) \
-                 SELECT column1, column2, column3, column4, column5 FROM (VALUES {}) \
+                "INSERT INTO rollup_dirty (device_id, tenant_id, from_time, to_time, marked_at, feed, feed_from) \
+                 SELECT column1, column2, column3, column4, column5, column6, column7 FROM (VALUES {}) \
                  WHERE column1 IN (SELECT id FROM devices){SQLITE_MARK_MERGE}",
-                vec!["(?,?,?,?,?)"; chunk.len()].join(",")
+                vec!["(?,?,?,?,?,?,?)"; chunk.len()].join(",")
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for &(&device, &(tenant, lo, hi, at)) in chunk {
-                q = q.bind(device).bind(tenant).bind(Ts::from_micros(lo)).bind(Ts::from_micros(hi)).bind(at);
+            let mut q = sqlx::query_as::<_, Upserted>(AssertSqlSafe(sql));
+            for &((&device, &(tenant, lo, hi, at)), &(id, from_id)) in chunk {
+                q = q
+                    .bind(device)
+                    .bind(tenant)
+                    .bind(Ts::from_micros(lo))
+                    .bind(Ts::from_micros(hi))
+                    .bind(at)
+                    .bind(id)
+                    .bind(from_id);
             }
-            q.execute(&mut *self).await?;
+            out.extend(q.fetch_all(&mut *self).await?);
         }
-        Ok(())
+        Ok(out)
     }
 
     async fn delete_pending(&mut self, ids: &[i64]) -> Result<(), sqlx::Error> {

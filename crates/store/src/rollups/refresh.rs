@@ -47,9 +47,11 @@ struct Dirty {
     rollover_value: Option<f64>,
     expected_interval_s: i64,
     timezone: String,
+    /// The fold whose kept readings make the mark (see [`super::feed`]), or 0.
+    feed: i64,
 }
 
-const DIRTY: &str = "SELECT r.device_id, r.tenant_id, r.from_time, r.to_time, r.marked_at, d.kind, d.scale_factor, \
+const DIRTY: &str = "SELECT r.device_id, r.tenant_id, r.from_time, r.to_time, r.marked_at, r.feed, d.kind, d.scale_factor, \
      d.rollover_value, g.expected_interval_s, t.timezone \
      FROM rollup_dirty r JOIN devices d ON d.id = r.device_id JOIN gateways g ON g.id = d.gateway_id \
      JOIN tenants t ON t.id = r.tenant_id ORDER BY r.marked_at LIMIT $1";
@@ -86,7 +88,7 @@ impl RollupStore<'_> {
         max_rows: usize,
     ) -> Result<Vec<(TenantId, DeviceId)>, StoreError> {
         // Commits since the last round become marks first (one short transaction).
-        super::pending::fold(self.db).await?;
+        super::pending::fold(self.db, self.feed).await?;
         let dirty: Vec<Dirty> =
             on_db!(self.db, read | pool | sqlx::query_as(DIRTY).bind(limit).fetch_all(pool).await)?;
         if dirty.is_empty() {
@@ -126,7 +128,11 @@ impl RollupStore<'_> {
                         end += 1;
                     }
                     let chunk = work[at..end].to_vec();
-                    let inputs = read_many(pg, &chunk).await?;
+                    let fed = chunk.iter().map(|(d, _, _)| self.take_fed(d)).collect();
+                    let inputs = read_many(pg, &chunk, fed).await?;
+                    for input in &inputs {
+                        self.feed.count(input.from_memory);
+                    }
                     // Computed off the async threads: hundreds of devices at once are
                     // milliseconds of CPU that would hold up the sessions on that thread (see
                     // `super::pending::fold`).
@@ -157,7 +163,9 @@ impl RollupStore<'_> {
                 let mut next = work.iter();
                 while let Some(input) = reads.next().await {
                     let Some((d, tz, meter)) = next.next() else { break };
-                    upserts.extend(compute(d, *tz, *meter, input?));
+                    let input = input?;
+                    self.feed.count(input.from_memory);
+                    upserts.extend(compute(d, *tz, *meter, input));
                     planned.push((d.device_id, d.marked_at));
                     touched.push((TenantId::new(d.tenant_id), DeviceId::new(d.device_id)));
                     if upserts.len() >= max_rows {
@@ -181,10 +189,22 @@ impl RollupStore<'_> {
         Ok(touched)
     }
 
+    /// The new readings of a device's mark, when this store kept them all (see [`super::feed`]);
+    /// whatever was kept for the device is taken either way.
+    fn take_fed(&self, d: &Dirty) -> Option<Vec<RawReading>> {
+        let mark = self.feed.take_mark(d.device_id)?;
+        if !mark.is(d.feed, d.tenant_id, d.from_time.micros(), d.to_time.micros(), d.marked_at) {
+            return None;
+        }
+        Some(mark.readings.into_iter().map(|(t, v)| (Ts::from_micros(t).0, v)).collect())
+    }
+
     /// Reads what one marked device's refresh needs: its latest hour row, then (when the new
-    /// readings cannot simply be added to it) the neighbours of the span, the raw readings, and
-    /// the stored finer rows the coarser buckets are summed from.
+    /// readings cannot simply be added to it) the neighbours of the span, the raw readings
+    /// (unless this store kept them), and the stored finer rows the coarser buckets are summed
+    /// from.
     async fn read_one(&self, d: &Dirty, tz: TimeZone) -> Result<Inputs, StoreError> {
+        let fed = self.take_fed(d);
         let (device, tenant) = (d.device_id, d.tenant_id);
         let latest: Option<LatestHour> = on_db!(
             self.db,
@@ -214,7 +234,13 @@ impl RollupStore<'_> {
             }
         }
         let r = Ranges::of(d, tz, &input);
-        let readings: Vec<(Ts, f64)> = on_db!(
+        // Going on from the stored hour, the readings to add are exactly the mark's: kept here
+        // if this store's commits made the whole mark.
+        if let Some(fed) = fed.filter(|_| input.resume.is_some()) {
+            input.readings = fed;
+            input.from_memory = true;
+        } else {
+            let readings: Vec<(Ts, f64)> = on_db!(
             self.db,
             read | pool
                 | sqlx::query_as(
@@ -228,8 +254,9 @@ impl RollupStore<'_> {
                 .bind(d.marked_at)
                 .fetch_all(pool)
                 .await
-        )?;
-        input.readings = readings.into_iter().map(|(t, v)| (t.0, v)).collect();
+            )?;
+            input.readings = readings.into_iter().map(|(t, v)| (t.0, v)).collect();
+        }
         let sql = format!(
             "SELECT {ROW_COLUMNS} FROM rollups WHERE device_id = $1 AND \
              ((granularity = 'hour' AND bucket_start >= $2 AND bucket_start < $3) \
@@ -331,6 +358,8 @@ struct Inputs {
     readings: Vec<RawReading>,
     /// Stored hour rows of the days and day rows of the months the recomputed hours touch.
     stored: Vec<Row>,
+    /// The readings came from this store's memory, not the database.
+    from_memory: bool,
 }
 
 /// The instants a device's refresh reads between.
@@ -374,7 +403,13 @@ fn estimated_rows(d: &Dirty) -> usize {
 /// Reads what the refreshes of `work`'s devices need in a few statements for them all, on
 /// PostgreSQL (`UNNEST` of their ids and instants, a `LATERAL` index scan per device); in
 /// `work`'s order.
-async fn read_many(pg: &sqlx::PgPool, work: &[(Dirty, TimeZone, Meter)]) -> Result<Vec<Inputs>, StoreError> {
+/// `fed` holds, per device, the readings this store kept of its mark: used instead of reading
+/// them when the device goes on from its stored hour.
+async fn read_many(
+    pg: &sqlx::PgPool,
+    work: &[(Dirty, TimeZone, Meter)],
+    fed: Vec<Option<Vec<RawReading>>>,
+) -> Result<Vec<Inputs>, StoreError> {
     let index: HashMap<i64, usize> = work.iter().enumerate().map(|(i, (d, _, _))| (d.device_id, i)).collect();
     let mut inputs: Vec<Inputs> = work.iter().map(|_| Inputs::default()).collect();
     let devices: Vec<i64> = work.iter().map(|(d, _, _)| d.device_id).collect();
@@ -412,14 +447,27 @@ async fn read_many(pg: &sqlx::PgPool, work: &[(Dirty, TimeZone, Meter)]) -> Resu
     }
     let ranges: Vec<Ranges> =
         work.iter().zip(&inputs).map(|((d, tz, _), input)| Ranges::of(d, *tz, input)).collect();
-    let readings: Vec<(i64, Ts, f64)> = sqlx::query_as(PG_READINGS)
-        .bind(&devices)
-        .bind(&tenants)
-        .bind(ranges.iter().map(|r| Ts::from(r.readings_from)).collect::<Vec<_>>())
-        .bind(ranges.iter().map(|r| Ts::from(r.readings_end)).collect::<Vec<_>>())
-        .bind(work.iter().map(|(d, _, _)| d.marked_at).collect::<Vec<_>>())
-        .fetch_all(pg)
-        .await?;
+    // Going on from the stored hour, a device's readings to add are exactly its mark's: kept
+    // here if this store's commits made the whole mark; the others are read.
+    for (input, fed) in inputs.iter_mut().zip(fed) {
+        if let Some(fed) = fed.filter(|_| input.resume.is_some()) {
+            input.readings = fed;
+            input.from_memory = true;
+        }
+    }
+    let read: Vec<usize> = (0..work.len()).filter(|&i| !inputs[i].from_memory).collect();
+    let readings: Vec<(i64, Ts, f64)> = if read.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(PG_READINGS)
+            .bind(read.iter().map(|&i| devices[i]).collect::<Vec<_>>())
+            .bind(read.iter().map(|&i| tenants[i]).collect::<Vec<_>>())
+            .bind(read.iter().map(|&i| Ts::from(ranges[i].readings_from)).collect::<Vec<_>>())
+            .bind(read.iter().map(|&i| Ts::from(ranges[i].readings_end)).collect::<Vec<_>>())
+            .bind(read.iter().map(|&i| work[i].0.marked_at).collect::<Vec<_>>())
+            .fetch_all(pg)
+            .await?
+    };
     for (device, t, v) in readings {
         if let Some(input) = index.get(&device).and_then(|&i| inputs.get_mut(i)) {
             input.readings.push((t.0, v));

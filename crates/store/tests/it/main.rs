@@ -30,6 +30,7 @@ mod rejected;
 mod renewals;
 mod report_defs;
 mod rollups;
+mod rollups_feed;
 mod rollups_resume;
 mod sessions;
 mod tenants;
