@@ -19,12 +19,14 @@
 //!   same `marked_at`, span and tenant), and only when the device goes on from its stored
 //!   hour (a recomputation reads whole hours back, as before). They are then the readings of the
 //!   mark's commits, each committed by its `marked_at`, all of the mark's tenant: what the read
-//!   returns. Readings committed since the fold are left to their own mark, as the read leaves
-//!   readings committed after `marked_at`.
+//!   returns. A commit that became visible after the fold is left to its own mark, which rolls
+//!   it up next round (going on, or recomputing if it is older than what this round adds); the
+//!   read might have taken it now, with the same rows in the end.
 //!
-//! Bounded: at most [`MAX_READINGS`] readings are kept; past that a commit is not kept (its
-//! devices are read back) and nothing more is until this store folds again (an instance whose
-//! commits another instance folds would otherwise keep readings no one takes).
+//! Bounded: at most [`MAX_READINGS`] readings are kept; past that the commits waiting for a fold
+//! are let go (their devices are read back) and nothing more is kept until this store folds
+//! again (an instance whose commits another instance folds would otherwise hold readings no one
+//! takes).
 
 use crate::Ts;
 use std::collections::HashMap;
@@ -143,6 +145,10 @@ impl Feed {
             s.held -= old.len();
         }
         if s.stopped || s.held + readings.len() > MAX_READINGS {
+            // Nothing folds here often enough (another instance runs the rollup job, or it is
+            // far behind): what waits is let go too, and nothing is kept until a fold here.
+            let dropped: usize = s.commits.drain().map(|(_, r)| r.len()).sum();
+            s.held -= dropped;
             s.stopped = true;
             return;
         }
@@ -172,7 +178,6 @@ impl Feed {
             }
         }
         if let Some(&max) = ids.iter().max() {
-            let before = s.commits.len();
             let mut dropped = 0;
             s.commits.retain(|&id, r| {
                 let keep = id > max;
@@ -181,9 +186,7 @@ impl Feed {
                 }
                 keep
             });
-            if s.commits.len() != before {
-                s.held -= dropped;
-            }
+            s.held -= dropped;
         }
         out
     }
@@ -288,10 +291,12 @@ mod tests {
         assert!(feed.keeping());
         feed.keep(3, vec![(1, 2, 1.0)]);
         assert!(!feed.keeping(), "past the bound");
-        assert_eq!(feed.held(), MAX_READINGS);
-        let taken = feed.take_commits(&[2, 3]);
-        assert_eq!(taken.len(), 1, "the commit past the bound was not kept");
+        assert_eq!(feed.held(), 0, "what waited is let go");
+        feed.keep(4, vec![(1, 3, 1.0)]);
+        assert!(feed.take_commits(&[2, 3, 4]).is_empty());
         assert!(feed.keeping(), "a fold starts keeping again");
+        feed.keep(5, vec![(1, 4, 1.0)]);
+        assert_eq!(feed.take_commits(&[5]).len(), 1);
     }
 
     #[test]

@@ -168,7 +168,7 @@ pub(super) async fn fold(db: &Db, feed: &Feed) -> Result<usize, StoreError> {
         let mut made_whole = Vec::new();
         let mut not_whole = Vec::new();
         for (device, tenant, from, to, marked_at, id, from_id) in upserted {
-            let readings = folding.kept.remove(&device).filter(|_| id == fold_id && id != 0);
+            let readings = folding.kept.remove(&device).filter(|_| id == fold_id);
             let Some(readings) = readings else {
                 not_whole.push(device);
                 continue;
