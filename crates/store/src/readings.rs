@@ -132,6 +132,18 @@ const PG_INSERT: &str = "INSERT INTO readings (device_id, time, tenant_id, gatew
     JOIN devices dv ON dv.id = x.d AND dv.tenant_id = $1 \
     ORDER BY x.n ON CONFLICT (device_id, time) DO NOTHING RETURNING device_id, time";
 
+/// [`PG_INSERT`] for a group expected to hold only new keys: without `ON CONFLICT` (PostgreSQL's
+/// speculative insertion checks the index before each row and writes a confirmation record
+/// after it), without `RETURNING` (every key would come back) and in any order. A stored key
+/// fails the statement, and the commit is written again with [`PG_INSERT`].
+const PG_INSERT_NEW: &str = "INSERT INTO readings (device_id, time, tenant_id, gateway_id, value, unit, ingested_at) \
+    SELECT x.d, x.t, $1, dv.gateway_id, x.v, x.u, $2 \
+    FROM UNNEST($3::BIGINT[], $4::TIMESTAMPTZ[], $5::FLOAT8[], $6::TEXT[]) AS x(d, t, v, u) \
+    JOIN devices dv ON dv.id = x.d AND dv.tenant_id = $1";
+
+/// PostgreSQL's `unique_violation`.
+const PG_UNIQUE_VIOLATION: &str = "23505";
+
 /// How many of `$2` (distinct device ids) are the tenant's `$1`, on PostgreSQL.
 const PG_OWNED: &str = "SELECT count(*) FROM devices WHERE tenant_id = $1 AND id = ANY($2)";
 
@@ -459,17 +471,34 @@ impl<'a> ReadingStore<'a> {
     }
 }
 
+/// What a group's insert did.
+enum Inserted {
+    /// The keys of the rows written (not those already stored).
+    Keys(HashSet<Key>),
+    /// A device of the group is not the tenant's (the insert left its readings out; the caller
+    /// then rolls back).
+    NotOwned,
+    /// The insert expecting only new keys met a stored one: the transaction is aborted, and the
+    /// commit is to be written again expecting duplicates.
+    Again,
+}
+
+/// The keys of a group.
+fn keys_of(group: &[NewReading]) -> HashSet<Key> {
+    group.iter().map(|r| (r.device_id.get(), Ts::from(r.time).micros())).collect()
+}
+
 /// The backend-specific bulk insert, run on the connection of the open transaction.
 trait BulkInsert {
-    /// Inserts a group, each reading with its device's gateway. Returns the keys of the rows
-    /// written (not those already stored), or `None` when a device of the group is not the
-    /// tenant's (the insert leaves its readings out; the caller then rolls back).
+    /// Inserts a group, each reading with its device's gateway. `only_new`: the caller expects
+    /// no stored key and can write the commit again if there is one ([`Inserted::Again`]).
     async fn insert_owned(
         &mut self,
         tenant: TenantId,
         at: Ts,
         group: &[NewReading],
-    ) -> Result<Option<HashSet<Key>>, sqlx::Error>;
+        only_new: bool,
+    ) -> Result<Inserted, sqlx::Error>;
 
     /// The stored values at exactly these keys.
     async fn stored_values(&mut self, keys: &[Key]) -> Result<HashMap<Key, f64>, sqlx::Error>;
@@ -497,11 +526,36 @@ impl BulkInsert for sqlx::PgConnection {
         tenant: TenantId,
         at: Ts,
         group: &[NewReading],
-    ) -> Result<Option<HashSet<Key>>, sqlx::Error> {
+        only_new: bool,
+    ) -> Result<Inserted, sqlx::Error> {
         let devices: Vec<i64> = group.iter().map(|r| r.device_id.get()).collect();
         let times: Vec<Ts> = group.iter().map(|r| Ts::from(r.time)).collect();
         let values: Vec<f64> = group.iter().map(|r| r.value).collect();
         let units: Vec<&str> = group.iter().map(|r| r.unit.as_str()).collect();
+        if only_new {
+            let done = sqlx::query(PG_INSERT_NEW)
+                .bind(tenant.get())
+                .bind(at)
+                .bind(&devices)
+                .bind(&times)
+                .bind(&values)
+                .bind(&units)
+                .execute(&mut *self)
+                .await;
+            return match done {
+                Ok(done) if usize::try_from(done.rows_affected()).is_ok_and(|n| n == group.len()) => {
+                    Ok(Inserted::Keys(keys_of(group)))
+                }
+                // Fewer rows: the join left out readings of devices that are not the tenant's
+                // (or were not when it ran: then the careful insert sorts it out).
+                Ok(_) if !self.all_owned(tenant, &devices_of(group)).await? => Ok(Inserted::NotOwned),
+                Ok(_) => Ok(Inserted::Again),
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(PG_UNIQUE_VIOLATION) => {
+                    Ok(Inserted::Again)
+                }
+                Err(e) => Err(e),
+            };
+        }
         let rows: Vec<(i64, Ts)> = sqlx::query_as(PG_INSERT)
             .bind(tenant.get())
             .bind(at)
@@ -514,9 +568,9 @@ impl BulkInsert for sqlx::PgConnection {
         // Fewer rows than readings: duplicates, or readings the join left out because their
         // device is not the tenant's. Only then are the devices checked on their own.
         if rows.len() < group.len() && !self.all_owned(tenant, &devices_of(group)).await? {
-            return Ok(None);
+            return Ok(Inserted::NotOwned);
         }
-        Ok(Some(rows.into_iter().map(|(d, t)| (d, t.micros())).collect()))
+        Ok(Inserted::Keys(rows.into_iter().map(|(d, t)| (d, t.micros())).collect()))
     }
 
     async fn stored_values(&mut self, keys: &[Key]) -> Result<HashMap<Key, f64>, sqlx::Error> {
@@ -551,12 +605,14 @@ impl BulkInsert for sqlx::SqliteConnection {
     /// wrote as many rows as the group has readings, every key was written; otherwise the group
     /// is undone to a savepoint and written again returning its keys (duplicates are rare: a
     /// gateway resending what it did not see acknowledged).
+    /// Expecting only new keys or not, the same: a savepoint undoes the chunks here.
     async fn insert_owned(
         &mut self,
         tenant: TenantId,
         at: Ts,
         group: &[NewReading],
-    ) -> Result<Option<HashSet<Key>>, sqlx::Error> {
+        _only_new: bool,
+    ) -> Result<Inserted, sqlx::Error> {
         sqlx::query("SAVEPOINT tds_readings").execute(&mut *self).await?;
         let mut written = 0;
         for chunk in group.chunks(SQLITE_CHUNK) {
@@ -568,12 +624,12 @@ impl BulkInsert for sqlx::SqliteConnection {
         }
         if usize::try_from(written).is_ok_and(|n| n == group.len()) {
             sqlx::query("RELEASE tds_readings").execute(&mut *self).await?;
-            return Ok(Some(group.iter().map(|r| (r.device_id.get(), Ts::from(r.time).micros())).collect()));
+            return Ok(Inserted::Keys(keys_of(group)));
         }
         sqlx::query("ROLLBACK TO tds_readings").execute(&mut *self).await?;
         sqlx::query("RELEASE tds_readings").execute(&mut *self).await?;
         if !self.all_owned(tenant, &devices_of(group)).await? {
-            return Ok(None);
+            return Ok(Inserted::NotOwned);
         }
         let mut inserted = HashSet::with_capacity(group.len());
         for chunk in group.chunks(SQLITE_CHUNK) {
@@ -584,7 +640,7 @@ impl BulkInsert for sqlx::SqliteConnection {
                     .await?;
             inserted.extend(rows.into_iter().map(|(d, t)| (d, t.micros())));
         }
-        Ok(Some(inserted))
+        Ok(Inserted::Keys(inserted))
     }
 
     async fn stored_values(&mut self, keys: &[Key]) -> Result<HashMap<Key, f64>, sqlx::Error> {

@@ -2,7 +2,7 @@
 //! commits: [`prepare`] writes a batch's readings and its rollup marks in an open transaction,
 //! [`PreparedInsert::commit`] commits it (see [`super::ReadingStore::prepare_groups`]).
 
-use super::{BulkInsert, CommitPhases, InsertReport, Key, NewReading, sort_group};
+use super::{BulkInsert, CommitPhases, InsertReport, Inserted, Key, NewReading, sort_group};
 use crate::rollups::feed::{Feed, Kept};
 use crate::{Db, StoreError, Ts};
 use std::collections::{HashMap, HashSet};
@@ -73,14 +73,17 @@ struct Written {
 }
 
 /// The body of a group commit on the open transaction's connection (either backend's): the
-/// groups' inserts, then one `rollup_pending` row for them all.
+/// groups' inserts, then one `rollup_pending` row for them all. `None` when, with `only_new`, a
+/// key was already stored: the transaction is aborted and the commit is to be written again
+/// without it.
 async fn write_groups<C: BulkInsert>(
     conn: &mut C,
     groups: &[(TenantId, &[NewReading])],
     at: Ts,
     feed: &Feed,
     phases: &mut CommitPhases,
-) -> Result<Written, StoreError> {
+    only_new: bool,
+) -> Result<Option<Written>, StoreError> {
     let mut reports = Vec::with_capacity(groups.len());
     let mut kept: Option<Vec<Kept>> = feed.keeping().then(Vec::new);
     // (device, tenant, earliest µs, latest µs) of every device given new readings.
@@ -91,9 +94,14 @@ async fn write_groups<C: BulkInsert>(
             continue;
         }
         let t0 = Instant::now();
-        // A device that is not the tenant's (or does not exist) fails the whole call.
-        let Some(inserted) = conn.insert_owned(*tenant, at, group).await? else {
-            return Err(StoreError::NotFound);
+        let inserted = match conn.insert_owned(*tenant, at, group, only_new).await? {
+            Inserted::Keys(keys) => keys,
+            // A device that is not the tenant's (or does not exist) fails the whole call.
+            Inserted::NotOwned => return Err(StoreError::NotFound),
+            Inserted::Again => {
+                phases.insert += t0.elapsed();
+                return Ok(None);
+            }
         };
         // Only the instants that were not inserted are read back (a resent reading, or a
         // different value for a stored instant), not the span of the batch: one duplicate
@@ -131,7 +139,7 @@ async fn write_groups<C: BulkInsert>(
         id = Some(conn.log_marks(at, crate::rollups::pending::encode(&marks)?, feed.token()).await?);
     }
     phases.marks = t0.elapsed();
-    Ok(Written { reports, kept: id.zip(kept) })
+    Ok(Some(Written { reports, kept: id.zip(kept) }))
 }
 
 /// Begins a transaction and writes the groups in it (see [`super::ReadingStore::insert_groups`]
@@ -149,14 +157,31 @@ pub(super) async fn prepare(
             // IMMEDIATE, as `in_tx!`: the write lock is taken at BEGIN.
             let mut tx = s.write.begin_with("BEGIN IMMEDIATE").await?;
             phases.begin = started.elapsed();
-            let written = write_groups(&mut *tx, groups, ingested_at, feed, &mut phases).await?;
+            let written =
+                write_groups(&mut *tx, groups, ingested_at, feed, &mut phases, false).await?.ok_or_else(
+                    || StoreError::Corrupt("readings: the insert asked to be written again".into()),
+                )?;
             (OpenTx::Sqlite(tx), written)
         }
         Db::Postgres(pg) => {
             let mut tx = pg.begin().await?;
             phases.begin = started.elapsed();
-            let written = write_groups(&mut *tx, groups, ingested_at, feed, &mut phases).await?;
-            (OpenTx::Postgres(tx), written)
+            // Expecting only new readings first (the usual case, and the cheaper insert); a
+            // resent one aborts that transaction, and the commit is written again in a new one
+            // that sorts duplicates and conflicts out.
+            match write_groups(&mut *tx, groups, ingested_at, feed, &mut phases, true).await? {
+                Some(written) => (OpenTx::Postgres(tx), written),
+                None => {
+                    tx.rollback().await?;
+                    let mut tx = pg.begin().await?;
+                    let written = write_groups(&mut *tx, groups, ingested_at, feed, &mut phases, false)
+                        .await?
+                        .ok_or_else(|| {
+                            StoreError::Corrupt("readings: the insert asked to be written again".into())
+                        })?;
+                    (OpenTx::Postgres(tx), written)
+                }
+            }
         }
     };
     // Sorting the results; `commit` adds the `COMMIT`.

@@ -85,6 +85,31 @@ async fn groups_of_several_tenants_commit_together(store: Store) {
     assert!(matches!(store.readings().insert(a, &ghost).await, Err(StoreError::NotFound)));
 }
 
+/// On PostgreSQL a commit is first written expecting only new readings; a resent one aborts
+/// that try and the commit is written again expecting duplicates. Nothing of the first try may
+/// stay: not the earlier group's readings twice, not a second rollup row for the commit.
+async fn a_resend_in_a_later_group_writes_the_whole_commit_once(store: Store) {
+    let (a, da, _) = setup(&store).await;
+    let b = fixtures::tenant(&store, "Beta").await;
+    let gb = fixtures::gateway(&store, b.id, "aa:bb:cc:dd:ee:02", "GW1").await;
+    let db = fixtures::meter(&store, b.id, &gb, "D01").await;
+    store.readings().insert(b.id, &[reading(db.id, 0, 2.0)]).await.unwrap();
+    assert_eq!(store.rollups().staff_fold().await.unwrap(), 1);
+    let ra: Vec<_> = (0..300).map(|i| reading(da.id, i, i as f64)).collect();
+    let rb = [reading(db.id, 1, 3.0), reading(db.id, 0, 2.0), reading(db.id, 2, 4.0)];
+    let reports = store.readings().insert_groups(&[(a, &ra), (b.id, &rb)]).await.unwrap();
+    let counts: Vec<_> = reports.iter().map(|r| (r.inserted, r.duplicates, r.conflicts.len())).collect();
+    assert_eq!(counts, vec![(300, 0, 0), (2, 1, 0)]);
+    assert_eq!(store.readings().latest(a, da.id, 1000).await.unwrap().len(), 300);
+    assert_eq!(store.readings().latest(b.id, db.id, 10).await.unwrap().len(), 3);
+    assert_eq!(store.rollups().staff_fold().await.unwrap(), 1, "one rollup row for the commit");
+    // The same commit again: all duplicates, and no rollup row (nothing new).
+    let reports = store.readings().insert_groups(&[(a, &ra), (b.id, &rb)]).await.unwrap();
+    let counts: Vec<_> = reports.iter().map(|r| (r.inserted, r.duplicates)).collect();
+    assert_eq!(counts, vec![(0, 300), (0, 3)]);
+    assert_eq!(store.rollups().staff_fold().await.unwrap(), 0);
+}
+
 async fn a_group_naming_another_tenants_device_writes_none_of_its_readings(store: Store) {
     let (a, da, _) = setup(&store).await;
     let b = fixtures::tenant(&store, "Beta").await;
@@ -274,6 +299,7 @@ conformance!(
     a_different_value_for_a_stored_instant_is_a_conflict_and_the_first_stays,
     large_batches_are_split_and_counted_exactly,
     groups_of_several_tenants_commit_together,
+    a_resend_in_a_later_group_writes_the_whole_commit_once,
     a_group_naming_another_tenants_device_writes_none_of_its_readings,
     one_resent_reading_in_a_large_new_batch_is_told_apart,
     tenant_range_queries_page_by_time_and_device,
