@@ -142,6 +142,11 @@ async fn write_groups<C: BulkInsert>(
     Ok(Some(Written { reports, kept: id.zip(kept) }))
 }
 
+/// What a write expecting duplicates gave: it never asks to be written again.
+fn careful(written: Option<Written>) -> Result<Written, StoreError> {
+    written.ok_or_else(|| StoreError::Corrupt("readings: a commit expecting duplicates was refused".into()))
+}
+
 /// Begins a transaction and writes the groups in it (see [`super::ReadingStore::insert_groups`]
 /// for what is written and refused).
 pub(super) async fn prepare(
@@ -158,9 +163,7 @@ pub(super) async fn prepare(
             let mut tx = s.write.begin_with("BEGIN IMMEDIATE").await?;
             phases.begin = started.elapsed();
             let written =
-                write_groups(&mut *tx, groups, ingested_at, feed, &mut phases, false).await?.ok_or_else(
-                    || StoreError::Corrupt("readings: the insert asked to be written again".into()),
-                )?;
+                careful(write_groups(&mut *tx, groups, ingested_at, feed, &mut phases, false).await?)?;
             (OpenTx::Sqlite(tx), written)
         }
         Db::Postgres(pg) => {
@@ -174,11 +177,9 @@ pub(super) async fn prepare(
                 None => {
                     tx.rollback().await?;
                     let mut tx = pg.begin().await?;
-                    let written = write_groups(&mut *tx, groups, ingested_at, feed, &mut phases, false)
-                        .await?
-                        .ok_or_else(|| {
-                            StoreError::Corrupt("readings: the insert asked to be written again".into())
-                        })?;
+                    let written = careful(
+                        write_groups(&mut *tx, groups, ingested_at, feed, &mut phases, false).await?,
+                    )?;
                     (OpenTx::Postgres(tx), written)
                 }
             }
