@@ -3,7 +3,7 @@
 //! [`PreparedInsert::commit`] commits it (see [`super::ReadingStore::prepare_groups`]).
 
 use super::{BulkInsert, CommitPhases, InsertReport, Inserted, Key, NewReading, sort_group};
-use crate::rollups::feed::{Feed, Kept};
+use crate::rollups::feed::{Feed, Kept, KeptCommit};
 use crate::{Db, StoreError, Ts};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -26,7 +26,7 @@ pub struct PreparedInsert {
     feed: Arc<Feed>,
     /// The commit's `rollup_pending` id and the readings it inserted, for the feed (`None` when
     /// nothing new was stored or the feed is not keeping).
-    kept: Option<(i64, Vec<Kept>)>,
+    kept: Option<(i64, KeptCommit)>,
 }
 
 impl std::fmt::Debug for PreparedInsert {
@@ -50,7 +50,7 @@ impl PreparedInsert {
         // Kept only once committed; a failed `COMMIT` (which may still have committed) forgets
         // the id, in case an earlier row's readings were left under it.
         match (done, self.kept) {
-            (Ok(()), Some((id, readings))) => self.feed.keep(id, readings),
+            (Ok(()), Some((id, commit))) => self.feed.keep(id, commit),
             (Err(e), kept) => {
                 if let Some((id, _)) = kept {
                     self.feed.forget(id);
@@ -69,7 +69,7 @@ impl PreparedInsert {
 /// gives the feed.
 struct Written {
     reports: Vec<InsertReport>,
-    kept: Option<(i64, Vec<Kept>)>,
+    kept: Option<(i64, KeptCommit)>,
 }
 
 /// The body of a group commit on the open transaction's connection (either backend's): the
@@ -139,6 +139,7 @@ async fn write_groups<C: BulkInsert>(
         id = Some(conn.log_marks(at, crate::rollups::pending::encode(&marks)?, feed.token()).await?);
     }
     phases.marks = t0.elapsed();
+    let kept = kept.map(|readings| KeptCommit { marks, readings });
     Ok(Some(Written { reports, kept: id.zip(kept) }))
 }
 
@@ -172,16 +173,16 @@ pub(super) async fn prepare(
             // Expecting only new readings first (the usual case, and the cheaper insert); a
             // resent one aborts that transaction, and the commit is written again in a new one
             // that sorts duplicates and conflicts out.
-            match write_groups(&mut *tx, groups, ingested_at, feed, &mut phases, true).await? {
-                Some(written) => (OpenTx::Postgres(tx), written),
-                None => {
-                    tx.rollback().await?;
-                    let mut tx = pg.begin().await?;
-                    let written = careful(
-                        write_groups(&mut *tx, groups, ingested_at, feed, &mut phases, false).await?,
-                    )?;
-                    (OpenTx::Postgres(tx), written)
-                }
+            if let Some(written) =
+                write_groups(&mut *tx, groups, ingested_at, feed, &mut phases, true).await?
+            {
+                (OpenTx::Postgres(tx), written)
+            } else {
+                tx.rollback().await?;
+                let mut tx = pg.begin().await?;
+                let written =
+                    careful(write_groups(&mut *tx, groups, ingested_at, feed, &mut phases, false).await?)?;
+                (OpenTx::Postgres(tx), written)
             }
         }
     };

@@ -33,12 +33,20 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Readings kept at most (24 bytes each while their commit waits for the fold, 16 after): a
-/// few rounds of 100,000 readings/s, ~50 MB.
+/// Readings kept at most (24 bytes each while their commit waits for the fold, with at most one
+/// 32-byte mark each; 16 bytes after): a few rounds of 100,000 readings/s, ~50 MB.
 pub const MAX_READINGS: usize = 2_000_000;
 
 /// A reading a commit inserted: (device, µs, value).
 pub(crate) type Kept = (i64, i64, f64);
+
+/// What is kept of a commit: its marks (as in its `rollup_pending` row, which the fold then
+/// need not read and decode) and the readings it inserted.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct KeptCommit {
+    pub(crate) marks: Vec<super::pending::Mark>,
+    pub(crate) readings: Vec<Kept>,
+}
 
 /// A device's mark as this store's fold left it, with the readings of the commits it merged.
 #[derive(Debug)]
@@ -68,7 +76,7 @@ impl FedMark {
 #[derive(Debug, Default)]
 struct State {
     /// Committed and not yet folded: `rollup_pending` id → the readings that commit inserted.
-    commits: HashMap<i64, Vec<Kept>>,
+    commits: HashMap<i64, KeptCommit>,
     /// Folded: per device, its mark as this store's last fold of it left it.
     marks: HashMap<i64, FedMark>,
     /// Readings held in `commits` and `marks`.
@@ -139,50 +147,50 @@ impl Feed {
     }
 
     /// A commit whose `rollup_pending` row is `id` committed these readings.
-    pub(crate) fn keep(&self, id: i64, readings: Vec<Kept>) {
+    pub(crate) fn keep(&self, id: i64, commit: KeptCommit) {
         let mut s = self.state();
         if let Some(old) = s.commits.remove(&id) {
-            s.held -= old.len();
+            s.held -= old.readings.len();
         }
-        if s.stopped || s.held + readings.len() > MAX_READINGS {
+        if s.stopped || s.held + commit.readings.len() > MAX_READINGS {
             // Nothing folds here often enough (another instance runs the rollup job, or it is
             // far behind): what waits is let go too, and nothing is kept until a fold here.
-            let dropped: usize = s.commits.drain().map(|(_, r)| r.len()).sum();
+            let dropped: usize = s.commits.drain().map(|(_, c)| c.readings.len()).sum();
             s.held -= dropped;
             s.stopped = true;
             return;
         }
-        s.held += readings.len();
-        s.commits.insert(id, readings);
+        s.held += commit.readings.len();
+        s.commits.insert(id, commit);
     }
 
     /// The commit of row `id` failed (or may have): whatever is kept under that id goes.
     pub(crate) fn forget(&self, id: i64) {
         let mut s = self.state();
         if let Some(old) = s.commits.remove(&id) {
-            s.held -= old.len();
+            s.held -= old.readings.len();
         }
     }
 
     /// For a fold: the kept readings of these rows (ids), taken out; entries of rows with a
     /// smaller id than the largest given that were not given were folded by someone else and
     /// are dropped. Keeping starts again.
-    pub(crate) fn take_commits(&self, ids: &[i64]) -> HashMap<i64, Vec<Kept>> {
+    pub(crate) fn take_commits(&self, ids: &[i64]) -> HashMap<i64, KeptCommit> {
         let mut s = self.state();
         s.stopped = false;
         let mut out = HashMap::new();
         for id in ids {
-            if let Some(r) = s.commits.remove(id) {
-                s.held -= r.len();
-                out.insert(*id, r);
+            if let Some(c) = s.commits.remove(id) {
+                s.held -= c.readings.len();
+                out.insert(*id, c);
             }
         }
         if let Some(&max) = ids.iter().max() {
             let mut dropped = 0;
-            s.commits.retain(|&id, r| {
+            s.commits.retain(|&id, c| {
                 let keep = id > max;
                 if !keep {
-                    dropped += r.len();
+                    dropped += c.readings.len();
                 }
                 keep
             });
@@ -264,38 +272,42 @@ impl Feed {
 mod tests {
     use super::*;
 
+    fn commit(readings: Vec<Kept>) -> KeptCommit {
+        KeptCommit { marks: Vec::new(), readings }
+    }
+
     #[test]
     fn kept_commits_are_taken_once_and_older_ones_dropped() {
         let feed = Feed::new();
-        feed.keep(3, vec![(1, 10, 1.0)]);
-        feed.keep(5, vec![(1, 20, 2.0), (2, 20, 3.0)]);
-        feed.keep(9, vec![(2, 30, 4.0)]);
+        feed.keep(3, commit(vec![(1, 10, 1.0)]));
+        feed.keep(5, commit(vec![(1, 20, 2.0), (2, 20, 3.0)]));
+        feed.keep(9, commit(vec![(2, 30, 4.0)]));
         assert_eq!(feed.held(), 4);
         let taken = feed.take_commits(&[5]);
         assert_eq!(taken.len(), 1);
-        assert_eq!(taken[&5].len(), 2);
+        assert_eq!(taken[&5].readings.len(), 2);
         // 3 is older than 5 and was not given: folded elsewhere. 9 is newer and stays.
         assert_eq!(feed.held(), 1);
         assert!(feed.take_commits(&[5]).is_empty());
-        assert_eq!(feed.take_commits(&[9])[&9], vec![(2, 30, 4.0)]);
+        assert_eq!(feed.take_commits(&[9])[&9], commit(vec![(2, 30, 4.0)]));
         assert_eq!(feed.held(), 0);
     }
 
     #[test]
     fn a_failed_commit_is_forgotten_and_the_bound_stops_keeping_until_a_fold() {
         let feed = Feed::new();
-        feed.keep(1, vec![(1, 1, 1.0)]);
+        feed.keep(1, commit(vec![(1, 1, 1.0)]));
         feed.forget(1);
         assert_eq!(feed.held(), 0);
-        feed.keep(2, vec![(1, 1, 1.0); MAX_READINGS]);
+        feed.keep(2, commit(vec![(1, 1, 1.0); MAX_READINGS]));
         assert!(feed.keeping());
-        feed.keep(3, vec![(1, 2, 1.0)]);
+        feed.keep(3, commit(vec![(1, 2, 1.0)]));
         assert!(!feed.keeping(), "past the bound");
         assert_eq!(feed.held(), 0, "what waited is let go");
-        feed.keep(4, vec![(1, 3, 1.0)]);
+        feed.keep(4, commit(vec![(1, 3, 1.0)]));
         assert!(feed.take_commits(&[2, 3, 4]).is_empty());
         assert!(feed.keeping(), "a fold starts keeping again");
-        feed.keep(5, vec![(1, 4, 1.0)]);
+        feed.keep(5, commit(vec![(1, 4, 1.0)]));
         assert_eq!(feed.take_commits(&[5]).len(), 1);
     }
 

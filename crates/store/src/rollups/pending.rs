@@ -9,7 +9,7 @@
 //! spans per device) before each round. A crash loses nothing: the row commits with the readings
 //! it names, and the fold deletes it in the transaction that merges it.
 
-use super::feed::{FedMark, Feed, Kept};
+use super::feed::{FedMark, Feed, Kept, KeptCommit};
 use crate::{Db, StoreError, Ts};
 use sqlx::AssertSqlSafe;
 use std::collections::{BTreeMap, HashMap};
@@ -24,7 +24,7 @@ const FOLD_COMMITS: i64 = 5_000;
 /// Devices merged per statement on SQLite (seven parameters each).
 const MERGE_CHUNK: usize = 500;
 
-/// Commit ids deleted per statement on SQLite.
+/// Commit ids deleted (or read) per statement on SQLite.
 const DELETE_CHUNK: usize = 5_000;
 
 /// A mark merged with the one already there: the span widened, and `marked_at` always moved
@@ -88,28 +88,34 @@ struct Folding {
     kept: HashMap<i64, Vec<(i64, f64)>>,
 }
 
-/// The commits' rows (id, time, marks) merged per device, with what this store kept of them
-/// (by id). A device is fed when every commit marking it was kept, all of one tenant.
-fn merge_rows(
-    rows: Vec<(i64, Ts, String)>,
-    mut kept: HashMap<i64, Vec<Kept>>,
-) -> Result<Folding, StoreError> {
+/// A commit's marks as the fold has them: kept by this store (with its readings), or the row's
+/// JSON.
+enum Source {
+    Kept(KeptCommit),
+    Text(String),
+}
+
+/// The commits' rows (id, time, marks) merged per device. A device is fed when every commit
+/// marking it was kept, all of one tenant.
+fn merge_rows(rows: Vec<(i64, Ts, Source)>) -> Result<Folding, StoreError> {
     let mut merged = Merged::new();
     let mut ids = Vec::with_capacity(rows.len());
     // Per device: its tenant while every commit marking it is kept, `None` once one is not.
     let mut whole: HashMap<i64, Option<i64>> = HashMap::new();
     let mut readings: Vec<Vec<Kept>> = Vec::new();
-    for (id, at, marks) in rows {
-        let marks = decode(&marks)?;
-        let this = kept.remove(&id);
+    for (id, at, source) in rows {
+        let (marks, kept) = match source {
+            Source::Kept(commit) => (commit.marks, Some(commit.readings)),
+            Source::Text(text) => (decode(&text)?, None),
+        };
         for &(device, tenant, _, _) in &marks {
             let w = whole.entry(device).or_insert(Some(tenant));
-            if this.is_none() || *w != Some(tenant) {
+            if kept.is_none() || *w != Some(tenant) {
                 *w = None;
             }
         }
         merge(&mut merged, at, marks);
-        readings.extend(this);
+        readings.extend(kept);
         ids.push(id);
     }
     let mut fed: HashMap<i64, Vec<(i64, f64)>> =
@@ -134,23 +140,43 @@ type Upserted = (i64, i64, Ts, Ts, Ts, i64, i64);
 pub(super) async fn fold(db: &Db, feed: &Feed) -> Result<usize, StoreError> {
     let fold_id = Feed::new_id();
     let (n, made_whole, not_whole) = in_tx!(db, |tx| {
-        let rows: Vec<(i64, Ts, String, i64)> =
-            sqlx::query_as("SELECT id, marked_at, marks, feed FROM rollup_pending ORDER BY id LIMIT $1")
-                .bind(FOLD_COMMITS)
-                .fetch_all(&mut *tx)
-                .await?;
+        // This store's commits' marks are not read: it kept them (a few megabytes of JSON a
+        // round at half load, and their decoding).
+        let rows: Vec<(i64, Ts, Option<String>)> = sqlx::query_as(
+            "SELECT id, marked_at, CASE WHEN feed = $2 THEN NULL ELSE marks END \
+             FROM rollup_pending ORDER BY id LIMIT $1",
+        )
+        .bind(FOLD_COMMITS)
+        .bind(feed.token())
+        .fetch_all(&mut *tx)
+        .await?;
         if rows.is_empty() {
             return Ok((0, Vec::new(), Vec::new()));
         }
-        let ours: Vec<i64> = rows.iter().filter(|r| r.3 == feed.token()).map(|r| r.0).collect();
-        let kept = feed.take_commits(&ours);
-        let rows: Vec<(i64, Ts, String)> =
-            rows.into_iter().map(|(id, at, marks, _)| (id, at, marks)).collect();
+        let ours: Vec<i64> = rows.iter().filter(|r| r.2.is_none()).map(|r| r.0).collect();
+        let mut kept = feed.take_commits(&ours);
+        // Ours but no longer kept (past the bound, or committed as the fold began): read.
+        let unkept: Vec<i64> = ours.iter().copied().filter(|id| !kept.contains_key(id)).collect();
+        let mut texts = if unkept.is_empty() { HashMap::new() } else { tx.pending_marks(&unkept).await? };
+        let rows: Vec<(i64, Ts, Source)> = rows
+            .into_iter()
+            .filter_map(|(id, at, marks)| {
+                let source = match marks {
+                    Some(text) => Source::Text(text),
+                    None => match kept.remove(&id) {
+                        Some(commit) => Source::Kept(commit),
+                        // Gone since the first read: another instance folded it.
+                        None => Source::Text(texts.remove(&id)?),
+                    },
+                };
+                Some((id, at, source))
+            })
+            .collect();
         // Off the async threads: at half load a round folds a couple of thousand small commits,
         // a quarter of a million marks of JSON (tens of milliseconds of CPU), which on one of
         // the runtime's threads held up the sessions and the writer queued behind it (the
         // PUBACK tail while the refresh ran, `tds bench ingest` on PostgreSQL).
-        let mut folding = tokio::task::spawn_blocking(move || merge_rows(rows, kept))
+        let mut folding = tokio::task::spawn_blocking(move || merge_rows(rows))
             .await
             .map_err(|e| StoreError::Corrupt(format!("rollup marks: the fold stopped: {e}")))??;
         // Per device: (feed, feed_from) for the upsert.
@@ -212,6 +238,8 @@ trait FoldMarks {
     ) -> Result<Vec<Upserted>, sqlx::Error>;
     /// Deletes the folded commits' rows.
     async fn delete_pending(&mut self, ids: &[i64]) -> Result<(), sqlx::Error>;
+    /// The marks (JSON) of these commits' rows, by id.
+    async fn pending_marks(&mut self, ids: &[i64]) -> Result<HashMap<i64, String>, sqlx::Error>;
 }
 
 impl FoldMarks for sqlx::PgConnection {
@@ -241,6 +269,15 @@ impl FoldMarks for sqlx::PgConnection {
     async fn delete_pending(&mut self, ids: &[i64]) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM rollup_pending WHERE id = ANY($1)").bind(ids).execute(&mut *self).await?;
         Ok(())
+    }
+
+    async fn pending_marks(&mut self, ids: &[i64]) -> Result<HashMap<i64, String>, sqlx::Error> {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, marks FROM rollup_pending WHERE id = ANY($1)")
+                .bind(ids)
+                .fetch_all(&mut *self)
+                .await?;
+        Ok(rows.into_iter().collect())
     }
 }
 
@@ -288,5 +325,21 @@ impl FoldMarks for sqlx::SqliteConnection {
             q.execute(&mut *self).await?;
         }
         Ok(())
+    }
+
+    async fn pending_marks(&mut self, ids: &[i64]) -> Result<HashMap<i64, String>, sqlx::Error> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(DELETE_CHUNK) {
+            let sql = format!(
+                "SELECT id, marks FROM rollup_pending WHERE id IN ({})",
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query_as::<_, (i64, String)>(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id);
+            }
+            out.extend(q.fetch_all(&mut *self).await?);
+        }
+        Ok(out)
     }
 }

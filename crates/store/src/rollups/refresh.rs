@@ -196,8 +196,8 @@ impl RollupStore<'_> {
             devices = touched.len(),
             rows,
             fold_ms = folded.as_secs_f64() * 1e3,
-            read_and_compute_ms = (computed - folded).as_secs_f64() * 1e3,
-            write_ms = (started.elapsed() - computed).as_secs_f64() * 1e3,
+            read_and_compute_ms = computed.saturating_sub(folded).as_secs_f64() * 1e3,
+            write_ms = started.elapsed().saturating_sub(computed).as_secs_f64() * 1e3,
             "rollup round"
         );
         Ok(touched)

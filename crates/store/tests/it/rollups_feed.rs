@@ -191,7 +191,42 @@ async fn a_late_reading_recomputes_from_the_database(db: TestDb) {
     s.check(40).await;
 }
 
+/// Runs `sql` on the test database directly.
+async fn execute(db: &TestDb, sql: &str) {
+    match db.store.db() {
+        tds_store::Db::Postgres(_) => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+        }
+        tds_store::Db::Sqlite(_) => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+        }
+    }
+}
+
+/// A commit row with this store's token whose readings and marks it did not keep (as when it
+/// let them go at its bound): the fold reads its marks from the row, and its device is read.
+async fn a_commit_of_ours_not_kept_is_read_from_its_row(db: TestDb) {
+    let s = Setup::new(&db).await;
+    s.put(&s.a, 0..10).await;
+    refresh(&s.a).await;
+    s.put(&s.a, 30..50).await;
+    s.put(&s.b, 10..30).await;
+    // The other store's commit, the later row, made to look like ours.
+    execute(
+        &db,
+        "UPDATE rollup_pending SET feed = (SELECT feed FROM rollup_pending WHERE id = \
+         (SELECT MIN(id) FROM rollup_pending)) WHERE id = (SELECT MAX(id) FROM rollup_pending)",
+    )
+    .await;
+    refresh(&s.a).await;
+    assert_eq!(s.a.rollup_feed_counts(), counts(0, 2));
+    s.check(50).await;
+}
+
 per_backend!(
+    a_commit_of_ours_not_kept_is_read_from_its_row,
     a_device_going_on_from_its_hour_takes_its_readings_from_memory,
     commits_of_another_instance_in_the_mark_are_read_back,
     the_other_instance_folding_or_refreshing_our_commits_reads_them_back,
