@@ -178,13 +178,26 @@ impl<'a> CertificateStore<'a> {
         replace: bool,
         by: Option<UserId>,
     ) -> Result<Certificate, StoreError> {
+        Ok(self.record_issued_superseding(tenant, gateway, new, replace, by).await?.0)
+    }
+
+    /// [`Self::record_issued`], also answering whether an active certificate was superseded
+    /// (revoked): only then has the CRL something new to say.
+    pub async fn record_issued_superseding(
+        &self,
+        tenant: TenantId,
+        gateway: GatewayId,
+        new: &NewCertificate,
+        replace: bool,
+        by: Option<UserId>,
+    ) -> Result<(Certificate, bool), StoreError> {
         let now = Ts::now();
         let insert = format!(
             "INSERT INTO certificates (tenant_id, gateway_id, mac, serial, fingerprint_sha256, pem, \
              key_algorithm, issued_at, expires_at, status, created_at, updated_at, created_by) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $10, $11) RETURNING {COLUMNS}"
         );
-        let row: CertificateRow = in_tx!(self.db, |tx| {
+        let (row, superseded): (CertificateRow, bool) = in_tx!(self.db, |tx| {
             let gw_mac: Option<String> =
                 sqlx::query_scalar("SELECT mac FROM gateways WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.get())
@@ -249,9 +262,9 @@ impl<'a> CertificateStore<'a> {
             )
             .fetch_one(&mut *tx)
             .await?;
-            Ok(row)
+            Ok((row, active > 0))
         })?;
-        row.try_into()
+        Ok((row.try_into()?, superseded))
     }
 
     /// Records certificates of a factory batch, issued before their gateways are registered

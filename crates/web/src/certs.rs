@@ -102,12 +102,14 @@ impl Pki {
         })
         .await
         .map_err(|e| CertError::Task(e.to_string()))??;
-        store
+        let (_, superseded) = store
             .certificates()
-            .record_issued(gateway.tenant_id, gateway.id, &record(&issued), replace, None)
+            .record_issued_superseding(gateway.tenant_id, gateway.id, &record(&issued), replace, None)
             .await?;
-        if replace {
-            // The replaced certificate is revoked (superseded): the CRL says so at once.
+        if superseded {
+            // The replaced certificate is revoked (superseded): the CRL says so at once. A first
+            // certificate revokes nothing, and signing a new list for it cost a CA signature
+            // (RSA-4096) per gateway when a fleet was provisioned.
             self.refresh_crl(store).await?;
         }
         Ok(Bundle { file_name: tds_pki::bundle_file_name(mac), zip, certificate: issued })
@@ -125,11 +127,11 @@ impl Pki {
         check_in_service(gateway)?;
         self.check_replace(store, gateway, replace).await?;
         let issued = self.files.ca.sign_csr(csr_pem, gateway.mac, self.device_cert_days)?;
-        store
+        let (_, superseded) = store
             .certificates()
-            .record_issued(gateway.tenant_id, gateway.id, &record(&issued), replace, None)
+            .record_issued_superseding(gateway.tenant_id, gateway.id, &record(&issued), replace, None)
             .await?;
-        if replace {
+        if superseded {
             self.refresh_crl(store).await?;
         }
         Ok(issued)

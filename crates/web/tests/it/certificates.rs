@@ -44,10 +44,12 @@ async fn an_admin_issues_a_bundle_and_the_key_is_only_in_it(db: TestDb) {
     let resp = post_raw(&c, &format!("/gateways/{}/certificate", g.id), &[("key", "rsa2048")]).await;
     assert_eq!(resp.status(), 422);
     assert!(resp.text().await.unwrap().contains("já tem um certificado ativo"));
+    let crl_before = crl_number(&app).await;
     let resp =
         post_raw(&c, &format!("/gateways/{}/certificate", g.id), &[("key", "rsa2048"), ("replace", "on")])
             .await;
     assert_eq!(resp.status(), 200);
+    assert_eq!(crl_number(&app).await, crl_before + 1, "the superseded certificate is on a new CRL at once");
     let all = app.store.certificates().for_gateway(t.id, g.id).await.unwrap();
     assert_eq!(all.iter().filter(|c| c.status == CertificateStatus::Active).count(), 1);
     assert_eq!(all.iter().filter(|c| c.status == CertificateStatus::Superseded).count(), 1);
@@ -59,6 +61,24 @@ async fn an_admin_issues_a_bundle_and_the_key_is_only_in_it(db: TestDb) {
     assert_eq!(list.text_of("cert-total").as_deref(), Some("1"));
     let audit = app.store.audit().list(t.id, &Default::default(), tds_store::Page::default()).await.unwrap();
     assert_eq!(audit.items.iter().filter(|e| e.action == "cert.issue").count(), 2);
+
+    // A first certificate asked with "replace" revokes nothing: no new CRL is signed for it.
+    let g2 = fixtures::gateway(&app.store, t.id, "aa:bb:cc:00:00:02", "GW2").await;
+    let crl_before = crl_number(&app).await;
+    let resp = post_raw(
+        &c,
+        &format!("/gateways/{}/certificate", g2.id),
+        &[("key", "ecdsa-p256"), ("replace", "on")],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(app.store.certificates().for_gateway(t.id, g2.id).await.unwrap().len(), 1);
+    assert_eq!(crl_number(&app).await, crl_before, "no CRL for a certificate that replaced none");
+}
+
+/// The number of the stored CRL (0 when none was issued yet).
+async fn crl_number(app: &TestApp) -> i64 {
+    app.store.certificates().crl().await.unwrap().map_or(0, |c| c.number)
 }
 
 async fn revoking_from_the_page_records_the_reason_and_reissues_the_crl(db: TestDb) {
