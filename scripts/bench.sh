@@ -37,9 +37,11 @@
 #                                     seconds (default 60; 3600 for a fleet that stays idle, the
 #                                     gateways starting spread over one interval) in another:
 #                                     gateways held connected and the server's memory (RSS), sampled
-#                                     every 10 s for SECONDS (default 240) after the fleet is up;
-#                                     N is bounded by the open-file hard limit (ulimit -Hn) of each
-#                                     process, and the ephemeral ports are widened when N needs it
+#                                     every 10 s for SECONDS (default 240) after the fleet is up.
+#                                     A fleet past the open-file hard limit (ulimit -Hn) of one
+#                                     process is shared by several `tds serve` instances on one
+#                                     PostgreSQL, each with a simulator of its own (TDS_BENCH_INSTANCES=K
+#                                     sets how many); the ephemeral ports are widened when needed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
@@ -66,57 +68,106 @@ if [ "$bench" = connections ]; then
   seconds=${2:-240}
   interval=${3:-60}
   # Each gateway is a socket in `tds serve` and another in `tds simulate`: both processes need
-  # as many open files (they raise their soft limit to the hard one themselves).
+  # as many open files (they raise their soft limit to the hard one themselves). A fleet larger
+  # than one process may hold is shared by several `tds serve` instances on one PostgreSQL
+  # database (each with its own device endpoint, as behind a TCP load balancer), each with a
+  # simulator of its own share; TDS_BENCH_INSTANCES=K asks for K of them whatever the limit.
   files=$(ulimit -Hn)
-  if [ "$files" != unlimited ] && [ "$gateways" -gt $((files - 500)) ]; then
-    echo "bench connections: $gateways gateways need $gateways open files in each of tds serve and tds simulate;" \
-      "this machine allows $files per process (ulimit -Hn), so at most $((files - 500)) here." \
-      "Raise the hard limit (limits.conf, systemd LimitNOFILE) as root to go further." >&2
-    exit 1
+  instances=${TDS_BENCH_INSTANCES:-1}
+  # Room is left in each process for the database's connections, the simulator's retries and
+  # the sessions a reconnecting gateway leaves behind until they time out: a first run of 50,000
+  # on three instances (16,667 each, 20,000 files) ran out of files.
+  room=$((files - 5000))
+  if [ "$files" != unlimited ] && [ -z "${TDS_BENCH_INSTANCES:-}" ] && [ "$gateways" -gt "$room" ]; then
+    instances=$(( (gateways + room - 1) / room ))
+    echo "== $gateways gateways need $gateways open files in each of tds serve and tds simulate; this" \
+      "machine allows $files per process (ulimit -Hn): $instances instances of each, on one PostgreSQL"
   fi
-  # The whole fleet connects from 127.0.0.1 to one port: the ephemeral port range bounds it
-  # (28,231 ports by default). Widened for the run when the fleet needs more, then put back.
+  share=$(( (gateways + instances - 1) / instances ))
+  # The whole fleet connects from 127.0.0.1: the ephemeral port range bounds the connections to
+  # one port (28,231 ports by default). Widened for the run when the fleet needs more, then put back.
   ports=/proc/sys/net/ipv4/ip_local_port_range
   read -r port_lo port_hi <"$ports"
   restore_ports=
-  if [ "$gateways" -gt $((port_hi - port_lo - 1000)) ]; then
+  if [ "$share" -gt $((port_hi - port_lo - 1000)) ]; then
     echo "1024 65535" >"$ports" \
-      || { echo "bench connections: $gateways gateways need more than $((port_hi - port_lo)) ephemeral ports; widen $ports" >&2; exit 1; }
+      || { echo "bench connections: $share gateways need more than $((port_hi - port_lo)) ephemeral ports; widen $ports" >&2; exit 1; }
     restore_ports="$port_lo $port_hi"
     echo "== ephemeral ports widened to 1024-65535 for the run (were $port_lo-$port_hi)"
   fi
+  if [ "$instances" -gt 1 ] || [ "${TDS_BENCH_DB:-sqlite}" = postgres ]; then
+    bench_pg_start
+    export TDS_DATABASE_URL="$PG_URL"
+  fi
   dir=$(mktemp -d /tmp/tds-conn.XXXXXX)
-  trap 'kill $serve_pid $sim_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"; [ -z "$restore_ports" ] || echo "$restore_ports" >"$ports"' EXIT
-  export TDS_DATA_DIR="$dir" TDS_HTTP_ADDR="127.0.0.1:$(free_port)" TDS_MQTT_ADDR="127.0.0.1:$(free_port)"
+  serve_pids=() sim_pids=() https=()
+  # (after pg_start, whose own EXIT trap this one replaces and calls)
+  trap 'kill "${serve_pids[@]}" "${sim_pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"; [ -z "$restore_ports" ] || echo "$restore_ports" >"$ports"; pg_stop' EXIT
+  export TDS_DATA_DIR="$dir"
   # The whole fleet connects from 127.0.0.1: lift the per-address connection limit (5 a second by
   # default, against one misbehaving source among many), which would take it half an hour.
   export TDS_MQTT_CONNECTS_PER_SECOND_PER_IP=100000 TDS_MQTT_CONNECT_BURST_PER_IP=100000
   ulimit -n "$(ulimit -Hn)"
-  "$tds" serve >"$dir/serve.log" 2>&1 &
-  serve_pid=$!
-  until curl -fsS "http://$TDS_HTTP_ADDR/readyz" >/dev/null 2>&1; do sleep 0.5; done
-  base=$(rss_mb $serve_pid)
-  echo "== tds serve (pid $serve_pid) ready: RSS $base MB with no gateway"
-  "$tds" simulate --tenant Bench --gateways "$gateways" --devices 1 --interval "$interval" --faults none \
-    --connect-rate 500 --report-every 30 --duration $((seconds + gateways / 400 + 60)) >"$dir/simulate.log" 2>&1 &
-  sim_pid=$!
-  echo "== tds simulate: $gateways gateways, one batch every $interval s each (provisioning, then 500 connections/s)"
-  start=$(date +%s); peak=0; held=0
-  while kill -0 $sim_pid 2>/dev/null; do
+  # The instances share the data directory (its pki/: one CA) and the database; the first one
+  # creates both before the others start.
+  bases=() mqtt_ports=()
+  for i in $(seq 1 "$instances"); do
+    http="127.0.0.1:$(free_port)" mqtt_port=$(free_port)
+    TDS_HTTP_ADDR="$http" TDS_MQTT_ADDR="127.0.0.1:$mqtt_port" "$tds" serve >"$dir/serve-$i.log" 2>&1 &
+    serve_pids+=($!) https+=("$http") mqtt_ports+=("$mqtt_port")
+    until curl -fsS "http://$http/readyz" >/dev/null 2>&1; do sleep 0.5; done
+  done
+  for i in $(seq 0 $((instances - 1))); do bases+=("$(rss_mb "${serve_pids[$i]}")"); done
+  echo "== tds serve ready ($instances instance(s), pids ${serve_pids[*]}): RSS ${bases[*]} MB with no gateway"
+  # The server's TLS handshakes (RSA-4096 signatures) bound how fast the fleet can connect: the
+  # simulators share 500 new connections a second (300 with several instances, whose simulators
+  # and servers share the same two cores).
+  rate=500; [ "$instances" = 1 ] || rate=$(( 300 / instances ))
+  for i in $(seq 0 $((instances - 1))); do
+    first=$(( i * share )); n=$(( gateways - first < share ? gateways - first : share ))
+    tenant=Bench; [ "$instances" = 1 ] || tenant="Bench-$((i + 1))"
+    "$tds" simulate --tenant "$tenant" --first-gateway "$first" --gateways "$n" --devices 1 --interval "$interval" \
+      --faults none --connect-rate "$rate" --report-every 10 --mqtt-port "${mqtt_ports[$i]}" \
+      --duration $((seconds + gateways / 150 + 120)) >"$dir/simulate-$i.log" 2>&1 &
+    sim_pids+=($!)
+  done
+  echo "== tds simulate ($instances): $gateways gateways, one batch every $interval s each (provisioning, then $rate connections/s each)"
+  # Gateways connected, as the simulators count them (the servers' connection gauge also
+  # counts sessions that a reconnecting gateway left behind until they time out).
+  all_connected() {
+    local sum=0 n
+    for f in "$dir"/simulate-*.log; do
+      n=$(awk '$2 == "connected;" {n = $1} END {print n + 0}' "$f"); sum=$((sum + n))
+    done
+    echo $sum
+  }
+  server_connections() { for h in "${https[@]}"; do n=$(connected "$h"); echo "${n%.*}"; done | xargs; }
+  start=$(date +%s); held=0; peaks=() per=()
+  for i in $(seq 0 $((instances - 1))); do peaks+=(0); done
+  while kill -0 "${sim_pids[0]}" 2>/dev/null; do
     sleep 10
-    n=$(connected "$TDS_HTTP_ADDR"); n=${n:-0}; rss=$(rss_mb $serve_pid)
-    echo "  $(( $(date +%s) - start )) s: ${n%.*} gateways connected, server RSS $rss MB, simulator RSS $(rss_mb $sim_pid 2>/dev/null || echo -) MB"
-    [ "${n%.*}" -ge "$gateways" ] && [ "$held" = 0 ] && held=$(date +%s)
-    [ "$rss" -gt "$peak" ] && peak=$rss
+    n=$(all_connected) rss=()
+    for i in $(seq 0 $((instances - 1))); do
+      r=$(rss_mb "${serve_pids[$i]}"); rss+=("$r")
+      [ "$r" -gt "${peaks[$i]}" ] && peaks[i]=$r
+    done
+    echo "  $(( $(date +%s) - start )) s: $n gateways connected (server connections $(server_connections)), server RSS ${rss[*]} MB, simulator RSS $(for p in "${sim_pids[@]}"; do echo "$(rss_mb "$p" 2>/dev/null || echo -)"; done | xargs) MB"
+    [ "$n" -ge "$gateways" ] && [ "$held" = 0 ] && held=$(date +%s)
     if [ "$held" != 0 ] && [ $(( $(date +%s) - held )) -ge "$seconds" ]; then break; fi
   done
-  n=$(connected "$TDS_HTTP_ADDR")
-  echo "== $gateways gateways: ${n%.*} connected at the end; server RSS $(rss_mb $serve_pid) MB (peak $peak MB), $(( ((peak - base) * 1024) / (gateways > 0 ? gateways : 1) )) KB per gateway at peak above the server with none"
-  tail -n 3 "$dir/simulate.log"
-  echo "server log lines with error/refused: $(grep -ciE "error|refused" "$dir/serve.log" || true)"
-  refusals=$(curl -fsS "http://$TDS_HTTP_ADDR/metrics" \
-    | awk -F'[{}"]' '/^tds_ingest_refusals_total\{/ {printf "%s %s  ", $3, $5}' || true)
-  echo "connections the server refused, by reason: ${refusals:-none}"
+  for i in $(seq 0 $((instances - 1))); do
+    first=$(( i * share )); n=$(( gateways - first < share ? gateways - first : share ))
+    per+=("$(( ((peaks[i] - bases[i]) * 1024) / (n > 0 ? n : 1) ))")
+  done
+  if [ "$held" != 0 ]; then held_for="held for $(( $(date +%s) - held )) s"; else held_for="never all connected"; fi
+  echo "== $gateways gateways: $(all_connected) connected at the end ($held_for); server RSS now $(for p in "${serve_pids[@]}"; do echo "$(rss_mb "$p")"; done | xargs) MB (peak ${peaks[*]} MB), ${per[*]} KB per gateway at peak above the server with none"
+  for i in $(seq 0 $((instances - 1))); do tail -n 3 "$dir/simulate-$i.log"; done
+  echo "server log lines with error/refused: $(cat "$dir"/serve-*.log | grep -ciE "error|refused" || true)"
+  for h in "${https[@]}"; do
+    refusals=$(curl -fsS "http://$h/metrics" \
+      | awk -F'[{}"]' '/^tds_ingest_refusals_total\{/ {printf "%s %s  ", $3, $5}' || true)
+    echo "connections the server ($h) refused, by reason: ${refusals:-none}"
+  done
   exit 0
 fi
 

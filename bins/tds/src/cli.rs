@@ -476,6 +476,10 @@ pub struct SimulateArgs {
     /// Virtual gateways (created in the tenant on the first run, reused afterwards).
     #[arg(long, default_value_t = 10)]
     pub gateways: usize,
+    /// Index of the first of them: `--first-gateway 20000 --gateways 10000` runs SIM-20001 to
+    /// SIM-30000, so that several simulators (one per server instance) share no gateway.
+    #[arg(long, default_value_t = 0)]
+    pub first_gateway: usize,
     /// Meters per gateway (1..32): water, energy and gas registers, temperature, pressure, …
     #[arg(long, default_value_t = 4)]
     pub devices: usize,

@@ -47,6 +47,7 @@ pub async fn run(
     pki.device_cert_days = DEMO_CERT_DAYS.min(config.device_cert_days);
     let plan = Plan {
         tenant: TENANT.into(),
+        first: 0,
         gateways: args.gateways.max(1),
         devices: args.devices.clamp(1, 32),
         interval: Duration::from_secs(args.interval.max(1)),

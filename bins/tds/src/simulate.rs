@@ -30,6 +30,8 @@ use tokio::sync::watch;
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub tenant: String,
+    /// The simulated gateways' indexes: `first..first + gateways` (see [`simulated_mac`]).
+    pub first: usize,
     pub gateways: usize,
     pub devices: usize,
     /// How often each gateway reports.
@@ -47,8 +49,8 @@ pub fn simulated_mac(index: usize) -> Mac {
 }
 
 pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<()> {
-    if args.gateways == 0 || args.gateways > 1 << 24 {
-        bail!("--gateways must be between 1 and 16777216");
+    if args.gateways == 0 || args.first_gateway.saturating_add(args.gateways) > 1 << 24 {
+        bail!("--gateways must be at least 1, and --first-gateway + --gateways at most 16777216");
     }
     if !(1..=32).contains(&args.devices) {
         bail!("--devices must be between 1 and 32 (a gateway has at most 32 devices)");
@@ -61,6 +63,7 @@ pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("--faults {:?}: expected none, field or heavy", args.faults))?;
     let plan = Plan {
         tenant: args.tenant.clone(),
+        first: args.first_gateway,
         gateways: args.gateways,
         devices: args.devices,
         interval: Duration::from_secs(args.interval),
@@ -183,7 +186,13 @@ pub async fn provision(
     dir: &Path,
     plan: &Plan,
 ) -> anyhow::Result<(TenantId, Vec<GatewaySpec>)> {
-    let tenant = ensure_tenant(store, &plan.tenant, plan.gateways, plan.gateways * plan.devices).await?;
+    let tenant = ensure_tenant(
+        store,
+        &plan.tenant,
+        plan.first + plan.gateways,
+        (plan.first + plan.gateways) * plan.devices,
+    )
+    .await?;
     let gateways = ensure_gateways(store, tenant, plan).await?;
     ensure_devices(store, tenant, &gateways, plan.devices).await?;
     let (registers, last_reported) = registers(store, tenant).await?;
@@ -298,7 +307,8 @@ async fn ensure_gateways(store: &Store, tenant: TenantId, plan: &Plan) -> anyhow
         i64::try_from(plan.expected_interval.as_secs()).unwrap_or(i64::MAX).clamp(10, 86_400),
     )?;
     let mut missing = Vec::new();
-    for i in 0..plan.gateways {
+    let indexes = plan.first..plan.first + plan.gateways;
+    for i in indexes.clone() {
         let mac = simulated_mac(i);
         if !existing.contains_key(&mac) {
             let mut fields = GatewayFields::new(
@@ -321,7 +331,7 @@ async fn ensure_gateways(store: &Store, tenant: TenantId, plan: &Plan) -> anyhow
         })?;
     }
     let all = if missing.is_empty() { existing } else { gateways_by_mac(store, tenant).await? };
-    (0..plan.gateways)
+    indexes
         .map(|i| {
             all.get(&simulated_mac(i)).cloned().context("a simulated gateway vanished while provisioning")
         })
