@@ -614,8 +614,9 @@ impl BulkInsert for sqlx::SqliteConnection {
         _only_new: bool,
     ) -> Result<Inserted, sqlx::Error> {
         sqlx::query("SAVEPOINT tds_readings").execute(&mut *self).await?;
+        let sorted = in_key_order(group);
         let mut written = 0;
-        for chunk in group.chunks(SQLITE_CHUNK) {
+        for chunk in sorted.chunks(SQLITE_CHUNK) {
             let sql = sqlite_insert_sql(chunk.len(), false);
             written += sqlx::query_with(AssertSqlSafe(sql), sqlite_insert_args(chunk, tenant, at)?)
                 .execute(&mut *self)
@@ -632,7 +633,7 @@ impl BulkInsert for sqlx::SqliteConnection {
             return Ok(Inserted::NotOwned);
         }
         let mut inserted = HashSet::with_capacity(group.len());
-        for chunk in group.chunks(SQLITE_CHUNK) {
+        for chunk in sorted.chunks(SQLITE_CHUNK) {
             let sql = sqlite_insert_sql(chunk.len(), true);
             let rows: Vec<(i64, Ts)> =
                 sqlx::query_as_with(AssertSqlSafe(sql), sqlite_insert_args(chunk, tenant, at)?)
@@ -675,10 +676,21 @@ impl BulkInsert for sqlx::SqliteConnection {
     }
 }
 
+/// The group's readings in key order, a key given twice in the order given (the sort is
+/// stable, so its first reading is still the one written). SQLite inserts each row with a seek in
+/// the `(device, time)` B-tree: in key order a device's readings of a commit land on its newest
+/// leaf one after another while that page is at hand, instead of the commit's meters' pages
+/// being visited in turn once per message.
+fn in_key_order(group: &[NewReading]) -> Vec<&NewReading> {
+    let mut sorted: Vec<&NewReading> = group.iter().collect();
+    sorted.sort_by_key(|r| (r.device_id, r.time));
+    sorted
+}
+
 /// The parameters of one chunk's insert, in [`sqlite_insert_sql`]'s order (with or without
 /// `RETURNING`).
 fn sqlite_insert_args(
-    chunk: &[NewReading],
+    chunk: &[&NewReading],
     tenant: TenantId,
     at: Ts,
 ) -> Result<sqlx::sqlite::SqliteArguments, sqlx::Error> {
