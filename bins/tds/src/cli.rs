@@ -451,6 +451,14 @@ pub struct IngestBenchArgs {
     /// server's, 0: it takes what is waiting).
     #[arg(long)]
     pub commit_delay_ms: Option<u64>,
+    /// Messages waiting for the endpoint's writer before sessions stop reading (default: the
+    /// server's, 1024); with `--commit-readings` past ten times it, commits cannot fill.
+    #[arg(long)]
+    pub queue_capacity: Option<usize>,
+    /// Readings waiting for the endpoint's writer before sessions stop reading (default: the
+    /// server's, 100000).
+    #[arg(long)]
+    pub queue_readings: Option<usize>,
     /// Keep rollups as `tds serve` does (the rollup worker runs beside the endpoint): `on`
     /// (default) or `off`, to measure what they cost.
     #[arg(long, default_value = "on")]

@@ -36,6 +36,7 @@ const ENV_KEYS: &[&str] = &[
     "mqtt_status_interval_secs",
     "mqtt_commit_max_readings",
     "mqtt_queue_capacity",
+    "mqtt_queue_readings",
     "dead_letter_max_bytes",
     "dead_letter_retention_days",
     "audit_retention_days",
@@ -124,6 +125,8 @@ pub struct Config {
     /// Messages waiting for the writer; when it is full, sessions stop reading their sockets
     /// (gateways are slowed down, nothing is held in memory beyond it).
     pub mqtt_queue_capacity: usize,
+    /// Readings waiting for the writer, the same way (a message without readings counts as one).
+    pub mqtt_queue_readings: usize,
     /// Most bytes of a refused payload a dead letter keeps (its size as received is recorded).
     pub dead_letter_max_bytes: usize,
     /// Days dead letters are kept before the daily retention job deletes them.
@@ -269,8 +272,9 @@ impl Default for Config {
             mqtt_messages_per_second: 50.0,
             mqtt_message_burst: 200,
             mqtt_status_interval_secs: 5,
-            mqtt_commit_max_readings: 10_000,
-            mqtt_queue_capacity: 1024,
+            mqtt_commit_max_readings: 100_000,
+            mqtt_queue_capacity: 16_384,
+            mqtt_queue_readings: 100_000,
             dead_letter_max_bytes: 64 * 1024,
             dead_letter_retention_days: 90,
             audit_retention_days: 730,
@@ -519,6 +523,7 @@ impl Config {
             ("mqtt_message_burst", u64::from(self.mqtt_message_burst)),
             ("mqtt_commit_max_readings", self.mqtt_commit_max_readings as u64),
             ("mqtt_queue_capacity", self.mqtt_queue_capacity as u64),
+            ("mqtt_queue_readings", self.mqtt_queue_readings as u64),
             ("dead_letter_max_bytes", self.dead_letter_max_bytes as u64),
             ("dead_letter_retention_days", u64::from(self.dead_letter_retention_days)),
             ("audit_retention_days", u64::from(self.audit_retention_days)),
@@ -564,6 +569,7 @@ impl Config {
         ingest.status_interval = Duration::from_secs(self.mqtt_status_interval_secs);
         ingest.commit_max_readings = self.mqtt_commit_max_readings;
         ingest.queue_capacity = self.mqtt_queue_capacity;
+        ingest.queue_readings = self.mqtt_queue_readings;
     }
 
     /// How long dead letters are kept.

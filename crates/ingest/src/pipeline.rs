@@ -53,6 +53,7 @@ impl Pipeline {
             store.clone(),
             WriterSettings {
                 capacity: config.queue_capacity,
+                capacity_readings: config.queue_readings,
                 max_readings: config.commit_max_readings,
                 max_delay: config.commit_max_delay,
                 events: config.events.clone(),

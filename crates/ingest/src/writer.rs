@@ -9,7 +9,10 @@
 //! acknowledgements.
 //!
 //! A full queue makes `submit` wait: sessions stop reading their sockets instead of holding
-//! messages in memory while the database catches up.
+//! messages in memory while the database catches up. The queue is bounded in messages and in
+//! readings: under a sustained load the batches grow to what waits (up to `max_readings`), and
+//! large commits are what keeps SQLite's rate at 10,000 meters, where a commit writes one page
+//! per meter whatever its size; the readings bound keeps the memory that takes in check.
 
 use crate::pipeline::list_letter;
 use crate::seen::SeenBuffer;
@@ -24,7 +27,7 @@ use tds_domain::{LiveEvent, LiveReading};
 use tds_store::readings::{NewReading, PreparedInsert, ReadingConflict};
 use tds_store::rejected::NewRejected;
 use tds_store::{Store, StoreError};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 
 /// Where a reading of a submission came from, to dead-letter it if the store finds a conflict.
 #[derive(Debug, Clone)]
@@ -52,7 +55,31 @@ pub type Done = oneshot::Receiver<Result<(), String>>;
 
 #[derive(Debug, Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<(Submission, oneshot::Sender<Result<(), String>>)>,
+    tx: mpsc::Sender<Queued>,
+    room: Room,
+}
+
+/// The queue's room for readings: one permit per reading waiting (one for a message without
+/// any), given back when the writer takes the message into a batch.
+#[derive(Debug, Clone)]
+struct Room {
+    permits: Arc<Semaphore>,
+    /// The permits in all: a message with more readings than that waits for all of them.
+    total: u32,
+}
+
+impl Room {
+    fn new(readings: usize) -> Self {
+        let total: u32 = readings.clamp(1, 1 << 30).try_into().unwrap_or(1 << 30);
+        Self { permits: Arc::new(Semaphore::new(total as usize)), total }
+    }
+
+    /// Waits for room for a message of `readings`; `None` only if the semaphore was closed,
+    /// which nothing does.
+    async fn take(&self, readings: usize) -> Option<OwnedSemaphorePermit> {
+        let wanted = u32::try_from(readings).unwrap_or(u32::MAX).clamp(1, self.total);
+        Arc::clone(&self.permits).acquire_many_owned(wanted).await.ok()
+    }
 }
 
 impl Writer {
@@ -63,16 +90,22 @@ impl Writer {
     /// second commit waited for the first's rollup marks. The one writer overlaps the next
     /// batch's inserts with the previous `COMMIT` instead, the `COMMIT`s in order.
     pub fn spawn(store: Store, settings: WriterSettings, seen: Arc<SeenBuffer>) -> Self {
-        let (tx, rx) = mpsc::channel(settings.capacity);
+        let (tx, rx) = mpsc::channel(settings.capacity.max(1));
+        let room = Room::new(settings.capacity_readings);
         tokio::spawn(run(store, rx, settings, seen));
-        Self { tx }
+        Self { tx, room }
     }
 
     /// Queues a submission; waits while the queue is full. The receiver completes after the
     /// commit (`Err` when the database refused: the message must not be acknowledged).
     pub async fn submit(&self, submission: Submission) -> Done {
         let (done_tx, done_rx) = oneshot::channel();
-        if let Err(mpsc::error::SendError((_, done))) = self.tx.send((submission, done_tx)).await {
+        let Some(room) = self.room.take(submission.readings.len()).await else {
+            let _ = done_tx.send(Err("the writer has stopped".into()));
+            return done_rx;
+        };
+        if let Err(mpsc::error::SendError(((_, done), _))) = self.tx.send(((submission, done_tx), room)).await
+        {
             let _ = done.send(Err("the writer has stopped".into()));
         }
         done_rx
@@ -82,8 +115,10 @@ impl Writer {
 /// How the writer batches.
 #[derive(Debug, Clone)]
 pub struct WriterSettings {
-    /// Messages waiting for the writer before `submit` waits.
+    /// Messages waiting for the writer before `submit` waits…
     pub capacity: usize,
+    /// …and readings (a message without any counts as one).
+    pub capacity_readings: usize,
     /// Most readings in one commit.
     pub max_readings: usize,
     /// How long to wait for more messages after the first of a batch (zero: take what is waiting).
@@ -93,6 +128,9 @@ pub struct WriterSettings {
 }
 
 type Item = (Submission, oneshot::Sender<Result<(), String>>);
+
+/// A message in the queue with its room, given back when the writer takes it.
+type Queued = (Item, OwnedSemaphorePermit);
 
 /// How often noted `last_seen` instants are written.
 const SEEN_FLUSH: Duration = Duration::from_secs(1);
@@ -109,13 +147,13 @@ enum Next {
 /// Takes the next batch: waits for a first message (or for the time to write `last_seen`), then
 /// takes what is waiting, up to `max_readings`, lingering `max_delay` for more when that is set.
 async fn next_batch(
-    rx: &mut mpsc::Receiver<Item>,
+    rx: &mut mpsc::Receiver<Queued>,
     settings: &WriterSettings,
     flush_at: Option<tokio::time::Instant>,
 ) -> Next {
     let first = tokio::select! {
         item = rx.recv() => match item {
-            Some(item) => item,
+            Some((item, _room)) => item,
             None => return Next::Closed,
         },
         () = sleep_until_some(flush_at) => return Next::FlushSeen,
@@ -125,7 +163,7 @@ async fn next_batch(
         let deadline = tokio::time::Instant::now() + settings.max_delay;
         while readings < settings.max_readings {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(item)) => {
+                Ok(Some((item, _room))) => {
                     readings += item.0.readings.len();
                     batch.push(item);
                 }
@@ -139,12 +177,16 @@ async fn next_batch(
 
 /// `first` and what is waiting behind it (under load, what arrived during the previous commit),
 /// up to `max_readings`.
-fn take_waiting(rx: &mut mpsc::Receiver<Item>, settings: &WriterSettings, first: Item) -> (Vec<Item>, usize) {
+fn take_waiting(
+    rx: &mut mpsc::Receiver<Queued>,
+    settings: &WriterSettings,
+    first: Item,
+) -> (Vec<Item>, usize) {
     let mut readings = first.0.readings.len();
     let mut batch = vec![first];
     while readings < settings.max_readings {
         match rx.try_recv() {
-            Ok(item) => {
+            Ok((item, _room)) => {
                 readings += item.0.readings.len();
                 batch.push(item);
             }
@@ -157,9 +199,9 @@ fn take_waiting(rx: &mut mpsc::Receiver<Item>, settings: &WriterSettings, first:
 /// What is waiting now, without waiting or lingering (`max_delay` applies only when the writer is
 /// idle): the next batch while a prepared one waits for its `COMMIT`, which must not be held back
 /// for company.
-fn next_waiting(rx: &mut mpsc::Receiver<Item>, settings: &WriterSettings) -> Next {
+fn next_waiting(rx: &mut mpsc::Receiver<Queued>, settings: &WriterSettings) -> Next {
     match rx.try_recv() {
-        Ok(first) => {
+        Ok((first, _room)) => {
             let (batch, readings) = take_waiting(rx, settings, first);
             crate::metrics::queue_depth(rx.len());
             Next::Batch(batch, readings)
@@ -197,7 +239,7 @@ enum Staged {
     Failed(StoreError),
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Item>, settings: WriterSettings, seen: Arc<SeenBuffer>) {
+async fn run(store: Store, mut rx: mpsc::Receiver<Queued>, settings: WriterSettings, seen: Arc<SeenBuffer>) {
     // On PostgreSQL the next batch is written on a second connection while the one before it
     // commits (its WAL flush); the COMMITs stay in the batches' order, so readings become
     // visible in the order they arrived, as with one transaction at a time. Not while a batch
@@ -481,4 +523,37 @@ async fn finish(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Room;
+    use std::time::Duration;
+
+    /// Whether `take` gets its room within a short while.
+    async fn gets(room: &Room, readings: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        tokio::time::timeout(Duration::from_millis(50), room.take(readings)).await.ok().flatten()
+    }
+
+    #[tokio::test]
+    async fn a_message_waits_until_its_readings_fit_and_the_room_comes_back_when_taken() {
+        let room = Room::new(100);
+        let first = gets(&room, 60).await.expect("room for 60 of 100");
+        assert!(gets(&room, 60).await.is_none(), "60 more do not fit while the first waits");
+        let small = gets(&room, 40).await.expect("40 fit beside the first");
+        drop(first);
+        assert!(gets(&room, 60).await.is_some(), "the first taken by the writer: room again");
+        drop(small);
+    }
+
+    #[tokio::test]
+    async fn a_message_larger_than_the_room_waits_for_all_of_it_not_forever() {
+        let room = Room::new(100);
+        let one = gets(&room, 0).await.expect("a message without readings counts as one");
+        assert!(gets(&room, 1_000).await.is_none(), "the whole room is needed, one permit is out");
+        drop(one);
+        let all = gets(&room, 1_000).await.expect("the whole room, once it is free");
+        assert!(gets(&room, 0).await.is_none(), "and nothing else meanwhile");
+        drop(all);
+    }
 }

@@ -98,6 +98,12 @@ pub async fn run(config: &Config, args: IngestBenchArgs) -> anyhow::Result<()> {
     if let Some(n) = args.commit_readings {
         ingest.commit_max_readings = n.max(1);
     }
+    if let Some(n) = args.queue_capacity {
+        ingest.queue_capacity = n.max(1);
+    }
+    if let Some(n) = args.queue_readings {
+        ingest.queue_readings = n.max(1);
+    }
     if let Some(ms) = args.commit_delay_ms {
         ingest.commit_max_delay = Duration::from_millis(ms);
     }
