@@ -358,6 +358,13 @@ pub(super) fn report(label: &str, f: &Figures) {
         "{label}: {:.0} messages/s, {:.0} readings/s; PUBACK latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         f.messages_per_s, f.readings_per_s, f.p50_ms, f.p99_ms, f.max_ms
     );
+    // Whether the tail is spread over the run or made in a few seconds (a stall); a long run's
+    // would fill the screen.
+    if f.run_for <= Duration::from_secs(120) {
+        let by_second: Vec<String> =
+            f.p99_by_second_ms.iter().filter(|p| !p.is_nan()).map(|p| format!("{p:.0}")).collect();
+        println!("  PUBACK p99 second by second, ms: {}", by_second.join(" "));
+    }
     if let Some(server) = &f.server {
         println!("  {server}");
     }

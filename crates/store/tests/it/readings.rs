@@ -110,6 +110,34 @@ async fn a_resend_in_a_later_group_writes_the_whole_commit_once(store: Store) {
     assert_eq!(store.rollups().staff_fold().await.unwrap(), 0);
 }
 
+/// A commit of new readings is marked for the rollups by one row, which on PostgreSQL the last
+/// group's insert writes: every group's devices are in it, with their exact spans, whichever
+/// group is the last with readings.
+async fn a_new_commit_marks_every_groups_devices_in_one_row(store: Store) {
+    let (a, da, da2) = setup(&store).await;
+    let b = fixtures::tenant(&store, "Beta").await;
+    let gb = fixtures::gateway(&store, b.id, "aa:bb:cc:dd:ee:02", "GW1").await;
+    let db = fixtures::meter(&store, b.id, &gb, "D01").await;
+    let at = |m: i64| t0() + Duration::minutes(m);
+    let ra = [reading(da.id, 3, 1.0), reading(da2.id, 1, 1.0), reading(da.id, 7, 2.0)];
+    let rb = [reading(db.id, 5, 2.0)];
+    // The last group is empty: the one before it carries the row.
+    let reports = store.readings().insert_groups(&[(a, &ra), (b.id, &rb), (a, &[])]).await.unwrap();
+    assert_eq!(reports.iter().map(|r| r.inserted).collect::<Vec<_>>(), vec![3, 1, 0]);
+    let mut marks = store.rollups().staff_marks().await.unwrap();
+    marks.sort_by_key(|m| m.0);
+    let mut expected = vec![(da.id, at(3), at(7)), (da2.id, at(1), at(1)), (db.id, at(5), at(5))];
+    expected.sort_by_key(|m| m.0);
+    assert_eq!(marks, expected);
+    assert_eq!(store.rollups().staff_fold().await.unwrap(), 1, "one row for the commit");
+    // A stranger's device in the last group: nothing stored, nothing marked, no row.
+    let stray = [reading(da.id, 9, 3.0)];
+    let err = store.readings().insert_groups(&[(b.id, &[reading(db.id, 6, 2.5)]), (b.id, &stray)]).await;
+    assert!(matches!(err, Err(StoreError::NotFound)));
+    assert_eq!(store.rollups().staff_fold().await.unwrap(), 0);
+    assert_eq!(store.readings().latest(b.id, db.id, 10).await.unwrap().len(), 1);
+}
+
 async fn a_group_naming_another_tenants_device_writes_none_of_its_readings(store: Store) {
     let (a, da, _) = setup(&store).await;
     let b = fixtures::tenant(&store, "Beta").await;
@@ -300,6 +328,7 @@ conformance!(
     large_batches_are_split_and_counted_exactly,
     groups_of_several_tenants_commit_together,
     a_resend_in_a_later_group_writes_the_whole_commit_once,
+    a_new_commit_marks_every_groups_devices_in_one_row,
     a_group_naming_another_tenants_device_writes_none_of_its_readings,
     one_resent_reading_in_a_large_new_batch_is_told_apart,
     tenant_range_queries_page_by_time_and_device,
@@ -308,7 +337,7 @@ conformance!(
 );
 
 /// SQLite only: the WAL is copied into the database file by the background checkpointer, long
-/// before the writer's own threshold (10,000 pages) would.
+/// before the writer's own threshold (40,000 pages) would.
 #[tokio::test]
 async fn sqlite_commits_reach_the_database_file_without_the_writer_checkpointing() {
     let db = tds_testkit::TestDb::sqlite().await;
