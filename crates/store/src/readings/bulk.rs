@@ -105,7 +105,6 @@ const PG_STORED_VALUES: &str = "SELECT r.device_id, r.time, r.value FROM reading
 /// Pairs looked up per statement on SQLite.
 const STORED_VALUES_CHUNK: usize = 1000;
 
-
 /// Devices of a group, each once.
 fn devices_of(group: &[NewReading]) -> Vec<i64> {
     let mut ids: Vec<i64> = group.iter().map(|r| r.device_id.get()).collect();
@@ -188,7 +187,9 @@ async fn only_new_outcome(
         // not when it ran: then the careful insert sorts it out).
         Ok(_) if !conn.all_owned(tenant, &devices_of(group)).await? => Ok(Inserted::NotOwned),
         Ok(_) => Ok(Inserted::Again),
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(PG_UNIQUE_VIOLATION) => Ok(Inserted::Again),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(PG_UNIQUE_VIOLATION) => {
+            Ok(Inserted::Again)
+        }
         Err(e) => Err(e),
     }
 }

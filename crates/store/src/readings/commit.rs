@@ -183,7 +183,8 @@ async fn write_new_groups<C: BulkInsert>(
         let t0 = Instant::now();
         let inserted = match if Some(i) == last { log.take() } else { None } {
             Some(text) => {
-                let (inserted, logged) = conn.insert_new_and_log(*tenant, at, group, text, feed.token()).await?;
+                let (inserted, logged) =
+                    conn.insert_new_and_log(*tenant, at, group, text, feed.token()).await?;
                 id = logged;
                 inserted
             }

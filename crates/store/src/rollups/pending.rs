@@ -249,8 +249,8 @@ impl FoldMarks for sqlx::PgConnection {
         feeds: &[(i64, i64)],
     ) -> Result<Vec<Upserted>, sqlx::Error> {
         let sql = format!(
-            "INSERT INTO rollup_dirty (device_id, tenant_id, from_time, to_time, marked_at, feed, feed_from) \
-             SELECT x.d, x.t, x.f, x.e, x.m, x.fd, x.ff FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TIMESTAMPTZ[], \
+            "INSERT INTO rollup_dirty (device_id, tenant_id, from_time, to_time, marked_at, feed, feed_from, dirty_since) \
+             SELECT x.d, x.t, x.f, x.e, x.m, x.fd, x.ff, x.m FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TIMESTAMPTZ[], \
              $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[], $6::BIGINT[], $7::BIGINT[]) AS x(d, t, f, e, m, fd, ff) \
              WHERE EXISTS (SELECT 1 FROM devices WHERE id = x.d) ORDER BY x.d{PG_MARK_MERGE}"
         );
@@ -293,8 +293,8 @@ impl FoldMarks for sqlx::SqliteConnection {
             // A SELECT over VALUES, not VALUES alone, so that deleted devices can be left out;
             // its WHERE also lets SQLite tell the upsert's ON CONFLICT from a join.
             let sql = format!(
-                "INSERT INTO rollup_dirty (device_id, tenant_id, from_time, to_time, marked_at, feed, feed_from) \
-                 SELECT column1, column2, column3, column4, column5, column6, column7 FROM (VALUES {}) \
+                "INSERT INTO rollup_dirty (device_id, tenant_id, from_time, to_time, marked_at, feed, feed_from, dirty_since) \
+                 SELECT column1, column2, column3, column4, column5, column6, column7, column5 FROM (VALUES {}) \
                  WHERE column1 IN (SELECT id FROM devices){SQLITE_MARK_MERGE}",
                 vec!["(?,?,?,?,?,?,?)"; chunk.len()].join(",")
             );

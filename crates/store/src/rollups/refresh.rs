@@ -51,10 +51,13 @@ struct Dirty {
     feed: i64,
 }
 
+/// The marks waiting longest first (`dirty_since`, when the mark was made; see migration 0017):
+/// under a steady load every device is marked again by every fold, and ordering by `marked_at`
+/// (the latest commit's time) took the same devices round after round.
 const DIRTY: &str = "SELECT r.device_id, r.tenant_id, r.from_time, r.to_time, r.marked_at, r.feed, d.kind, d.scale_factor, \
      d.rollover_value, g.expected_interval_s, t.timezone \
      FROM rollup_dirty r JOIN devices d ON d.id = r.device_id JOIN gateways g ON g.id = d.gateway_id \
-     JOIN tenants t ON t.id = r.tenant_id ORDER BY r.marked_at LIMIT $1";
+     JOIN tenants t ON t.id = r.tenant_id ORDER BY r.dirty_since, r.device_id LIMIT $1";
 
 /// A device's reading just before `$3` (`which` 0) and first reading after `$4` (`which` 1), of
 /// those committed by `$5` (see [`RollupStore::refresh`]).
@@ -113,6 +116,7 @@ impl RollupStore<'_> {
         let mut upserts: Vec<Upsert> = Vec::new();
         let mut planned: Vec<(i64, Ts)> = Vec::new();
         let mut touched: Vec<(TenantId, DeviceId)> = Vec::new();
+        let mut ways = Ways::default();
         match self.db {
             // PostgreSQL: a few hundred devices per statement (a live round's devices have a few
             // readings each, and a statement costs more than its rows), fewer when their spans
@@ -134,6 +138,7 @@ impl RollupStore<'_> {
                     let inputs = read_many(pg, &chunk, fed).await?;
                     for input in &inputs {
                         self.feed.count(input.from_memory);
+                        ways.count(input);
                     }
                     // Computed off the async threads: hundreds of devices at once are
                     // milliseconds of CPU that would hold up the sessions on that thread (see
@@ -167,6 +172,7 @@ impl RollupStore<'_> {
                     let Some((d, tz, meter)) = next.next() else { break };
                     let input = input?;
                     self.feed.count(input.from_memory);
+                    ways.count(&input);
                     upserts.extend(compute(d, *tz, *meter, input));
                     planned.push((d.device_id, d.marked_at));
                     touched.push((TenantId::new(d.tenant_id), DeviceId::new(d.device_id)));
@@ -194,6 +200,9 @@ impl RollupStore<'_> {
         tracing::debug!(
             commits,
             devices = touched.len(),
+            from_memory = ways.from_memory,
+            read_going_on = ways.read_going_on,
+            recomputed = ways.recomputed,
             rows,
             fold_ms = folded.as_secs_f64() * 1e3,
             read_and_compute_ms = computed.saturating_sub(folded).as_secs_f64() * 1e3,
@@ -356,6 +365,26 @@ impl LatestHour {
 struct Resume {
     /// That row, as stored; `open.last` is the last reading rolled up.
     open: Rollup,
+}
+
+/// How a round's devices were refreshed, for its debug line: a device read back while going on
+/// from its stored hour had no readings kept for it here (another instance's commit, a restart,
+/// the feed's bound), one recomputed has no hour to go on from or a late reading.
+#[derive(Debug, Default)]
+struct Ways {
+    from_memory: usize,
+    read_going_on: usize,
+    recomputed: usize,
+}
+
+impl Ways {
+    fn count(&mut self, input: &Inputs) {
+        match (input.from_memory, input.resume.is_some()) {
+            (true, _) => self.from_memory += 1,
+            (false, true) => self.read_going_on += 1,
+            (false, false) => self.recomputed += 1,
+        }
+    }
 }
 
 /// What a device's refresh is computed from.

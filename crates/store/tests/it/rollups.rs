@@ -515,7 +515,36 @@ async fn a_refresh_moves_the_devices_last_seen_to_its_last_commit(store: Store) 
     assert!(seen >= before && seen <= Utc::now(), "{seen}: the commit's time, not the reading's");
 }
 
+/// A round that cannot take every marked device takes those marked longest ago, even when later
+/// commits moved their marks: under a steady load every device is in every commit, and rounds
+/// that went by the latest commit's time took the same devices again and again.
+async fn a_round_takes_the_devices_marked_longest_ago_first(store: Store) {
+    let t = fixtures::tenant(&store, "Acme").await;
+    let g = fixtures::gateway(&store, t.id, "aa:bb:cc:dd:ee:01", "GW1").await;
+    let a = fixtures::meter(&store, t.id, &g, "D01").await;
+    let b = fixtures::meter(&store, t.id, &g, "D02").await;
+    let at = |h: i64| utc("2026-03-01T00:00:00Z") + chrono::Duration::hours(h);
+    let reading = |d: &Device, h: i64| NewReading {
+        device_id: d.id,
+        time: at(h),
+        value: h as f64,
+        unit: d.unit.to_string(),
+    };
+    store.readings().insert(t.id, &[reading(&a, 0), reading(&b, 0)]).await.unwrap();
+    let first = store.rollups().staff_refresh_touched(1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let (taken, waiting) = if first[0].1 == a.id { (&a, &b) } else { (&b, &a) };
+    // The device refreshed gets a new mark, then the one still waiting gets a later commit.
+    store.readings().insert(t.id, &[reading(taken, 1)]).await.unwrap();
+    store.readings().insert(t.id, &[reading(waiting, 1)]).await.unwrap();
+    let second = store.rollups().staff_refresh_touched(1).await.unwrap();
+    assert_eq!(second, vec![(t.id, waiting.id)], "the device marked first is refreshed first");
+    let third = store.rollups().staff_refresh_touched(1).await.unwrap();
+    assert_eq!(third, vec![(t.id, taken.id)]);
+}
+
 conformance!(
+    a_round_takes_the_devices_marked_longest_ago_first,
     a_refresh_moves_the_devices_last_seen_to_its_last_commit,
     corpus_series_stored_in_one_insert_roll_up_to_the_hand_computed_buckets,
     corpus_series_refreshed_together_in_one_round_roll_up_to_the_hand_computed_buckets,
