@@ -360,7 +360,7 @@ pub(super) fn report(label: &str, f: &Figures) {
     );
     // Whether the tail is spread over the run or made in a few seconds (a stall); a long run's
     // would fill the screen.
-    if f.run_for <= Duration::from_secs(120) {
+    if f.run_for <= Duration::from_mins(2) {
         let by_second: Vec<String> =
             f.p99_by_second_ms.iter().filter(|p| !p.is_nan()).map(|p| format!("{p:.0}")).collect();
         println!("  PUBACK p99 second by second, ms: {}", by_second.join(" "));
