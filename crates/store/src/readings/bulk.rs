@@ -300,12 +300,6 @@ impl BulkInsert for sqlx::SqliteConnection {
             .await
     }
 
-    /// Without `RETURNING` first: SQLite's driver hands every returned row from its worker
-    /// thread to the async side one by one, which cost more than the insert. When the chunks
-    /// wrote as many rows as the group has readings, every key was written; otherwise the group
-    /// is undone to a savepoint and written again returning its keys (duplicates are rare: a
-    /// gateway resending what it did not see acknowledged).
-    /// Expecting only new keys or not, the same: a savepoint undoes the chunks here.
     /// SQLite's statements cost nothing to reach: the two of them.
     async fn insert_new_and_log(
         &mut self,
@@ -323,6 +317,12 @@ impl BulkInsert for sqlx::SqliteConnection {
         Ok((inserted, id))
     }
 
+    /// Without `RETURNING` first: SQLite's driver hands every returned row from its worker
+    /// thread to the async side one by one, which cost more than the insert. When the chunks
+    /// wrote as many rows as the group has readings, every key was written; otherwise the group
+    /// is undone to a savepoint and written again returning its keys (duplicates are rare: a
+    /// gateway resending what it did not see acknowledged).
+    /// Expecting only new keys or not, the same: a savepoint undoes the chunks here.
     async fn insert_owned(
         &mut self,
         tenant: TenantId,
