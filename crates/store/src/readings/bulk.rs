@@ -117,6 +117,9 @@ fn devices_of(group: &[NewReading]) -> Vec<i64> {
 pub(super) enum Inserted {
     /// The keys of the rows written (not those already stored).
     Keys(HashSet<Key>),
+    /// Every reading of the group was written (the insert expecting only new keys): the caller
+    /// knows their keys, no set of them is built again.
+    All,
     /// A device of the group is not the tenant's (the insert left its readings out; the caller
     /// then rolls back).
     NotOwned,
@@ -154,7 +157,7 @@ pub(super) trait BulkInsert {
 
     /// [`Self::insert_owned`] expecting only new keys, then [`Self::log_marks`]: the marks are
     /// known before the insert, since all of the group is to be written. Returns the row's id
-    /// when the group was written ([`Inserted::Keys`]).
+    /// when the group was written. PostgreSQL does both in one statement.
     async fn insert_new_and_log(
         &mut self,
         tenant: TenantId,
@@ -162,7 +165,14 @@ pub(super) trait BulkInsert {
         group: &[NewReading],
         marks: String,
         token: i64,
-    ) -> Result<(Inserted, Option<i64>), sqlx::Error>;
+    ) -> Result<(Inserted, Option<i64>), sqlx::Error> {
+        let inserted = self.insert_owned(tenant, at, group, true).await?;
+        let id = match inserted {
+            Inserted::Keys(_) | Inserted::All => Some(self.log_marks(at, marks, token).await?),
+            Inserted::NotOwned | Inserted::Again => None,
+        };
+        Ok((inserted, id))
+    }
 }
 
 /// A group's columns, as PostgreSQL's `UNNEST` takes them.
@@ -182,7 +192,7 @@ async fn only_new_outcome(
     written: Result<u64, sqlx::Error>,
 ) -> Result<Inserted, sqlx::Error> {
     match written {
-        Ok(n) if usize::try_from(n).is_ok_and(|n| n == group.len()) => Ok(Inserted::Keys(keys_of(group))),
+        Ok(n) if usize::try_from(n).is_ok_and(|n| n == group.len()) => Ok(Inserted::All),
         // Fewer rows: the join left out readings of devices that are not the tenant's (or were
         // not when it ran: then the careful insert sorts it out).
         Ok(_) if !conn.all_owned(tenant, &devices_of(group)).await? => Ok(Inserted::NotOwned),
@@ -268,7 +278,7 @@ impl BulkInsert for sqlx::PgConnection {
         };
         let inserted = only_new_outcome(self, tenant, group, written).await?;
         Ok(match inserted {
-            Inserted::Keys(keys) => (Inserted::Keys(keys), id),
+            Inserted::All => (Inserted::All, id),
             other => (other, None),
         })
     }
@@ -298,23 +308,6 @@ impl BulkInsert for sqlx::SqliteConnection {
             .bind(token)
             .fetch_one(&mut *self)
             .await
-    }
-
-    /// SQLite's statements cost nothing to reach: the two of them.
-    async fn insert_new_and_log(
-        &mut self,
-        tenant: TenantId,
-        at: Ts,
-        group: &[NewReading],
-        marks: String,
-        token: i64,
-    ) -> Result<(Inserted, Option<i64>), sqlx::Error> {
-        let inserted = self.insert_owned(tenant, at, group, true).await?;
-        let id = match inserted {
-            Inserted::Keys(_) => Some(self.log_marks(at, marks, token).await?),
-            _ => None,
-        };
-        Ok((inserted, id))
     }
 
     /// Without `RETURNING` first: SQLite's driver hands every returned row from its worker

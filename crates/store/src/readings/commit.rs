@@ -73,21 +73,16 @@ struct Written {
     kept: Option<(i64, KeptCommit)>,
 }
 
-/// The body of a group commit on the open transaction's connection (either backend's): the
-/// groups' inserts, then one `rollup_pending` row for them all. `None` when, with `only_new`, a
-/// key was already stored: the transaction is aborted and the commit is to be written again
-/// without it.
+/// The body of a group commit on the open transaction's connection (either backend's), expecting
+/// duplicates: the groups' inserts, which tell new readings from stored ones, then one
+/// `rollup_pending` row for them all.
 async fn write_groups<C: BulkInsert>(
     conn: &mut C,
     groups: &[(TenantId, &[NewReading])],
     at: Ts,
     feed: &Feed,
     phases: &mut CommitPhases,
-    only_new: bool,
-) -> Result<Option<Written>, StoreError> {
-    if only_new {
-        return write_new_groups(conn, groups, at, feed, phases).await;
-    }
+) -> Result<Written, StoreError> {
     let mut reports = Vec::with_capacity(groups.len());
     let mut kept: Option<Vec<Kept>> = feed.keeping().then(Vec::new);
     // (device, tenant, earliest µs, latest µs) of every device given new readings.
@@ -98,13 +93,15 @@ async fn write_groups<C: BulkInsert>(
             continue;
         }
         let t0 = Instant::now();
-        let inserted = match conn.insert_owned(*tenant, at, group, only_new).await? {
+        let inserted = match conn.insert_owned(*tenant, at, group, false).await? {
             Inserted::Keys(keys) => keys,
+            Inserted::All => keys_of(group),
             // A device that is not the tenant's (or does not exist) fails the whole call.
             Inserted::NotOwned => return Err(StoreError::NotFound),
             Inserted::Again => {
-                phases.insert += t0.elapsed();
-                return Ok(None);
+                return Err(StoreError::Corrupt(
+                    "readings: a commit expecting duplicates was refused".into(),
+                ));
             }
         };
         // Only the instants that were not inserted are read back (a resent reading, or a
@@ -144,10 +141,10 @@ async fn write_groups<C: BulkInsert>(
     }
     phases.marks = t0.elapsed();
     let kept = kept.map(|readings| KeptCommit { marks, readings });
-    Ok(Some(Written { reports, kept: id.zip(kept) }))
+    Ok(Written { reports, kept: id.zip(kept) })
 }
 
-/// [`write_groups`] expecting only new readings (PostgreSQL's first try). What it stores, and so
+/// A group commit expecting only new readings (PostgreSQL's first try). What it stores, and so
 /// the reports, the kept readings and the marks, is then known before the inserts run, and the
 /// last group's statement writes the `rollup_pending` row too: one round trip less per commit,
 /// which at half load is a commit's fixed cost, not its readings'. `None` when a key was
@@ -192,18 +189,13 @@ async fn write_new_groups<C: BulkInsert>(
         };
         phases.insert += t0.elapsed();
         match inserted {
-            Inserted::Keys(_) => {}
+            Inserted::Keys(_) | Inserted::All => {}
             Inserted::NotOwned => return Err(StoreError::NotFound),
             Inserted::Again => return Ok(None),
         }
     }
     let kept = kept.map(|readings| KeptCommit { marks, readings });
     Ok(Some(Written { reports, kept: id.zip(kept) }))
-}
-
-/// What a write expecting duplicates gave: it never asks to be written again.
-fn careful(written: Option<Written>) -> Result<Written, StoreError> {
-    written.ok_or_else(|| StoreError::Corrupt("readings: a commit expecting duplicates was refused".into()))
 }
 
 /// Begins a transaction and writes the groups in it (see [`super::ReadingStore::insert_groups`]
@@ -221,8 +213,7 @@ pub(super) async fn prepare(
             // IMMEDIATE, as `in_tx!`: the write lock is taken at BEGIN.
             let mut tx = s.write.begin_with("BEGIN IMMEDIATE").await?;
             phases.begin = started.elapsed();
-            let written =
-                careful(write_groups(&mut *tx, groups, ingested_at, feed, &mut phases, false).await?)?;
+            let written = write_groups(&mut *tx, groups, ingested_at, feed, &mut phases).await?;
             (OpenTx::Sqlite(tx), written)
         }
         Db::Postgres(pg) => {
@@ -231,15 +222,12 @@ pub(super) async fn prepare(
             // Expecting only new readings first (the usual case, and the cheaper insert); a
             // resent one aborts that transaction, and the commit is written again in a new one
             // that sorts duplicates and conflicts out.
-            if let Some(written) =
-                write_groups(&mut *tx, groups, ingested_at, feed, &mut phases, true).await?
-            {
+            if let Some(written) = write_new_groups(&mut *tx, groups, ingested_at, feed, &mut phases).await? {
                 (OpenTx::Postgres(tx), written)
             } else {
                 tx.rollback().await?;
                 let mut tx = pg.begin().await?;
-                let written =
-                    careful(write_groups(&mut *tx, groups, ingested_at, feed, &mut phases, false).await?)?;
+                let written = write_groups(&mut *tx, groups, ingested_at, feed, &mut phases).await?;
                 (OpenTx::Postgres(tx), written)
             }
         }
