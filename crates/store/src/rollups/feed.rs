@@ -6,9 +6,10 @@
 //!
 //! It is only ever a shortcut for the read it replaces, and gives exactly what that read would:
 //! - Every commit's `rollup_pending` row carries the writing store's token ([`Feed::token`]),
-//!   and the readings it inserted are kept under the row's id once its `COMMIT` succeeded (and
-//!   forgotten if it failed: SQLite may give the id to a later row). A fold uses them only for a
-//!   row with this store's token.
+//!   and the readings it inserted are kept under the row's id just before its `COMMIT` (no fold
+//!   sees the row before it commits; kept after, a fold could read the row first and find
+//!   nothing) and forgotten if the `COMMIT` failed (SQLite may give the id to a later row). A
+//!   fold uses them only for a row with this store's token.
 //! - A device's mark in `rollup_dirty` carries the id of the fold that made it (`feed`) when
 //!   every commit it merges was kept here: a mark that fold created, or one it went on from that
 //!   still had the id this store kept it under (the upsert compares, in the same statement, the

@@ -155,7 +155,8 @@ pub(super) async fn fold(db: &Db, feed: &Feed) -> Result<usize, StoreError> {
         }
         let ours: Vec<i64> = rows.iter().filter(|r| r.2.is_none()).map(|r| r.0).collect();
         let mut kept = feed.take_commits(&ours);
-        // Ours but no longer kept (past the bound, or committed as the fold began): read.
+        // Ours but no longer kept (past the bound, or let go when a fold saw a later row commit
+        // first): read.
         let unkept: Vec<i64> = ours.iter().copied().filter(|id| !kept.contains_key(id)).collect();
         let mut texts = if unkept.is_empty() { HashMap::new() } else { tx.pending_marks(&unkept).await? };
         let rows: Vec<(i64, Ts, Source)> = rows

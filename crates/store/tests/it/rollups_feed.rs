@@ -225,6 +225,37 @@ async fn a_commit_of_ours_not_kept_is_read_from_its_row(db: TestDb) {
     s.check(50).await;
 }
 
+/// Folds running all the time beside the commits, as the rollup job does beside the device
+/// endpoint: a fold that reads a commit's row the moment it commits still finds its readings
+/// kept (they were kept only after the `COMMIT` returned, and a fold in between read the
+/// device back, with 10,000 meters in a commit all of them).
+async fn a_fold_racing_the_commit_finds_its_readings_kept(db: TestDb) {
+    const COMMITS: i64 = 300;
+    let s = Setup::new(&db).await;
+    s.put(&s.a, 0..7).await;
+    refresh(&s.a).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let folds = {
+        let (store, stop) = (s.a.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut folded = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                folded += store.rollups().staff_fold().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            folded
+        })
+    };
+    for k in 1..=COMMITS {
+        s.put(&s.a, k * 7..k * 7 + 7).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(folds.await.unwrap() > 1, "the folds ran beside the commits");
+    refresh(&s.a).await;
+    assert_eq!(s.a.rollup_feed_counts(), counts(1, 1));
+    s.check(COMMITS * 7 + 7).await;
+}
+
 per_backend!(
     a_commit_of_ours_not_kept_is_read_from_its_row,
     a_device_going_on_from_its_hour_takes_its_readings_from_memory,
@@ -232,3 +263,18 @@ per_backend!(
     the_other_instance_folding_or_refreshing_our_commits_reads_them_back,
     a_late_reading_recomputes_from_the_database,
 );
+
+/// [`a_fold_racing_the_commit_finds_its_readings_kept`] on a runtime of several threads, as the
+/// server's: the fold then runs while the committing task is still on its way back.
+mod racing {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::a_fold_racing_the_commit_finds_its_readings_kept(tds_testkit::TestDb::sqlite().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(db) = tds_testkit::TestDb::postgres().await else { return };
+        super::a_fold_racing_the_commit_finds_its_readings_kept(db).await;
+    }
+}
