@@ -22,6 +22,7 @@ use tds_domain::{DeviceId, GatewayId, TenantId};
 
 mod bulk;
 mod commit;
+mod copy;
 pub use commit::PreparedInsert;
 
 /// Rows per multi-row INSERT on SQLite: 4 parameters each (and 3 shared) stays below SQLite's

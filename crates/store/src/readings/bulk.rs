@@ -1,8 +1,10 @@
 //! The bulk statements of a group commit, in each database's form: PostgreSQL writes a group in
 //! one statement through `UNNEST` of arrays, SQLite in multi-row `INSERT`s of up to
-//! [`SQLITE_CHUNK`] rows; the device check is part of the insert on both. [`BulkInsert`] is what
+//! [`SQLITE_CHUNK`] rows; the device check is part of the insert on both. PostgreSQL copies a
+//! large group of new readings instead (see [`super::copy`]). [`BulkInsert`] is what
 //! [`super::commit`] runs on the open transaction's connection.
 
+use super::copy::{COPY_FROM, copy_new};
 use super::{Key, NewReading, SQLITE_CHUNK};
 use crate::Ts;
 use sqlx::AssertSqlSafe;
@@ -106,7 +108,7 @@ const PG_STORED_VALUES: &str = "SELECT r.device_id, r.time, r.value FROM reading
 const STORED_VALUES_CHUNK: usize = 1000;
 
 /// Devices of a group, each once.
-fn devices_of(group: &[NewReading]) -> Vec<i64> {
+pub(super) fn devices_of(group: &[NewReading]) -> Vec<i64> {
     let mut ids: Vec<i64> = group.iter().map(|r| r.device_id.get()).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -197,11 +199,14 @@ async fn only_new_outcome(
         // not when it ran: then the careful insert sorts it out).
         Ok(_) if !conn.all_owned(tenant, &devices_of(group)).await? => Ok(Inserted::NotOwned),
         Ok(_) => Ok(Inserted::Again),
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(PG_UNIQUE_VIOLATION) => {
-            Ok(Inserted::Again)
-        }
+        Err(e) if is_unique_violation(&e) => Ok(Inserted::Again),
         Err(e) => Err(e),
     }
+}
+
+/// Whether PostgreSQL refused a statement for a key already stored.
+pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(e) if e.code().as_deref() == Some(PG_UNIQUE_VIOLATION))
 }
 
 impl BulkInsert for sqlx::PgConnection {
@@ -221,6 +226,9 @@ impl BulkInsert for sqlx::PgConnection {
         group: &[NewReading],
         only_new: bool,
     ) -> Result<Inserted, sqlx::Error> {
+        if only_new && group.len() >= COPY_FROM {
+            return copy_new(self, tenant, at, group).await;
+        }
         let (devices, times, values, units) = pg_columns(group);
         if only_new {
             let written = sqlx::query(PG_INSERT_NEW)
@@ -260,6 +268,15 @@ impl BulkInsert for sqlx::PgConnection {
         marks: String,
         token: i64,
     ) -> Result<(Inserted, Option<i64>), sqlx::Error> {
+        if group.len() >= COPY_FROM {
+            // Copied, then the row on its own (`COPY` cannot be part of a `WITH`).
+            let inserted = copy_new(self, tenant, at, group).await?;
+            let id = match inserted {
+                Inserted::All => Some(self.log_marks(at, marks, token).await?),
+                _ => None,
+            };
+            return Ok((inserted, id));
+        }
         let (devices, times, values, units) = pg_columns(group);
         let done: Result<(Option<i64>, i64), sqlx::Error> = sqlx::query_as(PG_INSERT_NEW_LOGGED)
             .bind(tenant.get())

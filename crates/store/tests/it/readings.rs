@@ -138,6 +138,78 @@ async fn a_new_commit_marks_every_groups_devices_in_one_row(store: Store) {
     assert_eq!(store.readings().latest(b.id, db.id, 10).await.unwrap().len(), 1);
 }
 
+/// A large group of new readings (PostgreSQL copies it, see `readings/copy.rs`): every field
+/// stored as given, each reading with its own device's gateway, marked and logged in one row;
+/// a resend of it told apart reading by reading; a stranger's device refusing the whole commit.
+async fn a_large_new_group_is_stored_exactly_with_each_devices_gateway(store: Store) {
+    let (a, d1, _) = setup(&store).await;
+    let g2 = fixtures::gateway(&store, a, "aa:bb:cc:dd:ee:03", "GW2").await;
+    let d3 = fixtures::meter(&store, a, &g2, "D03").await;
+    let micro = |i: i64| t0() + Duration::seconds(i) + Duration::microseconds(i % 1000 + 1);
+    let big: Vec<NewReading> = (0..1_500)
+        .flat_map(|i| {
+            [
+                NewReading { device_id: d1.id, time: micro(i), value: i as f64 * 0.1, unit: "m³".into() },
+                NewReading {
+                    device_id: d3.id,
+                    time: micro(i),
+                    value: -(i as f64 + 1.0) / 3.0,
+                    unit: "kWh".into(),
+                },
+            ]
+        })
+        .collect();
+    let before = Utc::now();
+    let report = store.readings().insert(a, &big).await.unwrap();
+    assert_eq!((report.inserted, report.duplicates, report.conflicts.len()), (3_000, 0, 0));
+    let to = t0() + Duration::days(1);
+    let stored = store.readings().for_device(a, d1.id, t0(), to, 5_000).await.unwrap();
+    assert_eq!(stored.len(), 1_500);
+    for (i, r) in stored.iter().enumerate() {
+        let i = i as i64;
+        assert_eq!((r.time, r.value, r.unit.as_str()), (micro(i), i as f64 * 0.1, "m³"));
+        assert_eq!((r.gateway_id, r.tenant_id, r.device_id), (d1.gateway_id, a, d1.id));
+        assert!(r.ingested_at >= before - Duration::seconds(1) && r.ingested_at <= Utc::now());
+    }
+    let stored3 = store.readings().for_device(a, d3.id, t0(), to, 5_000).await.unwrap();
+    assert!(
+        stored3.iter().enumerate().all(|(i, r)| r.gateway_id == g2.id && r.value == -(i as f64 + 1.0) / 3.0)
+    );
+    let mut marks = store.rollups().staff_marks().await.unwrap();
+    marks.sort_by_key(|m| m.0);
+    let mut expected = vec![(d1.id, micro(0), micro(1_499)), (d3.id, micro(0), micro(1_499))];
+    expected.sort_by_key(|m| m.0);
+    assert_eq!(marks, expected);
+    assert_eq!(store.rollups().staff_fold().await.unwrap(), 1, "one row for the commit");
+    // Resent with one new reading: the copy meets a stored key, the commit is written again.
+    let mut again = big.clone();
+    again.push(NewReading { device_id: d1.id, time: micro(5_000), value: 1.0, unit: "m³".into() });
+    let report = store.readings().insert(a, &again).await.unwrap();
+    assert_eq!((report.inserted, report.duplicates, report.conflicts.len()), (1, 3_000, 0));
+    // Two large groups in one commit, the second naming another tenant's device: nothing of
+    // either is stored or marked.
+    store.rollups().staff_fold().await.unwrap();
+    let b = fixtures::tenant(&store, "Beta").await;
+    let gb = fixtures::gateway(&store, b.id, "aa:bb:cc:dd:ee:02", "GW1").await;
+    let db = fixtures::meter(&store, b.id, &gb, "D01").await;
+    let fresh = |d: tds_domain::DeviceId| -> Vec<NewReading> {
+        (10_000..12_500)
+            .map(|i| NewReading { device_id: d, time: micro(i), value: 2.0, unit: "kWh".into() })
+            .collect()
+    };
+    let mut stray = fresh(db.id);
+    stray[1_000].device_id = d1.id;
+    let err = store.readings().insert_groups(&[(a, &fresh(d1.id)), (b.id, &stray)]).await;
+    assert!(matches!(err, Err(StoreError::NotFound)), "{err:?}");
+    assert!(store.readings().latest(b.id, db.id, 10).await.unwrap().is_empty());
+    assert_eq!(store.readings().for_device(a, d1.id, t0(), to, 5_000).await.unwrap().len(), 1_501);
+    assert_eq!(store.rollups().staff_fold().await.unwrap(), 0, "no row for the refused commit");
+    // Without the stranger both are stored, in one commit with one row.
+    let reports = store.readings().insert_groups(&[(a, &fresh(d1.id)), (b.id, &fresh(db.id))]).await.unwrap();
+    assert_eq!(reports.iter().map(|r| r.inserted).collect::<Vec<_>>(), vec![2_500, 2_500]);
+    assert_eq!(store.rollups().staff_fold().await.unwrap(), 1);
+}
+
 async fn a_group_naming_another_tenants_device_writes_none_of_its_readings(store: Store) {
     let (a, da, _) = setup(&store).await;
     let b = fixtures::tenant(&store, "Beta").await;
@@ -329,6 +401,7 @@ conformance!(
     groups_of_several_tenants_commit_together,
     a_resend_in_a_later_group_writes_the_whole_commit_once,
     a_new_commit_marks_every_groups_devices_in_one_row,
+    a_large_new_group_is_stored_exactly_with_each_devices_gateway,
     a_group_naming_another_tenants_device_writes_none_of_its_readings,
     one_resent_reading_in_a_large_new_batch_is_told_apart,
     tenant_range_queries_page_by_time_and_device,
