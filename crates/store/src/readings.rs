@@ -10,7 +10,8 @@
 //! duplicate from a conflict), and only what was written is marked for a rollup refresh.
 //!
 //! The SQL differs by backend for speed: PostgreSQL takes a whole group in one statement through
-//! `UNNEST` of arrays; SQLite takes multi-row `INSERT`s of up to [`SQLITE_CHUNK`] rows.
+//! `UNNEST` of arrays, or a large group of new readings through `COPY` after a lookup of its
+//! devices (`copy`); SQLite takes multi-row `INSERT`s of up to [`SQLITE_CHUNK`] rows.
 
 use crate::{Db, StoreError, Ts};
 use chrono::{DateTime, Utc};
