@@ -3,7 +3,8 @@
 //! a time (one WAL record per batch instead of one per row) and has no plan or join to run.
 //! Measured on this project's 2-core machine with PostgreSQL 15 (80,000 readings of 10,000
 //! devices appended to a table of 2 million, `psql`, four of each): the insert 616–712 ms, `COPY`
-//! 410–558 ms. The device check the insert's join made is a lookup of the group's devices first,
+//! 410–558 ms. The device check the insert's join made is a lookup of the group's devices first
+//! ([`super::bulk::pg_gateways`]),
 //! which also gives each reading its gateway: a round trip more, so only groups of at least
 //! [`COPY_FROM`] readings are copied (a small commit at half load keeps its one statement).
 //!
@@ -12,7 +13,7 @@
 //! write (the same bytes it sends as a bound parameter), then a trailer.
 
 use super::NewReading;
-use super::bulk::{Inserted, devices_of, is_unique_violation};
+use super::bulk::{Inserted, devices_of, is_unique_violation, pg_gateways};
 use crate::Ts;
 use sqlx::postgres::{PgArgumentBuffer, Postgres};
 use std::collections::HashMap;
@@ -20,13 +21,6 @@ use tds_domain::TenantId;
 
 /// Readings from which a group expected to hold only new keys is copied.
 pub(super) const COPY_FROM: usize = 2_000;
-
-/// The tenant's devices among `$2` (distinct ids), with their gateways. A join on the ids rather
-/// than `id = ANY($2)`, which PostgreSQL's generic plan tests against every element of the array
-/// for every row it scans: 4.7 ms a commit for 1,000 devices (`pg_stat_statements` during `tds
-/// bench ingest --seconds 15`).
-const PG_GATEWAYS: &str = "SELECT d.id, d.gateway_id FROM UNNEST($2::BIGINT[]) AS x(id) \
-    JOIN devices d ON d.id = x.id AND d.tenant_id = $1";
 
 const PG_COPY: &str = "COPY readings (device_id, time, tenant_id, gateway_id, value, unit, ingested_at) \
     FROM STDIN (FORMAT binary)";
@@ -49,13 +43,7 @@ pub(super) async fn copy_new(
     group: &[NewReading],
 ) -> Result<Inserted, sqlx::Error> {
     let devices = devices_of(group);
-    let gateways: HashMap<i64, i64> = sqlx::query_as::<_, (i64, i64)>(PG_GATEWAYS)
-        .bind(tenant.get())
-        .bind(&devices)
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .collect();
+    let gateways = pg_gateways(conn, tenant, &devices).await?;
     if gateways.len() < devices.len() {
         return Ok(Inserted::NotOwned);
     }

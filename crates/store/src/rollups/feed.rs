@@ -284,10 +284,10 @@ impl Feed {
         Some(mark)
     }
 
-    /// Counts a refreshed device as fed from memory or read back.
-    pub(crate) fn count(&self, fed: bool) {
-        let counter = if fed { &self.fed } else { &self.read };
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// Counts a round's refreshed devices: `fed` from memory, `read` back.
+    pub(crate) fn count(&self, fed: usize, read: usize) {
+        self.fed.fetch_add(fed as u64, Ordering::Relaxed);
+        self.read.fetch_add(read as u64, Ordering::Relaxed);
     }
 
     /// Devices this store's refreshes took from memory and read back since it was opened.

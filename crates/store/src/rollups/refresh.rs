@@ -137,7 +137,6 @@ impl RollupStore<'_> {
                     let fed = chunk.iter().map(|(d, _, _)| self.take_fed(d)).collect();
                     let inputs = read_many(pg, &chunk, fed).await?;
                     for input in &inputs {
-                        self.feed.count(input.from_memory);
                         ways.count(input);
                     }
                     // Computed off the async threads: hundreds of devices at once are
@@ -171,7 +170,6 @@ impl RollupStore<'_> {
                 while let Some(input) = reads.next().await {
                     let Some((d, tz, meter)) = next.next() else { break };
                     let input = input?;
-                    self.feed.count(input.from_memory);
                     ways.count(&input);
                     upserts.extend(compute(d, *tz, *meter, input));
                     planned.push((d.device_id, d.marked_at));
@@ -182,6 +180,7 @@ impl RollupStore<'_> {
                 }
             }
         }
+        self.feed.count(ways.from_memory, ways.read_going_on + ways.recomputed);
         let computed = started.elapsed();
         let now = Ts::now();
         let rows = upserts.len();
