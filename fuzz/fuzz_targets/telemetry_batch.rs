@@ -1,5 +1,6 @@
-//! Fuzzes the telemetry batch parser (`TelemetryBatch::parse`), the device matching that follows
-//! it, and `Topic::parse`, with the invariants ingest relies on.
+//! Fuzzes the telemetry batch parser (`TelemetryBatch::parse`, whose fast path must agree with
+//! the general one), the device matching that follows it, and `Topic::parse`, with the
+//! invariants ingest relies on.
 //!
 //! Input: byte 0 picks the tenant's zone and retention, the rest is the payload (and, as text,
 //! a topic name).
@@ -37,7 +38,11 @@ fuzz_target!(|data: &[u8]| {
         ctx.max_bytes = 64;
     }
 
-    match TelemetryBatch::parse(payload, &ctx) {
+    // The fast path for ordinary batches gives exactly what the general path gives.
+    let parsed = TelemetryBatch::parse(payload, &ctx);
+    assert_eq!(parsed, TelemetryBatch::parse_as_values(payload, &ctx), "fast and general paths differ");
+
+    match parsed {
         Ok(batch) => {
             assert!(payload.len() <= ctx.max_bytes);
             assert_eq!(batch.gateway_mac, mac, "a batch is only ever the certificate's gateway's");

@@ -40,8 +40,11 @@ use crate::{DeviceCode, DeviceId, Mac, Unit, ValidationError};
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone as _, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::fmt;
 use thiserror::Error;
+
+mod fast;
 
 /// Largest telemetry message accepted unless configured otherwise (SPEC §2: 256 KiB).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -265,6 +268,11 @@ fn timestamp_value(value: &Value, ctx: &BatchContext) -> Result<DateTime<Utc>, T
     let Value::String(s) = value else {
         return Err(TimestampError::NotAString { value: show(value) });
     };
+    timestamp_text(s, ctx)
+}
+
+/// A timestamp sent as the string `s`, checked against the context's clock and retention.
+fn timestamp_text(s: &str, ctx: &BatchContext) -> Result<DateTime<Utc>, TimestampError> {
     let time = parse_timestamp(s, ctx.zone)?;
     // No limit when the clock is so close to chrono's end of time that the sum overflows.
     let latest = ctx.now.checked_add_signed(MAX_FUTURE_SKEW);
@@ -352,13 +360,72 @@ pub struct ReadingInput {
     pub time: DateTime<Utc>,
     /// The element as sent, so that a reading refused later (unknown device, unit conflict,
     /// duplicate) is dead-lettered in the same shape as one refused by the parser.
-    pub raw: Value,
+    pub raw: SentElement,
 }
 
 impl ReadingInput {
     /// Turns a reading refused after parsing (by ingest or the store) into a dead-letter entry.
     pub fn reject(self, reason: ReadingRejection) -> RejectedReading {
-        RejectedReading { index: self.index, raw: self.raw, reason }
+        RejectedReading { index: self.index, raw: self.raw.into_value(), reason }
+    }
+}
+
+/// An element of `leituras` as sent, kept with a reading in case it is refused after parsing.
+/// The fast path keeps the element's JSON text (one allocation, where the parsed value is a
+/// map with a string per key); the general path the value it parsed. Both stand for the same
+/// JSON value, which is what they compare by.
+#[derive(Debug, Clone)]
+pub struct SentElement(Sent);
+
+#[derive(Debug, Clone)]
+enum Sent {
+    Text(Box<RawValue>),
+    Value(Value),
+}
+
+impl SentElement {
+    fn text(text: Box<RawValue>) -> Self {
+        Self(Sent::Text(text))
+    }
+
+    /// The element as a JSON value.
+    pub fn to_value(&self) -> Value {
+        match &self.0 {
+            Sent::Value(v) => v.clone(),
+            Sent::Text(text) => value_of(text),
+        }
+    }
+
+    /// The element as a JSON value.
+    pub fn into_value(self) -> Value {
+        match self.0 {
+            Sent::Value(v) => v,
+            Sent::Text(text) => value_of(&text),
+        }
+    }
+}
+
+/// The value of an element's text. The fast path only keeps text it has read field by field, so
+/// it always parses; were it not to, the text is kept as a string rather than lost.
+fn value_of(text: &RawValue) -> Value {
+    serde_json::from_str(text.get()).unwrap_or_else(|_| Value::String(text.get().to_owned()))
+}
+
+impl From<Value> for SentElement {
+    fn from(value: Value) -> Self {
+        Self(Sent::Value(value))
+    }
+}
+
+impl PartialEq for SentElement {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_value() == other.to_value()
+    }
+}
+
+impl PartialEq<Value> for SentElement {
+    fn eq(&self, other: &Value) -> bool {
+        self.to_value() == *other
     }
 }
 
@@ -479,16 +546,36 @@ pub fn unit_conflict(device_unit: &Unit, reading_unit: Option<&Unit>) -> bool {
     reading_unit.is_some_and(|unit| unit != device_unit)
 }
 
+/// The payload as text: within the size limit, UTF-8, a leading byte-order mark dropped.
+fn payload_text<'a>(payload: &'a [u8], ctx: &BatchContext) -> Result<&'a str, BatchRejection> {
+    if payload.len() > ctx.max_bytes {
+        return Err(BatchRejection::TooLarge { size: payload.len(), max: ctx.max_bytes });
+    }
+    let text =
+        std::str::from_utf8(payload).map_err(|e| BatchRejection::NotUtf8 { valid_up_to: e.valid_up_to() })?;
+    Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
+}
+
 impl TelemetryBatch {
     /// Parses a telemetry payload. A whole-message problem is an `Err`; otherwise every element
     /// of `leituras` has its own outcome in [`TelemetryBatch::readings`].
     pub fn parse(payload: &[u8], ctx: &BatchContext) -> Result<Self, BatchRejection> {
-        if payload.len() > ctx.max_bytes {
-            return Err(BatchRejection::TooLarge { size: payload.len(), max: ctx.max_bytes });
+        let text = payload_text(payload, ctx)?;
+        match fast::parse(text, ctx) {
+            Some(batch) => Ok(batch),
+            None => Self::parse_values(text, ctx),
         }
-        let text = std::str::from_utf8(payload)
-            .map_err(|e| BatchRejection::NotUtf8 { valid_up_to: e.valid_up_to() })?;
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    }
+
+    /// Parses as [`TelemetryBatch::parse`] does, always through a `serde_json::Value` (the
+    /// general path, without the fast one): the reference the fast path is compared with, by the
+    /// tests and the fuzz target.
+    #[doc(hidden)]
+    pub fn parse_as_values(payload: &[u8], ctx: &BatchContext) -> Result<Self, BatchRejection> {
+        Self::parse_values(payload_text(payload, ctx)?, ctx)
+    }
+
+    fn parse_values(text: &str, ctx: &BatchContext) -> Result<Self, BatchRejection> {
         let json: Value = serde_json::from_str(text).map_err(|e| BatchRejection::InvalidJson {
             message: e.to_string(),
             line: e.line(),
@@ -535,7 +622,7 @@ impl TelemetryBatch {
                     value: f.value,
                     unit: f.unit,
                     time: f.time,
-                    raw,
+                    raw: raw.into(),
                 }),
                 Err(reason) => Err(RejectedReading { index, raw, reason }),
             })
@@ -564,7 +651,7 @@ pub struct MatchedReading {
     pub value: f64,
     /// The device's unit (a reading naming another unit is refused, never converted).
     pub unit: Unit,
-    pub raw: Value,
+    pub raw: SentElement,
 }
 
 /// Matches parsed readings to the gateway's devices (`device` looks a code up): readings of
@@ -603,7 +690,7 @@ pub fn match_devices(
                 device_unit: unit,
             },
         };
-        let mut raw = input.raw;
+        let mut raw = input.raw.into_value();
         if let Value::Object(map) = &mut raw {
             map.entry("timestamp").or_insert_with(|| Value::String(input.time.to_rfc3339()));
         }
@@ -1362,7 +1449,7 @@ mod tests {
     #[test]
     fn reasons_recorded_by_ingest_have_codes_and_precise_messages() {
         let input = one_reading(&json!({"dispositivo_codigo": "d09", "valor": 2, "unidade": "L"})).unwrap();
-        let raw = input.raw.clone();
+        let raw = input.raw.to_value();
         for (reason, code, mention) in [
             (ReadingRejection::UnknownDevice { code: input.device_code.clone() }, "unknown_device", "D09"),
             (
@@ -1569,5 +1656,196 @@ mod tests {
         );
         assert_eq!(refused[0].raw["timestamp"], "2026-11-23T10:00:00+00:00", "the batch instant is kept");
         assert_eq!(refused[1].raw["timestamp"], "2026-11-23T09:00:00Z", "an own instant is left as sent");
+    }
+
+    // ----- the fast path ------------------------------------------------------------------------
+
+    /// Whether the batch's accepted readings all kept their element as text (the fast path).
+    fn took_fast_path(batch: &TelemetryBatch) -> bool {
+        batch.accepted().all(|r| matches!(r.raw.0, Sent::Text(_)))
+    }
+
+    #[test]
+    fn a_gateways_ordinary_batch_takes_the_fast_path_with_the_same_result() {
+        let payload = format!(
+            r#"{{"gateway_mac": "{MAC}", "timestamp": "2026-02-15T14:30:00Z", "leituras": [
+                {{"dispositivo_codigo": "d01", "valor": 123.45, "unidade": "kWh"}},
+                {{"dispositivo_codigo": "D02", "valor": -0, "unidade": "m³", "timestamp": "2026-02-15 11:29:00"}},
+                {{"dispositivo_codigo": "D03", "valor": 7, "unidade": " ", "timestamp": null}},
+                {{"valor": 18446744073709551616, "dispositivo_codigo": "D04"}}]}}"#
+        );
+        let fast = TelemetryBatch::parse(payload.as_bytes(), &ctx()).unwrap();
+        assert!(took_fast_path(&fast));
+        assert_eq!(fast.readings.len(), 4);
+        assert_eq!(fast, TelemetryBatch::parse_as_values(payload.as_bytes(), &ctx()).unwrap());
+        let d02 = fast.readings[1].as_ref().unwrap();
+        assert_eq!(d02.value.to_bits(), (-0.0_f64).to_bits());
+        assert_eq!(d02.time, utc("2026-02-15T14:29:00Z"), "a local time in the tenant's zone");
+        assert_eq!(
+            d02.raw,
+            json!({"dispositivo_codigo": "D02", "valor": -0.0, "unidade": "m³", "timestamp": "2026-02-15 11:29:00"})
+        );
+        assert_eq!(fast.readings[2].as_ref().unwrap().unit, None, "a blank unit is none");
+    }
+
+    #[test]
+    fn anything_unusual_goes_the_general_way() {
+        let element = r#"{"dispositivo_codigo": "D01", "valor": 1}"#;
+        for (name, payload) in [
+            (
+                "an extra field",
+                format!(
+                    r#"{{"gateway_mac": "{MAC}", "timestamp": "2026-02-15T14:30:00Z", "x": 1, "leituras": [{element}]}}"#
+                ),
+            ),
+            (
+                "a repeated field",
+                format!(
+                    r#"{{"gateway_mac": "{MAC}", "timestamp": "2026-02-15T14:30:00Z", "leituras": [{{"dispositivo_codigo": "D01", "valor": 1, "valor": 2}}]}}"#
+                ),
+            ),
+            (
+                "an escaped string",
+                format!(
+                    r#"{{"gateway_mac": "{MAC}", "timestamp": "2026-02-15T14:30:00Z", "leituras": [{{"dispositivo_codigo": "D\u00301", "valor": 1}}]}}"#
+                ),
+            ),
+            (
+                "a numeric string",
+                format!(
+                    r#"{{"gateway_mac": "{MAC}", "timestamp": "2026-02-15T14:30:00Z", "leituras": [{{"dispositivo_codigo": "D01", "valor": "1"}}]}}"#
+                ),
+            ),
+            (
+                "an extra field in a reading",
+                format!(
+                    r#"{{"gateway_mac": "{MAC}", "timestamp": "2026-02-15T14:30:00Z", "leituras": [{{"dispositivo_codigo": "D01", "valor": 1, "x": null}}]}}"#
+                ),
+            ),
+        ] {
+            let batch = TelemetryBatch::parse(payload.as_bytes(), &ctx()).unwrap();
+            assert!(!took_fast_path(&batch), "{name}");
+            assert_eq!(batch.readings.len(), 1, "{name}");
+            assert_eq!(batch, TelemetryBatch::parse_as_values(payload.as_bytes(), &ctx()).unwrap(), "{name}");
+        }
+        // Refused by the general path as before: a number out of range in a field the fast path
+        // does not know, and a reading the fast path would have to refuse.
+        let huge = format!(
+            r#"{{"gateway_mac": "{MAC}", "timestamp": "2026-02-15T14:30:00Z", "x": 1e999, "leituras": []}}"#
+        );
+        assert_eq!(TelemetryBatch::parse(huge.as_bytes(), &ctx()).unwrap_err().code(), "invalid_json");
+        let future = format!(
+            r#"{{"gateway_mac": "{MAC}", "timestamp": "2026-02-15T14:30:00Z", "leituras": [{{"dispositivo_codigo": "D01", "valor": 1, "timestamp": "2099-01-01T00:00:00Z"}}]}}"#
+        );
+        let batch = TelemetryBatch::parse(future.as_bytes(), &ctx()).unwrap();
+        assert_eq!(batch.rejected().next().unwrap().reason.code(), "future_timestamp");
+    }
+
+    /// A batch's text from parts that are mostly valid and sometimes a little off, so that the
+    /// fast path meets both the batches it takes (about a fifth) and every way of not taking one.
+    fn near_valid_payload() -> impl Strategy<Value = String> {
+        // A field: usually one of `good`, sometimes one of `off`, sometimes absent.
+        let field = |name: &'static str, good: &'static [&'static str], off: &'static [&'static str]| {
+            prop_oneof![
+                12 => prop::sample::select(good.to_vec()).prop_map(Some),
+                1 => prop::sample::select(off.to_vec()).prop_map(Some),
+                1 => Just(None),
+            ]
+            .prop_map(move |v| v.map(|v| format!(r#""{name}": {v}"#)))
+        };
+        let extra = |items: &'static [&'static str]| prop_oneof![20 => Just(None), 1 => prop::sample::select(items.to_vec()).prop_map(|s| Some(s.to_owned()))];
+        let element = (
+            field(
+                "dispositivo_codigo",
+                &[r#""D01""#, r#""d02""#, r#"" D03 ""#],
+                &[r#""D\u00304""#, r#""""#, r#""-X""#, "12", "null"],
+            ),
+            field(
+                "valor",
+                &["1", "-0", "12.5", "1e308", "2.5e-400", "18446744073709551616", "-9223372036854775809"],
+                &["1e400", r#""12.5""#, r#""1,5""#, "null", "true"],
+            ),
+            field(
+                "unidade",
+                &[r#""kWh""#, r#""m3""#, r#""m³""#, r#""""#, r#"" ""#, "null"],
+                &[r#""m\u00b3""#, "5", r#""furlong""#],
+            ),
+            field(
+                "timestamp",
+                &[
+                    r#""2026-02-15T14:29:00Z""#,
+                    r#""2026-02-15 11:30:00""#,
+                    r#""2026-02-15T14:39:00Z""#,
+                    r#""2026-01-01T00:00:00Z""#,
+                    "null",
+                ],
+                &[r#""2025-01-01T00:00:00Z""#, r#""2026-02-15T14:41:00Z""#, r#""bad""#, "3"],
+            ),
+            extra(&[r#""x": 1"#, r#""x": 1e400"#, r#""valor": 2"#]),
+        )
+            .prop_map(|(a, b, c, d, e)| {
+                format!("{{{}}}", [a, b, c, d, e].into_iter().flatten().collect::<Vec<_>>().join(", "))
+            });
+        let other = prop::sample::select(vec!["1", "null", r#""D01""#, "[]"]).prop_map(str::to_owned);
+        let elements = prop::collection::vec(prop_oneof![30 => element, 1 => other], 0..4);
+        (
+            field(
+                "gateway_mac",
+                &[r#""aa:bb:cc:dd:ee:ff""#, r#""AA-BB-CC-DD-EE-FF""#],
+                &[r#""11:22:33:44:55:66""#, "null", "7"],
+            ),
+            field(
+                "timestamp",
+                &[r#""2026-02-15T14:30:00Z""#, r#""2026-02-15 11:30:00""#],
+                &[r#""2099-01-01T00:00:00Z""#, "null"],
+            ),
+            prop_oneof![20 => elements.prop_map(Some), 1 => Just(None)],
+            extra(&[r#""x": {"y": [1, 2]}"#, r#""x": 1e400"#, r#""timestamp": "2026-02-15T14:31:00Z""#]),
+        )
+            .prop_map(|(mac, time, elements, extra)| {
+                let leituras = elements.map(|e| format!(r#""leituras": [{}]"#, e.join(",")));
+                format!(
+                    "{{{}}}",
+                    [mac, time, leituras, extra].into_iter().flatten().collect::<Vec<_>>().join(", ")
+                )
+            })
+    }
+
+    #[test]
+    fn the_generated_batches_take_the_fast_path_often() {
+        use proptest::strategy::ValueTree;
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = near_valid_payload();
+        let fast = (0..1_000)
+            .filter(|_| {
+                let payload = strategy.new_tree(&mut runner).unwrap().current();
+                TelemetryBatch::parse(payload.as_bytes(), &ctx())
+                    .is_ok_and(|b| !b.readings.is_empty() && took_fast_path(&b) && b.rejected().count() == 0)
+            })
+            .count();
+        assert!(fast >= 150, "{fast} of 1,000 took the fast path");
+    }
+
+    proptest! {
+        #[test]
+        fn the_fast_path_gives_what_the_general_path_gives(
+            payload in near_valid_payload(),
+            retention in any::<bool>(),
+            max_readings in 1_usize..8,
+        ) {
+            let mut ctx = ctx().with_retention(retention.then(|| TimeDelta::days(30)));
+            ctx.max_readings = max_readings;
+            let general = TelemetryBatch::parse_as_values(payload.as_bytes(), &ctx);
+            prop_assert_eq!(TelemetryBatch::parse(payload.as_bytes(), &ctx), general, "{}", payload);
+        }
+
+        #[test]
+        fn the_fast_path_agrees_on_arbitrary_json(value in json_value()) {
+            let payload = value.to_string();
+            prop_assert_eq!(
+                TelemetryBatch::parse(payload.as_bytes(), &ctx()),
+                TelemetryBatch::parse_as_values(payload.as_bytes(), &ctx())
+            );
+        }
     }
 }

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tds_domain::dead_letter::{RefusedEntry, with_time};
-use tds_domain::telemetry::ReadingRejection;
+use tds_domain::telemetry::{ReadingRejection, SentElement};
 use tds_domain::{GatewayId, TenantId};
 use tds_domain::{LiveEvent, LiveReading};
 use tds_store::readings::{NewReading, PreparedInsert, ReadingConflict};
@@ -33,7 +33,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 #[derive(Debug, Clone)]
 pub struct ReadingOrigin {
     pub index: usize,
-    pub raw: serde_json::Value,
+    pub raw: SentElement,
 }
 
 /// One message's worth of work.
@@ -444,7 +444,7 @@ async fn commit_one_by_one(
                             index: origin.index,
                             code: "unknown_device".into(),
                             reason: "the device is no longer registered on this gateway".into(),
-                            raw: with_time(origin.raw.clone(), r.time),
+                            raw: with_time(origin.raw.to_value(), r.time),
                         })
                         .collect();
                     dead.extend(list_letter(template, template.received_at, &entries, max_bytes));
@@ -484,7 +484,7 @@ fn conflicts_to_dead_letters(
                 index: origin.index,
                 code: reason.code().into(),
                 reason: reason.to_string(),
-                raw: with_time(origin.raw.clone(), c.time),
+                raw: with_time(origin.raw.to_value(), c.time),
             })
         })
         .collect();
