@@ -35,6 +35,9 @@
 //!   so its rollups would be recomputed from part of the data), so it is refused and kept as a
 //!   dead letter instead.
 //! - A reading's `index` is its 0-based position in `leituras`.
+//!
+//! Batches in the shape gateways send take a fast path (module `fast`) with the same result;
+//! the rest are parsed through a `serde_json::Value`, which the reasons above are read from.
 
 use crate::{DeviceCode, DeviceId, Mac, Unit, ValidationError};
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone as _, Utc};
