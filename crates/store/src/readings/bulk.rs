@@ -424,11 +424,11 @@ impl BulkInsert for sqlx::SqliteConnection {
 }
 
 /// The group's readings in key order, a key given twice in the order given (the sort is
-/// stable, so its first reading is still the one written). SQLite inserts each row with a seek in
-/// the `(device, time)` B-tree: in key order a device's readings of a commit land on its newest
-/// leaf one after another while that page is at hand, instead of the commit's meters' pages
-/// being visited in turn once per message.
-fn in_key_order(group: &[NewReading]) -> Vec<&NewReading> {
+/// stable, so its first reading is still the one written). Both databases insert each row with a
+/// seek in the `(device, time)` B-tree (SQLite's table, PostgreSQL's primary key): in key order a
+/// device's readings of a commit land on its newest leaf one after another while that page is at
+/// hand, instead of the commit's meters' pages being visited in turn once per message.
+pub(super) fn in_key_order(group: &[NewReading]) -> Vec<&NewReading> {
     let mut sorted: Vec<&NewReading> = group.iter().collect();
     sorted.sort_by_key(|r| (r.device_id, r.time));
     sorted

@@ -8,12 +8,20 @@
 //! which also gives each reading its gateway: a round trip more, so only groups of at least
 //! [`COPY_FROM`] readings are copied (a small commit at half load keeps its one statement).
 //!
+//! The rows are sent in key order (device, then time), not in the order the messages came: each
+//! row's primary-key entry then goes to the leaf page the previous row's went to, still in the
+//! CPU's cache, rather than to another of the commit's meters' pages (with 10,000 meters, 80 MB
+//! of leaves). Measured with `psql` on an idle cluster (80,000 readings of 10,000 devices
+//! appended to a table of 4 million, six of each, alternating): in message order 333–452 ms a
+//! `COPY`, in key order 230–493 ms (mean 337 against 424; 306 without the first, which followed the
+//! table's checkpoint).
+//!
 //! The rows go in PostgreSQL's binary `COPY` format: a header, then per row the field count and
 //! each field as its length and its value in the type's binary form, which sqlx's own encoders
 //! write (the same bytes it sends as a bound parameter), then a trailer.
 
 use super::NewReading;
-use super::bulk::{Inserted, devices_of, is_unique_violation, pg_gateways};
+use super::bulk::{Inserted, devices_of, in_key_order, is_unique_violation, pg_gateways};
 use crate::Ts;
 use sqlx::postgres::{PgArgumentBuffer, Postgres};
 use std::collections::HashMap;
@@ -62,7 +70,7 @@ pub(super) async fn copy_new(
     }
 }
 
-/// The group in the binary `COPY` format, each reading with its device's gateway.
+/// The group in the binary `COPY` format, in key order, each reading with its device's gateway.
 fn encode(
     group: &[NewReading],
     tenant: TenantId,
@@ -73,7 +81,7 @@ fn encode(
     // Seven fields of 4 + 8 bytes, the unit's few bytes and the row's field count.
     buf.reserve(HEADER.len() + group.len() * 96 + 2);
     buf.extend_from_slice(HEADER);
-    for r in group {
+    for r in in_key_order(group) {
         let device = r.device_id.get();
         let gateway = gateways
             .get(&device)

@@ -409,6 +409,27 @@ conformance!(
     an_archived_devices_readings_stay_readable,
 );
 
+/// PostgreSQL only: a large group of new readings, sent in the order its messages came (meters
+/// taking turns), is copied in key order, each meter's readings after one another in the table
+/// (and so in its primary key's leaves, one after another).
+#[tokio::test]
+async fn postgres_copies_a_large_group_in_key_order() {
+    let Some(db) = tds_testkit::TestDb::postgres().await else { return };
+    let (t, d1, d2) = setup(&db.store).await;
+    let turns: Vec<_> = (0..1_200)
+        .flat_map(|i| [reading(d2.id, 1_200 - i, i as f64), reading(d1.id, 1_200 - i, i as f64)])
+        .collect();
+    let report = db.store.readings().insert(t, &turns).await.unwrap();
+    assert_eq!(report.inserted, 2_400);
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let rows: Vec<(i64, DateTime<Utc>)> =
+        sqlx::query_as("SELECT device_id, time FROM readings ORDER BY ctid").fetch_all(&pool).await.unwrap();
+    let mut sorted = rows.clone();
+    sorted.sort();
+    assert_eq!(rows.len(), 2_400);
+    assert!(rows == sorted, "stored in the order given: {:?}", &rows[..4]);
+}
+
 /// SQLite only: the WAL is copied into the database file by the background checkpointer, long
 /// before the writer's own threshold (40,000 pages) would.
 #[tokio::test]
