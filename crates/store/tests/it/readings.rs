@@ -430,6 +430,49 @@ async fn postgres_copies_a_large_group_in_key_order() {
     assert!(rows == sorted, "stored in the order given: {:?}", &rows[..4]);
 }
 
+/// PostgreSQL only: a fold merging new commits into the devices' marks writes each mark's new
+/// version on the page the old one was on (a HOT update, no new index entry), which the room
+/// kept on `rollup_dirty`'s pages allows; on full pages nearly every one went to another page.
+#[tokio::test]
+async fn postgres_merged_marks_stay_on_their_pages() {
+    let Some(db) = tds_testkit::TestDb::postgres().await else { return };
+    let t = fixtures::tenant(&db.store, "Acme").await.id;
+    let mut meters = Vec::new();
+    // At most 8 meters a gateway (the default limit).
+    for g in 0..38 {
+        let gateway =
+            fixtures::gateway(&db.store, t, &format!("aa:bb:cc:dd:ee:{g:02x}"), &format!("GW{g}")).await;
+        for i in 0..8 {
+            meters.push(fixtures::meter(&db.store, t, &gateway, &format!("M{i}")).await);
+        }
+    }
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    meters.truncate(300);
+    let mut pages = Vec::new();
+    for minute in 0..2 {
+        let batch: Vec<_> = meters.iter().map(|m| reading(m.id, minute, minute as f64)).collect();
+        db.store.readings().insert(t, &batch).await.unwrap();
+        db.store.rollups().staff_fold().await.unwrap();
+        // The page of each mark's current version (ctid is "(page,item)").
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT device_id, ctid::text FROM rollup_dirty WHERE to_time = $1 ORDER BY device_id",
+        )
+        .bind(t0() + Duration::minutes(minute))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 300, "every mark merged");
+        pages.push(
+            rows.into_iter()
+                .map(|(d, c)| (d, c.trim_start_matches('(').split(',').next().unwrap().to_owned())),
+        );
+    }
+    let after: Vec<_> = pages.pop().unwrap().collect();
+    let before: Vec<_> = pages.pop().unwrap().collect();
+    let stayed = before.iter().zip(&after).filter(|(b, a)| b == a).count();
+    assert!(stayed >= 270, "{stayed} of 300 marks stayed on their page");
+}
+
 /// SQLite only: the WAL is copied into the database file by the background checkpointer, long
 /// before the writer's own threshold (40,000 pages) would.
 #[tokio::test]
