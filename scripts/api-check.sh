@@ -28,14 +28,15 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 http_port=$(free_port)
 mqtt_port=$(free_port)
-run() {
-  env -i PATH="$PATH" HOME="$tmp" TDS_DATA_DIR="$tmp/data" TDS_HTTP_ADDR="127.0.0.1:$http_port" \
-    TDS_MQTT_ADDR="127.0.0.1:$mqtt_port" TDS_MQTT_PUBLIC_HOST=localhost \
-    TDS_API_RATE_PER_SECOND=100000 TDS_API_BURST=100000 TDS_LOG_LEVEL=warn "$tds_bin" "$@"
-}
-run tenant create --name Integra >/dev/null
-token=$(run token create --tenant Integra --name e2e --role admin 2>/dev/null)
-run serve >"$tmp/tds.log" 2>&1 &
+tds=(env -i PATH="$PATH" HOME="$tmp" TDS_DATA_DIR="$tmp/data" TDS_HTTP_ADDR="127.0.0.1:$http_port"
+  TDS_MQTT_ADDR="127.0.0.1:$mqtt_port" TDS_MQTT_PUBLIC_HOST=localhost
+  TDS_API_RATE_PER_SECOND=100000 TDS_API_BURST=100000 TDS_LOG_LEVEL=warn "$tds_bin")
+"${tds[@]}" tenant create --name Integra >/dev/null
+token=$("${tds[@]}" token create --tenant Integra --name e2e --role admin 2>/dev/null)
+# A simple command in the background, not a shell function: `$!` is then the server itself
+# (env execs it), which the cleanup stops; with a function it was a subshell, and killing that
+# left `tds serve` running after every check.
+"${tds[@]}" serve >"$tmp/tds.log" 2>&1 &
 pid=$!
 for _ in $(seq 120); do
   curl -sf "http://127.0.0.1:$http_port/readyz" >/dev/null 2>&1 && break
@@ -75,7 +76,7 @@ fuzz() { # $1: token, then filters
   if [ "$status" = 0 ]; then tail -n 25 "$tmp/schemathesis.log"; else cat "$tmp/schemathesis.log"; fi
   return "$status"
 }
-staff_token=$(run token create --staff --name fuzz 2>/dev/null)
+staff_token=$("${tds[@]}" token create --staff --name fuzz 2>/dev/null)
 echo "== api-check: generated requests to every tenant operation (schemathesis, an admin token)"
 fuzz "$token" --exclude-path /api/v1/events --exclude-tag staff
 echo "== api-check: generated requests to every staff operation (schemathesis, a staff token)"
