@@ -65,12 +65,14 @@ echo "== api-check: an integration end to end (tests/api/e2e.py: requests + paho
 fuzz() { # $1: token, then filters
   local token=$1; shift
   set +e
-  "$venv/bin/schemathesis" run "$base/api/v1/openapi.json" \
+  # From the temporary directory: schemathesis keeps a cache of the crashes it found in the
+  # working directory's .schemathesis/, which does not belong in the repository.
+  (cd "$tmp" && "$venv/bin/schemathesis" run "$base/api/v1/openapi.json" \
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-examples "${TDS_API_CHECK_EXAMPLES:-30}" \
     --seed 1 \
-    --no-color "$@" >"$tmp/schemathesis.log" 2>&1
+    --no-color "$@" >"$tmp/schemathesis.log" 2>&1)
   local status=$?
   set -e
   if [ "$status" = 0 ]; then tail -n 25 "$tmp/schemathesis.log"; else cat "$tmp/schemathesis.log"; fi
