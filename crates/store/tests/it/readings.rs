@@ -495,3 +495,18 @@ async fn sqlite_commits_reach_the_database_file_without_the_writer_checkpointing
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// The SQLite linked into TDS is built without its global memory statistics
+/// (`.cargo/config.toml`): with them every allocation SQLite makes takes one process-wide
+/// mutex, which the writer's, the readers' and the checkpoint's threads fight over (under a
+/// 10,000-meter load the writer slept on it hundreds of times a second). A build that lost the
+/// setting (run from outside the repository, say) fails here.
+#[tokio::test]
+async fn sqlite_is_built_without_global_memory_statistics() {
+    let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+    let options: Vec<String> = sqlx::query_scalar("SELECT compile_options FROM pragma_compile_options")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "SQLite's compile options: {options:?}");
+}
