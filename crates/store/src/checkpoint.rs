@@ -34,9 +34,13 @@ pub(crate) const EVERY: Duration = Duration::from_millis(200);
 /// meters (`tds bench ingest --seconds 15`) the two were alike within the runs' spread.
 pub(crate) const WRITER_PAGES: u32 = 40_000;
 
-/// Largest `-wal` file kept after it starts over (`journal_size_limit`, bytes): a burst (an
-/// import, a long backlog) that grew it beyond gives the space back.
-pub(crate) const KEEP_WAL_BYTES: u64 = 64 << 20;
+/// Largest `-wal` file kept after it starts over (`journal_size_limit`, bytes): above what a
+/// steady load makes it ([`WRITER_PAGES`] and the commit that crossed them), so that starting
+/// over does not cut it back every time; a burst (an import, a long backlog) that grew it beyond
+/// gives the space back. At 64 MiB the writer truncated the file at every start, about once a
+/// second under load: `ftruncate` from 160 to 64 MiB took 34 ms of the writer's time each
+/// (`strace -T` during `tds bench ingest --rate 6000`), and the next pass wrote the blocks again.
+pub(crate) const KEEP_WAL_BYTES: u64 = 256 << 20;
 
 /// Stops the checkpointer when the last handle to the database goes, or on [`Self::stop`].
 #[derive(Debug)]
