@@ -3,7 +3,7 @@
 //!
 //! | job | every | does |
 //! |---|---|---|
-//! | `rollups` | 1 s (at once while a backlog lasts) | hourly/daily/monthly rollups of new readings, then the alert rules on those devices' data |
+//! | `rollups` | 3 s (while a backlog lasts, after a pause as long as the round) | hourly/daily/monthly rollups of new readings, then the alert rules on those devices' data (during a backlog, at most every 3 s) |
 //! | `alerts` | 5 s | every alert rule (clock rules, a new day or month clearing consumption alerts) |
 //! | `notify` | 2 s (at once while a backlog lasts) | alert events fanned out to the outbox, reminders, due email and webhook deliveries sent |
 //! | `reports` | 30 s | due scheduled reports made, mailed and kept; failed runs retried |
@@ -40,10 +40,11 @@ pub fn runner(
     let horizons = config.retention_horizons();
     let crl_config = config.clone();
     let campaign = campaign(pki.clone(), config);
-    let rollups_live = live.clone();
+    let rollups = Arc::new(tds_jobs::rollups::Worker::new(live.clone()));
     Runner::new(store, worker, options)
-        .every("rollups", tds_jobs::rollups::PERIOD, Duration::ZERO, move |store| {
-            tds_jobs::rollups::round(store, rollups_live.clone())
+        .every("rollups", tds_jobs::rollups::PERIOD, Duration::ZERO, move |store: Store| {
+            let rollups = rollups.clone();
+            async move { rollups.round(&store).await }
         })
         .every("alerts", tds_jobs::alerts::PERIOD, tds_jobs::alerts::PERIOD, move |store| {
             tds_jobs::alerts::job(store, live.clone())

@@ -148,4 +148,54 @@ async fn a_rollup_round_evaluates_the_devices_it_refreshed(store: Store) {
     assert!(again.tenants.is_empty());
 }
 
-conformance!(thresholds_and_silence_raise_once_and_clear, a_rollup_round_evaluates_the_devices_it_refreshed);
+/// The rollup job during a backlog: the rounds' devices are gathered and their rules evaluated
+/// together at most once a period, and at once when a round finds no backlog; nothing refreshed
+/// is left unevaluated.
+async fn a_backlog_gathers_the_refreshed_devices_for_one_evaluation(store: Store) {
+    let t = fixtures::tenant(&store, "Acme").await;
+    let g = fixtures::gateway(&store, t.id, "aa:bb:cc:dd:ee:03", "GW3").await;
+    let now = Utc::now();
+    let mut devices = Vec::new();
+    for code in ["D01", "D02", "D03"] {
+        let mut fields = fixtures::meter_fields(code);
+        fields.unit = Unit::parse("kWh").unwrap();
+        fields.alarm_daily = Some(Amount::parse("alarm_daily", "5").unwrap());
+        let d = store.devices().create(t.id, g.id, &fields, None).await.unwrap();
+        // 8 kWh in the last half hour: over the threshold.
+        let rows: Vec<NewReading> = (0..3)
+            .map(|i| NewReading {
+                device_id: d.id,
+                time: now - Duration::minutes(30 - 10 * i64::from(i)),
+                value: 100.0 + 4.0 * f64::from(i),
+                unit: "kWh".into(),
+            })
+            .collect();
+        store.readings().insert(t.id, &rows).await.unwrap();
+        devices.push(d);
+    }
+    let active = || async { store.alerts().count_active(t.id).await.unwrap() };
+    // Rounds of one device: three devices waiting is a backlog.
+    let worker = tds_jobs::rollups::Worker::with_batch(None, 1);
+    let first = worker.round(&store).await.unwrap();
+    assert!(matches!(first, tds_jobs::Next::After(_)), "a full batch is a backlog: {first:?}");
+    assert_eq!(active().await, 1, "the first round evaluates its device at once");
+    for _ in 0..2 {
+        assert!(matches!(worker.round(&store).await.unwrap(), tds_jobs::Next::After(_)));
+    }
+    assert_eq!(active().await, 1, "within the period, a backlog's rounds wait for one evaluation");
+    // Caught up: the round that finds nothing evaluates what waits.
+    assert!(matches!(worker.round(&store).await.unwrap(), tds_jobs::Next::Period));
+    assert_eq!(active().await, 3, "every refreshed device evaluated");
+    let open = store.alerts().list(t.id, Some(AlertStatus::Active), None, 10).await.unwrap();
+    let mut targets: Vec<_> = open.iter().map(|a| a.target).collect();
+    targets.sort_by_key(|t| format!("{t:?}"));
+    let mut expected: Vec<_> = devices.iter().map(|d| Target::Device(d.id)).collect();
+    expected.sort_by_key(|t| format!("{t:?}"));
+    assert_eq!(targets, expected);
+}
+
+conformance!(
+    thresholds_and_silence_raise_once_and_clear,
+    a_rollup_round_evaluates_the_devices_it_refreshed,
+    a_backlog_gathers_the_refreshed_devices_for_one_evaluation
+);

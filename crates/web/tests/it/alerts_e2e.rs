@@ -141,8 +141,9 @@ async fn a_published_reading_raises_notifies_is_acknowledged_and_clears(db: Test
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The rollup job as `tds serve` runs it: refresh, then the refreshed devices' rules.
     let mut alerts = Vec::new();
+    let worker = tds_jobs::rollups::Worker::new(None);
     for _ in 0..50 {
-        tds_jobs::rollups::round(app.store.clone(), None).await.unwrap();
+        worker.round(&app.store).await.unwrap();
         alerts = app.store.alerts().list(t.id, None, None, 10).await.unwrap();
         if !alerts.is_empty() {
             break;
