@@ -4,7 +4,7 @@
 //! that received a hundred readings since the last round is recomputed once. The alert rules on
 //! the data of the devices a round refreshed are evaluated right after it
 //! ([`crate::alerts::touched`]), so a consumption crossing raises within a round of its commit;
-//! while a backlog lasts, at most once a [`PERIOD`] for the devices of all the rounds since.
+//! while a backlog lasts, after it, for the devices of all its rounds (see [`Worker`]).
 
 use crate::alerts::Live;
 use crate::runner::Next;
@@ -56,31 +56,26 @@ pub async fn drain(store: &Store) -> Result<usize, tds_store::StoreError> {
 /// The rollup job as `tds serve` runs it, with what it keeps between rounds: the refreshed
 /// devices whose rules wait to be evaluated.
 ///
-/// Evaluating the rules of a round's devices costs about as much for 2,000 devices as for a
-/// tenant's 10,000 (the tenant's rules, devices and consumption totals are read whole: `tds
-/// bench alerts --devices 10000`, 290 ms for either on SQLite), so evaluating after every round
-/// of a backlog made each round several times longer, each device was visited more rarely, and
-/// its waiting readings outgrew the rollup feed: with 10,000 meters offered 130,000 readings/s
-/// on SQLite (`tds bench ingest --gateways 1000 --devices 10 --seconds 600 --rate 13000
-/// --alerts on`), 11,058 refreshes took their readings from memory and 128,942 read them back.
-/// While a backlog lasts, the rounds' devices are gathered and evaluated together, at most once
-/// a [`PERIOD`]; once a round finds no backlog, whatever waits is evaluated at once.
+/// While a backlog lasts (a round refreshed a full batch), the rounds' devices are gathered, not
+/// evaluated; the first round that finds no backlog evaluates them all. Meanwhile the periodic
+/// alert round evaluates every rule on the rollups as they stand every
+/// [`crate::alerts::PERIOD`], so evaluating after each round of a backlog only repeated it a
+/// little sooner, and cost more than it seems: evaluating the rules of 2,000 devices costs about
+/// as much as of a tenant's 10,000 (its rules, devices and consumption totals are read whole:
+/// `tds bench alerts --devices 10000`, 290 ms for either on SQLite, idle), which made each
+/// round longer, each device visited more rarely, and its waiting readings outgrew the rollup
+/// feed: with 10,000 meters offered 130,000 readings/s on SQLite (`tds bench ingest --gateways
+/// 1000 --devices 10 --seconds 600 --rate 13000 --alerts on`), 11,058 refreshes took their
+/// readings from memory and 128,942 read them back.
 ///
 /// Kept in memory only: the instance that takes the job over after this one stops starts with
-/// nothing waiting, and the periodic alert round (every rule every [`crate::alerts::PERIOD`])
-/// evaluates what this one had not.
+/// nothing waiting, and the periodic alert round evaluates what this one had not.
 #[derive(Debug)]
 pub struct Worker {
     live: Live,
     batch: i64,
-    waiting: Mutex<Waiting>,
-}
-
-#[derive(Debug, Default)]
-struct Waiting {
-    devices: HashSet<(TenantId, DeviceId)>,
-    /// When the rules of refreshed devices were last evaluated.
-    evaluated: Option<Instant>,
+    /// Refreshed during a backlog, not evaluated yet.
+    waiting: Mutex<HashSet<(TenantId, DeviceId)>>,
 }
 
 impl Worker {
@@ -91,20 +86,21 @@ impl Worker {
 
     /// With rounds of up to `batch` devices instead of [`BATCH`] (tests make a backlog of a few).
     pub fn with_batch(live: Live, batch: i64) -> Self {
-        Self { live, batch: batch.max(1), waiting: Mutex::new(Waiting::default()) }
+        Self { live, batch: batch.max(1), waiting: Mutex::new(HashSet::new()) }
     }
 
-    /// One round of the rollup job: refreshes up to a batch of devices, evaluates the alert rules
-    /// on the data of the devices refreshed (this round's, and those of earlier rounds of a
-    /// backlog), and asks to run again after [`backlog_pause`] when a full batch shows a backlog.
+    /// One round of the rollup job: refreshes up to a batch of devices; when that was not a full
+    /// batch, evaluates the alert rules on the data of the devices refreshed (this round's, and
+    /// those of the backlog's rounds before it); after a full batch (a backlog) asks to run again
+    /// after [`backlog_pause`].
     pub async fn round(&self, store: &Store) -> anyhow::Result<Next> {
         let started = Instant::now();
         let n = self.refresh_and_evaluate(store).await?;
         Ok(if n as i64 >= self.batch { Next::After(backlog_pause(started.elapsed())) } else { Next::Period })
     }
 
-    /// Refreshes up to a batch of devices, evaluates the rules of the devices waiting when it is
-    /// time to; returns how many devices it refreshed.
+    /// Refreshes up to a batch of devices, evaluates the rules of the devices waiting unless a
+    /// backlog lasts; returns how many devices it refreshed.
     async fn refresh_and_evaluate(&self, store: &Store) -> Result<usize, tds_store::StoreError> {
         let touched = store.rollups().staff_refresh_touched(self.batch).await?;
         let refreshed = touched.len();
@@ -113,15 +109,9 @@ impl Worker {
         }
         let due = {
             let mut waiting = self.waiting.lock().await;
-            waiting.devices.extend(touched);
+            waiting.extend(touched);
             let backlog = refreshed as i64 >= self.batch;
-            let recently = waiting.evaluated.is_some_and(|at| at.elapsed() < PERIOD);
-            if waiting.devices.is_empty() || (backlog && recently) {
-                None
-            } else {
-                waiting.evaluated = Some(Instant::now());
-                Some(std::mem::take(&mut waiting.devices))
-            }
+            if waiting.is_empty() || backlog { None } else { Some(std::mem::take(&mut *waiting)) }
         };
         let Some(devices) = due else { return Ok(refreshed) };
         let devices: Vec<(TenantId, DeviceId)> = devices.into_iter().collect();

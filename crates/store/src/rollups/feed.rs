@@ -24,17 +24,19 @@
 //!   it up next round (going on, or recomputing if it is older than what this round adds); the
 //!   read might have taken it now, with the same rows in the end.
 //!
-//! Bounded: at most [`MAX_READINGS`] readings are kept. Past that, the folded marks holding the
-//! most readings are let go first, down to [`AFTER_SHEDDING`] (their devices' next refresh reads
-//! them back), so that a fleet whose readings wait a little longer than the bound allows has a
-//! few devices read back, not all of them. Only when no folded mark is left to let go are the
-//! commits waiting for a fold let go too, and nothing more is kept until this store folds again
-//! (an instance whose commits another instance folds would otherwise hold readings no one takes).
+//! Bounded: at most [`MAX_READINGS`] readings are kept. Past that, folded marks are let go down
+//! to [`AFTER_SHEDDING`] (their devices' next refresh reads them back, and keeps nothing for them
+//! until then), the ones kept last first: the refresh takes the marks waiting longest first, so
+//! the marks kept first are the next it uses, and those it keeps (see [`State::shed_marks`]).
+//! Only when no folded mark is left to let go are the commits waiting for a fold let go too, and
+//! nothing more is kept until this store folds again (an instance whose commits another instance
+//! folds would otherwise hold readings no one takes).
 
 use crate::Ts;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// Readings kept at most (24 bytes each while their commit waits for the fold, with at most one
 /// 32-byte mark each; 16 bytes after): a few rounds of 100,000 readings/s, ~50 MB.
@@ -47,6 +49,11 @@ pub const MAX_READINGS: usize = 2_000_000;
 /// --inflight 32`) the readings waiting for their refresh crossed the bound, 18,776 of 44,000
 /// device refreshes read their readings back and a round took 1.5–3.4 s instead of 0.3–0.6 s.
 pub const AFTER_SHEDDING: usize = MAX_READINGS / 4 * 3;
+
+/// A folded mark kept longer than this was left by a refresh elsewhere (another instance took
+/// the rollup job over and refreshed its device): it goes first when marks are let go. No
+/// refresh cycle comes near it; one that did would have its oldest marks read back, as before.
+const STALE: Duration = Duration::from_secs(300);
 
 /// A reading a commit inserted: (device, µs, value).
 pub(crate) type Kept = (i64, i64, f64);
@@ -84,12 +91,24 @@ impl FedMark {
     }
 }
 
+/// A folded mark as kept, with when it was first kept (a mark going on from the kept one keeps
+/// its predecessor's place).
+#[derive(Debug)]
+struct Held {
+    mark: FedMark,
+    /// The order in which marks were first kept.
+    seq: u64,
+    since: Instant,
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// Committed and not yet folded: `rollup_pending` id → the readings that commit inserted.
     commits: HashMap<i64, KeptCommit>,
     /// Folded: per device, its mark as this store's last fold of it left it.
-    marks: HashMap<i64, FedMark>,
+    marks: HashMap<i64, Held>,
+    /// The next mark's [`Held::seq`].
+    next_seq: u64,
     /// Readings held in `commits` and `marks`.
     held: usize,
     /// Off once the bound was reached with no mark left to let go, until this store folds again.
@@ -97,21 +116,38 @@ struct State {
 }
 
 impl State {
-    /// Lets go of the folded marks holding the most readings until at most `target` are held
-    /// (their devices' next refresh reads their readings back): the fewest devices read back for
-    /// the memory given back.
-    fn shed_marks(&mut self, target: usize) {
+    /// Lets go of folded marks until at most `target` readings are held (their devices' next
+    /// refresh reads their readings back): stale ones first, then the ones kept last.
+    ///
+    /// The refresh takes the marks waiting longest first, which are the ones kept first, so
+    /// letting those go (as this did at first, the largest first) let go of exactly the marks the
+    /// next rounds were about to use: once a fleet's readings waited longer than the bound
+    /// allows, no refresh took its readings from memory, each round read them all back and took
+    /// several times as long, and the wait grew instead of shrinking (10,000 meters at 115,000
+    /// readings/s on SQLite, rounds of 2,000 devices: 3–5 s each, every device read back, none
+    /// from memory). Keeping the first-kept marks, the next rounds go on from memory, take a
+    /// fraction of the time, and the wait comes back within the bound.
+    fn shed_marks(&mut self, target: usize, now: Instant) {
         if self.held <= target {
             return;
         }
-        let mut sizes: Vec<(usize, i64)> = self.marks.iter().map(|(&d, m)| (m.readings.len(), d)).collect();
-        sizes.sort_unstable_by(|a, b| b.cmp(a));
-        for (n, device) in sizes {
+        // Stale marks first, the oldest first; then the others, the last kept first.
+        let mut order: Vec<(bool, u64, i64)> = self
+            .marks
+            .iter()
+            .map(|(&d, h)| {
+                let stale = now.duration_since(h.since) >= STALE;
+                (!stale, if stale { h.seq } else { u64::MAX - h.seq }, d)
+            })
+            .collect();
+        order.sort_unstable();
+        for (_, _, device) in order {
             if self.held <= target {
                 break;
             }
-            self.marks.remove(&device);
-            self.held -= n;
+            if let Some(h) = self.marks.remove(&device) {
+                self.held -= h.mark.readings.len();
+            }
         }
     }
 }
@@ -184,7 +220,7 @@ impl Feed {
             s.held -= old.readings.len();
         }
         if !s.stopped && s.held + commit.readings.len() > MAX_READINGS {
-            s.shed_marks(AFTER_SHEDDING.saturating_sub(commit.readings.len()));
+            s.shed_marks(AFTER_SHEDDING.saturating_sub(commit.readings.len()), Instant::now());
         }
         if s.stopped || s.held + commit.readings.len() > MAX_READINGS {
             // No mark left to let go: nothing folds here often enough (another instance runs
@@ -237,7 +273,7 @@ impl Feed {
     /// The id under which this store keeps a device's mark of `tenant`, or 0: what a fold going
     /// on from it gives as `feed_from`.
     pub(crate) fn kept_id(&self, device: i64, tenant: i64) -> i64 {
-        self.state().marks.get(&device).filter(|m| m.tenant == tenant).map_or(0, |m| m.feed)
+        self.state().marks.get(&device).filter(|h| h.mark.tenant == tenant).map_or(0, |h| h.mark.feed)
     }
 
     /// After a fold's transaction committed: the marks it left with its id, each with the id of
@@ -249,39 +285,44 @@ impl Feed {
         let mut s = self.state();
         for device in unfed {
             if let Some(old) = s.marks.remove(device) {
-                s.held -= old.readings.len();
+                s.held -= old.mark.readings.len();
             }
         }
+        let now = Instant::now();
         for (device, mut mark, after) in fed {
             let old = s.marks.remove(&device);
             if let Some(old) = &old {
-                s.held -= old.readings.len();
+                s.held -= old.mark.readings.len();
             }
-            match (after, old) {
-                (None, _) => {}
-                (Some(from), Some(old)) if old.feed == from => {
-                    let mut readings = old.readings;
+            let (seq, since) = match (after, old) {
+                (None, _) => {
+                    s.next_seq += 1;
+                    (s.next_seq, now)
+                }
+                (Some(from), Some(old)) if old.mark.feed == from => {
+                    let mut readings = old.mark.readings;
                     readings.append(&mut mark.readings);
                     mark.readings = readings;
+                    (old.seq, old.since)
                 }
                 (Some(_), _) => continue,
-            }
+            };
             s.held += mark.readings.len();
-            s.marks.insert(device, mark);
+            s.marks.insert(device, Held { mark, seq, since });
         }
         if s.held > MAX_READINGS {
             // More waits for the refresh than the bound: some devices are read back rather than
             // memory growing.
-            s.shed_marks(AFTER_SHEDDING);
+            s.shed_marks(AFTER_SHEDDING, now);
         }
     }
 
     /// For a refresh: a device's kept mark, taken out.
     pub(crate) fn take_mark(&self, device: i64) -> Option<FedMark> {
         let mut s = self.state();
-        let mark = s.marks.remove(&device)?;
-        s.held -= mark.readings.len();
-        Some(mark)
+        let held = s.marks.remove(&device)?;
+        s.held -= held.mark.readings.len();
+        Some(held.mark)
     }
 
     /// Counts a round's refreshed devices: `fed` from memory, `read` back.
@@ -346,39 +387,67 @@ mod tests {
     }
 
     #[test]
-    fn past_the_bound_the_largest_marks_go_first_and_commits_are_still_kept() {
+    fn past_the_bound_the_marks_kept_last_go_first_and_commits_are_still_kept() {
         let feed = Feed::new();
         let at = Ts::from_micros(100);
-        let mark = |n: usize| FedMark {
-            feed: 1,
+        let mark = |id: i64, n: usize| FedMark {
+            feed: id,
             tenant: 7,
             from: 1,
             to: 5,
             marked_at: at,
             readings: vec![(1, 1.0); n],
         };
-        let big = MAX_READINGS / 2;
-        let small = MAX_READINGS / 8;
-        // Folded marks of three devices hold 3/4 of the bound.
-        feed.folded(vec![(1, mark(big), None), (2, mark(small), None), (3, mark(small), None)], &[]);
-        assert_eq!(feed.held(), big + 2 * small);
-        // A commit that would pass the bound lets the largest mark go, not the others, and is kept.
-        feed.keep(9, commit(vec![(2, 1, 1.0); MAX_READINGS / 2]));
+        let (half, quarter, eighth) = (MAX_READINGS / 2, MAX_READINGS / 4, MAX_READINGS / 8);
+        // Folded marks of three devices, kept in the order 1, 2, 3, hold 3/4 of the bound.
+        for device in 1..=3 {
+            feed.folded(vec![(device, mark(10 + device, quarter), None)], &[]);
+        }
+        assert_eq!(feed.held(), 3 * quarter);
+        // A commit that would pass the bound lets the marks kept last go (the refresh takes the
+        // first kept first), down to a quarter below the bound with the commit, and is kept.
+        feed.keep(9, commit(vec![(2, 1, 1.0); half]));
         assert!(feed.keeping());
-        assert!(feed.take_mark(1).is_none(), "the largest mark went");
-        assert_eq!(feed.take_mark(2).unwrap().readings.len(), small);
-        assert_eq!(feed.take_commits(&[9])[&9].readings.len(), MAX_READINGS / 2);
-        // A fold that leaves more than the bound lets go of marks down to a quarter below it,
-        // largest first.
-        let quarter = MAX_READINGS / 4;
-        feed.folded(
-            vec![(4, mark(quarter), None), (5, mark(quarter + 1), None), (6, mark(quarter + 2), None)],
-            &[],
-        );
-        feed.folded(vec![(7, mark(quarter + 3), None), (8, mark(10), None)], &[]);
+        assert!(feed.take_mark(3).is_none() && feed.take_mark(2).is_none(), "the last kept went");
+        assert_eq!(feed.take_mark(1).unwrap().readings.len(), quarter, "the first kept stays");
+        assert_eq!(feed.take_commits(&[9])[&9].readings.len(), half);
+        assert_eq!(feed.held(), 0);
+        // Past the bound after a fold, the mark kept last goes though it is not the largest.
+        feed.folded(vec![(4, mark(40, half), None)], &[]);
+        feed.folded(vec![(5, mark(50, quarter), None)], &[]);
+        feed.folded(vec![(6, mark(60, half - 1), None)], &[]);
         assert!(feed.held() <= AFTER_SHEDDING);
-        assert!(feed.take_mark(7).is_none() && feed.take_mark(6).is_none());
-        assert!(feed.take_mark(8).is_some() && feed.take_mark(4).is_some());
+        assert!(feed.take_mark(6).is_none());
+        assert!(feed.take_mark(4).is_some() && feed.take_mark(5).is_some());
+        // A mark that goes on from the kept one keeps its place: 7 was kept before 8, and goes
+        // after it.
+        feed.folded(vec![(7, mark(70, eighth), None)], &[]);
+        feed.folded(vec![(8, mark(80, half), None)], &[]);
+        feed.folded(vec![(7, mark(71, eighth), Some(70))], &[]);
+        assert_eq!(feed.held(), quarter + half);
+        feed.keep(10, commit(vec![(2, 1, 1.0); half]));
+        assert!(feed.take_mark(8).is_none(), "kept last");
+        assert_eq!(feed.take_mark(7).unwrap().readings.len(), quarter);
+    }
+
+    #[test]
+    fn stale_marks_go_first_the_oldest_first() {
+        let feed = Feed::new();
+        let mark = |id: i64| FedMark {
+            feed: id,
+            tenant: 7,
+            from: 1,
+            to: 5,
+            marked_at: Ts::from_micros(100),
+            readings: vec![(1, 1.0); 10],
+        };
+        for device in 1..=3 {
+            feed.folded(vec![(device, mark(device), None)], &[]);
+        }
+        // Long after, all three are stale (a refresh elsewhere took their devices): the oldest go.
+        feed.state().shed_marks(10, Instant::now() + STALE);
+        assert!(feed.take_mark(1).is_none() && feed.take_mark(2).is_none());
+        assert!(feed.take_mark(3).is_some());
     }
 
     #[test]
