@@ -3,7 +3,7 @@
 //!
 //! | job | every | does |
 //! |---|---|---|
-//! | `rollups` | 3 s (while a backlog lasts, after a pause as long as the round) | hourly/daily/monthly rollups of new readings, then the alert rules on those devices' data (during a backlog, at most every 3 s) |
+//! | `rollups` | 3 s (while a backlog lasts, after a pause as long as the round) | hourly/daily/monthly rollups of new readings, then the alert rules on those devices' data (a backlog's devices once it is over) |
 //! | `alerts` | 5 s | every alert rule (clock rules, a new day or month clearing consumption alerts) |
 //! | `notify` | 2 s (at once while a backlog lasts) | alert events fanned out to the outbox, reminders, due email and webhook deliveries sent |
 //! | `reports` | 30 s | due scheduled reports made, mailed and kept; failed runs retried |

@@ -3,10 +3,10 @@
 //! lifecycle of `tds_store::alerts` (raise is idempotent, so evaluating twice never duplicates).
 //!
 //! Two entries, both run by the job runner on one instance at a time across all instances:
-//! - [`touched`], right after a rollup round, for the devices it refreshed (during a backlog, for
-//!   those of all the rounds since the last evaluation, at most every few seconds: see
-//!   [`crate::rollups::Worker`]): the rules on a device's data (consumption, gauge band, night
-//!   and continuous flow), so that a consumption crossing raises within seconds of its commit;
+//! - [`touched`], right after a rollup round, for the devices it refreshed (a backlog's rounds'
+//!   devices once it is over: see [`crate::rollups::Worker`]): the rules on a device's data
+//!   (consumption, gauge band, night and continuous flow), so that a consumption crossing raises
+//!   within seconds of its commit;
 //! - [`round`], every [`PERIOD`], for every rule: the clock rules (no data, gateway offline,
 //!   certificate expiry, dead letters) raise though nothing arrives, and a new local day or
 //!   month clears the consumption alerts of the old one.
