@@ -53,7 +53,7 @@ pub const AFTER_SHEDDING: usize = MAX_READINGS / 4 * 3;
 /// A folded mark kept longer than this was left by a refresh elsewhere (another instance took
 /// the rollup job over and refreshed its device): it goes first when marks are let go. No
 /// refresh cycle comes near it; one that did would have its oldest marks read back, as before.
-const STALE: Duration = Duration::from_secs(300);
+const STALE: Duration = Duration::from_mins(5);
 
 /// A reading a commit inserted: (device, µs, value).
 pub(crate) type Kept = (i64, i64, f64);
