@@ -40,14 +40,16 @@ pub fn runner(
     let horizons = config.retention_horizons();
     let crl_config = config.clone();
     let campaign = campaign(pki.clone(), config);
-    let rollups = Arc::new(tds_jobs::rollups::Worker::new(live.clone()));
+    // The alert rules kept between evaluations, by both jobs that evaluate them.
+    let rules = Arc::new(tds_jobs::alerts::RuleCache::default());
+    let rollups = Arc::new(tds_jobs::rollups::Worker::new(live.clone(), rules.clone()));
     Runner::new(store, worker, options)
         .every("rollups", tds_jobs::rollups::PERIOD, Duration::ZERO, move |store: Store| {
             let rollups = rollups.clone();
             async move { rollups.round(&store).await }
         })
         .every("alerts", tds_jobs::alerts::PERIOD, tds_jobs::alerts::PERIOD, move |store| {
-            tds_jobs::alerts::job(store, live.clone())
+            tds_jobs::alerts::job(store, rules.clone(), live.clone())
         })
         .every("notify", tds_jobs::notify::PERIOD, Duration::ZERO, move |store: Store| {
             notifier.clone().job(store)

@@ -6,9 +6,10 @@
 //! ([`crate::alerts::touched`]), so a consumption crossing raises within a round of its commit;
 //! while a backlog lasts, after it, for the devices of all its rounds (see [`Worker`]).
 
-use crate::alerts::Live;
+use crate::alerts::{Live, RuleCache};
 use crate::runner::Next;
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tds_domain::{DeviceId, TenantId};
 use tds_store::Store;
@@ -73,20 +74,22 @@ pub async fn drain(store: &Store) -> Result<usize, tds_store::StoreError> {
 #[derive(Debug)]
 pub struct Worker {
     live: Live,
+    /// The alert rules, kept between evaluations (shared with the periodic alert round).
+    rules: Arc<RuleCache>,
     batch: i64,
     /// Refreshed during a backlog, not evaluated yet.
     waiting: Mutex<HashSet<(TenantId, DeviceId)>>,
 }
 
 impl Worker {
-    /// Changes of alerts are announced on `live`.
-    pub fn new(live: Live) -> Self {
-        Self::with_batch(live, BATCH)
+    /// Changes of alerts are announced on `live`; the rules are those `rules` keeps.
+    pub fn new(live: Live, rules: Arc<RuleCache>) -> Self {
+        Self::with_batch(live, rules, BATCH)
     }
 
     /// With rounds of up to `batch` devices instead of [`BATCH`] (tests make a backlog of a few).
-    pub fn with_batch(live: Live, batch: i64) -> Self {
-        Self { live, batch: batch.max(1), waiting: Mutex::new(HashSet::new()) }
+    pub fn with_batch(live: Live, rules: Arc<RuleCache>, batch: i64) -> Self {
+        Self { live, rules, batch: batch.max(1), waiting: Mutex::new(HashSet::new()) }
     }
 
     /// One round of the rollup job: refreshes up to a batch of devices; when that was not a full
@@ -117,7 +120,7 @@ impl Worker {
         let devices: Vec<(TenantId, DeviceId)> = devices.into_iter().collect();
         // The rollups are committed whatever the rules make of them: an evaluation that fails is
         // logged, and the periodic round evaluates every rule again within seconds.
-        match crate::alerts::touched(store, &devices, chrono::Utc::now()).await {
+        match crate::alerts::touched(store, &self.rules, &devices, chrono::Utc::now()).await {
             Ok(done) => crate::alerts::announce(store, &self.live, &done).await,
             Err(e) => tracing::warn!(error = %e, "alert rules of refreshed devices not evaluated"),
         }
@@ -127,13 +130,14 @@ impl Worker {
 
 /// Runs until the task is aborted, outside the job runner, at the job runner's pace: for `tds
 /// bench ingest`, which measures the refresh alone, or with the alert evaluation of refreshed
-/// devices when `alerts` is set. A failing refresh (the database went away) is logged and
-/// retried after a pause; the marks stay, so nothing is lost.
-pub async fn run(store: Store, alerts: bool) {
-    let worker = Worker::new(None);
+/// devices when `alerts` holds the rules to keep between evaluations. A failing refresh (the
+/// database went away) is logged and retried after a pause; the marks stay, so nothing is lost.
+pub async fn run(store: Store, alerts: Option<Arc<RuleCache>>) {
+    let evaluate = alerts.is_some();
+    let worker = Worker::new(None, alerts.unwrap_or_default());
     loop {
         let started = tokio::time::Instant::now();
-        let next = if alerts {
+        let next = if evaluate {
             worker.round(&store).await
         } else {
             match store.rollups().staff_refresh_dirty(BATCH).await {

@@ -12,6 +12,12 @@
 //! removes them to match the device, and they cannot be edited or deleted as rules (`Conflict`);
 //! they can be disabled, which mutes the threshold without changing the device. A threshold of 0
 //! counts as none (a rule at 0 would alert for ever).
+//!
+//! Every transaction that writes a tenant's rules also bumps the tenant's rules version
+//! (`tenants.alert_rules_version`, [`AlertRuleStore::staff_versions`]), last, after the rows it
+//! changed: the alert evaluation keeps the rules in memory between its rounds and reads a
+//! tenant's again only when the version moved. A write that leaves the rules as they were (a
+//! device saved with unchanged thresholds) leaves the version too.
 
 use crate::alerts::clear_rule_alerts;
 use crate::tenants::found;
@@ -23,6 +29,19 @@ use tds_domain::limits::Amount;
 use tds_domain::{
     AlertRuleId, DeviceId, Medium, Name, Rule, RuleKind, Severity, Target, TenantId, UserId, ValidationError,
 };
+
+/// Inside a write transaction `$tx` that changed the tenant's rules: bumps its rules version.
+/// Every rule write takes the tenant's row last, after the rule rows, so that two of them for one
+/// tenant on PostgreSQL wait for each other rather than deadlock.
+macro_rules! bump_version {
+    ($tx:ident, $tenant:expr) => {{
+        let tenant: TenantId = $tenant;
+        sqlx::query("UPDATE tenants SET alert_rules_version = alert_rules_version + 1 WHERE id = $1")
+            .bind(tenant.get())
+            .execute(&mut *$tx)
+            .await?;
+    }};
+}
 
 /// A closed set of words stored as text: `as_str` for writing, `parse` for reading back.
 macro_rules! text_enum {
@@ -258,19 +277,17 @@ impl<'a> AlertRuleStore<'a> {
              target_medium, hysteresis, hold_secs, enabled, source, created_at, updated_at, created_by) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'user', $12, $12, $13) RETURNING {COLUMNS}"
         );
-        let row: RuleRow = on_db!(
-            self.db,
-            write | pool | {
-                let q =
-                    sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(tenant.get()).bind(new.name.as_str());
-                bind_rule!(q, &new.rule)
-                    .bind(new.enabled)
-                    .bind(Ts::now())
-                    .bind(new.created_by.map(UserId::get))
-                    .fetch_one(pool)
-                    .await
-            }
-        )?;
+        let row: RuleRow = in_tx!(self.db, |tx| {
+            let q = sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(tenant.get()).bind(new.name.as_str());
+            let row: RuleRow = bind_rule!(q, &new.rule)
+                .bind(new.enabled)
+                .bind(Ts::now())
+                .bind(new.created_by.map(UserId::get))
+                .fetch_one(&mut *tx)
+                .await?;
+            bump_version!(tx, tenant);
+            Ok(row)
+        })?;
         row.try_into()
     }
 
@@ -333,6 +350,20 @@ impl<'a> AlertRuleStore<'a> {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
+    /// Every tenant's rules version: it moves with every write to the tenant's rules (see the
+    /// module's header). Read it before the rules it stands for, so that a write in between only
+    /// makes the next comparison read them again.
+    pub async fn staff_versions(&self) -> Result<Vec<(TenantId, i64)>, StoreError> {
+        let rows: Vec<(i64, i64)> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as("SELECT id, alert_rules_version FROM tenants ORDER BY id")
+                    .fetch_all(pool)
+                    .await
+        )?;
+        Ok(rows.into_iter().map(|(id, version)| (TenantId::new(id), version)).collect())
+    }
+
     /// Changes a rule made in the rule editor (a device's threshold rule is `Conflict`). Its open
     /// alerts stay when only the name, severity, parameters, hysteresis or hold time change (the
     /// next evaluation decides with the new settings); they are cleared when the kind or the
@@ -387,6 +418,7 @@ impl<'a> AlertRuleStore<'a> {
             .bind(fields.rule.kind().name())
             .execute(&mut *tx)
             .await?;
+            bump_version!(tx, tenant);
             Ok(row)
         })?;
         row.try_into()
@@ -417,6 +449,7 @@ impl<'a> AlertRuleStore<'a> {
             if !enabled {
                 clear_rule_alerts!(tx, tenant, id, now, by, CLEARED_RULE_DISABLED);
             }
+            bump_version!(tx, tenant);
             Ok(())
         })
     }
@@ -448,6 +481,7 @@ impl<'a> AlertRuleStore<'a> {
                 .bind(id.get())
                 .execute(&mut *tx)
                 .await?;
+            bump_version!(tx, tenant);
             Ok(())
         })
     }
@@ -500,6 +534,7 @@ impl<'a> AlertRuleStore<'a> {
                 return Err(StoreError::NotFound);
             }
             let mut rows = Vec::with_capacity(2);
+            let mut changed = false;
             for (period, rule) in &wanted {
                 let existing: Option<RuleRow> = sqlx::query_as(AssertSqlSafe(existing_sql.as_str()))
                     .bind(tenant.get())
@@ -515,6 +550,7 @@ impl<'a> AlertRuleStore<'a> {
                             .bind(threshold_rule_name(*period));
                         let row: RuleRow = bind_rule!(q, rule).bind(now).fetch_one(&mut *tx).await?;
                         rows.push(row);
+                        changed = true;
                     }
                     (Some(rule), Some(row)) if row.params == rule.kind().params_json() => rows.push(row),
                     (Some(rule), Some(row)) => {
@@ -526,6 +562,7 @@ impl<'a> AlertRuleStore<'a> {
                             .fetch_one(&mut *tx)
                             .await?;
                         rows.push(row);
+                        changed = true;
                     }
                     (None, Some(row)) => {
                         let id = AlertRuleId::new(row.id);
@@ -535,8 +572,12 @@ impl<'a> AlertRuleStore<'a> {
                             .bind(row.id)
                             .execute(&mut *tx)
                             .await?;
+                        changed = true;
                     }
                 }
+            }
+            if changed {
+                bump_version!(tx, tenant);
             }
             Ok(rows)
         })?;

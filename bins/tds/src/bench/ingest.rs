@@ -112,8 +112,10 @@ pub async fn run(config: &Config, args: IngestBenchArgs) -> anyhow::Result<()> {
         .context("cannot start the device endpoint")?;
     let port = endpoint.local_addr()?.port();
     let shared = endpoint.shared();
+    // The alert rules kept between evaluations, by the rollup rounds and the periodic round.
+    let rules = Arc::new(tds_jobs::alerts::RuleCache::default());
     let rollups = match args.rollups.as_str() {
-        "on" => Some(tokio::spawn(tds_jobs::rollups::run(store.clone(), alerts))),
+        "on" => Some(tokio::spawn(tds_jobs::rollups::run(store.clone(), alerts.then(|| rules.clone())))),
         "off" => None,
         other => bail!("--rollups {other:?}: expected on or off"),
     };
@@ -123,7 +125,7 @@ pub async fn run(config: &Config, args: IngestBenchArgs) -> anyhow::Result<()> {
         tokio::spawn(async move {
             loop {
                 let started = Instant::now();
-                match tds_jobs::alerts::round(&store, Utc::now()).await {
+                match tds_jobs::alerts::round(&store, &rules, Utc::now()).await {
                     Ok(done) => tracing::debug!(rules = done.rules, "alert round"),
                     Err(e) => tracing::warn!(error = %e, "alert round failed"),
                 }

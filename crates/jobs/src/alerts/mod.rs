@@ -11,7 +11,8 @@
 //!   certificate expiry, dead letters) raise though nothing arrives, and a new local day or
 //!   month clears the consumption alerts of the old one.
 //!
-//! Reads are batched per tenant (its devices, gateways and open alerts once; consumption totals
+//! The rules themselves are kept between evaluations ([`RuleCache`]) and read again only for a
+//! tenant whose rules changed. Reads are batched per tenant (its devices, gateways and open alerts once; consumption totals
 //! for all its devices in one statement), so a round's cost grows with the tenants and the rules
 //! that need raw data, not with one query per device rule. It writes only when a decision changes
 //! something, so it does not compete with ingestion for the writer.
@@ -20,10 +21,14 @@
 //! than the `now` it is given.
 
 mod message;
+mod rules;
+
+pub use rules::RuleCache;
 
 use crate::runner::Next;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use tds_domain::alerts::{AlertState, Decision, RuleKind, Target};
 use tds_domain::alerts::{clock, evaluate, water};
 use tds_domain::buckets::{bucket_start, next_bucket_start};
@@ -64,9 +69,10 @@ impl Round {
 /// Where alert changes are announced: the live-event bus of the pages (`None`: nowhere).
 pub type Live = Option<broadcast::Sender<LiveEvent>>;
 
-/// The periodic job: one [`round`] at `Utc::now()`, its changes announced on `live`.
-pub async fn job(store: Store, live: Live) -> anyhow::Result<Next> {
-    let done = round(&store, Utc::now()).await?;
+/// The periodic job: one [`round`] at `Utc::now()` with the rules kept in `rules`, its changes
+/// announced on `live`.
+pub async fn job(store: Store, rules: Arc<RuleCache>, live: Live) -> anyhow::Result<Next> {
+    let done = round(&store, &rules, Utc::now()).await?;
     if done.raised + done.cleared > 0 {
         tracing::info!(raised = done.raised, cleared = done.cleared, rules = done.rules, "alerts evaluated");
     }
@@ -88,15 +94,12 @@ pub async fn announce(store: &Store, live: &Live, done: &Round) {
     }
 }
 
-/// Evaluates every enabled rule at `now`.
-pub async fn round(store: &Store, now: DateTime<Utc>) -> Result<Round, StoreError> {
-    let mut by_tenant: HashMap<TenantId, Vec<AlertRule>> = HashMap::new();
-    for rule in store.alert_rules().staff_enabled().await? {
-        by_tenant.entry(rule.tenant_id).or_default().push(rule);
-    }
+/// Evaluates every enabled rule at `now` (the rules as `rules` keeps them).
+pub async fn round(store: &Store, rules: &RuleCache, now: DateTime<Utc>) -> Result<Round, StoreError> {
     let mut done = Round::default();
-    for (tenant, rules) in by_tenant {
-        done.add(tenant_round(store, tenant, &rules, None, now).await?);
+    for (tenant, rules) in rules.enabled(store, None).await? {
+        let all: Vec<&AlertRule> = rules.iter().collect();
+        done.add(tenant_round(store, tenant, &all, None, now).await?);
     }
     Ok(done)
 }
@@ -105,6 +108,7 @@ pub async fn round(store: &Store, now: DateTime<Utc>) -> Result<Round, StoreErro
 /// `devices` only: the ones a rollup round has just refreshed.
 pub async fn touched(
     store: &Store,
+    rules: &RuleCache,
     devices: &[(TenantId, DeviceId)],
     now: DateTime<Utc>,
 ) -> Result<Round, StoreError> {
@@ -112,12 +116,13 @@ pub async fn touched(
     for (tenant, device) in devices {
         by_tenant.entry(*tenant).or_default().insert(*device);
     }
+    let tenants: HashSet<TenantId> = by_tenant.keys().copied().collect();
     let mut done = Round::default();
-    for (tenant, devices) in by_tenant {
-        let rules: Vec<AlertRule> =
-            store.alert_rules().enabled(tenant).await?.into_iter().filter(on_device_data).collect();
-        if !rules.is_empty() {
-            done.add(tenant_round(store, tenant, &rules, Some(&devices), now).await?);
+    for (tenant, rules) in rules.enabled(store, Some(&tenants)).await? {
+        let Some(devices) = by_tenant.get(&tenant) else { continue };
+        let on_data: Vec<&AlertRule> = rules.iter().filter(|r| on_device_data(r)).collect();
+        if !on_data.is_empty() {
+            done.add(tenant_round(store, tenant, &on_data, Some(devices), now).await?);
         }
     }
     Ok(done)
@@ -238,13 +243,13 @@ impl TenantView {
 async fn tenant_round(
     store: &Store,
     tenant: TenantId,
-    rules: &[AlertRule],
+    rules: &[&AlertRule],
     only: Option<&HashSet<DeviceId>>,
     now: DateTime<Utc>,
 ) -> Result<Round, StoreError> {
     let mut v = TenantView::read(store, tenant, only).await?;
     let mut done = Round { rules: rules.len(), ..Round::default() };
-    for rule in rules {
+    for &rule in rules {
         let decided = match decide(store, &mut v, rule, now).await {
             Ok(decisions) => apply(store, &v, rule, decisions, now).await,
             Err(e) => Err(e),

@@ -316,6 +316,57 @@ async fn another_tenant_cannot_read_change_or_delete_a_rule(store: Store) {
     assert_eq!(rules.get(a.id, r.id).await.unwrap(), r, "A's rule is unchanged");
 }
 
+/// The version the alert evaluation keeps rules by: every write to a tenant's rules moves it,
+/// a write that changes nothing (the same thresholds saved again) or is refused does not, and
+/// another tenant's never moves.
+async fn every_rule_write_moves_its_tenants_version_and_no_other(store: Store) {
+    let a = fixtures::tenant(&store, "Alpha").await;
+    let b = fixtures::tenant(&store, "Beta").await;
+    let gw = fixtures::gateway(&store, a.id, "aa:00:00:00:00:01", "GW1").await;
+    let d = fixtures::meter(&store, a.id, &gw, "D01").await;
+    let rules = store.alert_rules();
+    let versions = || async {
+        let all = store.alert_rules().staff_versions().await.unwrap();
+        let of = |t| all.iter().find(|(id, _)| *id == t).map(|(_, v)| *v).unwrap();
+        (of(a.id), of(b.id))
+    };
+    let (mut before, b_version) = versions().await;
+    macro_rules! moved {
+        ($what:expr, $now:expr) => {{
+            let (now, other): (i64, i64) = $now;
+            assert!(now > before, "{}: the version stayed at {before}", $what);
+            assert_eq!(other, b_version, "{}: another tenant's version moved", $what);
+            before = now;
+        }};
+    }
+
+    let r = rule(&store, a.id, "High use", Target::Device(d.id), daily(100.0)).await;
+    moved!("create", versions().await);
+    let tenant_wide = Rule::new(Severity::Info, Target::Tenant, daily(1.0), None, None).unwrap();
+    rules
+        .update(a.id, r.id, &AlertRuleFields { name: name("Any use"), rule: tenant_wide }, None)
+        .await
+        .unwrap();
+    moved!("update", versions().await);
+    rules.set_enabled(a.id, r.id, false, None).await.unwrap();
+    moved!("disable", versions().await);
+    rules.set_enabled(a.id, r.id, true, None).await.unwrap();
+    moved!("enable", versions().await);
+    rules.sync_device_thresholds(a.id, d.id, Some(amount(5.0)), None).await.unwrap();
+    moved!("threshold set", versions().await);
+    rules.sync_device_thresholds(a.id, d.id, Some(amount(5.0)), None).await.unwrap();
+    assert_eq!(versions().await.0, before, "the same threshold saved again changes nothing");
+    rules.sync_device_thresholds(a.id, d.id, Some(amount(6.0)), None).await.unwrap();
+    moved!("threshold changed", versions().await);
+    rules.sync_device_thresholds(a.id, d.id, None, None).await.unwrap();
+    moved!("threshold removed", versions().await);
+    // Refused writes leave it: another tenant's rule, a device threshold edited as a rule.
+    assert!(rules.delete(b.id, r.id, None).await.is_err());
+    assert_eq!(versions().await, (before, b_version), "a refused delete");
+    rules.delete(a.id, r.id, None).await.unwrap();
+    moved!("delete", versions().await);
+}
+
 conformance!(
     a_rule_is_stored_whole_and_listed_by_target,
     a_rule_cannot_watch_another_tenants_device_or_gateway,
@@ -323,5 +374,6 @@ conformance!(
     a_disabled_rule_is_not_evaluated_and_its_alerts_are_cleared,
     changing_what_a_rule_watches_clears_its_alerts_and_tuning_it_does_not,
     a_devices_thresholds_are_rules_kept_in_step,
-    another_tenant_cannot_read_change_or_delete_a_rule
+    another_tenant_cannot_read_change_or_delete_a_rule,
+    every_rule_write_moves_its_tenants_version_and_no_other
 );

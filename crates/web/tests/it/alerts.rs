@@ -30,7 +30,7 @@ async fn a_threshold_crossing_is_listed_and_acknowledged(db: TestDb) {
         .collect::<Vec<_>>();
     app.store.readings().insert(t.id, &rows).await.unwrap();
     while app.store.rollups().staff_refresh_dirty(100).await.unwrap() > 0 {}
-    let round = tds_jobs::alerts::round(&app.store, now).await.unwrap();
+    let round = tds_jobs::alerts::round(&app.store, &Default::default(), now).await.unwrap();
     assert_eq!(round.raised, 1);
 
     app.user("vera@example.com", Some((t.id, Role::Viewer))).await;
@@ -219,7 +219,10 @@ async fn the_rule_editor_previews_saves_and_filters(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(
-        tds_jobs::alerts::round(&app.store, Utc::now() + chrono::Duration::hours(2)).await.unwrap().raised,
+        tds_jobs::alerts::round(&app.store, &Default::default(), Utc::now() + chrono::Duration::hours(2))
+            .await
+            .unwrap()
+            .raised,
         1
     );
     let alert = app.store.alerts().list(t.id, None, None, 10).await.unwrap().remove(0);

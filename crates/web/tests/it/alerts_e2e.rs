@@ -141,7 +141,8 @@ async fn a_published_reading_raises_notifies_is_acknowledged_and_clears(db: Test
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The rollup job as `tds serve` runs it: refresh, then the refreshed devices' rules.
     let mut alerts = Vec::new();
-    let worker = tds_jobs::rollups::Worker::new(None);
+    let rules = std::sync::Arc::new(tds_jobs::alerts::RuleCache::default());
+    let worker = tds_jobs::rollups::Worker::new(None, rules.clone());
     for _ in 0..50 {
         worker.round(&app.store).await.unwrap();
         alerts = app.store.alerts().list(t.id, None, None, 10).await.unwrap();
@@ -154,7 +155,7 @@ async fn a_published_reading_raises_notifies_is_acknowledged_and_clears(db: Test
     let alert = alerts.remove(0);
     assert_eq!((alert.value, alert.severity), (Some(10.0), Severity::Warning));
     // Evaluating again, by either job, raises nothing more.
-    assert_eq!(tds_jobs::alerts::round(&app.store, t0).await.unwrap().raised, 0);
+    assert_eq!(tds_jobs::alerts::round(&app.store, &rules, t0).await.unwrap().raised, 0);
 
     // The notifier: one email per member who gets WARNING by email (the editor and the admin,
     // not the viewer), each in their language; the webhook refused once.
@@ -202,7 +203,7 @@ async fn a_published_reading_raises_notifies_is_acknowledged_and_clears(db: Test
     // The next local day, nothing consumed yet: cleared, and the clear is told.
     let tomorrow = tds_domain::buckets::next_bucket_start(t.timezone, tds_domain::Bucket::Day, t0)
         + Duration::minutes(30);
-    let next = tds_jobs::alerts::round(&app.store, tomorrow).await.unwrap();
+    let next = tds_jobs::alerts::round(&app.store, &rules, tomorrow).await.unwrap();
     assert_eq!(next.cleared, 1);
     notifier.round(&app.store, tomorrow).await.unwrap();
     for _ in 0..100 {

@@ -38,7 +38,7 @@ async fn an_alert_raised_by_a_published_reading_appears_live_and_is_acknowledged
     tokio::spawn(endpoint.run(std::future::pending()));
     let (store, live) = (app.store.clone(), Some(app.events.clone()));
     let rollups = tokio::spawn(async move {
-        let worker = tds_jobs::rollups::Worker::new(live);
+        let worker = tds_jobs::rollups::Worker::new(live, std::sync::Arc::default());
         loop {
             worker.round(&store).await.unwrap();
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
