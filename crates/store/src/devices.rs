@@ -11,6 +11,10 @@ use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use std::collections::{HashMap, HashSet};
 use tds_domain::limits::{Amount, ScaleFactor};
+mod watched;
+
+pub use watched::WatchedDevice;
+
 use tds_domain::{
     Description, DeviceCode, DeviceId, DeviceMode, DeviceStatus, DeviceType, GatewayId, Mac, MeasurementKind,
     Medium, ModbusRegister, Name, SlaveId, TenantId, Unit, UserId, ValidationError,

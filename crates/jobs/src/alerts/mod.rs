@@ -36,7 +36,7 @@ use tds_domain::{AlertRuleId, Bucket, DeviceId, GatewayId, LiveEvent, TenantId, 
 use tds_store::alert_rules::AlertRule;
 use tds_store::alerts::NewAlert;
 use tds_store::certificates::CertificateStatus;
-use tds_store::devices::Device;
+use tds_store::devices::WatchedDevice;
 use tds_store::gateways::Gateway;
 use tds_store::{Store, StoreError};
 use tokio::sync::broadcast;
@@ -145,7 +145,8 @@ fn on_device_data(rule: &AlertRule) -> bool {
 pub(super) struct TenantView {
     tenant: TenantId,
     zone: TimeZone,
-    devices: Vec<Device>,
+    /// Its live devices, as evaluation needs them.
+    devices: Vec<WatchedDevice>,
     by_id: HashMap<DeviceId, usize>,
     pub(super) gateways: HashMap<GatewayId, Gateway>,
     open: HashSet<(AlertRuleId, Target)>,
@@ -161,7 +162,7 @@ impl TenantView {
         only: Option<&HashSet<DeviceId>>,
     ) -> Result<Self, StoreError> {
         let zone = store.tenants().get(tenant).await?.timezone;
-        let devices = store.devices().list(tenant).await?;
+        let devices = store.devices().watched(tenant).await?;
         let gateways = store.gateways().all(tenant).await?.into_iter().map(|g| (g.id, g)).collect();
         let open = store
             .alerts()
@@ -174,7 +175,7 @@ impl TenantView {
         Ok(Self { tenant, zone, devices, by_id, gateways, open, only: only.cloned(), totals: HashMap::new() })
     }
 
-    pub(super) fn device(&self, id: DeviceId) -> Option<&Device> {
+    pub(super) fn device(&self, id: DeviceId) -> Option<&WatchedDevice> {
         self.by_id.get(&id).and_then(|i| self.devices.get(*i))
     }
 
@@ -182,21 +183,19 @@ impl TenantView {
         if self.open.contains(&(rule, target)) { AlertState::Active } else { AlertState::Inactive }
     }
 
-    /// The members of the rule's target that its kind is about: live devices (of the scope). A
+    /// The members of the rule's target that its kind is about: devices (of the scope). A
     /// device's own rule (most rules: every threshold is one) is a lookup, not a scan.
-    fn devices_of(&self, target: Target) -> Vec<&Device> {
-        let live = |d: &&Device| {
-            d.archived_at.is_none() && self.only.as_ref().is_none_or(|only| only.contains(&d.id))
-        };
+    fn devices_of(&self, target: Target) -> Vec<&WatchedDevice> {
+        let in_scope = |d: &&WatchedDevice| self.only.as_ref().is_none_or(|only| only.contains(&d.id));
         match target {
             Target::Device(id) => {
-                self.by_id.get(&id).and_then(|i| self.devices.get(*i)).filter(live).into_iter().collect()
+                self.by_id.get(&id).and_then(|i| self.devices.get(*i)).filter(in_scope).into_iter().collect()
             }
             _ => self
                 .devices
                 .iter()
                 .filter(|d| target.covers_device(d.id, d.gateway_id, d.medium))
-                .filter(live)
+                .filter(in_scope)
                 .collect(),
         }
     }
