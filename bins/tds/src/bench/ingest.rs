@@ -30,6 +30,19 @@ use tds_store::tenants::{NewTenant, TenantLimits};
 use tds_store::{Page, Store};
 use tokio::time::Instant;
 
+/// Every rule, on the job's period, as `tds serve` runs it, until the task is aborted; `rules`
+/// are kept between rounds, shared with the rollup rounds' evaluations.
+async fn every_rule(store: Store, rules: Arc<tds_jobs::alerts::RuleCache>) {
+    loop {
+        let started = Instant::now();
+        match tds_jobs::alerts::round(&store, &rules, Utc::now()).await {
+            Ok(done) => tracing::debug!(rules = done.rules, "alert round"),
+            Err(e) => tracing::warn!(error = %e, "alert round failed"),
+        }
+        tokio::time::sleep(tds_jobs::alerts::PERIOD.saturating_sub(started.elapsed())).await;
+    }
+}
+
 pub async fn run(config: &Config, args: IngestBenchArgs) -> anyhow::Result<()> {
     if args.gateways == 0 || args.inflight == 0 || args.seconds == 0 {
         bail!("--gateways, --inflight and --seconds must be at least 1");
@@ -112,27 +125,13 @@ pub async fn run(config: &Config, args: IngestBenchArgs) -> anyhow::Result<()> {
         .context("cannot start the device endpoint")?;
     let port = endpoint.local_addr()?.port();
     let shared = endpoint.shared();
-    // The alert rules kept between evaluations, by the rollup rounds and the periodic round.
     let rules = Arc::new(tds_jobs::alerts::RuleCache::default());
     let rollups = match args.rollups.as_str() {
         "on" => Some(tokio::spawn(tds_jobs::rollups::run(store.clone(), alerts.then(|| rules.clone())))),
         "off" => None,
         other => bail!("--rollups {other:?}: expected on or off"),
     };
-    // Every rule, on the job's period, as `tds serve` runs it.
-    let clock_rules = alerts.then(|| {
-        let store = store.clone();
-        tokio::spawn(async move {
-            loop {
-                let started = Instant::now();
-                match tds_jobs::alerts::round(&store, &rules, Utc::now()).await {
-                    Ok(done) => tracing::debug!(rules = done.rules, "alert round"),
-                    Err(e) => tracing::warn!(error = %e, "alert round failed"),
-                }
-                tokio::time::sleep(tds_jobs::alerts::PERIOD.saturating_sub(started.elapsed())).await;
-            }
-        })
-    });
+    let clock_rules = alerts.then(|| tokio::spawn(every_rule(store.clone(), rules)));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(endpoint.run(async {
         let _ = stopped.await;

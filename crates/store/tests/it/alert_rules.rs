@@ -365,6 +365,7 @@ async fn every_rule_write_moves_its_tenants_version_and_no_other(store: Store) {
     assert_eq!(versions().await, (before, b_version), "a refused delete");
     rules.delete(a.id, r.id, None).await.unwrap();
     moved!("delete", versions().await);
+    assert_eq!(versions().await.0, before, "reading moves nothing");
 }
 
 conformance!(
