@@ -15,6 +15,14 @@ use tds_store::alerts::AlertStatus;
 use tds_store::readings::NewReading;
 use tds_testkit::{conformance, fixtures};
 
+/// A tenant-wide no-data rule: silent for `seconds`.
+fn silence(severity: Severity, seconds: i64) -> NewAlertRule {
+    let rule =
+        Rule::new(severity, Target::Tenant, RuleKind::NoData(Period::new(seconds).unwrap()), None, None)
+            .unwrap();
+    NewAlertRule { name: Name::parse("name", "silence").unwrap(), rule, enabled: true, created_by: None }
+}
+
 async fn thresholds_and_silence_raise_once_and_clear(store: Store) {
     let t = fixtures::tenant(&store, "Acme").await;
     let g = fixtures::gateway(&store, t.id, "aa:bb:cc:dd:ee:01", "GW1").await;
@@ -68,27 +76,7 @@ async fn thresholds_and_silence_raise_once_and_clear(store: Store) {
     assert_eq!(kinds, ["raised", "cleared"]);
 
     // A no-data rule over the tenant raises for the silent device on the clock alone.
-    let rule = Rule::new(
-        Severity::Critical,
-        Target::Tenant,
-        RuleKind::NoData(Period::new(3600).unwrap()),
-        None,
-        None,
-    )
-    .unwrap();
-    store
-        .alert_rules()
-        .create(
-            t.id,
-            &NewAlertRule {
-                name: Name::parse("name", "silence").unwrap(),
-                rule,
-                enabled: true,
-                created_by: None,
-            },
-        )
-        .await
-        .unwrap();
+    store.alert_rules().create(t.id, &silence(Severity::Critical, 3600)).await.unwrap();
     // (Last seen is when its readings were committed: now, on the machine's clock.)
     let quiet = tds_jobs::alerts::round(&store, &kept, Utc::now() + Duration::minutes(30)).await.unwrap();
     assert_eq!(quiet.raised, 0, "half an hour of silence is within the hour");
@@ -235,23 +223,10 @@ async fn kept_rules_follow_every_write(store: Store) {
     fields.alarm_monthly = Some(Amount::parse("alarm_monthly", "300").unwrap());
     store.devices().update(t.id, d.id, &fields).await.unwrap();
     check("thresholds changed and added").await;
-    let rule = Rule::new(
-        Severity::Critical,
-        Target::Tenant,
-        RuleKind::NoData(Period::new(3600).unwrap()),
-        None,
-        None,
-    )
-    .unwrap();
-    let new =
-        NewAlertRule { name: Name::parse("name", "silence").unwrap(), rule, enabled: true, created_by: None };
-    let made = store.alert_rules().create(t.id, &new).await.unwrap();
+    let made = store.alert_rules().create(t.id, &silence(Severity::Critical, 3600)).await.unwrap();
     check("rule created").await;
-    let longer =
-        Rule::new(Severity::Info, Target::Tenant, RuleKind::NoData(Period::new(7200).unwrap()), None, None)
-            .unwrap();
-    let fields_of =
-        tds_store::alert_rules::AlertRuleFields { name: Name::parse("name", "quiet").unwrap(), rule: longer };
+    let longer = silence(Severity::Info, 7200);
+    let fields_of = tds_store::alert_rules::AlertRuleFields { name: longer.name, rule: longer.rule };
     store.alert_rules().update(t.id, made.id, &fields_of, None).await.unwrap();
     check("rule changed").await;
     store.alert_rules().set_enabled(t.id, made.id, false, None).await.unwrap();
