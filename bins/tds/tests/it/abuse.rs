@@ -34,6 +34,12 @@ const ABUSE: Duration = Duration::from_secs(20);
 const IDLE_CONNECTIONS: usize = 1_000;
 const ADDRESSES: usize = 50;
 const P99_LIMIT: Duration = Duration::from_secs(1);
+/// The server's per-gateway message rate and burst in this test, below the defaults (50 and
+/// 200): the flooding gateway must outrun them however slow the machine. A loaded CI machine
+/// read only 1,243 of its messages in 21 s with a debug build, under the default allowance of
+/// 200 + 50 × 21 = 1,250, and nothing was throttled. The good gateway sends 10 a second.
+const MESSAGES_PER_SECOND: u32 = 20;
+const MESSAGE_BURST: u32 = 40;
 const MEMORY_LIMIT_KB: u64 = 400 * 1024;
 
 async fn connect(port: u16, mac: &str, bundle: &Path, window: usize) -> (AsyncClient, EventLoop) {
@@ -240,6 +246,8 @@ fn spawn_server(tds: &Tds, http: u16, mqtt: u16) -> Child {
         .arg("serve")
         .env("TDS_HTTP_ADDR", format!("127.0.0.1:{http}"))
         .env("TDS_MQTT_ADDR", format!("127.0.0.1:{mqtt}"))
+        .env("TDS_MQTT_MESSAGES_PER_SECOND", MESSAGES_PER_SECOND.to_string())
+        .env("TDS_MQTT_MESSAGE_BURST", MESSAGE_BURST.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
