@@ -444,7 +444,7 @@ pub struct IngestBenchArgs {
     /// run at full load is followed by one at half the load it sustained.
     #[arg(long)]
     pub rate: Option<f64>,
-    /// The endpoint's largest commit, in readings (default: the server's, 10000).
+    /// The endpoint's largest commit, in readings (default: the server's, 100000).
     #[arg(long)]
     pub commit_readings: Option<usize>,
     /// How long a commit waits for more messages after the first, in milliseconds (default: the
@@ -452,7 +452,7 @@ pub struct IngestBenchArgs {
     #[arg(long)]
     pub commit_delay_ms: Option<u64>,
     /// Messages waiting for the endpoint's writer before sessions stop reading (default: the
-    /// server's, 1024); with `--commit-readings` past ten times it, commits cannot fill.
+    /// server's, 16384); with `--commit-readings` past ten times it, commits cannot fill.
     #[arg(long)]
     pub queue_capacity: Option<usize>,
     /// Readings waiting for the endpoint's writer before sessions stop reading (default: the
