@@ -40,7 +40,7 @@ fn metrics_handle() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             // Seconds, from 1 ms to 10 s, for commit and acknowledgement latencies; readings per
-            // commit for batch sizes.
+            // commit for batch sizes, up to the largest commit (`mqtt_commit_max_readings`).
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Suffix("_seconds".into()),
@@ -49,7 +49,10 @@ fn metrics_handle() -> Option<PrometheusHandle> {
                 .ok()?
                 .set_buckets_for_metric(
                     Matcher::Full(tds_ingest::metrics::BATCH_READINGS.into()),
-                    &[1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0],
+                    &[
+                        1.0, 10.0, 100.0, 500.0, 1_000.0, 2_000.0, 5_000.0, 10_000.0, 20_000.0, 50_000.0,
+                        100_000.0,
+                    ],
                 )
                 .ok()?;
             match builder.install_recorder() {
