@@ -14,6 +14,8 @@ pub const BATCH_READINGS: &str = "tds_ingest_commit_readings";
 pub const COMMIT_SECONDS: &str = "tds_ingest_commit_seconds";
 pub const COMMIT_PHASE_SECONDS: &str = "tds_ingest_commit_phase_seconds";
 pub const ACK_SECONDS: &str = "tds_ingest_ack_seconds";
+pub const ACCEPT_SECONDS: &str = "tds_ingest_accept_seconds";
+pub const QUEUE_WAIT_SECONDS: &str = "tds_ingest_queue_wait_seconds";
 pub const QUEUE_DEPTH: &str = "tds_ingest_queue_depth";
 pub const THROTTLED: &str = "tds_ingest_throttled_total";
 pub const THROTTLE_WAIT_SECONDS: &str = "tds_ingest_throttle_wait_seconds";
@@ -65,6 +67,17 @@ pub fn dead_letter(reason: &str) {
 
 pub fn acked(took: Duration) {
     metrics::histogram!(ACK_SECONDS).record(took.as_secs_f64());
+}
+
+/// A message read and checked, and queued for the writer (room in the queue included: a full
+/// queue is back-pressure), from its PUBLISH read.
+pub fn accepted(took: Duration) {
+    metrics::histogram!(ACCEPT_SECONDS).record(took.as_secs_f64());
+}
+
+/// How long a message waited in the writer's queue before a batch took it.
+pub fn queue_waited(took: Duration) {
+    metrics::histogram!(QUEUE_WAIT_SECONDS).record(took.as_secs_f64());
 }
 
 pub fn queue_depth(depth: usize) {

@@ -623,7 +623,10 @@ async fn on_publish(
         }
     };
     let done = match shared.pipeline.accept(gateway, topic, &publish.topic, &publish.payload).await {
-        Ok(done) => done,
+        Ok(done) => {
+            crate::metrics::accepted(received.elapsed());
+            done
+        }
         Err(e) => {
             tracing::error!(gateway.mac = %mac, error = %e, "cannot read the gateway's devices; closing so it resends");
             return Err(End::CommitFailed);

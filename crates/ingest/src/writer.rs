@@ -104,8 +104,8 @@ impl Writer {
             let _ = done_tx.send(Err("the writer has stopped".into()));
             return done_rx;
         };
-        if let Err(mpsc::error::SendError(((_, done), _))) = self.tx.send(((submission, done_tx), room)).await
-        {
+        let queued = Queued { item: (submission, done_tx), _room: room, at: std::time::Instant::now() };
+        if let Err(mpsc::error::SendError(Queued { item: (_, done), .. })) = self.tx.send(queued).await {
             let _ = done.send(Err("the writer has stopped".into()));
         }
         done_rx
@@ -129,8 +129,21 @@ pub struct WriterSettings {
 
 type Item = (Submission, oneshot::Sender<Result<(), String>>);
 
-/// A message in the queue with its room, given back when the writer takes it.
-type Queued = (Item, OwnedSemaphorePermit);
+/// A message in the queue with its room, given back when the writer takes it, and when it was
+/// queued.
+struct Queued {
+    item: Item,
+    _room: OwnedSemaphorePermit,
+    at: std::time::Instant,
+}
+
+impl Queued {
+    /// The message, taken into a batch: its wait is recorded and its room given back.
+    fn take(self) -> Item {
+        crate::metrics::queue_waited(self.at.elapsed());
+        self.item
+    }
+}
 
 /// How often noted `last_seen` instants are written.
 const SEEN_FLUSH: Duration = Duration::from_secs(1);
@@ -153,7 +166,7 @@ async fn next_batch(
 ) -> Next {
     let first = tokio::select! {
         item = rx.recv() => match item {
-            Some((item, _room)) => item,
+            Some(queued) => queued.take(),
             None => return Next::Closed,
         },
         () = sleep_until_some(flush_at) => return Next::FlushSeen,
@@ -163,7 +176,8 @@ async fn next_batch(
         let deadline = tokio::time::Instant::now() + settings.max_delay;
         while readings < settings.max_readings {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((item, _room))) => {
+                Ok(Some(queued)) => {
+                    let item = queued.take();
                     readings += item.0.readings.len();
                     batch.push(item);
                 }
@@ -186,7 +200,8 @@ fn take_waiting(
     let mut batch = vec![first];
     while readings < settings.max_readings {
         match rx.try_recv() {
-            Ok((item, _room)) => {
+            Ok(queued) => {
+                let item = queued.take();
                 readings += item.0.readings.len();
                 batch.push(item);
             }
@@ -201,8 +216,8 @@ fn take_waiting(
 /// for company.
 fn next_waiting(rx: &mut mpsc::Receiver<Queued>, settings: &WriterSettings) -> Next {
     match rx.try_recv() {
-        Ok((first, _room)) => {
-            let (batch, readings) = take_waiting(rx, settings, first);
+        Ok(first) => {
+            let (batch, readings) = take_waiting(rx, settings, first.take());
             crate::metrics::queue_depth(rx.len());
             Next::Batch(batch, readings)
         }

@@ -21,6 +21,8 @@ impl Probe {
         self.commit_seconds.take();
         self.commit_readings.take();
         self.ack_seconds.take();
+        self.accept_seconds.take();
+        self.queue_wait_seconds.take();
         for p in &self.phases {
             p.take();
         }
@@ -40,6 +42,10 @@ pub(super) struct Probe {
     commit_seconds: Arc<Values>,
     commit_readings: Arc<Values>,
     ack_seconds: Arc<Values>,
+    /// From a PUBLISH read to its message queued for the writer.
+    accept_seconds: Arc<Values>,
+    /// From a message queued to a batch taking it.
+    queue_wait_seconds: Arc<Values>,
     /// `tds_ingest_commit_phase_seconds` by phase, in [`PHASES`] order.
     phases: [Arc<Values>; 4],
 }
@@ -62,6 +68,8 @@ impl metrics::Recorder for Probe {
             tds_ingest::metrics::COMMIT_SECONDS => &self.commit_seconds,
             tds_ingest::metrics::BATCH_READINGS => &self.commit_readings,
             tds_ingest::metrics::ACK_SECONDS => &self.ack_seconds,
+            tds_ingest::metrics::ACCEPT_SECONDS => &self.accept_seconds,
+            tds_ingest::metrics::QUEUE_WAIT_SECONDS => &self.queue_wait_seconds,
             tds_ingest::metrics::COMMIT_PHASE_SECONDS => {
                 let phase = key.labels().find(|l| l.key() == "phase").map(metrics::Label::value);
                 match PHASES.iter().position(|p| Some(*p) == phase) {
@@ -98,12 +106,16 @@ pub(super) fn server_side(probe: &Probe, run_for: Duration) -> String {
     let mut commits = probe.commit_seconds.take();
     let readings = probe.commit_readings.take();
     let mut acks = probe.ack_seconds.take();
+    let mut accepts = probe.accept_seconds.take();
+    let mut waits = probe.queue_wait_seconds.take();
     if commits.is_empty() {
         return "endpoint: no commits".into();
     }
     let busy: f64 = commits.iter().sum();
     commits.sort_by(f64::total_cmp);
     acks.sort_by(f64::total_cmp);
+    accepts.sort_by(f64::total_cmp);
+    waits.sort_by(f64::total_cmp);
     // Each phase's mean share of a commit: where a commit's fixed cost is.
     let phases: Vec<String> = PHASES
         .iter()
@@ -115,7 +127,9 @@ pub(super) fn server_side(probe: &Probe, run_for: Duration) -> String {
         .collect();
     format!(
         "endpoint: {} commits of {:.0} readings on average, commit p50 {:.1} ms, p99 {:.1} ms, writer busy {:.0}% \
-         of the run; PUBLISH read→PUBACK queued p50 {:.1} ms, p99 {:.1} ms\n  commit phases, mean ms: {}",
+         of the run; PUBLISH read→PUBACK queued p50 {:.1} ms, p99 {:.1} ms\n  \
+         of which read→queued for the writer p50 {:.2} ms, p99 {:.1} ms; waiting in its queue p50 {:.1} ms, p99 {:.1} ms\n  \
+         commit phases, mean ms: {}",
         commits.len(),
         readings.iter().sum::<f64>() / readings.len().max(1) as f64,
         percentile(&commits, 0.5) * 1e3,
@@ -123,6 +137,10 @@ pub(super) fn server_side(probe: &Probe, run_for: Duration) -> String {
         busy / run_for.as_secs_f64() * 100.0,
         percentile(&acks, 0.5) * 1e3,
         percentile(&acks, 0.99) * 1e3,
+        percentile(&accepts, 0.5) * 1e3,
+        percentile(&accepts, 0.99) * 1e3,
+        percentile(&waits, 0.5) * 1e3,
+        percentile(&waits, 0.99) * 1e3,
         phases.join(", "),
     )
 }

@@ -58,6 +58,8 @@ async fn a_gateway_publishes_with_mosquitto_pub_and_its_readings_are_stored(db: 
         "tds_ingest_readings_total",
         "tds_ingest_refusals_total",
         "tds_ingest_commit_seconds_bucket",
+        "tds_ingest_accept_seconds_bucket",
+        "tds_ingest_queue_wait_seconds_bucket",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
     }
