@@ -1,5 +1,6 @@
 //! Ready-made rows for tests: a tenant, a gateway, a device, a user, with sensible defaults.
 
+use chrono::{DateTime, Duration, Utc};
 use tds_domain::limits::ScaleFactor;
 use tds_domain::{
     Description, DeviceCode, DeviceMode, DeviceStatus, DeviceType, Email, GatewayCode, Mac, MeasurementKind,
@@ -10,6 +11,22 @@ use tds_store::devices::{Device, DeviceFields};
 use tds_store::gateways::{Gateway, GatewayFields};
 use tds_store::tenants::{NewTenant, Tenant};
 use tds_store::users::{NewUser, User};
+
+/// `n` instants, in order, within `span` before `now` and not before the start of `now`'s local
+/// day in `tz`: a day's consumption taken from readings at them is theirs alone at whatever hour
+/// the tests run. (Readings at fixed offsets before `now` fell on the previous local day during
+/// each day's first minutes, and the tests that expected today's consumption failed then.)
+pub fn instants_today(
+    tz: tds_domain::TimeZone,
+    now: DateTime<Utc>,
+    span: Duration,
+    n: i32,
+) -> Vec<DateTime<Utc>> {
+    let day = tds_domain::buckets::bucket_start(tz, tds_domain::Bucket::Day, now);
+    let start = day.max(now - span);
+    let step = (now - start) / (n + 1);
+    (1..=n).map(|i| start + step * i).collect()
+}
 
 pub async fn tenant(store: &Store, name: &str) -> Tenant {
     store

@@ -95,11 +95,11 @@ async fn notifications_survive_a_crash_and_are_delivered_exactly_once(db: TestDb
     fields.unit = Unit::parse("kWh").unwrap();
     fields.alarm_daily = Some(Amount::parse("alarm_daily", "10").unwrap());
     let d = store.devices().create(t.id, g.id, &fields, None).await.unwrap();
-    let now = Utc::now();
+    let times = fixtures::instants_today(t.timezone, Utc::now(), Duration::minutes(4), 4);
     let readings: Vec<NewReading> = (0..4)
         .map(|i| NewReading {
             device_id: d.id,
-            time: now - Duration::minutes(4 - i),
+            time: times[i],
             value: 100.0 * (i + 1) as f64,
             unit: "kWh".into(),
         })

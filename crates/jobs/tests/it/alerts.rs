@@ -109,12 +109,13 @@ async fn a_rollup_round_evaluates_the_devices_it_refreshed(store: Store) {
         devices.push(store.devices().create(t.id, g.id, &fields, None).await.unwrap());
     }
     let now = Utc::now();
+    let times = fixtures::instants_today(t.timezone, now, Duration::minutes(30), 3);
     let rows = |d: tds_domain::DeviceId, step: f64| -> Vec<NewReading> {
         (0..3)
             .map(|i| NewReading {
                 device_id: d,
-                time: now - Duration::minutes(30 - 10 * i64::from(i)),
-                value: 100.0 + step * f64::from(i),
+                time: times[i],
+                value: 100.0 + step * i as f64,
                 unit: "kWh".into(),
             })
             .collect()
@@ -148,18 +149,19 @@ async fn a_backlog_gathers_the_refreshed_devices_for_one_evaluation(store: Store
     let t = fixtures::tenant(&store, "Acme").await;
     let g = fixtures::gateway(&store, t.id, "aa:bb:cc:dd:ee:03", "GW3").await;
     let now = Utc::now();
+    let times = fixtures::instants_today(t.timezone, now, Duration::minutes(30), 3);
     let mut devices = Vec::new();
     for code in ["D01", "D02", "D03"] {
         let mut fields = fixtures::meter_fields(code);
         fields.unit = Unit::parse("kWh").unwrap();
         fields.alarm_daily = Some(Amount::parse("alarm_daily", "5").unwrap());
         let d = store.devices().create(t.id, g.id, &fields, None).await.unwrap();
-        // 8 kWh in the last half hour: over the threshold.
+        // 8 kWh in the last half hour, today: over the threshold.
         let rows: Vec<NewReading> = (0..3)
             .map(|i| NewReading {
                 device_id: d.id,
-                time: now - Duration::minutes(30 - 10 * i64::from(i)),
-                value: 100.0 + 4.0 * f64::from(i),
+                time: times[i],
+                value: 100.0 + 4.0 * i as f64,
                 unit: "kWh".into(),
             })
             .collect();
