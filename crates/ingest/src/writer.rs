@@ -320,6 +320,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Queued>, settings: WriterSetti
         settle(&store, before, &settings, &seen).await;
     }
     flush_seen(&store, &seen).await;
+    store.readings().release_ahead();
 }
 
 /// Commits a batch (or stores it message by message), records its dead letters and tells its
@@ -392,7 +393,7 @@ async fn prepare(store: &Store, batch: &[Item]) -> Staged {
     }
     let groups: Vec<(TenantId, &[NewReading])> =
         tenants.iter().copied().zip(merged.iter().map(Vec::as_slice)).collect();
-    match store.readings().prepare_groups(&groups).await {
+    match store.readings().prepare_groups_back_to_back(&groups).await {
         Ok(prepared) => Staged::Prepared { prepared, placed },
         Err(StoreError::NotFound) => Staged::OneByOne,
         Err(e) => Staged::Failed(e),

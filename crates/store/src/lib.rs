@@ -58,11 +58,13 @@ pub struct Store {
     db: Db,
     /// The readings this store's commits stored, until the rollup refresh takes them.
     feed: std::sync::Arc<rollups::feed::Feed>,
+    /// The transaction begun for the device endpoint's next group commit (PostgreSQL).
+    ahead: std::sync::Arc<readings::Ahead>,
 }
 
 impl Store {
     pub fn new(db: Db) -> Self {
-        Self { db, feed: std::sync::Arc::default() }
+        Self { db, feed: std::sync::Arc::default(), ahead: std::sync::Arc::default() }
     }
 
     /// Connects and brings the schema up to date.
@@ -104,7 +106,7 @@ impl Store {
         devices::DeviceStore::new(&self.db)
     }
     pub fn readings(&self) -> readings::ReadingStore<'_> {
-        readings::ReadingStore::new(&self.db, &self.feed)
+        readings::ReadingStore::new(&self.db, &self.feed, &self.ahead)
     }
     pub fn notify(&self) -> notify::NotifyStore<'_> {
         notify::NotifyStore::new(&self.db)

@@ -21,6 +21,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tds_domain::{DeviceId, GatewayId, TenantId};
 
+mod ahead;
 mod bulk;
 mod commit;
 mod copy;
@@ -182,15 +183,27 @@ pub struct CommitPhases {
 /// keeps for as long as it runs, and one for the rest (the web pages, the jobs).
 pub const OVERLAP_MIN_POOL: u32 = 4;
 
+/// The smallest PostgreSQL pool with which the next group commit's transaction is begun ahead:
+/// [`OVERLAP_MIN_POOL`] and one for that transaction.
+pub const AHEAD_MIN_POOL: u32 = OVERLAP_MIN_POOL + 1;
+
 #[derive(Debug, Clone, Copy)]
 pub struct ReadingStore<'a> {
     db: &'a Db,
     feed: &'a std::sync::Arc<crate::rollups::feed::Feed>,
+    ahead: &'a std::sync::Arc<ahead::Ahead>,
 }
 
+/// What a store keeps between its group commits: the transaction begun ahead for the next one.
+pub(crate) type Ahead = ahead::Ahead;
+
 impl<'a> ReadingStore<'a> {
-    pub(crate) fn new(db: &'a Db, feed: &'a std::sync::Arc<crate::rollups::feed::Feed>) -> Self {
-        Self { db, feed }
+    pub(crate) fn new(
+        db: &'a Db,
+        feed: &'a std::sync::Arc<crate::rollups::feed::Feed>,
+        ahead: &'a std::sync::Arc<Ahead>,
+    ) -> Self {
+        Self { db, feed, ahead }
     }
 
     /// Stores one tenant's readings; see [`Self::insert_groups`].
@@ -229,7 +242,31 @@ impl<'a> ReadingStore<'a> {
         &self,
         groups: &[(TenantId, &[NewReading])],
     ) -> Result<PreparedInsert, StoreError> {
-        commit::prepare(self.db, self.feed, groups).await
+        commit::prepare(self.db, self.feed, None, groups).await
+    }
+
+    /// [`Self::prepare_groups`] for a caller that prepares group commits back to back, the next
+    /// while the one before it commits (the device endpoint's writer, see
+    /// [`Self::overlaps_commits`]): on PostgreSQL the transaction of the next one is begun
+    /// meanwhile, so that it starts without a `BEGIN` round trip, with a pool of at least
+    /// [`AHEAD_MIN_POOL`] connections. The caller releases the one begun last when it stops
+    /// ([`Self::release_ahead`]).
+    pub async fn prepare_groups_back_to_back(
+        &self,
+        groups: &[(TenantId, &[NewReading])],
+    ) -> Result<PreparedInsert, StoreError> {
+        let ahead = match self.db {
+            Db::Postgres(pg) if pg.options().get_max_connections() >= AHEAD_MIN_POOL => Some(self.ahead),
+            _ => None,
+        };
+        commit::prepare(self.db, self.feed, ahead, groups).await
+    }
+
+    /// Rolls back the transaction begun ahead for the next group commit, if one waits (see
+    /// [`Self::prepare_groups_back_to_back`]): when the caller stops committing, so that it holds
+    /// no connection (closing the pool waits for every connection).
+    pub fn release_ahead(&self) {
+        self.ahead.release();
     }
 
     /// Whether a group commit can be prepared while the one before it commits: PostgreSQL, where

@@ -68,7 +68,10 @@ impl TestDb {
             .expect("create test database");
         admin.close().await;
         let url = replace_database(&admin_url, &name);
-        let store = Store::open(&url, &DbOptions { max_connections: 4, ..DbOptions::default() })
+        // The smallest pool with which the device endpoint's writer overlaps its commits and
+        // begins the next one's transaction ahead (`tds_store::readings::AHEAD_MIN_POOL`), as
+        // `tds serve`'s default pool does: the tests run the endpoint as it runs in production.
+        let store = Store::open(&url, &DbOptions { max_connections: 5, ..DbOptions::default() })
             .await
             .expect("open PostgreSQL test database");
         Some(Self { store, url, _dir: None })

@@ -1,7 +1,10 @@
 //! A group commit in two steps, so that on PostgreSQL the next batch is written while this one
 //! commits: [`prepare`] writes a batch's readings and its rollup marks in an open transaction,
-//! [`PreparedInsert::commit`] commits it (see [`super::ReadingStore::prepare_groups`]).
+//! [`PreparedInsert::commit`] commits it (see [`super::ReadingStore::prepare_groups`]). On
+//! PostgreSQL a caller that commits back to back has the next transaction begun while it
+//! prepares this one (see [`super::ahead`]).
 
+use super::ahead::{self, Ahead};
 use super::bulk::{BulkInsert, Inserted, keys_of};
 use super::{CommitPhases, InsertReport, Key, NewReading, sort_group};
 use crate::rollups::feed::{Feed, Kept, KeptCommit};
@@ -217,10 +220,12 @@ async fn write_new_groups<C: BulkInsert>(
 }
 
 /// Begins a transaction and writes the groups in it (see [`super::ReadingStore::insert_groups`]
-/// for what is written and refused).
+/// for what is written and refused). With `ahead`, on PostgreSQL, it takes the transaction begun
+/// ahead if one waits, and begins the next one's.
 pub(super) async fn prepare(
     db: &Db,
     feed: &Arc<Feed>,
+    ahead: Option<&Arc<Ahead>>,
     groups: &[(TenantId, &[NewReading])],
 ) -> Result<PreparedInsert, StoreError> {
     let ingested_at = Ts::now();
@@ -235,18 +240,35 @@ pub(super) async fn prepare(
             (OpenTx::Sqlite(tx), written)
         }
         Db::Postgres(pg) => {
-            let mut tx = pg.begin().await?;
-            phases.begin = started.elapsed();
-            // Expecting only new readings first (the usual case, and the cheaper insert); a
-            // resent one aborts that transaction, and the commit is written again in a new one
-            // that sorts duplicates and conflicts out.
-            if let Some(written) = write_new_groups(&mut *tx, groups, ingested_at, feed, &mut phases).await? {
-                (OpenTx::Postgres(tx), written)
-            } else {
-                tx.rollback().await?;
-                let mut tx = pg.begin().await?;
-                let written = write_groups(&mut *tx, groups, ingested_at, feed, &mut phases).await?;
-                (OpenTx::Postgres(tx), written)
+            let mut begun_ahead = ahead.and_then(|a| a.take());
+            if let Some(ahead) = ahead {
+                ahead.begin_soon(pg);
+            }
+            loop {
+                let from_ahead = begun_ahead.is_some();
+                let mut tx = match begun_ahead.take() {
+                    Some(tx) => tx,
+                    None => pg.begin().await?,
+                };
+                phases = CommitPhases { begin: started.elapsed(), ..CommitPhases::default() };
+                // Expecting only new readings first (the usual case, and the cheaper insert); a
+                // resent one aborts that transaction, and the commit is written again in a new
+                // one that sorts duplicates and conflicts out.
+                match write_new_groups(&mut *tx, groups, ingested_at, feed, &mut phases).await {
+                    Ok(Some(written)) => break (OpenTx::Postgres(tx), written),
+                    Ok(None) => {
+                        tx.rollback().await?;
+                        let mut tx = pg.begin().await?;
+                        let written = write_groups(&mut *tx, groups, ingested_at, feed, &mut phases).await?;
+                        break (OpenTx::Postgres(tx), written);
+                    }
+                    // The server closed the connection of the transaction begun ahead while it
+                    // waited: nothing was written, and the commit begins again.
+                    Err(e) if from_ahead && ahead::connection_lost(&e) => {
+                        tracing::debug!(error = %e, "the transaction begun ahead was closed; beginning again");
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
     };

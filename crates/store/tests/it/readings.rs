@@ -510,3 +510,67 @@ async fn sqlite_is_built_without_global_memory_statistics() {
         .unwrap();
     assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "SQLite's compile options: {options:?}");
 }
+
+/// PostgreSQL only: group commits prepared back to back (the device endpoint's writer) have the
+/// next one's transaction begun ahead. One the server closes while it waits (as an
+/// idle-in-transaction limit or an administrator would) makes the next commit begin again, not
+/// fail; one left waiting is rolled back within a second or so, and at once when released.
+#[tokio::test]
+async fn postgres_begins_the_next_commit_ahead_and_survives_losing_it() {
+    let Some(db) = tds_testkit::TestDb::postgres().await else { return };
+    let store = &db.store;
+    let tds_store::Db::Postgres(pg) = store.db() else { unreachable!() };
+    let (t, d1, _) = setup(store).await;
+    let waiting = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND state = 'idle in transaction'",
+        )
+        .fetch_one(pg)
+        .await
+        .unwrap()
+    };
+    let settles_at = |want: i64, within: std::time::Duration| async move {
+        let until = std::time::Instant::now() + within;
+        loop {
+            let now = waiting().await;
+            if now == want || std::time::Instant::now() > until {
+                return now;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    let commit = |from: i64| async move {
+        let batch: Vec<_> = (from..from + 5).map(|i| reading(d1.id, i, i as f64)).collect();
+        let prepared = store.readings().prepare_groups_back_to_back(&[(t, &batch)]).await.unwrap();
+        prepared.commit().await.unwrap().0[0].inserted
+    };
+    let short = std::time::Duration::from_millis(500);
+
+    assert_eq!(commit(0).await, 5);
+    assert_eq!(settles_at(1, short).await, 1, "the next commit's transaction is begun and waits");
+    let closed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND state = 'idle in transaction'",
+    )
+    .fetch_all(pg)
+    .await
+    .unwrap();
+    assert_eq!(closed, vec![true]);
+    assert_eq!(commit(5).await, 5, "a commit whose transaction begun ahead was closed begins again");
+
+    assert_eq!(settles_at(1, short).await, 1);
+    assert_eq!(
+        settles_at(0, std::time::Duration::from_secs(3)).await,
+        0,
+        "a transaction begun ahead and never taken is rolled back"
+    );
+    assert_eq!(commit(10).await, 5);
+    assert_eq!(settles_at(1, short).await, 1);
+    store.readings().release_ahead();
+    assert_eq!(settles_at(0, short).await, 0, "released: rolled back at once");
+
+    let end = t0() + Duration::days(1);
+    let stored = store.readings().for_device(t, d1.id, t0(), end, 100).await.unwrap();
+    assert_eq!(stored.len(), 15, "every commit stored once");
+}
