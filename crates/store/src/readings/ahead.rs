@@ -16,7 +16,7 @@
 //! instead of failing (see `commit::prepare`). At most one is kept.
 
 use sqlx::{PgPool, Postgres, Transaction};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,9 @@ pub(crate) struct Ahead {
     slot: Mutex<Option<Begun>>,
     /// A `BEGIN` is on its way: no second one meanwhile.
     beginning: AtomicBool,
+    /// How many times [`Ahead::release`] was called: a `BEGIN` on its way when it was rolls its
+    /// transaction back instead of keeping it (released means none is left waiting).
+    releases: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -53,19 +56,33 @@ impl Ahead {
             return;
         }
         let (ahead, pool) = (Arc::clone(self), pool.clone());
+        let releases = self.releases.load(Ordering::Acquire);
         tokio::spawn(async move {
             let begun = pool.begin().await;
-            ahead.beginning.store(false, Ordering::Release);
             let tx = match begun {
                 Ok(tx) => tx,
                 Err(e) => {
+                    ahead.beginning.store(false, Ordering::Release);
                     tracing::debug!(error = %e, "no transaction begun ahead");
                     return;
                 }
             };
             let at = Instant::now();
-            let unused = ahead.lock().replace(Begun { at, tx });
+            let (kept, unused) = {
+                let mut slot = ahead.lock();
+                // Checked under the lock `release` takes after counting itself: either this
+                // transaction is in the slot when it looks, or it sees the count changed.
+                if ahead.releases.load(Ordering::Acquire) == releases {
+                    (true, slot.replace(Begun { at, tx }))
+                } else {
+                    (false, Some(Begun { at, tx }))
+                }
+            };
+            ahead.beginning.store(false, Ordering::Release);
             drop(unused);
+            if !kept {
+                return;
+            }
             // Rolled back unless taken meanwhile (the pool gets its connection back).
             tokio::time::sleep(FRESH).await;
             let stale = {
@@ -76,9 +93,10 @@ impl Ahead {
         });
     }
 
-    /// Rolls back the transaction kept, if any: before the pool closes, which waits for every
-    /// connection.
+    /// Rolls back the transaction kept, if any, and the one a `BEGIN` on its way brings back:
+    /// before the pool closes, which waits for every connection.
     pub(crate) fn release(&self) {
+        self.releases.fetch_add(1, Ordering::AcqRel);
         let kept = self.lock().take();
         drop(kept);
     }
