@@ -24,7 +24,7 @@ use tds_store::devices::{Device, DeviceFields};
 use tds_store::gateways::Gateway;
 use tds_store::readings::NewReading;
 use tds_store::rollups::RollupRow;
-use tds_store::tenants::{NewTenant, Tenant};
+use tds_store::tenants::{NewTenant, Tenant, TenantLimits};
 use tds_testkit::{conformance, fixtures};
 
 const CORPUS: &str = include_str!("../../../domain/tests/corpus/meter_series.toml");
@@ -543,7 +543,117 @@ async fn a_round_takes_the_devices_marked_longest_ago_first(store: Store) {
     assert_eq!(third, vec![(t.id, taken.id)]);
 }
 
+/// Stores `(device index, local time on 2026-03-10, value)` readings, a batch per tenant.
+async fn store_each_tenants(
+    store: &Store,
+    tenants: [TenantId; 2],
+    devices: &[(usize, Device)],
+    readings: Vec<(usize, &str, f64)>,
+) {
+    for (which, tenant) in tenants.into_iter().enumerate() {
+        let batch: Vec<_> = readings
+            .iter()
+            .filter(|(i, _, _)| devices[*i].0 == which)
+            .map(|&(i, time, value)| {
+                new_reading(&devices[i].1, (utc(&format!("2026-03-10T{time}:00-03:00")), value))
+            })
+            .collect();
+        let report = store.readings().insert(tenant, &batch).await.unwrap();
+        assert_eq!(report.inserted, batch.len() as u64);
+    }
+}
+
+/// A round of many devices that go on from their stored hour with readings kept in memory (read
+/// together, 500 at a time on SQLite) mixed with devices whose hour is recomputed (a late
+/// reading) and devices refreshed for the first time: every device's rows are right, whichever
+/// way its inputs were read. Two tenants' devices are interleaved by id.
+async fn a_round_of_many_devices_read_together_rolls_each_up_right(store: Store) {
+    let zone = TimeZone::parse("America/Sao_Paulo").unwrap();
+    let limits = TenantLimits { max_devices: 1000, ..TenantLimits::default() };
+    let mut tenants = Vec::new();
+    for name in ["Acme", "Beta"] {
+        let new =
+            NewTenant { timezone: zone, limits, ..NewTenant::named(Name::parse("name", name).unwrap()) };
+        tenants.push(store.tenants().staff_create(&new).await.unwrap());
+    }
+    // Eight meters a gateway (its limit), each tenant's devices on gateways of its own.
+    let mut devices: Vec<(usize, Device)> = Vec::new();
+    let mut gateway = None;
+    for i in 0..1100 {
+        let (which, n) = (i % 2, i / 2);
+        if n % 8 == 0 && which == 0 || gateway.is_none() {
+            gateway = Some([
+                fixtures::gateway(
+                    &store,
+                    tenants[0].id,
+                    &format!("aa:bb:cc:00:00:{:02x}", n / 8),
+                    &format!("GW{n}"),
+                )
+                .await,
+                fixtures::gateway(
+                    &store,
+                    tenants[1].id,
+                    &format!("aa:bb:cc:01:00:{:02x}", n / 8),
+                    &format!("GW{n}"),
+                )
+                .await,
+            ]);
+        }
+        let g = &gateway.as_ref().unwrap()[which];
+        devices.push((which, fixtures::meter(&store, tenants[which].id, g, &format!("D{i:04}")).await));
+    }
+    let ids = [tenants[0].id, tenants[1].id];
+    let at = |s: &str| utc(&format!("2026-03-10T{s}:00-03:00"));
+    // Devices 0..1000 get two readings and a first refresh; 1000.. none yet.
+    let first = (0..1000).flat_map(|i| [(i, "10:00", 1000.0), (i, "11:05", 1000.0 + i as f64)]);
+    store_each_tenants(&store, ids, &devices, first.collect()).await;
+    assert_eq!(store.rollups().staff_refresh_dirty(2000).await.unwrap(), 1000);
+    let before = store.rollup_feed_counts();
+    // Then: most go on at 11:35 (+1); every tenth gets a late reading at 10:30 (its 11:00 hour
+    // is recomputed); the last hundred get their first readings.
+    let mut next = Vec::new();
+    for i in 0..1000 {
+        next.push(if i % 10 == 0 {
+            (i, "10:30", 1000.0 + i as f64 / 2.0)
+        } else {
+            (i, "11:35", 1001.0 + i as f64)
+        });
+    }
+    next.extend((1000..1100).flat_map(|i| [(i, "10:00", 1000.0), (i, "11:05", 1000.0 + i as f64)]));
+    store_each_tenants(&store, ids, &devices, next).await;
+    assert_eq!(store.rollups().staff_refresh_dirty(2000).await.unwrap(), 1100, "one round");
+    assert_eq!(store.rollups().staff_pending().await.unwrap(), 0, "every mark cleared");
+    let after = store.rollup_feed_counts();
+    assert_eq!(after.fed - before.fed, 900, "those going on took their readings from memory");
+    for (i, (which, d)) in devices.iter().enumerate() {
+        let t = tenants[*which].id;
+        let n = i as f64;
+        let (hours, total) = match i {
+            i if i >= 1000 || i % 10 != 0 => {
+                let extra = if i < 1000 { 1.0 } else { 0.0 };
+                (vec![(at("10:00"), Some(0.0)), (at("11:00"), Some(n + extra))], n + extra)
+            }
+            // The late reading closes half of 10:00-11:05 in the 10:00 hour.
+            _ => (vec![(at("10:00"), Some(n / 2.0)), (at("11:00"), Some(n / 2.0))], n),
+        };
+        assert_eq!(consumption_by_start(&rows(&store, t, d.id, Bucket::Hour).await), hours, "device {i}");
+        let days = rows(&store, t, d.id, Bucket::Day).await;
+        assert_eq!(
+            consumption_by_start(&days),
+            [(utc("2026-03-10T00:00:00-03:00"), Some(total))],
+            "device {i}"
+        );
+        let months = rows(&store, t, d.id, Bucket::Month).await;
+        assert_eq!(
+            consumption_by_start(&months),
+            [(utc("2026-03-01T00:00:00-03:00"), Some(total))],
+            "device {i}"
+        );
+    }
+}
+
 conformance!(
+    a_round_of_many_devices_read_together_rolls_each_up_right,
     a_round_takes_the_devices_marked_longest_ago_first,
     a_refresh_moves_the_devices_last_seen_to_its_last_commit,
     corpus_series_stored_in_one_insert_roll_up_to_the_hand_computed_buckets,
