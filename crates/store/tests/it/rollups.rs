@@ -576,31 +576,20 @@ async fn a_round_of_many_devices_read_together_rolls_each_up_right(store: Store)
             NewTenant { timezone: zone, limits, ..NewTenant::named(Name::parse("name", name).unwrap()) };
         tenants.push(store.tenants().staff_create(&new).await.unwrap());
     }
-    // Eight meters a gateway (its limit), each tenant's devices on gateways of its own.
-    let mut devices: Vec<(usize, Device)> = Vec::new();
-    let mut gateway = None;
-    for i in 0..1100 {
-        let (which, n) = (i % 2, i / 2);
-        if n % 8 == 0 && which == 0 || gateway.is_none() {
-            gateway = Some([
-                fixtures::gateway(
-                    &store,
-                    tenants[0].id,
-                    &format!("aa:bb:cc:00:00:{:02x}", n / 8),
-                    &format!("GW{n}"),
-                )
-                .await,
-                fixtures::gateway(
-                    &store,
-                    tenants[1].id,
-                    &format!("aa:bb:cc:01:00:{:02x}", n / 8),
-                    &format!("GW{n}"),
-                )
-                .await,
-            ]);
+    // Eight meters a gateway (its limit): 69 gateways a tenant for its 550 meters.
+    let mut gateways = [Vec::new(), Vec::new()];
+    for (which, tenant) in tenants.iter().enumerate() {
+        for g in 0..69 {
+            let mac = format!("aa:bb:cc:{which:02x}:00:{g:02x}");
+            gateways[which].push(fixtures::gateway(&store, tenant.id, &mac, &format!("GW{g}")).await);
         }
-        let g = &gateway.as_ref().unwrap()[which];
-        devices.push((which, fixtures::meter(&store, tenants[which].id, g, &format!("D{i:04}")).await));
+    }
+    let mut devices: Vec<(usize, Device)> = Vec::new();
+    for i in 0..1100 {
+        let (which, g) = (i % 2, i / 16);
+        let device =
+            fixtures::meter(&store, tenants[which].id, &gateways[which][g], &format!("D{i:04}")).await;
+        devices.push((which, device));
     }
     let ids = [tenants[0].id, tenants[1].id];
     let at = |s: &str| utc(&format!("2026-03-10T{s}:00-03:00"));
