@@ -186,6 +186,41 @@ async fn first_accepted_telemetry_activates_a_pre_registered_gateway(db: TestDb)
     assert_eq!(bench.readings().await.len(), 2);
 }
 
+/// After a restart every gateway reconnects at once, and their first messages are committed
+/// together: each of them is active and online by the time its PUBACK arrives.
+async fn gateways_whose_first_messages_commit_together_are_each_active_before_their_puback(db: TestDb) {
+    let bench = Bench::start(db).await;
+    let mut clients = Vec::new();
+    for i in 2..8 {
+        let mac = format!("aa:bb:cc:00:00:{i:02x}");
+        let gw = tds_testkit::fixtures::gateway(&bench.store, bench.tenant, &mac, &format!("GW{i}")).await;
+        assert_eq!(gw.status, tds_domain::GatewayStatus::PreRegistered);
+        tds_testkit::fixtures::meter(&bench.store, bench.tenant, &gw, &format!("M{i}")).await;
+        let cert = bench.certificate(&mac).await;
+        clients.push((gw.id, mac.clone(), bench.connect(&cert, &mac).await.unwrap()));
+    }
+    let sent = clients.into_iter().map(|(id, mac, mut device)| {
+        tokio::spawn(async move {
+            let topic = format!("tds_new/gateway/{mac}/telemetria");
+            let code = format!("M{}", &mac[mac.len() - 1..]);
+            device
+                .publish(&topic, batch(&mac, &format!(r#"{{"dispositivo_codigo":"{code}","valor":1}}"#)))
+                .await?;
+            Ok::<_, String>((id, device))
+        })
+    });
+    let mut acked = Vec::new();
+    for s in sent.collect::<Vec<_>>() {
+        acked.push(s.await.unwrap().unwrap());
+    }
+    for (id, _device) in &acked {
+        let g = bench.store.gateways().get(bench.tenant, *id).await.unwrap();
+        assert_eq!(g.status, tds_domain::GatewayStatus::Active, "{}", g.code);
+        assert!(g.online && g.last_seen_at.is_some(), "{}", g.code);
+    }
+    assert_eq!(bench.readings().await.len(), 6);
+}
+
 async fn a_device_registered_while_the_gateway_is_connected_is_recognised(db: TestDb) {
     let bench = Bench::start(db).await;
     let mut device = bench.gateway_client().await;
@@ -274,4 +309,5 @@ per_backend!(
     a_resent_message_stores_nothing_twice_and_a_changed_value_is_a_conflict,
     messages_committed_together_keep_their_own_conflicts,
     first_accepted_telemetry_activates_a_pre_registered_gateway,
+    gateways_whose_first_messages_commit_together_are_each_active_before_their_puback,
 );
