@@ -20,6 +20,8 @@ use tds_domain::{CertificateId, GatewayId, Mac, RenewalId, TenantId, UserId};
 
 use crate::certificates::NewCertificate;
 
+#[cfg(test)]
+mod admission_tests;
 mod campaign;
 pub use campaign::{Candidate, Progress};
 
@@ -456,6 +458,35 @@ impl<'a> RenewalStore<'a> {
     ) -> Result<Admission, StoreError> {
         let now = Ts::now();
         let serial = serial.to_ascii_lowercase();
+        // Read first, without the write lock: almost every connection is a gateway's current
+        // certificate, used before, with no renewal waiting for it, and writes nothing. On SQLite
+        // the transaction below takes the one write connection, so each of a thousand gateways
+        // reconnecting after a restart, under load, would wait for an ingest commit to end.
+        // What is read can change before the answer (a renewal issued, a certificate revoked)
+        // just as it could right after a connection was admitted; the session then follows the
+        // change as any connected gateway does.
+        let seen: Option<(String, Option<i64>, String, bool, bool)> = on_db!(
+            self.db,
+            read | pool
+                | sqlx::query_as(
+                    "SELECT mac, gateway_id, status, first_used_at IS NOT NULL, EXISTS (SELECT 1 FROM renewals \
+                     WHERE gateway_id = $2 AND finished_at IS NULL AND state = 'issued') \
+                     FROM certificates WHERE serial = $1",
+                )
+                .bind(&serial)
+                .bind(gateway.get())
+                .fetch_optional(pool)
+                .await
+        )?;
+        if let Some((cert_mac, cert_gw, status, used, renewing)) = seen
+            && cert_mac == mac.to_string()
+            && cert_gw == Some(gateway.get())
+            && status == "active"
+            && used
+            && !renewing
+        {
+            return Ok(Admission::Current);
+        }
         in_tx!(self.db, |tx| {
             let cert: Option<CertRow> = sqlx::query_as(
                 "SELECT id, mac, gateway_id, status, tenant_id FROM certificates WHERE serial = $1",
