@@ -168,15 +168,19 @@ impl RollupStore<'_> {
                 'chunks: while at < work.len() {
                     let end = (at + SQLITE_DEVICES_PER_READ).min(work.len());
                     let chunk = &work[at..end];
-                    let kept = self.read_kept(&s.read, chunk).await?;
                     // The futures are made before the stream takes them: a closure in the stream
                     // would borrow in a way the spawned worker's `Send` check cannot prove.
-                    let futures: Vec<_> = chunk
-                        .iter()
-                        .zip(&kept)
-                        .filter(|(_, k)| k.is_none())
-                        .map(|((d, tz, _), _)| self.read_one(d, *tz))
-                        .collect();
+                    let mut futures = Vec::new();
+                    let mut kept = Vec::with_capacity(chunk.len());
+                    for ((d, tz, _), read) in chunk.iter().zip(self.read_kept(&s.read, chunk).await?) {
+                        match read {
+                            Read::Kept(input) => kept.push(Some(input)),
+                            Read::Latest(resume) => {
+                                futures.push(self.read_one(d, *tz, resume));
+                                kept.push(None);
+                            }
+                        }
+                    }
                     let mut reads = stream::iter(futures).buffered(PLAN_CONCURRENCY);
                     for ((d, tz, meter), kept) in chunk.iter().zip(kept) {
                         let input = match kept {
@@ -244,13 +248,14 @@ impl RollupStore<'_> {
     /// latest hour rows, then the stored rows their day and month are summed from. Two statements
     /// a device cost about 125 µs of the refresh's time a device (`tds bench ingest --gateways
     /// 1000 --devices 10`: 250 ms a round of 2,000 devices from memory, with nothing else
-    /// running), most of it handing each statement to SQLite's thread and back. `None` for the
-    /// others, which [`Self::read_one`] reads; their kept readings are left for it to take.
+    /// running), most of it handing each statement to SQLite's thread and back. The others get
+    /// what their latest hour row says, for [`Self::read_one`] to read the rest; their kept
+    /// readings are left for it to take.
     async fn read_kept(
         &self,
         pool: &sqlx::SqlitePool,
         work: &[(Dirty, TimeZone, Meter)],
-    ) -> Result<Vec<Option<Inputs>>, StoreError> {
+    ) -> Result<Vec<Read>, StoreError> {
         let ids: Vec<i64> = work.iter().map(|(d, _, _)| d.device_id).collect();
         let latest: Vec<LatestHour> =
             sqlx::query_as(SQLITE_LATEST_HOURS).bind(json_text(&ids)?).fetch_all(pool).await?;
@@ -259,16 +264,19 @@ impl RollupStore<'_> {
         let mut spans = Vec::new();
         for (d, tz, _) in work {
             let resume = latest.remove(&d.device_id).and_then(|l| l.resumable(d, *tz));
-            let input = match resume {
-                Some(resume) => self.take_fed(d).map(|fed| Inputs {
-                    resume: Some(resume),
-                    readings: fed,
-                    from_memory: true,
-                    ..Inputs::default()
-                }),
-                None => None,
+            let read = match resume {
+                Some(resume) => match self.take_fed(d) {
+                    Some(fed) => Read::Kept(Inputs {
+                        resume: Some(resume),
+                        readings: fed,
+                        from_memory: true,
+                        ..Inputs::default()
+                    }),
+                    None => Read::Latest(Some(resume)),
+                },
+                None => Read::Latest(None),
             };
-            if let Some(input) = &input {
+            if let Read::Kept(input) = &read {
                 let r = Ranges::of(d, *tz, input);
                 spans.push([
                     d.device_id,
@@ -278,7 +286,7 @@ impl RollupStore<'_> {
                     r.month_to.timestamp_micros(),
                 ]);
             }
-            inputs.push(input);
+            inputs.push(read);
         }
         if spans.is_empty() {
             return Ok(inputs);
@@ -288,25 +296,21 @@ impl RollupStore<'_> {
         let index: HashMap<i64, usize> =
             work.iter().enumerate().map(|(i, (d, _, _))| (d.device_id, i)).collect();
         for row in stored {
-            if let Some(Some(input)) = index.get(&row.device_id).and_then(|&i| inputs.get_mut(i)) {
+            if let Some(Read::Kept(input)) = index.get(&row.device_id).and_then(|&i| inputs.get_mut(i)) {
                 input.stored.push(row);
             }
         }
         Ok(inputs)
     }
 
-    /// Reads what one marked device's refresh needs: its latest hour row, then (when the new
-    /// readings cannot simply be added to it) the neighbours of the span, the raw readings
-    /// (unless this store kept them), and the stored finer rows the coarser buckets are summed
-    /// from.
-    async fn read_one(&self, d: &Dirty, tz: TimeZone) -> Result<Inputs, StoreError> {
+    /// Reads the rest of what one marked device's refresh needs, given where its latest hour row
+    /// lets it go on from (`resume`, from [`Self::read_kept`]): when the new readings cannot
+    /// simply be added to it, the neighbours of the span; the raw readings (unless this store
+    /// kept them); and the stored finer rows the coarser buckets are summed from.
+    async fn read_one(&self, d: &Dirty, tz: TimeZone, resume: Option<Resume>) -> Result<Inputs, StoreError> {
         let fed = self.take_fed(d);
         let (device, tenant) = (d.device_id, d.tenant_id);
-        let latest: Option<LatestHour> = on_db!(
-            self.db,
-            read | pool | sqlx::query_as(LATEST_HOUR).bind(device).fetch_optional(pool).await
-        )?;
-        let mut input = Inputs { resume: latest.and_then(|l| l.resumable(d, tz)), ..Inputs::default() };
+        let mut input = Inputs { resume, ..Inputs::default() };
         if input.resume.is_none() {
             let first = bucket_start(tz, Bucket::Hour, d.from_time.0);
             let neighbours: Vec<(Ts, f64, i64)> = on_db!(
@@ -374,18 +378,13 @@ impl RollupStore<'_> {
     }
 }
 
-/// A device's latest hour row, with the reading it ends on.
-const LATEST_HOUR: &str = "SELECT device_id, tenant_id, bucket_start, consumption, min_value, max_value, sum_value, \
-     reading_count, resets, last_time, last_value FROM rollups WHERE device_id = $1 AND granularity = 'hour' \
-     ORDER BY bucket_start DESC LIMIT 1";
-
-/// [`LATEST_HOUR`] of many devices (`$1`).
+/// Many devices' latest hour rows, each with the reading it ends on (`$1`: their ids).
 const PG_LATEST_HOURS: &str = "SELECT h.* FROM UNNEST($1::BIGINT[]) AS s(d) CROSS JOIN LATERAL \
      (SELECT device_id, tenant_id, bucket_start, consumption, min_value, max_value, sum_value, reading_count, resets, \
       last_time, last_value FROM rollups WHERE device_id = s.d AND granularity = 'hour' \
       ORDER BY bucket_start DESC LIMIT 1) AS h";
 
-/// [`LATEST_HOUR`] of many devices on SQLite (`$1`: a JSON array of their ids).
+/// [`PG_LATEST_HOURS`] on SQLite (`$1`: a JSON array of the ids).
 const SQLITE_LATEST_HOURS: &str = "SELECT h.device_id, h.tenant_id, h.bucket_start, h.consumption, h.min_value, \
      h.max_value, h.sum_value, h.reading_count, h.resets, h.last_time, h.last_value \
      FROM json_each($1) AS j JOIN rollups AS h ON h.device_id = j.value AND h.granularity = 'hour' \
@@ -409,6 +408,15 @@ fn sqlite_stored() -> String {
 /// A statement's JSON parameter.
 fn json_text(value: &impl serde::Serialize) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("rollups: {e}")))
+}
+
+/// What [`RollupStore::read_kept`] found for a device on SQLite.
+enum Read {
+    /// Everything its refresh needs.
+    Kept(Inputs),
+    /// Where its latest hour row lets it go on from (`None`: recompute); [`RollupStore::read_one`]
+    /// reads the rest.
+    Latest(Option<Resume>),
 }
 
 #[derive(sqlx::FromRow)]
