@@ -477,6 +477,12 @@ pub struct IngestBenchArgs {
     /// print both side by side: `mosquitto` (Debian's, mutual TLS, no persistence).
     #[arg(long)]
     pub compare: Option<String>,
+    /// A reconnection storm in every run: this per cent of the gateways (1 to 100) have their
+    /// connections cut halfway through it, all at once, and connect again at once; prints how
+    /// long they took to be connected again (the PUBACK p99 per second shows what it cost the
+    /// others).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub storm: Option<u8>,
 }
 
 #[derive(Debug, Args)]

@@ -158,6 +158,7 @@ pub async fn run(config: &Config, args: IngestBenchArgs) -> anyhow::Result<()> {
             rate: args.rate,
             broker_pid: None,
             postgres_cpu: matches!(store.db(), tds_store::Db::Postgres(_)),
+            storm: args.storm,
         },
         overload: (args.overload > 0).then(|| Duration::from_secs(args.overload)),
     };
@@ -374,6 +375,13 @@ pub(super) fn report(label: &str, f: &Figures) {
         let by_second: Vec<String> =
             f.p99_by_second_ms.iter().filter(|p| !p.is_nan()).map(|p| format!("{p:.0}")).collect();
         println!("  PUBACK p99 second by second, ms: {}", by_second.join(" "));
+    }
+    if let Some(s) = &f.storm {
+        println!(
+            "  storm: {} of {} gateways cut off at second {} and connected again (mutual TLS): CONNACK after \
+             p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            s.cut, s.gateways, s.at_second, s.reconnect_p50_ms, s.reconnect_p99_ms, s.reconnect_max_ms
+        );
     }
     if let Some(server) = &f.server {
         println!("  {server}");

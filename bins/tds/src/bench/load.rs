@@ -46,6 +46,21 @@ struct Sample {
     /// Publish→PUBACK of every message acknowledged before the end of the run, in microseconds,
     /// with the second of the run the PUBACK arrived in.
     latencies_us: Vec<(u32, u32)>,
+    /// When the storm cut this gateway off: from the cut to its new CONNACK, in microseconds.
+    reconnect_us: Option<u32>,
+}
+
+/// What a storm did to a run: how many gateways were cut off, when, and how long each took to
+/// be connected again.
+#[derive(Debug)]
+pub(super) struct StormFigures {
+    pub cut: usize,
+    pub gateways: usize,
+    /// The second of the run the cut came in.
+    pub at_second: u64,
+    pub reconnect_p50_ms: f64,
+    pub reconnect_p99_ms: f64,
+    pub reconnect_max_ms: f64,
 }
 
 /// A run's figures over all gateways.
@@ -65,6 +80,8 @@ pub(super) struct Figures {
     pub server: Option<String>,
     /// CPU time over the run (from its start to its deadline).
     pub cpu: Option<cpu::Used>,
+    /// The run's storm, when it had one.
+    pub storm: Option<StormFigures>,
 }
 
 /// How one run loads the server.
@@ -80,6 +97,15 @@ pub(super) struct Run {
     pub broker_pid: Option<u32>,
     /// Count the CPU time of the machine's PostgreSQL processes (the server's database).
     pub postgres_cpu: bool,
+    /// A reconnection storm: this per cent of the gateways have their connections cut (no
+    /// DISCONNECT, as when a site's link drops) halfway through the run, all at once, and connect
+    /// again at once (a new TLS handshake and allow-list check each), then go on publishing.
+    pub storm: Option<u8>,
+}
+
+/// Whether gateway `i` is among the `percent` % a storm cuts off (spread over the fleet).
+fn in_storm(i: usize, percent: u8) -> bool {
+    (i * usize::from(percent)) % 100 < usize::from(percent)
 }
 
 /// The load generator's runtime: two worker threads named [`cpu::LOAD_THREADS`]. Shut down
@@ -136,7 +162,7 @@ pub(super) async fn load(
     run: Run,
     probe: Option<&Probe>,
 ) -> anyhow::Result<(Vec<Gateway>, Figures)> {
-    let Run { port, inflight, duration: run_for, rate, broker_pid, postgres_cpu } = run;
+    let Run { port, inflight, duration: run_for, rate, broker_pid, postgres_cpu, storm } = run;
     let count = gateways.len();
     let connect_started = Instant::now();
     let mut connecting = JoinSet::new();
@@ -170,13 +196,18 @@ pub(super) async fn load(
         before.zip(cpu::Sample::now(postgres_cpu, broker_pid)).map(|(a, b)| b.since(&a))
     });
     let period = rate.map(|r| Duration::from_secs_f64(count as f64 / r));
+    let storm_at = start + run_for / 2;
+    let mut cut = 0;
     let mut running = JoinSet::new();
     for (i, mut g, client, events) in sessions {
         // Spread the paced gateways over one period instead of publishing all at once.
         let phase = period.map(|p| p.mul_f64(i as f64 / count as f64));
+        let cut_at = storm.filter(|&p| in_storm(i, p)).map(|_| storm_at);
+        cut += usize::from(cut_at.is_some());
+        let times = Times { start, deadline, pacing: period.zip(phase), cut_at };
         running.spawn_on(
             async move {
-                let sample = publish(&mut g, client, events, start, deadline, period.zip(phase)).await;
+                let sample = publish(&mut g, client, events, times, port, inflight).await;
                 (i, g, sample)
             },
             on,
@@ -185,13 +216,24 @@ pub(super) async fn load(
     let mut back: Vec<Option<Gateway>> = (0..count).map(|_| None).collect();
     let mut acked = 0u64;
     let mut latencies = Vec::new();
+    let mut reconnects = Vec::new();
     while let Some(joined) = running.join_next().await {
         let (i, g, sample) = joined.context("a gateway panicked")?;
         let sample = sample.with_context(|| format!("gateway {}", g.mac))?;
         acked += sample.acked;
         latencies.extend(sample.latencies_us);
+        reconnects.extend(sample.reconnect_us);
         back[i] = Some(g);
     }
+    reconnects.sort_unstable();
+    let storm = storm.map(|_| StormFigures {
+        cut,
+        gateways: count,
+        at_second: (run_for / 2).as_secs(),
+        reconnect_p50_ms: percentile_ms(&reconnects, 0.5),
+        reconnect_p99_ms: percentile_ms(&reconnects, 0.99),
+        reconnect_max_ms: percentile_ms(&reconnects, 1.0),
+    });
     let gateways: Vec<Gateway> = back.into_iter().flatten().collect();
     let mut by_second: Vec<Vec<u32>> = vec![Vec::new(); usize::try_from(run_for.as_secs()).unwrap_or(0) + 1];
     for &(second, us) in &latencies {
@@ -220,6 +262,7 @@ pub(super) async fn load(
             .collect(),
         server: probe.map(|p| server_side(p, run_for)),
         cpu: cpu.await.ok().flatten(),
+        storm,
     };
     Ok((gateways, figures))
 }
@@ -268,26 +311,101 @@ fn message(g: &Gateway, n: u64) -> String {
     out
 }
 
-/// One gateway's run: a producer publishes (paced by `pacing` = (period, phase), or as fast as
-/// rumqttc's in-flight window allows) until `deadline`, waits for its last PUBACKs and
-/// disconnects; meanwhile the event loop times each PUBLISH to its PUBACK.
-async fn publish(
-    g: &mut Gateway,
-    client: AsyncClient,
-    mut events: EventLoop,
+/// When one gateway's run happens.
+#[derive(Debug, Clone, Copy)]
+struct Times {
     start: Instant,
     deadline: Instant,
+    /// (period, phase) when paced.
     pacing: Option<(Duration, Duration)>,
+    /// When the storm cuts this gateway's connection, if it does.
+    cut_at: Option<Instant>,
+}
+
+/// How a stretch of publishing ends once its last PUBACKs are in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// DISCONNECT, at the end of the run.
+    Disconnect,
+    /// The connection dropped without a word (the storm).
+    Cut,
+}
+
+/// One gateway's run: publishes until the deadline; when the storm takes it, its connection is
+/// cut halfway (once what it sent is acknowledged, so that every message is stored once), and it
+/// connects again with a new handshake and goes on.
+async fn publish(
+    g: &mut Gateway,
+    mut client: AsyncClient,
+    mut events: EventLoop,
+    times: Times,
+    port: u16,
+    inflight: u16,
 ) -> anyhow::Result<Sample> {
+    let mut sample = Sample::default();
+    let mut from = times.start;
+    let mut cut_at = times.cut_at;
+    loop {
+        let (until, ending) = match cut_at {
+            Some(at) => (at, Ending::Cut),
+            None => (times.deadline, Ending::Disconnect),
+        };
+        stretch(g, &client, &mut events, &mut sample, times, Span { from, until, ending }).await?;
+        if ending == Ending::Disconnect {
+            return Ok(sample);
+        }
+        cut_at = None;
+        drop(client);
+        drop(events);
+        let cut = Instant::now();
+        (client, events) = connect(g, port, inflight).await.context("reconnecting after the storm")?;
+        sample.reconnect_us = Some(u32::try_from(cut.elapsed().as_micros()).unwrap_or(u32::MAX));
+        from = Instant::now();
+    }
+}
+
+/// The first tick of `pacing` (period, phase from `start`) at or after `from`.
+fn first_tick(start: Instant, from: Instant, (period, phase): (Duration, Duration)) -> Instant {
+    let first = start + phase;
+    if from <= first || period.is_zero() {
+        return first;
+    }
+    let periods = ((from - first).as_secs_f64() / period.as_secs_f64()).ceil();
+    first + period.mul_f64(periods)
+}
+
+/// One connection's part of a gateway's run.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    from: Instant,
+    until: Instant,
+    ending: Ending,
+}
+
+/// A stretch of one gateway's run on one connection: a producer publishes from `span.from`
+/// (paced by `times.pacing`, or as fast as rumqttc's in-flight window allows) until
+/// `span.until`, waits for its last PUBACKs and ends as `span.ending` says; meanwhile the event
+/// loop times each PUBLISH to its PUBACK into `sample` (those arriving by the run's deadline, by
+/// the second of the run).
+async fn stretch(
+    g: &mut Gateway,
+    client: &AsyncClient,
+    events: &mut EventLoop,
+    sample: &mut Sample,
+    times: Times,
+    span: Span,
+) -> anyhow::Result<()> {
+    let Span { from, until, ending } = span;
     let topic = format!("tds_new/gateway/{}/telemetria", g.mac);
     let acked_total = AtomicU64::new(0);
     let ack_arrived = Notify::new();
     let first = g.next;
+    let gateway: &Gateway = g;
 
     let producer = async {
-        tokio::time::sleep_until(start).await;
-        let mut ticker = pacing.map(|(period, phase)| {
-            let mut t = tokio::time::interval_at(start + phase, period);
+        tokio::time::sleep_until(from).await;
+        let mut ticker = times.pacing.map(|pacing| {
+            let mut t = tokio::time::interval_at(first_tick(times.start, from, pacing), pacing.0);
             t.set_missed_tick_behavior(MissedTickBehavior::Skip);
             t
         });
@@ -296,11 +414,11 @@ async fn publish(
             if let Some(t) = ticker.as_mut() {
                 t.tick().await;
             }
-            if Instant::now() >= deadline {
+            if Instant::now() >= until {
                 break;
             }
             // Waits while the in-flight window and the request queue are full.
-            client.publish(topic.as_str(), QoS::AtLeastOnce, false, message(g, n)).await?;
+            client.publish(topic.as_str(), QoS::AtLeastOnce, false, message(gateway, n)).await?;
             n += 1;
         }
         let published = n - first;
@@ -312,13 +430,14 @@ async fn publish(
         tokio::time::timeout(Duration::from_secs(30), drained)
             .await
             .map_err(|_| anyhow!("messages still unacknowledged 30 s after the run"))?;
-        client.disconnect().await?;
+        if ending == Ending::Disconnect {
+            client.disconnect().await?;
+        }
         anyhow::Ok(n)
     };
 
     let poller = async {
         let mut sent: HashMap<u16, Instant> = HashMap::new();
-        let mut sample = Sample::default();
         loop {
             match events.poll().await {
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
@@ -327,24 +446,37 @@ async fn publish(
                 Ok(Event::Incoming(Incoming::PubAck(ack))) => {
                     let now = Instant::now();
                     if let Some(at) = sent.remove(&ack.pkid)
-                        && now <= deadline
+                        && now <= times.deadline
                     {
                         sample.acked += 1;
                         let second =
-                            u32::try_from(now.saturating_duration_since(start).as_secs()).unwrap_or(0);
+                            u32::try_from(now.saturating_duration_since(times.start).as_secs()).unwrap_or(0);
                         let us = u32::try_from((now - at).as_micros()).unwrap_or(u32::MAX);
                         sample.latencies_us.push((second, us));
                     }
                     acked_total.fetch_add(1, Ordering::Release);
                     ack_arrived.notify_one();
                 }
-                Ok(Event::Outgoing(Outgoing::Disconnect)) => return anyhow::Ok(sample),
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => return anyhow::Ok(()),
                 Ok(_) => {}
                 Err(e) => return Err(e).context("the connection failed during the run"),
             }
         }
     };
-    let (next, sample) = tokio::try_join!(producer, poller)?;
+    let next = match ending {
+        Ending::Disconnect => tokio::try_join!(producer, poller)?.0,
+        // Cut: nothing more to poll once the producer has its PUBACKs.
+        Ending::Cut => {
+            tokio::pin!(poller);
+            tokio::select! {
+                next = producer => next?,
+                ended = &mut poller => {
+                    ended?;
+                    bail!("the connection ended before the storm cut it");
+                }
+            }
+        }
+    };
     g.next = next;
-    Ok(sample)
+    Ok(())
 }
