@@ -20,12 +20,13 @@ use crate::pipeline::Pipeline;
 use crate::registry::Registry;
 use crate::session::{self, Credentials};
 use crate::tls_stream;
+use rustls::pki_types::UnixTime;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tds_domain::Mac;
 use tds_pki::CaFiles;
-use tds_pki::tls::{RevocationSet, device_identity, device_server_config};
+use tds_pki::tls::{RevocationSet, device_identity, device_server_config, recheck_resumed};
 use tds_store::Store;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -232,6 +233,19 @@ async fn connection(
             return;
         }
     };
+    let resumed = tls.resumed();
+    crate::metrics::tls_handshake(resumed);
+    if resumed
+        && let Some(cert) = tls.peer_certificates().and_then(|certs| certs.first())
+        && let Err(e) = recheck_resumed(cert.as_ref(), &shared.revoked, UnixTime::now())
+    {
+        // Expired or revoked since the full handshake its ticket came from.
+        crate::metrics::refused("tls");
+        shared.pipeline.refusals.note("tls", |suppressed| {
+            tracing::info!(%peer, error = ?e, suppressed, "resumed TLS session refused");
+        });
+        return;
+    }
     let identity =
         tls.peer_certificates().and_then(|certs| certs.first()).map(|cert| device_identity(cert.as_ref()));
     match identity {

@@ -20,6 +20,7 @@ pub const QUEUE_DEPTH: &str = "tds_ingest_queue_depth";
 pub const THROTTLED: &str = "tds_ingest_throttled_total";
 pub const THROTTLE_WAIT_SECONDS: &str = "tds_ingest_throttle_wait_seconds";
 pub const HANDSHAKES: &str = "tds_ingest_handshakes_in_progress";
+pub const TLS_HANDSHAKES: &str = "tds_ingest_tls_handshakes_total";
 pub const DEAD_LETTER_TRUNCATED: &str = "tds_ingest_dead_letter_truncated_total";
 pub const RENEWAL_EVENTS: &str = "tds_ingest_renewal_events_total";
 
@@ -33,6 +34,11 @@ pub fn renewal(event: &'static str) {
 /// `connect_rate`, `handshake_timeout`, `write_timeout`, …).
 pub fn refused(reason: &'static str) {
     metrics::counter!(REFUSALS, "reason" => reason).increment(1);
+}
+
+/// A TLS handshake completed: `full` (the certificate verified) or `resumed` (a session ticket).
+pub fn tls_handshake(resumed: bool) {
+    metrics::counter!(TLS_HANDSHAKES, "kind" => if resumed { "resumed" } else { "full" }).increment(1);
 }
 
 pub fn connected(delta: f64) {

@@ -164,6 +164,12 @@ impl TlsStream {
         self.conn.peer_certificates()
     }
 
+    /// The client resumed an earlier session (a ticket), so the certificate verifier was not
+    /// called for this connection.
+    pub fn resumed(&self) -> bool {
+        self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+    }
+
     /// Lets rustls process the TLS bytes received: application data goes to `plain`, records
     /// rustls must send to `outgoing`; when application data may be sent, `write` (if any) is
     /// encrypted into `outgoing` and, once asked for, our `close_notify` after it. An error is

@@ -37,5 +37,5 @@ pub use server::{DEFAULT_SERVER_SANS, ServerCertificate};
 pub use service::{SERVICE_CLIENT_VALIDITY_DAYS, ServiceCertificate};
 pub use tls::{
     DeviceClientVerifier, DeviceIdentity, RevocationSet, device_identity, device_server_config,
-    service_client_config,
+    recheck_resumed, service_client_config,
 };

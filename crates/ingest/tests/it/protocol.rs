@@ -2,6 +2,7 @@
 //! development listener's password), which topics, revocation, replacement.
 
 use crate::support::{Bench, Device, MAC, TOPIC, batch};
+use std::sync::Arc;
 use std::time::Duration;
 use tds_domain::Mac;
 use tds_testkit::{TestDb, fixtures, per_backend};
@@ -233,6 +234,98 @@ async fn a_revoked_certificate_is_refused_and_its_live_session_closed_within_a_s
     assert!(bench.connect(&cert, MAC).await.is_err(), "and it cannot come back");
 }
 
+async fn a_gateway_reconnecting_resumes_its_tls_session_and_a_revocation_still_refuses_it(db: TestDb) {
+    let bench = Bench::start(db).await;
+    let cert = bench.certificate(MAC).await;
+    let tickets = Arc::new(Tickets::default());
+    let mut tls =
+        crate::support::tls(bench.ca.ca.cert_pem(), &cert.cert_pem, cert.key_pem.as_deref().unwrap());
+    tls.resumption = rustls::client::Resumption::store(tickets.clone());
+    let tls = Arc::new(tls);
+    let mut device = Device::connect_with(bench.port, tls.clone(), MAC).await.unwrap();
+    device.publish(TOPIC, batch(MAC, r#"{"dispositivo_codigo":"D01","valor":1}"#)).await.unwrap();
+    assert_eq!(tickets.offered(), 0, "the first connection is a full handshake");
+    // The link drops (no DISCONNECT); the gateway comes back with its session's ticket.
+    drop(device);
+    let mut again = Device::connect_with(bench.port, tls.clone(), MAC).await.unwrap();
+    assert_eq!(tickets.offered(), 1, "the second connection offered the first one's ticket");
+    let later = batch(MAC, r#"{"dispositivo_codigo":"D01","valor":2}"#).replace("10:00:00Z", "10:01:00Z");
+    again.publish(TOPIC, later).await.unwrap();
+    assert_eq!(bench.readings().await.len(), 2);
+
+    // Revoked: the resumed session is refused right after its handshake (no verifier ran for
+    // it, and no CONNECT is read), not only by the allow-list's CONNACK.
+    let stored = bench.store.certificates().for_gateway(bench.tenant, bench.gateway).await.unwrap();
+    let active = stored.iter().find(|c| c.serial == cert.serial_hex).unwrap();
+    bench.store.certificates().revoke(bench.tenant, active.id, "key_compromise", None).await.unwrap();
+    again.closed_within(Duration::from_secs(1)).await.unwrap();
+    let refused = Device::connect_with(bench.port, tls, MAC).await.err().unwrap();
+    assert_eq!(tickets.offered(), 2, "the refused connection offered a ticket too");
+    assert_ne!(refused, "NotAuthorized", "refused before CONNECT, by the TLS recheck");
+    eprintln!("resumed connection of a revoked certificate: {refused}");
+}
+
+/// rustls's client session cache, counting the TLS 1.3 tickets it hands to a handshake.
+#[derive(Debug)]
+struct Tickets {
+    inner: rustls::client::ClientSessionMemoryCache,
+    offered: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for Tickets {
+    fn default() -> Self {
+        Self { inner: rustls::client::ClientSessionMemoryCache::new(8), offered: Default::default() }
+    }
+}
+
+impl Tickets {
+    fn offered(&self) -> usize {
+        self.offered.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl rustls::client::ClientSessionStore for Tickets {
+    fn set_kx_hint(&self, server: rustls::pki_types::ServerName<'static>, group: rustls::NamedGroup) {
+        self.inner.set_kx_hint(server, group);
+    }
+    fn kx_hint(&self, server: &rustls::pki_types::ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(server)
+    }
+    fn set_tls12_session(
+        &self,
+        server: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(server, value);
+    }
+    fn tls12_session(
+        &self,
+        server: &rustls::pki_types::ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(server)
+    }
+    fn remove_tls12_session(&self, server: &rustls::pki_types::ServerName<'static>) {
+        self.inner.remove_tls12_session(server);
+    }
+    fn insert_tls13_ticket(
+        &self,
+        server: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.inner.insert_tls13_ticket(server, value);
+    }
+    fn take_tls13_ticket(
+        &self,
+        server: &rustls::pki_types::ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        let ticket = self.inner.take_tls13_ticket(server);
+        if ticket.is_some() {
+            self.offered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        ticket
+    }
+}
+
 async fn a_second_connection_with_the_same_identity_replaces_the_first(db: TestDb) {
     let bench = Bench::start(db).await;
     let cert = bench.certificate(MAC).await;
@@ -256,4 +349,5 @@ per_backend!(
     subscriptions_are_limited_to_the_gateways_own_cert_update,
     a_revoked_certificate_is_refused_and_its_live_session_closed_within_a_second,
     a_second_connection_with_the_same_identity_replaces_the_first,
+    a_gateway_reconnecting_resumes_its_tls_session_and_a_revocation_still_refuses_it,
 );

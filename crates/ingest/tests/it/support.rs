@@ -156,12 +156,20 @@ impl Device {
         key_pem: &str,
         client_id: &str,
     ) -> Result<Self, String> {
+        Self::connect_with(port, Arc::new(tls(ca_pem, cert_pem, key_pem)), client_id).await
+    }
+
+    /// [`Self::connect`] with a client TLS configuration kept across connections, as a
+    /// gateway's MQTT client keeps it: its session tickets let the next connection resume.
+    pub async fn connect_with(
+        port: u16,
+        tls: Arc<rustls::ClientConfig>,
+        client_id: &str,
+    ) -> Result<Self, String> {
         let mut opts = MqttOptions::new(client_id, "localhost", port);
         opts.set_keep_alive(Duration::from_secs(5));
         opts.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
-        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls(
-            ca_pem, cert_pem, key_pem,
-        )))));
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
         Self::handshake(opts).await
     }
 

@@ -150,3 +150,85 @@ async fn a_revocation_refuses_the_next_handshake_without_a_restart() {
     assert!(connect(server.clone(), client_config(files.ca.cert_pem(), Some(&device))).await.0.is_ok());
     assert!(connect(server, client_config(files.ca.cert_pem(), Some(&other))).await.0.is_err());
 }
+
+/// One connection's server side: its handshake kind and the client's certificate.
+async fn handshake(
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+) -> (rustls::HandshakeKind, CertificateDer<'static>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(server);
+    let server_side = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.unwrap();
+        let conn = tls.get_ref().1;
+        let seen = (conn.handshake_kind().unwrap(), conn.peer_certificates().unwrap()[0].clone());
+        // The ticket for the next connection goes out with the first data.
+        tls.write_all(b"y").await.unwrap();
+        tls.flush().await.unwrap();
+        let mut byte = [0u8; 1];
+        tls.read_exact(&mut byte).await.ok();
+        seen
+    });
+    let connector = tokio_rustls::TlsConnector::from(client);
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    let mut byte = [0u8; 1];
+    tls.read_exact(&mut byte).await.unwrap();
+    tls.write_all(b"x").await.unwrap();
+    tls.flush().await.unwrap();
+    server_side.await.unwrap()
+}
+
+#[tokio::test]
+async fn a_reconnecting_device_resumes_its_session_and_the_resumed_certificate_is_checked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = files(dir.path());
+    let device = files.ca.issue_device(mac("aa:bb:cc:00:00:05"), DeviceKeyKind::EcdsaP256, 30).unwrap();
+    let revoked = RevocationSet::default();
+    let server = device_server_config(&files, revoked.clone()).unwrap();
+    // One client configuration across connections, as a gateway's MQTT client keeps it.
+    let client = client_config(files.ca.cert_pem(), Some(&device));
+    let (first, _) = handshake(server.clone(), client.clone()).await;
+    assert_eq!(first, rustls::HandshakeKind::Full);
+    // More gateways than the 256 sessions rustls's default cache kept: each one's ticket
+    // still resumes, as the server keeps nothing per session.
+    for n in 0..260u32 {
+        let other = files
+            .ca
+            .issue_device(
+                mac(&format!("aa:bb:cd:00:{:02x}:{:02x}", n >> 8, n & 0xff)),
+                DeviceKeyKind::EcdsaP256,
+                30,
+            )
+            .unwrap();
+        handshake(server.clone(), client_config(files.ca.cert_pem(), Some(&other))).await;
+    }
+    let (again, cert) = handshake(server.clone(), client.clone()).await;
+    assert_eq!(again, rustls::HandshakeKind::Resumed, "the device's ticket resumes its session");
+    assert_eq!(device_identity(cert.as_ref()).unwrap().serial_hex, device.serial_hex);
+
+    // What the verifier would have checked, checked again for the resumed session.
+    let now = rustls::pki_types::UnixTime::now();
+    assert_eq!(tds_pki::recheck_resumed(cert.as_ref(), &revoked, now), Ok(()));
+    let later = rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        device.not_after.timestamp().unsigned_abs() + 1,
+    ));
+    assert_eq!(
+        tds_pki::recheck_resumed(cert.as_ref(), &revoked, later),
+        Err(rustls::CertificateError::Expired)
+    );
+    let earlier = rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        device.not_before.timestamp().unsigned_abs() - 1,
+    ));
+    assert_eq!(
+        tds_pki::recheck_resumed(cert.as_ref(), &revoked, earlier),
+        Err(rustls::CertificateError::NotValidYet)
+    );
+    revoked.insert(&device.serial_hex);
+    assert_eq!(
+        tds_pki::recheck_resumed(cert.as_ref(), &revoked, now),
+        Err(rustls::CertificateError::Revoked)
+    );
+}
