@@ -206,6 +206,9 @@ impl BrokerConsumer {
         drop(pending_tx);
         outbox.abort();
         finish(client, events, acker).await;
+        // The gateways' states the status messages gave, written before the caller closes the
+        // database.
+        self.pipeline.flush_status().await;
     }
 
     /// The work one message gives: dead letters for a topic outside the protocol or a gateway

@@ -9,6 +9,7 @@
 //! - [`directory`]: gateways and devices by MAC and code, cached and refreshed on a miss;
 //! - [`limits`]: token buckets and once-per-interval logs for the bounds of SPEC §2 Limits;
 //! - [`status`]: online/offline writes coalesced per gateway;
+//! - [`connlog`]: the connections' history and states written in batches by one task;
 //! - [`broker`]: scale-out mode, consuming from an external broker's shared subscription
 //!   through the same pipeline and writer, acknowledging after the commit.
 //!
@@ -18,6 +19,7 @@
 pub mod broker;
 pub mod broker_outbox;
 pub mod config;
+pub mod connlog;
 pub mod csr;
 pub mod directory;
 pub mod endpoint;

@@ -11,6 +11,7 @@
 //! completes).
 
 use crate::config::IngestConfig;
+use crate::connlog::ConnectionLog;
 use crate::directory::{Directory, GatewayEntry};
 use crate::limits::{KeyedBuckets, RateLog};
 use crate::seen::SeenBuffer;
@@ -34,6 +35,8 @@ pub struct Pipeline {
     pub writer: Writer,
     limits: Limits,
     status: StatusWrites,
+    /// Where the connections' history and states are queued for writing in batches.
+    log: ConnectionLog,
     /// Connection-history entries per gateway (a gateway reconnecting in a loop writes a few,
     /// then one per status interval).
     history: KeyedBuckets<tds_domain::GatewayId>,
@@ -61,8 +64,10 @@ impl Pipeline {
             },
             seen.clone(),
         );
+        let log = ConnectionLog::start(store.clone(), config.events.clone());
         Self {
-            status: StatusWrites::new(store.clone(), config.events.clone(), config.status_interval, seen),
+            status: StatusWrites::new(log.clone(), config.status_interval, seen),
+            log,
             history: KeyedBuckets::new(
                 1.0 / config.status_interval.as_secs_f64().max(0.001),
                 HISTORY_BURST,
@@ -79,9 +84,10 @@ impl Pipeline {
     }
 
     /// Records the gateway online or offline and tells live pages, at most once per status
-    /// interval per gateway (see [`StatusWrites`]).
-    pub async fn set_online(&self, gateway: &GatewayEntry, online: bool) -> Result<(), StoreError> {
-        self.status.set(gateway, online).await
+    /// interval per gateway (see [`StatusWrites`]), through the [`ConnectionLog`]: queued, not
+    /// waited for.
+    pub async fn set_online(&self, gateway: &GatewayEntry, online: bool) {
+        self.status.set(gateway, online).await;
     }
 
     /// Writes the status changes still waiting for their interval (at shutdown).
@@ -90,17 +96,13 @@ impl Pipeline {
     }
 
     /// Adds to the gateway's connection history, unless it wrote its share of entries lately (a
-    /// gateway reconnecting in a loop); a failure is logged, never fatal.
+    /// gateway reconnecting in a loop): queued for the [`ConnectionLog`], not waited for.
     pub async fn history(&self, gateway: &GatewayEntry, kind: &str, detail: &str) {
         if !self.history.allow(gateway.id) {
             crate::metrics::throttled("history");
             return;
         }
-        if let Err(e) =
-            self.store.gateway_events().record(gateway.tenant, gateway.id, kind, detail, Utc::now()).await
-        {
-            tracing::warn!(gateway.mac = %gateway.mac, error = %e, "cannot record the connection history");
-        }
+        self.log.event(gateway.tenant, gateway.id, kind, detail).await;
     }
 
     /// Handles a message of `gateway` on `topic`, one of the gateway's own (the caller checked):
@@ -125,9 +127,7 @@ impl Pipeline {
             match topic {
                 Topic::Status(_) => {
                     let report = tds_domain::renewal::StatusReport::parse(payload);
-                    if let Err(e) = self.set_online(gateway, report.online()).await {
-                        tracing::warn!(gateway.mac = %mac, error = %e, "cannot record the gateway status");
-                    }
+                    self.set_online(gateway, report.online()).await;
                     if self.certificate_reports {
                         crate::reported::certificate_in_use(&self.store, gateway, &report).await;
                     }

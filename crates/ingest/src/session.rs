@@ -303,9 +303,7 @@ async fn converse<S>(
         format!("certificate {}", identity.serial_hex)
     };
     Box::pin(shared.pipeline.history(&gateway, "connected", &how)).await;
-    if let Err(e) = Box::pin(shared.pipeline.set_online(&gateway, true)).await {
-        tracing::warn!(gateway.mac = %mac, error = %e, "cannot mark the gateway online");
-    }
+    Box::pin(shared.pipeline.set_online(&gateway, true)).await;
 
     // Outgoing packets: one task owns the write half, in the order the session queued them.
     // PUBACKs are queued with their commit and go out after it, so they leave in arrival order;
@@ -455,9 +453,7 @@ async fn converse<S>(
         if end != End::Disconnect && !will_offline {
             tracing::debug!(gateway.mac = %mac, "no offline will; marking offline anyway (not connected)");
         }
-        if let Err(e) = Box::pin(shared.pipeline.set_online(&gateway, false)).await {
-            tracing::warn!(gateway.mac = %mac, error = %e, "cannot mark the gateway offline");
-        }
+        Box::pin(shared.pipeline.set_online(&gateway, false)).await;
     }
     drop(registration);
 }

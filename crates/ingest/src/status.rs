@@ -1,18 +1,19 @@
 //! A gateway's online/offline state written to the store at most once per `status_interval`
 //! (SPEC §2 Limits): a gateway flapping its status topic, or reconnecting in a loop, costs one
 //! write per interval, not one per packet. The latest state is never lost: a change within the
-//! interval is written when it ends (and at shutdown, by [`StatusWrites::flush`]).
+//! interval is written when it ends (and at shutdown, by [`StatusWrites::flush`]). The writes
+//! go through the [`ConnectionLog`], which batches them and announces them on the live pages.
 //!
 //! Must not: decide the state (sessions and the pipeline do).
 
+use crate::connlog::ConnectionLog;
 use crate::directory::GatewayEntry;
 use crate::seen::SeenBuffer;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tds_domain::{GatewayId, LiveEvent, TenantId};
-use tds_store::{Store, StoreError};
-use tokio::sync::broadcast;
+use tds_domain::{GatewayId, TenantId};
+use tds_store::gateway_events::GatewayState;
 
 #[derive(Debug)]
 struct Slot {
@@ -26,27 +27,21 @@ struct Slot {
 
 #[derive(Debug, Clone)]
 pub struct StatusWrites {
-    store: Store,
+    log: ConnectionLog,
     /// Telemetry instants not yet written: a gateway going offline writes its own first.
     seen: Arc<SeenBuffer>,
-    events: Option<broadcast::Sender<LiveEvent>>,
     interval: Duration,
     slots: Arc<Mutex<HashMap<GatewayId, Slot>>>,
 }
 
 impl StatusWrites {
-    pub fn new(
-        store: Store,
-        events: Option<broadcast::Sender<LiveEvent>>,
-        interval: Duration,
-        seen: Arc<SeenBuffer>,
-    ) -> Self {
-        Self { store, seen, events, interval, slots: Arc::default() }
+    pub fn new(log: ConnectionLog, interval: Duration, seen: Arc<SeenBuffer>) -> Self {
+        Self { log, seen, interval, slots: Arc::default() }
     }
 
     /// Records the gateway online or offline: at once if nothing was written for it within the
     /// interval, else when the interval ends (the latest state wins).
-    pub async fn set(&self, gateway: &GatewayEntry, online: bool) -> Result<(), StoreError> {
+    pub async fn set(&self, gateway: &GatewayEntry, online: bool) {
         let now = Instant::now();
         let deferred_until = {
             let Ok(mut slots) = self.slots.lock() else {
@@ -56,7 +51,7 @@ impl StatusWrites {
                 Some(slot) if slot.scheduled => {
                     slot.pending = Some(online);
                     crate::metrics::throttled("status");
-                    return Ok(());
+                    return;
                 }
                 Some(slot) if now.duration_since(slot.written_at) < self.interval => {
                     slot.pending = Some(online);
@@ -86,7 +81,6 @@ impl StatusWrites {
                     tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
                     me.write_pending(id).await;
                 });
-                Ok(())
             }
         }
     }
@@ -100,14 +94,13 @@ impl StatusWrites {
             slot.written_at = Instant::now();
             Some((slot.tenant, online))
         });
-        if let Some((tenant, online)) = pending
-            && let Err(e) = self.write(tenant, id, online).await
-        {
-            tracing::warn!(gateway.id = id.get(), error = %e, "cannot record the gateway status");
+        if let Some((tenant, online)) = pending {
+            self.write(tenant, id, online).await;
         }
     }
 
-    /// Writes every pending state now (at shutdown).
+    /// Writes every pending state now, and waits for the log to have written them (at
+    /// shutdown).
     pub async fn flush(&self) {
         let ids: Vec<GatewayId> = self
             .slots
@@ -117,18 +110,14 @@ impl StatusWrites {
         for id in ids {
             self.write_pending(id).await;
         }
+        self.log.flush().await;
     }
 
-    async fn write(&self, tenant: TenantId, gateway: GatewayId, online: bool) -> Result<(), StoreError> {
-        // Telemetry noted before the goodbye is recorded without `online`, so that the next flush
-        // of noted instants cannot make the gateway online again.
-        if !online && let Some((seen_tenant, at)) = self.seen.take(gateway) {
-            self.store.gateways().record_last_seen(seen_tenant, gateway, at).await?;
-        }
-        self.store.gateways().set_online(tenant, gateway, online).await?;
-        if let Some(events) = self.events.as_ref().filter(|e| e.receiver_count() > 0) {
-            let _ = events.send(LiveEvent::GatewayStatus { tenant, gateway, online });
-        }
-        Ok(())
+    async fn write(&self, tenant: TenantId, gateway: GatewayId, online: bool) {
+        // Telemetry noted before the goodbye is recorded without `online` (before it, in the
+        // same transaction), so that the next flush of noted instants cannot make the gateway
+        // online again.
+        let last_seen = if online { None } else { self.seen.take(gateway) };
+        self.log.state(GatewayState { tenant, gateway, online, last_seen }).await;
     }
 }

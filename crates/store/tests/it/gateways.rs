@@ -402,7 +402,56 @@ async fn connection_history_is_kept_per_gateway_and_tenant(store: Store) {
     assert!(events.recent(other.id, g.id, 10).await.unwrap().is_empty(), "another tenant sees none");
 }
 
+/// The device endpoint's bookkeeping of many connections in one transaction: entries in order,
+/// a gateway's last state wins, the telemetry instant of one going offline written with it,
+/// and what names a gateway that does not exist is left out without failing the rest.
+async fn a_batch_of_connection_bookkeeping_is_written_at_once(store: Store) {
+    use tds_domain::GatewayId;
+    use tds_store::gateway_events::{GatewayState, NewGatewayEvent};
+    let t = fixtures::tenant(&store, "Acme").await;
+    let one = fixtures::gateway(&store, t.id, "aa:00:00:00:00:01", "ONE").await;
+    let two = fixtures::gateway(&store, t.id, "aa:00:00:00:00:02", "TWO").await;
+    let gone = GatewayId::new(i64::from(i32::MAX));
+    let now = Utc::now();
+    let seen_at = now - Duration::seconds(5);
+    let event = |gateway, kind: &str| NewGatewayEvent {
+        tenant: t.id,
+        gateway,
+        kind: kind.to_owned(),
+        detail: "127.0.0.1".to_owned(),
+        at: now,
+    };
+    let state = |gateway, online, last_seen| GatewayState { tenant: t.id, gateway, online, last_seen };
+    store
+        .gateway_events()
+        .record_connections(
+            &[
+                event(one.id, "connected"),
+                event(gone, "connected"),
+                event(one.id, "disconnected"),
+                event(two.id, "connected"),
+            ],
+            &[
+                state(one.id, true, None),
+                state(two.id, true, None),
+                state(gone, true, None),
+                state(one.id, false, Some((t.id, seen_at))),
+            ],
+        )
+        .await
+        .unwrap();
+    let recent = store.gateway_events().recent(t.id, one.id, 10).await.unwrap();
+    assert_eq!(recent.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["disconnected", "connected"]);
+    assert_eq!(store.gateway_events().recent(t.id, two.id, 10).await.unwrap().len(), 1);
+    let one = store.gateways().get(t.id, one.id).await.unwrap();
+    assert!(!one.online, "the last state of the batch wins");
+    assert_eq!(one.last_seen_at.map(|at| at.timestamp_micros()), Some(seen_at.timestamp_micros()));
+    assert_eq!(one.status, GatewayStatus::Active, "heard from: no longer pre-registered");
+    assert!(store.gateways().get(t.id, two.id).await.unwrap().online);
+}
+
 conformance!(
+    a_batch_of_connection_bookkeeping_is_written_at_once,
     connection_history_is_kept_per_gateway_and_tenant,
     gateways_silent_for_three_intervals_go_offline,
     a_new_gateway_is_pre_registered_and_never_connected,
