@@ -2,6 +2,7 @@
 //! the endpoint's commit and acknowledgement histograms for each run's summary.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Values of one histogram of the endpoint, kept for the run's summary.
@@ -26,6 +27,9 @@ impl Probe {
         for p in &self.phases {
             p.take();
         }
+        for h in &self.handshakes {
+            h.store(0, Ordering::Relaxed);
+        }
     }
 }
 
@@ -48,6 +52,8 @@ pub(super) struct Probe {
     queue_wait_seconds: Arc<Values>,
     /// `tds_ingest_commit_phase_seconds` by phase, in [`PHASES`] order.
     phases: [Arc<Values>; 4],
+    /// `tds_ingest_tls_handshakes_total`: full, resumed (a storm's reconnections).
+    handshakes: [Arc<AtomicU64>; 2],
 }
 
 /// The phases of a commit, as the endpoint labels them.
@@ -57,8 +63,12 @@ impl metrics::Recorder for Probe {
     fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
     fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
     fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-    fn register_counter(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        metrics::Counter::noop()
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        if key.name() != tds_ingest::metrics::TLS_HANDSHAKES {
+            return metrics::Counter::noop();
+        }
+        let resumed = key.labels().any(|l| l.key() == "kind" && l.value() == "resumed");
+        metrics::Counter::from_arc(self.handshakes[usize::from(resumed)].clone())
     }
     fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
         metrics::Gauge::noop()
@@ -142,5 +152,14 @@ pub(super) fn server_side(probe: &Probe, run_for: Duration) -> String {
         percentile(&waits, 0.5) * 1e3,
         percentile(&waits, 0.99) * 1e3,
         phases.join(", "),
-    )
+    ) + &handshakes(probe)
+}
+
+/// The TLS handshakes the run saw (none unless gateways connected during it), or nothing.
+fn handshakes(probe: &Probe) -> String {
+    let [full, resumed] = [0, 1].map(|i| probe.handshakes[i].swap(0, Ordering::Relaxed));
+    if full + resumed == 0 {
+        return String::new();
+    }
+    format!("\n  TLS handshakes during the run: {full} full, {resumed} resumed from a session ticket")
 }
