@@ -35,7 +35,8 @@ const PG_INSERT_EVENTS: &str = "INSERT INTO gateway_events (tenant_id, gateway_i
      SELECT x.t, x.g, x.k, x.d, x.a FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], \
      $5::TIMESTAMPTZ[]) WITH ORDINALITY AS x(t, g, k, d, a, n) \
      WHERE EXISTS (SELECT 1 FROM gateways WHERE id = x.g) ORDER BY x.n";
-/// As `GatewayStore::record_last_seen`: the instant, never backwards, without touching `online`.
+/// A gateway's last telemetry instant (never moved backwards), without touching `online`: it
+/// went offline, and the state follows in the same transaction.
 const LAST_SEEN: &str = "UPDATE gateways SET \
      last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < $3 THEN $3 ELSE last_seen_at END, \
      status = CASE WHEN status = 'pre_registered' THEN 'active' ELSE status END \

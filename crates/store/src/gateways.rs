@@ -1014,23 +1014,6 @@ impl<'a> GatewayStore<'a> {
         Ok(done)
     }
 
-    /// Sets the online flag (the device endpoint: connected / status message / will).
-    pub async fn set_online(&self, tenant: TenantId, id: GatewayId, online: bool) -> Result<(), StoreError> {
-        let done = on_db!(
-            self.db,
-            write
-                | pool
-                | sqlx::query("UPDATE gateways SET online = $3 WHERE tenant_id = $1 AND id = $2")
-                    .bind(tenant.get())
-                    .bind(id.get())
-                    .bind(online)
-                    .execute(pool)
-                    .await
-                    .map(|r| r.rows_affected())
-        )?;
-        found(done)
-    }
-
     /// Records accepted telemetry: marks the gateway seen and online, and moves a pre-registered
     /// gateway to active.
     pub async fn mark_seen(
@@ -1081,29 +1064,6 @@ impl<'a> GatewayStore<'a> {
                 tx.commit().await?;
             }
         }
-        Ok(())
-    }
-
-    /// Records when the gateway was last heard from without touching `online` (its telemetry
-    /// noted just before it said `offline`).
-    pub async fn record_last_seen(
-        &self,
-        tenant: TenantId,
-        id: GatewayId,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        on_db!(self.db, write |pool| sqlx::query(
-            "UPDATE gateways SET \
-               last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < $3 THEN $3 ELSE last_seen_at END, \
-               status = CASE WHEN status = 'pre_registered' THEN 'active' ELSE status END \
-             WHERE tenant_id = $1 AND id = $2"
-        )
-        .bind(tenant.get())
-        .bind(id.get())
-        .bind(Ts::from(at))
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
         Ok(())
     }
 }
