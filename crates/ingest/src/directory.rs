@@ -61,33 +61,25 @@ impl Directory {
         self.load(mac).await
     }
 
-    /// Reads the gateway again (after a miss, or when told it changed).
+    /// Reads the gateway again (after a miss, or when told it changed): one statement for the
+    /// gateway, its tenant's settings and its devices.
     pub async fn load(&self, mac: Mac) -> Result<Option<Arc<GatewayEntry>>, StoreError> {
-        let gateway = match self.store.gateways().staff_by_mac(mac).await {
-            Ok(g) => g,
-            Err(StoreError::NotFound) => {
-                self.forget(mac);
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
+        let Some(gateway) = self.store.gateways().staff_connecting(mac).await? else {
+            self.forget(mac);
+            return Ok(None);
         };
-        let tenant = self.store.tenants().get(gateway.tenant_id).await?;
-        let devices = self
-            .store
-            .devices()
-            .list_for_gateway(gateway.tenant_id, gateway.id, false)
-            .await?
-            .into_iter()
-            .map(|d| (d.code, DeviceEntry { id: d.id, unit: d.unit }))
-            .collect();
         let entry = Arc::new(GatewayEntry {
             id: gateway.id,
             tenant: gateway.tenant_id,
             mac,
             status: gateway.status,
-            zone: tenant.timezone.tz(),
-            retention: tenant.retention(),
-            devices,
+            zone: gateway.timezone.tz(),
+            retention: gateway.retention(),
+            devices: gateway
+                .devices
+                .into_iter()
+                .map(|d| (d.code, DeviceEntry { id: d.id, unit: d.unit }))
+                .collect(),
             loaded: Instant::now(),
         });
         if let Ok(mut cache) = self.cache.lock() {

@@ -1,6 +1,6 @@
 //! Gateways: the data concentrators. A gateway's MAC is unique across the platform (it is the
 //! certificate's CN); its code is unique within the tenant. Every tenant-facing method filters by
-//! tenant; `staff_by_mac` is how the device endpoint finds a gateway from a certificate, and
+//! tenant; `staff_connecting` is how the device endpoint finds a gateway from a certificate, and
 //! `staff_transfer` moves a gateway (with or without its devices) to another tenant.
 
 use crate::error::{RowError, stored};
@@ -12,6 +12,10 @@ use sqlx::AssertSqlSafe;
 use std::collections::{HashMap, HashSet};
 use tds_domain::limits::{MaxDevices, Position, ReportInterval};
 use tds_domain::{Description, GatewayCode, GatewayId, GatewayStatus, Mac, Name, TenantId, UserId};
+
+mod connecting;
+
+pub use connecting::{ConnectingDevice, ConnectingGateway};
 
 /// Accepted telemetry: the gateway is seen and online, and a pre-registered one becomes active.
 const MARK_SEEN: &str = "UPDATE gateways SET online = TRUE, \

@@ -50,8 +50,13 @@ impl Tenant {
     /// How long raw readings are kept; `None` (a retention of 0 days) keeps them for ever.
     /// The retention job deletes older ones and ingest refuses them.
     pub fn retention(&self) -> Option<chrono::TimeDelta> {
-        (self.retention_days > 0).then(|| chrono::TimeDelta::days(self.retention_days))
+        retention_of(self.retention_days)
     }
+}
+
+/// A retention of `days` (0: none, readings kept for ever).
+pub(crate) fn retention_of(days: i64) -> Option<chrono::TimeDelta> {
+    (days > 0).then(|| chrono::TimeDelta::days(days))
 }
 
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 use chrono::{Duration, Utc};
 use tds_domain::limits::MaxDevices;
-use tds_domain::{GatewayCode, GatewayStatus, Mac, Name, TenantId};
+use tds_domain::{GatewayCode, GatewayStatus, Mac, Name, TenantId, TimeZone};
 use tds_store::certificates::NewCertificate;
 use tds_store::gateways::{Connection, GatewayFilter};
 use tds_store::readings::NewReading;
@@ -450,7 +450,52 @@ async fn a_batch_of_connection_bookkeeping_is_written_at_once(store: Store) {
     assert!(store.gateways().get(t.id, two.id).await.unwrap().online);
 }
 
+/// The device endpoint's one read at a connection: the gateway with its tenant's settings and
+/// only its live devices; another gateway's devices, a gateway without devices and an unknown
+/// MAC each as they are.
+async fn a_connecting_gateway_is_read_with_its_tenants_settings_and_live_devices(store: Store) {
+    let t = fixtures::tenant(&store, "Acme").await;
+    let other = fixtures::tenant(&store, "Other").await;
+    store
+        .tenants()
+        .update_profile(
+            t.id,
+            &Name::parse("name", "Acme").unwrap(),
+            None,
+            TimeZone::parse("America/Manaus").unwrap(),
+        )
+        .await
+        .unwrap();
+    store.tenants().staff_set_retention(t.id, 400).await.unwrap();
+    let g = fixtures::gateway(&store, t.id, "aa:00:00:00:00:01", "G1").await;
+    let b = fixtures::meter(&store, t.id, &g, "D02").await;
+    let a = fixtures::meter(&store, t.id, &g, "D01").await;
+    let gone = fixtures::meter(&store, t.id, &g, "D03").await;
+    store.devices().archive(t.id, gone.id).await.unwrap();
+    let elsewhere = fixtures::gateway(&store, t.id, "aa:00:00:00:00:02", "G2").await;
+    fixtures::meter(&store, t.id, &elsewhere, "D09").await;
+    let bare = fixtures::gateway(&store, other.id, "aa:00:00:00:00:03", "G3").await;
+
+    let found = store.gateways().staff_connecting(g.mac).await.unwrap().expect("registered");
+    assert_eq!((found.id, found.tenant_id, found.status), (g.id, t.id, GatewayStatus::PreRegistered));
+    assert_eq!(found.timezone.name(), "America/Manaus");
+    assert_eq!(found.retention(), Some(Duration::days(400)));
+    let devices: Vec<_> = found.devices.iter().map(|d| (d.id, d.code.as_str(), &d.unit)).collect();
+    assert_eq!(devices, vec![(a.id, "D01", &a.unit), (b.id, "D02", &b.unit)]);
+
+    let found = store.gateways().staff_connecting(bare.mac).await.unwrap().expect("registered");
+    assert_eq!((found.id, found.tenant_id), (bare.id, other.id));
+    assert!(found.devices.is_empty(), "a gateway without devices is found all the same");
+    assert_eq!(found.retention(), other.retention());
+    assert_eq!(found.timezone, other.timezone);
+
+    assert!(
+        store.gateways().staff_connecting(Mac::parse("aa:00:00:00:00:04").unwrap()).await.unwrap().is_none()
+    );
+}
+
 conformance!(
+    a_connecting_gateway_is_read_with_its_tenants_settings_and_live_devices,
     a_batch_of_connection_bookkeeping_is_written_at_once,
     connection_history_is_kept_per_gateway_and_tenant,
     gateways_silent_for_three_intervals_go_offline,
