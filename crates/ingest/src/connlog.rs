@@ -15,9 +15,10 @@
 //! bucket do); it writes what it is given, in order.
 
 use chrono::Utc;
+use std::time::Duration;
 use tds_domain::{GatewayId, LiveEvent, TenantId};
-use tds_store::Store;
 use tds_store::gateway_events::{GatewayState, NewGatewayEvent};
+use tds_store::{Store, StoreError};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Notes queued at most; a session waits for room beyond them (SPEC §11: every input bounded).
@@ -25,6 +26,9 @@ const CAPACITY: usize = 16_384;
 
 /// Notes per transaction at most.
 const BATCH: usize = 4_096;
+
+/// How many times a batch is tried before it is dropped.
+const ATTEMPTS: u32 = 3;
 
 #[derive(Debug)]
 enum Note {
@@ -97,7 +101,7 @@ async fn write_batches(
             }
         }
         if !history.is_empty() || !states.is_empty() {
-            match store.gateway_events().record_connections(&history, &states).await {
+            match record(&store, &history, &states).await {
                 Ok(()) => {
                     if let Some(events) = events.as_ref().filter(|e| e.receiver_count() > 0) {
                         for s in &states {
@@ -119,6 +123,29 @@ async fn write_batches(
         }
         for done in flushed {
             let _ = done.send(());
+        }
+    }
+}
+
+/// Writes a batch, again after a pause when it fails (a lost connection, a lock conflict with
+/// another instance), at most [`ATTEMPTS`] times in all: past that it is logged and dropped, as
+/// the endpoint's other bookkeeping is; the next state of each gateway corrects it.
+async fn record(
+    store: &Store,
+    history: &[NewGatewayEvent],
+    states: &[GatewayState],
+) -> Result<(), StoreError> {
+    let mut pause = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match store.gateway_events().record_connections(history, states).await {
+            Err(e) if attempt < ATTEMPTS => {
+                tracing::debug!(attempt, error = %e, "the gateways' connection bookkeeping failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 4;
+                attempt += 1;
+            }
+            done => return done,
         }
     }
 }

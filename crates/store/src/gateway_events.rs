@@ -132,6 +132,13 @@ impl<'a> GatewayEventStore<'a> {
         match self.db {
             Db::Postgres(pg) => {
                 let mut tx = pg.begin().await?;
+                let mut locked: Vec<i64> =
+                    seen.iter().map(|s| s.1.get()).chain(latest.iter().map(|s| s.gateway.get())).collect();
+                locked.sort_unstable();
+                locked.dedup();
+                if !locked.is_empty() {
+                    crate::gateways::pg_lock_in_order(&mut tx, locked).await?;
+                }
                 if !events.is_empty() {
                     sqlx::query(PG_INSERT_EVENTS)
                         .bind(events.iter().map(|e| e.tenant.get()).collect::<Vec<_>>())

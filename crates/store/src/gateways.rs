@@ -41,6 +41,22 @@ fn sqlite_mark_seen_many(rows: usize) -> String {
     )
 }
 
+/// Locks the gateways `$1` in id order, on PostgreSQL. Every transaction that updates several
+/// gateways takes their row locks this way first (the seen buffer's flush, the connections'
+/// bookkeeping, the sweep of silent gateways): an `UPDATE … FROM UNNEST` locks its rows in
+/// whatever order its plan meets them, and two transactions meeting the same gateways in
+/// different orders deadlock, one failing after PostgreSQL's `deadlock_timeout` (a second).
+const PG_LOCK_IN_ORDER: &str = "SELECT g.id FROM gateways g JOIN UNNEST($1::BIGINT[]) AS x(id) ON g.id = x.id \
+    ORDER BY g.id FOR NO KEY UPDATE OF g";
+
+/// [`PG_LOCK_IN_ORDER`] on the open transaction `conn`.
+pub(crate) async fn pg_lock_in_order(
+    conn: &mut sqlx::PgConnection,
+    ids: Vec<i64>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(PG_LOCK_IN_ORDER).bind(ids).execute(conn).await.map(|_| ())
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Gateway {
     pub id: GatewayId,
@@ -1002,9 +1018,19 @@ impl<'a> GatewayStore<'a> {
             Db::Sqlite(_) => "last_seen_at < $1 - 3 * expected_interval_s * 1000000",
             Db::Postgres(_) => "last_seen_at < $1 - make_interval(secs => 3 * expected_interval_s)",
         };
-        let sql = format!(
-            "UPDATE gateways SET online = FALSE WHERE online AND last_seen_at IS NOT NULL AND {silent}"
-        );
+        // On PostgreSQL the rows are locked in id order first (see [`PG_LOCK_IN_ORDER`]); a
+        // gateway heard from meanwhile no longer matches once its lock is granted.
+        let sql = match self.db {
+            Db::Sqlite(_) => {
+                format!(
+                    "UPDATE gateways SET online = FALSE WHERE online AND last_seen_at IS NOT NULL AND {silent}"
+                )
+            }
+            Db::Postgres(_) => format!(
+                "UPDATE gateways SET online = FALSE WHERE id IN (SELECT id FROM gateways \
+                 WHERE online AND last_seen_at IS NOT NULL AND {silent} ORDER BY id FOR NO KEY UPDATE)"
+            ),
+        };
         let done = on_db!(
             self.db,
             write
@@ -1054,7 +1080,10 @@ impl<'a> GatewayStore<'a> {
                 let tenants: Vec<i64> = seen.iter().map(|s| s.0.get()).collect();
                 let ids: Vec<i64> = seen.iter().map(|s| s.1.get()).collect();
                 let ats: Vec<Ts> = seen.iter().map(|s| Ts::from(s.2)).collect();
-                sqlx::query(PG_MARK_SEEN_MANY).bind(tenants).bind(ids).bind(ats).execute(pg).await?;
+                let mut tx = pg.begin().await?;
+                pg_lock_in_order(&mut tx, ids.clone()).await?;
+                sqlx::query(PG_MARK_SEEN_MANY).bind(tenants).bind(ids).bind(ats).execute(&mut *tx).await?;
+                tx.commit().await?;
             }
             Db::Sqlite(s) => {
                 let mut tx = s.write.begin_with("BEGIN IMMEDIATE").await?;
