@@ -162,6 +162,51 @@ fn sort_group(
     Sorted { report, inserted_spans }
 }
 
+/// [`sort_group`] for a group whose every reading was written (or, on PostgreSQL's first try, is
+/// about to be, the insert failing otherwise), so each key once: all inserted, no key set to
+/// build and look each reading up in. Under load a commit holds tens of thousands of readings,
+/// and the sets [`sort_group`] builds were a tenth of the endpoint's CPU (`perf record` during
+/// `tds bench ingest --gateways 1000 --devices 10 --rate 12000`).
+fn all_written(group: &[NewReading], kept: Option<&mut Vec<crate::rollups::feed::Kept>>) -> Sorted {
+    let mut inserted_spans: HashMap<i64, (i64, i64)> = HashMap::new();
+    let mut last: Option<(i64, (i64, i64))> = None;
+    for r in group {
+        let (device, micros) = (r.device_id.get(), Ts::from(r.time).micros());
+        // A gateway's message holds each of its meters' readings in a row: the span of the
+        // device before is widened without a lookup.
+        match &mut last {
+            Some((d, (lo, hi))) if *d == device => {
+                *lo = (*lo).min(micros);
+                *hi = (*hi).max(micros);
+            }
+            _ => {
+                if let Some((d, span)) = last.replace((device, (micros, micros))) {
+                    widen(&mut inserted_spans, d, span);
+                }
+            }
+        }
+    }
+    if let Some((d, span)) = last {
+        widen(&mut inserted_spans, d, span);
+    }
+    if let Some(kept) = kept {
+        kept.extend(group.iter().map(|r| (r.device_id.get(), Ts::from(r.time).micros(), r.value)));
+    }
+    let report = InsertReport { inserted: group.len() as u64, ..InsertReport::default() };
+    Sorted { report, inserted_spans }
+}
+
+/// Widens `device`'s span in `spans` to take in `span`.
+fn widen(spans: &mut HashMap<i64, (i64, i64)>, device: i64, (lo, hi): (i64, i64)) {
+    spans
+        .entry(device)
+        .and_modify(|(l, h)| {
+            *l = (*l).min(lo);
+            *h = (*h).max(hi);
+        })
+        .or_insert((lo, hi));
+}
+
 /// Where an [`ReadingStore::insert_groups_timed`] call spent its time.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CommitPhases {
@@ -420,5 +465,49 @@ impl<'a> ReadingStore<'a> {
                 .await
         )?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use chrono::TimeZone as _;
+
+    /// The shortcut for a group written whole gives what the general sort gives it: every
+    /// reading inserted, kept in order, each device's span.
+    #[test]
+    fn a_group_written_whole_is_sorted_as_the_general_sort_sorts_it() {
+        let at = |s: i64| Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap();
+        let reading = |device: i64, s: i64| NewReading {
+            device_id: DeviceId::new(device),
+            time: at(s),
+            value: (device * 1000 + s) as f64,
+            unit: "m3".into(),
+        };
+        // As gateways send them: messages of several meters, meters coming back later in the
+        // group, one meter's readings in a row, out of time order.
+        let group: Vec<NewReading> = vec![
+            reading(1, 10),
+            reading(2, 10),
+            reading(3, 10),
+            reading(1, 20),
+            reading(2, 5),
+            reading(2, 30),
+            reading(2, 1),
+            reading(4, 7),
+            reading(1, 15),
+        ];
+        let keys: HashSet<Key> =
+            group.iter().map(|r| (r.device_id.get(), Ts::from(r.time).micros())).collect();
+        let (mut general, mut shortcut) = (Vec::new(), Vec::new());
+        let expected = sort_group(&group, &keys, &HashMap::new(), Some(&mut general));
+        let got = all_written(&group, Some(&mut shortcut));
+        assert_eq!(got.report.inserted, 9);
+        assert_eq!((got.report.duplicates, got.report.conflicts.len()), (0, 0));
+        assert_eq!(got.report.inserted, expected.report.inserted);
+        assert_eq!(got.inserted_spans, expected.inserted_spans);
+        assert_eq!(got.inserted_spans[&2], (Ts::from(at(1)).micros(), Ts::from(at(30)).micros()));
+        assert_eq!(shortcut, general);
     }
 }

@@ -135,8 +135,9 @@ pub(super) fn devices_of(group: &[NewReading]) -> Vec<i64> {
 pub(super) enum Inserted {
     /// The keys of the rows written (not those already stored).
     Keys(HashSet<Key>),
-    /// Every reading of the group was written (the insert expecting only new keys): the caller
-    /// knows their keys, no set of them is built again.
+    /// Every reading of the group was written, each key once (PostgreSQL's insert expecting
+    /// only new keys, or SQLite's writing as many rows as the group has readings): the caller
+    /// knows their keys, no set of them is built.
     All,
     /// A device of the group is not the tenant's (the insert left its readings out; the caller
     /// then rolls back).
@@ -144,11 +145,6 @@ pub(super) enum Inserted {
     /// The insert expecting only new keys met a stored one: the transaction is aborted, and the
     /// commit is to be written again expecting duplicates.
     Again,
-}
-
-/// The keys of a group.
-pub(super) fn keys_of(group: &[NewReading]) -> HashSet<Key> {
-    group.iter().map(|r| (r.device_id.get(), Ts::from(r.time).micros())).collect()
 }
 
 /// The backend-specific bulk insert, run on the connection of the open transaction.
@@ -372,7 +368,7 @@ impl BulkInsert for sqlx::SqliteConnection {
         }
         if usize::try_from(written).is_ok_and(|n| n == group.len()) {
             sqlx::query("RELEASE tds_readings").execute(&mut *self).await?;
-            return Ok(Inserted::Keys(keys_of(group)));
+            return Ok(Inserted::All);
         }
         sqlx::query("ROLLBACK TO tds_readings").execute(&mut *self).await?;
         sqlx::query("RELEASE tds_readings").execute(&mut *self).await?;

@@ -5,8 +5,8 @@
 //! prepares this one (see [`super::ahead`]).
 
 use super::ahead::{self, Ahead};
-use super::bulk::{BulkInsert, Inserted, keys_of};
-use super::{CommitPhases, InsertReport, Key, NewReading, sort_group};
+use super::bulk::{BulkInsert, Inserted};
+use super::{CommitPhases, InsertReport, Key, NewReading, all_written, sort_group};
 use crate::rollups::feed::{Feed, Kept, KeptCommit};
 use crate::{Db, StoreError, Ts};
 use std::collections::{HashMap, HashSet};
@@ -116,7 +116,15 @@ async fn write_groups<C: BulkInsert>(
         let t0 = Instant::now();
         let inserted = match conn.insert_owned(*tenant, at, group, false).await? {
             Inserted::Keys(keys) => keys,
-            Inserted::All => keys_of(group),
+            Inserted::All => {
+                phases.insert += t0.elapsed();
+                let sorted = all_written(group, kept.as_mut());
+                marks.extend(
+                    sorted.inserted_spans.iter().map(|(&device, &(lo, hi))| (device, tenant.get(), lo, hi)),
+                );
+                reports.push(sorted.report);
+                continue;
+            }
             // A device that is not the tenant's (or does not exist) fails the whole call.
             Inserted::NotOwned => return Err(StoreError::NotFound),
             Inserted::Again => {
@@ -182,10 +190,9 @@ async fn write_new_groups<C: BulkInsert>(
     let mut reports = Vec::with_capacity(groups.len());
     let mut kept: Option<Vec<Kept>> = feed.keeping().then(Vec::new);
     let mut marks: Vec<(i64, i64, i64, i64)> = Vec::new();
-    let stored_before = HashMap::new();
     for (tenant, group) in groups {
         // As if every key were written, which the inserts below check.
-        let sorted = sort_group(group, &keys_of(group), &stored_before, kept.as_mut());
+        let sorted = all_written(group, kept.as_mut());
         marks.extend(sorted.inserted_spans.iter().map(|(&device, &(lo, hi))| (device, tenant.get(), lo, hi)));
         reports.push(sorted.report);
     }
