@@ -172,8 +172,9 @@ fn all_written(group: &[NewReading], kept: Option<&mut Vec<crate::rollups::feed:
     let mut last: Option<(i64, (i64, i64))> = None;
     for r in group {
         let (device, micros) = (r.device_id.get(), Ts::from(r.time).micros());
-        // A gateway's message holds each of its meters' readings in a row: the span of the
-        // device before is widened without a lookup.
+        // A message may carry several readings of one meter in a row (a backlog, or readings
+        // taken every minute and sent every five): those widen the span held here, without a
+        // lookup each.
         match &mut last {
             Some((d, (lo, hi))) if *d == device => {
                 *lo = (*lo).min(micros);
