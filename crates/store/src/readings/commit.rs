@@ -115,16 +115,8 @@ async fn write_groups<C: BulkInsert>(
         }
         let t0 = Instant::now();
         let inserted = match conn.insert_owned(*tenant, at, group, false).await? {
-            Inserted::Keys(keys) => keys,
-            Inserted::All => {
-                phases.insert += t0.elapsed();
-                let sorted = all_written(group, kept.as_mut());
-                marks.extend(
-                    sorted.inserted_spans.iter().map(|(&device, &(lo, hi))| (device, tenant.get(), lo, hi)),
-                );
-                reports.push(sorted.report);
-                continue;
-            }
+            Inserted::Keys(keys) => Some(keys),
+            Inserted::All => None,
             // A device that is not the tenant's (or does not exist) fails the whole call.
             Inserted::NotOwned => return Err(StoreError::NotFound),
             Inserted::Again => {
@@ -133,29 +125,38 @@ async fn write_groups<C: BulkInsert>(
                 ));
             }
         };
-        // Only the instants that were not inserted are read back (a resent reading, or a
-        // different value for a stored instant), not the span of the batch: one duplicate
-        // in a backlog of a year must not read the year back.
-        let mut missing: Vec<Key> = Vec::new();
-        if inserted.len() < group.len() {
-            let mut seen = HashSet::new();
-            for r in *group {
-                let key = (r.device_id.get(), Ts::from(r.time).micros());
-                if !inserted.contains(&key) && seen.insert(key) {
-                    missing.push(key);
-                }
+        let sorted = match inserted {
+            None => {
+                phases.insert += t0.elapsed();
+                all_written(group, kept.as_mut())
             }
-        }
-        let stored = if missing.is_empty() { HashMap::new() } else { conn.stored_values(&missing).await? };
-        // Neither written nor stored: the insert left the reading out because its device
-        // was not the tenant's then (on PostgreSQL the device check after the insert sees
-        // a later snapshot: a gateway transfer committed between the two). Refused like a
-        // foreign device, never counted as a duplicate of nothing.
-        if missing.iter().any(|key| !stored.contains_key(key)) {
-            return Err(StoreError::NotFound);
-        }
-        phases.insert += t0.elapsed();
-        let sorted = sort_group(group, &inserted, &stored, kept.as_mut());
+            Some(inserted) => {
+                // Only the instants that were not inserted are read back (a resent reading, or
+                // a different value for a stored instant), not the span of the batch: one
+                // duplicate in a backlog of a year must not read the year back.
+                let mut missing: Vec<Key> = Vec::new();
+                if inserted.len() < group.len() {
+                    let mut seen = HashSet::new();
+                    for r in *group {
+                        let key = (r.device_id.get(), Ts::from(r.time).micros());
+                        if !inserted.contains(&key) && seen.insert(key) {
+                            missing.push(key);
+                        }
+                    }
+                }
+                let stored =
+                    if missing.is_empty() { HashMap::new() } else { conn.stored_values(&missing).await? };
+                // Neither written nor stored: the insert left the reading out because its
+                // device was not the tenant's then (on PostgreSQL the device check after the
+                // insert sees a later snapshot: a gateway transfer committed between the two).
+                // Refused like a foreign device, never counted as a duplicate of nothing.
+                if missing.iter().any(|key| !stored.contains_key(key)) {
+                    return Err(StoreError::NotFound);
+                }
+                phases.insert += t0.elapsed();
+                sort_group(group, &inserted, &stored, kept.as_mut())
+            }
+        };
         marks.extend(sorted.inserted_spans.iter().map(|(&device, &(lo, hi))| (device, tenant.get(), lo, hi)));
         reports.push(sorted.report);
     }
