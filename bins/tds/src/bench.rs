@@ -21,6 +21,7 @@ mod compare;
 mod cpu;
 pub mod ingest;
 mod load;
+mod parse;
 mod probe;
 pub mod queries;
 pub mod renewal;
@@ -58,6 +59,7 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
             };
             renewal::run(config, database_url.as_deref(), gateways, budget, &keys).await
         }
+        BenchCommand::Parse { messages, devices } => parse::run(config, messages, devices).await,
         BenchCommand::Copy { to, readings, devices } => copy(config, &to, readings, devices).await,
         BenchCommand::ApiData { devices, days } => api_data(config, devices, days).await,
         BenchCommand::Report { database_url, devices, interval_minutes } => {

@@ -355,6 +355,17 @@ pub enum BenchCommand {
     /// mutual TLS publishing QoS 1 batches; print messages/s, readings/s and publish→PUBACK
     /// latency at full load, then at half the measured load (or at --rate).
     Ingest(IngestBenchArgs),
+    /// Turn --messages telemetry messages of one gateway with --devices meters (the load
+    /// generator's messages) into the readings the device endpoint's writer stores, in this
+    /// thread, without MQTT or the database: parsing, checks, device matching. Prints messages/s
+    /// and the time per reading; under `valgrind --tool=callgrind`, two runs of different sizes
+    /// give the instructions per message.
+    Parse {
+        #[arg(long, default_value_t = 200_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 10)]
+        devices: usize,
+    },
     /// Build an embedded (SQLite) installation with --readings readings and their rollups, then
     /// `tds db copy` it into --to (an empty PostgreSQL database) and print rows per second.
     Copy {

@@ -300,9 +300,15 @@ async fn connect(g: &Gateway, port: u16, inflight: u16) -> anyhow::Result<(Async
 
 /// The telemetry batch of message `n`: one reading per device at `t0 + n` seconds.
 fn message(g: &Gateway, n: u64) -> String {
-    let at = (g.t0 + chrono::Duration::seconds(n as i64)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let mut out = format!(r#"{{"gateway_mac":"{}","timestamp":"{at}","leituras":["#, g.mac);
-    for (d, code) in g.codes.iter().enumerate() {
+    telemetry_text(g.mac, &g.codes, g.t0, n)
+}
+
+/// A gateway's telemetry batch `n` (of `mac` with meters `codes`): one reading per meter at `t0 +
+/// n` seconds, as the simulated gateways send them (also `tds bench parse`'s).
+pub(super) fn telemetry_text(mac: Mac, codes: &[String], t0: DateTime<Utc>, n: u64) -> String {
+    let at = (t0 + chrono::Duration::seconds(n as i64)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut out = format!(r#"{{"gateway_mac":"{mac}","timestamp":"{at}","leituras":["#);
+    for (d, code) in codes.iter().enumerate() {
         let sep = if d == 0 { "" } else { "," };
         let value = n as f64 * 0.5 + d as f64;
         let _ = write!(out, r#"{sep}{{"dispositivo_codigo":"{code}","valor":{value},"unidade":"kWh"}}"#);
