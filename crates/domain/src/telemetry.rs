@@ -43,8 +43,8 @@ use crate::{DeviceCode, DeviceId, Mac, Unit, ValidationError};
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone as _, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
-use serde_json::value::RawValue;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 use thiserror::Error;
 
 mod fast;
@@ -374,28 +374,62 @@ impl ReadingInput {
 }
 
 /// An element of `leituras` as sent, kept with a reading in case it is refused after parsing.
-/// The fast path keeps the element's JSON text (one allocation, where the parsed value is a
-/// map with a string per key); the general path the value it parsed. Both stand for the same
-/// JSON value, which is what they compare by.
+/// The fast path keeps the element's place in its message, whose text all of the message's
+/// readings share (one copy a message; the element is read out of it only for a reading that is
+/// refused); the general path the value it parsed. Both stand for the same JSON value, which is
+/// what they compare by.
 #[derive(Debug, Clone)]
 pub struct SentElement(Sent);
 
 #[derive(Debug, Clone)]
 enum Sent {
-    Text(Box<RawValue>),
+    /// Element `index` of the message's `leituras`.
+    InMessage {
+        message: Arc<SentMessage>,
+        index: usize,
+    },
     Value(Value),
 }
 
+/// A message's text as the fast path took it, with its `leituras` as values once one of them
+/// was asked for: a message whose readings are refused after parsing (unknown devices, another
+/// unit, conflicts) is parsed once for all of them, not once per reading.
+#[derive(Debug)]
+pub(crate) struct SentMessage {
+    text: Box<str>,
+    elements: OnceLock<Vec<Value>>,
+}
+
+impl SentMessage {
+    pub(crate) fn new(text: &str) -> Arc<Self> {
+        Arc::new(Self { text: text.into(), elements: OnceLock::new() })
+    }
+
+    /// Element `index` of `leituras`. The fast path only takes a message it has read whole, so
+    /// the element is always there; were it not, the message's text is given rather than lost.
+    fn element(&self, index: usize) -> Value {
+        let elements = self.elements.get_or_init(|| match serde_json::from_str(&self.text) {
+            Ok(Value::Object(mut fields)) => match fields.remove("leituras") {
+                Some(Value::Array(elements)) => elements,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        });
+        elements.get(index).cloned().unwrap_or_else(|| Value::String(self.text.to_string()))
+    }
+}
+
 impl SentElement {
-    fn text(text: Box<RawValue>) -> Self {
-        Self(Sent::Text(text))
+    /// Element `index` of `message`'s `leituras`.
+    pub(crate) fn in_message(message: &Arc<SentMessage>, index: usize) -> Self {
+        Self(Sent::InMessage { message: Arc::clone(message), index })
     }
 
     /// The element as a JSON value.
     pub fn to_value(&self) -> Value {
         match &self.0 {
             Sent::Value(v) => v.clone(),
-            Sent::Text(text) => value_of(text),
+            Sent::InMessage { message, index } => message.element(*index),
         }
     }
 
@@ -403,15 +437,9 @@ impl SentElement {
     pub fn into_value(self) -> Value {
         match self.0 {
             Sent::Value(v) => v,
-            Sent::Text(text) => value_of(&text),
+            Sent::InMessage { message, index } => message.element(index),
         }
     }
-}
-
-/// The value of an element's text. The fast path only keeps text it has read field by field, so
-/// it always parses; were it not to, the text is kept as a string rather than lost.
-fn value_of(text: &RawValue) -> Value {
-    serde_json::from_str(text.get()).unwrap_or_else(|_| Value::String(text.get().to_owned()))
 }
 
 impl From<Value> for SentElement {
@@ -1644,6 +1672,8 @@ mod tests {
             {"dispositivo_codigo":"D02","valor":2},
             {"dispositivo_codigo":"D01","valor":3,"unidade":"kWh","timestamp":"2026-11-23T09:00:00Z"}]}"#;
         let batch = TelemetryBatch::parse(payload.as_bytes(), &BatchContext::new(mac, zone, now)).unwrap();
+        // Refused after parsing: each element read back out of the message's text, its own.
+        assert!(took_fast_path(&batch));
         let m3 = Unit::parse("m³").unwrap();
         let (matched, refused) = match_devices(batch.readings, |code| {
             (code.as_str() == "D01").then(|| (DeviceId::new(7), m3.clone()))
@@ -1657,15 +1687,23 @@ mod tests {
             refused.iter().map(|r| r.reason.code()).collect::<Vec<_>>(),
             ["unknown_device", "unit_conflict"]
         );
+        assert_eq!(
+            (&refused[0].raw["dispositivo_codigo"], &refused[0].raw["valor"]),
+            (&json!("D02"), &json!(2))
+        );
+        assert_eq!(
+            (&refused[1].raw["dispositivo_codigo"], &refused[1].raw["valor"]),
+            (&json!("D01"), &json!(3))
+        );
         assert_eq!(refused[0].raw["timestamp"], "2026-11-23T10:00:00+00:00", "the batch instant is kept");
         assert_eq!(refused[1].raw["timestamp"], "2026-11-23T09:00:00Z", "an own instant is left as sent");
     }
 
     // ----- the fast path ------------------------------------------------------------------------
 
-    /// Whether the batch's accepted readings all kept their element as text (the fast path).
+    /// Whether the batch's accepted readings all kept their element as its place in the message (the fast path).
     fn took_fast_path(batch: &TelemetryBatch) -> bool {
-        batch.accepted().all(|r| matches!(r.raw.0, Sent::Text(_)))
+        batch.accepted().all(|r| matches!(r.raw.0, Sent::InMessage { .. }))
     }
 
     #[test]

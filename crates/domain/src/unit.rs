@@ -3,13 +3,19 @@
 
 use crate::ValidationError;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
 use std::fmt;
 
 /// A unit symbol in canonical spelling. Common spellings written by gateways and people
 /// (`m3`, `KWH`, `l`, `degC`) map to one canonical symbol so that `m3` and `m³` never conflict;
 /// other symbols are accepted as written (trimmed, at most 16 characters, no blanks).
+///
+/// A canonical symbol is held as the `&'static str` of the table below, so parsing, cloning and
+/// storing one allocates nothing: every reading a gateway sends names its unit, and a `String`
+/// per reading (with another for its lower-cased spelling) was a share of the device endpoint's
+/// allocations.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Unit(String);
+pub struct Unit(Cow<'static, str>);
 
 /// (canonical, lower-cased aliases)
 const KNOWN: &[(&str, &[&str])] = &[
@@ -41,9 +47,8 @@ impl Unit {
         if s.is_empty() {
             return Err(ValidationError::Required { field: "unit" });
         }
-        let key = s.to_lowercase();
-        if let Some((canonical, _)) = KNOWN.iter().find(|(_, aliases)| aliases.contains(&key.as_str())) {
-            return Ok(Self((*canonical).to_owned()));
+        if let Some(canonical) = known(s) {
+            return Ok(Self(Cow::Borrowed(canonical)));
         }
         if s.chars().count() > Self::MAX_LEN {
             return Err(ValidationError::Unit { value: input.to_owned(), reason: "at most 16 characters" });
@@ -54,12 +59,29 @@ impl Unit {
                 reason: "no blanks or control characters",
             });
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self(Cow::Owned(s.to_owned())))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The symbol, borrowed from the table when it is a canonical one.
+    pub fn into_cow(self) -> Cow<'static, str> {
+        self.0
+    }
+}
+
+/// The canonical symbol `s` (trimmed, not empty) is a spelling of, if any: compared without
+/// case, and without lower-casing into a new string when `s` is ASCII (as gateways write units).
+fn known(s: &str) -> Option<&'static str> {
+    let found = if s.is_ascii() {
+        KNOWN.iter().find(|(_, aliases)| aliases.iter().any(|a| a.eq_ignore_ascii_case(s)))
+    } else {
+        let key = s.to_lowercase();
+        KNOWN.iter().find(|(_, aliases)| aliases.contains(&key.as_str()))
+    };
+    found.map(|(canonical, _)| *canonical)
 }
 
 impl fmt::Display for Unit {
@@ -93,6 +115,21 @@ mod tests {
         {
             assert_eq!(Unit::parse(input).unwrap().as_str(), canonical, "{input}");
         }
+    }
+
+    /// The ASCII shortcut finds what lower-casing finds: every alias in every mix of case.
+    #[test]
+    fn every_alias_in_any_case_is_its_canonical_symbol() {
+        for (canonical, aliases) in KNOWN {
+            for alias in *aliases {
+                for spelling in [alias.to_string(), alias.to_uppercase(), format!(" {alias} ")] {
+                    let unit = Unit::parse(&spelling).unwrap();
+                    assert_eq!(unit.as_str(), *canonical, "{spelling}");
+                    assert!(matches!(unit.into_cow(), Cow::Borrowed(_)), "{spelling}");
+                }
+            }
+        }
+        assert!(matches!(Unit::parse("psi").unwrap().into_cow(), Cow::Owned(_)));
     }
 
     #[test]

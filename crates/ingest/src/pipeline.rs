@@ -297,7 +297,7 @@ pub async fn telemetry(
         .into_iter()
         .map(|m| {
             (
-                NewReading { device_id: m.device, time: m.time, value: m.value, unit: m.unit.to_string() },
+                NewReading { device_id: m.device, time: m.time, value: m.value, unit: m.unit.into_cow() },
                 ReadingOrigin { index: m.index, raw: m.raw },
             )
         })

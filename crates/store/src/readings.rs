@@ -36,7 +36,9 @@ pub struct NewReading {
     pub device_id: DeviceId,
     pub time: DateTime<Utc>,
     pub value: f64,
-    pub unit: String,
+    /// The device's unit: a canonical symbol is borrowed (`tds_domain::Unit::into_cow`), so a
+    /// reading from a gateway carries no allocation of its own for it.
+    pub unit: std::borrow::Cow<'static, str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

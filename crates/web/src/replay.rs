@@ -88,7 +88,7 @@ async fn run(store: &Store, tenant: TenantId, letter: &Rejected) -> Result<Repla
     });
     let readings: Vec<NewReading> = matched
         .into_iter()
-        .map(|m| NewReading { device_id: m.device, time: m.time, value: m.value, unit: m.unit.to_string() })
+        .map(|m| NewReading { device_id: m.device, time: m.time, value: m.value, unit: m.unit.into_cow() })
         .collect();
     let report = if readings.is_empty() {
         tds_store::readings::InsertReport::default()

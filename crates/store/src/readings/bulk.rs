@@ -207,7 +207,7 @@ fn pg_columns(group: &[NewReading]) -> (Vec<i64>, Vec<Ts>, Vec<f64>, Vec<&str>) 
     let devices = group.iter().map(|r| r.device_id.get()).collect();
     let times = group.iter().map(|r| Ts::from(r.time)).collect();
     let values = group.iter().map(|r| r.value).collect();
-    let units = group.iter().map(|r| r.unit.as_str()).collect();
+    let units = group.iter().map(|r| &*r.unit).collect();
     (devices, times, values, units)
 }
 
@@ -446,7 +446,7 @@ fn sqlite_insert_args(
         args.add(r.device_id.get()).map_err(sqlx::Error::Encode)?;
         args.add(Ts::from(r.time)).map_err(sqlx::Error::Encode)?;
         args.add(r.value).map_err(sqlx::Error::Encode)?;
-        args.add(r.unit.as_str()).map_err(sqlx::Error::Encode)?;
+        args.add(&*r.unit).map_err(sqlx::Error::Encode)?;
     }
     args.add(tenant.get()).map_err(sqlx::Error::Encode)?;
     Ok(args)

@@ -93,7 +93,7 @@ fn encode(
         field(&mut buf, &tenant.get())?;
         field(&mut buf, &gateway)?;
         field(&mut buf, &r.value)?;
-        field(&mut buf, &r.unit.as_str())?;
+        field(&mut buf, &&*r.unit)?;
         field(&mut buf, &at)?;
     }
     buf.extend_from_slice(&TRAILER.to_be_bytes());

@@ -80,7 +80,7 @@ async fn device_like(store: &Store, tenant: TenantId, gateway: &Gateway, code: &
 }
 
 fn new_reading(device: &Device, (time, value): Reading) -> NewReading {
-    NewReading { device_id: device.id, time, value, unit: device.unit.to_string() }
+    NewReading { device_id: device.id, time, value, unit: device.unit.clone().into_cow() }
 }
 
 /// Runs the rollup worker's step until it has nothing left to do.
@@ -528,7 +528,7 @@ async fn a_round_takes_the_devices_marked_longest_ago_first(store: Store) {
         device_id: d.id,
         time: at(h),
         value: h as f64,
-        unit: d.unit.to_string(),
+        unit: d.unit.clone().into_cow(),
     };
     store.readings().insert(t.id, &[reading(&a, 0), reading(&b, 0)]).await.unwrap();
     let first = store.rollups().staff_refresh_touched(1).await.unwrap();

@@ -83,7 +83,7 @@ async fn a_device_reporting_in_order_gets_exactly_the_rows_of_a_recomputation(db
             device_id: d.id,
             time: times[i],
             value: value(kind, u32::try_from(i).unwrap()),
-            unit: d.unit.to_string(),
+            unit: d.unit.clone().into_cow(),
         };
         // The live device: a few readings per commit, refreshed after each, as under load.
         for chunk in (0..times.len()).collect::<Vec<_>>().chunks(7) {

@@ -57,7 +57,7 @@ async fn another_tenants_device_ids_show_nothing_on_the_telemetry_page_or_its_da
         device_id: secret.id,
         time: chrono::Utc::now() - chrono::Duration::minutes(5),
         value: 4242.0,
-        unit: secret.unit.to_string(),
+        unit: secret.unit.clone().into_cow(),
     };
     app.store.readings().insert(a.id, &[reading]).await.unwrap();
     let own_gw = fixtures::gateway(&app.store, b.id, "bb:00:00:00:00:01", "EVE-GW").await;
