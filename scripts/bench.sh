@@ -31,6 +31,10 @@
 #                                     each, default 15) against a release `tds serve`: a page of
 #                                     1,000 readings and a month of a 32-meter gateway's daily
 #                                     consumption (JSON and CSV), on SQLite and on PostgreSQL
+#   scripts/bench.sh parse            `tds bench parse`: the endpoint's work on a telemetry message
+#                                     before the writer, timed, then its instructions a message
+#                                     under callgrind (two sizes, the difference; the same on
+#                                     every run, for comparing two builds)
 #   scripts/bench.sh connections [N] [SECONDS] [INTERVAL]
 #                                     `tds serve` on SQLite in one process and `tds simulate` with N
 #                                     (default 10000) gateways sending one batch every INTERVAL
@@ -53,7 +57,7 @@ bench_pg_start() { pg_start -c min_wal_size=1GB ${TDS_BENCH_PG_SETTINGS:-}; pg_w
 
 bench=store
 case "${1:-}" in
-  store | ingest | queries | connections | copy | api | renewal | compare) bench=$1; shift ;;
+  store | ingest | queries | connections | copy | api | renewal | compare | parse) bench=$1; shift ;;
 esac
 
 cargo build --release --locked -p tds
@@ -64,6 +68,21 @@ export TDS_LOG_LEVEL="${TDS_LOG_LEVEL:-warn}"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rss_mb() { awk '/^VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 connected() { curl -fsS "http://$1/metrics" 2>/dev/null | awk '$1=="tds_ingest_connections" {print $2}'; }
+
+if [ "$bench" = parse ]; then
+  "$tds" bench parse --messages 200000
+  command -v valgrind >/dev/null || { echo "bench parse: valgrind is not installed; no instruction count" >&2; exit 0; }
+  out=$(mktemp -d /tmp/tds-parse.XXXXXX)
+  trap 'rm -rf "$out"' EXIT
+  # The setup (a SQLite database, a tenant, its gateway and devices) costs the same at both sizes.
+  for n in 10000 30000; do
+    valgrind --tool=callgrind --callgrind-out-file="$out/cg.$n" "$tds" bench parse --messages "$n" >"$out/log.$n" 2>&1
+  done
+  a=$(grep -o 'Collected : [0-9]*' "$out/log.10000" | grep -o '[0-9]*$')
+  b=$(grep -o 'Collected : [0-9]*' "$out/log.30000" | grep -o '[0-9]*$')
+  echo "parse: $(( (b - a) / 20000 )) instructions a message of 10 readings (callgrind: 30,000 messages less 10,000)"
+  exit 0
+fi
 
 if [ "$bench" = connections ]; then
   gateways=${1:-10000}
