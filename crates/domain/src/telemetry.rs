@@ -1701,7 +1701,8 @@ mod tests {
 
     // ----- the fast path ------------------------------------------------------------------------
 
-    /// Whether the batch's accepted readings all kept their element as its place in the message (the fast path).
+    /// Whether the batch's accepted readings all kept their element as its place in the message
+    /// (the fast path).
     fn took_fast_path(batch: &TelemetryBatch) -> bool {
         batch.accepted().all(|r| matches!(r.raw.0, Sent::InMessage { .. }))
     }

@@ -7,7 +7,7 @@
 //! Why: parsing every message into a `serde_json::Value` tree (a map, its keys and strings per
 //! reading, then dropped) was a quarter of the endpoint's CPU at 10,000 meters (`perf` during
 //! `tds bench ingest --gateways 1000 --devices 10`). Reading `leituras` first as raw elements,
-//! each then copied and parsed again, went over every reading twice: 10 % more instructions a
+//! each then copied and parsed again, went over every reading twice: 30 % more instructions a
 //! message than this (`tds bench parse` under callgrind, README's twenty-fourth step).
 //!
 //! It only ever answers for a batch that the general path ([`super::TelemetryBatch::parse_as_values`])
