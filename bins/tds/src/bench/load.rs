@@ -298,11 +298,6 @@ async fn connect(g: &Gateway, port: u16, inflight: u16) -> anyhow::Result<(Async
     }
 }
 
-/// The telemetry batch of message `n`: one reading per device at `t0 + n` seconds.
-fn message(g: &Gateway, n: u64) -> String {
-    telemetry_text(g.mac, &g.codes, g.t0, n)
-}
-
 /// A gateway's telemetry batch `n` (of `mac` with meters `codes`): one reading per meter at `t0 +
 /// n` seconds, as the simulated gateways send them (also `tds bench parse`'s).
 pub(super) fn telemetry_text(mac: Mac, codes: &[String], t0: DateTime<Utc>, n: u64) -> String {
@@ -424,7 +419,14 @@ async fn stretch(
                 break;
             }
             // Waits while the in-flight window and the request queue are full.
-            client.publish(topic.as_str(), QoS::AtLeastOnce, false, message(gateway, n)).await?;
+            client
+                .publish(
+                    topic.as_str(),
+                    QoS::AtLeastOnce,
+                    false,
+                    telemetry_text(gateway.mac, &gateway.codes, gateway.t0, n),
+                )
+                .await?;
             n += 1;
         }
         let published = n - first;

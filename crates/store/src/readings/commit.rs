@@ -114,47 +114,22 @@ async fn write_groups<C: BulkInsert>(
             continue;
         }
         let t0 = Instant::now();
-        let inserted = match conn.insert_owned(*tenant, at, group, false).await? {
-            Inserted::Keys(keys) => Some(keys),
-            Inserted::All => None,
+        let sorted = match conn.insert_owned(*tenant, at, group, false).await? {
+            Inserted::All => {
+                phases.insert += t0.elapsed();
+                all_written(group, kept.as_mut())
+            }
+            Inserted::Keys(inserted) => {
+                let stored = stored_where_not_inserted(conn, group, &inserted).await?;
+                phases.insert += t0.elapsed();
+                sort_group(group, &inserted, &stored, kept.as_mut())
+            }
             // A device that is not the tenant's (or does not exist) fails the whole call.
             Inserted::NotOwned => return Err(StoreError::NotFound),
             Inserted::Again => {
                 return Err(StoreError::Corrupt(
                     "readings: a commit expecting duplicates was refused".into(),
                 ));
-            }
-        };
-        let sorted = match inserted {
-            None => {
-                phases.insert += t0.elapsed();
-                all_written(group, kept.as_mut())
-            }
-            Some(inserted) => {
-                // Only the instants that were not inserted are read back (a resent reading, or
-                // a different value for a stored instant), not the span of the batch: one
-                // duplicate in a backlog of a year must not read the year back.
-                let mut missing: Vec<Key> = Vec::new();
-                if inserted.len() < group.len() {
-                    let mut seen = HashSet::new();
-                    for r in *group {
-                        let key = (r.device_id.get(), Ts::from(r.time).micros());
-                        if !inserted.contains(&key) && seen.insert(key) {
-                            missing.push(key);
-                        }
-                    }
-                }
-                let stored =
-                    if missing.is_empty() { HashMap::new() } else { conn.stored_values(&missing).await? };
-                // Neither written nor stored: the insert left the reading out because its
-                // device was not the tenant's then (on PostgreSQL the device check after the
-                // insert sees a later snapshot: a gateway transfer committed between the two).
-                // Refused like a foreign device, never counted as a duplicate of nothing.
-                if missing.iter().any(|key| !stored.contains_key(key)) {
-                    return Err(StoreError::NotFound);
-                }
-                phases.insert += t0.elapsed();
-                sort_group(group, &inserted, &stored, kept.as_mut())
             }
         };
         marks.extend(sorted.inserted_spans.iter().map(|(&device, &(lo, hi))| (device, tenant.get(), lo, hi)));
@@ -172,6 +147,35 @@ async fn write_groups<C: BulkInsert>(
     phases.marks = t0.elapsed();
     let kept = kept.map(|readings| KeptCommit { marks, readings });
     Ok(Written { reports, kept: id.zip(kept) })
+}
+
+/// The stored values at the keys of `group` that its insert did not write (`inserted`): a resent
+/// reading, or a different value for a stored instant. Only those instants are read back, not the
+/// span of the group: one duplicate in a backlog of a year must not read the year back.
+async fn stored_where_not_inserted<C: BulkInsert>(
+    conn: &mut C,
+    group: &[NewReading],
+    inserted: &HashSet<Key>,
+) -> Result<HashMap<Key, f64>, StoreError> {
+    let mut missing: Vec<Key> = Vec::new();
+    if inserted.len() < group.len() {
+        let mut seen = HashSet::new();
+        for r in group {
+            let key = (r.device_id.get(), Ts::from(r.time).micros());
+            if !inserted.contains(&key) && seen.insert(key) {
+                missing.push(key);
+            }
+        }
+    }
+    let stored = if missing.is_empty() { HashMap::new() } else { conn.stored_values(&missing).await? };
+    // Neither written nor stored: the insert left the reading out because its device was not
+    // the tenant's then (on PostgreSQL the device check after the insert sees a later snapshot:
+    // a gateway transfer committed between the two). Refused like a foreign device, never
+    // counted as a duplicate of nothing.
+    if missing.iter().any(|key| !stored.contains_key(key)) {
+        return Err(StoreError::NotFound);
+    }
+    Ok(stored)
 }
 
 /// A group commit expecting only new readings (PostgreSQL's first try). What it stores, and so
