@@ -13,6 +13,7 @@ use super::feed::{FedMark, Feed, Kept, KeptCommit};
 use crate::{Db, StoreError, Ts};
 use sqlx::AssertSqlSafe;
 use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
 /// A device's mark: (device, tenant, earliest µs, latest µs) of the readings a commit stored.
 pub(crate) type Mark = (i64, i64, i64, i64);
@@ -132,85 +133,116 @@ fn merge_rows(rows: Vec<(i64, Ts, Source)>) -> Result<Folding, StoreError> {
 /// `feed_from`).
 type Upserted = (i64, i64, Ts, Ts, Ts, i64, i64);
 
-/// Folds up to [`FOLD_COMMITS`] commits' rows into `rollup_dirty`, in one transaction; returns
-/// how many rows it folded. Devices deleted since their commit are left out (their marks would
-/// never be refreshed). Marks are upserted in device order, the order in which the refresh
-/// locks them when it clears them. The readings `feed` kept of the commits go with the marks
-/// they make whole (see [`super::feed`]).
+/// Folds up to [`FOLD_COMMITS`] commits' rows into `rollup_dirty`; returns how many rows it
+/// folded. Devices deleted since their commit are left out (their marks would never be
+/// refreshed). Marks are upserted in device order, the order in which the refresh locks them
+/// when it clears them. The readings `feed` kept of the commits go with the marks they make
+/// whole (see [`super::feed`]).
+///
+/// Only the upsert and the rows' deletion are a transaction: the rows are read and merged
+/// before it, off the write connection. On SQLite that connection is the one every commit of
+/// readings waits for, and a round's merge (hundreds of thousands of kept readings under load)
+/// held it for as long as it took. Two folds of the same rows (another instance's, between this
+/// one's read and its transaction) were already possible on PostgreSQL and are harmless: a
+/// mark merged twice only widens to the same span with a later `marked_at`, and its `feed`
+/// comparison fails unless this store's fold left it, so the refresh reads it back; a mark
+/// whose readings were already rolled up no longer goes on from its hour and is recomputed.
 pub(super) async fn fold(db: &Db, feed: &Feed) -> Result<usize, StoreError> {
     let fold_id = Feed::new_id();
-    let (n, made_whole, not_whole) = in_tx!(db, |tx| {
-        // This store's commits' marks are not read: it kept them (a few megabytes of JSON a
-        // round at half load, and their decoding).
-        let rows: Vec<(i64, Ts, Option<String>)> = sqlx::query_as(
-            "SELECT id, marked_at, CASE WHEN feed = $2 THEN NULL ELSE marks END \
-             FROM rollup_pending ORDER BY id LIMIT $1",
-        )
-        .bind(FOLD_COMMITS)
-        .bind(feed.token())
-        .fetch_all(&mut *tx)
-        .await?;
-        if rows.is_empty() {
-            return Ok((0, Vec::new(), Vec::new()));
-        }
-        let ours: Vec<i64> = rows.iter().filter(|r| r.2.is_none()).map(|r| r.0).collect();
-        let mut kept = feed.take_commits(&ours);
-        // Ours but no longer kept (past the bound, or let go when a fold saw a later row commit
-        // first): read.
-        let unkept: Vec<i64> = ours.iter().copied().filter(|id| !kept.contains_key(id)).collect();
-        let mut texts = if unkept.is_empty() { HashMap::new() } else { tx.pending_marks(&unkept).await? };
-        let rows: Vec<(i64, Ts, Source)> = rows
-            .into_iter()
-            .filter_map(|(id, at, marks)| {
-                let source = match marks {
-                    Some(text) => Source::Text(text),
-                    None => match kept.remove(&id) {
-                        Some(commit) => Source::Kept(commit),
-                        // Gone since the first read: another instance folded it.
-                        None => Source::Text(texts.remove(&id)?),
-                    },
-                };
-                Some((id, at, source))
-            })
-            .collect();
-        // Off the async threads: at half load a round folds a couple of thousand small commits,
-        // a quarter of a million marks of JSON (tens of milliseconds of CPU), which on one of
-        // the runtime's threads held up the sessions and the writer queued behind it (the
-        // PUBACK tail while the refresh ran, `tds bench ingest` on PostgreSQL).
-        let mut folding = tokio::task::spawn_blocking(move || merge_rows(rows))
+    let started = Instant::now();
+    // This store's commits' marks are not read: it kept them (a few megabytes of JSON a round
+    // at half load, and their decoding).
+    let rows: Vec<(i64, Ts, Option<String>)> = on_db!(
+        db,
+        read | pool
+            | sqlx::query_as(
+                "SELECT id, marked_at, CASE WHEN feed = $2 THEN NULL ELSE marks END \
+                 FROM rollup_pending ORDER BY id LIMIT $1",
+            )
+            .bind(FOLD_COMMITS)
+            .bind(feed.token())
+            .fetch_all(pool)
             .await
-            .map_err(|e| StoreError::Corrupt(format!("rollup marks: the fold stopped: {e}")))??;
-        // Per device: (feed, feed_from) for the upsert.
-        let feeds: Vec<(i64, i64)> = folding
+    )?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let ours: Vec<i64> = rows.iter().filter(|r| r.2.is_none()).map(|r| r.0).collect();
+    let mut kept = feed.take_commits(&ours);
+    // Ours but no longer kept (past the bound, or let go when a fold saw a later row commit
+    // first): read.
+    let unkept: Vec<i64> = ours.iter().copied().filter(|id| !kept.contains_key(id)).collect();
+    let mut texts = if unkept.is_empty() {
+        HashMap::new()
+    } else {
+        on_db!(db, read | pool | pool.acquire().await?.pending_marks(&unkept).await)?
+    };
+    let rows: Vec<(i64, Ts, Source)> = rows
+        .into_iter()
+        .filter_map(|(id, at, marks)| {
+            let source = match marks {
+                Some(text) => Source::Text(text),
+                None => match kept.remove(&id) {
+                    Some(commit) => Source::Kept(commit),
+                    // Gone since the first read: another instance folded it.
+                    None => Source::Text(texts.remove(&id)?),
+                },
+            };
+            Some((id, at, source))
+        })
+        .collect();
+    // Off the async threads: at half load a round folds a couple of thousand small commits, a
+    // quarter of a million marks of JSON (tens of milliseconds of CPU), which on one of the
+    // runtime's threads held up the sessions and the writer queued behind it (the PUBACK tail
+    // while the refresh ran, `tds bench ingest` on PostgreSQL).
+    let mut folding = tokio::task::spawn_blocking(move || merge_rows(rows))
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("rollup marks: the fold stopped: {e}")))??;
+    // Per device: (feed, feed_from) for the upsert.
+    let feeds: Vec<(i64, i64)> =
+        folding
             .merged
             .iter()
             .map(|(device, m)| {
                 if folding.kept.contains_key(device) { (fold_id, feed.kept_id(*device, m.0)) } else { (0, 0) }
             })
             .collect();
+    let merged = started.elapsed();
+    let mut began = merged;
+    let upserted = in_tx!(db, |tx| {
+        began = started.elapsed();
         let upserted = tx.merge_marks(&folding.merged, &feeds).await?;
-        let given: HashMap<i64, i64> =
-            folding.merged.keys().zip(&feeds).map(|(&device, &(_, from))| (device, from)).collect();
         tx.delete_pending(&folding.ids).await?;
-        let mut made_whole = Vec::new();
-        let mut not_whole = Vec::new();
-        for (device, tenant, from, to, marked_at, id, from_id) in upserted {
-            let readings = folding.kept.remove(&device).filter(|_| id == fold_id);
-            let Some(readings) = readings else {
-                not_whole.push(device);
-                continue;
-            };
-            // A new row keeps the `feed_from` it was given; going on from a mark clears it.
-            let given = given.get(&device).copied().unwrap_or(0);
-            let went_on = (given != 0 && from_id == 0).then_some(given);
-            let mark =
-                FedMark { feed: id, tenant, from: from.micros(), to: to.micros(), marked_at, readings };
-            made_whole.push((device, mark, went_on));
-        }
-        Ok((folding.ids.len(), made_whole, not_whole))
+        Ok(upserted)
     })?;
+    let given: HashMap<i64, i64> =
+        folding.merged.keys().zip(&feeds).map(|(&device, &(_, from))| (device, from)).collect();
+    let mut made_whole = Vec::new();
+    let mut not_whole = Vec::new();
+    for (device, tenant, from, to, marked_at, id, from_id) in upserted {
+        let readings = folding.kept.remove(&device).filter(|_| id == fold_id);
+        let Some(readings) = readings else {
+            not_whole.push(device);
+            continue;
+        };
+        // A new row keeps the `feed_from` it was given; going on from a mark clears it.
+        let given = given.get(&device).copied().unwrap_or(0);
+        let went_on = (given != 0 && from_id == 0).then_some(given);
+        let mark = FedMark { feed: id, tenant, from: from.micros(), to: to.micros(), marked_at, readings };
+        made_whole.push((device, mark, went_on));
+    }
     feed.folded(made_whole, &not_whole);
-    Ok(n)
+    // Where a fold's time goes (`TDS_LOG_LEVEL=info,tds_store::rollups=debug`): reading and
+    // merging, waiting for the write transaction, and holding it.
+    tracing::debug!(
+        commits = folding.ids.len(),
+        devices = folding.merged.len(),
+        read_and_merge_ms = merged.as_secs_f64() * 1e3,
+        begin_ms = began.saturating_sub(merged).as_secs_f64() * 1e3,
+        held_ms = started.elapsed().saturating_sub(began).as_secs_f64() * 1e3,
+        "rollup fold"
+    );
+    Ok(folding.ids.len())
 }
 
 /// Every device a commit marked and no fold has taken yet, merged (for [`super::RollupStore`]'s

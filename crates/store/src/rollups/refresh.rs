@@ -90,7 +90,8 @@ impl RollupStore<'_> {
         limit: i64,
         max_rows: usize,
     ) -> Result<Vec<(TenantId, DeviceId)>, StoreError> {
-        // Commits since the last round become marks first (one short transaction).
+        // Commits since the last round become marks first (read and merged, then one short
+        // transaction).
         let started = std::time::Instant::now();
         let commits = super::pending::fold(self.db, self.feed).await?;
         let folded = started.elapsed();
@@ -206,7 +207,9 @@ impl RollupStore<'_> {
         let computed = started.elapsed();
         let now = Ts::now();
         let rows = upserts.len();
+        let mut began = computed;
         in_tx!(self.db, |tx| {
+            began = started.elapsed();
             for chunk in upserts.chunks(UPSERT_CHUNK) {
                 tx.upsert_rollups(chunk, now).await?;
             }
@@ -227,7 +230,8 @@ impl RollupStore<'_> {
             rows,
             fold_ms = folded.as_secs_f64() * 1e3,
             read_and_compute_ms = computed.saturating_sub(folded).as_secs_f64() * 1e3,
-            write_ms = started.elapsed().saturating_sub(computed).as_secs_f64() * 1e3,
+            write_begin_ms = began.saturating_sub(computed).as_secs_f64() * 1e3,
+            write_held_ms = started.elapsed().saturating_sub(began).as_secs_f64() * 1e3,
             "rollup round"
         );
         Ok(touched)
