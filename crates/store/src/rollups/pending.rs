@@ -215,6 +215,7 @@ pub(super) async fn fold(db: &Db, feed: &Feed) -> Result<usize, StoreError> {
         tx.delete_pending(&folding.ids).await?;
         Ok(upserted)
     })?;
+    let held = started.elapsed().saturating_sub(began);
     let given: HashMap<i64, i64> =
         folding.merged.keys().zip(&feeds).map(|(&device, &(_, from))| (device, from)).collect();
     let mut made_whole = Vec::new();
@@ -239,7 +240,7 @@ pub(super) async fn fold(db: &Db, feed: &Feed) -> Result<usize, StoreError> {
         devices = folding.merged.len(),
         read_and_merge_ms = merged.as_secs_f64() * 1e3,
         begin_ms = began.saturating_sub(merged).as_secs_f64() * 1e3,
-        held_ms = started.elapsed().saturating_sub(began).as_secs_f64() * 1e3,
+        held_ms = held.as_secs_f64() * 1e3,
         "rollup fold"
     );
     Ok(folding.ids.len())
